@@ -1,0 +1,96 @@
+"""Commands a client can send, as small frozen values the server dispatches on by type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Pub:
+    topic: str
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    topic: str
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsub:
+    topic: str
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    topic: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    id: str
+    delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class DlqList:
+    topic: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Republish dead letters of ``topic``; ``id`` None means every one not yet replayed."""
+
+    topic: str
+    id: str | None
+
+
+Command = (
+    Ping
+    | Quit
+    | Heartbeat
+    | Pub
+    | Sub
+    | Unsub
+    | History
+    | Ack
+    | Nack
+    | Touch
+    | Groups
+    | DlqList
+    | Replay
+)

@@ -1,0 +1,198 @@
+"""``parse_line``: one line of bytes to one command, or a ``ProtocolError`` with the ERR text.
+
+Command words are case-insensitive. Error texts for the seed's commands are the
+seed's own (``usage: PUB <topic> <message>``, ``n must be an integer``...), so
+clients written for it see what they expect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Final
+
+from broker.protocol.commands import (
+    Ack,
+    Command,
+    DlqList,
+    Groups,
+    Heartbeat,
+    History,
+    Nack,
+    Ping,
+    Pub,
+    Quit,
+    Replay,
+    Sub,
+    Touch,
+    Unsub,
+)
+from broker.protocol.errors import ProtocolError
+from broker.protocol.names import is_valid_name
+
+MAX_ECHO_CHARS: Final = 200
+DEFAULT_DLQ_LIST: Final = 100
+
+_WHITESPACE: Final = " \t"
+
+
+def parse_line(line: bytes) -> Command | None:
+    """Parse one line (LF already removed). Blank lines give None, as in the seed."""
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid utf-8") from None
+    if "\x00" in text:
+        raise ProtocolError("invalid NUL byte")
+    text = text.lstrip(_WHITESPACE)
+    if not text.strip():
+        return None
+    word, _, rest = text.partition(" ")
+    handler = _HANDLERS.get(word.upper())
+    if handler is None:
+        raise ProtocolError(f"unknown command: {_echo(text)}")
+    return handler(rest)
+
+
+def _echo(text: str) -> str:
+    text = text.rstrip()
+    if len(text) > MAX_ECHO_CHARS:
+        return text[:MAX_ECHO_CHARS] + "..."
+    return text
+
+
+def _topic(name: str) -> str:
+    if not is_valid_name(name):
+        raise ProtocolError("invalid topic name")
+    return name
+
+
+def _group(name: str) -> str:
+    if not is_valid_name(name):
+        raise ProtocolError("invalid group name")
+    return name
+
+
+def _no_args(usage: str, command: Command) -> Callable[[str], Command]:
+    def parse(rest: str) -> Command:
+        if rest.strip():
+            raise ProtocolError(f"usage: {usage}")
+        return command
+
+    return parse
+
+
+def _pub(rest: str) -> Command:
+    # The message is everything after "PUB <topic> ", byte for byte.
+    topic, sep, msg = rest.lstrip(_WHITESPACE).partition(" ")
+    if not sep or not msg or not topic:
+        raise ProtocolError("usage: PUB <topic> <message>")
+    return Pub(_topic(topic), msg)
+
+
+def _sub_args(rest: str, usage: str) -> tuple[str, str | None]:
+    args = rest.split()
+    if not 1 <= len(args) <= 2:
+        raise ProtocolError(f"usage: {usage}")
+    topic = _topic(args[0])
+    group = _group(args[1]) if len(args) == 2 else None
+    return topic, group
+
+
+def _sub(rest: str) -> Command:
+    return Sub(*_sub_args(rest, "SUB <topic> [group_id]"))
+
+
+def _unsub(rest: str) -> Command:
+    return Unsub(*_sub_args(rest, "UNSUB <topic> [group_id]"))
+
+
+def _history(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 2:
+        raise ProtocolError("usage: HISTORY <topic> <n>")
+    topic = _topic(args[0])
+    return History(topic, _count(args[1]))
+
+
+def _count(arg: str) -> int:
+    try:
+        n = int(arg)
+    except ValueError:
+        raise ProtocolError("n must be an integer") from None
+    if n < 0:
+        raise ProtocolError("n must not be negative")
+    return n
+
+
+def _one_id(rest: str, usage: str) -> str:
+    args = rest.split()
+    if len(args) != 1:
+        raise ProtocolError(f"usage: {usage}")
+    return args[0]
+
+
+def _ack(rest: str) -> Command:
+    return Ack(_one_id(rest, "ACK <message_id>"))
+
+
+def _touch(rest: str) -> Command:
+    return Touch(_one_id(rest, "TOUCH <message_id>"))
+
+
+def _nack(rest: str) -> Command:
+    args = rest.split()
+    if not 1 <= len(args) <= 2:
+        raise ProtocolError("usage: NACK <message_id> [delay_seconds]")
+    if len(args) == 1:
+        return Nack(args[0])
+    try:
+        delay = float(args[1])
+    except ValueError:
+        delay = math.nan
+    if not (0 <= delay <= 365 * 86400):
+        raise ProtocolError("delay must be a number of seconds between 0 and 31536000")
+    return Nack(args[0], delay)
+
+
+def _groups(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 1:
+        raise ProtocolError("usage: GROUPS <topic>")
+    return Groups(_topic(args[0]))
+
+
+def _dlq(rest: str) -> Command:
+    args = rest.split()
+    if not 1 <= len(args) <= 2:
+        raise ProtocolError("usage: DLQ <topic> [n]")
+    n = _count(args[1]) if len(args) == 2 else DEFAULT_DLQ_LIST
+    return DlqList(_topic(args[0]), n)
+
+
+def _replay(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 2:
+        raise ProtocolError("usage: REPLAY <topic> <message_id>|ALL")
+    topic = _topic(args[0])
+    target = None if args[1].upper() == "ALL" else args[1]
+    return Replay(topic, target)
+
+
+_HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
+    "PING": _no_args("PING", Ping()),
+    "QUIT": _no_args("QUIT", Quit()),
+    "HEARTBEAT": _no_args("HEARTBEAT", Heartbeat()),
+    "PUB": _pub,
+    "SUB": _sub,
+    "UNSUB": _unsub,
+    "HISTORY": _history,
+    "ACK": _ack,
+    "NACK": _nack,
+    "TOUCH": _touch,
+    "GROUPS": _groups,
+    "DLQ": _dlq,
+    "REPLAY": _replay,
+}

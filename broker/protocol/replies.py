@@ -1,0 +1,55 @@
+"""Every line the broker sends, built in one place so the seed's exact texts live here only."""
+
+from __future__ import annotations
+
+from typing import Final
+
+BANNER: Final = b"OK connected\n"
+PONG: Final = b"OK pong\n"
+BYE: Final = b"OK bye\n"
+PUBLISHED: Final = b"OK published\n"
+ACK_RECEIVED: Final = b"OK ack_received\n"
+NACK_RECEIVED: Final = b"OK nack_received\n"
+TOUCHED: Final = b"OK touched\n"
+HEARTBEAT_RECEIVED: Final = b"OK heartbeat_received\n"
+HISTORY_END: Final = b"OK history end\n"
+GROUPS_END: Final = b"OK groups end\n"
+DLQ_END: Final = b"OK dlq end\n"
+
+
+def err(reason: str) -> bytes:
+    return f"ERR {reason}\n".encode()
+
+
+def subscribed(topic: str, group: str | None) -> bytes:
+    if group is None:
+        return f"OK subscribed {topic}\n".encode()
+    return f"OK subscribed {topic} in group {group}\n".encode()
+
+
+def unsubscribed(topic: str, group: str | None) -> bytes:
+    if group is None:
+        return f"OK unsubscribed {topic}\n".encode()
+    return f"OK unsubscribed {topic} from group {group}\n".encode()
+
+
+def msg(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
+    """``MSG <topic> <id> <offset> <ts> <msg>``; ts printed as Python prints floats, as the seed."""
+    return f"MSG {topic} {id} {offset} {ts!r} {text}\n".encode()
+
+
+def history(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
+    return f"HISTORY {topic} {id} {offset} {ts!r} {text}\n".encode()
+
+
+def group_line(topic: str, group: str, fields: dict[str, int]) -> bytes:
+    pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"GROUP {topic} {group} {pairs}\n".encode()
+
+
+def dlq_line(topic: str, dlq_offset: int, json_text: str) -> bytes:
+    return f"DLQ {topic} {dlq_offset} {json_text}\n".encode()
+
+
+def replayed(count: int) -> bytes:
+    return f"OK replayed {count}\n".encode()
