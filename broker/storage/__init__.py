@@ -1,0 +1,21 @@
+"""Durable storage: per-topic segmented logs, the store that owns them, and journals.
+
+Knows nothing of sockets, groups or commands; the rest of the broker asks it for
+records by offset.
+"""
+
+from broker.storage.journal import Journal
+from broker.storage.records import Record, StorageError
+from broker.storage.segment import SegmentFormatError
+from broker.storage.store import FileStore, Store
+from broker.storage.topic_log import TopicLog
+
+__all__ = [
+    "FileStore",
+    "Journal",
+    "Record",
+    "SegmentFormatError",
+    "StorageError",
+    "Store",
+    "TopicLog",
+]

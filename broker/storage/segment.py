@@ -1,0 +1,193 @@
+"""Segment files: a versioned header line, then exactly one JSON record per line.
+
+The format stays plain (``tail``/``jq`` work on it) and carries its version in the
+first line, so a later format is read or refused explicitly, as beanstalkd does
+with ``Walver``. Readers ignore unknown keys so later versions can add fields.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Iterator
+from typing import BinaryIO, Final
+
+import orjson
+
+from broker.storage.records import Record, StorageError
+
+SEGMENT_VERSION: Final = 1
+LOG_SUFFIX: Final = ".log"
+IDX_SUFFIX: Final = ".idx"
+NAME_DIGITS: Final = 20
+READ_CHUNK: Final = 64 * 1024
+MAX_HEADER: Final = 4096
+
+
+class SegmentFormatError(StorageError):
+    """A segment file this broker cannot read; refused rather than guessed at."""
+
+
+def segment_stem(base: int) -> str:
+    return f"{base:0{NAME_DIGITS}d}"
+
+
+def log_path(topic_dir: pathlib.Path, base: int) -> pathlib.Path:
+    return topic_dir / (segment_stem(base) + LOG_SUFFIX)
+
+
+def idx_path(topic_dir: pathlib.Path, base: int) -> pathlib.Path:
+    return topic_dir / (segment_stem(base) + IDX_SUFFIX)
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The base offset a segment file name announces, or None for foreign files."""
+    stem, dot, suffix = name.partition(".")
+    if "." + suffix != LOG_SUFFIX or not dot:
+        return None
+    if len(stem) != NAME_DIGITS or not stem.isascii() or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def list_segments(topic_dir: pathlib.Path) -> list[int]:
+    """Base offsets of a topic's segments, from file names alone (no file is read)."""
+    bases = (parse_segment_name(p.name) for p in topic_dir.iterdir())
+    return sorted(b for b in bases if b is not None)
+
+
+def encode_header(base: int) -> bytes:
+    return orjson.dumps({"linemq_segment": SEGMENT_VERSION, "base_offset": base}) + b"\n"
+
+
+def decode_header(line: bytes, path: pathlib.Path, base: int) -> None:
+    """Raise unless ``line`` is a version-1 header for ``base``."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict) or "linemq_segment" not in obj:
+        raise SegmentFormatError(f"{path}: missing linemq segment header")
+    version = obj["linemq_segment"]
+    if version != SEGMENT_VERSION:
+        raise SegmentFormatError(
+            f"{path}: unsupported segment format version {version!r} "
+            f"(this broker reads version {SEGMENT_VERSION})"
+        )
+    if obj.get("base_offset") != base:
+        raise SegmentFormatError(
+            f"{path}: header base_offset {obj.get('base_offset')!r} does not match file name"
+        )
+
+
+def encode_record(offset: int, id: str, ts: float, msg: str) -> bytes:
+    """One log line. Raises ValueError for values that would not read back identically."""
+    if not math.isfinite(ts):
+        raise ValueError(f"timestamp must be finite, got {ts!r}")
+    try:
+        return orjson.dumps({"id": id, "offset": offset, "ts": ts, "msg": msg}) + b"\n"
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot encode message: {exc}") from exc
+
+
+def decode_record(line: bytes) -> Record | None:
+    """The record a line holds, or None if it is not one (torn, zeroed, foreign)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    offset, id_, ts, msg = obj.get("offset"), obj.get("id"), obj.get("ts"), obj.get("msg")
+    if type(offset) is not int or offset < 1:
+        return None
+    if not isinstance(id_, str) or not isinstance(msg, str):
+        return None
+    if type(ts) is int:
+        ts = float(ts)
+    elif type(ts) is not float:
+        return None
+    return Record(offset, id_, ts, msg)
+
+
+def read_header_end(f: BinaryIO, path: pathlib.Path, base: int) -> int:
+    """Validate a sealed segment's header; return where its first record starts."""
+    f.seek(0)
+    head = f.read(MAX_HEADER)
+    nl = head.find(b"\n")
+    if nl < 0:
+        raise SegmentFormatError(f"{path}: missing linemq segment header")
+    decode_header(head[: nl + 1], path, base)
+    return nl + 1
+
+
+def iter_lines(f: BinaryIO, pos: int, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """Complete lines in [pos, end) with their start positions; a trailing fragment is skipped.
+
+    ``end`` bounds reads of the active segment to what was written when the read
+    began, so a concurrent write can never be seen half-done.
+    """
+    f.seek(pos)
+    buf = bytearray()
+    buf_pos = pos
+    read_pos = pos
+    while end is None or read_pos < end:
+        want = READ_CHUNK if end is None else min(READ_CHUNK, end - read_pos)
+        data = f.read(want)
+        if not data:
+            return
+        read_pos += len(data)
+        buf += data
+        start = 0
+        while (nl := buf.find(b"\n", start)) >= 0:
+            yield buf_pos + start, bytes(buf[start : nl + 1])
+            start = nl + 1
+        del buf[:start]
+        buf_pos += start
+
+
+def read_segment(
+    path: pathlib.Path,
+    header_end: int,
+    end: int | None,
+    seek: tuple[int, int] | None,
+    start_offset: int,
+    max_count: int,
+    max_bytes: int,
+    out: list[Record],
+    out_bytes: int,
+) -> tuple[bool, int]:
+    """Append records >= start_offset to ``out``; return (limits reached, msg bytes so far).
+
+    ``seek`` is an (offset, position) index hint. It is trusted only if the line
+    found there really is that record; otherwise the segment is scanned from its
+    header, which costs time but never correctness.
+    """
+    with path.open("rb") as f:
+        lines = _lines_from(f, header_end, end, seek)
+        for _pos, line in lines:
+            rec = decode_record(line)
+            if rec is None or rec.offset < start_offset:
+                continue
+            if out and out_bytes + len(rec.msg) > max_bytes:
+                return True, out_bytes
+            out.append(rec)
+            out_bytes += len(rec.msg)
+            if len(out) >= max_count:
+                return True, out_bytes
+    return len(out) >= max_count, out_bytes
+
+
+def _lines_from(
+    f: BinaryIO, header_end: int, end: int | None, seek: tuple[int, int] | None
+) -> Iterator[tuple[int, bytes]]:
+    if seek is not None and seek[1] >= header_end:
+        lines = iter_lines(f, seek[1], end)
+        first = next(lines, None)
+        if first is not None:
+            rec = decode_record(first[1])
+            if rec is not None and rec.offset == seek[0]:
+                yield first
+                yield from lines
+                return
+    yield from iter_lines(f, header_end, end)

@@ -1,0 +1,373 @@
+"""A topic's append-only log: offsets, batching, segment rolls, durable writes, reads.
+
+``append`` only encodes into memory so the event loop never waits on the disk;
+``write`` hands each batch to the OS in one call per segment and undoes it whole
+if that fails; ``sync`` runs in a worker thread to make it durable. Reads open
+their own file handles and only see bytes that ``write`` finished, so they can
+run in threads while the loop keeps appending.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import sys
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from broker.storage.fsio import fsync_dir, rollback, write_all
+from broker.storage.index import SealedCache, SealedSegment, SegmentIndex, encode_entries
+from broker.storage.index import index_due as _index_due
+from broker.storage.records import Record, StorageError
+from broker.storage.recovery import recover_last_segment
+from broker.storage.segment import (
+    encode_header,
+    encode_record,
+    idx_path,
+    list_segments,
+    log_path,
+    read_segment,
+)
+from broker.storage.tail_cache import TailCache
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_READ_BYTES: Final = 1 << 20
+_TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_CLOEXEC
+
+
+def check_topic_name(name: str) -> str:
+    """Refuse names that could leave the topics directory: a backstop, callers validate too."""
+    if "/" in name or "\0" in name or name.startswith(".") or ".." in name:
+        raise ValueError(f"invalid topic name: {name!r}")
+    if not _TOPIC_NAME.fullmatch(name):
+        raise ValueError(f"invalid topic name: {name!r}")
+    return name
+
+
+@dataclass(slots=True)
+class _Active:
+    """The segment being appended to. Its fds belong to the loop thread."""
+
+    base: int
+    header_end: int
+    log_fd: int
+    idx_fd: int
+    size: int
+    idx_size: int
+    last_offset: int
+    index: SegmentIndex
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Pending records for one segment; ``new_segment`` batches create their file on write."""
+
+    base: int
+    new_segment: bool
+    start_size: int
+    last_index_pos: int | None
+    has_records: bool
+    chunks: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+    records: list[Record] = field(default_factory=list)
+    index: list[tuple[int, int]] = field(default_factory=list)
+
+
+class TopicLog:
+    """One topic's records, offsets counting from 1.
+
+    ``first_offset`` is the base of the oldest segment; for a log that has never
+    been written it is 1 while ``last_offset`` is 0, so [first, last] is empty.
+    """
+
+    def __init__(
+        self, topics_dir: pathlib.Path, name: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    ) -> None:
+        """No disk access: a topic's directory appears with its first write."""
+        self.name = check_topic_name(name)
+        self._dir = topics_dir / self.name
+        self._segment_bytes = segment_bytes
+        self._lock = threading.Lock()  # guards what readers and sync() share with the loop
+        self._bases: list[int] = []
+        self._active: _Active | None = None
+        self._last = 0
+        self._written_last = 0
+        self._pending: list[_Batch] = []
+        self._tail = TailCache(1)
+        self._sealed = SealedCache(self._dir)
+        self._unsynced_fds: list[int] = []  # sealed segments' fds, owned until fsynced
+        self._dirs_to_sync: set[pathlib.Path] = set()
+        self._dirty = False
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls, topics_dir: pathlib.Path, name: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    ) -> TopicLog:
+        """Recover an existing topic by looking only at its last segment."""
+        topic = cls(topics_dir, name, segment_bytes)
+        if topic._dir.is_dir():
+            topic._recover()
+        return topic
+
+    def _recover(self) -> None:
+        bases = list_segments(self._dir)
+        if not bases:
+            return
+        seg = recover_last_segment(self._dir, self.name, bases[-1])
+        log_fd = os.open(log_path(self._dir, seg.base), _OPEN_FLAGS)
+        idx_fd = os.open(idx_path(self._dir, seg.base), _OPEN_FLAGS | os.O_CREAT, 0o644)
+        os.lseek(log_fd, seg.size, os.SEEK_SET)
+        os.lseek(idx_fd, seg.idx_size, os.SEEK_SET)
+        self._active = _Active(
+            seg.base, seg.header_end, log_fd, idx_fd, seg.size, seg.idx_size,
+            seg.last_offset, seg.index,
+        )  # fmt: skip
+        self._bases = bases
+        self._last = self._written_last = seg.last_offset
+        self._tail = TailCache(seg.last_offset + 1)
+
+    @property
+    def last_offset(self) -> int:
+        return self._last
+
+    @property
+    def first_offset(self) -> int:
+        return self._bases[0] if self._bases else 1
+
+    @property
+    def written_offset(self) -> int:
+        """The highest offset handed to the OS, i.e. what reads can see."""
+        return self._written_last
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def append(self, msg: str, ts: float, id: str) -> Record:
+        offset = self._last + 1
+        line = encode_record(offset, id, ts, msg)
+        batch = self._pending[-1] if self._pending else self._batch_for_active(offset)
+        if batch.has_records and batch.start_size + batch.nbytes + len(line) > self._segment_bytes:
+            batch = self._new_segment_batch(offset)
+        pos = batch.start_size + batch.nbytes
+        if _index_due(pos, batch.last_index_pos):
+            batch.index.append((offset, pos))
+            batch.last_index_pos = pos
+        rec = Record(offset, id, ts, msg)
+        batch.chunks.append(line)
+        batch.nbytes += len(line)
+        batch.records.append(rec)
+        batch.has_records = True
+        self._last = offset
+        return rec
+
+    def _batch_for_active(self, offset: int) -> _Batch:
+        seg = self._active
+        if seg is None:
+            return self._new_segment_batch(offset)
+        batch = _Batch(
+            seg.base, False, seg.size, seg.index.last_position, seg.last_offset >= seg.base
+        )
+        self._pending.append(batch)
+        return batch
+
+    def _new_segment_batch(self, offset: int) -> _Batch:
+        header = encode_header(offset)
+        batch = _Batch(offset, True, 0, None, False, [header], len(header))
+        self._pending.append(batch)
+        return batch
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self) -> None:
+        """Hand every pending record to the OS; on failure nothing of the failed batch remains."""
+        batches, self._pending = self._pending, []
+        for batch in batches:
+            try:
+                if batch.new_segment:
+                    self._write_new_segment(batch)
+                else:
+                    self._write_active(batch)
+            except OSError as exc:
+                log.error(
+                    "topic_write_failed",
+                    topic=self.name,
+                    error=str(exc),
+                    records_dropped=self._last - self._written_last,
+                )
+                self._last = self._written_last
+                raise StorageError(str(exc)) from exc
+
+    def _write_active(self, batch: _Batch) -> None:
+        seg = self._active
+        assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
+        entries = encode_entries(batch.index)
+        try:
+            write_all(seg.log_fd, b"".join(batch.chunks))
+            if entries:
+                write_all(seg.idx_fd, entries)
+        except OSError:
+            self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
+            raise
+        self._commit(seg, batch, len(entries))
+
+    def _undo(self, log_fd: int, size: int, idx_fd: int, idx_size: int) -> None:
+        for fd, keep in ((log_fd, size), (idx_fd, idx_size)):
+            try:
+                rollback(fd, keep)
+            except OSError as exc:  # the recovery scan is the last line of defence
+                log.error("topic_rollback_failed", topic=self.name, error=str(exc))
+
+    def _write_new_segment(self, batch: _Batch) -> None:
+        if not self._dir.is_dir():
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dirs_to_sync.update((self._dir.parent, self._dir.parent.parent))
+        lpath, ipath = log_path(self._dir, batch.base), idx_path(self._dir, batch.base)
+        fds: list[int] = []
+        try:
+            # O_TRUNC: a file at this base can only hold a failed earlier attempt.
+            fds.append(os.open(lpath, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644))
+            fds.append(os.open(ipath, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644))
+            entries = encode_entries(batch.index)
+            write_all(fds[0], b"".join(batch.chunks))
+            write_all(fds[1], entries)
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            for path in (lpath, ipath):
+                path.unlink(missing_ok=True)
+            raise
+        header_end = len(batch.chunks[0])
+        seg = _Active(batch.base, header_end, fds[0], fds[1], 0, 0, batch.base - 1, SegmentIndex())
+        with self._lock:
+            old = self._active
+            if old is not None:
+                self._unsynced_fds += (old.log_fd, old.idx_fd)
+                self._sealed.put(SealedSegment(old.base, old.header_end, old.index))
+            self._active = seg
+            self._bases.append(seg.base)
+            self._dirs_to_sync.add(self._dir)
+        self._commit(seg, batch, len(entries))
+
+    def _commit(self, seg: _Active, batch: _Batch, idx_bytes: int) -> None:
+        with self._lock:
+            for offset, pos in batch.index:
+                seg.index.add(offset, pos)
+            seg.size += batch.nbytes
+            seg.idx_size += idx_bytes
+            seg.last_offset = batch.records[-1].offset
+            self._written_last = seg.last_offset
+            self._tail.extend(batch.records)
+            self._dirty = True
+
+    def sync(self) -> None:
+        """fsync what was written; safe in a worker thread while the loop appends and writes.
+
+        It works on duplicated or handed-over fds, so a segment roll on the loop
+        thread cannot close a descriptor under a running fsync.
+        """
+        fds: list[int] = []
+        with self._lock:
+            fds, self._unsynced_fds = self._unsynced_fds, []
+            if self._active is not None and self._dirty:
+                fds += (os.dup(self._active.log_fd), os.dup(self._active.idx_fd))
+                self._dirty = False
+            dirs, self._dirs_to_sync = self._dirs_to_sync, set()
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            for d in sorted(dirs, key=lambda p: len(p.parts)):
+                fsync_dir(d)
+        except OSError as exc:
+            log.error("topic_sync_failed", topic=self.name, error=str(exc))
+            raise StorageError(f"fsync failed: {exc}") from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Write what is pending, fsync, release the fds; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.write()
+        finally:
+            try:
+                self.sync()
+            finally:
+                self._closed = True
+                with self._lock:
+                    seg, self._active = self._active, None
+                if seg is not None:
+                    os.close(seg.log_fd)
+                    os.close(seg.idx_fd)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_cached(
+        self, start_offset: int, max_count: int, max_bytes: int = DEFAULT_READ_BYTES
+    ) -> list[Record] | None:
+        """Serve from memory or say None; never blocks, so the loop can call it directly."""
+        if max_count <= 0:
+            return []
+        with self._lock:
+            return self._tail.get(start_offset, max_count, max_bytes)
+
+    def read(
+        self, start_offset: int, max_count: int, max_bytes: int = DEFAULT_READ_BYTES
+    ) -> list[Record]:
+        """Written records from ``start_offset``; blocking file I/O, meant for a worker thread."""
+        if max_count <= 0:
+            return []
+        with self._lock:
+            cached = self._tail.get(start_offset, max_count, max_bytes)
+            if cached is not None:
+                return cached
+            i = max(bisect_right(self._bases, start_offset) - 1, 0)
+        out: list[Record] = []
+        out_bytes = 0
+        while True:
+            with self._lock:
+                if i >= len(self._bases):
+                    return out
+                base = self._bases[i]
+                seg = self._active
+                if seg is not None and seg.base == base:
+                    end: int | None = seg.size
+                    header_end = seg.header_end
+                    seek = seg.index.seek_point(start_offset)
+                else:
+                    end = None
+            if end is None:
+                sealed = self._sealed.get(base)
+                header_end = sealed.header_end
+                seek = sealed.index.seek_point(start_offset)
+            full, out_bytes = read_segment(
+                log_path(self._dir, base), header_end, end, seek,
+                start_offset, max_count, max_bytes, out, out_bytes,
+            )  # fmt: skip
+            if full:
+                return out
+            i += 1
+
+    def read_last(self, n: int) -> list[Record]:
+        if n <= 0:
+            return []
+        with self._lock:
+            cached = self._tail.last(n, self.first_offset)
+            written = self._written_last
+        if cached is not None:
+            return cached
+        start = max(written - n + 1, self.first_offset)
+        return self.read(start, n, max_bytes=sys.maxsize)
