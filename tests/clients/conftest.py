@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -53,12 +54,14 @@ class FakeBroker:
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _rr: Iterator[int] = field(default_factory=itertools.count)
     _server: asyncio.Server | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def received(self) -> list[str]:
         return [line for conn in self.conns for line in conn.received]
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -67,6 +70,19 @@ class FakeBroker:
         self._server.close()
         self.drop_connections()
         await self._server.wait_closed()
+
+    def publish_when_subscribed(self, sub_line: str, topic: str, texts: list[str]) -> None:
+        """From another thread: once ``sub_line`` has arrived, publish ``texts`` to ``topic``."""
+
+        def run() -> None:
+            deadline = time.monotonic() + 5
+            while sub_line not in self.received and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert self._loop is not None
+            for text in texts:
+                self._loop.call_soon_threadsafe(self._publish, topic, text)
+
+        threading.Thread(target=run, daemon=True).start()
 
     def drop_connections(self) -> None:
         for conn in self.conns:

@@ -1,0 +1,286 @@
+"""Client commands for the ``linemq`` CLI: pub, sub, history, groups, dlq.
+
+Exported as ``client_commands`` so the server's CLI group can attach them, and
+as the standalone ``cli`` group. Output is the server's own lines where there is
+one (``MSG``/``HISTORY``), so the CLI composes with grep and awk the way netcat
+would; tables only where the wire format is JSON or counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Final, TextIO, TypeVar
+
+import click
+
+from clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
+from clients.protocol import REPLAY_ALL, DeadLetter, ProtocolError
+
+PUB_BATCH: Final = 1000
+MESSAGE_COLUMN_WIDTH: Final = 40
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def connection_options(f: _F) -> _F:
+    f = click.option(
+        "--port",
+        envvar="LINEMQ_PORT",
+        default=DEFAULT_PORT,
+        show_default=True,
+        type=click.IntRange(1, 65535),
+        help="Broker port (env LINEMQ_PORT).",
+    )(f)
+    f = click.option(
+        "--host",
+        envvar="LINEMQ_HOST",
+        default=DEFAULT_HOST,
+        show_default=True,
+        help="Broker host (env LINEMQ_HOST).",
+    )(f)
+    return f
+
+
+def _run(main: Coroutine[Any, Any, None], host: str, port: int) -> None:
+    """Run one command's coroutine and turn failures into a message and an exit code."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how `sub` is meant to end
+    except BrokenPipeError:
+        # Reader went away (`linemq sub t | head`); stop quietly without a flush error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokerError as exc:
+        click.echo(f"ERR {exc.reason}", err=True)
+        sys.exit(1)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (OSError, TimeoutError, ProtocolError) as exc:
+        click.echo(f"error: {host}:{port}: {exc or type(exc).__name__}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("message", nargs=-1)
+@click.option("-v", "--verbose", is_flag=True, help="Print how many messages were published.")
+@connection_options
+def pub(topic: str, message: tuple[str, ...], verbose: bool, host: str, port: int) -> None:
+    """Publish MESSAGE to TOPIC, or one message per line of stdin if no MESSAGE is given.
+
+    Stdin lines are pipelined in batches; empty lines are skipped.
+    """
+
+    async def main() -> None:
+        async with Client(host, port) as c:
+            if message:
+                await c.publish(topic, " ".join(message))
+                count = 1
+            else:
+                count = 0
+                for batch in _batches(click.get_text_stream("stdin"), PUB_BATCH):
+                    count += await c.publish_many(topic, batch)
+        if verbose:
+            click.echo(f"published {count}")
+
+    _run(main(), host, port)
+
+
+def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in stream:
+        text = line.rstrip("\r\n")
+        if text:
+            batch.append(text)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@click.command()
+@click.argument("topic")
+@click.option("-g", "--group", help="Join this consumer group (each message goes to one member).")
+@click.option("--no-ack", is_flag=True, help="With --group: leave messages unacked.")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="Exit after N messages.")
+@click.option(
+    "--heartbeat-interval", type=click.FloatRange(min=0.01), default=10.0, show_default=True
+)
+@connection_options
+def sub(
+    topic: str,
+    group: str | None,
+    no_ack: bool,
+    count: int | None,
+    heartbeat_interval: float,
+    host: str,
+    port: int,
+) -> None:
+    """Print each message of TOPIC as its raw MSG line until Ctrl-C (or --count)."""
+
+    async def main() -> None:
+        async with Client(host, port, heartbeat_interval=heartbeat_interval) as c:
+            received = 0
+            async for m in c.subscribe(topic, group):
+                click.echo(m.raw)  # click.echo flushes, so each line shows up at once
+                if group is not None and not no_ack:
+                    await m.ack()
+                received += 1
+                if count is not None and received >= count:
+                    return
+
+    _run(main(), host, port)
+
+
+@click.command()
+@click.argument("topic")
+@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True)
+@connection_options
+def history(topic: str, count: int, host: str, port: int) -> None:
+    """Print the last N messages of TOPIC as the server's HISTORY lines, oldest first."""
+
+    async def main() -> None:
+        async with Client(host, port) as c:
+            for m in await c.history(topic, count):
+                click.echo(m.raw)
+
+    _run(main(), host, port)
+
+
+@click.command()
+@click.argument("topic")
+@connection_options
+def groups(topic: str, host: str, port: int) -> None:
+    """Show the consumer groups of TOPIC with their counters."""
+
+    async def main() -> None:
+        async with Client(host, port) as c:
+            infos = await c.groups(topic)
+        if not infos:
+            click.echo(f"no consumer groups on {topic}")
+            return
+        keys = list(dict.fromkeys(k for g in infos for k in g.stats))
+        header = ["GROUP", *(k.upper() for k in keys)]
+        rows = [[g.group, *(str(g.stats.get(k, "")) for k in keys)] for g in infos]
+        for line in _table(header, rows):
+            click.echo(line)
+
+    _run(main(), host, port)
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect and replay dead letters."""
+
+
+@dlq.command("list")
+@click.argument("topic")
+@click.option("-n", "count", type=click.IntRange(min=0), help="How many (server default 100).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of each dead letter.")
+@connection_options
+def dlq_list(topic: str, count: int | None, as_json: bool, host: str, port: int) -> None:
+    """List the latest dead letters of TOPIC, oldest first."""
+
+    async def main() -> None:
+        async with Client(host, port) as c:
+            letters = await c.dlq(topic, count)
+        if as_json:
+            for letter in letters:
+                click.echo(letter.raw_json)
+        elif not letters:
+            click.echo(f"no dead letters for {topic}")
+        else:
+            for line in _table(_DLQ_HEADER, [_dlq_row(d) for d in letters]):
+                click.echo(line)
+
+    _run(main(), host, port)
+
+
+@dlq.command("replay")
+@click.argument("topic")
+@click.option("--id", "ids", multiple=True, help="Dead letter to replay (original or DLQ id).")
+@click.option(
+    "--all", "replay_all", is_flag=True, help="Replay every dead letter not yet replayed."
+)
+@connection_options
+def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, host: str, port: int) -> None:
+    """Republish dead letters of TOPIC as new messages."""
+    if bool(ids) == replay_all:
+        raise click.UsageError("give either --all or at least one --id")
+    targets = [REPLAY_ALL] if replay_all else list(ids)
+
+    async def main() -> None:
+        async with Client(host, port) as c:
+            results = await asyncio.gather(
+                *(c.replay(topic, t) for t in targets), return_exceptions=True
+            )
+        click.echo(f"replayed {sum(r for r in results if isinstance(r, int))}")
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    _run(main(), host, port)
+
+
+_DLQ_HEADER: Final = [
+    "DLQ#",
+    "ID",
+    "GROUP",
+    "ATTEMPTS",
+    "REASON",
+    "LAST DELIVERY",
+    "REPLAYED",
+    "MESSAGE",
+]
+
+
+def _dlq_row(d: DeadLetter) -> list[str]:
+    replayed = "no" if d.replayed is None else f"yes (offset {d.replayed.offset})"
+    return [
+        str(d.dlq_offset),
+        d.id,
+        d.group or "-",
+        str(d.attempts),
+        d.reason,
+        _when(d.last_delivery_ts),
+        replayed,
+        _truncate(d.text, MESSAGE_COLUMN_WIDTH),
+    ]
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+client_commands: list[click.Command] = [pub, sub, history, groups, dlq]
+
+
+@click.group()
+def cli() -> None:
+    """linemq client commands."""
+
+
+for _command in client_commands:
+    cli.add_command(_command)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,195 @@
+"""A blocking wrapper around the asyncio ``Client`` for scripts.
+
+It runs the async client on an event loop in a daemon thread rather than
+re-implementing the protocol on a blocking socket: reply routing, pushed MSG
+lines and group heartbeats then behave exactly as in the async client, and the
+heartbeats keep flowing while the script is busy between messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from clients.aio import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    Client,
+    GroupInfo,
+    Message,
+    Subscription,
+)
+from clients.protocol import DeadLetter
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMessage:
+    """A delivery whose ``ack``/``nack``/``touch`` block until the server confirms."""
+
+    topic: str
+    id: str
+    offset: int
+    ts: float
+    text: str
+    group: str | None = None
+    raw: str = field(default="", repr=False, compare=False)
+    _message: Message | None = field(default=None, repr=False, compare=False)
+    _client: SyncClient | None = field(default=None, repr=False, compare=False)
+
+    def ack(self) -> None:
+        client, message = self._bound()
+        client._call(message.ack())
+
+    def nack(self, delay: float | None = None) -> None:
+        client, message = self._bound()
+        client._call(message.nack(delay))
+
+    def touch(self) -> None:
+        client, message = self._bound()
+        client._call(message.touch())
+
+    def _bound(self) -> tuple[SyncClient, Message]:
+        if self._message is None or self._client is None:
+            raise ValueError("only consumer-group deliveries can be acked, nacked or touched")
+        return self._client, self._message
+
+
+class SyncSubscription:
+    """``for m in sub:`` blocks for each message; ``next(timeout)`` to wait a bounded time."""
+
+    def __init__(self, client: SyncClient, sub: Subscription) -> None:
+        self._client = client
+        self._sub = sub
+
+    def next(self, timeout: float | None = None) -> SyncMessage:
+        """Raise ``TimeoutError`` after ``timeout`` s, ``StopIteration`` once unsubscribed."""
+        try:
+            m = self._client._call(self._sub.next(), timeout)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        client = self._client if m.group is not None else None
+        return SyncMessage(m.topic, m.id, m.offset, m.ts, m.text, m.group, m.raw, m, client)
+
+    def unsubscribe(self) -> None:
+        self._client._call(self._sub.unsubscribe())
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> SyncMessage:
+        return self.next()
+
+
+class SyncClient:
+    """``with SyncClient(host, port) as c: c.publish("chat", "hi")``."""
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._client = Client(host, port, heartbeat_interval=heartbeat_interval, timeout=timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def connect(self) -> None:
+        if self._loop is not None:
+            raise RuntimeError("client already connected")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="linemq-sync", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._call(self._client.connect())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._call(self._client.close())
+        finally:
+            self._stop_loop()
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        self._call(self._client.ping())
+
+    def publish(self, topic: str, text: str) -> None:
+        self._call(self._client.publish(topic, text))
+
+    def publish_many(self, topic: str, texts: Iterable[str]) -> int:
+        return self._call(self._client.publish_many(topic, list(texts)))
+
+    def history(self, topic: str, n: int) -> list[Message]:
+        return self._call(self._client.history(topic, n))
+
+    def groups(self, topic: str) -> list[GroupInfo]:
+        return self._call(self._client.groups(topic))
+
+    def dlq(self, topic: str, n: int | None = None) -> list[DeadLetter]:
+        return self._call(self._client.dlq(topic, n))
+
+    def replay(self, topic: str, target: str) -> int:
+        return self._call(self._client.replay(topic, target))
+
+    def ack(self, message_id: str) -> None:
+        self._call(self._client.ack(message_id))
+
+    def nack(self, message_id: str, delay: float | None = None) -> None:
+        self._call(self._client.nack(message_id, delay))
+
+    def touch(self, message_id: str) -> None:
+        self._call(self._client.touch(message_id))
+
+    def subscribe(self, topic: str, group: str | None = None) -> SyncSubscription:
+        """Subscribe now (returns after ``OK subscribed``); iterate for messages."""
+        return SyncSubscription(self, self._call(self._client.subscribe_to(topic, group)))
+
+    def _call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        if self._loop is None:
+            coro.close()
+            raise ConnectionError("client is not connected")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+        except KeyboardInterrupt:
+            future.cancel()  # don't leave the coroutine running behind Ctrl-C
+            raise
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
