@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
 
@@ -40,10 +39,10 @@ from clients.protocol import (
     encode_replay,
     encode_sub,
     encode_touch,
-    encode_unsub,
     parse_replayed,
     parse_server_line,
 )
+from clients.subscription import Message, Subscription
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8888
@@ -56,6 +55,8 @@ READ_LIMIT: Final = 16 * 1024 * 1024
 
 GroupInfo = GroupLine
 
+__all__ = ["BrokerError", "Client", "GroupInfo", "Message", "Subscription"]
+
 
 class BrokerError(Exception):
     """The server answered ``ERR``; the connection is still usable."""
@@ -63,34 +64,6 @@ class BrokerError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A delivered (or historical) message; ``ack``/``nack``/``touch`` for group deliveries."""
-
-    topic: str
-    id: str
-    offset: int
-    ts: float
-    text: str
-    group: str | None = None
-    raw: str = field(default="", repr=False, compare=False)
-    _client: Client | None = field(default=None, repr=False, compare=False)
-
-    async def ack(self) -> None:
-        await self._settler().ack(self.id)
-
-    async def nack(self, delay: float | None = None) -> None:
-        await self._settler().nack(self.id, delay)
-
-    async def touch(self) -> None:
-        await self._settler().touch(self.id)
-
-    def _settler(self) -> Client:
-        if self._client is None:
-            raise ValueError("only consumer-group deliveries can be acked, nacked or touched")
-        return self._client
 
 
 class _Waiter:
@@ -101,71 +74,6 @@ class _Waiter:
     def __init__(self, future: asyncio.Future[tuple[str, list[BlockLine]]]) -> None:
         self.future = future
         self.block: list[BlockLine] = []
-
-
-class _End:
-    """Queued after a subscription's last message; ``error`` set if the connection died."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: str | None) -> None:
-        self.error = error
-
-
-class Subscription:
-    """Deliveries for one topic (optionally as a group member) on one connection.
-
-    The queue is unbounded on purpose: the reader must never stop on a slow
-    consumer, or the ``OK`` for that consumer's own ``ACK`` would sit behind the
-    message it cannot enqueue. Group deliveries are bounded by the server's
-    in-flight limit; a fanout subscriber that falls far behind should drop it.
-    """
-
-    def __init__(self, client: Client, topic: str, group: str | None) -> None:
-        self.topic = topic
-        self.group = group
-        self._client = client
-        self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
-        self._started = False
-        self._ended = False
-
-    async def start(self) -> Self:
-        """Send ``SUB`` and wait for its ``OK``; idempotent."""
-        if not self._started:
-            self._started = True
-            await self._client._start_subscription(self)
-        return self
-
-    async def next(self) -> Message:
-        """Next message, like ``anext(sub)``.
-
-        Raises ``StopAsyncIteration`` after unsubscribe/close, ``ConnectionError`` on loss.
-        """
-        await self.start()
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._queue.put_nowait(item)  # every later call ends the same way
-            if item.error is not None:
-                raise ConnectionError(item.error)
-            raise StopAsyncIteration
-        return item
-
-    async def unsubscribe(self) -> None:
-        """Send ``UNSUB``; messages already received are still yielded, then iteration stops."""
-        if self._started and not self._ended:
-            self._client._forget(self, None)
-            await self._client._request(encode_unsub(self.topic, self.group))
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Message:
-        return await self.next()
-
-    def _end(self, error: str | None) -> None:
-        if not self._ended:
-            self._ended = True
-            self._queue.put_nowait(_End(error))
 
 
 class Client:
@@ -180,6 +88,8 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         """``timeout`` bounds connecting and the ``QUIT`` handshake, not ordinary requests."""
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         self.host = host
         self.port = port
         self.heartbeat_interval = heartbeat_interval
@@ -399,7 +309,7 @@ class Client:
                 # None: a late MSG after UNSUB; a group one is redelivered by the server.
                 if sub is not None:
                     client = self if sub.group is not None else None
-                    sub._queue.put_nowait(_message(line, sub.group, client))
+                    sub._deliver(_message(line, sub.group, client))
             case HistoryLine() | GroupLine() | DlqLine():
                 if not self._waiters:
                     raise ProtocolError(f"{type(line).__name__} without a request")

@@ -130,7 +130,10 @@ def sub(
             async for m in c.subscribe(topic, group):
                 click.echo(m.raw)  # click.echo flushes, so each line shows up at once
                 if group is not None and not no_ack:
-                    await m.ack()
+                    try:
+                        await m.ack()
+                    except BrokerError as exc:  # e.g. ack timeout passed: say so, keep going
+                        click.echo(f"ERR {exc.reason}", err=True)
                 received += 1
                 if count is not None and received >= count:
                     return

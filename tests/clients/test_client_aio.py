@@ -212,3 +212,8 @@ async def test_connect_to_closed_port_raises_connection_error() -> None:
     await server.wait_closed()
     with pytest.raises(ConnectionError):
         await Client(port=port).connect()
+
+
+def test_heartbeat_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        Client(heartbeat_interval=0)

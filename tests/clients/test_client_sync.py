@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -65,3 +66,12 @@ def test_connection_loss_raises(threaded_broker: FakeBroker) -> None:
             sub.next(timeout=2)
         with pytest.raises(ConnectionError):
             c.ping()
+
+
+def test_connect_failure_raises_and_leaves_no_thread_behind() -> None:
+    c = SyncClient(port=1, timeout=1)
+    with pytest.raises(ConnectionError):
+        c.connect()
+    assert not any(t.name == "linemq-sync" for t in threading.enumerate())
+    with pytest.raises(ConnectionError, match="not connected"):
+        c.ping()
