@@ -194,6 +194,8 @@ class TopicLog:
         """Hand every pending record to the OS; on failure nothing of the failed batch remains."""
         batches, self._pending = self._pending, []
         for batch in batches:
+            if not batch.records:  # opened for the active segment, then rolled past at once
+                continue
             try:
                 if batch.new_segment:
                     self._write_new_segment(batch)

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+
+import pytest
+from storage_helpers import OpenLog, fill, segment_files
+
+from broker.storage import segment as segment_mod
+from broker.storage.records import Record
+from broker.storage.topic_log import TopicLog
+
+
+def test_append_write_read_round_trip(open_log: OpenLog) -> None:
+    log = open_log()
+    rec = log.append("hello\nworld", 1700000000.5, "msg_a")
+    assert rec == Record(1, "msg_a", 1700000000.5, "hello\nworld")
+    log.write()
+    assert log.read(1, 10) == [rec]
+
+
+def test_offsets_are_contiguous_from_one(open_log: OpenLog) -> None:
+    log = open_log()
+    fill(log, 250)
+    assert log.last_offset == 250
+    assert [r.offset for r in log.read(1, 1000, max_bytes=1 << 30)] == list(range(1, 251))
+
+
+def test_append_does_no_io_until_write(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+    log = open_log()
+    log.append("x", 1.0, "msg_1")
+    assert log.has_pending and log.last_offset == 1
+    assert not (tmp_path / "topics").exists()
+    assert log.read(1, 10) == [] and log.read_cached(1, 10) == []
+    log.write()
+    assert not log.has_pending
+    assert [r.msg for r in log.read(1, 10)] == ["x"]
+
+
+def test_reopen_keeps_last_offset_and_data(open_log: OpenLog) -> None:
+    log = open_log()
+    fill(log, 40)
+    log.close()
+    again = open_log()
+    assert again.last_offset == 40 and again.first_offset == 1
+    assert [r.msg for r in again.read(38, 10)] == ["m38", "m39", "m40"]
+    fill(again, 2)
+    assert [r.offset for r in again.read(39, 10)] == [39, 40, 41, 42]
+
+
+def test_empty_log_offsets(open_log: OpenLog) -> None:
+    log = open_log()
+    assert (log.first_offset, log.last_offset) == (1, 0)
+    assert log.read(1, 10) == [] and log.read_last(5) == []
+
+
+def test_segment_roll_names_show_base_offsets(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+    log = open_log(segment_bytes=1000)
+    fill(log, 100)
+    files = segment_files(tmp_path / "topics" / "t")
+    assert len(files) > 3
+    bases = [int(f.stem) for f in files]
+    assert bases[0] == 1 and bases == sorted(bases)
+    assert all(len(f.stem) == 20 for f in files)
+    assert all(f.stat().st_size <= 1000 for f in files)
+    for base, f in zip(bases, files, strict=True):
+        first = f.read_bytes().split(b"\n")[1]
+        assert f'"offset":{base},'.encode() in first
+    got = log.read(1, 1000, max_bytes=1 << 30)
+    assert [r.offset for r in got] == list(range(1, 101))
+    boundary = bases[2]
+    assert [r.offset for r in log.read(boundary - 1, 3)] == [boundary - 1, boundary, boundary + 1]
+
+
+def test_segment_rolls_inside_one_pending_batch(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+    log = open_log(segment_bytes=300)
+    for i in range(1, 21):
+        log.append(f"m{i}", 1.0, f"msg_{i}")
+    log.write()
+    assert len(segment_files(tmp_path / "topics" / "t")) > 2
+    log.close()
+    again = open_log(segment_bytes=300)
+    assert [r.offset for r in again.read(1, 100)] == list(range(1, 21))
+
+
+def test_oversized_record_takes_a_segment_alone(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+    log = open_log(segment_bytes=200)
+    log.append("a", 1.0, "msg_1")
+    log.append("x" * 1000, 1.0, "msg_2")
+    log.append("b", 1.0, "msg_3")
+    log.write()
+    assert [int(f.stem) for f in segment_files(tmp_path / "topics" / "t")] == [1, 2, 3]
+    assert [r.offset for r in log.read(1, 10)] == [1, 2, 3]
+
+
+def test_read_from_middle_of_big_log_seeks_via_index(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(segment_bytes=256 * 1024)
+    for i in range(1, 50_001):
+        log.append(f"message number {i}", 1700000000.0, f"msg_{i}")
+        if i % 5000 == 0:
+            log.write()
+    log.close()
+    log = open_log(segment_bytes=256 * 1024)  # cold: empty tail cache, no sealed index loaded
+
+    scanned = 0
+    real = segment_mod.iter_lines
+
+    def counting(*args: object) -> object:
+        nonlocal scanned
+        for item in real(*args):  # type: ignore[arg-type]
+            scanned += 1
+            yield item
+
+    monkeypatch.setattr(segment_mod, "iter_lines", counting)
+    t0 = time.perf_counter()
+    got = log.read(25_000, 10)
+    elapsed = time.perf_counter() - t0
+    assert [r.offset for r in got] == list(range(25_000, 25_010))
+    assert scanned < 200  # a few KiB between index entries, not the segment
+    assert elapsed < 0.1
+    assert [r.offset for r in log.read(49_995, 100)] == list(range(49_995, 50_001))
+
+
+def test_read_respects_max_bytes_but_returns_one(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    for i in range(1, 11):
+        log.append("x" * 100, 1.0, f"msg_{i}")
+    log.write()
+    log.close()
+    log = open_log(segment_bytes=1 << 20)
+    assert len(log.read(1, 100, max_bytes=250)) == 2
+    assert len(log.read(1, 100, max_bytes=10)) == 1
+    assert len(log.read_cached(1, 100, max_bytes=10) or []) == 0  # cold cache: None
+    assert log.read_cached(1, 100) is None
+
+
+def test_read_last(open_log: OpenLog) -> None:
+    log = open_log()
+    fill(log, 30)
+    assert [r.offset for r in log.read_last(3)] == [28, 29, 30]
+    assert log.read_last(0) == [] and log.read_last(-1) == []
+    assert [r.offset for r in log.read_last(100)] == list(range(1, 31))
+    log.close()
+    cold = open_log()
+    assert [r.offset for r in cold.read_last(4)] == [27, 28, 29, 30]
+    assert len(cold.read_last(100)) == 30
+
+
+def test_read_cached_serves_tail_only(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    fill(log, 5000)
+    assert log.read_cached(1, 10) is None  # evicted: tail holds 4096
+    assert [r.offset for r in log.read_cached(4990, 5) or []] == list(range(4990, 4995))
+    assert log.read_cached(5001, 10) == []
+    log.append("pending", 1.0, "msg_p")
+    assert log.read_cached(5001, 10) == []  # pending is never served
+
+
+def test_sealed_indexes_are_cached_with_a_bound(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=500)
+    fill(log, 400)
+    log.close()
+    log = open_log(segment_bytes=500)
+    assert len(log.read(1, 1000, max_bytes=1 << 30)) == 400
+    assert len(log._sealed) <= 16
+
+
+def test_readers_ignore_unknown_keys(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+    log = open_log()
+    fill(log, 2)
+    log.close()
+    seg = tmp_path / "topics" / "t" / "00000000000000000001.log"
+    with seg.open("ab") as f:
+        f.write(b'{"id":"msg_3","offset":3,"ts":3.0,"msg":"m3","prio":7,"hdr":{"a":1}}\n')
+    log = open_log()
+    assert log.last_offset == 3
+    assert log.read(3, 1) == [Record(3, "msg_3", 3.0, "m3")]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "a\0b", "", "a..b", "sp ace"])
+def test_unsafe_topic_names_refused(tmp_path: pathlib.Path, name: str) -> None:
+    with pytest.raises(ValueError):
+        TopicLog(tmp_path, name)
+
+
+def test_non_finite_timestamp_refused(open_log: OpenLog) -> None:
+    log = open_log()
+    with pytest.raises(ValueError):
+        log.append("x", float("nan"), "msg_1")
+    assert log.last_offset == 0
+
+
+def test_sync_and_reads_in_threads_while_appending(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=2000)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def syncer() -> None:
+        try:
+            while not stop.is_set():
+                log.sync()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                got = log.read(1, 100_000, max_bytes=1 << 30)
+                assert [r.offset for r in got] == list(range(1, len(got) + 1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=syncer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for _ in range(100):
+        fill(log, 20)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    log.close()
+    assert open_log(segment_bytes=2000).last_offset == 2000
