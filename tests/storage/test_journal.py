@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+
+import pytest
+
+from broker.storage import Journal, StorageError
+
+
+def test_append_write_replay_round_trip(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "groups" / "g1" / "state.jsonl"  # parents do not exist yet
+    j = Journal(path)
+    assert j.replay() == []
+    j.append({"op": "ack", "offset": 3})
+    j.append({"op": "nack", "offset": 4, "why": "x\ny"})
+    assert j.has_pending and j.size == 0
+    j.write()
+    assert not j.has_pending and j.size == path.stat().st_size
+    j.sync()
+    j.close()
+    again = Journal(path)
+    assert again.replay() == [
+        {"op": "ack", "offset": 3},
+        {"op": "nack", "offset": 4, "why": "x\ny"},
+    ]
+    again.append({"op": "ack", "offset": 5})
+    again.close()
+    assert Journal(path).replay()[-1] == {"op": "ack", "offset": 5}
+
+
+@pytest.mark.parametrize(
+    "debris", [b'{"op":"ack","off', b"\0" * 512, b"[1,2]\n", b'{"op":"ack"}\nnot json\n{"a":1}\n']
+)
+def test_torn_or_corrupt_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.append({"n": 1})
+    j.close()
+    good = path.read_bytes()
+    with path.open("ab") as f:
+        f.write(debris)
+    j = Journal(path)
+    entries = j.replay()
+    keeps = [{"op": "ack"}] if debris.startswith(b'{"op":"ack"}\n') else []
+    assert entries == [{"n": 1}, *keeps]
+    assert j.size == path.stat().st_size
+    j.append({"n": 2})
+    j.close()
+    assert Journal(path).replay() == [{"n": 1}, *keeps, {"n": 2}]
+    assert path.read_bytes().startswith(good)
+
+
+def test_rewrite_compacts_atomically(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.replay()
+    for i in range(100):
+        j.append({"offset": i})
+    j.write()
+    big = j.size
+    j.append({"offset": 100})  # pending: superseded by the snapshot
+    j.rewrite([{"snapshot": True, "offset": 100}])
+    assert j.size < big and not j.has_pending
+    assert not path.with_name("j.jsonl.tmp").exists()
+    j.append({"offset": 101})
+    j.close()
+    assert Journal(path).replay() == [{"snapshot": True, "offset": 100}, {"offset": 101}]
+
+
+def test_failed_write_truncates_back(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.append({"n": 1})
+    j.write()
+    real = os.write
+
+    def half_then_enospc(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > 20:
+            return real(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_enospc)
+    j.append({"n": 2, "pad": "x" * 50})
+    with pytest.raises(StorageError):
+        j.write()
+    monkeypatch.undo()
+    assert not j.has_pending and path.stat().st_size == j.size
+    j.append({"n": 3})
+    j.close()
+    assert Journal(path).replay() == [{"n": 1}, {"n": 3}]
