@@ -7,13 +7,13 @@ import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
 from broker.storage import index as index_mod
-from broker.storage import recovery as recovery_mod
 from broker.storage.index import INDEX_ENTRY
 from broker.storage.segment import SegmentFormatError, encode_header
 
 
 def _last_segment(tmp_path: pathlib.Path) -> pathlib.Path:
-    return segment_files(tmp_path / "topics" / "t")[-1]
+    last: pathlib.Path = segment_files(tmp_path / "topics" / "t")[-1]
+    return last
 
 
 def _closed_log(open_log: OpenLog, n: int = 30, segment_bytes: int = 1000) -> None:
@@ -134,7 +134,7 @@ def test_recovery_reads_only_the_tail(
     def no_sealed(*_: object) -> object:
         raise AssertionError("recovery must not load sealed segments")
 
-    monkeypatch.setattr(recovery_mod.os, "pread", counting_pread)
+    monkeypatch.setattr(os, "pread", counting_pread)
     monkeypatch.setattr(index_mod, "load_sealed", no_sealed)
     log = open_log(segment_bytes=2_000_000)
     assert log.last_offset == 40_000

@@ -120,7 +120,7 @@ def test_read_from_middle_of_big_log_seeks_via_index(
     elapsed = time.perf_counter() - t0
     assert [r.offset for r in got] == list(range(25_000, 25_010))
     assert scanned < 200  # a few KiB between index entries, not the segment
-    assert elapsed < 0.1
+    assert elapsed < 0.5  # generous for loaded CI; typically ~1 ms
     assert [r.offset for r in log.read(49_995, 100)] == list(range(49_995, 50_001))
 
 
@@ -133,8 +133,7 @@ def test_read_respects_max_bytes_but_returns_one(open_log: OpenLog) -> None:
     log = open_log(segment_bytes=1 << 20)
     assert len(log.read(1, 100, max_bytes=250)) == 2
     assert len(log.read(1, 100, max_bytes=10)) == 1
-    assert len(log.read_cached(1, 100, max_bytes=10) or []) == 0  # cold cache: None
-    assert log.read_cached(1, 100) is None
+    assert log.read_cached(1, 100) is None  # cold: the tail cache starts empty
 
 
 def test_read_last(open_log: OpenLog) -> None:
