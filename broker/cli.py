@@ -1,0 +1,136 @@
+"""The ``linemq`` command: ``serve`` builds a Config and runs the broker; client commands attach."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from broker.config import Config
+from broker.logsetup import configure_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _opt(name: str, **kwargs: Any) -> Callable[[F], F]:
+    """A serve option also read from ``LINEMQ_<NAME>``, with its default shown in --help."""
+    env = "LINEMQ_" + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, envvar=env, show_envvar=True, show_default=True, **kwargs)
+
+
+DEFAULTS = Config()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="linemq")
+def main() -> None:
+    """linemq: a durable message broker you can drive with netcat."""
+
+
+@main.command()
+@_opt("--host", default=DEFAULTS.host, help="Address to listen on.")
+@_opt("--port", type=int, default=DEFAULTS.port, help="TCP port (0 picks a free one).")
+@_opt(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULTS.data_dir,
+    help="Where topic logs and group state live.",
+)
+@_opt(
+    "--fsync",
+    type=click.Choice(["always", "interval", "never"]),
+    default=DEFAULTS.fsync,
+    help="always: fsync before each OK (group commit); interval: every --fsync-interval-ms.",
+)
+@_opt("--fsync-interval-ms", type=click.IntRange(min=1), default=DEFAULTS.fsync_interval_ms)
+@_opt(
+    "--segment-bytes",
+    type=click.IntRange(min=4096),
+    default=DEFAULTS.segment_bytes,
+    help="Roll a topic's log segment at this size.",
+)
+@_opt(
+    "--max-line-bytes",
+    type=click.IntRange(min=64),
+    default=DEFAULTS.max_line_bytes,
+    help="Longest command line accepted.",
+)
+@_opt(
+    "--max-pending-bytes",
+    type=click.IntRange(min=1024),
+    default=DEFAULTS.max_pending_bytes,
+    help="Output a subscriber may fall behind by before it is disconnected.",
+)
+@_opt(
+    "--max-inflight",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_inflight,
+    help="Unacked messages per consumer-group member.",
+)
+@_opt(
+    "--ack-timeout",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULTS.ack_timeout,
+    help="Seconds a member has to ACK before the message is retried.",
+)
+@_opt(
+    "--heartbeat-timeout",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULTS.heartbeat_timeout,
+    help="Seconds of silence after which a group member is declared dead.",
+)
+@_opt("--retry-backoff-base", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_base)
+@_opt("--retry-backoff-max", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_max)
+@_opt(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.max_retries,
+    help="Failed retries before a message goes to <topic>.dlq.",
+)
+@_opt(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=DEFAULTS.log_level,
+)
+@_opt("--log-format", type=click.Choice(["console", "json"]), default=DEFAULTS.log_format)
+def serve(**options: Any) -> None:
+    """Run the broker (Ctrl-C or SIGTERM: flush, fsync, say goodbye, exit 0)."""
+    config = Config(**options)
+    configure_logging(config.log_level, config.log_format)
+    run(config)
+
+
+def run(config: Config) -> None:
+    import uvloop
+
+    from broker.server.app import Broker
+
+    async def serve_forever() -> None:
+        broker = Broker(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, broker.request_stop)
+        try:
+            await broker.start()
+        except OSError as e:
+            click.echo(f"linemq: cannot listen on {config.host}:{config.port}: {e}", err=True)
+            sys.exit(1)
+        await broker.serve_until_stopped()
+        await broker.stop()
+
+    uvloop.run(serve_forever())
+
+
+def _attach_client_commands() -> None:
+    from clients.cli import client_commands
+
+    for command in client_commands:
+        main.add_command(command)
+
+
+_attach_client_commands()

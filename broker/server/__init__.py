@@ -1,0 +1,1 @@
+"""Networking and wiring: connections move bytes, handlers call storage and delivery."""

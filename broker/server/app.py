@@ -1,0 +1,208 @@
+"""The broker: wires storage, delivery and connections, and runs the commit tick.
+
+Everything that changes state (publishes, journaled deliveries and acks) only
+appends to in-memory buffers. Once per loop iteration a tick writes them: topic
+logs first (one write per topic), then new records go out to subscribers and
+groups, then group journals are written, then replies that waited for those
+writes are released and every connection's output is flushed with one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import structlog
+
+from broker.config import Config
+from broker.delivery.context import DeliveryContext
+from broker.delivery.dead_letters import DeadLetters
+from broker.delivery.router import Router
+from broker.protocol import LineFramer, replies
+from broker.server.connection import Connection, Slot
+from broker.server.durability import Durability, Syncable
+from broker.server.handlers import Handlers
+from broker.server.ids import IdGenerator
+from broker.storage.records import Record, StorageError
+from broker.storage.store import FileStore
+
+log = structlog.get_logger(__name__)
+
+
+class Broker:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = FileStore(Path(config.data_dir), segment_bytes=config.segment_bytes)
+        self.connections: set[Connection] = set()
+        self.holding: set[Connection] = set()
+        self.gen = 1
+        self.durable_gen = 0
+        self._ids = IdGenerator()
+        self._outputs: set[Connection] = set()
+        self._new: dict[str, list[Record]] = {}
+        self._pub_slots: dict[str, list[Slot]] = {}
+        self._scheduled = False
+        self._server: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+        self.started_at = time.time()
+
+    # -- start and stop ------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        started = time.perf_counter()
+        self.store.open()
+        ctx = DeliveryContext.build(loop, self.config, self._publish_internal, self.schedule)
+        data_dir = Path(self.config.data_dir)
+        self.router = Router(self.store, data_dir / "groups", ctx)
+        self.router.open()
+        self.dead_letters = DeadLetters(self.store, data_dir / "replays", self._publish_internal)
+        self.handlers = Handlers(self)
+        self.durability = Durability(
+            loop, self.config.fsync, self.config.fsync_interval_ms, self._on_durable
+        )
+        self.durability.start()
+        self._server = await loop.create_server(
+            lambda: Connection(self),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=4096,
+        )
+        log.info(
+            "listening",
+            host=self.config.host,
+            port=self.port,
+            data_dir=str(data_dir),
+            fsync=self.config.fsync,
+            topics=len(self.store.topics()),
+            recovery_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def serve_until_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, write and fsync everything, tell clients goodbye, close."""
+        if self._server is not None:
+            self._server.close()
+        self._tick()
+        await self.durability.close()
+        self.router.close()
+        for conn in list(self.connections):
+            conn.send(replies.err("server shutting down"))
+            conn.quit()
+        self._flush_outputs()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.store.close()
+        for journal in self.router.journals() + self.dead_letters.journals():
+            journal.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("stopped")
+
+    # -- connections ---------------------------------------------------------------
+
+    def framer(self) -> LineFramer:
+        return LineFramer(self.config.max_line_bytes)
+
+    def connected(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def disconnected(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        self.holding.discard(conn)
+        self._outputs.discard(conn)
+        self.router.disconnect(conn.client)
+        self.schedule()
+
+    def mark_output(self, conn: Connection) -> None:
+        self._outputs.add(conn)
+        self.schedule()
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish(self, topic: str, msg: str, slot: Slot) -> None:
+        """Append now; ``slot`` gets ``OK published`` once the tick has written the record."""
+        self._publish_internal(topic, msg)
+        self._pub_slots.setdefault(topic, []).append(slot)
+
+    def _publish_internal(self, topic: str, msg: str) -> Record:
+        now = time.time()
+        record = self.store.topic(topic).append(msg, now, self._ids.next(now))
+        new = self._new.get(topic)
+        if new is None:
+            self._new[topic] = [record]
+        else:
+            new.append(record)
+        self.schedule()
+        return record
+
+    # -- the tick ------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._scheduled = False
+        gen = self.gen
+        self.gen += 1
+        written: list[Syncable] = []
+        # Dispatching can publish again (dead letters), so drain until quiet.
+        while self._new:
+            new, self._new = self._new, {}
+            slots, self._pub_slots = self._pub_slots, {}
+            for topic, records in new.items():
+                topic_log = self.store.topic(topic)
+                try:
+                    topic_log.write()
+                except StorageError as e:
+                    log.error("append_failed", topic=topic, error=str(e), lost=len(records))
+                    for slot in slots.get(topic, ()):
+                        slot.data = replies.err(f"storage unavailable: {e}")
+                    new[topic] = []
+                    continue
+                written.append(topic_log)
+                for slot in slots.get(topic, ()):
+                    slot.data = replies.PUBLISHED
+                    slot.gen = gen
+            for topic, records in new.items():
+                if records:
+                    self.router.on_written(topic, records)
+        for journal in self.router.journals() + self.dead_letters.journals():
+            if journal.has_pending:
+                try:
+                    journal.write()
+                except StorageError as e:
+                    log.error("journal_write_failed", error=str(e))
+                    continue
+                written.append(journal)
+        self._on_durable(gen if self.durability.written(gen, written) else 0)
+
+    def _on_durable(self, gen: int) -> None:
+        """Release what waited for ``gen`` (0: nothing new) and flush every connection."""
+        if gen > self.durable_gen:
+            self.durable_gen = gen
+        for conn in list(self.holding):
+            conn.release(self.durable_gen)
+        self._flush_outputs()
+
+    def _flush_outputs(self) -> None:
+        outputs, self._outputs = self._outputs, set()
+        for conn in outputs:
+            conn.flush()

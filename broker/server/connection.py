@@ -1,0 +1,191 @@
+"""One client connection: read lines, hand commands to the handlers, write replies in order.
+
+Replies leave in the order their commands arrived. A reply that must wait (a
+publish until its record is written, an ack until it is journaled, a history
+read from disk) holds everything queued after it; MSG pushes queue the same way.
+Writes are coalesced: the broker flushes every connection once per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import structlog
+
+from broker.delivery.clients import ClientState
+from broker.protocol import LINE_TOO_LONG, ProtocolError, parse_line, replies
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+log = structlog.get_logger(__name__)
+
+
+class Slot:
+    """A reply whose bytes are not known yet; ``fill`` releases it."""
+
+    __slots__ = ("conn", "data", "gen")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.data: bytes | None = None
+        self.gen = 0
+
+    def fill(self, data: bytes, *, durable: bool = False) -> None:
+        broker = self.conn.broker
+        self.data = data
+        self.gen = broker.gen if durable else 0
+        if durable:
+            broker.schedule()
+        self.conn.release(broker.durable_gen)
+        broker.mark_output(self.conn)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.framer = broker.framer()
+        self.client = ClientState(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer: object = None
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._held: deque[tuple[int, bytes | Slot]] = deque()
+        self._closing = False
+        self._eof = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.broker.connected(self)
+        self.reply(replies.BANNER)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        dispatch = self.broker.handlers.dispatch
+        for line in self.framer.feed(data):
+            if line is LINE_TOO_LONG:
+                self.reply(replies.err("line too long"))
+                continue
+            assert isinstance(line, bytes)
+            try:
+                command = parse_line(line)
+            except ProtocolError as e:
+                self.reply(replies.err(e.reason))
+                continue
+            if command is not None:
+                dispatch(self, command)
+            if self._closing:
+                break
+        self.broker.router.heard_from(self.client)
+
+    def eof_received(self) -> bool:
+        # Keep the socket open until every queued reply is out: `printf ... | nc` closes
+        # its side right after sending, before its publishes are written.
+        self._eof = True
+        self._closing = True
+        self.broker.mark_output(self)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.broker.disconnected(self)
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its commands.
+        if self.transport is not None and not self._closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
+    # -- output ------------------------------------------------------------------
+
+    def reply(self, data: bytes, *, durable: bool = False) -> None:
+        """Queue a reply; ``durable`` ones wait until this tick's writes are durable."""
+        if durable or self._held:
+            self._held.append((self.broker.gen if durable else 0, data))
+            self.broker.holding.add(self)
+        else:
+            self._queue(data)
+
+    def reply_later(self) -> Slot:
+        slot = Slot(self)
+        self._held.append((0, slot))
+        self.broker.holding.add(self)
+        return slot
+
+    def send(self, data: bytes) -> None:
+        """A push (MSG line); a subscriber too far behind is dropped, not buffered forever."""
+        if self._closing:
+            return
+        if self._held:
+            self._held.append((0, data))
+        else:
+            self._queue(data)
+        pending = self._out_bytes + self.pending_bytes()
+        if pending > self.broker.config.max_pending_bytes:
+            self.kill(f"slow consumer: {pending} bytes of output pending")
+
+    def _queue(self, data: bytes) -> None:
+        if not self._out:
+            self.broker.mark_output(self)
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def release(self, durable_gen: int) -> None:
+        """Move held replies whose wait is over to the output, in order."""
+        held = self._held
+        while held:
+            gen, item = held[0]
+            if isinstance(item, Slot):
+                if item.data is None or item.gen > durable_gen:
+                    break
+                data = item.data
+            else:
+                if gen > durable_gen:
+                    break
+                data = item
+            held.popleft()
+            self._queue(data)
+        if not held:
+            self.broker.holding.discard(self)
+
+    def flush(self) -> None:
+        transport = self.transport
+        if self._out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(self._out) if len(self._out) > 1 else self._out[0])
+        self._out.clear()
+        self._out_bytes = 0
+        if self._closing and not self._held and transport is not None:
+            transport.close()
+
+    def pending_bytes(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    # -- closing -------------------------------------------------------------------
+
+    def quit(self) -> None:
+        """Stop reading; close once every queued reply is out."""
+        self._closing = True
+
+    def kill(self, reason: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.warning("connection_dropped", peer=self.peer, reason=reason)
+        self._closing = True
+        self._held.clear()
+        self._out.clear()
+        self.transport.abort()

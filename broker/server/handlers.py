@@ -1,0 +1,192 @@
+"""One small method per command, found by the command's type (aiosmtpd's ``smtp_VERB`` style).
+
+Handlers open with guard clauses, call into storage or delivery, and queue a
+reply. Anything slow (disk reads) runs in a task that fills a reply slot, so
+the connection's replies still leave in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from broker.delivery.dead_letters import DeadLetterNotFound
+from broker.delivery.router import DeliveryError
+from broker.protocol import (
+    Ack,
+    Command,
+    DlqList,
+    Groups,
+    Heartbeat,
+    History,
+    Nack,
+    Ping,
+    Pub,
+    Quit,
+    Replay,
+    Sub,
+    Touch,
+    Unsub,
+    replies,
+)
+from broker.server.connection import Connection
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+log = structlog.get_logger(__name__)
+
+MAX_HISTORY: Final = 100_000
+
+
+class Handlers:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.router = broker.router
+        self._table: dict[type[Any], Callable[[Connection, Any], None]] = {
+            Ping: self.cmd_PING,
+            Quit: self.cmd_QUIT,
+            Heartbeat: self.cmd_HEARTBEAT,
+            Pub: self.cmd_PUB,
+            Sub: self.cmd_SUB,
+            Unsub: self.cmd_UNSUB,
+            History: self.cmd_HISTORY,
+            Ack: self.cmd_ACK,
+            Nack: self.cmd_NACK,
+            Touch: self.cmd_TOUCH,
+            Groups: self.cmd_GROUPS,
+            DlqList: self.cmd_DLQ,
+            Replay: self.cmd_REPLAY,
+        }
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, conn: Connection, command: Command) -> None:
+        self._table[type(command)](conn, command)
+
+    # -- session -------------------------------------------------------------------
+
+    def cmd_PING(self, conn: Connection, cmd: Ping) -> None:
+        conn.reply(replies.PONG)
+
+    def cmd_QUIT(self, conn: Connection, cmd: Quit) -> None:
+        conn.reply(replies.BYE)
+        conn.quit()
+
+    def cmd_HEARTBEAT(self, conn: Connection, cmd: Heartbeat) -> None:
+        conn.reply(replies.HEARTBEAT_RECEIVED)
+
+    # -- publishing and reading ----------------------------------------------------
+
+    def cmd_PUB(self, conn: Connection, cmd: Pub) -> None:
+        self.broker.publish(cmd.topic, cmd.msg, conn.reply_later())
+
+    def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
+        log_ = self.broker.store.get(cmd.topic)
+        if log_ is None or cmd.n == 0:
+            conn.reply(replies.HISTORY_END)
+            return
+        n = min(cmd.n, MAX_HISTORY)
+
+        async def read() -> bytes:
+            records = await asyncio.to_thread(log_.read_last, n)
+            lines = [replies.history(cmd.topic, r.id, r.offset, r.ts, r.msg) for r in records]
+            lines.append(replies.HISTORY_END)
+            return b"".join(lines)
+
+        self._later(conn, read)
+
+    # -- subscriptions -------------------------------------------------------------
+
+    def cmd_SUB(self, conn: Connection, cmd: Sub) -> None:
+        if cmd.group is None:
+            self.router.subscribe(conn.client, cmd.topic)
+        else:
+            self.router.join(conn.client, cmd.topic, cmd.group)
+        conn.reply(replies.subscribed(cmd.topic, cmd.group))
+
+    def cmd_UNSUB(self, conn: Connection, cmd: Unsub) -> None:
+        if cmd.group is None:
+            left = self.router.unsubscribe(conn.client, cmd.topic)
+            missing = f"not subscribed to {cmd.topic}"
+        else:
+            left = self.router.leave(conn.client, cmd.topic, cmd.group)
+            missing = f"not a member of group {cmd.group} on {cmd.topic}"
+        conn.reply(replies.unsubscribed(cmd.topic, cmd.group) if left else replies.err(missing))
+
+    # -- consumer groups -----------------------------------------------------------
+
+    def cmd_ACK(self, conn: Connection, cmd: Ack) -> None:
+        try:
+            self.router.ack(conn.client, cmd.id)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        conn.reply(replies.ACK_RECEIVED, durable=True)
+
+    def cmd_NACK(self, conn: Connection, cmd: Nack) -> None:
+        try:
+            self.router.nack(conn.client, cmd.id, cmd.delay)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        conn.reply(replies.NACK_RECEIVED, durable=True)
+
+    def cmd_TOUCH(self, conn: Connection, cmd: Touch) -> None:
+        try:
+            self.router.touch(conn.client, cmd.id)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        conn.reply(replies.TOUCHED)
+
+    def cmd_GROUPS(self, conn: Connection, cmd: Groups) -> None:
+        lines = [
+            replies.group_line(cmd.topic, name, info)
+            for name, info in self.router.group_info(cmd.topic)
+        ]
+        lines.append(replies.GROUPS_END)
+        conn.reply(b"".join(lines))
+
+    # -- dead letters --------------------------------------------------------------
+
+    def cmd_DLQ(self, conn: Connection, cmd: DlqList) -> None:
+        async def read() -> bytes:
+            letters = await self.broker.dead_letters.list(cmd.topic, min(cmd.n, MAX_HISTORY))
+            lines = [replies.dlq_line(cmd.topic, offset, text) for offset, text in letters]
+            lines.append(replies.DLQ_END)
+            return b"".join(lines)
+
+        self._later(conn, read)
+
+    def cmd_REPLAY(self, conn: Connection, cmd: Replay) -> None:
+        async def replay() -> bytes:
+            try:
+                count = await self.broker.dead_letters.replay(cmd.topic, cmd.id)
+            except DeadLetterNotFound as e:
+                return replies.err(str(e))
+            log.info("dead_letters_replayed", topic=cmd.topic, id=cmd.id, count=count)
+            return replies.replayed(count)
+
+        self._later(conn, replay, durable=True)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _later(
+        self, conn: Connection, work: Callable[[], Awaitable[bytes]], *, durable: bool = False
+    ) -> None:
+        slot = conn.reply_later()
+
+        async def run() -> None:
+            try:
+                data = await work()
+            except Exception:
+                log.exception("command_failed", peer=conn.peer)
+                data = replies.err("internal error")
+            slot.fill(data, durable=durable)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

