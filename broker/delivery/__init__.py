@@ -1,0 +1,1 @@
+"""Who gets which message when: fanout, consumer groups, timers, retries, dead letters."""

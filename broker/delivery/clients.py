@@ -1,0 +1,33 @@
+"""Per-connection delivery state: its fanout topics, group memberships and what it holds."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Final
+
+from broker.delivery.context import Sender
+
+if TYPE_CHECKING:
+    from broker.delivery.group import Member
+
+FORGOTTEN_IDS: Final = 256
+
+
+class ClientState:
+    """One connection as delivery sees it; the server keeps one per connection."""
+
+    __slots__ = ("forgotten", "ids", "members", "sender", "topics")
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.topics: set[str] = set()
+        self.members: dict[tuple[str, str], Member] = {}
+        self.ids: dict[str, tuple[Member, int]] = {}
+        # Why recent ids were taken back, so a late ACK hears why it is refused.
+        self.forgotten: OrderedDict[str, str] = OrderedDict()
+
+    def forget(self, id: str, why: str) -> None:
+        self.ids.pop(id, None)
+        self.forgotten[id] = why
+        if len(self.forgotten) > FORGOTTEN_IDS:
+            self.forgotten.popitem(last=False)

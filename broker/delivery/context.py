@@ -1,0 +1,42 @@
+"""What groups and clients need from the rest of the broker, passed in rather than imported."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from broker.config import Config
+from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from broker.storage.records import Record
+
+
+class Sender(Protocol):
+    """The connection side of a client: queue bytes for it, or drop it."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def kill(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class DeliveryContext:
+    loop: asyncio.AbstractEventLoop
+    config: Config
+    policy: RetryPolicy
+    publish: Callable[[str, str], Record]
+    """Append a message to a topic (used for dead letters and replays)."""
+    changed: Callable[[], None]
+    """Something was journaled or sent: schedule a commit tick."""
+
+    @classmethod
+    def build(
+        cls,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        publish: Callable[[str, str], Record],
+        changed: Callable[[], None],
+    ) -> DeliveryContext:
+        backoff = ExponentialBackoff(config.retry_backoff_base, config.retry_backoff_max)
+        return cls(loop, config, RetryPolicy(config.max_retries, backoff), publish, changed)

@@ -1,0 +1,106 @@
+"""Dead letters: listing them with their failure metadata, and replaying them.
+
+A dead letter is an ordinary record of ``<topic>.dlq`` whose text is a JSON
+object. A replay publishes the original text to ``<topic>`` again (new id, new
+offset) and keeps a record of it in ``replays/<topic>.journal``, so a listing
+shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, cast
+
+import orjson
+
+from broker.storage.journal import Journal
+from broker.storage.records import Record
+from broker.storage.store import Store
+
+READ_CHUNK: Final = 1000
+
+
+class DeadLetterNotFound(Exception):
+    pass
+
+
+class DeadLetters:
+    def __init__(
+        self, store: Store, replays_dir: Path, publish: Callable[[str, str], Record]
+    ) -> None:
+        self.store = store
+        self.replays_dir = replays_dir
+        self.publish = publish
+        self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
+
+    def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
+        entry = self._replays.get(topic)
+        if entry is None:
+            journal = Journal(self.replays_dir / f"{topic}.journal")
+            done: dict[int, dict[str, Any]] = {}
+            for e in journal.replay():
+                done[cast(int, e["dlq"])] = e
+            entry = self._replays[topic] = (journal, done)
+        return entry
+
+    def journals(self) -> list[Journal]:
+        return [journal for journal, _ in self._replays.values()]
+
+    async def list(self, topic: str, n: int) -> list[tuple[int, str]]:
+        """The last ``n`` dead letters of ``topic`` as (dlq offset, JSON text) pairs."""
+        dlq = self.store.get(topic + ".dlq")
+        if dlq is None or n <= 0:
+            return []
+        records = await asyncio.to_thread(dlq.read_last, n)
+        _, replayed = self._replay_log(topic)
+        out = []
+        for record in records:
+            letter = _letter(record)
+            done = replayed.get(record.offset)
+            letter["replayed"] = (
+                None if done is None else {k: done[k] for k in ("offset", "id", "ts")}
+            )
+            letter.setdefault("dlq_id", record.id)
+            out.append((record.offset, orjson.dumps(letter).decode()))
+        return out
+
+    async def replay(self, topic: str, id: str | None) -> int:
+        """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""
+        dlq = self.store.get(topic + ".dlq")
+        journal, replayed = self._replay_log(topic)
+        count = 0
+        offset = 1
+        while dlq is not None:
+            records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
+            if not records:
+                break
+            for record in records:
+                letter = _letter(record)
+                if id is None:
+                    wanted = record.offset not in replayed
+                else:
+                    wanted = id in (record.id, letter.get("id"))
+                text = letter.get("msg")
+                if wanted and isinstance(text, str):
+                    new = self.publish(topic, text)
+                    entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
+                    journal.append(entry)
+                    replayed[record.offset] = entry
+                    count += 1
+            offset = records[-1].offset + 1
+        if id is not None and count == 0:
+            raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
+        return count
+
+
+def _letter(record: Record) -> dict[str, Any]:
+    try:
+        letter = orjson.loads(record.msg)
+    except orjson.JSONDecodeError:
+        letter = None
+    if not isinstance(letter, dict):
+        # Someone published by hand to the .dlq topic: show it as it is.
+        letter = {"msg": record.msg}
+    return letter

@@ -1,0 +1,197 @@
+"""A consumer group's durable bookkeeping: what is done, what is pending, and how often it failed.
+
+State is an ack floor (everything below it is done), the offsets done above the
+floor, a cursor (the next offset never delivered) and the pending deliveries.
+Every change is a journal event; recovery replays the journal through the same
+``_apply`` the live code uses, and compaction rewrites it as one snapshot, so the
+file's size follows what is pending, not the group's history.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+from broker.storage.journal import Journal
+from broker.storage.records import Record
+
+COMPACT_MIN_BYTES: Final = 256 * 1024
+COMPACT_RATIO: Final = 8
+SNAPSHOT_BYTES_PER_ENTRY: Final = 48
+
+
+class Phase(enum.Enum):
+    """A pending delivery's life: in flight -> acked | waiting (retry) | dead-lettered."""
+
+    IN_FLIGHT = "in_flight"
+    WAITING = "waiting"
+
+
+class Pending:
+    """A message of this group that was delivered at least once and is not done yet."""
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "first_ts",
+        "last_ts",
+        "member",
+        "offset",
+        "phase",
+        "reason",
+        "record",
+        "retry_at",
+    )
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.attempts = 0
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.phase = Phase.WAITING
+        self.retry_at = 0.0
+        self.reason = ""
+        self.record: Record | None = None
+        self.member: Any = None
+        self.deadline = 0.0
+
+
+class GroupState:
+    """Floor, cursor, done set and pending map for one group, kept in a journal."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.start = 1
+        self.floor = 1
+        self.cursor = 1
+        self.done: set[int] = set()
+        self.pending: dict[int, Pending] = {}
+        self.completed = 0
+        self.dead = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def create(self, start: int) -> None:
+        self._record({"e": "start", "o": start})
+
+    def load(self) -> bool:
+        """Replay the journal; True if the group existed. In-flight deliveries become waiting."""
+        entries = self.journal.replay()
+        for entry in entries:
+            self._apply(entry)
+        for p in self.pending.values():
+            if p.phase is Phase.IN_FLIGHT:
+                # The broker stopped while this was out: retry at once, attempts kept,
+                # so a message that crashes the broker still reaches the DLQ.
+                p.phase = Phase.WAITING
+                p.retry_at = 0.0
+                p.reason = p.reason or "broker_restart"
+        return bool(entries)
+
+    # -- live changes (each one journaled) ----------------------------------------
+
+    def delivered(self, p: Pending) -> None:
+        self._record({"e": "d", "o": p.offset, "a": p.attempts, "t": p.last_ts})
+
+    def failed(self, p: Pending) -> None:
+        self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})
+
+    def acked(self, offset: int) -> None:
+        self._record({"e": "a", "o": offset})
+
+    def dead_lettered(self, offset: int) -> None:
+        self._record({"e": "x", "o": offset})
+
+    # -- internals ---------------------------------------------------------------
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self._apply(entry)
+        self.journal.append(entry)
+
+    def _apply(self, e: dict[str, Any]) -> None:
+        kind = e["e"]
+        if kind == "d":
+            p = self.pending_for(e["o"])
+            p.attempts = e["a"]
+            p.last_ts = e["t"]
+            if not p.first_ts:
+                p.first_ts = e["t"]
+            p.phase = Phase.IN_FLIGHT
+            if e["o"] >= self.cursor:
+                self.cursor = e["o"] + 1
+        elif kind == "r":
+            p = self.pending_for(e["o"])
+            p.attempts = e["a"]
+            p.retry_at = e["at"]
+            p.reason = e.get("why", "")
+            p.phase = Phase.WAITING
+        elif kind == "a" or kind == "x":
+            self._finish(e["o"])
+            if kind == "x":
+                self.dead += 1
+        elif kind == "start":
+            self.start = self.floor = self.cursor = e["o"]
+        elif kind == "snap":
+            self._restore(e)
+        else:
+            raise ValueError(f"unknown group journal event {kind!r}")
+
+    def pending_for(self, offset: int) -> Pending:
+        p = self.pending.get(offset)
+        if p is None:
+            p = self.pending[offset] = Pending(offset)
+        return p
+
+    def _finish(self, offset: int) -> None:
+        if self.pending.pop(offset, None) is None or offset < self.floor:
+            return
+        self.completed += 1
+        if offset != self.floor:
+            self.done.add(offset)
+            return
+        self.floor += 1
+        while self.floor in self.done:
+            self.done.remove(self.floor)
+            self.floor += 1
+
+    # -- compaction --------------------------------------------------------------
+
+    def maybe_compact(self) -> bool:
+        """Rewrite the journal as one snapshot once it is much larger than that snapshot."""
+        size = self.journal.size
+        if size < COMPACT_MIN_BYTES:
+            return False
+        estimate = SNAPSHOT_BYTES_PER_ENTRY * (len(self.pending) + len(self.done)) + 128
+        if size < COMPACT_RATIO * estimate:
+            return False
+        self.journal.write()
+        self.journal.rewrite([self.snapshot()])
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "e": "snap",
+            "start": self.start,
+            "floor": self.floor,
+            "cursor": self.cursor,
+            "done": sorted(self.done),
+            "completed": self.completed,
+            "dead": self.dead,
+            "pending": [
+                [p.offset, p.attempts, p.first_ts, p.last_ts, p.retry_at, p.reason, p.phase.value]
+                for p in self.pending.values()
+            ],
+        }
+
+    def _restore(self, e: dict[str, Any]) -> None:
+        self.start = e["start"]
+        self.floor = e["floor"]
+        self.cursor = e["cursor"]
+        self.done = set(e["done"])
+        self.completed = e["completed"]
+        self.dead = e["dead"]
+        self.pending = {}
+        for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:
+            p = self.pending_for(offset)
+            p.attempts, p.first_ts, p.last_ts = attempts, first_ts, last_ts
+            p.retry_at, p.reason, p.phase = retry_at, reason, Phase(phase)

@@ -1,0 +1,189 @@
+"""Routes written records to fanout subscribers and consumer groups; owns liveness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import structlog
+
+from broker.delivery.clients import ClientState
+from broker.delivery.context import DeliveryContext, Sender
+from broker.delivery.group import ConsumerGroup, Member
+from broker.delivery.group_state import GroupState
+from broker.protocol import is_valid_name, replies
+from broker.storage.journal import Journal
+from broker.storage.records import Record
+from broker.storage.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+class DeliveryError(Exception):
+    """A consumer command that cannot be honoured; ``reason`` becomes the ERR text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Router:
+    def __init__(self, store: Store, groups_dir: Path, ctx: DeliveryContext) -> None:
+        self.store = store
+        self.groups_dir = groups_dir
+        self.ctx = ctx
+        self.fanout: dict[str, dict[ClientState, None]] = {}
+        self.groups: dict[str, dict[str, ConsumerGroup]] = {}
+        self._liveness: OrderedDict[ClientState, float] = OrderedDict()
+        self._liveness_timer: asyncio.TimerHandle | None = None
+
+    # -- start-up -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load every durable group; cost follows what is pending, not the log's size."""
+        if not self.groups_dir.is_dir():
+            return
+        for topic_dir in sorted(self.groups_dir.iterdir()):
+            if not topic_dir.is_dir() or not is_valid_name(topic_dir.name):
+                continue
+            for path in sorted(topic_dir.glob("*.journal")):
+                name = path.name[: -len(".journal")]
+                if is_valid_name(name):
+                    self._open_group(topic_dir.name, name, create=False)
+
+    def _open_group(self, topic: str, name: str, *, create: bool) -> ConsumerGroup:
+        journal = Journal(self.groups_dir / topic / f"{name}.journal")
+        state = GroupState(journal)
+        existed = state.load()
+        log_ = self.store.topic(topic)
+        if not existed:
+            state.create(log_.last_offset + 1)
+            self.ctx.changed()
+        group = ConsumerGroup(topic, name, log_, state, self.ctx)
+        self.groups.setdefault(topic, {})[name] = group
+        if existed and not create:
+            log.info("group_recovered", topic=topic, group=name, **group.info())
+        return group
+
+    def journals(self) -> list[Journal]:
+        return [g.state.journal for gs in self.groups.values() for g in gs.values()]
+
+    # -- clients -------------------------------------------------------------------
+
+    def client(self, sender: Sender) -> ClientState:
+        return ClientState(sender)
+
+    def subscribe(self, client: ClientState, topic: str) -> None:
+        client.topics.add(topic)
+        self.fanout.setdefault(topic, {})[client] = None
+
+    def unsubscribe(self, client: ClientState, topic: str) -> bool:
+        if topic not in client.topics:
+            return False
+        client.topics.discard(topic)
+        subs = self.fanout.get(topic)
+        if subs is not None:
+            subs.pop(client, None)
+            if not subs:
+                del self.fanout[topic]
+        return True
+
+    def join(self, client: ClientState, topic: str, name: str) -> None:
+        if (topic, name) in client.members:
+            return
+        group = self.groups.get(topic, {}).get(name) or self._open_group(topic, name, create=True)
+        self._liveness[client] = time.monotonic()
+        self._arm_liveness()
+        client.members[(topic, name)] = group.join(client)
+
+    def leave(self, client: ClientState, topic: str, name: str) -> bool:
+        member = client.members.pop((topic, name), None)
+        if member is None:
+            return False
+        member.group.leave(member, died=False)
+        if not client.members:
+            self._liveness.pop(client, None)
+        return True
+
+    def disconnect(self, client: ClientState) -> None:
+        """The connection is gone: its deliveries go back to their groups as failed attempts."""
+        for topic in list(client.topics):
+            self.unsubscribe(client, topic)
+        for member in list(client.members.values()):
+            member.group.leave(member, died=True)
+        client.members.clear()
+        client.ids.clear()
+        self._liveness.pop(client, None)
+
+    def heard_from(self, client: ClientState) -> None:
+        if client in self._liveness:
+            self._liveness[client] = time.monotonic()
+            self._liveness.move_to_end(client)
+
+    # -- publishing ------------------------------------------------------------------
+
+    def on_written(self, topic: str, records: list[Record]) -> None:
+        subs = self.fanout.get(topic)
+        if subs:
+            data = b"".join([replies.msg(topic, r.id, r.offset, r.ts, r.msg) for r in records])
+            for client in list(subs):
+                client.sender.send(data)
+        for group in self.groups.get(topic, {}).values():
+            group.on_written(records)
+
+    # -- consumer commands ---------------------------------------------------------
+
+    def _holder(self, client: ClientState, id: str) -> tuple[Member, int]:
+        held = client.ids.get(id)
+        if held is not None:
+            return held
+        if not client.members:
+            raise DeliveryError("no pending messages for this consumer")
+        why = client.forgotten.get(id)
+        suffix = f" ({why})" if why else ""
+        raise DeliveryError(f"message {id} not found in pending messages{suffix}")
+
+    def ack(self, client: ClientState, id: str) -> None:
+        member, offset = self._holder(client, id)
+        member.group.ack(member, offset)
+
+    def nack(self, client: ClientState, id: str, delay: float | None) -> None:
+        member, offset = self._holder(client, id)
+        member.group.nack(member, offset, delay or 0.0)
+
+    def touch(self, client: ClientState, id: str) -> None:
+        member, offset = self._holder(client, id)
+        member.group.touch(member, offset)
+
+    def group_info(self, topic: str) -> list[tuple[str, dict[str, int]]]:
+        return [(name, g.info()) for name, g in sorted(self.groups.get(topic, {}).items())]
+
+    # -- heartbeats ------------------------------------------------------------------
+
+    def _arm_liveness(self) -> None:
+        if self._liveness_timer is None and self._liveness:
+            first = next(iter(self._liveness.values()))
+            delay = max(0.0, first + self.ctx.config.heartbeat_timeout - time.monotonic())
+            self._liveness_timer = self.ctx.loop.call_later(delay, self._on_liveness_timer)
+
+    def _on_liveness_timer(self) -> None:
+        self._liveness_timer = None
+        deadline = time.monotonic() - self.ctx.config.heartbeat_timeout
+        dead: list[ClientState] = []
+        for client, seen in self._liveness.items():  # in last-heard order
+            if seen > deadline:
+                break
+            dead.append(client)
+        for client in dead:
+            log.warning("consumer_dead", reason="heartbeat timeout", groups=list(client.members))
+            self._liveness.pop(client, None)
+            self.disconnect(client)
+            client.sender.kill("heartbeat timeout")
+        self._arm_liveness()
+
+    def close(self) -> None:
+        for groups in self.groups.values():
+            for group in groups.values():
+                group.close()
