@@ -16,6 +16,7 @@ from typing import Protocol
 import structlog
 
 from broker.config import FsyncPolicy
+from broker.storage.records import StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +94,6 @@ def _sync_all(files: list[Syncable]) -> None:
     for f in files:
         try:
             f.sync()
-        except OSError:
+        except (OSError, StorageError):
             # A failed fsync may mean lost data: say so loudly rather than hide it.
             log.exception("fsync_failed", file=repr(f))
