@@ -21,7 +21,7 @@ from broker.server.app import Broker
 
 FAST = {
     "ack_timeout": 0.3,
-    "heartbeat_timeout": 0.5,
+    "heartbeat_timeout": 10.0,
     "retry_backoff_base": 0.05,
     "retry_backoff_max": 0.4,
     "fsync_interval_ms": 50,

@@ -318,7 +318,7 @@ class ConsumerGroup:
                 offset=p.offset,
                 attempts=p.attempts,
             )
-            self._take_back(p, "ack timeout expired, message redelivered")
+            self._take_back(p, "ack timeout expired")
             self._fail(p, "ack_timeout")
         self._arm_ack_timer()
         self.pump()

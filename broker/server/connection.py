@@ -56,6 +56,8 @@ class Connection(asyncio.Protocol):
         self._held: deque[tuple[int, bytes | Slot]] = deque()
         self._closing = False
         self._eof = False
+        self._deferring = False
+        self._deferred: list[bytes] = []
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -84,7 +86,14 @@ class Connection(asyncio.Protocol):
                 self.reply(replies.err(e.reason))
                 continue
             if command is not None:
+                # Pushes a command causes (the next delivery after an ACK) follow its reply.
+                self._deferring = True
                 dispatch(self, command)
+                self._deferring = False
+                if self._deferred:
+                    deferred, self._deferred = self._deferred, []
+                    for data in deferred:
+                        self.send(data)
             if self._closing:
                 break
         self.broker.router.heard_from(self.client)
@@ -129,6 +138,9 @@ class Connection(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         """A push (MSG line); a subscriber too far behind is dropped, not buffered forever."""
         if self._closing:
+            return
+        if self._deferring:
+            self._deferred.append(data)
             return
         if self._held:
             self._held.append((0, data))

@@ -101,11 +101,12 @@ class Handlers:
     # -- subscriptions -------------------------------------------------------------
 
     def cmd_SUB(self, conn: Connection, cmd: Sub) -> None:
+        # The OK goes first: joining a group with a backlog delivers at once.
+        conn.reply(replies.subscribed(cmd.topic, cmd.group))
         if cmd.group is None:
             self.router.subscribe(conn.client, cmd.topic)
         else:
             self.router.join(conn.client, cmd.topic, cmd.group)
-        conn.reply(replies.subscribed(cmd.topic, cmd.group))
 
     def cmd_UNSUB(self, conn: Connection, cmd: Unsub) -> None:
         if cmd.group is None:

@@ -145,7 +145,7 @@ async def test_subprocess_leaks_no_fds_for_dropped_connections(
     assert await w.cmd("PING") == "OK pong"
     baseline = proc.fd_count()
     for _ in range(200):
-        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
         writer.write(b"SUB chat\nPUB chat half-writ")
         await writer.drain()
         writer.transport.abort()

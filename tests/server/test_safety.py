@@ -61,7 +61,7 @@ async def test_over_long_line_gets_err_and_the_rest_is_discarded(brokers: Broker
 async def test_random_binary_garbage_leaves_the_server_answering(broker: Broker) -> None:
     rng = __import__("random").Random(1234)
     for _ in range(5):
-        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
         writer.write(bytes(rng.getrandbits(8) for _ in range(20_000)))
         await writer.drain()
         writer.close()
@@ -78,7 +78,7 @@ async def test_slow_subscriber_is_disconnected_and_publishers_keep_going(
     brokers: BrokerFactory,
 ) -> None:
     broker = await brokers.start(max_pending_bytes=64 * 1024)
-    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port, limit=1024)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", broker.port, limit=1024)
     writer.write(b"SUB firehose\n")
     await writer.drain()
     pub = await Wire.open(broker.port)
@@ -94,7 +94,7 @@ async def test_slow_subscriber_is_disconnected_and_publishers_keep_going(
 async def test_connections_dropped_mid_line_leak_nothing(broker: Broker) -> None:
     fds_before = len(os.listdir("/proc/self/fd"))
     for _ in range(200):
-        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
         writer.write(b"PUB chat half a li")
         await writer.drain()
         writer.transport.abort()
