@@ -353,7 +353,7 @@ class ConsumerGroup:
             "members": len(self.members),
             "inflight": inflight,
             "waiting": len(self.state.pending) - inflight,
-            "lag": self.log.last_offset - self.state.floor + 1 - len(self.state.done),
+            "lag": max(0, self.log.last_offset - self.state.cursor + 1) + len(self.state.pending),
             "acked": self.state.completed - self.state.dead,
             "dead": self.state.dead,
             "next_offset": self.state.cursor,

@@ -1,10 +1,12 @@
 """A consumer group's durable bookkeeping: what is done, what is pending, and how often it failed.
 
-State is an ack floor (everything below it is done), the offsets done above the
-floor, a cursor (the next offset never delivered) and the pending deliveries.
-Every change is a journal event; recovery replays the journal through the same
-``_apply`` the live code uses, and compaction rewrites it as one snapshot, so the
-file's size follows what is pending, not the group's history.
+Every offset below the cursor (the next offset never delivered) was delivered
+and is either done (acked or dead-lettered) or still pending, so the cursor and
+the pending map are the whole state: the ack floor is the lowest pending offset
+and the acks above it are implied. Every change is a journal event; recovery
+replays the journal through the same ``_apply`` the live code uses, and
+compaction rewrites it as one snapshot, so the file's size (and the memory)
+follows what is pending, not the group's history.
 """
 
 from __future__ import annotations
@@ -57,14 +59,12 @@ class Pending:
 
 
 class GroupState:
-    """Floor, cursor, done set and pending map for one group, kept in a journal."""
+    """Cursor and pending map for one group, kept in a journal."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.start = 1
-        self.floor = 1
         self.cursor = 1
-        self.done: set[int] = set()
         self.pending: dict[int, Pending] = {}
         self.completed = 0
         self.dead = 0
@@ -130,7 +130,7 @@ class GroupState:
             if kind == "x":
                 self.dead += 1
         elif kind == "start":
-            self.start = self.floor = self.cursor = e["o"]
+            self.start = self.cursor = e["o"]
         elif kind == "snap":
             self._restore(e)
         else:
@@ -143,16 +143,13 @@ class GroupState:
         return p
 
     def _finish(self, offset: int) -> None:
-        if self.pending.pop(offset, None) is None or offset < self.floor:
-            return
-        self.completed += 1
-        if offset != self.floor:
-            self.done.add(offset)
-            return
-        self.floor += 1
-        while self.floor in self.done:
-            self.done.remove(self.floor)
-            self.floor += 1
+        if self.pending.pop(offset, None) is not None:
+            self.completed += 1
+
+    @property
+    def floor(self) -> int:
+        """Every offset below this is done (computed: only for inspection)."""
+        return min(self.pending, default=self.cursor)
 
     # -- compaction --------------------------------------------------------------
 
@@ -161,7 +158,7 @@ class GroupState:
         size = self.journal.size
         if size < COMPACT_MIN_BYTES:
             return False
-        estimate = SNAPSHOT_BYTES_PER_ENTRY * (len(self.pending) + len(self.done)) + 128
+        estimate = SNAPSHOT_BYTES_PER_ENTRY * len(self.pending) + 128
         if size < COMPACT_RATIO * estimate:
             return False
         self.journal.write()
@@ -172,9 +169,7 @@ class GroupState:
         return {
             "e": "snap",
             "start": self.start,
-            "floor": self.floor,
             "cursor": self.cursor,
-            "done": sorted(self.done),
             "completed": self.completed,
             "dead": self.dead,
             "pending": [
@@ -185,9 +180,7 @@ class GroupState:
 
     def _restore(self, e: dict[str, Any]) -> None:
         self.start = e["start"]
-        self.floor = e["floor"]
         self.cursor = e["cursor"]
-        self.done = set(e["done"])
         self.completed = e["completed"]
         self.dead = e["dead"]
         self.pending = {}
