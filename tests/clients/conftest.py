@@ -178,7 +178,7 @@ class FakeBroker:
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[FakeBroker]:
+async def fake_broker() -> AsyncIterator[FakeBroker]:
     fake = FakeBroker()
     await fake.start()
     yield fake
@@ -186,7 +186,7 @@ async def broker() -> AsyncIterator[FakeBroker]:
 
 
 @pytest.fixture
-def threaded_broker() -> Iterator[FakeBroker]:
+def threaded_fake_broker() -> Iterator[FakeBroker]:
     """The fake broker on its own loop in a thread, for code that calls ``asyncio.run``."""
     fake = FakeBroker()
     loop = asyncio.new_event_loop()

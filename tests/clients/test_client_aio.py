@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from conftest import FakeBroker
 
 
-async def test_pipelined_publishes_each_get_their_own_reply(broker: FakeBroker) -> None:
+async def test_pipelined_publishes_each_get_their_own_reply(fake_broker: FakeBroker) -> None:
     texts = [f"m{i}" if i % 7 else "boom" for i in range(50)]
-    async with Client(port=broker.port) as c:
+    async with Client(port=fake_broker.port) as c:
         results = await asyncio.gather(
             *(c.publish("chat", t) for t in texts), return_exceptions=True
         )
@@ -29,8 +29,8 @@ async def test_pipelined_publishes_each_get_their_own_reply(broker: FakeBroker) 
     assert [m.text for m in history] == [t for t in texts if t != "boom"]
 
 
-async def test_publish_many_writes_all_then_reports_first_error(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_publish_many_writes_all_then_reports_first_error(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         assert await c.publish_many("chat", ["a", "b c", "d"]) == 3
         with pytest.raises(BrokerError, match="rejected boom"):
             await c.publish_many("chat", ["e", "boom", "f"])
@@ -41,9 +41,9 @@ async def test_publish_many_writes_all_then_reports_first_error(broker: FakeBrok
 
 
 async def test_msg_lines_interleaved_with_replies_go_to_the_subscription(
-    broker: FakeBroker,
+    fake_broker: FakeBroker,
 ) -> None:
-    async with Client(port=broker.port) as c:
+    async with Client(port=fake_broker.port) as c:
         sub = await c.subscribe_to("chat")
         # The fake sends each MSG before the OK of the PUB that caused it.
         await asyncio.gather(*(c.publish("chat", f"hi {i}") for i in range(5)), c.ping())
@@ -55,8 +55,8 @@ async def test_msg_lines_interleaved_with_replies_go_to_the_subscription(
     assert [m.text for m in history] == ["hi 3", "hi 4"]
 
 
-async def test_async_for_subscribes_once_and_yields_messages(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as reader, Client(port=broker.port) as writer:
+async def test_async_for_subscribes_once_and_yields_messages(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as reader, Client(port=fake_broker.port) as writer:
         received: list[str] = []
 
         async def consume() -> None:
@@ -66,17 +66,17 @@ async def test_async_for_subscribes_once_and_yields_messages(broker: FakeBroker)
                     return
 
         task = asyncio.create_task(consume())
-        while not any(line == "SUB news" for line in broker.received):
+        while not any(line == "SUB news" for line in fake_broker.received):
             await asyncio.sleep(0.005)
         await reader.ping()  # SUB's reply is in before the publishes below
         await writer.publish_many("news", ["one", "two"])
         await asyncio.wait_for(task, 2)
     assert received == ["one", "two"]
-    assert broker.received.count("SUB news") == 1
+    assert fake_broker.received.count("SUB news") == 1
 
 
-async def test_group_message_ack_sends_ack_with_its_id(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_group_message_ack_sends_ack_with_its_id(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         sub = await c.subscribe_to("jobs", "workers")
         await c.publish("jobs", "work item")
         m = await asyncio.wait_for(sub.next(), 2)
@@ -85,14 +85,14 @@ async def test_group_message_ack_sends_ack_with_its_id(broker: FakeBroker) -> No
         await m.ack()
         with pytest.raises(BrokerError, match="not found in pending"):
             await m.ack()
-    assert "SUB jobs workers" in broker.received
-    assert f"TOUCH {m.id}" in broker.received
-    assert f"ACK {m.id}" in broker.received
-    assert not broker.pending
+    assert "SUB jobs workers" in fake_broker.received
+    assert f"TOUCH {m.id}" in fake_broker.received
+    assert f"ACK {m.id}" in fake_broker.received
+    assert not fake_broker.pending
 
 
-async def test_nack_with_delay_and_fanout_messages_cannot_be_acked(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_nack_with_delay_and_fanout_messages_cannot_be_acked(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         group = await c.subscribe_to("jobs", "workers")
         fanout = await c.subscribe_to("news")
         await c.publish_many("jobs", ["j"])
@@ -101,28 +101,28 @@ async def test_nack_with_delay_and_fanout_messages_cannot_be_acked(broker: FakeB
         await job.nack(delay=1.5)
         with pytest.raises(ValueError, match="consumer-group"):
             await news.ack()
-    assert f"NACK {job.id} 1.5" in broker.received
+    assert f"NACK {job.id} 1.5" in fake_broker.received
 
 
 async def test_heartbeats_are_sent_while_a_group_subscription_is_active(
-    broker: FakeBroker,
+    fake_broker: FakeBroker,
 ) -> None:
-    async with Client(port=broker.port, heartbeat_interval=0.05) as c:
+    async with Client(port=fake_broker.port, heartbeat_interval=0.05) as c:
         await c.subscribe_to("news")
         await asyncio.sleep(0.12)
-        assert "HEARTBEAT" not in broker.received  # fanout needs no heartbeat
+        assert "HEARTBEAT" not in fake_broker.received  # fanout needs no heartbeat
         sub = await c.subscribe_to("jobs", "workers")
         await asyncio.sleep(0.22)
-        beats = broker.received.count("HEARTBEAT")
+        beats = fake_broker.received.count("HEARTBEAT")
         assert beats >= 2
         await sub.unsubscribe()
         await asyncio.sleep(0.12)
-        assert broker.received.count("HEARTBEAT") <= beats + 1
-    assert "UNSUB jobs workers" in broker.received
+        assert fake_broker.received.count("HEARTBEAT") <= beats + 1
+    assert "UNSUB jobs workers" in fake_broker.received
 
 
-async def test_unsubscribe_ends_iteration_after_queued_messages(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_unsubscribe_ends_iteration_after_queued_messages(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         sub = await c.subscribe_to("chat")
         await c.publish("chat", "last")
         await sub.unsubscribe()
@@ -131,25 +131,25 @@ async def test_unsubscribe_ends_iteration_after_queued_messages(broker: FakeBrok
         await sub2.unsubscribe()
 
 
-async def test_double_subscription_to_a_topic_is_refused(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_double_subscription_to_a_topic_is_refused(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         await c.subscribe_to("chat")
         with pytest.raises(ValueError, match="already subscribed"):
             await c.subscribe_to("chat", "workers")
 
 
 async def test_connection_loss_fails_pending_requests_and_subscriptions(
-    broker: FakeBroker,
+    fake_broker: FakeBroker,
 ) -> None:
-    c = Client(port=broker.port)
+    c = Client(port=fake_broker.port)
     await c.connect()
     sub = await c.subscribe_to("chat")
-    broker.silent_ping = True
+    fake_broker.silent_ping = True
     ping = asyncio.create_task(c.ping())
     next_msg = asyncio.create_task(sub.next())
-    while "PING" not in broker.received:
+    while "PING" not in fake_broker.received:
         await asyncio.sleep(0.005)
-    broker.drop_connections()
+    fake_broker.drop_connections()
     with pytest.raises(ConnectionError, match="closed by server"):
         await asyncio.wait_for(ping, 2)
     with pytest.raises(ConnectionError):
@@ -161,38 +161,38 @@ async def test_connection_loss_fails_pending_requests_and_subscriptions(
     await c.close()  # tolerated: the server is gone
 
 
-async def test_close_sends_quit_and_ends_subscriptions_cleanly(broker: FakeBroker) -> None:
-    c = Client(port=broker.port)
+async def test_close_sends_quit_and_ends_subscriptions_cleanly(fake_broker: FakeBroker) -> None:
+    c = Client(port=fake_broker.port)
     await c.connect()
     sub = await c.subscribe_to("chat")
     await c.close()
-    assert broker.received[-1] == "QUIT"
+    assert fake_broker.received[-1] == "QUIT"
     assert [m async for m in sub] == []
     with pytest.raises(ConnectionError):
         await c.ping()
 
 
-async def test_err_reply_leaves_the_connection_usable(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_err_reply_leaves_the_connection_usable(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         with pytest.raises(BrokerError, match="not found in pending"):
             await c.ack("msg_nope")
         await c.ping()
 
 
-async def test_cancelled_request_does_not_shift_later_replies(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
-        broker.silent_ping = True
+async def test_cancelled_request_does_not_shift_later_replies(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
+        fake_broker.silent_ping = True
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(c.ping(), 0.05)
-        broker.silent_ping = False
+        fake_broker.silent_ping = False
         # The unanswered PING's waiter is still first in line; the fake will never answer it,
         # so the next reply goes to it and is dropped. Real servers answer every command.
-        broker.conns[0].writer.write(b"OK pong\n")
+        fake_broker.conns[0].writer.write(b"OK pong\n")
         assert await c.history("chat", 5) == []
 
 
-async def test_groups_dlq_and_replay(broker: FakeBroker) -> None:
-    async with Client(port=broker.port) as c:
+async def test_groups_dlq_and_replay(fake_broker: FakeBroker) -> None:
+    async with Client(port=fake_broker.port) as c:
         groups = await c.groups("jobs")
         letters = await c.dlq("jobs", 5)
         assert await c.replay("jobs", "ALL") == 1
@@ -202,7 +202,7 @@ async def test_groups_dlq_and_replay(broker: FakeBroker) -> None:
     assert [(d.dlq_offset, d.id, d.reason, d.attempts) for d in letters] == [
         (1, "msg_1_dead0001", "nacked", 5)
     ]
-    assert "DLQ jobs 5" in broker.received
+    assert "DLQ jobs 5" in fake_broker.received
 
 
 async def test_connect_to_closed_port_raises_connection_error() -> None:

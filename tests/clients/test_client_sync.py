@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from conftest import FakeBroker
 
 
-def test_publish_history_and_errors(threaded_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_broker.port) as c:
+def test_publish_history_and_errors(threaded_fake_broker: FakeBroker) -> None:
+    with SyncClient(port=threaded_fake_broker.port) as c:
         c.ping()
         c.publish("chat", "hello")
         assert c.publish_many("chat", (f"m{i}" for i in range(3))) == 3
@@ -25,11 +25,11 @@ def test_publish_history_and_errors(threaded_broker: FakeBroker) -> None:
         assert c.replay("jobs", "ALL") == 1
         assert [g.group for g in c.groups("jobs")] == ["workers", "audit"]
         assert c.dlq("jobs")[0].reason == "nacked"
-    assert threaded_broker.received[-1] == "QUIT"
+    assert threaded_fake_broker.received[-1] == "QUIT"
 
 
-def test_subscribe_iterates_and_acks_group_messages(threaded_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_broker.port) as c:
+def test_subscribe_iterates_and_acks_group_messages(threaded_fake_broker: FakeBroker) -> None:
+    with SyncClient(port=threaded_fake_broker.port) as c:
         sub = c.subscribe("jobs", "workers")
         c.publish_many("jobs", ["a", "b"])
         got = []
@@ -45,12 +45,12 @@ def test_subscribe_iterates_and_acks_group_messages(threaded_broker: FakeBroker)
             sub.next()
     assert [m.text for m in got] == ["a", "b"]
     assert [f"ACK {m.id}" for m in got] == [
-        r for r in threaded_broker.received if r.startswith("ACK")
+        r for r in threaded_fake_broker.received if r.startswith("ACK")
     ]
 
 
-def test_fanout_message_cannot_be_acked(threaded_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_broker.port) as c:
+def test_fanout_message_cannot_be_acked(threaded_fake_broker: FakeBroker) -> None:
+    with SyncClient(port=threaded_fake_broker.port) as c:
         sub = c.subscribe("news")
         c.publish("news", "n")
         m = sub.next(timeout=2)
@@ -58,10 +58,10 @@ def test_fanout_message_cannot_be_acked(threaded_broker: FakeBroker) -> None:
             m.ack()
 
 
-def test_connection_loss_raises(threaded_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_broker.port) as c:
+def test_connection_loss_raises(threaded_fake_broker: FakeBroker) -> None:
+    with SyncClient(port=threaded_fake_broker.port) as c:
         sub = c.subscribe("chat")
-        threaded_broker._loop.call_soon_threadsafe(threaded_broker.drop_connections)  # type: ignore[union-attr]
+        threaded_fake_broker._loop.call_soon_threadsafe(threaded_fake_broker.drop_connections)  # type: ignore[union-attr]
         with pytest.raises(ConnectionError):
             sub.next(timeout=2)
         with pytest.raises(ConnectionError):
