@@ -248,14 +248,14 @@ class Client:
         return await waiter.future
 
     async def _start_subscription(self, sub: Subscription) -> None:
-        if sub.topic in self._subs:
-            raise ValueError(f"already subscribed to {sub.topic!r} on this connection")
-        # Registered before SUB goes out: the first MSG may follow the OK immediately.
-        self._subs[sub.topic] = sub
         try:
+            if sub.topic in self._subs:
+                raise ValueError(f"already subscribed to {sub.topic!r} on this connection")
+            # Registered before SUB goes out: the first MSG may follow the OK immediately.
+            self._subs[sub.topic] = sub
             await self._request(encode_sub(sub.topic, sub.group))
         except BaseException:
-            self._forget(sub, None)
+            self._forget(sub, None)  # later next() calls end instead of waiting forever
             raise
         if sub.group is not None and self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(

@@ -133,9 +133,14 @@ async def test_unsubscribe_ends_iteration_after_queued_messages(fake_broker: Fak
 
 async def test_double_subscription_to_a_topic_is_refused(fake_broker: FakeBroker) -> None:
     async with Client(port=fake_broker.port) as c:
-        await c.subscribe_to("chat")
+        first = await c.subscribe_to("chat")
+        second = c.subscribe("chat", "workers")
         with pytest.raises(ValueError, match="already subscribed"):
-            await c.subscribe_to("chat", "workers")
+            await second.start()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(second.next(), 1)
+        await c.publish("chat", "still routed to the first")
+        assert (await first.next()).text == "still routed to the first"
 
 
 async def test_connection_loss_fails_pending_requests_and_subscriptions(
