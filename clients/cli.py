@@ -83,7 +83,7 @@ def pub(topic: str, message: tuple[str, ...], verbose: bool, host: str, port: in
                 count = 1
             else:
                 count = 0
-                for batch in _batches(click.get_text_stream("stdin"), PUB_BATCH):
+                for batch in _batches(sys.stdin, PUB_BATCH):
                     count += await c.publish_many(topic, batch)
         if verbose:
             click.echo(f"published {count}")

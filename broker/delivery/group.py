@@ -211,6 +211,7 @@ class ConsumerGroup:
         self.state.delivered(p)
         member.inflight[p.offset] = p
         member.client.ids[record.id] = (member, p.offset)
+        member.client.forgotten.pop(record.id, None)
         self._by_deadline[p.offset] = p
         if self._ack_timer is None:
             self._arm_ack_timer()
@@ -226,10 +227,7 @@ class ConsumerGroup:
         member.inflight.pop(p.offset, None)
         self._by_deadline.pop(p.offset, None)
         if p.record is not None:
-            if why == "acked":
-                member.client.ids.pop(p.record.id, None)
-            else:
-                member.client.forget(p.record.id, why)
+            member.client.forget(p.record.id, "already acknowledged" if why == "acked" else why)
         p.member = None
 
     def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:

@@ -164,3 +164,14 @@ async def test_ack_of_unknown_id_names_why(broker: Broker) -> None:
         "ERR message msg_1_deadbeef not found in pending messages"
     )
     assert await m.cmd("UNSUB q nope") == "ERR not a member of group nope on q"
+
+
+async def test_second_ack_of_the_same_message_says_it_was_acknowledged(broker: Broker) -> None:
+    m = await member(broker.port, "q", "g")
+    pub = await Wire.open(broker.port)
+    assert await pub.cmd("PUB q once") == "OK published"
+    d = await next_msg(m)
+    assert await m.cmd(f"ACK {d.id}") == "OK ack_received"
+    assert await m.cmd(f"ACK {d.id}") == (
+        f"ERR message {d.id} not found in pending messages (already acknowledged)"
+    )
