@@ -127,10 +127,12 @@ def run(config: Config) -> None:
 
 
 def _attach_client_commands() -> None:
+    from broker.bench.cli import bench
     from clients.cli import client_commands
 
     for command in client_commands:
         main.add_command(command)
+    main.add_command(bench)
 
 
 _attach_client_commands()

@@ -47,6 +47,24 @@ class LinemqDriver(Driver):
     def is_pong(self, data: bytes) -> bool:
         return b"OK pong\n" in data
 
+    async def prepare(
+        self, host: str, port: int, topic: str, group: str | None, members: int
+    ) -> None:
+        """Create the group (SUB, then UNSUB): it keeps every message published from now on."""
+        if group is None:
+            return
+        conn = await self.connect(host, port)
+        try:
+            t, g = topic.encode(), group.encode()
+            conn.writer.write(b"SUB %s %s\nUNSUB %s %s\n" % (t, g, t, g))
+            data = b""
+            while data.count(b"\n") < 2:
+                data += await conn.read()
+            if b"ERR" in data:
+                raise RuntimeError(f"cannot create group {group}: {data!r}")
+        finally:
+            await conn.close()
+
     async def consume(
         self, host: str, port: int, topic: str, group: str, member: int, sink: Sink
     ) -> None:

@@ -174,9 +174,7 @@ async def _publish_at_rate(driver: Driver, job: Job, shared: Shared) -> JobResul
 
 
 async def _consume(driver: Driver, job: Job, shared: Shared) -> JobResult:
-    sink = Sink(
-        shared.consumed, shared.consume_target, shared.deadline, latency=job.rate > 0
-    )
+    sink = Sink(shared.consumed, shared.consume_target, shared.deadline, latency=job.rate > 0)
     shared.sinks.append(sink)
     result = JobResult("consume", t0=time.monotonic())
     await driver.consume(job.host, job.port, job.topic, job.group, job.member, sink)

@@ -145,13 +145,16 @@ class Router:
         suffix = f" ({why})" if why else ""
         raise DeliveryError(f"message {id} not found in pending messages{suffix}")
 
-    def ack(self, client: ClientState, id: str) -> None:
+    def ack(self, client: ClientState, id: str) -> Journal:
+        """Settle a delivery; the returned journal must be written before saying OK."""
         member, offset = self._holder(client, id)
         member.group.ack(member, offset)
+        return member.group.state.journal
 
-    def nack(self, client: ClientState, id: str, delay: float | None) -> None:
+    def nack(self, client: ClientState, id: str, delay: float | None) -> Journal:
         member, offset = self._holder(client, id)
         member.group.nack(member, offset, delay or 0.0)
+        return member.group.state.journal
 
     def touch(self, client: ClientState, id: str) -> None:
         member, offset = self._holder(client, id)

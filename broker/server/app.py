@@ -21,7 +21,7 @@ from broker.delivery.dead_letters import DeadLetters
 from broker.delivery.router import Router
 from broker.protocol import LineFramer, replies
 from broker.server.connection import Connection, Slot
-from broker.server.durability import Durability, Syncable
+from broker.server.durability import Durability, Syncable, Writable
 from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.storage.records import Record, StorageError
@@ -41,7 +41,7 @@ class Broker:
         self._ids = IdGenerator()
         self._outputs: set[Connection] = set()
         self._new: dict[str, list[Record]] = {}
-        self._pub_slots: dict[str, list[Slot]] = {}
+        self._waiting: dict[Writable, list[tuple[Slot, bytes]]] = {}
         self._scheduled = False
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
@@ -135,10 +135,15 @@ class Broker:
 
     # -- publishing ----------------------------------------------------------------
 
-    def publish(self, topic: str, msg: str, slot: Slot) -> None:
-        """Append now; ``slot`` gets ``OK published`` once the tick has written the record."""
-        self._publish_internal(topic, msg)
-        self._pub_slots.setdefault(topic, []).append(slot)
+    def publish(self, conn: Connection, topic: str, msg: str) -> None:
+        """Append now; ``OK published`` once the tick has written the record."""
+        try:
+            self._publish_internal(topic, msg)
+        except (OSError, StorageError) as e:
+            log.error("append_failed", topic=topic, error=str(e))
+            conn.reply(replies.err(f"storage unavailable: {e}"))
+            return
+        self.reply_after_write(conn, self.store.topic(topic), replies.PUBLISHED)
 
     def _publish_internal(self, topic: str, msg: str) -> Record:
         now = time.time()
@@ -166,33 +171,37 @@ class Broker:
         # Dispatching can publish again (dead letters), so drain until quiet.
         while self._new:
             new, self._new = self._new, {}
-            slots, self._pub_slots = self._pub_slots, {}
-            for topic, records in new.items():
-                topic_log = self.store.topic(topic)
-                try:
-                    topic_log.write()
-                except StorageError as e:
-                    log.error("append_failed", topic=topic, error=str(e), lost=len(records))
-                    for slot in slots.get(topic, ()):
-                        slot.data = replies.err(f"storage unavailable: {e}")
+            for topic in new:
+                if not self._write(self.store.topic(topic), gen, written):
                     new[topic] = []
-                    continue
-                written.append(topic_log)
-                for slot in slots.get(topic, ()):
-                    slot.data = replies.PUBLISHED
-                    slot.gen = gen
             for topic, records in new.items():
                 if records:
                     self.router.on_written(topic, records)
         for journal in self.router.journals() + self.dead_letters.journals():
             if journal.has_pending:
-                try:
-                    journal.write()
-                except StorageError as e:
-                    log.error("journal_write_failed", error=str(e))
-                    continue
-                written.append(journal)
+                self._write(journal, gen, written)
         self._on_durable(gen if self.durability.written(gen, written) else 0)
+
+    def _write(self, target: Writable, gen: int, written: list[Syncable]) -> bool:
+        """Write one log or journal and settle the replies that waited for it."""
+        waiting = self._waiting.pop(target, ())
+        try:
+            target.write()
+        except StorageError as e:
+            log.error("write_failed", target=repr(target), error=str(e), replies=len(waiting))
+            for slot, _ in waiting:
+                slot.data = replies.err(f"storage unavailable: {e}")
+            return False
+        written.append(target)
+        for slot, reply in waiting:
+            slot.data = reply
+            slot.gen = gen
+        return True
+
+    def reply_after_write(self, conn: Connection, target: Writable, reply: bytes) -> None:
+        """``reply`` once ``target``'s pending bytes are written (and durable per --fsync)."""
+        self._waiting.setdefault(target, []).append((conn.reply_later(), reply))
+        self.schedule()
 
     def _on_durable(self, gen: int) -> None:
         """Release what waited for ``gen`` (0: nothing new) and flush every connection."""

@@ -121,11 +121,10 @@ class Connection(asyncio.Protocol):
 
     # -- output ------------------------------------------------------------------
 
-    def reply(self, data: bytes, *, durable: bool = False) -> None:
-        """Queue a reply; ``durable`` ones wait until this tick's writes are durable."""
-        if durable or self._held:
-            self._held.append((self.broker.gen if durable else 0, data))
-            self.broker.holding.add(self)
+    def reply(self, data: bytes) -> None:
+        """Queue a reply behind any that are still waiting."""
+        if self._held:
+            self._held.append((0, data))
         else:
             self._queue(data)
 

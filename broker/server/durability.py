@@ -25,6 +25,12 @@ class Syncable(Protocol):
     def sync(self) -> None: ...
 
 
+class Writable(Syncable, Protocol):
+    """A topic log or journal: buffered appends written once per tick, then synced."""
+
+    def write(self) -> None: ...
+
+
 class Durability:
     def __init__(
         self,

@@ -81,7 +81,7 @@ class Handlers:
     # -- publishing and reading ----------------------------------------------------
 
     def cmd_PUB(self, conn: Connection, cmd: Pub) -> None:
-        self.broker.publish(cmd.topic, cmd.msg, conn.reply_later())
+        self.broker.publish(conn, cmd.topic, cmd.msg)
 
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
         log_ = self.broker.store.get(cmd.topic)
@@ -121,19 +121,19 @@ class Handlers:
 
     def cmd_ACK(self, conn: Connection, cmd: Ack) -> None:
         try:
-            self.router.ack(conn.client, cmd.id)
+            journal = self.router.ack(conn.client, cmd.id)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return
-        conn.reply(replies.ACK_RECEIVED, durable=True)
+        self.broker.reply_after_write(conn, journal, replies.ACK_RECEIVED)
 
     def cmd_NACK(self, conn: Connection, cmd: Nack) -> None:
         try:
-            self.router.nack(conn.client, cmd.id, cmd.delay)
+            journal = self.router.nack(conn.client, cmd.id, cmd.delay)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return
-        conn.reply(replies.NACK_RECEIVED, durable=True)
+        self.broker.reply_after_write(conn, journal, replies.NACK_RECEIVED)
 
     def cmd_TOUCH(self, conn: Connection, cmd: Touch) -> None:
         try:

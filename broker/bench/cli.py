@@ -1,0 +1,212 @@
+"""``linemq bench``: start the systems, run the suite against each, print the table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from broker.bench.runner import Progress
+    from broker.bench.servers import Server
+    from broker.bench.suite import Options, SuiteResult
+
+# The bench modules are imported when the command runs: `linemq serve` loads this file too,
+# and its start-up time is one of the things measured.
+
+PEERS = ("redis", "nats")
+DEFAULT_BROKER_ARGS = ["--max-inflight", "256"]
+
+
+def _compare(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for n in names:
+        if n not in PEERS:
+            raise click.BadParameter(f"unknown peer {n!r} (choose from {', '.join(PEERS)})")
+    return names
+
+
+@click.command()
+@click.option("--host", default=None, help="Bench a running linemq here instead of starting one.")
+@click.option("--port", type=int, default=None, help="Port of the running linemq (with --host).")
+@click.option(
+    "--conns",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Publishing connections.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Unacknowledged publishes in flight per connection.",
+)
+@click.option(
+    "--size", type=click.IntRange(min=20), default=100, show_default=True, help="Payload bytes."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Messages for the pipelined publish run.",
+)
+@click.option(
+    "--latency-count",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Round trips for the window-1 latency run.",
+)
+@click.option(
+    "--e2e-count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Messages for the end-to-end run  [default: --count]",
+)
+@click.option(
+    "--group-members",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Consumer-group members acking in the end-to-end runs.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=10_000.0,
+    show_default=True,
+    help="Messages per second for publish->deliver latency.",
+)
+@click.option(
+    "--rate-seconds",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="How long the fixed-rate run lasts.",
+)
+@click.option(
+    "--procs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Load-generator processes (each one uvloop, one core).",
+)
+@click.option(
+    "--idle-conns",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also open this many idle connections and PING each (0: skip).",
+)
+@click.option(
+    "--compare",
+    "compare",
+    default="",
+    callback=lambda c, p, v: _compare(v),
+    help="Also bench these peers if installed: redis,nats",
+)
+@click.option(
+    "--broker-arg",
+    "broker_args",
+    multiple=True,
+    help="Extra `linemq serve` argument (repeat), e.g. --broker-arg=--fsync=always.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Time limit of each workload in seconds.",
+)
+@click.option("--no-restart", is_flag=True, help="Skip the restart timing.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data dirs and logs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress line.")
+def bench(**o: Any) -> None:
+    """Measure linemq: publish throughput and latency, end to end, memory, restart."""
+    from broker.bench.report import document, table
+    from broker.bench.runner import Progress
+    from broker.bench.servers import (
+        BINARIES,
+        Server,
+        Servers,
+        available,
+        machine,
+        raise_fd_limit,
+        terminate_on_sigterm,
+    )
+    from broker.bench.suite import Options
+
+    terminate_on_sigterm()
+    opts = Options(
+        conns=o["conns"],
+        window=o["window"],
+        size=o["size"],
+        count=o["count"],
+        latency_count=o["latency_count"],
+        e2e_count=o["e2e_count"] or o["count"],
+        group_members=o["group_members"],
+        rate=o["rate"],
+        rate_seconds=o["rate_seconds"],
+        procs=o["procs"],
+        timeout=o["timeout"],
+        idle_conns=o["idle_conns"],
+        restart=not o["no_restart"] and o["host"] is None,
+    )
+    if opts.idle_conns:
+        raise_fd_limit(2 * opts.idle_conns + 1024)
+    progress = Progress(enabled=not o["quiet"])
+    loadgen = (
+        f"{opts.procs} process(es) x uvloop, raw sockets, "
+        f"Python {sys.version.split()[0]}, on the same machine as the servers"
+    )
+    skipped: dict[str, str] = {}
+    results: list[SuiteResult] = []
+    try:
+        with Servers(keep=o["keep"]) as servers:
+            if o["host"] is not None:
+                if o["port"] is None:
+                    raise click.UsageError("--host needs --port")
+                target = Server("linemq", servers.root, servers.root / "none.log", [], o["port"])
+                results.append(_run_external(target, o["host"], opts, progress))
+            else:
+                args = [*DEFAULT_BROKER_ARGS, *o["broker_args"]]
+                results.append(_run(servers.start("linemq", args), opts, progress))
+            for peer in o["compare"]:
+                if not available(peer):
+                    skipped[peer] = f"{BINARIES[peer]} not installed"
+                    progress.done(f"  {peer}: skipped ({skipped[peer]})")
+                    continue
+                results.append(_run(servers.start(peer, []), opts, progress))
+                results[-1].system = peer
+            if o["keep"]:
+                progress.done(f"  data and logs kept in {servers.root}")
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: servers stopped, temporary dirs removed", err=True)
+        sys.exit(130)
+    if o["as_json"]:
+        click.echo(json.dumps(document(results, opts, loadgen, machine(), skipped), indent=2))
+    else:
+        click.echo(table(results, opts, loadgen))
+        for peer, why in skipped.items():
+            click.echo(f"note: {peer} skipped: {why}")
+
+
+def _run_external(target: Server, host: str, opts: Options, progress: Progress) -> SuiteResult:
+    """A broker someone else started: no pid here, so no RSS, and no restart."""
+    if host not in ("127.0.0.1", "localhost"):
+        raise click.UsageError("bench only talks to 127.0.0.1")
+    result = _run(target, opts, progress)
+    result.notes.append("linemq was started elsewhere: RSS not measured")
+    return result
+
+
+def _run(server: Server, opts: Options, progress: Progress) -> SuiteResult:
+    from broker.bench.suite import run_suite
+
+    return run_suite(server, opts, progress)

@@ -1,0 +1,110 @@
+"""The end-of-run table (with linemq/peer ratios) and the ``--json`` document."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Final, Literal
+
+from broker.bench.suite import Options, SuiteResult
+
+Better = Literal["higher", "lower", ""]
+
+# (metric key, label, format, which way is better)
+ROWS: Final[list[tuple[str, str, str, Better]]] = [
+    ("publish_rate", "publish msg/s ({conns} conns x window {window})", ",.0f", "higher"),
+    ("rtt_p50_us", "publish RTT p50 us (window 1)", ",.0f", "lower"),
+    ("rtt_p99_us", "publish RTT p99 us", ",.0f", "lower"),
+    ("rtt_p999_us", "publish RTT p99.9 us", ",.0f", "lower"),
+    ("e2e_rate", "end to end msg/s (group of {members}, acking)", ",.0f", "higher"),
+    ("deliver_p50_ms", "publish->deliver p50 ms @ {rate}/s", ",.2f", "lower"),
+    ("deliver_p99_ms", "publish->deliver p99 ms", ",.2f", "lower"),
+    ("deliver_p999_ms", "publish->deliver p99.9 ms", ",.2f", "lower"),
+    ("rate_achieved", "  rate achieved msg/s", ",.0f", ""),
+    ("rss_start_mb", "RSS at start MiB", ",.1f", "lower"),
+    ("rss_end_mb", "RSS after workloads MiB", ",.1f", "lower"),
+    ("restart_ms", "restart to PING ms (spawn included)", ",.0f", "lower"),
+    ("recovery_ms", "  broker's own recovery ms", ",.1f", "lower"),
+    ("rss_restart_mb", "RSS after restart MiB", ",.1f", "lower"),
+    ("idle_answered", "idle conns answering PING", ",.0f", "higher"),
+    ("idle_open_s", "  seconds to open them", ",.2f", "lower"),
+    ("idle_rss_per_conn_kb", "  RSS KiB per idle conn", ",.1f", "lower"),
+]
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs == 0 or math.isnan(ours) or math.isnan(theirs):
+        return None
+    return ours / theirs
+
+
+def _label(template: str, opts: Options) -> str:
+    return template.format(
+        conns=opts.conns, window=opts.window, members=opts.group_members, rate=f"{opts.rate:,.0f}"
+    )
+
+
+def table(results: list[SuiteResult], opts: Options, loadgen: str) -> str:
+    peers = [r for r in results if r.system != "linemq"]
+    ours = next((r for r in results if r.system == "linemq"), None)
+    header = ["metric", *(r.system for r in results)]
+    if ours is not None:
+        header += [f"linemq/{p.system}" for p in peers]
+    rows: list[list[str]] = []
+    for key, template, fmt, better in ROWS:
+        if not any(key in r.metrics for r in results):
+            continue
+        row = [_label(template, opts)]
+        for r in results:
+            value = r.metrics.get(key)
+            row.append("-" if value is None else format(value, fmt))
+        if ours is not None:
+            for p in peers:
+                q = ratio(ours.metrics.get(key), p.metrics.get(key))
+                mark = {"higher": " (hi)", "lower": " (lo)", "": ""}[better]
+                row.append("-" if q is None or not better else f"{q:.2f}{mark}")
+        rows.append(row)
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+
+    def fmt_row(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    lines = [fmt_row(header), "  ".join("-" * w for w in widths)]
+    lines += [fmt_row(r) for r in rows]
+    lines.append("")
+    lines.append(f"payload {opts.size} B; load generator: {loadgen}")
+    if peers:
+        lines.append("ratios are linemq/peer: (hi) higher is better for linemq, (lo) lower is")
+    for r in results:
+        lines.extend(f"note: {n}" for n in r.notes)
+    return "\n".join(lines)
+
+
+def document(
+    results: list[SuiteResult],
+    opts: Options,
+    loadgen: str,
+    machine: dict[str, str],
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    ours = next((r for r in results if r.system == "linemq"), None)
+    ratios: dict[str, dict[str, float | None]] = {}
+    if ours is not None:
+        for p in results:
+            if p.system != "linemq":
+                ratios[p.system] = {
+                    key: ratio(ours.metrics.get(key), p.metrics.get(key))
+                    for key, _, _, better in ROWS
+                    if better and key in ours.metrics
+                }
+    return {
+        "machine": machine,
+        "load_generator": loadgen,
+        "options": dataclasses.asdict(opts),
+        "results": {r.system: r.metrics for r in results},
+        "ratios": ratios,
+        "notes": [n for r in results for n in r.notes],
+        "skipped": skipped,
+    }

@@ -1,0 +1,161 @@
+"""The benchmark suite for one system: every workload in turn, reduced to named metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from broker.bench.runner import PhaseResult, Progress, run_phase
+from broker.bench.servers import HOST, Server
+from broker.bench.workloads import DRIVERS, Job, JobResult
+
+GROUP = "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    conns: int = 4
+    window: int = 256
+    size: int = 100
+    count: int = 200_000
+    latency_count: int = 20_000
+    e2e_count: int = 200_000
+    group_members: int = 4
+    rate: float = 10_000.0
+    rate_seconds: float = 5.0
+    procs: int = 1
+    timeout: float = 120.0
+    idle_conns: int = 0
+    restart: bool = True
+
+
+@dataclass(slots=True)
+class SuiteResult:
+    system: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return float(sorted_values[rank])
+
+
+def _span(results: list[JobResult], starts: list[JobResult] | None = None) -> float:
+    first = min(r.t0 for r in (starts if starts is not None else results))
+    return max(r.t1 for r in results) - first
+
+
+def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
+    name = server.system
+    out = SuiteResult(name)
+    m = out.metrics
+    driver = DRIVERS[name]()
+    port = server.port
+    m["rss_start_mb"] = server.rss_mb()
+
+    def phase(label: str, jobs: list[Job], total: int, target: int = 0) -> PhaseResult:
+        result = run_phase(
+            f"{name} {label}",
+            jobs,
+            procs=opts.procs,
+            timeout=opts.timeout,
+            total=total,
+            progress=progress,
+            consume_target=target,
+        )
+        if result.error or result.timed_out:
+            why = "timed out" if result.timed_out else result.error.strip().splitlines()[-1]
+            out.notes.append(f"{name} {label}: {why}")
+        errors = sum(r.errors for r in result.results)
+        if errors:
+            out.notes.append(f"{name} {label}: {errors} error replies")
+        return result
+
+    # 1. pipelined publish throughput
+    shares = _split(opts.count, opts.conns)
+    jobs = [
+        Job("pub", name, HOST, port, "bench_pub", n, opts.window, opts.size) for n in shares if n
+    ]
+    pubs = phase("publish", jobs, opts.count).of("pub")
+    if pubs:
+        m["publish_rate"] = sum(r.count for r in pubs) / _span(pubs)
+
+    # 2. window-1 round trip
+    rtt = phase("publish rtt", [Job("rtt", name, HOST, port, "bench_rtt", opts.latency_count)],
+                opts.latency_count).of("rtt")  # fmt: skip
+    if rtt and rtt[0].latencies_ns:
+        lat = sorted(rtt[0].latencies_ns)
+        for q, key in ((50, "rtt_p50_us"), (99, "rtt_p99_us"), (99.9, "rtt_p999_us")):
+            m[key] = percentile(lat, q) / 1000
+
+    # 3. end to end: pipelined producers while a group of K members acks
+    k = opts.group_members
+    asyncio.run(driver.prepare(HOST, port, "bench_e2e", GROUP, k))
+    consumers = [Job("consume", name, HOST, port, "bench_e2e", group=GROUP, member=i)
+                 for i in range(k)]  # fmt: skip
+    producers = [
+        Job("pub", name, HOST, port, "bench_e2e", n, opts.window, opts.size)
+        for n in _split(opts.e2e_count, opts.conns)
+        if n
+    ]
+    e2e = phase("end to end", _interleave(consumers, producers), opts.e2e_count, opts.e2e_count)
+    got = e2e.of("consume")
+    if got and e2e.of("pub"):
+        m["e2e_rate"] = sum(r.count for r in got) / _span(got, e2e.of("pub"))
+
+    # 4. publish -> deliver latency at a fixed rate
+    n = max(1, int(opts.rate * opts.rate_seconds))
+    asyncio.run(driver.prepare(HOST, port, "bench_lat", GROUP, k))
+    consumers = [Job("consume", name, HOST, port, "bench_lat", group=GROUP, member=i,
+                     rate=opts.rate) for i in range(k)]  # fmt: skip
+    producer = Job("rate", name, HOST, port, "bench_lat", n, size=max(opts.size, 20),
+                   rate=opts.rate)  # fmt: skip
+    lat_phase = phase(f"deliver @{opts.rate:,.0f}/s", [producer, *consumers], n, n)
+    samples = sorted(x for r in lat_phase.of("consume") for x in r.latencies_ns)
+    if samples:
+        for q, key in ((50, "deliver_p50_ms"), (99, "deliver_p99_ms"), (99.9, "deliver_p999_ms")):
+            m[key] = percentile(samples, q) / 1e6
+        sent = lat_phase.of("rate")
+        if sent:
+            m["rate_achieved"] = sent[0].count / max(1e-9, sent[0].t1 - sent[0].t0)
+
+    m["rss_end_mb"] = server.rss_mb()
+
+    # 5. idle connections, each answering PING
+    if opts.idle_conns:
+        idle = phase("idle conns", [Job("idle", name, HOST, port, count=opts.idle_conns,
+                                        server_pid=server.pid)], opts.idle_conns)  # fmt: skip
+        held = idle.of("idle")
+        if held:
+            r = held[0]
+            m["idle_answered"] = r.count
+            m["idle_open_s"] = r.extra["open_s"]
+            grown = r.extra["rss_held_kb"] - r.extra["rss_before_kb"]
+            m["idle_rss_per_conn_kb"] = grown / max(1, opts.idle_conns)
+
+    # 6. restart on the same data
+    if opts.restart:
+        progress.show(f"  {name} restart")
+        m["restart_ms"] = server.restart() * 1000
+        if server.recovery_ms is not None:
+            m["recovery_ms"] = server.recovery_ms
+        m["rss_restart_mb"] = server.rss_mb()
+        progress.done(f"  {name} restart: serving PING after {m['restart_ms']:.0f} ms")
+    return out
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, max(1, parts))
+    return [base + (1 if i < extra else 0) for i in range(max(1, parts))]
+
+
+def _interleave(a: list[Job], b: list[Job]) -> list[Job]:
+    """Alternate the two lists so round-robin over processes splits both evenly."""
+    out: list[Job] = []
+    for i in range(max(len(a), len(b))):
+        out.extend(x[i] for x in (a, b) if i < len(x))
+    return out
