@@ -75,6 +75,9 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
             out.notes.append(f"{name} {label}: {errors} error replies")
         return result
 
+    for topic in ("bench_pub", "bench_rtt"):
+        asyncio.run(driver.prepare(HOST, port, topic, None, 0))
+
     # 1. pipelined publish throughput
     shares = _split(opts.count, opts.conns)
     jobs = [

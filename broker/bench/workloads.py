@@ -135,6 +135,7 @@ async def _publish_rtt(driver: Driver, job: Job, shared: Shared) -> JobResult:
             result.count += 1
             if result.count % 256 == 0:
                 shared.published.add(256)
+        shared.published.add(result.count % 256)
     finally:
         result.t1 = time.monotonic()
         await conn.close()
