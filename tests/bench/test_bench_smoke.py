@@ -1,0 +1,46 @@
+"""`linemq bench` end to end at a tiny size: it starts a broker, runs every workload, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SMALL = [
+    "--count", "1000", "--latency-count", "200", "--e2e-count", "1000",
+    "--rate", "2000", "--rate-seconds", "0.5", "--timeout", "20",
+]  # fmt: skip
+
+
+def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", "from broker.cli import main; main()", "bench", *SMALL, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, env=env)
+
+
+@pytest.mark.timeout(60)
+def test_bench_prints_a_table_of_every_workload() -> None:
+    done = _bench()
+    assert done.returncode == 0, done.stderr
+    rows = ["publish msg/s", "publish RTT p99 us", "end to end msg/s", "publish->deliver p99 ms"]
+    rows += ["RSS after workloads MiB", "restart to PING ms"]
+    for row in rows:
+        assert row in done.stdout
+    assert "note:" not in done.stdout, done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_bench_json_has_results_and_skips_missing_peers_without_failing() -> None:
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no redis/nats binaries
+    done = _bench("--json", "--no-restart", "--quiet", "--compare", "redis,nats", env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    metrics = doc["results"]["linemq"]
+    assert metrics["publish_rate"] > 0
+    assert metrics["e2e_rate"] > 0
+    assert metrics["deliver_p99_ms"] > 0
+    assert doc["machine"]["nproc"]
+    assert set(doc["skipped"]) == {"redis", "nats"}
+    assert set(doc["results"]) == {"linemq"}
