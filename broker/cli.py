@@ -67,6 +67,30 @@ def main() -> None:
     help="Output a subscriber may fall behind by before it is disconnected.",
 )
 @_opt(
+    "--max-message-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_message_bytes,
+    help="Largest message text a PUB may carry.",
+)
+@_opt(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_connections,
+    help="Connections beyond this get ERR too many connections.",
+)
+@_opt(
+    "--max-topics",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_topics,
+    help="Topics a client may create (dead-letter topics are always allowed).",
+)
+@_opt(
+    "--max-subscriptions",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_subscriptions,
+    help="Subscriptions and group memberships per connection.",
+)
+@_opt(
     "--max-inflight",
     type=click.IntRange(min=1),
     default=DEFAULTS.max_inflight,

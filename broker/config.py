@@ -21,6 +21,10 @@ class Config:
     segment_bytes: int = 64 * MiB
     max_line_bytes: int = 1 * MiB
     max_pending_bytes: int = 16 * MiB
+    max_message_bytes: int = 1_000_000
+    max_connections: int = 20_000
+    max_topics: int = 10_000
+    max_subscriptions: int = 1_000
     max_inflight: int = 5
     ack_timeout: float = 30.0
     heartbeat_timeout: float = 30.0

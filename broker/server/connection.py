@@ -68,6 +68,12 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self.broker.connections) >= self.broker.config.max_connections:
+            log.warning("connection_refused", peer=self.peer, reason="too many connections")
+            self._closing = True
+            self.transport.write(replies.err("too many connections"))
+            self.transport.close()
+            return
         self.broker.connected(self)
         self.reply(replies.BANNER)
 

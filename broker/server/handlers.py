@@ -81,6 +81,12 @@ class Handlers:
     # -- publishing and reading ----------------------------------------------------
 
     def cmd_PUB(self, conn: Connection, cmd: Pub) -> None:
+        limit = self.broker.config.max_message_bytes
+        if len(cmd.msg) * 4 > limit and len(cmd.msg.encode()) > limit:
+            self._refuse(conn, f"message too large (limit {limit} bytes)")
+            return
+        if not self._may_create(conn, cmd.topic):
+            return
         self.broker.publish(conn, cmd.topic, cmd.msg)
 
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
@@ -101,6 +107,18 @@ class Handlers:
     # -- subscriptions -------------------------------------------------------------
 
     def cmd_SUB(self, conn: Connection, cmd: Sub) -> None:
+        client = conn.client
+        already = (
+            cmd.topic in client.topics
+            if cmd.group is None
+            else ((cmd.topic, cmd.group) in client.members)
+        )
+        if not already:
+            if len(client.topics) + len(client.members) >= self.broker.config.max_subscriptions:
+                self._refuse(conn, "too many subscriptions")
+                return
+            if cmd.group is not None and not self._may_create(conn, cmd.topic):
+                return
         # The OK goes first: joining a group with a backlog delivers at once.
         conn.reply(replies.subscribed(cmd.topic, cmd.group))
         if cmd.group is None:
@@ -174,6 +192,18 @@ class Handlers:
         self._later(conn, replay, durable=True)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _refuse(self, conn: Connection, reason: str) -> None:
+        log.warning("limit_reached", peer=conn.peer, reason=reason)
+        conn.reply(replies.err(reason))
+
+    def _may_create(self, conn: Connection, topic: str) -> bool:
+        """A new topic is refused past --max-topics; existing ones always work."""
+        store = self.broker.store
+        if store.get(topic) is not None or len(store.topics()) < self.broker.config.max_topics:
+            return True
+        self._refuse(conn, "too many topics")
+        return False
 
     def _later(
         self, conn: Connection, work: Callable[[], Awaitable[bytes]], *, durable: bool = False
