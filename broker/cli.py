@@ -152,11 +152,13 @@ def run(config: Config) -> None:
 
 def _attach_client_commands() -> None:
     from broker.bench.cli import bench
+    from broker.torture import torture
     from clients.cli import client_commands
 
     for command in client_commands:
         main.add_command(command)
     main.add_command(bench)
+    main.add_command(torture)
 
 
 _attach_client_commands()
