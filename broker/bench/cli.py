@@ -123,6 +123,9 @@ def _compare(value: str) -> list[str]:
     show_default=True,
     help="Time limit of each workload in seconds.",
 )
+@click.option(
+    "--pin", is_flag=True, help="Pin servers to CPU 0 and the load generator to the other CPUs."
+)
 @click.option("--no-restart", is_flag=True, help="Skip the restart timing.")
 @click.option("--keep", is_flag=True, help="Keep the temporary data dirs and logs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -137,12 +140,14 @@ def bench(**o: Any) -> None:
         Servers,
         available,
         machine,
+        pin_split,
         raise_fd_limit,
         terminate_on_sigterm,
     )
     from broker.bench.suite import Options
 
     terminate_on_sigterm()
+    server_cpus, loadgen_cpus = pin_split() if o["pin"] else (None, None)
     opts = Options(
         conns=o["conns"],
         window=o["window"],
@@ -157,6 +162,7 @@ def bench(**o: Any) -> None:
         timeout=o["timeout"],
         idle_conns=o["idle_conns"],
         restart=not o["no_restart"] and o["host"] is None,
+        loadgen_cpus=frozenset(loadgen_cpus) if loadgen_cpus else None,
     )
     if opts.idle_conns:
         raise_fd_limit(2 * opts.idle_conns + 1024)
@@ -165,10 +171,13 @@ def bench(**o: Any) -> None:
         f"{opts.procs} process(es) x uvloop, raw sockets, "
         f"Python {sys.version.split()[0]}, on the same machine as the servers"
     )
+    if server_cpus and loadgen_cpus:
+        loadgen += f"; servers pinned to CPU {sorted(server_cpus)}, load generator to "
+        loadgen += f"CPU {sorted(loadgen_cpus)}"
     skipped: dict[str, str] = {}
     results: list[SuiteResult] = []
     try:
-        with Servers(keep=o["keep"]) as servers:
+        with Servers(keep=o["keep"], cpus=server_cpus) as servers:
             if o["host"] is not None:
                 if o["port"] is None:
                     raise click.UsageError("--host needs --port")

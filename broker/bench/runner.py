@@ -80,8 +80,12 @@ class Progress:
 
 
 def _worker(jobs: list[Job], shared: Shared, results: Queue[Any]) -> None:
+    import os
+
     import uvloop
 
+    if shared.cpus:
+        os.sched_setaffinity(0, shared.cpus)
     try:
         out = uvloop.run(_run_jobs(jobs, shared))
         results.put(("ok", out))
@@ -117,12 +121,13 @@ def run_phase(
     total: int,
     progress: Progress,
     consume_target: int = 0,
+    cpus: set[int] | None = None,
 ) -> PhaseResult:
     """Run ``jobs`` spread round-robin over ``procs`` processes; stop them at ``timeout``."""
     ctx = mp.get_context("fork")
     published, consumed = SharedCount(ctx), SharedCount(ctx)
     start = time.monotonic()
-    shared = Shared(published, consumed, consume_target, start + timeout)
+    shared = Shared(published, consumed, consume_target, start + timeout, cpus)
     buckets = [jobs[i::procs] for i in range(procs)]
     buckets = [b for b in buckets if b]
     results: Queue[Any] = ctx.Queue()

@@ -70,6 +70,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     recovery_ms: float | None = None
     started_at: float = 0.0
+    cpus: set[int] | None = None
 
     @property
     def pid(self) -> int:
@@ -103,6 +104,8 @@ class Server:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
+        if self.cpus:
+            os.sched_setaffinity(self.proc.pid, self.cpus)
         deadline = self.started_at + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -160,6 +163,7 @@ class Servers:
     """Owns the temporary root, every server started in it, and their cleanup."""
 
     keep: bool = False
+    cpus: set[int] | None = None
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="linemq-bench-")))
     started: list[Server] = field(default_factory=list)
 
@@ -168,6 +172,7 @@ class Servers:
         data_dir.mkdir(parents=True, exist_ok=True)
         port = 0 if system == "linemq" else free_port()
         server = Server(system, data_dir, self.root / f"{system}.log", list(extra_args), port)
+        server.cpus = self.cpus
         self.started.append(server)
         server.start()
         return server
@@ -214,6 +219,14 @@ def terminate_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def pin_split() -> tuple[set[int], set[int]]:
+    """CPU 0 for the server, the rest for the load generator (needs 2+ CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise ValueError("--pin needs at least 2 CPUs")
+    return {cpus[0]}, set(cpus[1:])
 
 
 def machine() -> dict[str, str]:

@@ -27,6 +27,7 @@ class Options:
     timeout: float = 120.0
     idle_conns: int = 0
     restart: bool = True
+    loadgen_cpus: frozenset[int] | None = None
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
             total=total,
             progress=progress,
             consume_target=target,
+            cpus=set(opts.loadgen_cpus) if opts.loadgen_cpus else None,
         )
         if result.error or result.timed_out:
             why = "timed out" if result.timed_out else result.error.strip().splitlines()[-1]

@@ -61,6 +61,7 @@ class Shared:
     consumed: Counter
     consume_target: int
     deadline: float
+    cpus: set[int] | None = None
     sinks: list[Sink] = field(default_factory=list)
 
 

@@ -1,0 +1,76 @@
+"""linemq RSS per in-flight (delivered, unacknowledged) group message.
+
+    python benchmarks/inflight_rss.py [--inflight 10000] [--members 1]
+
+Publishes N messages to a topic whose group already exists (so they wait in the log),
+measures RSS, then lets members with ``--max-inflight`` N/members take every message
+without acking, and measures RSS again. The difference over N is the cost of an
+in-flight message. The publishes are done first so their own cost is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from broker.bench.linemq_driver import LinemqDriver
+from broker.bench.runner import Progress, run_phase
+from broker.bench.servers import HOST, Servers, terminate_on_sigterm
+from broker.bench.workloads import Job
+
+
+async def hold(port: int, members: int, total: int) -> list[object]:
+    """Members that read MSG lines and never ack; returned open, holding everything."""
+    driver = LinemqDriver()
+    conns = [await driver.connect(HOST, port) for _ in range(members)]
+    for c in conns:
+        c.writer.write(b"SUB inflight g\n")
+    got = 0
+    deadline = time.monotonic() + 120
+    while got < total and time.monotonic() < deadline:
+        for c in conns:
+            try:
+                data = await asyncio.wait_for(c.read(), 0.05)
+            except TimeoutError:
+                continue
+            got += data.count(b"\nMSG ") + data.startswith(b"MSG ")
+    if got < total:
+        raise RuntimeError(f"only {got} of {total} delivered")
+    return list(conns)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inflight", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--size", type=int, default=100)
+    args = parser.parse_args()
+    terminate_on_sigterm()
+    per_member = -(-args.inflight // args.members)
+    broker_args = ["--max-inflight", str(per_member), "--ack-timeout", "600"]
+    with Servers() as servers:
+        broker = servers.start("linemq", broker_args)
+        asyncio.run(LinemqDriver().prepare(HOST, broker.port, "inflight", "g", args.members))
+        job = Job("pub", "linemq", HOST, broker.port, "inflight", args.inflight, 256, args.size)
+        run_phase("publish", [job], procs=1, timeout=120, total=args.inflight, progress=Progress())
+        time.sleep(0.5)
+        before = broker.rss_mb()
+
+        async def measure() -> float:
+            conns = await hold(broker.port, args.members, args.inflight)
+            await asyncio.sleep(0.5)
+            after = broker.rss_mb()
+            del conns
+            return after
+
+        after = asyncio.run(measure())
+    per_10k = (after - before) / args.inflight * 10_000
+    print(f"RSS before delivery {before:.1f} MiB, with {args.inflight:,} in flight {after:.1f} MiB")
+    print(f"=> {per_10k:.2f} MiB per 10,000 in-flight messages")
+    print(json.dumps({"before_mb": before, "after_mb": after, "mb_per_10k": per_10k}))
+
+
+if __name__ == "__main__":
+    main()
