@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +119,26 @@ def main() -> None:
     help="Failed retries before a message goes to <topic>.dlq.",
 )
 @_opt(
+    "--auth-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TOML file of users (token hashes, publish/subscribe patterns). Off if unset.",
+)
+@_opt(
+    "--auth-timeout",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULTS.auth_timeout,
+    help="Seconds a connection may stay unauthenticated (with --auth-file).",
+)
+@_opt("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@_opt("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@_opt(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Require client certificates signed by this CA (mutual TLS).",
+)
+@_opt(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=DEFAULTS.log_level,
@@ -133,9 +155,15 @@ def run(config: Config) -> None:
     import uvloop
 
     from broker.server.app import Broker
+    from broker.server.auth import AuthError
+    from broker.server.tls import TLSConfigError
 
     async def serve_forever() -> None:
-        broker = Broker(config)
+        try:
+            broker = Broker(config)
+        except (AuthError, TLSConfigError, ssl.SSLError, OSError) as e:
+            click.echo(f"linemq: {e}", err=True)
+            sys.exit(1)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, broker.request_stop)
@@ -148,6 +176,28 @@ def run(config: Config) -> None:
         await broker.stop()
 
     uvloop.run(serve_forever())
+
+
+@main.group()
+def auth() -> None:
+    """Make tokens for --auth-file."""
+
+
+@auth.command("new-user")
+@click.argument("name")
+@click.option("--publish", "-p", multiple=True, help="Topic pattern the user may publish to.")
+@click.option("--subscribe", "-s", multiple=True, help="Topic pattern the user may read.")
+def new_user(name: str, publish: tuple[str, ...], subscribe: tuple[str, ...]) -> None:
+    """Print a fresh token (give it to the user) and the [[users]] entry for the auth file."""
+    from broker.server.auth import hash_token, new_token
+
+    token = new_token()
+    click.echo(f"# token for {name} (shown once; only its hash goes in the file): {token}")
+    click.echo("[[users]]")
+    click.echo(f"name = {json.dumps(name)}")
+    click.echo(f'token_sha256 = "{hash_token(token)}"')
+    click.echo(f"publish = {json.dumps(list(publish))}")
+    click.echo(f"subscribe = {json.dumps(list(subscribe))}")
 
 
 def _attach_client_commands() -> None:

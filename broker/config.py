@@ -31,5 +31,10 @@ class Config:
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 60.0
     max_retries: int = 3
+    auth_file: Path | None = None
+    auth_timeout: float = 10.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     log_level: str = "info"
     log_format: Literal["json", "console"] = "console"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
@@ -31,6 +32,7 @@ from clients.protocol import (
     ProtocolError,
     ServerLine,
     encode_ack,
+    encode_auth,
     encode_dlq,
     encode_groups,
     encode_history,
@@ -86,14 +88,21 @@ class Client:
         *,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
-        """``timeout`` bounds connecting and the ``QUIT`` handshake, not ordinary requests."""
+        """``timeout`` bounds connecting and the ``QUIT`` handshake, not ordinary requests.
+
+        ``token`` is sent as ``AUTH`` right after connecting; ``ssl`` turns on TLS.
+        """
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         self.host = host
         self.port = port
         self.heartbeat_interval = heartbeat_interval
         self.timeout = timeout
+        self.token = token
+        self.ssl = ssl
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._waiters: deque[_Waiter] = deque()
@@ -110,7 +119,8 @@ class Client:
         if self._writer is not None:
             raise RuntimeError("client already connected")
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=READ_LIMIT), self.timeout
+            asyncio.open_connection(self.host, self.port, limit=READ_LIMIT, ssl=self.ssl),
+            self.timeout,
         )
         try:
             banner = parse_server_line(
@@ -124,6 +134,12 @@ class Client:
             raise ConnectionError(f"server refused the connection: {banner}")
         self._reader, self._writer = reader, writer
         self._read_task = asyncio.create_task(self._read_loop(), name="linemq-reader")
+        if self.token is not None:
+            try:
+                await self._request(encode_auth(self.token))
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         """Say ``QUIT`` and wait for ``OK bye``; fine if the server is already gone."""

@@ -9,11 +9,14 @@ would; tables only where the wire format is JSON or counters.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl as ssl_
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TextIO, TypeVar
+from typing import Any, Final, TextIO
 
 import click
 
@@ -23,29 +26,98 @@ from clients.protocol import REPLAY_ALL, DeadLetter, ProtocolError
 PUB_BATCH: Final = 1000
 MESSAGE_COLUMN_WIDTH: Final = 40
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect: collected from the shared connection options."""
+
+    host: str
+    port: int
+    token: str | None = None
+    ssl: ssl_.SSLContext | None = None
+
+    def client(self, **kwargs: Any) -> Client:
+        return Client(self.host, self.port, token=self.token, ssl=self.ssl, **kwargs)
 
 
-def connection_options(f: _F) -> _F:
-    f = click.option(
-        "--port",
-        envvar="LINEMQ_PORT",
-        default=DEFAULT_PORT,
-        show_default=True,
-        type=click.IntRange(1, 65535),
-        help="Broker port (env LINEMQ_PORT).",
-    )(f)
-    f = click.option(
-        "--host",
-        envvar="LINEMQ_HOST",
-        default=DEFAULT_HOST,
-        show_default=True,
-        help="Broker host (env LINEMQ_HOST).",
-    )(f)
-    return f
+def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --host/--port/--token/--tls* and hand the command one ``endpoint`` argument."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        host: str,
+        port: int,
+        token: str | None,
+        tls: bool,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        context = None
+        if tls or tls_ca or tls_cert:
+            context = ssl_.create_default_context(cafile=tls_ca)
+            if tls_cert:
+                context.load_cert_chain(tls_cert, tls_key)
+        return f(*args, endpoint=Endpoint(host, port, token or None, context), **kwargs)
+
+    options = [
+        click.option(
+            "--host",
+            envvar="LINEMQ_HOST",
+            default=DEFAULT_HOST,
+            show_default=True,
+            help="Broker host (env LINEMQ_HOST).",
+        ),
+        click.option(
+            "--port",
+            envvar="LINEMQ_PORT",
+            default=DEFAULT_PORT,
+            show_default=True,
+            type=click.IntRange(1, 65535),
+            help="Broker port (env LINEMQ_PORT).",
+        ),
+        click.option(
+            "--token",
+            envvar="LINEMQ_TOKEN",
+            default=None,
+            help="Authenticate with this token (env LINEMQ_TOKEN).",
+        ),
+        click.option(
+            "--tls",
+            is_flag=True,
+            envvar="LINEMQ_TLS",
+            help="Connect with TLS, verifying the server's certificate.",
+        ),
+        click.option(
+            "--tls-ca",
+            envvar="LINEMQ_TLS_CA",
+            default=None,
+            type=click.Path(dir_okay=False, exists=True),
+            help="CA file to verify the server with (implies --tls).",
+        ),
+        click.option(
+            "--tls-cert",
+            envvar="LINEMQ_TLS_CERT",
+            default=None,
+            type=click.Path(dir_okay=False, exists=True),
+            help="Client certificate for mutual TLS (implies --tls).",
+        ),
+        click.option(
+            "--tls-key",
+            envvar="LINEMQ_TLS_KEY",
+            default=None,
+            type=click.Path(dir_okay=False, exists=True),
+            help="Key of --tls-cert, if not in the same file.",
+        ),
+    ]
+    command: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
-def _run(main: Coroutine[Any, Any, None], host: str, port: int) -> None:
+def _run(main: Coroutine[Any, Any, None], endpoint: Endpoint) -> None:
     """Run one command's coroutine and turn failures into a message and an exit code."""
     try:
         asyncio.run(main)
@@ -61,7 +133,7 @@ def _run(main: Coroutine[Any, Any, None], host: str, port: int) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (OSError, TimeoutError, ProtocolError) as exc:
-        click.echo(f"error: {host}:{port}: {exc or type(exc).__name__}", err=True)
+        click.echo(f"error: {endpoint.host}:{endpoint.port}: {exc or type(exc).__name__}", err=True)
         sys.exit(1)
 
 
@@ -70,14 +142,14 @@ def _run(main: Coroutine[Any, Any, None], host: str, port: int) -> None:
 @click.argument("message", nargs=-1)
 @click.option("-v", "--verbose", is_flag=True, help="Print how many messages were published.")
 @connection_options
-def pub(topic: str, message: tuple[str, ...], verbose: bool, host: str, port: int) -> None:
+def pub(topic: str, message: tuple[str, ...], verbose: bool, endpoint: Endpoint) -> None:
     """Publish MESSAGE to TOPIC, or one message per line of stdin if no MESSAGE is given.
 
     Stdin lines are pipelined in batches; empty lines are skipped.
     """
 
     async def main() -> None:
-        async with Client(host, port) as c:
+        async with endpoint.client() as c:
             if message:
                 await c.publish(topic, " ".join(message))
                 count = 1
@@ -88,7 +160,7 @@ def pub(topic: str, message: tuple[str, ...], verbose: bool, host: str, port: in
         if verbose:
             click.echo(f"published {count}")
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
@@ -119,13 +191,12 @@ def sub(
     no_ack: bool,
     count: int | None,
     heartbeat_interval: float,
-    host: str,
-    port: int,
+    endpoint: Endpoint,
 ) -> None:
     """Print each message of TOPIC as its raw MSG line until Ctrl-C (or --count)."""
 
     async def main() -> None:
-        async with Client(host, port, heartbeat_interval=heartbeat_interval) as c:
+        async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
             received = 0
             async for m in c.subscribe(topic, group):
                 click.echo(m.raw)  # click.echo flushes, so each line shows up at once
@@ -138,32 +209,32 @@ def sub(
                 if count is not None and received >= count:
                     return
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 @click.command()
 @click.argument("topic")
 @click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True)
 @connection_options
-def history(topic: str, count: int, host: str, port: int) -> None:
+def history(topic: str, count: int, endpoint: Endpoint) -> None:
     """Print the last N messages of TOPIC as the server's HISTORY lines, oldest first."""
 
     async def main() -> None:
-        async with Client(host, port) as c:
+        async with endpoint.client() as c:
             for m in await c.history(topic, count):
                 click.echo(m.raw)
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 @click.command()
 @click.argument("topic")
 @connection_options
-def groups(topic: str, host: str, port: int) -> None:
+def groups(topic: str, endpoint: Endpoint) -> None:
     """Show the consumer groups of TOPIC with their counters."""
 
     async def main() -> None:
-        async with Client(host, port) as c:
+        async with endpoint.client() as c:
             infos = await c.groups(topic)
         if not infos:
             click.echo(f"no consumer groups on {topic}")
@@ -174,7 +245,7 @@ def groups(topic: str, host: str, port: int) -> None:
         for line in _table(header, rows):
             click.echo(line)
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 @click.group()
@@ -187,11 +258,11 @@ def dlq() -> None:
 @click.option("-n", "count", type=click.IntRange(min=0), help="How many (server default 100).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of each dead letter.")
 @connection_options
-def dlq_list(topic: str, count: int | None, as_json: bool, host: str, port: int) -> None:
+def dlq_list(topic: str, count: int | None, as_json: bool, endpoint: Endpoint) -> None:
     """List the latest dead letters of TOPIC, oldest first."""
 
     async def main() -> None:
-        async with Client(host, port) as c:
+        async with endpoint.client() as c:
             letters = await c.dlq(topic, count)
         if as_json:
             for letter in letters:
@@ -202,7 +273,7 @@ def dlq_list(topic: str, count: int | None, as_json: bool, host: str, port: int)
             for line in _table(_DLQ_HEADER, [_dlq_row(d) for d in letters]):
                 click.echo(line)
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 @dlq.command("replay")
@@ -212,14 +283,14 @@ def dlq_list(topic: str, count: int | None, as_json: bool, host: str, port: int)
     "--all", "replay_all", is_flag=True, help="Replay every dead letter not yet replayed."
 )
 @connection_options
-def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, host: str, port: int) -> None:
+def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, endpoint: Endpoint) -> None:
     """Republish dead letters of TOPIC as new messages."""
     if bool(ids) == replay_all:
         raise click.UsageError("give either --all or at least one --id")
     targets = [REPLAY_ALL] if replay_all else list(ids)
 
     async def main() -> None:
-        async with Client(host, port) as c:
+        async with endpoint.client() as c:
             results = await asyncio.gather(
                 *(c.replay(topic, t) for t in targets), return_exceptions=True
             )
@@ -228,7 +299,7 @@ def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, host: str, port
         if errors:
             raise errors[0]
 
-    _run(main(), host, port)
+    _run(main(), endpoint)
 
 
 _DLQ_HEADER: Final = [

@@ -112,6 +112,12 @@ def encode_touch(message_id: str) -> bytes:
     return f"TOUCH {_check_id(message_id)}\n".encode()
 
 
+def encode_auth(token: str) -> bytes:
+    if not token or any(c.isspace() for c in token):
+        raise ValueError("token must be non-empty and without whitespace")
+    return f"AUTH {token}\n".encode()
+
+
 def encode_groups(topic: str) -> bytes:
     return f"GROUPS {check_name(topic)}\n".encode()
 

@@ -9,6 +9,7 @@ heartbeats keep flowing while the script is busy between messages.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_
 import threading
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -98,8 +99,17 @@ class SyncClient:
         *,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
-        self._client = Client(host, port, heartbeat_interval=heartbeat_interval, timeout=timeout)
+        self._client = Client(
+            host,
+            port,
+            heartbeat_interval=heartbeat_interval,
+            timeout=timeout,
+            token=token,
+            ssl=ssl,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 

@@ -2,6 +2,7 @@
 
 from broker.protocol.commands import (
     Ack,
+    Auth,
     Command,
     DlqList,
     Groups,
@@ -24,6 +25,7 @@ from broker.protocol.parser import parse_line
 __all__ = [
     "LINE_TOO_LONG",
     "Ack",
+    "Auth",
     "Command",
     "DlqList",
     "Groups",

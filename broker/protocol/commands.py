@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,11 @@ class Quit:
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,7 @@ class Replay:
 
 Command = (
     Ping
+    | Auth
     | Quit
     | Heartbeat
     | Pub

@@ -13,6 +13,7 @@ from typing import Final
 
 from broker.protocol.commands import (
     Ack,
+    Auth,
     Command,
     DlqList,
     Groups,
@@ -157,6 +158,10 @@ def _nack(rest: str) -> Command:
     return Nack(args[0], delay)
 
 
+def _auth(rest: str) -> Command:
+    return Auth(_one_id(rest, "AUTH <token>"))
+
+
 def _groups(rest: str) -> Command:
     args = rest.split()
     if len(args) != 1:
@@ -185,6 +190,7 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "PING": _no_args("PING", Ping()),
     "QUIT": _no_args("QUIT", Quit()),
     "HEARTBEAT": _no_args("HEARTBEAT", Heartbeat()),
+    "AUTH": _auth,
     "PUB": _pub,
     "SUB": _sub,
     "UNSUB": _unsub,

@@ -6,6 +6,7 @@ from typing import Final
 
 BANNER: Final = b"OK connected\n"
 PONG: Final = b"OK pong\n"
+AUTHENTICATED: Final = b"OK authenticated\n"
 BYE: Final = b"OK bye\n"
 PUBLISHED: Final = b"OK published\n"
 ACK_RECEIVED: Final = b"OK ack_received\n"

@@ -10,6 +10,7 @@ writes are released and every connection's output is flushed with one write.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from broker.delivery.context import DeliveryContext
 from broker.delivery.dead_letters import DeadLetters
 from broker.delivery.router import Router
 from broker.protocol import LineFramer, replies
+from broker.server.auth import Users, load_users
 from broker.server.connection import Connection, Slot
 from broker.server.durability import Durability, Syncable, Writable
 from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
+from broker.server.tls import tls_context
 from broker.storage.records import Record, StorageError
 from broker.storage.store import FileStore
 
@@ -46,6 +49,10 @@ class Broker:
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self.started_at = time.time()
+        self.users: Users | None = (
+            load_users(config.auth_file) if config.auth_file is not None else None
+        )
+        self.ssl = tls_context(config)
 
     # -- start and stop ------------------------------------------------------------
 
@@ -70,13 +77,22 @@ class Broker:
             self.config.port,
             reuse_address=True,
             backlog=4096,
+            ssl=self.ssl,
         )
+        if self.users is None and not _is_loopback(self.config.host):
+            log.warning(
+                "AUTHENTICATION IS OFF on a non-loopback address: anyone who can reach "
+                "this port can publish, consume and replay. Use --auth-file.",
+                host=self.config.host,
+            )
         log.info(
             "listening",
             host=self.config.host,
             port=self.port,
             data_dir=str(data_dir),
             fsync=self.config.fsync,
+            auth=self.users is not None,
+            tls=self.ssl is not None,
             topics=len(self.store.topics()),
             recovery_ms=round((time.perf_counter() - started) * 1000, 1),
         )
@@ -215,3 +231,12 @@ class Broker:
         outputs, self._outputs = self._outputs, set()
         for conn in outputs:
             conn.flush()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

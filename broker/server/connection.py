@@ -17,6 +17,7 @@ import structlog
 
 from broker.delivery.clients import ClientState
 from broker.protocol import LINE_TOO_LONG, ProtocolError, parse_line, replies
+from broker.server.auth import User
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -58,6 +59,9 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._deferring = False
         self._deferred: list[bytes] = []
+        self.user: User | None = None
+        self.auth_failures = 0
+        self._auth_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -76,6 +80,10 @@ class Connection(asyncio.Protocol):
             return
         self.broker.connected(self)
         self.reply(replies.BANNER)
+        if self.broker.users is not None:
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                self.broker.config.auth_timeout, self._auth_expired
+            )
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -114,6 +122,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         self.broker.disconnected(self)
 
     def pause_writing(self) -> None:
@@ -191,6 +201,21 @@ class Connection(asyncio.Protocol):
     def pending_bytes(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    # -- authentication ---------------------------------------------------------------
+
+    def authenticated(self, user: User) -> None:
+        self.user = user
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+    def _auth_expired(self) -> None:
+        if self.user is None and not self._closing:
+            log.warning("auth_timeout", peer=self.peer)
+            self.reply(replies.err("auth timeout"))
+            self.quit()
+            self.broker.mark_output(self)
 
     # -- closing -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
 from broker.protocol import (
     Ack,
+    Auth,
     Command,
     DlqList,
     Groups,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MAX_HISTORY: Final = 100_000
+MAX_AUTH_FAILURES: Final = 10
+OPEN_BEFORE_AUTH: Final = (Ping, Quit, Auth)
 
 
 class Handlers:
@@ -48,6 +51,7 @@ class Handlers:
         self.router = broker.router
         self._table: dict[type[Any], Callable[[Connection, Any], None]] = {
             Ping: self.cmd_PING,
+            Auth: self.cmd_AUTH,
             Quit: self.cmd_QUIT,
             Heartbeat: self.cmd_HEARTBEAT,
             Pub: self.cmd_PUB,
@@ -64,7 +68,42 @@ class Handlers:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def dispatch(self, conn: Connection, command: Command) -> None:
+        needs_auth = conn.user is None and self.broker.users is not None
+        if needs_auth and not isinstance(command, OPEN_BEFORE_AUTH):
+            conn.reply(replies.err("auth required"))
+            return
         self._table[type(command)](conn, command)
+
+    # -- authentication --------------------------------------------------------------
+
+    def cmd_AUTH(self, conn: Connection, cmd: Auth) -> None:
+        users = self.broker.users
+        if users is None:
+            conn.reply(replies.AUTHENTICATED)  # auth is off: every client is trusted
+            return
+        user = users.authenticate(cmd.token)
+        if user is not None:
+            conn.authenticated(user)
+            log.info("authenticated", peer=conn.peer, user=user.name)
+            conn.reply(replies.AUTHENTICATED)
+            return
+        # Slow down guessing: each failure on a connection doubles the wait, and
+        # after MAX_AUTH_FAILURES the connection is closed.
+        conn.auth_failures += 1
+        log.warning("auth_failed", peer=conn.peer, failures=conn.auth_failures)
+        delay = min(0.1 * 2 ** (conn.auth_failures - 1), 5.0)
+        slot = conn.reply_later()
+        if conn.auth_failures >= MAX_AUTH_FAILURES:
+            conn.quit()
+        asyncio.get_running_loop().call_later(delay, slot.fill, replies.err("auth failed"))
+
+    def _may(self, conn: Connection, topic: str, *, publish: bool) -> bool:
+        user = conn.user
+        if user is None or (user.may_publish(topic) if publish else user.may_subscribe(topic)):
+            return True
+        log.warning("permission_denied", peer=conn.peer, user=user.name, topic=topic)
+        conn.reply(replies.err("permission denied"))
+        return False
 
     # -- session -------------------------------------------------------------------
 
@@ -81,6 +120,8 @@ class Handlers:
     # -- publishing and reading ----------------------------------------------------
 
     def cmd_PUB(self, conn: Connection, cmd: Pub) -> None:
+        if not self._may(conn, cmd.topic, publish=True):
+            return
         limit = self.broker.config.max_message_bytes
         if len(cmd.msg) * 4 > limit and len(cmd.msg.encode()) > limit:
             self._refuse(conn, f"message too large (limit {limit} bytes)")
@@ -90,6 +131,8 @@ class Handlers:
         self.broker.publish(conn, cmd.topic, cmd.msg)
 
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
+        if not self._may(conn, cmd.topic, publish=False):
+            return
         log_ = self.broker.store.get(cmd.topic)
         if log_ is None or cmd.n == 0:
             conn.reply(replies.HISTORY_END)
@@ -107,6 +150,8 @@ class Handlers:
     # -- subscriptions -------------------------------------------------------------
 
     def cmd_SUB(self, conn: Connection, cmd: Sub) -> None:
+        if not self._may(conn, cmd.topic, publish=False):
+            return
         client = conn.client
         already = (
             cmd.topic in client.topics
@@ -162,6 +207,8 @@ class Handlers:
         conn.reply(replies.TOUCHED)
 
     def cmd_GROUPS(self, conn: Connection, cmd: Groups) -> None:
+        if not self._may(conn, cmd.topic, publish=False):
+            return
         lines = [
             replies.group_line(cmd.topic, name, info)
             for name, info in self.router.group_info(cmd.topic)
@@ -172,6 +219,9 @@ class Handlers:
     # -- dead letters --------------------------------------------------------------
 
     def cmd_DLQ(self, conn: Connection, cmd: DlqList) -> None:
+        if not self._may(conn, cmd.topic + ".dlq", publish=False):
+            return
+
         async def read() -> bytes:
             letters = await self.broker.dead_letters.list(cmd.topic, min(cmd.n, MAX_HISTORY))
             lines = [replies.dlq_line(cmd.topic, offset, text) for offset, text in letters]
@@ -181,6 +231,12 @@ class Handlers:
         self._later(conn, read)
 
     def cmd_REPLAY(self, conn: Connection, cmd: Replay) -> None:
+        if not (
+            self._may(conn, cmd.topic + ".dlq", publish=False)
+            and self._may(conn, cmd.topic, publish=True)
+        ):
+            return
+
         async def replay() -> bytes:
             try:
                 count = await self.broker.dead_letters.replay(cmd.topic, cmd.id)

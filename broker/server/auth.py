@@ -1,0 +1,106 @@
+"""Tokens and per-topic permissions from ``--auth-file``.
+
+Tokens are stored as SHA-256 hashes: they are long random secrets, so a fast
+hash is enough, and hashing first makes the lookup independent of the secret's
+bytes; the final comparison is constant-time anyway. Topic patterns follow NATS:
+``*`` matches one dot-separated token, a trailing ``>`` matches one or more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+TOKEN_BYTES: Final = 32
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    want = pattern.split(".")
+    have = topic.split(".")
+    for i, token in enumerate(want):
+        if token == ">" and i == len(want) - 1:
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    token_sha256: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    def may_publish(self, topic: str) -> bool:
+        return any(topic_matches(p, topic) for p in self.publish)
+
+    def may_subscribe(self, topic: str) -> bool:
+        return any(topic_matches(p, topic) for p in self.subscribe)
+
+
+class AuthError(ValueError):
+    """The auth file cannot be used; the message says where and why."""
+
+
+class Users:
+    def __init__(self, users: list[User]) -> None:
+        self._by_hash = {u.token_sha256: u for u in users}
+        if len(self._by_hash) != len(users):
+            raise AuthError("two users share a token")
+
+    def authenticate(self, token: str) -> User | None:
+        digest = hash_token(token)
+        user = self._by_hash.get(digest)
+        if user is not None and hmac.compare_digest(user.token_sha256, digest):
+            return user
+        return None
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+
+def load_users(path: Path) -> Users:
+    """Read a TOML file of ``[[users]]`` tables: name, token_sha256, publish, subscribe."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise AuthError(f"{path}: {e}") from e
+    entries = data.get("users")
+    if not isinstance(entries, list) or not entries:
+        raise AuthError(f"{path}: no [[users]] entries")
+    return Users([_user(path, i, entry) for i, entry in enumerate(entries)])
+
+
+def _user(path: Path, i: int, entry: Any) -> User:
+    where = f"{path}: users[{i}]"
+    if not isinstance(entry, dict):
+        raise AuthError(f"{where} is not a table")
+    name = entry.get("name")
+    digest = entry.get("token_sha256")
+    if not isinstance(name, str) or not name:
+        raise AuthError(f"{where}: name missing")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise AuthError(f"{where} ({name}): token_sha256 must be 64 hex digits")
+    if "token" in entry:
+        raise AuthError(f"{where} ({name}): store token_sha256, never the token itself")
+    patterns = {}
+    for key in ("publish", "subscribe"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise AuthError(f"{where} ({name}): {key} must be a list of topic patterns")
+        patterns[key] = tuple(value)
+    return User(name, digest.lower(), patterns["publish"], patterns["subscribe"])
