@@ -132,5 +132,10 @@ class SealedCache:
         self.put(seg)
         return seg
 
+    def discard(self, base: int) -> None:
+        """Forget a deleted segment so its index does not hold memory until evicted."""
+        with self._lock:
+            self._items.pop(base, None)
+
     def __len__(self) -> int:
         return len(self._items)

@@ -41,6 +41,11 @@ class TailCache:
         ):
             self._bytes -= len(self._records.popleft().msg)
 
+    def drop_before(self, offset: int) -> None:
+        """Forget records below ``offset``: retention or a purge deleted them from disk."""
+        while self._records and self._records[0].offset < offset:
+            self._bytes -= len(self._records.popleft().msg)
+
     def get(self, start: int, max_count: int, max_bytes: int) -> list[Record] | None:
         """Records from ``start`` if the cache covers it; None means "go to disk"."""
         if start >= self.next_offset:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import sys
 import threading
-from bisect import bisect_right
-from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
 from typing import Final
 
 import structlog
@@ -23,8 +21,11 @@ import structlog
 from broker.storage.fsio import fsync_dir, rollback, write_all
 from broker.storage.index import SealedCache, SealedSegment, SegmentIndex, encode_entries
 from broker.storage.index import index_due as _index_due
+from broker.storage.log_state import Active, Batch
+from broker.storage.log_state import check_topic_name as check_topic_name
 from broker.storage.records import Record, StorageError
 from broker.storage.recovery import recover_last_segment
+from broker.storage.retention import RetentionMixin, sealed_sizes
 from broker.storage.segment import (
     encode_header,
     encode_record,
@@ -39,53 +40,16 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_READ_BYTES: Final = 1 << 20
-_TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_CLOEXEC
 
 
-def check_topic_name(name: str) -> str:
-    """Refuse names that could leave the topics directory: a backstop, callers validate too."""
-    if "/" in name or "\0" in name or name.startswith(".") or ".." in name:
-        raise ValueError(f"invalid topic name: {name!r}")
-    if not _TOPIC_NAME.fullmatch(name):
-        raise ValueError(f"invalid topic name: {name!r}")
-    return name
-
-
-@dataclass(slots=True)
-class _Active:
-    """The segment being appended to. Its fds belong to the loop thread."""
-
-    base: int
-    header_end: int
-    log_fd: int
-    idx_fd: int
-    size: int
-    idx_size: int
-    last_offset: int
-    index: SegmentIndex
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Pending records for one segment; ``new_segment`` batches create their file on write."""
-
-    base: int
-    new_segment: bool
-    start_size: int
-    last_index_pos: int | None
-    has_records: bool
-    chunks: list[bytes] = field(default_factory=list)
-    nbytes: int = 0
-    records: list[Record] = field(default_factory=list)
-    index: list[tuple[int, int]] = field(default_factory=list)
-
-
-class TopicLog:
+class TopicLog(RetentionMixin):
     """One topic's records, offsets counting from 1.
 
     ``first_offset`` is the base of the oldest segment; for a log that has never
     been written it is 1 while ``last_offset`` is 0, so [first, last] is empty.
+    Retention and ``purge`` (see ``RetentionMixin``) raise ``first_offset``;
+    ``last_offset`` only ever grows.
     """
 
     def __init__(
@@ -97,16 +61,21 @@ class TopicLog:
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()  # guards what readers and sync() share with the loop
         self._bases: list[int] = []
-        self._active: _Active | None = None
+        self._active: Active | None = None
         self._last = 0
         self._written_last = 0
-        self._pending: list[_Batch] = []
+        self._pending: list[Batch] = []
         self._tail = TailCache(1)
         self._sealed = SealedCache(self._dir)
         self._unsynced_fds: list[int] = []  # sealed segments' fds, owned until fsynced
         self._dirs_to_sync: set[pathlib.Path] = set()
         self._dirty = False
         self._closed = False
+        self._sizes = {}  # base -> bytes of .log + .idx, all segments
+        self._total = 0  # sum of _sizes, kept running so size_bytes never stats files
+        self._newest_ts = {}  # sealed base -> ts of its last record
+        self._active_ts: float | None = None  # ts of the active segment's last written record
+        self._drops = 0  # bumped by each drop, so a read can tell segments vanished under it
 
     @classmethod
     def open(
@@ -123,15 +92,19 @@ class TopicLog:
         if not bases:
             return
         seg = recover_last_segment(self._dir, self.name, bases[-1])
+        sizes = sealed_sizes(self._dir, bases[:-1])
         log_fd = os.open(log_path(self._dir, seg.base), _OPEN_FLAGS)
         idx_fd = os.open(idx_path(self._dir, seg.base), _OPEN_FLAGS | os.O_CREAT, 0o644)
         os.lseek(log_fd, seg.size, os.SEEK_SET)
         os.lseek(idx_fd, seg.idx_size, os.SEEK_SET)
-        self._active = _Active(
+        self._active = Active(
             seg.base, seg.header_end, log_fd, idx_fd, seg.size, seg.idx_size,
             seg.last_offset, seg.index,
         )  # fmt: skip
         self._bases = bases
+        self._sizes = sizes
+        self._sizes[seg.base] = seg.size + seg.idx_size
+        self._total = sum(self._sizes.values())
         self._last = self._written_last = seg.last_offset
         self._tail = TailCache(seg.last_offset + 1)
 
@@ -151,6 +124,15 @@ class TopicLog:
     @property
     def has_pending(self) -> bool:
         return bool(self._pending)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of every segment's .log and .idx, from a running total (no file is touched)."""
+        return self._total
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._bases)
 
     # -- appending ---------------------------------------------------------------------------
 
@@ -172,19 +154,19 @@ class TopicLog:
         self._last = offset
         return rec
 
-    def _batch_for_active(self, offset: int) -> _Batch:
+    def _batch_for_active(self, offset: int) -> Batch:
         seg = self._active
         if seg is None:
             return self._new_segment_batch(offset)
-        batch = _Batch(
+        batch = Batch(
             seg.base, False, seg.size, seg.index.last_position, seg.last_offset >= seg.base
         )
         self._pending.append(batch)
         return batch
 
-    def _new_segment_batch(self, offset: int) -> _Batch:
+    def _new_segment_batch(self, offset: int) -> Batch:
         header = encode_header(offset)
-        batch = _Batch(offset, True, 0, None, False, [header], len(header))
+        batch = Batch(offset, True, 0, None, False, [header], len(header))
         self._pending.append(batch)
         return batch
 
@@ -211,7 +193,7 @@ class TopicLog:
                 self._last = self._written_last
                 raise StorageError(str(exc)) from exc
 
-    def _write_active(self, batch: _Batch) -> None:
+    def _write_active(self, batch: Batch) -> None:
         seg = self._active
         assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
         entries = encode_entries(batch.index)
@@ -231,7 +213,7 @@ class TopicLog:
             except OSError as exc:  # the recovery scan is the last line of defence
                 log.error("topic_rollback_failed", topic=self.name, error=str(exc))
 
-    def _write_new_segment(self, batch: _Batch) -> None:
+    def _write_new_segment(self, batch: Batch) -> None:
         if not self._dir.is_dir():
             self._dir.mkdir(parents=True, exist_ok=True)
             self._dirs_to_sync.update((self._dir.parent, self._dir.parent.parent))
@@ -251,27 +233,43 @@ class TopicLog:
                 path.unlink(missing_ok=True)
             raise
         header_end = len(batch.chunks[0])
-        seg = _Active(batch.base, header_end, fds[0], fds[1], 0, 0, batch.base - 1, SegmentIndex())
+        seg = Active(batch.base, header_end, fds[0], fds[1], 0, 0, batch.base - 1, SegmentIndex())
         with self._lock:
             old = self._active
             if old is not None:
                 self._unsynced_fds += (old.log_fd, old.idx_fd)
                 self._sealed.put(SealedSegment(old.base, old.header_end, old.index))
+                if self._active_ts is not None:  # saves retention a read of its tail
+                    self._newest_ts[old.base] = self._active_ts
             self._active = seg
+            self._active_ts = None
             self._bases.append(seg.base)
+            self._sizes[seg.base] = 0
             self._dirs_to_sync.add(self._dir)
         self._commit(seg, batch, len(entries))
 
-    def _commit(self, seg: _Active, batch: _Batch, idx_bytes: int) -> None:
+    def _roll_empty(self, base: int) -> None:
+        """Start a header-only segment at ``base``: where a purged log's offsets go on."""
+        header = encode_header(base)
+        try:
+            self._write_new_segment(Batch(base, True, 0, None, False, [header], len(header)))
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def _commit(self, seg: Active, batch: Batch, idx_bytes: int) -> None:
         with self._lock:
             for offset, pos in batch.index:
                 seg.index.add(offset, pos)
             seg.size += batch.nbytes
             seg.idx_size += idx_bytes
-            seg.last_offset = batch.records[-1].offset
-            self._written_last = seg.last_offset
-            self._tail.extend(batch.records)
+            self._sizes[seg.base] += batch.nbytes + idx_bytes
+            self._total += batch.nbytes + idx_bytes
             self._dirty = True
+            if batch.records:  # a purge's fresh segment is committed with its header only
+                seg.last_offset = batch.records[-1].offset
+                self._active_ts = batch.records[-1].ts
+                self._written_last = seg.last_offset
+                self._tail.extend(batch.records)
 
     def sync(self) -> None:
         """fsync what was written; safe in a worker thread while the loop appends and writes.
@@ -320,23 +318,34 @@ class TopicLog:
     def read_cached(
         self, start_offset: int, max_count: int, max_bytes: int = DEFAULT_READ_BYTES
     ) -> list[Record] | None:
-        """Serve from memory or say None; never blocks, so the loop can call it directly."""
+        """Serve from memory or say None; never blocks, so the loop can call it directly.
+
+        Like ``read``, a start below ``first_offset`` (deleted) begins at ``first_offset``.
+        """
         if max_count <= 0:
             return []
         with self._lock:
-            return self._tail.get(start_offset, max_count, max_bytes)
+            return self._tail.get(max(start_offset, self.first_offset), max_count, max_bytes)
 
     def read(
         self, start_offset: int, max_count: int, max_bytes: int = DEFAULT_READ_BYTES
     ) -> list[Record]:
-        """Written records from ``start_offset``; blocking file I/O, meant for a worker thread."""
+        """Written records from ``start_offset``; blocking file I/O, meant for a worker thread.
+
+        Offsets below ``first_offset`` were deleted by retention or a purge, so a
+        start there begins at ``first_offset``: readers get the oldest records that
+        still exist. Segments dropped while this read runs are skipped the same
+        way (never FileNotFoundError), and one result never jumps over a gap.
+        """
         if max_count <= 0:
             return []
         with self._lock:
+            start_offset = max(start_offset, self.first_offset)
             cached = self._tail.get(start_offset, max_count, max_bytes)
             if cached is not None:
                 return cached
             i = max(bisect_right(self._bases, start_offset) - 1, 0)
+            drops = self._drops
         out: list[Record] = []
         out_bytes = 0
         while True:
@@ -344,6 +353,8 @@ class TopicLog:
                 if i >= len(self._bases):
                     return out
                 base = self._bases[i]
+                if out and self._drops != drops and base > out[-1].offset + 1:
+                    return out  # what followed ``out`` was deleted under us
                 seg = self._active
                 if seg is not None and seg.base == base:
                     end: int | None = seg.size
@@ -351,19 +362,32 @@ class TopicLog:
                     seek = seg.index.seek_point(start_offset)
                 else:
                     end = None
-            if end is None:
-                sealed = self._sealed.get(base)
-                header_end = sealed.header_end
-                seek = sealed.index.seek_point(start_offset)
-            full, out_bytes = read_segment(
-                log_path(self._dir, base), header_end, end, seek,
-                start_offset, max_count, max_bytes, out, out_bytes,
-            )  # fmt: skip
-            if full:
-                return out
-            i += 1
+            try:
+                if end is None:
+                    sealed = self._sealed.get(base)
+                    header_end = sealed.header_end
+                    seek = sealed.index.seek_point(start_offset)
+                full, out_bytes = read_segment(
+                    log_path(self._dir, base), header_end, end, seek,
+                    start_offset, max_count, max_bytes, out, out_bytes,
+                )  # fmt: skip
+            except FileNotFoundError:
+                if self._has_segment(base):
+                    raise
+                self._sealed.discard(base)  # a reader may have cached it after the drop
+            else:
+                if full:
+                    return out
+            with self._lock:  # by base, not i += 1: a drop shifts the list's indexes
+                i = bisect_right(self._bases, base)
+
+    def _has_segment(self, base: int) -> bool:
+        with self._lock:
+            i = bisect_left(self._bases, base)
+            return i < len(self._bases) and self._bases[i] == base
 
     def read_last(self, n: int) -> list[Record]:
+        """The last ``n`` written records, or fewer if fewer still exist."""
         if n <= 0:
             return []
         with self._lock:
