@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from broker.config import Config
+from broker.config import Config, parse_age, parse_size, parse_topic_retention
 from broker.logsetup import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,6 +26,22 @@ def _opt(name: str, **kwargs: Any) -> Callable[[F], F]:
 
 
 DEFAULTS = Config()
+
+
+class _Parsed(click.ParamType[Any]):
+    """A click type from one of config's parse_* functions, so errors read well."""
+
+    def __init__(self, parse: Callable[[str], Any], name: str) -> None:
+        self.parse = parse
+        self.name = name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,6 +135,30 @@ def main() -> None:
     help="Failed retries before a message goes to <topic>.dlq.",
 )
 @_opt(
+    "--retention-bytes",
+    type=_Parsed(parse_size, "SIZE"),
+    default="0",
+    help="Delete a topic's oldest segments past this size (64MiB, 10GB; 0: keep all).",
+)
+@_opt(
+    "--retention-age",
+    type=_Parsed(parse_age, "DURATION"),
+    default="0",
+    help="Delete segments whose newest message is older than this (12h, 7d; 0: keep all).",
+)
+@_opt(
+    "--topic-retention",
+    type=_Parsed(parse_topic_retention, "PATTERN=bytes:SIZE,age:DURATION"),
+    multiple=True,
+    help="Per-topic override, e.g. 'orders.*=bytes:1GiB,age:7d' (repeat; first match wins).",
+)
+@_opt(
+    "--retention-check-ms",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.retention_check_ms,
+    help="How often retention runs.",
+)
+@_opt(
     "--auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
@@ -146,6 +186,7 @@ def main() -> None:
 @_opt("--log-format", type=click.Choice(["console", "json"]), default=DEFAULTS.log_format)
 def serve(**options: Any) -> None:
     """Run the broker (Ctrl-C or SIGTERM: flush, fsync, say goodbye, exit 0)."""
+    options["topic_retention"] = tuple(options["topic_retention"])
     config = Config(**options)
     configure_logging(config.log_level, config.log_format)
     run(config)

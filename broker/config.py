@@ -6,9 +6,60 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from broker.protocol.names import topic_matches
+
 FsyncPolicy = Literal["always", "interval", "never"]
 
 MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRetention:
+    """A retention override for topics matching ``pattern`` (NATS-style ``*`` and ``>``)."""
+
+    pattern: str
+    max_bytes: int = 0
+    max_age: float = 0.0
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``64MiB``, ``1GB`` to bytes."""
+    number = text.strip().rstrip("bBiIkKmMgGtT")
+    unit = text.strip()[len(number) :].lower()
+    if unit not in _SIZE_UNITS or not number:
+        raise ValueError(f"not a size: {text!r} (try 500MB or 1GiB)")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+def parse_age(text: str) -> float:
+    """``3600``, ``90s``, ``15m``, ``12h``, ``7d`` to seconds."""
+    number = text.strip().rstrip("smhdwSMHDW")
+    unit = text.strip()[len(number) :].lower()
+    if unit not in _AGE_UNITS or not number:
+        raise ValueError(f"not a duration: {text!r} (try 90s, 12h or 7d)")
+    return float(number) * _AGE_UNITS[unit]
+
+
+def parse_topic_retention(text: str) -> TopicRetention:
+    """``orders.*=bytes:1GiB,age:7d`` (either part may be left out; 0 means unlimited)."""
+    pattern, sep, spec = text.partition("=")
+    if not sep or not pattern:
+        raise ValueError(f"expected PATTERN=bytes:SIZE,age:DURATION, got {text!r}")
+    max_bytes, max_age = 0, 0.0
+    for part in spec.split(","):
+        key, _, value = part.partition(":")
+        if key.strip() == "bytes":
+            max_bytes = parse_size(value)
+        elif key.strip() == "age":
+            max_age = parse_age(value)
+        else:
+            raise ValueError(f"unknown retention setting {key!r} in {text!r}")
+    return TopicRetention(pattern.strip(), max_bytes, max_age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +82,10 @@ class Config:
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 60.0
     max_retries: int = 3
+    retention_bytes: int = 0
+    retention_age: float = 0.0
+    topic_retention: tuple[TopicRetention, ...] = ()
+    retention_check_ms: int = 10_000
     auth_file: Path | None = None
     auth_timeout: float = 10.0
     tls_cert: Path | None = None
@@ -38,3 +93,10 @@ class Config:
     tls_client_ca: Path | None = None
     log_level: str = "info"
     log_format: Literal["json", "console"] = "console"
+
+    def retention_for(self, topic: str) -> tuple[int, float]:
+        """(max bytes, max age seconds) for ``topic``; 0 means no limit."""
+        for rule in self.topic_retention:
+            if topic_matches(rule.pattern, topic):
+                return rule.max_bytes, rule.max_age
+        return self.retention_bytes, self.retention_age

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from broker.config import Config
 from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from broker.observe.histogram import Histogram
 from broker.storage.records import Record
 
 
@@ -29,6 +30,8 @@ class DeliveryContext:
     """Append a message to a topic (used for dead letters and replays)."""
     changed: Callable[[], None]
     """Something was journaled or sent: schedule a commit tick."""
+    deliver_latency: Histogram = field(default_factory=Histogram)
+    """Publish to first delivery, per group delivery."""
 
     @classmethod
     def build(

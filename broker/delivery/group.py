@@ -61,6 +61,8 @@ class ConsumerGroup:
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_timer_at = 0.0
         self._closed = False
+        self.delivered = 0
+        self.redelivered = 0
         for p in state.pending.values():
             self._schedule_retry(p)
 
@@ -117,9 +119,16 @@ class ConsumerGroup:
 
     # -- scheduling ----------------------------------------------------------------
 
+    def set_paused(self, paused: bool) -> None:
+        """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
+        if paused != self.state.paused:
+            self.state.set_paused(paused)
+            self.ctx.changed()
+        self.pump()
+
     def pump(self) -> None:
         """Deliver while some member has room and something is ready."""
-        while not self._closed:
+        while not self._closed and not self.state.paused:
             member = self._member_with_room()
             if member is None:
                 return
@@ -129,6 +138,10 @@ class ConsumerGroup:
                     self._ready.popleft()
                     continue
                 if p.record is None:
+                    if p.offset < self.log.first_offset:
+                        self._ready.popleft()
+                        self._gone(p)
+                        continue
                     self._fetch(p.offset)
                     return
                 self._ready.popleft()
@@ -152,7 +165,22 @@ class ConsumerGroup:
                 return member
         return None
 
+    def _gone(self, p: Pending) -> None:
+        log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
+        self.state.gone(p.offset)
+        self.ctx.changed()
+
     def _next_fresh(self) -> Record | None:
+        first = self.log.first_offset
+        if self.state.cursor < first:
+            log.warning(
+                "undelivered_messages_deleted",
+                topic=self.topic,
+                group=self.name,
+                count=first - self.state.cursor,
+            )
+            self.state.skip_to(first)
+            self.ctx.changed()
         cursor = self.state.cursor
         while self._prefetch and self._prefetch[0].offset < cursor:
             self._prefetch.popleft()
@@ -202,6 +230,11 @@ class ConsumerGroup:
             return
         now = time.time()
         p.attempts += 1
+        self.delivered += 1
+        if p.attempts > 1:
+            self.redelivered += 1
+        else:
+            self.ctx.deliver_latency.observe(now - record.ts)
         p.last_ts = now
         if not p.first_ts:
             p.first_ts = now
@@ -355,6 +388,16 @@ class ConsumerGroup:
             "acked": self.state.completed - self.state.dead,
             "dead": self.state.dead,
             "next_offset": self.state.cursor,
+            "paused": int(self.state.paused),
+        }
+
+    def counters(self) -> dict[str, int]:
+        """``info()`` plus counters since the broker started (for STATS and metrics)."""
+        return {
+            **self.info(),
+            "delivered": self.delivered,
+            "redelivered": self.redelivered,
+            "dropped": self.state.dropped,
         }
 
     def close(self) -> None:

@@ -68,6 +68,8 @@ class GroupState:
         self.pending: dict[int, Pending] = {}
         self.completed = 0
         self.dead = 0
+        self.dropped = 0
+        self.paused = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -102,6 +104,17 @@ class GroupState:
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
 
+    def gone(self, offset: int) -> None:
+        """A pending message whose record was deleted (retention, purge): it is done."""
+        self._record({"e": "g", "o": offset})
+
+    def skip_to(self, offset: int) -> None:
+        """Records below ``offset`` were deleted before this group got to them."""
+        self._record({"e": "skip", "o": offset})
+
+    def set_paused(self, paused: bool) -> None:
+        self._record({"e": "pause", "v": paused})
+
     # -- internals ---------------------------------------------------------------
 
     def _record(self, entry: dict[str, Any]) -> None:
@@ -125,10 +138,18 @@ class GroupState:
             p.retry_at = e["at"]
             p.reason = e.get("why", "")
             p.phase = Phase.WAITING
-        elif kind == "a" or kind == "x":
+        elif kind in ("a", "x", "g"):
             self._finish(e["o"])
             if kind == "x":
                 self.dead += 1
+            elif kind == "g":
+                self.dropped += 1
+        elif kind == "skip":
+            if e["o"] > self.cursor:
+                self.dropped += e["o"] - self.cursor
+                self.cursor = e["o"]
+        elif kind == "pause":
+            self.paused = bool(e["v"])
         elif kind == "start":
             self.start = self.cursor = e["o"]
         elif kind == "snap":
@@ -172,6 +193,8 @@ class GroupState:
             "cursor": self.cursor,
             "completed": self.completed,
             "dead": self.dead,
+            "dropped": self.dropped,
+            "paused": self.paused,
             "pending": [
                 [p.offset, p.attempts, p.first_ts, p.last_ts, p.retry_at, p.reason, p.phase.value]
                 for p in self.pending.values()
@@ -183,6 +206,8 @@ class GroupState:
         self.cursor = e["cursor"]
         self.completed = e["completed"]
         self.dead = e["dead"]
+        self.dropped = e.get("dropped", 0)
+        self.paused = e.get("paused", False)
         self.pending = {}
         for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:
             p = self.pending_for(offset)

@@ -124,14 +124,18 @@ class Router:
 
     # -- publishing ------------------------------------------------------------------
 
-    def on_written(self, topic: str, records: list[Record]) -> None:
+    def on_written(self, topic: str, records: list[Record]) -> int:
+        """Fan new records out and hand them to groups; returns fanout messages sent."""
+        sent = 0
         subs = self.fanout.get(topic)
         if subs:
             data = b"".join([replies.msg(topic, r.id, r.offset, r.ts, r.msg) for r in records])
             for client in list(subs):
                 client.sender.send(data)
+            sent = len(subs) * len(records)
         for group in self.groups.get(topic, {}).values():
             group.on_written(records)
+        return sent
 
     # -- consumer commands ---------------------------------------------------------
 
@@ -159,6 +163,18 @@ class Router:
     def touch(self, client: ClientState, id: str) -> None:
         member, offset = self._holder(client, id)
         member.group.touch(member, offset)
+
+    def pause(self, topic: str, name: str, paused: bool) -> Journal:
+        group = self.groups.get(topic, {}).get(name)
+        if group is None:
+            raise DeliveryError(f"no group {name} on {topic}")
+        group.set_paused(paused)
+        return group.state.journal
+
+    def deleted_before(self, topic: str) -> None:
+        """Retention or a purge removed old records: let groups skip past them."""
+        for group in self.groups.get(topic, {}).values():
+            group.pump()
 
     def group_info(self, topic: str) -> list[tuple[str, dict[str, int]]]:
         return [(name, g.info()) for name, g in sorted(self.groups.get(topic, {}).items())]

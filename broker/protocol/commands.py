@@ -77,6 +77,30 @@ class DlqList:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    topic: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    topic: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """Empty a dead-letter topic (only ``<topic>.dlq`` names)."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     """Republish dead letters of ``topic``; ``id`` None means every one not yet replayed."""
 
@@ -99,4 +123,8 @@ Command = (
     | Groups
     | DlqList
     | Replay
+    | Stats
+    | Pause
+    | Resume
+    | Purge
 )

@@ -10,3 +10,15 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 def is_valid_name(name: str) -> bool:
     """``[A-Za-z0-9_.-]``, 1-200 chars, no leading dot, no ``..``: safe as a file name."""
     return _NAME.fullmatch(name) is not None and not name.startswith(".") and ".." not in name
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """NATS-style: ``*`` matches one dot-separated token, a trailing ``>`` one or more."""
+    want = pattern.split(".")
+    have = topic.split(".")
+    for i, token in enumerate(want):
+        if token == ">" and i == len(want) - 1:
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)

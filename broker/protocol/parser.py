@@ -20,10 +20,14 @@ from broker.protocol.commands import (
     Heartbeat,
     History,
     Nack,
+    Pause,
     Ping,
     Pub,
+    Purge,
     Quit,
     Replay,
+    Resume,
+    Stats,
     Sub,
     Touch,
     Unsub,
@@ -186,6 +190,38 @@ def _replay(rest: str) -> Command:
     return Replay(topic, target)
 
 
+def _stats(rest: str) -> Command:
+    args = rest.split()
+    if len(args) > 1:
+        raise ProtocolError("usage: STATS [topic]")
+    return Stats(_topic(args[0]) if args else None)
+
+
+def _group_args(rest: str, usage: str) -> tuple[str, str]:
+    args = rest.split()
+    if len(args) != 2:
+        raise ProtocolError(f"usage: {usage}")
+    return _topic(args[0]), _group(args[1])
+
+
+def _pause(rest: str) -> Command:
+    return Pause(*_group_args(rest, "PAUSE <topic> <group>"))
+
+
+def _resume(rest: str) -> Command:
+    return Resume(*_group_args(rest, "RESUME <topic> <group>"))
+
+
+def _purge(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 1:
+        raise ProtocolError("usage: PURGE <topic>.dlq")
+    topic = _topic(args[0])
+    if not topic.endswith(".dlq"):
+        raise ProtocolError("only dead-letter topics (<topic>.dlq) can be purged")
+    return Purge(topic)
+
+
 _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "PING": _no_args("PING", Ping()),
     "QUIT": _no_args("QUIT", Quit()),
@@ -201,4 +237,8 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "GROUPS": _groups,
     "DLQ": _dlq,
     "REPLAY": _replay,
+    "STATS": _stats,
+    "PAUSE": _pause,
+    "RESUME": _resume,
+    "PURGE": _purge,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 BANNER: Final = b"OK connected\n"
@@ -16,6 +17,7 @@ HEARTBEAT_RECEIVED: Final = b"OK heartbeat_received\n"
 HISTORY_END: Final = b"OK history end\n"
 GROUPS_END: Final = b"OK groups end\n"
 DLQ_END: Final = b"OK dlq end\n"
+STATS_END: Final = b"OK stats end\n"
 
 
 def err(reason: str) -> bytes:
@@ -54,3 +56,21 @@ def dlq_line(topic: str, dlq_offset: int, json_text: str) -> bytes:
 
 def replayed(count: int) -> bytes:
     return f"OK replayed {count}\n".encode()
+
+
+def stat_line(kind: str, names: tuple[str, ...], fields: Mapping[str, float]) -> bytes:
+    """``STAT broker k=v ...``, ``STAT topic <t> k=v ...``, ``STAT group <t> <g> k=v ...``."""
+    pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"STAT {' '.join((kind, *names))} {pairs}\n".encode()
+
+
+def paused(topic: str, group: str) -> bytes:
+    return f"OK paused {topic} {group}\n".encode()
+
+
+def resumed(topic: str, group: str) -> bytes:
+    return f"OK resumed {topic} {group}\n".encode()
+
+
+def purged(count: int) -> bytes:
+    return f"OK purged {count}\n".encode()

@@ -20,6 +20,7 @@ from broker.config import Config
 from broker.delivery.context import DeliveryContext
 from broker.delivery.dead_letters import DeadLetters
 from broker.delivery.router import Router
+from broker.observe.histogram import Histogram
 from broker.protocol import LineFramer, replies
 from broker.server.auth import Users, load_users
 from broker.server.connection import Connection, Slot
@@ -45,6 +46,10 @@ class Broker:
         self._outputs: set[Connection] = set()
         self._new: dict[str, list[Record]] = {}
         self._waiting: dict[Writable, list[tuple[Slot, bytes]]] = {}
+        self.published: dict[str, int] = {}
+        self.fanout_sent = 0
+        self.publish_latency = Histogram()
+        self.ready = False
         self._scheduled = False
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
@@ -71,6 +76,7 @@ class Broker:
             loop, self.config.fsync, self.config.fsync_interval_ms, self._on_durable
         )
         self.durability.start()
+        self._retention_task = loop.create_task(self._retention_loop())
         self._server = await loop.create_server(
             lambda: Connection(self),
             self.config.host,
@@ -85,6 +91,7 @@ class Broker:
                 "this port can publish, consume and replay. Use --auth-file.",
                 host=self.config.host,
             )
+        self.ready = True
         log.info(
             "listening",
             host=self.config.host,
@@ -111,6 +118,8 @@ class Broker:
 
     async def stop(self) -> None:
         """Stop accepting, write and fsync everything, tell clients goodbye, close."""
+        self.ready = False
+        self._retention_task.cancel()
         if self._server is not None:
             self._server.close()
         self._tick()
@@ -129,6 +138,33 @@ class Broker:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("stopped")
+
+    # -- retention -----------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        interval = self.config.retention_check_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.apply_retention()
+            except Exception:
+                log.exception("retention_failed")
+
+    async def apply_retention(self) -> None:
+        """Drop whole old segments past each topic's limits; unlink them off the loop."""
+        now = time.time()
+        for name in self.store.topics():
+            max_bytes, max_age = self.config.retention_for(name)
+            topic_log = self.store.get(name)
+            if topic_log is None or not (max_bytes or max_age):
+                continue
+            result = topic_log.apply_retention(
+                max_bytes or None, max_age or None, now, delete=False
+            )
+            if not result.segments:
+                continue
+            self.router.deleted_before(name)
+            await asyncio.to_thread(topic_log.delete_files, list(result.paths))
 
     # -- connections ---------------------------------------------------------------
 
@@ -190,9 +226,14 @@ class Broker:
             for topic in new:
                 if not self._write(self.store.topic(topic), gen, written):
                     new[topic] = []
+            now = time.time()
+            observe = self.publish_latency.observe
             for topic, records in new.items():
                 if records:
-                    self.router.on_written(topic, records)
+                    self.published[topic] = self.published.get(topic, 0) + len(records)
+                    for record in records:
+                        observe(now - record.ts)
+                    self.fanout_sent += self.router.on_written(topic, records)
         for journal in self.router.journals() + self.dead_letters.journals():
             if journal.has_pending:
                 self._write(journal, gen, written)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from broker.protocol.names import topic_matches
+
 TOKEN_BYTES: Final = 32
 
 
@@ -25,17 +27,6 @@ def hash_token(token: str) -> str:
 
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    want = pattern.split(".")
-    have = topic.split(".")
-    for i, token in enumerate(want):
-        if token == ">" and i == len(want) - 1:
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(have) == len(want)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import structlog
 
 from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
+from broker.observe.stats import collect
 from broker.protocol import (
     Ack,
     Auth,
@@ -24,16 +25,21 @@ from broker.protocol import (
     Heartbeat,
     History,
     Nack,
+    Pause,
     Ping,
     Pub,
+    Purge,
     Quit,
     Replay,
+    Resume,
+    Stats,
     Sub,
     Touch,
     Unsub,
     replies,
 )
 from broker.server.connection import Connection
+from broker.storage.records import StorageError
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -64,6 +70,10 @@ class Handlers:
             Groups: self.cmd_GROUPS,
             DlqList: self.cmd_DLQ,
             Replay: self.cmd_REPLAY,
+            Stats: self.cmd_STATS,
+            Pause: self.cmd_PAUSE,
+            Resume: self.cmd_RESUME,
+            Purge: self.cmd_PURGE,
         }
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -246,6 +256,56 @@ class Handlers:
             return replies.replayed(count)
 
         self._later(conn, replay, durable=True)
+
+    def cmd_PURGE(self, conn: Connection, cmd: Purge) -> None:
+        if not self._may(conn, cmd.topic, publish=True):
+            return
+        log_ = self.broker.store.get(cmd.topic)
+        if log_ is None:
+            conn.reply(replies.purged(0))
+            return
+        try:
+            result = log_.purge_segments()
+        except StorageError as e:
+            conn.reply(replies.err(f"storage unavailable: {e}"))
+            return
+        log.warning("topic_purged", topic=cmd.topic, records=result.records, peer=conn.peer)
+        self.router.deleted_before(cmd.topic)
+
+        async def delete() -> bytes:
+            await asyncio.to_thread(log_.delete_files, list(result.paths))
+            return replies.purged(result.records)
+
+        self._later(conn, delete)
+
+    # -- operations ----------------------------------------------------------------
+
+    def cmd_STATS(self, conn: Connection, cmd: Stats) -> None:
+        if cmd.topic is not None and not self._may(conn, cmd.topic, publish=False):
+            return
+        snap = collect(self.broker, cmd.topic)
+        lines = [replies.stat_line("broker", (), snap.broker)]
+        lines += [replies.stat_line("topic", (t,), f) for t, f in snap.topics.items()]
+        lines += [replies.stat_line("group", (t, g), f) for t, g, f in snap.groups]
+        lines.append(replies.STATS_END)
+        conn.reply(b"".join(lines))
+
+    def cmd_PAUSE(self, conn: Connection, cmd: Pause) -> None:
+        self._pause(conn, cmd.topic, cmd.group, True, replies.paused(cmd.topic, cmd.group))
+
+    def cmd_RESUME(self, conn: Connection, cmd: Resume) -> None:
+        self._pause(conn, cmd.topic, cmd.group, False, replies.resumed(cmd.topic, cmd.group))
+
+    def _pause(self, conn: Connection, topic: str, group: str, paused: bool, ok: bytes) -> None:
+        if not self._may(conn, topic, publish=False):
+            return
+        try:
+            journal = self.router.pause(topic, group, paused)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        log.info("group_paused" if paused else "group_resumed", topic=topic, group=group)
+        self.broker.reply_after_write(conn, journal, ok)
 
     # -- helpers -------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ records by offset.
 
 from broker.storage.journal import Journal
 from broker.storage.records import Record, StorageError
+from broker.storage.retention import RetentionResult, SegmentInfo
 from broker.storage.segment import SegmentFormatError
 from broker.storage.store import FileStore, Store
 from broker.storage.topic_log import TopicLog
@@ -14,7 +15,9 @@ __all__ = [
     "FileStore",
     "Journal",
     "Record",
+    "RetentionResult",
     "SegmentFormatError",
+    "SegmentInfo",
     "StorageError",
     "Store",
     "TopicLog",

@@ -137,8 +137,11 @@ class RetentionMixin:
     """``TopicLog``'s retention and purge, kept apart so each module stays readable.
 
     The active segment is always the last of ``_bases`` and is never dropped.
-    Everything here touches only state guarded by ``_lock`` (except ``purge*``,
-    which writes), so retention may run on the loop or in a worker thread.
+    Threads: ``expired_segments``, ``drop_segments``, ``apply_retention`` and
+    ``delete_files`` touch only state guarded by ``_lock``, so they may run in a
+    worker thread while the loop appends (the first age check after a restart
+    reads one segment tail per candidate, another reason to). ``purge`` and
+    ``purge_segments`` write, so they belong to the loop thread like ``write``.
     """
 
     name: str

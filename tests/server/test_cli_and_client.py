@@ -66,7 +66,8 @@ async def test_sub_group_acks_after_printing(broker: Broker) -> None:
     code, out, _ = await linemq(broker, "sub", "jobs", "--group", "workers", "--count", "1")
     assert code == 0 and out.split(" ", 5)[5].strip() == "j3"
     assert await w.cmd("GROUPS jobs") == (
-        "GROUP jobs workers members=0 inflight=0 waiting=0 lag=0 acked=1 dead=0 next_offset=5"
+        "GROUP jobs workers members=0 inflight=0 waiting=0 lag=0 acked=1 dead=0 "
+        "next_offset=5 paused=0"
     )
 
 

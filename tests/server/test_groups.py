@@ -116,7 +116,8 @@ async def test_group_created_while_empty_accumulates_then_drains(broker: Broker)
     await pub.send("".join(f"PUB orders o{i}\n" for i in range(100)))
     await pub.lines(100)
     assert await pub.cmd("GROUPS orders") == (
-        "GROUP orders billing members=0 inflight=0 waiting=0 lag=100 acked=0 dead=0 next_offset=1"
+        "GROUP orders billing members=0 inflight=0 waiting=0 lag=100 acked=0 dead=0 "
+        "next_offset=1 paused=0"
     )
     assert await pub.line() == "OK groups end"
     back = await member(broker.port, "orders", "billing")

@@ -75,7 +75,7 @@ async def test_max_retries_dead_letters_with_metadata(brokers: BrokerFactory) ->
     assert letter["first_delivery_ts"] <= letter["last_delivery_ts"] <= letter["dead_ts"]
     assert await m.silent(0.15), "a dead letter is not delivered again"
     assert await m.cmd("GROUPS q") == (
-        "GROUP q g members=1 inflight=0 waiting=0 lag=0 acked=0 dead=1 next_offset=2"
+        "GROUP q g members=1 inflight=0 waiting=0 lag=0 acked=0 dead=1 next_offset=2 paused=0"
     )
     assert await m.line() == "OK groups end"
     # The DLQ is a normal topic: HISTORY reads it.

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from broker.server.auth import hash_token, topic_matches
+from broker.protocol.names import topic_matches
+from broker.server.auth import hash_token
 from clients import BrokerError, Client
 from tests.conftest import BrokerFactory
 from tests.wire import Wire

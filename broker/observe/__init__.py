@@ -1,0 +1,1 @@
+"""What the broker exposes about itself: counters, latency histograms, STATS snapshots."""

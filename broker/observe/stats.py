@@ -1,0 +1,56 @@
+"""One snapshot of the broker's counters, shared by ``STATS``, ``/metrics`` and the dashboard."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+
+@dataclass(slots=True)
+class Snapshot:
+    broker: dict[str, float] = field(default_factory=dict)
+    topics: dict[str, dict[str, int]] = field(default_factory=dict)
+    groups: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
+
+
+def collect(broker: Broker, topic: str | None = None) -> Snapshot:
+    """Counters of every topic (or just ``topic``), its groups, and the broker as a whole."""
+    snap = Snapshot()
+    router = broker.router
+    names = [topic] if topic is not None else sorted(broker.store.topics())
+    for name in names:
+        log = broker.store.get(name)
+        groups = router.groups.get(name, {})
+        if log is None and not groups:
+            continue
+        snap.topics[name] = {
+            "published": broker.published.get(name, 0),
+            "last_offset": log.last_offset if log else 0,
+            "first_offset": log.first_offset if log else 0,
+            "bytes": log.size_bytes if log else 0,
+            "segments": log.segment_count if log else 0,
+            "subscribers": len(router.fanout.get(name, ())),
+            "groups": len(groups),
+        }
+        for group_name, group in sorted(groups.items()):
+            snap.groups.append((name, group_name, group.counters()))
+    all_groups = [g for gs in router.groups.values() for g in gs.values()]
+    snap.broker = {
+        "uptime_seconds": round(time.time() - broker.started_at, 3),
+        "connections": len(broker.connections),
+        "topics": len(broker.store.topics()),
+        "published": sum(broker.published.values()),
+        "delivered": sum(g.delivered for g in all_groups) + broker.fanout_sent,
+        "redelivered": sum(g.redelivered for g in all_groups),
+        "acked": sum(g.state.completed - g.state.dead for g in all_groups),
+        "dead_lettered": sum(g.state.dead for g in all_groups),
+        "inflight": sum(g.info()["inflight"] for g in all_groups),
+        "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
+    }
+    if topic is not None:
+        del snap.broker["bytes_on_disk"]
+    return snap
