@@ -159,6 +159,13 @@ def main() -> None:
     help="How often retention runs.",
 )
 @_opt(
+    "--http-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve /metrics, /healthz, /readyz and the dashboard on this port (off if unset).",
+)
+@_opt("--http-host", default=DEFAULTS.http_host, help="Address for --http-port.")
+@_opt(
     "--auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,

@@ -86,6 +86,8 @@ class Config:
     retention_age: float = 0.0
     topic_retention: tuple[TopicRetention, ...] = ()
     retention_check_ms: int = 10_000
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
     auth_file: Path | None = None
     auth_timeout: float = 10.0
     tls_cert: Path | None = None

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
+
+
+class HttpServer(Protocol):
+    """The operations HTTP endpoint (``--http-port``) as the broker sees it."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from broker.delivery.context import DeliveryContext
 from broker.delivery.dead_letters import DeadLetters
 from broker.delivery.router import Router
 from broker.observe.histogram import Histogram
+from broker.observe.stats import HttpServer
 from broker.protocol import LineFramer, replies
 from broker.server.auth import Users, load_users
 from broker.server.connection import Connection, Slot
@@ -77,6 +78,11 @@ class Broker:
         )
         self.durability.start()
         self._retention_task = loop.create_task(self._retention_loop())
+        self.http: HttpServer | None = None
+        if self.config.http_port is not None:
+            from broker.ops.http import start_http
+
+            self.http = await start_http(self, self.config.http_host, self.config.http_port)
         self._server = await loop.create_server(
             lambda: Connection(self),
             self.config.host,
@@ -120,6 +126,8 @@ class Broker:
         """Stop accepting, write and fsync everything, tell clients goodbye, close."""
         self.ready = False
         self._retention_task.cancel()
+        if self.http is not None:
+            await self.http.close()
         if self._server is not None:
             self._server.close()
         self._tick()
@@ -138,6 +146,16 @@ class Broker:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("stopped")
+
+    async def purge(self, topic: str) -> int:
+        """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""
+        topic_log = self.store.get(topic)
+        if topic_log is None:
+            return 0
+        result = topic_log.purge_segments()
+        self.router.deleted_before(topic)
+        await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+        return result.records
 
     # -- retention -----------------------------------------------------------------
 

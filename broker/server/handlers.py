@@ -260,23 +260,16 @@ class Handlers:
     def cmd_PURGE(self, conn: Connection, cmd: Purge) -> None:
         if not self._may(conn, cmd.topic, publish=True):
             return
-        log_ = self.broker.store.get(cmd.topic)
-        if log_ is None:
-            conn.reply(replies.purged(0))
-            return
-        try:
-            result = log_.purge_segments()
-        except StorageError as e:
-            conn.reply(replies.err(f"storage unavailable: {e}"))
-            return
-        log.warning("topic_purged", topic=cmd.topic, records=result.records, peer=conn.peer)
-        self.router.deleted_before(cmd.topic)
 
-        async def delete() -> bytes:
-            await asyncio.to_thread(log_.delete_files, list(result.paths))
-            return replies.purged(result.records)
+        async def purge() -> bytes:
+            try:
+                count = await self.broker.purge(cmd.topic)
+            except StorageError as e:
+                return replies.err(f"storage unavailable: {e}")
+            log.warning("topic_purged", topic=cmd.topic, records=count, peer=conn.peer)
+            return replies.purged(count)
 
-        self._later(conn, delete)
+        self._later(conn, purge)
 
     # -- operations ----------------------------------------------------------------
 
