@@ -85,7 +85,9 @@ def encode_record(offset: int, id: str, ts: float, msg: str) -> bytes:
     if not math.isfinite(ts):
         raise ValueError(f"timestamp must be finite, got {ts!r}")
     try:
-        return orjson.dumps({"id": id, "offset": offset, "ts": ts, "msg": msg}) + b"\n"
+        return orjson.dumps(
+            {"id": id, "offset": offset, "ts": ts, "msg": msg}, option=orjson.OPT_APPEND_NEWLINE
+        )
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
 

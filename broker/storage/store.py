@@ -56,6 +56,9 @@ class FileStore:
         log.info("store_opened", data_dir=str(self.data_dir), topics=len(self._logs))
 
     def topic(self, name: str) -> TopicLog:
+        existing = self._logs.get(name)  # the per-publish path: no lock for a known topic
+        if existing is not None:
+            return existing
         with self._lock:
             existing = self._logs.get(name)
             if existing is not None:
