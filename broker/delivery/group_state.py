@@ -93,13 +93,18 @@ class GroupState:
     # -- live changes (each one journaled) ----------------------------------------
 
     def delivered(self, p: Pending) -> None:
-        self._record({"e": "d", "o": p.offset, "a": p.attempts, "t": p.last_ts})
+        # The two per-message events skip the dict and orjson: same JSON, less work.
+        self._delivered(p.offset, p.attempts, p.last_ts)
+        self.journal.append_line(
+            b'{"e":"d","o":%d,"a":%d,"t":%r}\n' % (p.offset, p.attempts, p.last_ts)
+        )
 
     def failed(self, p: Pending) -> None:
         self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})
 
     def acked(self, offset: int) -> None:
-        self._record({"e": "a", "o": offset})
+        self._finish(offset)
+        self.journal.append_line(b'{"e":"a","o":%d}\n' % offset)
 
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
@@ -124,14 +129,7 @@ class GroupState:
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["e"]
         if kind == "d":
-            p = self.pending_for(e["o"])
-            p.attempts = e["a"]
-            p.last_ts = e["t"]
-            if not p.first_ts:
-                p.first_ts = e["t"]
-            p.phase = Phase.IN_FLIGHT
-            if e["o"] >= self.cursor:
-                self.cursor = e["o"] + 1
+            self._delivered(e["o"], e["a"], e["t"])
         elif kind == "r":
             p = self.pending_for(e["o"])
             p.attempts = e["a"]
@@ -156,6 +154,16 @@ class GroupState:
             self._restore(e)
         else:
             raise ValueError(f"unknown group journal event {kind!r}")
+
+    def _delivered(self, offset: int, attempts: int, ts: float) -> None:
+        p = self.pending_for(offset)
+        p.attempts = attempts
+        p.last_ts = ts
+        if not p.first_ts:
+            p.first_ts = ts
+        p.phase = Phase.IN_FLIGHT
+        if offset >= self.cursor:
+            self.cursor = offset + 1
 
     def pending_for(self, offset: int) -> Pending:
         p = self.pending.get(offset)

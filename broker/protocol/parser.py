@@ -52,7 +52,7 @@ def parse_line(line: bytes) -> Command | None:
     if "\x00" in text:
         raise ProtocolError("invalid NUL byte")
     text = text.lstrip(_WHITESPACE)
-    if not text.strip():
+    if not text or text.isspace():
         return None
     word, _, rest = text.partition(" ")
     handler = _HANDLERS.get(word.upper())
@@ -68,9 +68,19 @@ def _echo(text: str) -> str:
     return text
 
 
+_known_good: set[str] = set()
+KNOWN_GOOD_MAX: Final = 10_000
+
+
 def _topic(name: str) -> str:
+    # Remembering names already checked skips the regex for every publish to a hot topic.
+    if name in _known_good:
+        return name
     if not is_valid_name(name):
         raise ProtocolError("invalid topic name")
+    if len(_known_good) >= KNOWN_GOOD_MAX:
+        _known_good.clear()
+    _known_good.add(name)
     return name
 
 

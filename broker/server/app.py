@@ -31,6 +31,7 @@ from broker.server.ids import IdGenerator
 from broker.server.tls import tls_context
 from broker.storage.records import Record, StorageError
 from broker.storage.store import FileStore
+from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ class Broker:
         self._ids = IdGenerator()
         self._outputs: set[Connection] = set()
         self._new: dict[str, list[Record]] = {}
-        self._waiting: dict[Writable, list[tuple[Slot, bytes]]] = {}
+        self._waiting: dict[Writable, list[Slot]] = {}
         self.published: dict[str, int] = {}
         self.fanout_sent = 0
         self.publish_latency = Histogram()
@@ -208,22 +209,26 @@ class Broker:
     def publish(self, conn: Connection, topic: str, msg: str) -> None:
         """Append now; ``OK published`` once the tick has written the record."""
         try:
-            self._publish_internal(topic, msg)
+            topic_log = self.store.topic(topic)
+            self._append(topic_log, msg)
         except (OSError, StorageError) as e:
             log.error("append_failed", topic=topic, error=str(e))
             conn.reply(replies.err(f"storage unavailable: {e}"))
             return
-        self.reply_after_write(conn, self.store.topic(topic), replies.PUBLISHED)
+        self.reply_after_write(conn, topic_log, replies.PUBLISHED)
 
     def _publish_internal(self, topic: str, msg: str) -> Record:
+        return self._append(self.store.topic(topic), msg)
+
+    def _append(self, topic_log: TopicLog, msg: str) -> Record:
         now = time.time()
-        record = self.store.topic(topic).append(msg, now, self._ids.next(now))
-        new = self._new.get(topic)
+        record = topic_log.append(msg, now, self._ids.next(now))
+        new = self._new.get(topic_log.name)
         if new is None:
-            self._new[topic] = [record]
+            self._new[topic_log.name] = [record]
+            self.schedule()
         else:
             new.append(record)
-        self.schedule()
         return record
 
     # -- the tick ------------------------------------------------------------------
@@ -264,19 +269,25 @@ class Broker:
             target.write()
         except StorageError as e:
             log.error("write_failed", target=repr(target), error=str(e), replies=len(waiting))
-            for slot, _ in waiting:
-                slot.data = replies.err(f"storage unavailable: {e}")
+            error = replies.err(f"storage unavailable: {e}")
+            for slot in waiting:
+                slot.data = error * slot.count
             return False
         written.append(target)
-        for slot, reply in waiting:
-            slot.data = reply
+        for slot in waiting:
+            slot.data = slot.reply * slot.count if slot.count > 1 else slot.reply
             slot.gen = gen
         return True
 
     def reply_after_write(self, conn: Connection, target: Writable, reply: bytes) -> None:
         """``reply`` once ``target``'s pending bytes are written (and durable per --fsync)."""
-        self._waiting.setdefault(target, []).append((conn.reply_later(), reply))
-        self.schedule()
+        if conn.join_waiting(target, reply):
+            return
+        waiting = self._waiting.get(target)
+        if waiting is None:
+            waiting = self._waiting[target] = []
+            self.schedule()
+        waiting.append(conn.reply_later(target, reply))
 
     def _on_durable(self, gen: int) -> None:
         """Release what waited for ``gen`` (0: nothing new) and flush every connection."""

@@ -26,14 +26,21 @@ log = structlog.get_logger(__name__)
 
 
 class Slot:
-    """A reply whose bytes are not known yet; ``fill`` releases it."""
+    """A reply whose bytes are not known yet; ``fill`` releases it.
 
-    __slots__ = ("conn", "data", "gen")
+    Replies waiting for the same write (pipelined publishes to one topic) share
+    one slot: ``count`` of them, each ``reply`` once the write has succeeded.
+    """
 
-    def __init__(self, conn: Connection) -> None:
+    __slots__ = ("conn", "count", "data", "gen", "reply", "target")
+
+    def __init__(self, conn: Connection, target: object = None, reply: bytes = b"") -> None:
         self.conn = conn
         self.data: bytes | None = None
         self.gen = 0
+        self.target = target
+        self.reply = reply
+        self.count = 1
 
     def fill(self, data: bytes, *, durable: bool = False) -> None:
         broker = self.conn.broker
@@ -144,11 +151,25 @@ class Connection(asyncio.Protocol):
         else:
             self._queue(data)
 
-    def reply_later(self) -> Slot:
-        slot = Slot(self)
+    def reply_later(self, target: object = None, reply: bytes = b"") -> Slot:
+        slot = Slot(self, target, reply)
         self._held.append((0, slot))
         self.broker.holding.add(self)
         return slot
+
+    def join_waiting(self, target: object, reply: bytes) -> bool:
+        """Count one more ``reply`` into the last slot if it waits for the same write."""
+        if self._held:
+            last = self._held[-1][1]
+            if (
+                isinstance(last, Slot)
+                and last.target is target
+                and last.data is None
+                and last.reply == reply
+            ):
+                last.count += 1
+                return True
+        return False
 
     def send(self, data: bytes) -> None:
         """A push (MSG line); a subscriber too far behind is dropped, not buffered forever."""

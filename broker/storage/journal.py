@@ -88,7 +88,11 @@ class Journal:
         return entries
 
     def append(self, entry: dict[str, object]) -> None:
-        self._pending.append(orjson.dumps(entry) + b"\n")
+        self._pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+
+    def append_line(self, line: bytes) -> None:
+        """Buffer an entry the caller already encoded as one JSON line (hot paths)."""
+        self._pending.append(line)
 
     def write(self) -> None:
         """One write of everything buffered; on failure the file is cut back and entries dropped."""
