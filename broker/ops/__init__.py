@@ -1,0 +1,1 @@
+"""The operations surface behind ``--http-port``: metrics, probes, JSON API, dashboard."""

@@ -1,0 +1,95 @@
+"""Who is asking, and may they: bearer tokens and topic permissions for the HTTP side.
+
+The same tokens and patterns as the line protocol (``--auth-file``), checked the
+same way: reads need subscribe, writes need publish, on the topic the command
+touches. Without ``--auth-file`` everyone may do everything, as on the TCP port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from broker.server.auth import User
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+log = structlog.get_logger(__name__)
+
+BROKER: Final[web.AppKey[Broker]] = web.AppKey("linemq_broker")
+USER: Final[web.RequestKey[User | None]] = web.RequestKey("linemq_user")
+
+
+def guarded(path: str) -> bool:
+    """Paths that need a token when auth is on: the API and the metrics."""
+    return path == "/metrics" or path.startswith("/api/")
+
+
+def broker_of(request: web.Request) -> Broker:
+    return request.app[BROKER]
+
+
+def user_of(request: web.Request) -> User | None:
+    """The authenticated user, or None when the broker runs without ``--auth-file``."""
+    return request.get(USER)
+
+
+def visible_topics(request: web.Request) -> Callable[[str], bool] | None:
+    """A filter for topics the user may read, or None when every topic is visible."""
+    user = user_of(request)
+    return None if user is None else user.may_subscribe
+
+
+def require(request: web.Request, *needs: tuple[str, bool]) -> None:
+    """Raise 403 unless the user may do each (topic, publish?) in ``needs``."""
+    user = user_of(request)
+    if user is None:
+        return
+    for topic, publish in needs:
+        allowed = user.may_publish(topic) if publish else user.may_subscribe(topic)
+        if not allowed:
+            log.warning("http_permission_denied", user=user.name, topic=topic, publish=publish)
+            raise json_error(403, "permission denied")
+
+
+def json_error(status: int, reason: str) -> web.HTTPException:
+    """An HTTP error with the JSON body ``{"error": reason}``, for the caller to raise."""
+    return _ERRORS[status](body=orjson.dumps({"error": reason}), content_type="application/json")
+
+
+_ERRORS: Final[dict[int, type[web.HTTPException]]] = {
+    400: web.HTTPBadRequest,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    415: web.HTTPUnsupportedMediaType,
+    503: web.HTTPServiceUnavailable,
+}
+
+
+def auth_middleware(broker: Broker) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if broker.users is None or not guarded(request.path):
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        user = None
+        if scheme.lower() == "bearer" and token:
+            user = broker.users.authenticate(token)
+        if user is None:
+            log.warning("http_auth_failed", peer=request.remote, path=request.path)
+            return web.json_response(
+                {"error": "auth failed" if token else "auth required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="linemq"'},
+            )
+        request[USER] = user
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,184 @@
+"""The JSON API under ``/api/``: what the dashboard reads and the buttons it has.
+
+Each handler does what the matching line-protocol command does (``STATS``,
+``DLQ``, ``REPLAY``, ``PURGE``, ``PAUSE``/``RESUME``) with the same permission
+checks. Changes only reach memory and the broker's write buffers, so each one
+asks the commit tick to run and waits for it before answering: a 200 means the
+change was written, as an ``OK`` does.
+
+POST bodies must be JSON (``Content-Type: application/json``). Browsers cannot
+send that cross-origin without a CORS preflight, which this server never
+grants, so another web page cannot press the buttons on a broker without auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+
+from broker.delivery.dead_letters import DeadLetterNotFound
+from broker.delivery.router import DeliveryError
+from broker.observe.stats import Snapshot, collect
+from broker.ops.access import broker_of, json_error, require, user_of, visible_topics
+from broker.ops.metrics import filter_snapshot
+from broker.protocol import is_valid_name
+from broker.storage.records import StorageError
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DLQ_COUNT: Final = 100
+MAX_DLQ_COUNT: Final = 100_000
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/dlq", dlq_list)
+    app.router.add_post("/api/dlq/replay", dlq_replay)
+    app.router.add_post("/api/dlq/purge", dlq_purge)
+    app.router.add_post("/api/groups/pause", group_pause)
+    app.router.add_post("/api/groups/resume", group_resume)
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "broker": snap.broker,
+        "topics": snap.topics,
+        "groups": [{"topic": t, "group": g, **f} for t, g, f in snap.groups],
+    }
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``STATS [topic]`` as JSON, limited to the topics the user may read."""
+    topic = request.query.get("topic")
+    if topic is not None:
+        _check_name(topic)
+        require(request, (topic, False))
+    snap = collect(broker_of(request), topic)
+    visible = visible_topics(request)
+    if visible is not None:
+        snap = filter_snapshot(snap, visible)
+    user = user_of(request)
+    body = {**snapshot_json(snap), "user": None if user is None else user.name}
+    return _json(body)
+
+
+async def dlq_list(request: web.Request) -> web.Response:
+    """The last n dead letters of a topic with their failure metadata (``DLQ``)."""
+    topic = _check_name(request.query.get("topic", ""))
+    require(request, (topic + ".dlq", False))
+    try:
+        n = int(request.query.get("n", DEFAULT_DLQ_COUNT))
+    except ValueError:
+        raise json_error(400, "n must be an integer") from None
+    if n < 0:
+        raise json_error(400, "n must not be negative")
+    letters = await broker_of(request).dead_letters.list(topic, min(n, MAX_DLQ_COUNT))
+    out = [{**orjson.loads(text), "dlq_offset": offset} for offset, text in letters]
+    return _json({"topic": topic, "letters": out})
+
+
+async def dlq_replay(request: web.Request) -> web.Response:
+    """``{"topic": T, "id": ID}`` or ``{"topic": T, "all": true}`` (``REPLAY``)."""
+    body = await _body(request)
+    topic = _check_name(body.get("topic"))
+    target = body.get("id")
+    if body.get("all") is True:
+        target = None
+    elif not isinstance(target, str) or not target:
+        raise json_error(400, 'give "id" (a dead letter\'s id) or "all": true')
+    require(request, (topic + ".dlq", False), (topic, True))
+    broker = broker_of(request)
+    try:
+        count = await broker.dead_letters.replay(topic, target)
+    except DeadLetterNotFound as e:
+        raise json_error(404, str(e)) from None
+    await _committed(broker)
+    log.info(
+        "dead_letters_replayed", topic=topic, id=target, count=count, via="http", **_who(request)
+    )
+    return _json({"replayed": count})
+
+
+async def dlq_purge(request: web.Request) -> web.Response:
+    """``{"topic": T}``: delete every dead letter of T (``PURGE T.dlq``)."""
+    body = await _body(request)
+    dlq = _check_name(body.get("topic")) + ".dlq"
+    require(request, (dlq, True))
+    broker = broker_of(request)
+    try:
+        count = await broker.purge(dlq)
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
+    await _committed(broker)
+    log.warning("topic_purged", topic=dlq, records=count, via="http", **_who(request))
+    return _json({"purged": count})
+
+
+async def group_pause(request: web.Request) -> web.Response:
+    return await _pause(request, True)
+
+
+async def group_resume(request: web.Request) -> web.Response:
+    return await _pause(request, False)
+
+
+async def _pause(request: web.Request, paused: bool) -> web.Response:
+    body = await _body(request)
+    topic = _check_name(body.get("topic"))
+    group = _check_name(body.get("group"), "group")
+    require(request, (topic, False))
+    broker = broker_of(request)
+    try:
+        broker.router.pause(topic, group, paused)
+    except DeliveryError as e:
+        raise json_error(404, e.reason) from None
+    await _committed(broker)
+    event = "group_paused" if paused else "group_resumed"
+    log.info(event, topic=topic, group=group, via="http", **_who(request))
+    return _json({"topic": topic, "group": group, "paused": paused})
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+async def _committed(broker: Broker) -> None:
+    """Run the commit tick before answering, so the change is written like after an OK.
+
+    ``schedule`` queues the tick with ``call_soon``; yielding once lets it run first.
+    """
+    broker.schedule()
+    await asyncio.sleep(0)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise json_error(415, "send a JSON body with Content-Type: application/json")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise json_error(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise json_error(400, "body must be a JSON object")
+    return body
+
+
+def _check_name(name: object, kind: str = "topic") -> str:
+    if not isinstance(name, str) or not is_valid_name(name):
+        raise json_error(400, f"invalid {kind} name")
+    return name
+
+
+def _who(request: web.Request) -> dict[str, str | None]:
+    user = user_of(request)
+    return {"user": None if user is None else user.name, "peer": request.remote}
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

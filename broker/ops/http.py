@@ -1,0 +1,81 @@
+"""The HTTP server behind ``--http-port``: routes, probes and metrics; start and stop.
+
+aiohttp runs on the broker's own event loop. Every handler only reads in-memory
+counters or calls broker operations that already move file I/O to a thread, so
+serving HTTP never blocks message traffic.
+
+With ``--auth-file``, ``/api/...`` and ``/metrics`` need ``Authorization: Bearer
+<token>`` (see ``access``). ``/healthz``, ``/readyz`` and the dashboard's static
+files (which hold no data: the page asks for a token and calls the API) stay
+open, so probes work without secrets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import structlog
+from aiohttp import web
+
+from broker.ops import api, metrics
+from broker.ops.access import BROKER, auth_middleware, broker_of, visible_topics
+from broker.ops.dashboard import add_dashboard_routes
+
+if TYPE_CHECKING:
+    from broker.server.app import Broker
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY: Final = 64 * 1024
+
+
+class OpsServer:
+    """A running HTTP server; satisfies ``broker.observe.stats.HttpServer``."""
+
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
+        self._runner = runner
+        self._port = port
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_http(broker: Broker, host: str, port: int) -> OpsServer:
+    """Listen on ``host:port`` (0 picks a free port) and return the running server."""
+    runner = web.AppRunner(build_app(broker), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound: int = runner.addresses[0][1]
+    log.info("http_listening", host=host, port=bound, auth=broker.users is not None)
+    return OpsServer(runner, bound)
+
+
+def build_app(broker: Broker) -> web.Application:
+    app = web.Application(middlewares=[auth_middleware(broker)], client_max_size=MAX_BODY)
+    app[BROKER] = broker
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    api.add_routes(app)
+    add_dashboard_routes(app)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if broker_of(request).ready:
+        return web.Response(text="ready\n")
+    return web.Response(text="not ready\n", status=503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = metrics.render(broker_of(request), visible_topics(request))
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})

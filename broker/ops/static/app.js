@@ -1,0 +1,327 @@
+// linemq dashboard: polls /api/stats and /api/dlq, and calls the POST endpoints.
+// Every value from the broker goes into the page through textContent or a
+// data-* attribute, never as HTML: message texts are arbitrary.
+"use strict";
+
+const POLL_MS = 2000;
+const DLQ_COUNT = 100;
+const TOKEN_KEY = "linemq-token";
+
+const state = { prev: null, prevAt: 0, rates: new Map(), dlqTopic: null, timer: null };
+
+class AuthNeeded extends Error {}
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else if (key === "onclick") node.addEventListener("click", value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// -- API --------------------------------------------------------------------------
+
+async function api(path, body) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const init = { headers, cache: "no-store" };
+  if (body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 401) {
+    showLogin(token ? "That token was refused." : "");
+    throw new AuthNeeded();
+  }
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || res.status + " " + res.statusText);
+  return data;
+}
+
+// -- formatting -------------------------------------------------------------------
+
+const fmtInt = (n) => (n === undefined || n === null ? "–" : Number(n).toLocaleString());
+
+function fmtRate(r) {
+  if (r === undefined || r === null) return "–";
+  return r >= 100 ? Math.round(r).toLocaleString() : r.toFixed(1);
+}
+
+function fmtBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+
+function fmtTime(ts) {
+  if (typeof ts !== "number") return "–";
+  const d = new Date(ts * 1000);
+  const pad = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function fmtDuration(s) {
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+}
+
+// Per-second rate of a counter between two polls; null on the first poll or a restart.
+function rate(key, now, count) {
+  const before = state.prev && state.prev.get(key);
+  if (before === undefined || count < before) return null;
+  return (count - before) / ((now - state.prevAt) / 1000);
+}
+
+// -- rendering --------------------------------------------------------------------
+
+// Update rows in place by key, so buttons are not replaced under the pointer.
+// A cell is text, or {node: () => Node, sig: string} rebuilt only when sig changes.
+function syncRows(tbody, items, keyOf, cellsOf) {
+  const rows = tbody._rows || (tbody._rows = new Map());
+  const keep = new Set();
+  items.forEach((item, index) => {
+    const key = keyOf(item);
+    keep.add(key);
+    const cells = cellsOf(item);
+    let row = rows.get(key);
+    if (!row) {
+      row = el("tr", { "data-key": key });
+      for (const cell of cells) row.append(el("td", { class: cell.cls || "" }));
+      rows.set(key, row);
+    }
+    cells.forEach((cell, i) => {
+      const td = row.children[i];
+      if (cell.node) {
+        if (td.dataset.sig !== cell.sig) {
+          td.dataset.sig = cell.sig;
+          td.replaceChildren(cell.node());
+        }
+      } else {
+        const text = String(cell.text);
+        if (td.textContent !== text) td.textContent = text;
+        if (cell.title !== undefined) td.title = cell.title;
+        td.className = cell.cls || "";
+      }
+    });
+    if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
+  });
+  for (const [key, row] of rows) {
+    if (!keep.has(key)) { row.remove(); rows.delete(key); }
+  }
+}
+
+function renderBroker(b) {
+  const items = [
+    ["Uptime", fmtDuration(b.uptime_seconds || 0)],
+    ["Connections", fmtInt(b.connections)],
+    ["Topics", fmtInt(b.topics)],
+    ["Published", fmtInt(b.published)],
+    ["Publish/s", fmtRate(state.rates.get("broker:published"))],
+    ["Delivered", fmtInt(b.delivered)],
+    ["In flight", fmtInt(b.inflight)],
+    ["Dead-lettered", fmtInt(b.dead_lettered)],
+    ["On disk", b.bytes_on_disk === undefined ? "–" : fmtBytes(b.bytes_on_disk)],
+  ];
+  $("broker").replaceChildren(...items.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+}
+
+function renderTopics(topics) {
+  const names = Object.keys(topics);
+  $("topics-empty").hidden = names.length > 0;
+  syncRows($("topics").tBodies[0], names, (t) => t, (t) => {
+    const f = topics[t];
+    return [
+      { text: t },
+      { text: fmtInt(f.published), cls: "num" },
+      { text: fmtRate(state.rates.get("topic:" + t)), cls: "num" },
+      { text: f.last_offset ? `${fmtInt(f.first_offset)} – ${fmtInt(f.last_offset)}` : "–", cls: "num" },
+      { text: fmtBytes(f.bytes || 0), cls: "num" },
+      { text: fmtInt(f.segments), cls: "num" },
+      { text: fmtInt(f.subscribers), cls: "num" },
+      { text: fmtInt(f.groups), cls: "num" },
+    ];
+  });
+}
+
+function renderGroups(groups) {
+  $("groups-empty").hidden = groups.length > 0;
+  syncRows($("groups").tBodies[0], groups, (g) => g.topic + "\n" + g.group, (g) => {
+    const paused = Boolean(g.paused);
+    return [
+      { text: g.topic },
+      { text: g.group },
+      { text: fmtInt(g.members), cls: "num" },
+      { text: fmtInt(g.inflight), cls: "num" },
+      { text: fmtInt(g.waiting), cls: "num" },
+      { text: fmtInt(g.lag), cls: "num" + (g.lag > 1000 ? " lag-high" : "") },
+      { text: fmtRate(state.rates.get("group:" + g.topic + "\n" + g.group)), cls: "num" },
+      { text: fmtInt(g.acked), cls: "num" },
+      { text: fmtInt(g.dead), cls: "num" },
+      {
+        sig: paused ? "paused" : "running",
+        node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
+          paused ? "paused" : "running"),
+      },
+      {
+        sig: paused ? "resume" : "pause",
+        node: () => el("button", {
+          type: "button",
+          class: paused ? "resume" : "pause",
+          onclick: () => act(paused ? "/api/groups/resume" : "/api/groups/pause",
+            { topic: g.topic, group: g.group },
+            () => `${paused ? "resumed" : "paused"} ${g.group} on ${g.topic}`),
+        }, paused ? "Resume" : "Pause"),
+      },
+    ];
+  });
+}
+
+function renderDlqChoices(topics) {
+  const select = $("dlq-topic");
+  const bases = Object.keys(topics).filter((t) => t.endsWith(".dlq")).map((t) => t.slice(0, -4));
+  if (state.dlqTopic === null && bases.length) state.dlqTopic = bases[0];
+  if (state.dlqTopic !== null && !bases.includes(state.dlqTopic)) bases.unshift(state.dlqTopic);
+  const wanted = bases.join("\n");
+  if (select.dataset.options !== wanted) {
+    select.dataset.options = wanted;
+    select.replaceChildren(...bases.map((b) => el("option", { value: b }, b)));
+  }
+  if (state.dlqTopic !== null) select.value = state.dlqTopic;
+  const none = state.dlqTopic === null;
+  $("replay-all").disabled = none;
+  $("purge").disabled = none;
+}
+
+function renderLetters(letters) {
+  $("letters-empty").hidden = letters.length > 0;
+  const topic = state.dlqTopic;
+  syncRows($("letters").tBodies[0], letters.slice().reverse(), (d) => String(d.dlq_offset), (d) => {
+    const replayed = d.replayed ? `offset ${d.replayed.offset}` : "no";
+    return [
+      { text: d.dlq_offset, cls: "num" },
+      { text: d.id || "–", cls: "id" },
+      { text: d.group || "–" },
+      { text: fmtInt(d.attempts), cls: "num" },
+      { text: d.reason || "–" },
+      { text: fmtTime(d.first_delivery_ts) },
+      { text: fmtTime(d.last_delivery_ts) },
+      { text: fmtTime(d.dead_ts) },
+      { text: replayed },
+      { text: d.msg === undefined ? "" : d.msg, cls: "msg", title: d.msg === undefined ? "" : d.msg },
+      {
+        sig: "replay:" + (d.id || d.dlq_id),
+        node: () => el("button", {
+          type: "button",
+          class: "replay",
+          "data-id": d.id || d.dlq_id,
+          onclick: () => act("/api/dlq/replay", { topic, id: d.id || d.dlq_id },
+            (r) => `replayed ${r.replayed}`),
+        }, "Replay"),
+      },
+    ];
+  });
+}
+
+// -- polling and actions ----------------------------------------------------------
+
+async function refresh() {
+  try {
+    const snap = await api("/api/stats");
+    const now = Date.now();
+    const counts = new Map([["broker:published", snap.broker.published || 0]]);
+    for (const [t, f] of Object.entries(snap.topics)) counts.set("topic:" + t, f.published);
+    for (const g of snap.groups) counts.set("group:" + g.topic + "\n" + g.group, g.delivered);
+    state.rates = new Map([...counts].map(([k, v]) => [k, rate(k, now, v)]));
+    state.prev = counts;
+    state.prevAt = now;
+    $("user").textContent = snap.user ? "signed in as " + snap.user : "";
+    $("logout").hidden = !sessionStorage.getItem(TOKEN_KEY);
+    renderBroker(snap.broker);
+    renderTopics(snap.topics);
+    renderGroups(snap.groups);
+    renderDlqChoices(snap.topics);
+    if (state.dlqTopic !== null) {
+      const dlq = await api(`/api/dlq?topic=${encodeURIComponent(state.dlqTopic)}&n=${DLQ_COUNT}`);
+      if (dlq.topic === state.dlqTopic) renderLetters(dlq.letters);
+    } else {
+      renderLetters([]);
+    }
+    $("status").textContent = "live · updated " + new Date(now).toLocaleTimeString();
+    $("status").classList.remove("down");
+    $("error").textContent = "";
+  } catch (err) {
+    if (err instanceof AuthNeeded) return;
+    $("status").textContent = "disconnected";
+    $("status").classList.add("down");
+    $("error").textContent = String(err.message || err);
+  }
+}
+
+async function act(path, body, describe) {
+  try {
+    const result = await api(path, body);
+    $("flash").textContent = describe(result);
+    $("error").textContent = "";
+  } catch (err) {
+    if (!(err instanceof AuthNeeded)) $("error").textContent = String(err.message || err);
+  }
+  await refresh();
+}
+
+function poll() {
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, POLL_MS);
+  refresh();
+}
+
+function showLogin(message) {
+  clearInterval(state.timer);
+  $("login").hidden = false;
+  $("main").hidden = true;
+  $("login-error").textContent = message;
+  $("token").focus();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    $("login").hidden = true;
+    $("main").hidden = false;
+    poll();
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  });
+  $("dlq-topic").addEventListener("change", (event) => {
+    state.dlqTopic = event.target.value;
+    $("letters").tBodies[0].replaceChildren();
+    $("letters").tBodies[0]._rows = null;
+    refresh();
+  });
+  $("replay-all").addEventListener("click", () => {
+    act("/api/dlq/replay", { topic: state.dlqTopic, all: true }, (r) => `replayed ${r.replayed}`);
+  });
+  $("purge").addEventListener("click", () => {
+    const topic = state.dlqTopic;
+    if (!confirm(`Delete every dead letter of ${topic}? This cannot be undone.`)) return;
+    act("/api/dlq/purge", { topic }, (r) => `purged ${r.purged} from ${topic}.dlq`);
+  });
+  poll();
+});
