@@ -60,7 +60,8 @@ def require(request: web.Request, *needs: tuple[str, bool]) -> None:
 
 def json_error(status: int, reason: str) -> web.HTTPException:
     """An HTTP error with the JSON body ``{"error": reason}``, for the caller to raise."""
-    return _ERRORS[status](body=orjson.dumps({"error": reason}), content_type="application/json")
+    text = orjson.dumps({"error": reason}).decode()
+    return _ERRORS[status](text=text, content_type="application/json")
 
 
 _ERRORS: Final[dict[int, type[web.HTTPException]]] = {
