@@ -31,6 +31,7 @@ from clients.protocol import (
     Ok,
     ProtocolError,
     ServerLine,
+    StatLine,
     encode_ack,
     encode_auth,
     encode_dlq,
@@ -39,6 +40,7 @@ from clients.protocol import (
     encode_nack,
     encode_pub,
     encode_replay,
+    encode_stats,
     encode_sub,
     encode_touch,
     parse_replayed,
@@ -216,6 +218,11 @@ class Client:
         text, _ = await self._request(encode_replay(topic, target))
         return parse_replayed(text)
 
+    async def stats(self, topic: str | None = None) -> list[StatLine]:
+        """The ``STAT`` lines of ``STATS [topic]``: the broker, then topics, then groups."""
+        _, block = await self._request(encode_stats(topic))
+        return [line for line in block if isinstance(line, StatLine)]
+
     async def ack(self, message_id: str) -> None:
         await self._request(encode_ack(message_id))
 
@@ -326,7 +333,7 @@ class Client:
                 if sub is not None:
                     client = self if sub.group is not None else None
                     sub._deliver(_message(line, sub.group, client))
-            case HistoryLine() | GroupLine() | DlqLine():
+            case HistoryLine() | GroupLine() | DlqLine() | StatLine():
                 if not self._waiters:
                     raise ProtocolError(f"{type(line).__name__} without a request")
                 self._waiters[0].block.append(line)

@@ -1,4 +1,4 @@
-"""Client commands for the ``linemq`` CLI: pub, sub, history, groups, dlq.
+"""Client commands for the ``linemq`` CLI: pub, sub, history, groups, dlq, stats.
 
 Exported as ``client_commands`` so the server's CLI group can attach them, and
 as the standalone ``cli`` group. Output is the server's own lines where there is
@@ -9,6 +9,7 @@ would; tables only where the wire format is JSON or counters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import ssl as ssl_
@@ -19,12 +20,17 @@ from datetime import datetime
 from typing import Any, Final, TextIO
 
 import click
+import orjson
+from rich.console import Console
+from rich.live import Live
 
 from clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
 from clients.protocol import REPLAY_ALL, DeadLetter, ProtocolError
+from clients.stats_view import StatsSnapshot, render
 
 PUB_BATCH: Final = 1000
 MESSAGE_COLUMN_WIDTH: Final = 40
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -302,6 +308,53 @@ def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, endpoint: Endpo
     _run(main(), endpoint)
 
 
+@click.command()
+@click.argument("topic", required=False)
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh in place every SECONDS (default 2) until Ctrl-C, with rates.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON instead.")
+@connection_options
+def stats(topic: str | None, watch: float | None, as_json: bool, endpoint: Endpoint) -> None:
+    """Show the broker's counters (STATS): the broker, its topics and consumer groups.
+
+    With TOPIC, only that topic and its groups. With --json and --watch, one JSON
+    object per line.
+    """
+
+    def show(snap: StatsSnapshot) -> None:
+        click.echo(orjson.dumps(snap.as_json()).decode())
+
+    async def main() -> None:
+        async with endpoint.client() as c:
+            loop = asyncio.get_running_loop()
+            snap, at = StatsSnapshot.from_lines(await c.stats(topic)), loop.time()
+            if as_json:
+                show(snap)
+            if watch is None:
+                if not as_json:
+                    Console().print(render(snap))
+                return
+            with contextlib.ExitStack() as stack:
+                live = None if as_json else stack.enter_context(Live(render(snap)))
+                while True:
+                    await asyncio.sleep(watch)
+                    new, now = StatsSnapshot.from_lines(await c.stats(topic)), loop.time()
+                    if live is None:
+                        show(new)
+                    else:
+                        live.update(render(new, snap, now - at), refresh=True)
+                    snap, at = new, now
+
+    _run(main(), endpoint)
+
+
 _DLQ_HEADER: Final = [
     "DLQ#",
     "ID",
@@ -344,7 +397,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-client_commands: list[click.Command] = [pub, sub, history, groups, dlq]
+client_commands: list[click.Command] = [pub, sub, history, groups, dlq, stats]
 
 
 @click.group()

@@ -128,6 +128,12 @@ def encode_dlq(topic: str, n: int | None = None) -> bytes:
     return f"DLQ {check_name(topic)} {_check_count(n)}\n".encode()
 
 
+def encode_stats(topic: str | None = None) -> bytes:
+    if topic is None:
+        return b"STATS\n"
+    return f"STATS {check_name(topic)}\n".encode()
+
+
 def encode_replay(topic: str, target: str) -> bytes:
     """``target`` is a message id (original or dead letter's own) or ``REPLAY_ALL``."""
     return f"REPLAY {check_name(topic)} {_check_id(target)}\n".encode()
@@ -231,8 +237,17 @@ class DlqLine:
     letter: DeadLetter
 
 
-ServerLine = Ok | Err | Msg | HistoryLine | GroupLine | DlqLine
-BlockLine = HistoryLine | GroupLine | DlqLine
+@dataclass(frozen=True, slots=True)
+class StatLine:
+    """``STAT broker k=v…``, ``STAT topic <t> k=v…`` or ``STAT group <t> <g> k=v…``."""
+
+    kind: str
+    names: tuple[str, ...]
+    fields: Mapping[str, int | float]
+
+
+ServerLine = Ok | Err | Msg | HistoryLine | GroupLine | DlqLine | StatLine
+BlockLine = HistoryLine | GroupLine | DlqLine | StatLine
 
 
 def parse_server_line(line: bytes) -> ServerLine:
@@ -256,6 +271,8 @@ def parse_server_line(line: bytes) -> ServerLine:
             return _group_line(rest, text)
         case "DLQ":
             return _dlq_line(rest, text)
+        case "STAT":
+            return _stat_line(rest, text)
         case _:
             raise ProtocolError(f"unexpected line from server: {text[:200]!r}")
 
@@ -295,6 +312,22 @@ def _group_line(rest: str, line: str) -> GroupLine:
         if not sep:
             raise ProtocolError(f"malformed GROUP field {pair!r} in {line[:200]!r}")
     return GroupLine(topic, group, stats)
+
+
+def _stat_line(rest: str, line: str) -> StatLine:
+    # Names never contain "=", so the words before the first k=v are the kind and names.
+    words = rest.split()
+    names = [w for w in words if "=" not in w]
+    if not names or words[: len(names)] != names:
+        raise ProtocolError(f"malformed STAT line: {line[:200]!r}")
+    fields: dict[str, int | float] = {}
+    for pair in words[len(names) :]:
+        key, _, value = pair.partition("=")
+        try:
+            fields[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ProtocolError(f"malformed STAT field {pair!r} in {line[:200]!r}") from None
+    return StatLine(names[0], tuple(names[1:]), fields)
 
 
 def _dlq_line(rest: str, line: str) -> DlqLine:

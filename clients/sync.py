@@ -26,7 +26,7 @@ from clients.aio import (
     Message,
     Subscription,
 )
-from clients.protocol import DeadLetter
+from clients.protocol import DeadLetter, StatLine
 
 _T = TypeVar("_T")
 
@@ -167,6 +167,9 @@ class SyncClient:
 
     def replay(self, topic: str, target: str) -> int:
         return self._call(self._client.replay(topic, target))
+
+    def stats(self, topic: str | None = None) -> list[StatLine]:
+        return self._call(self._client.stats(topic))
 
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))
