@@ -65,12 +65,14 @@ function fmtBytes(n) {
   return (i ? n.toFixed(1) : String(n)) + " " + units[i];
 }
 
+// Time of day for today's timestamps, date and time for older ones.
 function fmtTime(ts) {
   if (typeof ts !== "number") return "–";
   const d = new Date(ts * 1000);
   const pad = (x) => String(x).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (d.toDateString() === new Date().toDateString()) return time;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
 }
 
 function fmtDuration(s) {

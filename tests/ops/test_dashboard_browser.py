@@ -1,0 +1,165 @@
+"""The dashboard in a real headless Chromium: see a dead letter, replay it, see it delivered.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them). Set
+``LINEMQ_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from broker.server.app import Broker
+from broker.server.auth import hash_token
+from tests.conftest import BrokerFactory
+from tests.ops.http import Http, dead_letter, wire
+from tests.server.groupwire import member, next_msg
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium")
+WAIT = 15.0
+TOKEN = "ops-secret-token"
+FAILED_TEXT = '<b>card declined</b> & <script>alert("x")</script> order 1042'
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or not os.access(CHROMEDRIVER, os.X_OK),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+
+T = TypeVar("T")
+
+
+def start_chromium(profile: Path) -> WebDriver:
+    options = webdriver.ChromeOptions()
+    assert CHROMIUM is not None
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1500,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[WebDriver]:
+    driver = await asyncio.to_thread(start_chromium, tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        await asyncio.to_thread(driver.quit)
+
+
+async def wait_for(driver: WebDriver, found: Callable[[WebDriver], T]) -> T:
+    """Poll the page from a thread, so the broker keeps running on this loop meanwhile."""
+
+    def until() -> T:
+        result: T = WebDriverWait(driver, WAIT, poll_frequency=0.1).until(found)
+        return result
+
+    return await asyncio.to_thread(until)
+
+
+def letter_row(text: str) -> Callable[[WebDriver], WebElement | bool]:
+    def find(driver: WebDriver) -> WebElement | bool:
+        for row in driver.find_elements(By.CSS_SELECTOR, "#letters tbody tr"):
+            if row.find_element(By.CSS_SELECTOR, "td.msg").get_attribute("title") == text:
+                return row
+        return False
+
+    return find
+
+
+async def scene(broker: Broker) -> Any:
+    """Topics with traffic, a working group, a paused one, and one dead letter."""
+    billing = await member(broker.port, "orders", "billing")
+    publisher = await wire(broker)
+    for i in range(3):
+        assert await publisher.cmd(f"PUB orders order {1039 + i}") == "OK published"
+        delivery = await next_msg(billing)
+        assert await billing.cmd(f"ACK {delivery.id}") == "OK ack_received"
+    await member(broker.port, "emails", "senders")
+    http = Http(broker)
+    await http.post("/api/groups/pause", {"topic": "emails", "group": "senders"})
+    for i in range(4):
+        assert await publisher.cmd(f"PUB emails welcome mail {i}") == "OK published"
+    await billing.close()
+    return await dead_letter(broker, "orders", "billing", FAILED_TEXT)
+
+
+async def test_replay_a_dead_letter_from_the_dashboard(
+    brokers: BrokerFactory, browser: WebDriver, tmp_path: Path
+) -> None:
+    broker = await brokers.start(
+        http_port=0, ack_timeout=0.05, max_retries=0, heartbeat_timeout=60.0
+    )
+    consumer = await scene(broker)
+    assert broker.http is not None
+    await asyncio.to_thread(browser.get, f"http://127.0.0.1:{broker.http.port}/")
+
+    row = await wait_for(browser, letter_row(FAILED_TEXT))
+    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+    assert "billing" in cells and "ack_timeout" in cells
+    # The text is shown as text: no element was made from it.
+    assert not browser.find_elements(By.CSS_SELECTOR, "#letters b, #letters script")
+    await wait_for(browser, lambda d: "orders" in d.find_element(By.ID, "topics").text)
+    await wait_for(browser, lambda d: "paused" in d.find_element(By.ID, "groups").text)
+    await wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("live"))
+
+    shot = tmp_path / "dashboard.png"
+    assert await asyncio.to_thread(browser.save_screenshot, str(shot))
+    if target := os.environ.get("LINEMQ_DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+
+    await asyncio.to_thread(row.find_element(By.CSS_SELECTOR, "button.replay").click)
+    delivered = await next_msg(consumer, timeout=WAIT)
+    assert delivered.topic == "orders"
+    assert delivered.text == FAILED_TEXT
+    assert await consumer.cmd(f"ACK {delivered.id}") == "OK ack_received"
+
+    row = await wait_for(browser, letter_row(FAILED_TEXT))
+    await wait_for(browser, lambda d: f"offset {delivered.offset}" in row.text)
+    assert "replayed 1" in browser.find_element(By.ID, "flash").text
+
+
+async def test_dashboard_asks_for_a_token_when_auth_is_on(
+    brokers: BrokerFactory, browser: WebDriver, tmp_path: Path
+) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'[[users]]\nname = "ops"\ntoken_sha256 = "{hash_token(TOKEN)}"\n'
+        'publish = [">"]\nsubscribe = [">"]\n'
+    )
+    broker = await brokers.start(http_port=0, auth_file=users)
+    publisher = await wire(broker, TOKEN)
+    assert await publisher.cmd("PUB secrets hidden") == "OK published"
+    assert broker.http is not None
+    await asyncio.to_thread(browser.get, f"http://127.0.0.1:{broker.http.port}/")
+
+    await wait_for(browser, lambda d: d.find_element(By.ID, "token").is_displayed())
+    await asyncio.to_thread(browser.find_element(By.ID, "token").send_keys, "wrong-token\n")
+    await wait_for(browser, lambda d: "refused" in d.find_element(By.ID, "login-error").text)
+
+    await asyncio.to_thread(browser.find_element(By.ID, "token").send_keys, TOKEN + "\n")
+    await wait_for(browser, lambda d: "secrets" in d.find_element(By.ID, "topics").text)
+    assert "signed in as ops" in browser.find_element(By.ID, "user").text
