@@ -3,8 +3,8 @@
 Each handler does what the matching line-protocol command does (``STATS``,
 ``DLQ``, ``REPLAY``, ``PURGE``, ``PAUSE``/``RESUME``) with the same permission
 checks. Changes only reach memory and the broker's write buffers, so each one
-asks the commit tick to run and waits for it before answering: a 200 means the
-change was written, as an ``OK`` does.
+asks the commit tick to run and waits for it (and for the fsync under
+``--fsync always``) before answering: a 200 promises what an ``OK`` does.
 
 POST bodies must be JSON (``Content-Type: application/json``). Browsers cannot
 send that cross-origin without a CORS preflight, which this server never
@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_DLQ_COUNT: Final = 100
 MAX_DLQ_COUNT: Final = 100_000
+DURABLE_POLL: Final = 0.002
+DURABLE_TIMEOUT: Final = 30.0
 
 
 def add_routes(app: web.Application) -> None:
@@ -149,12 +151,20 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
 
 
 async def _committed(broker: Broker) -> None:
-    """Run the commit tick before answering, so the change is written like after an OK.
+    """Wait until the change is written and, per ``--fsync``, durable, as before an ``OK``.
 
-    ``schedule`` queues the tick with ``call_soon``; yielding once lets it run first.
+    ``schedule`` queues the commit tick with ``call_soon``, so yielding once lets it
+    run first; its generation is then ``gen - 1``, durable once ``durable_gen`` has
+    caught up (at once unless ``--fsync always``).
     """
     broker.schedule()
     await asyncio.sleep(0)
+    gen = broker.gen - 1
+    deadline = asyncio.get_running_loop().time() + DURABLE_TIMEOUT
+    while broker.durable_gen < gen:
+        if asyncio.get_running_loop().time() > deadline:
+            raise json_error(503, "storage unavailable: fsync did not finish in time")
+        await asyncio.sleep(DURABLE_POLL)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -153,3 +153,17 @@ async def test_dashboard_page_is_served_with_a_strict_content_security_policy(
         assert "<title>linemq</title>" in await r.text()
     for path in ("/static/app.js", "/static/style.css"):
         assert (await http.get(path))[0] == 200
+
+
+async def test_changes_are_answered_after_the_fsync_with_fsync_always(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(**FAST_DLQ, fsync="always")
+    consumer = await dead_letter(broker, "jobs", "workers", "durable")
+    http = Http(broker)
+    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {"replayed": 1}
+    assert broker.durable_gen >= broker.gen - 1
+    assert (await next_msg(consumer)).text == "durable"
+    body = {"topic": "jobs", "group": "workers"}
+    assert (await http.post("/api/groups/pause", body))["paused"] is True
+    assert not broker.router.groups["jobs"]["workers"].state.journal.has_pending
