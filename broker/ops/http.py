@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MAX_BODY: Final = 64 * 1024
+SHUTDOWN: Final = 5.0
+"""Seconds a stopping broker gives HTTP requests in progress (they are all short)."""
 
 
 class OpsServer:
@@ -46,7 +48,9 @@ class OpsServer:
 
 async def start_http(broker: Broker, host: str, port: int) -> OpsServer:
     """Listen on ``host:port`` (0 picks a free port) and return the running server."""
-    runner = web.AppRunner(build_app(broker), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(broker), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
