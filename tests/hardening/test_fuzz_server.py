@@ -16,6 +16,7 @@ import re
 import socket
 import struct
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,8 +201,9 @@ class Run:
             return
         self.closed.append(c)
         if a.how == "abort":
-            sock = c.writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):  # the broker may have closed it already
+                sock = c.writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.writer.transport.abort()
         elif a.how == "half":
             with contextlib.suppress(ConnectionError, OSError):
@@ -297,41 +299,101 @@ async def check_groups(
     raise AssertionError("members or in-flight messages left after every client closed")
 
 
-async def scenario(actions: list[Send | Drop], data_dir: Path) -> list[str]:
-    """Run the actions; returns what went wrong inside the broker (loop errors, error logs)."""
-    loop = asyncio.get_running_loop()
-    loop_errors: list[str] = []
-    loop.set_exception_handler(lambda _, ctx: loop_errors.append(str(ctx)))
-    options = {**FAST, "max_line_bytes": MAX_LINE, "max_inflight": MAX_INFLIGHT, "max_retries": 1}
-    broker = Broker(Config(port=0, data_dir=data_dir, **options))
-    with structlog.testing.capture_logs() as logs:
-        await broker.start()
-        try:
-            run = Run(broker.port)
-            for a in actions:
-                await (run.send(a) if isinstance(a, Send) else run.drop(a))
-            await asyncio.sleep(0.02)
-            everyone = [*run.clients.values(), *run.closed]
-            await check_state(run, everyone)
-            replies = b"".join(c.received for c in everyone)
-            for kind in (b"OK published", b"MSG ", b"OK ack_received", b"ERR line too long"):
-                event(f"{kind.decode()} seen: {replies.count(kind) > 0}")
-            for n in list(run.clients):
-                await run.drop(Drop(n, "close"))
-            await check_groups(run.port, await read_back(run.port), all_gone=True)
-            for c in everyone:
-                if c.task is not None:
-                    c.task.cancel()
-        finally:
-            await broker.stop()
-    assert any(e["event"] == "listening" for e in logs), "log capture is not working"
-    bad = [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e]
-    return loop_errors + [repr(e) for e in bad]
+def run_live(body: Callable[[int], Awaitable[None]]) -> list[str]:
+    """Run ``body(port)`` against a fresh broker in a fresh loop and data dir.
+
+    Returns what went wrong inside the broker: exceptions that reached the event
+    loop's handler, and error-level or exception log events.
+    """
+
+    async def main(data_dir: Path) -> list[str]:
+        loop = asyncio.get_running_loop()
+        loop_errors: list[str] = []
+        loop.set_exception_handler(lambda _, ctx: loop_errors.append(str(ctx)))
+        options = {**FAST, "max_line_bytes": MAX_LINE, "max_inflight": MAX_INFLIGHT}
+        broker = Broker(Config(port=0, data_dir=data_dir, max_retries=1, **options))
+        with structlog.testing.capture_logs() as logs:
+            await broker.start()
+            try:
+                await asyncio.wait_for(body(broker.port), 20)
+            finally:
+                await broker.stop()
+        assert any(e["event"] == "listening" for e in logs), "log capture is not working"
+        bad = [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e]
+        return loop_errors + [repr(e) for e in bad]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(main(Path(tmp) / "data"))
+
+
+async def scenario(port: int, actions: list[Send | Drop]) -> None:
+    run = Run(port)
+    for a in actions:
+        await (run.send(a) if isinstance(a, Send) else run.drop(a))
+    await asyncio.sleep(0.02)
+    everyone = [*run.clients.values(), *run.closed]
+    await check_state(run, everyone)
+    replies = b"".join(c.received for c in everyone)
+    for kind in (b"OK published", b"MSG ", b"OK ack_received", b"ERR line too long"):
+        event(f"{kind.decode()} seen: {replies.count(kind) > 0}")
+    for n in list(run.clients):
+        await run.drop(Drop(n, "close"))
+    await check_groups(run.port, await read_back(run.port), all_gone=True)
+    for c in everyone:
+        if c.task is not None:
+            c.task.cancel()
 
 
 @settings(settings.get_profile("fuzz"), max_examples=150)
 @given(st.lists(action, min_size=1, max_size=12))
 def test_random_traffic_leaves_broker_alive_and_consistent(actions: list[Send | Drop]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        problems = asyncio.run(scenario(actions, Path(tmp) / "data"))
-    assert problems == []
+    assert run_live(lambda port: scenario(port, actions)) == []
+
+
+# -- framing: one connection, every line's reply known in advance --------------------------
+
+framed = weighted(
+    (
+        3,
+        st.builds(
+            lambda c, i: ((i + c("PING")).encode(), "OK pong"),
+            word_case,
+            st.sampled_from(["", " ", "\t "]),
+        ),
+    ),
+    (1, st.sampled_from([(b"", None), (b"   ", None), (b"\t", None)])),
+    (1, st.just((b"PING x", "ERR usage: PING"))),
+    (1, st.just((b"FOO bar", "ERR unknown command: FOO bar"))),
+    (1, st.just((b"\xff\xfeok", "ERR invalid utf-8"))),
+    (1, st.just((b"PI\x00NG", "ERR invalid NUL byte"))),
+    (2, st.integers(MAX_LINE + 2, MAX_LINE * 3).map(lambda n: (b"y" * n, "ERR line too long"))),
+    (1, st.just((b"y" * MAX_LINE, "ERR unknown command: " + "y" * 200 + "..."))),
+)
+
+
+@settings(settings.get_profile("fuzz"), max_examples=200)
+@given(
+    st.lists(st.tuples(framed, st.sampled_from([b"\n", b"\r\n"])), max_size=12),
+    st.lists(st.integers(0, 20_000), max_size=10),
+)
+def test_any_split_of_the_stream_gets_exactly_one_reply_per_line_in_order(
+    items: list[tuple[tuple[bytes, str | None], bytes]], splits: list[int]
+) -> None:
+    # A line of exactly the limit goes with LF only: the framer counts a CR before the LF.
+    ends = [b"\n" if len(body) == MAX_LINE else end for (body, _), end in items]
+    data = b"".join(body + end for ((body, _), _), end in zip(items, ends, strict=True))
+    data += b"QUIT\n"
+    expected = [reply for (_, reply), _ in items if reply is not None] + ["OK bye"]
+
+    async def body(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        cuts = sorted({s % (len(data) + 1) for s in splits} | {0, len(data)})
+        for lo, hi in itertools.pairwise(cuts):
+            writer.write(data[lo:hi])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        got = (await reader.read()).decode().split("\n")
+        writer.close()
+        assert got == ["OK connected", *expected, ""]
+
+    assert run_live(body) == []
