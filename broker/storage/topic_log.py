@@ -35,6 +35,7 @@ from broker.storage.segment import (
     read_segment,
 )
 from broker.storage.tail_cache import TailCache
+from broker.storage.time_index import TimeLookupMixin
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,7 @@ DEFAULT_READ_BYTES: Final = 1 << 20
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_CLOEXEC
 
 
-class TopicLog(RetentionMixin):
+class TopicLog(RetentionMixin, TimeLookupMixin):
     """One topic's records, offsets counting from 1.
 
     ``first_offset`` is the base of the oldest segment; for a log that has never
