@@ -14,7 +14,7 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from broker.storage.records import Record, StorageError
+from broker.storage.records import Meta, Record, StorageError
 
 SEGMENT_VERSION: Final = 1
 LOG_SUFFIX: Final = ".log"
@@ -80,14 +80,15 @@ def decode_header(line: bytes, path: pathlib.Path, base: int) -> None:
         )
 
 
-def encode_record(offset: int, id: str, ts: float, msg: str) -> bytes:
+def encode_record(offset: int, id: str, ts: float, msg: str, meta: Meta | None = None) -> bytes:
     """One log line. Raises ValueError for values that would not read back identically."""
     if not math.isfinite(ts):
         raise ValueError(f"timestamp must be finite, got {ts!r}")
+    obj: dict[str, object] = {"id": id, "offset": offset, "ts": ts, "msg": msg}
+    if meta is not None:
+        obj.update(meta.encode())
     try:
-        return orjson.dumps(
-            {"id": id, "offset": offset, "ts": ts, "msg": msg}, option=orjson.OPT_APPEND_NEWLINE
-        )
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
 
@@ -109,7 +110,7 @@ def decode_record(line: bytes) -> Record | None:
         ts = float(ts)
     elif type(ts) is not float:
         return None
-    return Record(offset, id_, ts, msg)
+    return Record(offset, id_, ts, msg, Meta.decode(obj))
 
 
 def read_header_end(f: BinaryIO, path: pathlib.Path, base: int) -> int:

@@ -23,7 +23,7 @@ from broker.storage.index import SealedCache, SealedSegment, SegmentIndex, encod
 from broker.storage.index import index_due as _index_due
 from broker.storage.log_state import Active, Batch
 from broker.storage.log_state import check_topic_name as check_topic_name
-from broker.storage.records import Record, StorageError
+from broker.storage.records import Meta, Record, StorageError
 from broker.storage.recovery import recover_last_segment
 from broker.storage.retention import RetentionMixin, sealed_sizes
 from broker.storage.segment import (
@@ -137,9 +137,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- appending ---------------------------------------------------------------------------
 
-    def append(self, msg: str, ts: float, id: str) -> Record:
+    def append(self, msg: str, ts: float, id: str, meta: Meta | None = None) -> Record:
         offset = self._last + 1
-        line = encode_record(offset, id, ts, msg)
+        line = encode_record(offset, id, ts, msg, meta)
         batch = self._pending[-1] if self._pending else self._batch_for_active(offset)
         if batch.has_records and batch.start_size + batch.nbytes + len(line) > self._segment_bytes:
             batch = self._new_segment_batch(offset)
@@ -147,7 +147,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         if _index_due(pos, batch.last_index_pos):
             batch.index.append((offset, pos))
             batch.last_index_pos = pos
-        rec = Record(offset, id, ts, msg)
+        rec = Record(offset, id, ts, msg, meta)
         batch.chunks.append(line)
         batch.nbytes += len(line)
         batch.records.append(rec)
