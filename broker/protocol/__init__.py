@@ -22,11 +22,13 @@ from broker.protocol.commands import (
     Unsub,
 )
 from broker.protocol.errors import ProtocolError
-from broker.protocol.framing import LINE_TOO_LONG, LineFramer
+from broker.protocol.framing import BAD_TERMINATOR, LINE_TOO_LONG, LineFramer
 from broker.protocol.names import is_valid_name
 from broker.protocol.parser import parse_line
+from broker.protocol.v2 import Hello, Put, PutHeader, build_put
 
 __all__ = [
+    "BAD_TERMINATOR",
     "LINE_TOO_LONG",
     "Ack",
     "Auth",
@@ -34,6 +36,7 @@ __all__ = [
     "DlqList",
     "Groups",
     "Heartbeat",
+    "Hello",
     "History",
     "LineFramer",
     "Nack",
@@ -42,6 +45,8 @@ __all__ = [
     "ProtocolError",
     "Pub",
     "Purge",
+    "Put",
+    "PutHeader",
     "Quit",
     "Replay",
     "Resume",
@@ -49,6 +54,7 @@ __all__ = [
     "Sub",
     "Touch",
     "Unsub",
+    "build_put",
     "is_valid_name",
     "parse_line",
 ]

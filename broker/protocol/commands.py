@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.protocol.v2 import Hello, Put, PutHeader
+
 
 @dataclass(frozen=True, slots=True)
 class Ping:
@@ -130,4 +132,7 @@ Command = (
     | Pause
     | Resume
     | Purge
+    | Hello
+    | PutHeader
+    | Put
 )

@@ -1,62 +1,115 @@
-"""Splits a byte stream into lines, bounding how much one unfinished line may buffer."""
+"""Splits a byte stream into lines and counted payloads, bounding what one line may buffer."""
 
 from __future__ import annotations
 
 from typing import Final
 
 
-class _LineTooLong:
-    """Marker emitted once for each line that exceeded the limit; the rest of it is dropped."""
+class _Marker:
+    __slots__ = ("name",)
 
-    __slots__ = ()
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __repr__(self) -> str:
-        return "LINE_TOO_LONG"
+        return self.name
 
 
-LINE_TOO_LONG: Final = _LineTooLong()
+LINE_TOO_LONG: Final = _Marker("LINE_TOO_LONG")
+"""Emitted once for each line over the limit; the rest of it is dropped."""
+BAD_TERMINATOR: Final = _Marker("BAD_TERMINATOR")
+"""A counted payload was not followed by a newline."""
 
 
 class LineFramer:
-    """Feed bytes, get complete lines (without the LF) and ``LINE_TOO_LONG`` markers.
+    """Feed bytes, then pull complete lines (``next``) or counted payloads (``take``).
 
-    The marker is emitted as soon as a line is known to be too long, so the
-    client hears about it without waiting for a newline that may never come;
-    bytes up to the next LF are then discarded. Memory per connection is
-    bounded by ``max_line_bytes``.
+    Pulling lets the caller switch between the two after each line, which a
+    framed publish needs (``PUT <topic> <n>`` then n bytes). ``LINE_TOO_LONG`` is
+    given as soon as a line is known to be too long, so the client hears about it
+    without waiting for a newline that may never come; bytes up to the next LF
+    are then discarded. Memory per connection is bounded by ``max_line_bytes``
+    (and by the payload size the caller agreed to ``take``).
     """
 
-    __slots__ = ("_buf", "_discarding", "max_line_bytes")
+    __slots__ = ("_buf", "_discarding", "_pos", "_skip", "max_line_bytes")
 
     def __init__(self, max_line_bytes: int) -> None:
         self.max_line_bytes = max_line_bytes
         self._buf = b""
+        self._pos = 0
         self._discarding = False
+        self._skip = 0
 
-    def feed(self, data: bytes) -> list[bytes | _LineTooLong]:
-        if self._discarding:
-            cut = data.find(b"\n")
-            if cut < 0:
-                return []
-            self._discarding = False
-            data = data[cut + 1 :]
-        if self._buf:
-            data = self._buf + data
-            self._buf = b""
-        parts = data.split(b"\n")
-        tail = parts.pop()
-        limit = self.max_line_bytes
-        out: list[bytes | _LineTooLong] = []
-        for line in parts:
-            out.append(line if len(line) <= limit else LINE_TOO_LONG)
-        if len(tail) > limit:
-            out.append(LINE_TOO_LONG)
-            self._discarding = True
+    def feed(self, data: bytes) -> None:
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = data, 0
+        elif self._pos:
+            self._buf, self._pos = self._buf[self._pos :] + data, 0
         else:
-            self._buf = tail
-        return out
+            self._buf += data
+
+    def next(self) -> bytes | _Marker | None:
+        """The next line without its LF, ``LINE_TOO_LONG``, or None until more is fed."""
+        buf, pos = self._buf, self._pos
+        if self._discarding:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                self._buf, self._pos = b"", 0
+                return None
+            self._discarding = False
+            pos = nl + 1
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            self._pos = pos
+            if len(buf) - pos > self.max_line_bytes:
+                self._buf, self._pos = b"", 0
+                self._discarding = True
+                return LINE_TOO_LONG
+            return None
+        self._pos = nl + 1
+        if nl - pos > self.max_line_bytes:
+            return LINE_TOO_LONG
+        return buf[pos:nl]
+
+    def take(self, n: int) -> bytes | _Marker | None:
+        """Exactly ``n`` payload bytes and their LF (or CRLF), or None until they are all here.
+
+        A payload followed by anything else is still returned as
+        ``BAD_TERMINATOR``; what follows is read as the next line.
+        """
+        buf, pos = self._buf, self._pos
+        end = pos + n
+        if len(buf) <= end:
+            return None
+        terminator = buf[end : end + 1]
+        if terminator == b"\r":
+            if len(buf) <= end + 1:
+                return None
+            if buf[end + 1 : end + 2] == b"\n":
+                self._pos = end + 2
+                return buf[pos:end]
+        elif terminator == b"\n":
+            self._pos = end + 1
+            return buf[pos:end]
+        self._pos = end
+        return BAD_TERMINATOR
+
+    def skip(self, n: int) -> None:
+        """Drop the next ``n`` bytes (a payload refused for its size) and its line end."""
+        available = len(self._buf) - self._pos
+        if available >= n:
+            self._pos += n
+        else:
+            self._skip = n - available
+            self._buf, self._pos = b"", 0
+        self._discarding = True  # the payload's own LF ends the discard
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an unfinished line."""
-        return len(self._buf)
+        """Bytes held and not yet returned."""
+        return len(self._buf) - self._pos

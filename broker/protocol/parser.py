@@ -34,6 +34,7 @@ from broker.protocol.commands import (
 )
 from broker.protocol.errors import ProtocolError
 from broker.protocol.names import is_valid_name
+from broker.protocol.v2 import PutHeader, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
 DEFAULT_DLQ_LIST: Final = 100
@@ -200,6 +201,16 @@ def _replay(rest: str) -> Command:
     return Replay(topic, target)
 
 
+def _put(rest: str) -> Command:
+    args = rest.split()
+    if len(args) < 2:
+        raise ProtocolError("usage: PUT <topic> <nbytes> [option=value ...]")
+    topic = _topic(args[0])
+    if not args[1].isdigit():
+        raise ProtocolError("nbytes must be a non-negative integer")
+    return PutHeader(topic, int(args[1]), tuple(args[2:]))
+
+
 def _stats(rest: str) -> Command:
     args = rest.split()
     if len(args) > 1:
@@ -248,6 +259,8 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "DLQ": _dlq,
     "REPLAY": _replay,
     "STATS": _stats,
+    "PUT": _put,
+    "HELLO": parse_hello,
     "PAUSE": _pause,
     "RESUME": _resume,
     "PURGE": _purge,

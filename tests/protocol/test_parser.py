@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.protocol import (
+    BAD_TERMINATOR,
     LINE_TOO_LONG,
     Ack,
     DlqList,
@@ -112,30 +113,73 @@ def test_names() -> None:
         assert not is_valid_name(bad)
 
 
+def drain(framer: LineFramer, data: bytes = b"") -> list[object]:
+    """Feed ``data`` and pull every complete item."""
+    framer.feed(data)
+    out: list[object] = []
+    while (item := framer.next()) is not None:
+        out.append(item)
+    return out
+
+
 def test_framer_whole_and_split_at_every_point() -> None:
     stream = b"PING\nPUB chat hello\r\nSUB chat\n"
     expected = [b"PING", b"PUB chat hello\r", b"SUB chat"]
     for cut in range(len(stream) + 1):
         framer = LineFramer(1024)
-        assert framer.feed(stream[:cut]) + framer.feed(stream[cut:]) == expected
+        assert drain(framer, stream[:cut]) + drain(framer, stream[cut:]) == expected
     framer = LineFramer(1024)
-    assert [x for b in stream for x in framer.feed(bytes([b]))] == expected
+    assert [x for b in stream for x in drain(framer, bytes([b]))] == expected
 
 
 def test_framer_reports_a_long_line_once_and_recovers() -> None:
     framer = LineFramer(10)
-    assert framer.feed(b"x" * 8) == []
-    assert framer.feed(b"x" * 8) == [LINE_TOO_LONG]
-    assert framer.feed(b"y" * 100) == []
-    assert framer.feed(b"zz\nPING\n") == [b"PING"]
+    assert drain(framer, b"x" * 8) == []
+    assert drain(framer, b"x" * 8) == [LINE_TOO_LONG]
+    assert drain(framer, b"y" * 100) == []
+    assert drain(framer, b"zz\nPING\n") == [b"PING"]
     assert framer.buffered == 0
-    assert framer.feed(b"a" * 11 + b"\nPING\n") == [LINE_TOO_LONG, b"PING"]
+    assert drain(framer, b"a" * 11 + b"\nPING\n") == [LINE_TOO_LONG, b"PING"]
+
+
+def test_framer_takes_counted_payloads_with_any_bytes() -> None:
+    stream = b"PUT t 5\na\nb\x00c\nPING\nPUT t 3\r\nxyz\r\nPING\n"
+    for cut in range(len(stream) + 1):
+        framer = LineFramer(1024)
+        framer.feed(stream[:cut])
+        got: list[object] = []
+        want_payload = 0
+        for chunk in (b"", stream[cut:]):
+            framer.feed(chunk)
+            while True:
+                item = framer.take(want_payload) if want_payload else framer.next()
+                if item is None:
+                    break
+                got.append(item)
+                want_payload = (
+                    int(item.split()[2])
+                    if isinstance(item, bytes) and item.startswith(b"PUT") and not want_payload
+                    else 0
+                )
+        assert got == [b"PUT t 5", b"a\nb\x00c", b"PING", b"PUT t 3\r", b"xyz", b"PING"]
+
+
+def test_framer_reports_a_payload_without_newline_and_skips_refused_ones() -> None:
+    framer = LineFramer(1024)
+    framer.feed(b"abcXPING\n")
+    assert framer.take(3) is BAD_TERMINATOR
+    assert framer.next() == b"XPING"
+    framer.feed(b"0123456789")
+    framer.skip(20)
+    assert framer.next() is None
+    framer.feed(b"0123456789\nPING\n")
+    assert framer.next() == b"PING"
 
 
 @given(st.binary(max_size=2000), st.integers(min_value=0, max_value=2000))
 def test_parser_never_raises_anything_but_protocol_errors(data: bytes, cut: int) -> None:
     framer = LineFramer(256)
-    for item in framer.feed(data[:cut]) + framer.feed(data[cut:]):
+    for item in drain(framer, data[:cut]) + drain(framer, data[cut:]):
         if item is LINE_TOO_LONG:
             continue
         assert isinstance(item, bytes)
@@ -170,7 +214,7 @@ def test_framing_is_independent_of_chunking(lines: list[bytes], cuts: list[int])
     got: list[object] = []
     prev = 0
     for cut in sorted(c % (len(stream) + 1) for c in cuts):
-        got += framer.feed(stream[prev:cut])
+        got += drain(framer, stream[prev:cut])
         prev = cut
-    got += framer.feed(stream[prev:])
+    got += drain(framer, stream[prev:])
     assert got == lines
