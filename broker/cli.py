@@ -135,6 +135,17 @@ def main() -> None:
     help="Failed retries before a message goes to <topic>.dlq.",
 )
 @_opt(
+    "--dead-letter-expired/--drop-expired",
+    default=DEFAULTS.dead_letter_expired,
+    help="Send messages whose TTL passed to <topic>.dlq (reason expired) instead of dropping.",
+)
+@_opt(
+    "--dedup-window",
+    type=_Parsed(parse_age, "DURATION"),
+    default="2m",
+    help="How long a publisher-supplied message id (PUT ... id=) is remembered.",
+)
+@_opt(
     "--retention-bytes",
     type=_Parsed(parse_size, "SIZE"),
     default="0",

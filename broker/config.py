@@ -82,6 +82,8 @@ class Config:
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 60.0
     max_retries: int = 3
+    dead_letter_expired: bool = False
+    dedup_window: float = 120.0
     retention_bytes: int = 0
     retention_age: float = 0.0
     topic_retention: tuple[TopicRetention, ...] = ()

@@ -1,10 +1,11 @@
-"""One consumer group on one topic: round-robin over members with capacity, timers, retries.
+"""One consumer group on one topic: round-robin over members with room, timers, retries.
 
-Messages not yet delivered stay in the topic log: the group holds a cursor and a
-small prefetch, never the backlog. Redeliveries (due retries, messages handed
-back by dead members) go out before fresh messages; fresh messages go out in
-offset order. Ack deadlines all share one timeout, so in-flight deliveries kept
-in delivery order are also in deadline order: one timer per group, no scans.
+Messages not yet delivered stay in the topic log. The group takes up to
+``LOOKAHEAD`` of them at a time into its ready queue, where priority, offset
+and per-key holds decide what goes next (scheduler.py); everything else waits
+in the log behind the cursor. Ack deadlines all share one timeout, so
+in-flight deliveries kept in delivery order are also in deadline order: one
+timer per group, no scans. Retries, delays and backoff share one heap.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import deque
+from collections.abc import Coroutine
 from typing import Final
 
 import orjson
@@ -21,13 +22,15 @@ import structlog
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
 from broker.delivery.group_state import GroupState, Pending, Phase
-from broker.protocol import replies
+from broker.delivery.scheduler import ReadyQueue
+from broker.delivery.wire import delivery
 from broker.storage.records import Record
 from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
-PREFETCH: Final = 512
+LOOKAHEAD: Final = 512
+"""Messages taken ahead of delivery; priorities order the messages within it."""
 
 
 class Member:
@@ -52,10 +55,9 @@ class ConsumerGroup:
         self.ctx = ctx
         self.members: list[Member] = []
         self._rr = 0
-        self._ready: deque[int] = deque()
+        self._queue = ReadyQueue()
         self._retry_heap: list[tuple[float, int]] = []
         self._by_deadline: dict[int, Pending] = {}
-        self._prefetch: deque[Record] = deque()
         self._fetching = False
         self._ack_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -63,8 +65,11 @@ class ConsumerGroup:
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
-        for p in state.pending.values():
-            self._schedule_retry(p)
+        # Pending messages from before a restart need their records (key, priority,
+        # delay) before anything can be scheduled.
+        self._loading = bool(state.pending)
+        if self._loading:
+            self._spawn(self._load_pending())
 
     # -- membership --------------------------------------------------------------
 
@@ -92,7 +97,7 @@ class ConsumerGroup:
         p = member.inflight[offset]
         self._take_back(p, "acked")
         self.state.acked(offset)
-        self._after_done()
+        self._done(p)
 
     def nack(self, member: Member, offset: int, delay: float) -> None:
         p = member.inflight[offset]
@@ -105,20 +110,6 @@ class ConsumerGroup:
         p.deadline = self.ctx.loop.time() + self.ctx.config.ack_timeout
         self._by_deadline[offset] = p
 
-    # -- new messages ------------------------------------------------------------
-
-    def on_written(self, records: list[Record]) -> None:
-        """Records just written to the log; keep them if they continue our prefetch."""
-        expected = self._prefetch[-1].offset + 1 if self._prefetch else self.state.cursor
-        if records and records[0].offset <= expected <= records[-1].offset:
-            room = PREFETCH - len(self._prefetch)
-            if room > 0:
-                start = expected - records[0].offset
-                self._prefetch.extend(records[start : start + room])
-        self.pump()
-
-    # -- scheduling ----------------------------------------------------------------
-
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
         if paused != self.state.paused:
@@ -126,33 +117,41 @@ class ConsumerGroup:
             self.ctx.changed()
         self.pump()
 
+    def seek(self, offset: int) -> None:
+        """Start over at ``offset``: in-flight and waiting messages are forgotten."""
+        for member in self.members:
+            for p in list(member.inflight.values()):
+                self._take_back(p, "group was reset with SEEK")
+        self._by_deadline.clear()
+        self._retry_heap.clear()
+        self._queue.clear()
+        self.state.seek(offset)
+        self.ctx.changed()
+        self.pump()
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def on_written(self, records: list[Record]) -> None:
+        self.pump()
+
     def pump(self) -> None:
         """Deliver while some member has room and something is ready."""
-        while not self._closed and not self.state.paused:
+        queue = self._queue
+        while not (self._closed or self.state.paused or self._loading):
+            if queue.ready < LOOKAHEAD // 2:
+                # Delayed messages go to the timer heap, so keep taking until one is ready.
+                while self._take(LOOKAHEAD - queue.ready) and not queue.ready:
+                    pass
+            if not queue.ready:
+                return
             member = self._member_with_room()
             if member is None:
                 return
-            if self._ready:
-                p = self.state.pending.get(self._ready[0])
-                if p is None or p.phase is not Phase.WAITING:
-                    self._ready.popleft()
-                    continue
-                if p.record is None:
-                    if p.offset < self.log.first_offset:
-                        self._ready.popleft()
-                        self._gone(p)
-                        continue
-                    self._fetch(p.offset)
-                    return
-                self._ready.popleft()
-                self._deliver(member, p)
-                continue
-            record = self._next_fresh()
-            if record is None:
+            p = queue.pop()
+            if p is None:
                 return
-            p = self.state.pending_for(record.offset)
-            p.record = record
-            self._deliver(member, p)
+            if self.state.pending.get(p.offset) is p and p.phase is Phase.WAITING:
+                self._deliver(member, p)
 
     def _member_with_room(self) -> Member | None:
         members = self.members
@@ -165,70 +164,120 @@ class ConsumerGroup:
                 return member
         return None
 
-    def _gone(self, p: Pending) -> None:
-        log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
-        self.state.gone(p.offset)
+    def _take(self, count: int) -> bool:
+        """Move up to ``count`` messages from the log into the ready set; False if none."""
+        if not self.members:
+            return False  # an offline group costs nothing: its backlog stays in the log
+        cursor = self.state.cursor
+        if cursor < self.log.first_offset:
+            self._skip_deleted(self.log.first_offset)
+            cursor = self.state.cursor
+        if cursor > self.log.written_offset:
+            return False
+        records = self.log.read_cached(cursor, count)
+        if records is None:
+            self._fetch(cursor)
+            return False
+        return self._take_records(records)
+
+    def _take_records(self, records: list[Record]) -> bool:
+        if not records:
+            return False
+        if records[0].offset > self.state.cursor:
+            self._skip_deleted(records[0].offset)
+        if records[0].offset != self.state.cursor:
+            return False
+        self.state.taken(records[0].offset, len(records))
+        pending = self.state.pending
+        for record in records:
+            p = pending[record.offset]
+            p.record = record
+            self._schedule(p)
+        self.ctx.changed()
+        return True
+
+    def _skip_deleted(self, first: int) -> None:
+        log.warning(
+            "undelivered_messages_deleted",
+            topic=self.topic,
+            group=self.name,
+            count=first - self.state.cursor,
+        )
+        self.state.skip_to(first)
         self.ctx.changed()
 
-    def _next_fresh(self) -> Record | None:
-        first = self.log.first_offset
-        if self.state.cursor < first:
-            log.warning(
-                "undelivered_messages_deleted",
-                topic=self.topic,
-                group=self.name,
-                count=first - self.state.cursor,
-            )
-            self.state.skip_to(first)
-            self.ctx.changed()
-        cursor = self.state.cursor
-        while self._prefetch and self._prefetch[0].offset < cursor:
-            self._prefetch.popleft()
-        if self._prefetch:
-            return self._prefetch.popleft()
-        if cursor > self.log.last_offset:
-            return None
-        cached = self.log.read_cached(cursor, PREFETCH)
-        if cached is None:
-            self._fetch(cursor)
-            return None
-        self._prefetch.extend(cached)
-        return self._prefetch.popleft() if self._prefetch else None
+    def _schedule(self, p: Pending) -> None:
+        """A waiting message: into the ready queue now, or the timer heap until it is due."""
+        due = p.retry_at
+        meta = p.record.meta if p.record is not None else None
+        if p.attempts == 0 and meta is not None and meta.deliver_at > due:
+            due = meta.deliver_at
+        if due > time.time():
+            p.retry_at = due
+            heapq.heappush(self._retry_heap, (due, p.offset))
+            if self._retry_timer is None or due < self._retry_timer_at:
+                self._arm_retry_timer()
+        else:
+            self._queue.push(p)
 
     def _fetch(self, offset: int) -> None:
         if not self._fetching:
             self._fetching = True
-            self.ctx.loop.create_task(self._fetch_from_disk(offset))
+            self._spawn(self._fetch_from_disk(offset))
 
     async def _fetch_from_disk(self, offset: int) -> None:
         try:
-            records = await asyncio.to_thread(self.log.read, offset, PREFETCH)
-        except Exception:
-            log.exception("group_read_failed", topic=self.topic, group=self.name, offset=offset)
-            records = []
+            records = await asyncio.to_thread(self.log.read, offset, LOOKAHEAD)
         finally:
             self._fetching = False
-        if self._closed:
-            return
-        pending = self.state.pending
-        for record in records:
-            p = pending.get(record.offset)
-            if p is not None and p.record is None:
-                p.record = record
-        if records and offset == self.state.cursor:
-            self._prefetch.clear()
-            self._prefetch.extend(records)
+        if not self._closed and offset == self.state.cursor:
+            self._take_records(records)
         self.pump()
+
+    async def _load_pending(self) -> None:
+        """After a restart: read the records of pending messages, then schedule them."""
+        pending = self.state.pending
+        offsets = sorted(pending)
+        i = 0
+        while i < len(offsets):
+            records = await asyncio.to_thread(self.log.read, offsets[i], LOOKAHEAD)
+            if not records:
+                break
+            by_offset = {r.offset: r for r in records}
+            while i < len(offsets) and offsets[i] <= records[-1].offset:
+                p = pending.get(offsets[i])
+                if p is not None:
+                    p.record = by_offset.get(offsets[i])
+                i += 1
+        for offset in sorted(pending):
+            p = pending[offset]
+            if p.record is None:
+                self._gone(p)
+            elif p.attempts:
+                self._queue.hold(p)  # a retried message keeps holding its key
+        for offset in sorted(pending):
+            self._schedule(pending[offset])
+        self._loading = False
         self.ctx.changed()
+        self.pump()
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        self.ctx.loop.create_task(work).add_done_callback(_log_failure)
+
+    # -- delivering ----------------------------------------------------------------
 
     def _deliver(self, member: Member, p: Pending) -> None:
         record = p.record
         assert record is not None
+        now = time.time()
+        meta = record.meta
+        if meta is not None and meta.expires_at and now >= meta.expires_at:
+            self._expire(p)
+            return
         if self.ctx.policy.should_dead_letter(p.attempts):
             # Out of attempts already (e.g. it was in flight each time the broker died).
             self._dead_letter(p)
             return
-        now = time.time()
         p.attempts += 1
         self.delivered += 1
         if p.attempts > 1:
@@ -243,17 +292,16 @@ class ConsumerGroup:
         p.deadline = self.ctx.loop.time() + self.ctx.config.ack_timeout
         self.state.delivered(p)
         member.inflight[p.offset] = p
-        member.client.ids[record.id] = (member, p.offset)
-        member.client.forgotten.pop(record.id, None)
+        client = member.client
+        client.ids[record.id] = (member, p.offset)
+        client.forgotten.pop(record.id, None)
         self._by_deadline[p.offset] = p
         if self._ack_timer is None:
             self._arm_ack_timer()
-        member.client.sender.send(
-            replies.msg(self.topic, record.id, record.offset, record.ts, record.msg)
-        )
+        client.sender.send(delivery(client.version, self.topic, record, p.attempts))
         self.ctx.changed()
 
-    # -- failures, retries, dead letters ------------------------------------------
+    # -- failures, retries, dead letters, expiry ----------------------------------
 
     def _take_back(self, p: Pending, why: str) -> None:
         member = p.member
@@ -274,26 +322,13 @@ class ConsumerGroup:
         p.phase = Phase.WAITING
         p.retry_at = time.time() + delay if delay > 0 else 0.0
         self.state.failed(p)
-        self._schedule_retry(p)
+        self._schedule(p)
         self.ctx.changed()
 
-    def _schedule_retry(self, p: Pending) -> None:
-        if p.phase is not Phase.WAITING:
-            return
-        if p.retry_at <= time.time():
-            self._ready.append(p.offset)
-            return
-        heapq.heappush(self._retry_heap, (p.retry_at, p.offset))
-        if self._retry_timer is None or p.retry_at < self._retry_timer_at:
-            self._arm_retry_timer()
-
-    def _dead_letter(self, p: Pending) -> None:
-        if p.record is None:
-            p.phase = Phase.WAITING
-            self._ready.appendleft(p.offset)
-            self._fetch(p.offset)
-            return
+    def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
         record = p.record
+        assert record is not None
+        reason = reason or p.reason or "ack_timeout"
         letter = {
             "topic": self.topic,
             "id": record.id,
@@ -302,9 +337,9 @@ class ConsumerGroup:
             "msg": record.msg,
             "group": self.name,
             "attempts": p.attempts,
-            "reason": p.reason or "ack_timeout",
-            "first_delivery_ts": p.first_ts,
-            "last_delivery_ts": p.last_ts,
+            "reason": reason,
+            "first_delivery_ts": p.first_ts or None,
+            "last_delivery_ts": p.last_ts or None,
             "dead_ts": time.time(),
         }
         self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode())
@@ -315,12 +350,26 @@ class ConsumerGroup:
             id=record.id,
             offset=record.offset,
             attempts=p.attempts,
-            reason=letter["reason"],
+            reason=reason,
         )
         self.state.dead_lettered(p.offset)
-        self._after_done()
+        self._done(p)
 
-    def _after_done(self) -> None:
+    def _expire(self, p: Pending) -> None:
+        if self.ctx.config.dead_letter_expired:
+            self._dead_letter(p, "expired")
+            return
+        self.state.expired(p.offset)
+        self._done(p)
+
+    def _gone(self, p: Pending) -> None:
+        log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
+        self.state.gone(p.offset)
+        self._done(p)
+
+    def _done(self, p: Pending) -> None:
+        """``p`` left the group for good: free its key, compact, deliver more."""
+        self._queue.release(p)
         self.state.maybe_compact()
         self.ctx.changed()
         self.pump()
@@ -372,7 +421,8 @@ class ConsumerGroup:
             at, offset = heapq.heappop(heap)
             p = self.state.pending.get(offset)
             if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
-                self._ready.append(offset)
+                p.retry_at = 0.0
+                self._queue.push(p)
         self._arm_retry_timer()
         self.pump()
 
@@ -385,7 +435,7 @@ class ConsumerGroup:
             "inflight": inflight,
             "waiting": len(self.state.pending) - inflight,
             "lag": max(0, self.log.last_offset - self.state.cursor + 1) + len(self.state.pending),
-            "acked": self.state.completed - self.state.dead,
+            "acked": self.state.acked_count,
             "dead": self.state.dead,
             "next_offset": self.state.cursor,
             "paused": int(self.state.paused),
@@ -398,6 +448,7 @@ class ConsumerGroup:
             "delivered": self.delivered,
             "redelivered": self.redelivered,
             "dropped": self.state.dropped,
+            "expired": self.state.expired_count,
         }
 
     def close(self) -> None:
@@ -405,3 +456,8 @@ class ConsumerGroup:
         for timer in (self._ack_timer, self._retry_timer):
             if timer is not None:
                 timer.cancel()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("group_task_failed", error=repr(task.exception()))

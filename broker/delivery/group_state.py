@@ -69,6 +69,8 @@ class GroupState:
         self.completed = 0
         self.dead = 0
         self.dropped = 0
+        self.expired_count = 0
+        self.acked_count = 0
         self.paused = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -104,10 +106,24 @@ class GroupState:
 
     def acked(self, offset: int) -> None:
         self._finish(offset)
+        self.acked_count += 1
         self.journal.append_line(b'{"e":"a","o":%d}\n' % offset)
 
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
+
+    def taken(self, first: int, count: int) -> None:
+        """Offsets ``first..first+count-1`` join the group's ready set (not delivered yet)."""
+        self._taken(first, count)
+        self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, count))
+
+    def expired(self, offset: int) -> None:
+        """A message's TTL passed before it could be delivered: it is done."""
+        self._record({"e": "exp", "o": offset})
+
+    def seek(self, offset: int) -> None:
+        """Start over at ``offset``: everything pending is forgotten."""
+        self._record({"e": "seek", "o": offset})
 
     def gone(self, offset: int) -> None:
         """A pending message whose record was deleted (retention, purge): it is done."""
@@ -136,12 +152,21 @@ class GroupState:
             p.retry_at = e["at"]
             p.reason = e.get("why", "")
             p.phase = Phase.WAITING
-        elif kind in ("a", "x", "g"):
+        elif kind == "t":
+            self._taken(e["o"], e["n"])
+        elif kind in ("a", "x", "g", "exp"):
             self._finish(e["o"])
-            if kind == "x":
+            if kind == "a":
+                self.acked_count += 1
+            elif kind == "x":
                 self.dead += 1
             elif kind == "g":
                 self.dropped += 1
+            elif kind == "exp":
+                self.expired_count += 1
+        elif kind == "seek":
+            self.pending.clear()
+            self.cursor = e["o"]
         elif kind == "skip":
             if e["o"] > self.cursor:
                 self.dropped += e["o"] - self.cursor
@@ -154,6 +179,12 @@ class GroupState:
             self._restore(e)
         else:
             raise ValueError(f"unknown group journal event {kind!r}")
+
+    def _taken(self, first: int, count: int) -> None:
+        for offset in range(max(first, self.cursor), first + count):
+            self.pending_for(offset)
+        if first + count > self.cursor:
+            self.cursor = first + count
 
     def _delivered(self, offset: int, attempts: int, ts: float) -> None:
         p = self.pending_for(offset)
@@ -202,6 +233,8 @@ class GroupState:
             "completed": self.completed,
             "dead": self.dead,
             "dropped": self.dropped,
+            "expired": self.expired_count,
+            "acked": self.acked_count,
             "paused": self.paused,
             "pending": [
                 [p.offset, p.attempts, p.first_ts, p.last_ts, p.retry_at, p.reason, p.phase.value]
@@ -215,6 +248,8 @@ class GroupState:
         self.completed = e["completed"]
         self.dead = e["dead"]
         self.dropped = e.get("dropped", 0)
+        self.expired_count = e.get("expired", 0)
+        self.acked_count = e.get("acked", self.completed - self.dead)
         self.paused = e.get("paused", False)
         self.pending = {}
         for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:

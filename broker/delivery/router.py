@@ -13,7 +13,8 @@ from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext, Sender
 from broker.delivery.group import ConsumerGroup, Member
 from broker.delivery.group_state import GroupState
-from broker.protocol import is_valid_name, replies
+from broker.delivery.wire import delivery
+from broker.protocol import is_valid_name
 from broker.storage.journal import Journal
 from broker.storage.records import Record
 from broker.storage.store import Store
@@ -129,8 +130,13 @@ class Router:
         sent = 0
         subs = self.fanout.get(topic)
         if subs:
-            data = b"".join([replies.msg(topic, r.id, r.offset, r.ts, r.msg) for r in records])
+            encoded: dict[int, bytes] = {}
             for client in list(subs):
+                data = encoded.get(client.version)
+                if data is None:
+                    data = encoded[client.version] = b"".join(
+                        [delivery(client.version, topic, r, 1) for r in records]
+                    )
                 client.sender.send(data)
             sent = len(subs) * len(records)
         for group in self.groups.get(topic, {}).values():

@@ -55,7 +55,7 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
         "published": sum(broker.published.values()),
         "delivered": sum(g.delivered for g in all_groups) + broker.fanout_sent,
         "redelivered": sum(g.redelivered for g in all_groups),
-        "acked": sum(g.state.completed - g.state.dead for g in all_groups),
+        "acked": sum(g.state.acked_count for g in all_groups),
         "dead_lettered": sum(g.state.dead for g in all_groups),
         "inflight": sum(g.info()["inflight"] for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,

@@ -23,13 +23,15 @@ from broker.delivery.router import Router
 from broker.observe.histogram import Histogram
 from broker.observe.stats import HttpServer
 from broker.protocol import LineFramer, replies
+from broker.protocol.v2 import Put, put_reply, v1_text
 from broker.server.auth import Users, load_users
 from broker.server.connection import Connection, Slot
+from broker.server.dedup import DedupIndex
 from broker.server.durability import Durability, Syncable, Writable
 from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.server.tls import tls_context
-from broker.storage.records import Record, StorageError
+from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
 
@@ -72,6 +74,8 @@ class Broker:
         data_dir = Path(self.config.data_dir)
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()
+        self.dedup = DedupIndex(data_dir / "dedup", self.config.dedup_window)
+        await self._load_dedup()
         self.dead_letters = DeadLetters(self.store, data_dir / "replays", self._publish_internal)
         self.handlers = Handlers(self)
         self.durability = Durability(
@@ -158,6 +162,23 @@ class Broker:
         await asyncio.to_thread(topic_log.delete_files, list(result.paths))
         return result.records
 
+    async def _load_dedup(self) -> None:
+        """Remember the publisher ids of the last window, from the logs themselves."""
+        horizon = time.time() - self.config.dedup_window
+        for topic in self.dedup.marked_topics():
+            topic_log = self.store.get(topic)
+            if topic_log is None:
+                continue
+            offset = await asyncio.to_thread(topic_log.offset_at, horizon)
+            while True:
+                records = await asyncio.to_thread(topic_log.read, offset, 4096)
+                if not records:
+                    break
+                for record in records:
+                    if record.meta is not None and record.meta.pid is not None:
+                        self.dedup.remember(topic, record)
+                offset = records[-1].offset + 1
+
     # -- retention -----------------------------------------------------------------
 
     async def _retention_loop(self) -> None:
@@ -217,12 +238,42 @@ class Broker:
             return
         self.reply_after_write(conn, topic_log, replies.PUBLISHED)
 
+    def publish_put(self, conn: Connection, put: Put) -> None:
+        """A v2 publish: dedup by publisher id, metadata, and a reply naming the offset."""
+        now = time.time()
+        try:
+            topic_log = self.store.topic(put.topic)
+        except OSError as e:
+            conn.reply(replies.err(f"storage unavailable: {e}"))
+            return
+        if put.pid is not None:
+            seen = self.dedup.lookup(put.topic, put.pid, now)
+            if seen is not None:
+                reply = put_reply(seen.offset, seen.id, duplicate=True)
+                if seen.offset > topic_log.written_offset:  # the original is not written yet
+                    self.reply_after_write(conn, topic_log, reply)
+                else:
+                    conn.reply(reply)
+                return
+        meta = _meta(put, now)
+        try:
+            record = self._append(topic_log, meta_text(put.payload, meta), meta)
+        except (OSError, StorageError, ValueError) as e:
+            log.error("append_failed", topic=put.topic, error=str(e))
+            conn.reply(replies.err(f"storage unavailable: {e}"))
+            return
+        if put.pid is not None:
+            self.dedup.remember(put.topic, record)
+        self.reply_after_write(
+            conn, topic_log, put_reply(record.offset, record.id, duplicate=False)
+        )
+
     def _publish_internal(self, topic: str, msg: str) -> Record:
         return self._append(self.store.topic(topic), msg)
 
-    def _append(self, topic_log: TopicLog, msg: str) -> Record:
+    def _append(self, topic_log: TopicLog, msg: str, meta: Meta | None = None) -> Record:
         now = time.time()
-        record = topic_log.append(msg, now, self._ids.next(now))
+        record = topic_log.append(msg, now, self._ids.next(now), meta)
         new = self._new.get(topic_log.name)
         if new is None:
             self._new[topic_log.name] = [record]
@@ -310,3 +361,31 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _meta(put: Put, now: float) -> Meta:
+    """The stored metadata of a v2 publish: relative times become absolute ones."""
+    text = _single_line_text(put.payload)
+    return Meta(
+        data=None if text is not None else put.payload,
+        headers=put.headers or None,
+        key=put.key,
+        priority=put.priority,
+        deliver_at=put.at or (now + put.delay if put.delay else 0.0),
+        expires_at=now + put.ttl if put.ttl else 0.0,
+        pid=put.pid,
+    )
+
+
+def meta_text(payload: bytes, meta: Meta) -> str:
+    """The record's text: the payload itself, or what v1 clients are shown for binary."""
+    return v1_text(payload) if meta.data is not None else payload.decode()
+
+
+def _single_line_text(payload: bytes) -> str | None:
+    if b"\n" in payload or b"\r" in payload:
+        return None
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None

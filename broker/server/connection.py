@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, cast
 import structlog
 
 from broker.delivery.clients import ClientState
-from broker.protocol import LINE_TOO_LONG, ProtocolError, parse_line, replies
+from broker.protocol import (
+    BAD_TERMINATOR,
+    LINE_TOO_LONG,
+    Command,
+    ProtocolError,
+    PutHeader,
+    build_put,
+    parse_line,
+    replies,
+)
 from broker.server.auth import User
 
 if TYPE_CHECKING:
@@ -66,6 +75,7 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._deferring = False
         self._deferred: list[bytes] = []
+        self._put: PutHeader | None = None
         self.user: User | None = None
         self.auth_failures = 0
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -95,8 +105,28 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        dispatch = self.broker.handlers.dispatch
-        for line in self.framer.feed(data):
+        framer = self.framer
+        framer.feed(data)
+        while not self._closing:
+            if self._put is not None:
+                payload = framer.take(self._put.nbytes)
+                if payload is None:
+                    break
+                header, self._put = self._put, None
+                if payload is BAD_TERMINATOR:
+                    self.reply(replies.err("payload must be followed by a newline"))
+                    continue
+                assert isinstance(payload, bytes)
+                try:
+                    put = build_put(header, payload)
+                except ProtocolError as e:
+                    self.reply(replies.err(e.reason))
+                    continue
+                self._dispatch(put)
+                continue
+            line = framer.next()
+            if line is None:
+                break
             if line is LINE_TOO_LONG:
                 self.reply(replies.err("line too long"))
                 continue
@@ -106,18 +136,31 @@ class Connection(asyncio.Protocol):
             except ProtocolError as e:
                 self.reply(replies.err(e.reason))
                 continue
-            if command is not None:
-                # Pushes a command causes (the next delivery after an ACK) follow its reply.
-                self._deferring = True
-                dispatch(self, command)
-                self._deferring = False
-                if self._deferred:
-                    deferred, self._deferred = self._deferred, []
-                    for data in deferred:
-                        self.send(data)
-            if self._closing:
-                break
+            if command is None:
+                continue
+            if isinstance(command, PutHeader):
+                self._expect_payload(command)
+                continue
+            self._dispatch(command)
         self.broker.router.heard_from(self.client)
+
+    def _dispatch(self, command: Command) -> None:
+        # Pushes a command causes (the next delivery after an ACK) follow its reply.
+        self._deferring = True
+        self.broker.handlers.dispatch(self, command)
+        self._deferring = False
+        if self._deferred:
+            deferred, self._deferred = self._deferred, []
+            for data in deferred:
+                self.send(data)
+
+    def _expect_payload(self, header: PutHeader) -> None:
+        limit = self.broker.config.max_message_bytes
+        if header.nbytes > limit:
+            self.reply(replies.err(f"message too large (limit {limit} bytes)"))
+            self.framer.skip(header.nbytes)
+            return
+        self._put = header
 
     def eof_received(self) -> bool:
         # Keep the socket open until every queued reply is out: `printf ... | nc` closes

@@ -15,6 +15,7 @@ import structlog
 
 from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
+from broker.delivery.wire import delivery
 from broker.observe.stats import collect
 from broker.protocol import (
     Ack,
@@ -38,6 +39,7 @@ from broker.protocol import (
     Unsub,
     replies,
 )
+from broker.protocol.v2 import Hello, Put, hello
 from broker.server.connection import Connection
 from broker.storage.records import StorageError
 
@@ -48,7 +50,7 @@ log = structlog.get_logger(__name__)
 
 MAX_HISTORY: Final = 100_000
 MAX_AUTH_FAILURES: Final = 10
-OPEN_BEFORE_AUTH: Final = (Ping, Quit, Auth)
+OPEN_BEFORE_AUTH: Final = (Ping, Quit, Auth, Hello)
 
 
 class Handlers:
@@ -74,6 +76,8 @@ class Handlers:
             Pause: self.cmd_PAUSE,
             Resume: self.cmd_RESUME,
             Purge: self.cmd_PURGE,
+            Hello: self.cmd_HELLO,
+            Put: self.cmd_PUT,
         }
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -140,6 +144,19 @@ class Handlers:
             return
         self.broker.publish(conn, cmd.topic, cmd.msg)
 
+    def cmd_PUT(self, conn: Connection, cmd: Put) -> None:
+        limit = self.broker.config.max_message_bytes
+        if len(cmd.payload) > limit:
+            self._refuse(conn, f"message too large (limit {limit} bytes)")
+            return
+        if not self._may(conn, cmd.topic, publish=True) or not self._may_create(conn, cmd.topic):
+            return
+        self.broker.publish_put(conn, cmd)
+
+    def cmd_HELLO(self, conn: Connection, cmd: Hello) -> None:
+        conn.client.version = cmd.version
+        conn.reply(hello(cmd.version))
+
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
         if not self._may(conn, cmd.topic, publish=False):
             return
@@ -151,7 +168,8 @@ class Handlers:
 
         async def read() -> bytes:
             records = await asyncio.to_thread(log_.read_last, n)
-            lines = [replies.history(cmd.topic, r.id, r.offset, r.ts, r.msg) for r in records]
+            version = conn.client.version
+            lines = [delivery(version, cmd.topic, r, 0, "HISTORY") for r in records]
             lines.append(replies.HISTORY_END)
             return b"".join(lines)
 
