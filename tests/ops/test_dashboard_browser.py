@@ -11,7 +11,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from selenium import webdriver
@@ -26,6 +26,7 @@ from broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter, wire
 from tests.server.groupwire import member, next_msg
+from tests.wire import Wire
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium")
@@ -90,8 +91,11 @@ def letter_row(text: str) -> Callable[[WebDriver], WebElement | bool]:
     return find
 
 
-async def scene(broker: Broker) -> Any:
-    """Topics with traffic, a working group, a paused one, and one dead letter."""
+async def scene(broker: Broker) -> Wire:
+    """Topics with traffic, a working group, a paused one, and one dead letter.
+
+    Returns the connection of the member that let the letter die, still in its group.
+    """
     billing = await member(broker.port, "orders", "billing")
     publisher = await wire(broker)
     for i in range(3):
