@@ -422,7 +422,10 @@ async def drain(
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
             lines = await _request(child.port, f"GROUPS {TOPIC}", "OK groups end")
-            mine = [ln for ln in lines if ln.split(" ")[2] == GROUP]
+            mine = [ln for ln in lines if ln.split(" ")[2:3] == [GROUP]]
+            if not mine:
+                stats.violations.append(f"group {GROUP} missing from GROUPS: {lines}")
+                break
             fields = {k: int(v) for k, v in (p.split("=") for p in mine[0].split(" ")[3:])}
             if fields["lag"] == 0:
                 break
