@@ -80,7 +80,7 @@ class GroupState:
 
     def load(self) -> bool:
         """Replay the journal; True if the group existed. In-flight deliveries become waiting."""
-        entries = self.journal.replay()
+        entries = self.journal.replay(_is_event)
         for entry in entries:
             self._apply(entry)
         for p in self.pending.values():
@@ -256,3 +256,26 @@ class GroupState:
             p = self.pending_for(offset)
             p.attempts, p.first_ts, p.last_ts = attempts, first_ts, last_ts
             p.retry_at, p.reason, p.phase = retry_at, reason, Phase(phase)
+
+
+_EVENT_FIELDS: Final = {
+    "start": ("o",),
+    "d": ("o", "a", "t"),
+    "r": ("o", "a", "at"),
+    "a": ("o",),
+    "x": ("o",),
+    "g": ("o",),
+    "exp": ("o",),
+    "t": ("o", "n"),
+    "skip": ("o",),
+    "seek": ("o",),
+    "pause": ("v",),
+    "snap": ("start", "cursor", "pending", "completed", "dead"),
+}
+
+
+def _is_event(entry: dict[str, object]) -> bool:
+    """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
+    kind = entry.get("e")
+    fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    return fields is not None and all(f in entry for f in fields)

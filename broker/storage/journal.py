@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+from collections.abc import Callable
 
 import orjson
 import structlog
@@ -55,11 +56,14 @@ class Journal:
                 self._dir_dirty = self._dir_dirty or not existed
         return self._fd
 
-    def replay(self) -> list[dict[str, object]]:
+    def replay(
+        self, valid: Callable[[dict[str, object]], bool] | None = None
+    ) -> list[dict[str, object]]:
         """Every valid entry, in order; from the first bad line on, the file is cut off.
 
         A bad line in the middle cannot be a torn write, but entries after it may
-        depend on it, so the honest answer is the longest valid prefix.
+        depend on it, so the honest answer is the longest valid prefix. ``valid``
+        lets the owner reject JSON that is not one of its entries the same way.
         """
         fd = self._ensure_open()
         size = os.fstat(fd).st_size
@@ -74,7 +78,7 @@ class Journal:
                 obj = orjson.loads(data[good : nl + 1])
             except orjson.JSONDecodeError:
                 break
-            if not isinstance(obj, dict):
+            if not isinstance(obj, dict) or (valid is not None and not valid(obj)):
                 break
             entries.append(obj)
             good = nl + 1

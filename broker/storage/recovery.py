@@ -97,10 +97,29 @@ def _check_header(fd: int, path: pathlib.Path, base: int, size: int, topic: str)
 
 
 def _find_valid_end(fd: int, header_end: int, size: int, base: int) -> tuple[int, int]:
-    """Scan backwards for the last complete, valid record: (end of it, its offset).
+    """The end of the last valid record and its offset (``base - 1`` if there is none).
+
+    A record only counts if it follows the one before it (or is the segment's
+    first at ``base``): a stray but well-formed line at the tail would otherwise
+    open a gap or repeat an offset.
+    """
+    end = size
+    while True:
+        start, stop, offset = _last_record(fd, header_end, end, base)
+        if stop == header_end:
+            return header_end, base - 1
+        _, _, previous = _last_record(fd, header_end, start, base)
+        if offset == previous + 1:
+            return stop, offset
+        end = start
+
+
+def _last_record(fd: int, header_end: int, size: int, base: int) -> tuple[int, int, int]:
+    """Scan backwards for the last complete, decodable record: (its start, end, offset).
 
     The buffer grows backwards only while no valid record is found, so a healthy
     segment costs one small read; a fully damaged one is bounded by segment size.
+    With none found: (header_end, header_end, base - 1).
     """
     buf = b""
     buf_start = size
@@ -119,9 +138,9 @@ def _find_valid_end(fd: int, header_end: int, size: int, base: int) -> tuple[int
         if line_end is not None:
             rec = decode_record(buf[nl + 1 : line_end])
             if rec is not None and rec.offset >= base:
-                return buf_start + line_end, rec.offset
+                return buf_start + nl + 1, buf_start + line_end, rec.offset
         if nl < 0:
-            return header_end, base - 1
+            return header_end, header_end, base - 1
         line_end = nl + 1
         search_to = nl
 

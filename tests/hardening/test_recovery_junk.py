@@ -58,12 +58,6 @@ async def test_torn_tail_and_journal_junk_are_cut_and_logged(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GroupState._apply (broker/delivery/group_state.py) does e['e'] on any JSON "
-    "object Journal.replay accepts, so a complete but invalid journal line crashes start-up "
-    "with KeyError instead of being cut off like other bad lines",
-)
 async def test_journal_line_that_is_json_but_no_event_is_cut_not_fatal(
     broker_process: StartBroker, tmp_path: Path
 ) -> None:
@@ -81,13 +75,6 @@ async def test_journal_line_that_is_json_but_no_event_is_cut_not_fatal(
     assert (await member.line()).split(" ")[3] == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recovery._find_valid_end (broker/storage/recovery.py) accepts any decodable "
-    "record with offset >= base as the last one, without checking it follows the record "
-    "before it, so a stray complete line at the tail opens a gap (or a repeat) in the offsets "
-    "and is served as a message nobody published",
-)
 @pytest.mark.parametrize("stray_offset", [7, 2])
 async def test_stray_complete_record_with_wrong_offset_is_not_served(
     broker_process: StartBroker, tmp_path: Path, stray_offset: int
