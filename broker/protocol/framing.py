@@ -72,7 +72,9 @@ class LineFramer:
                 return LINE_TOO_LONG
             return None
         self._pos = nl + 1
-        if nl - pos > self.max_line_bytes:
+        if nl - pos > self.max_line_bytes and not (
+            nl - pos == self.max_line_bytes + 1 and buf[nl - 1] == 0x0D  # a CRLF line at the limit
+        ):
             return LINE_TOO_LONG
         return buf[pos:nl]
 

@@ -218,3 +218,11 @@ def test_framing_is_independent_of_chunking(lines: list[bytes], cuts: list[int])
         prev = cut
     got += drain(framer, stream[prev:])
     assert got == lines
+
+
+def test_crlf_line_exactly_at_the_limit_is_accepted() -> None:
+    framer = LineFramer(10)
+    assert drain(framer, b"x" * 10 + b"\r\n" + b"y" * 11 + b"\r\n") == [
+        b"x" * 10 + b"\r",
+        LINE_TOO_LONG,
+    ]
