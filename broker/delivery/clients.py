@@ -16,13 +16,14 @@ FORGOTTEN_IDS: Final = 256
 class ClientState:
     """One connection as delivery sees it; the server keeps one per connection."""
 
-    __slots__ = ("forgotten", "ids", "members", "sender", "topics", "version")
+    __slots__ = ("forgotten", "ids", "members", "patterns", "sender", "topics", "version")
 
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
         self.version = 1  # the protocol version the client asked for with HELLO
         self.topics: set[str] = set()
         self.members: dict[tuple[str, str], Member] = {}
+        self.patterns: set[tuple[str, str]] = set()  # (pattern, group) memberships
         self.ids: dict[str, tuple[Member, int]] = {}
         # Why recent ids were taken back, so a late ACK hears why it is refused.
         self.forgotten: OrderedDict[str, str] = OrderedDict()

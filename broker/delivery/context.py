@@ -20,6 +20,9 @@ class Sender(Protocol):
 
     def kill(self, reason: str) -> None: ...
 
+    async def writable(self) -> None:
+        """Return once the client has read enough that more may be sent."""
+
 
 @dataclass(slots=True)
 class DeliveryContext:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import structlog
 
+from broker.delivery.catchup import catch_up
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext, Sender
 from broker.delivery.group import ConsumerGroup, Member
 from broker.delivery.group_state import GroupState
+from broker.delivery.patterns import PatternRegistry
 from broker.delivery.wire import delivery
-from broker.protocol import is_valid_name
+from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from broker.storage.journal import Journal
 from broker.storage.records import Record
 from broker.storage.store import Store
@@ -39,11 +41,15 @@ class Router:
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
         self._liveness_timer: asyncio.TimerHandle | None = None
+        self.patterns = PatternRegistry(groups_dir / "_patterns.journal")
+        self._known_topics: set[str] = set()
 
     # -- start-up -----------------------------------------------------------------
 
     def open(self) -> None:
         """Load every durable group; cost follows what is pending, not the log's size."""
+        self._known_topics = set(self.store.topics())
+        self.patterns.open()
         if not self.groups_dir.is_dir():
             return
         for topic_dir in sorted(self.groups_dir.iterdir()):
@@ -54,13 +60,15 @@ class Router:
                 if is_valid_name(name):
                     self._open_group(topic_dir.name, name, create=False)
 
-    def _open_group(self, topic: str, name: str, *, create: bool) -> ConsumerGroup:
+    def _open_group(
+        self, topic: str, name: str, *, create: bool, start: int | None = None
+    ) -> ConsumerGroup:
         journal = Journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
         existed = state.load()
         log_ = self.store.topic(topic)
         if not existed:
-            state.create(log_.last_offset + 1)
+            state.create(log_.last_offset + 1 if start is None else start)
             self.ctx.changed()
         group = ConsumerGroup(topic, name, log_, state, self.ctx)
         self.groups.setdefault(topic, {})[name] = group
@@ -69,16 +77,45 @@ class Router:
         return group
 
     def journals(self) -> list[Journal]:
-        return [g.state.journal for gs in self.groups.values() for g in gs.values()]
+        groups = [g.state.journal for gs in self.groups.values() for g in gs.values()]
+        return [*groups, self.patterns.journal]
+
+    async def resolve(self, topic: str, position: Position | None) -> int | None:
+        """The offset a position names in ``topic`` (None: latest, the default)."""
+        if position is None or position.kind == "latest":
+            return None
+        log_ = self.store.get(topic)
+        if log_ is None:
+            return 1
+        if position.kind == "earliest":
+            return log_.first_offset
+        if position.kind == "offset":
+            return max(log_.first_offset, min(int(position.value), log_.last_offset + 1))
+        ts = position.value if position.value >= 0 else time.time() + position.value
+        return await asyncio.to_thread(log_.offset_at, ts)
 
     # -- clients -------------------------------------------------------------------
 
     def client(self, sender: Sender) -> ClientState:
         return ClientState(sender)
 
-    def subscribe(self, client: ClientState, topic: str) -> None:
+    def subscribe(self, client: ClientState, topic: str, start: int | None = None) -> None:
+        """Fanout from now on; from ``start`` first, if given (then live, without a gap)."""
+        if topic in client.topics:
+            return
         client.topics.add(topic)
-        self.fanout.setdefault(topic, {})[client] = None
+        if is_pattern(topic):
+            self.patterns.fanout_changed()
+        if start is None or self.store.get(topic) is None:
+            self.fanout.setdefault(topic, {})[client] = None
+            return
+        task = self.ctx.loop.create_task(catch_up(self, client, topic, start))
+        task.add_done_callback(_log_failure)
+
+    def go_live(self, client: ClientState, topic: str) -> None:
+        """A catch-up reader reached the end of the log: switch to live fanout."""
+        if topic in client.topics:
+            self.fanout.setdefault(topic, {})[client] = None
 
     def unsubscribe(self, client: ClientState, topic: str) -> bool:
         if topic not in client.topics:
@@ -89,17 +126,51 @@ class Router:
             subs.pop(client, None)
             if not subs:
                 del self.fanout[topic]
+        if is_pattern(topic):
+            self.patterns.fanout_changed()
         return True
 
-    def join(self, client: ClientState, topic: str, name: str) -> None:
+    async def join(
+        self, client: ClientState, topic: str, name: str, start: Position | None = None
+    ) -> None:
+        """Join a group; a pattern joins the group on every matching topic, now and later."""
+        if is_pattern(topic):
+            if (topic, name) in client.patterns:
+                return
+            client.patterns.add((topic, name))
+            self.patterns.register(topic, name)
+            self.patterns.members.setdefault((topic, name), {})[client] = None
+            for existing in sorted(self._known_topics):
+                if topic_matches(topic, existing):
+                    await self.join(client, existing, name, start)
+            return
         if (topic, name) in client.members:
             return
-        group = self.groups.get(topic, {}).get(name) or self._open_group(topic, name, create=True)
+        group = self.groups.get(topic, {}).get(name)
+        if group is None:
+            offset = await self.resolve(topic, start)
+            group = self.groups.get(topic, {}).get(name) or self._open_group(
+                topic, name, create=True, start=offset
+            )
+        self._join_group(client, group)
+
+    def _join_group(self, client: ClientState, group: ConsumerGroup) -> None:
+        if (group.topic, group.name) in client.members:
+            return
         self._liveness[client] = time.monotonic()
         self._arm_liveness()
-        client.members[(topic, name)] = group.join(client)
+        client.members[(group.topic, group.name)] = group.join(client)
 
     def leave(self, client: ClientState, topic: str, name: str) -> bool:
+        if is_pattern(topic):
+            if (topic, name) not in client.patterns:
+                return False
+            client.patterns.discard((topic, name))
+            self.patterns.members.get((topic, name), {}).pop(client, None)
+            for t, g in list(client.members):
+                if g == name and topic_matches(topic, t):
+                    self.leave(client, t, g)
+            return True
         member = client.members.pop((topic, name), None)
         if member is None:
             return False
@@ -108,10 +179,21 @@ class Router:
             self._liveness.pop(client, None)
         return True
 
+    def seek(self, topic: str, name: str, offset: int) -> Journal:
+        group = self.groups.get(topic, {}).get(name)
+        if group is None:
+            raise DeliveryError(f"no group {name} on {topic}")
+        log.info("group_seek", topic=topic, group=name, offset=offset)
+        group.seek(offset)
+        return group.state.journal
+
     def disconnect(self, client: ClientState) -> None:
         """The connection is gone: its deliveries go back to their groups as failed attempts."""
         for topic in list(client.topics):
             self.unsubscribe(client, topic)
+        for key in client.patterns:
+            self.patterns.members.get(key, {}).pop(client, None)
+        client.patterns.clear()
         for member in list(client.members.values()):
             member.group.leave(member, died=True)
         client.members.clear()
@@ -128,7 +210,9 @@ class Router:
     def on_written(self, topic: str, records: list[Record]) -> int:
         """Fan new records out and hand them to groups; returns fanout messages sent."""
         sent = 0
-        subs = self.fanout.get(topic)
+        if topic not in self._known_topics:
+            self._topic_appeared(topic, records[0].offset)
+        subs = self._fanout_targets(topic)
         if subs:
             encoded: dict[int, bytes] = {}
             for client in list(subs):
@@ -142,6 +226,26 @@ class Router:
         for group in self.groups.get(topic, {}).values():
             group.on_written(records)
         return sent
+
+    def _fanout_targets(self, topic: str) -> dict[ClientState, None] | None:
+        subs = self.fanout.get(topic)
+        patterns = self.patterns.fanout_patterns(topic, self.fanout)
+        if not patterns:
+            return subs
+        targets = dict(subs) if subs else {}
+        for pattern in patterns:
+            targets.update(self.fanout.get(pattern, {}))
+        return targets
+
+    def _topic_appeared(self, topic: str, first: int) -> None:
+        """A topic got its first records: pattern groups get a group on it from there."""
+        self._known_topics.add(topic)
+        for pattern, name in self.patterns.matching(topic):
+            group = self.groups.get(topic, {}).get(name)
+            if group is None:
+                group = self._open_group(topic, name, create=True, start=first)
+            for client in list(self.patterns.members.get((pattern, name), {})):
+                self._join_group(client, group)
 
     # -- consumer commands ---------------------------------------------------------
 
@@ -212,3 +316,8 @@ class Router:
         for groups in self.groups.values():
             for group in groups.values():
                 group.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("catch_up_failed", error=repr(task.exception()))

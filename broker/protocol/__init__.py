@@ -11,11 +11,13 @@ from broker.protocol.commands import (
     Nack,
     Pause,
     Ping,
+    Position,
     Pub,
     Purge,
     Quit,
     Replay,
     Resume,
+    Seek,
     Stats,
     Sub,
     Touch,
@@ -23,7 +25,7 @@ from broker.protocol.commands import (
 )
 from broker.protocol.errors import ProtocolError
 from broker.protocol.framing import BAD_TERMINATOR, LINE_TOO_LONG, LineFramer
-from broker.protocol.names import is_valid_name
+from broker.protocol.names import is_pattern, is_valid_name, is_valid_pattern, topic_matches
 from broker.protocol.parser import parse_line
 from broker.protocol.v2 import Hello, Put, PutHeader, build_put
 
@@ -42,6 +44,7 @@ __all__ = [
     "Nack",
     "Pause",
     "Ping",
+    "Position",
     "ProtocolError",
     "Pub",
     "Purge",
@@ -50,11 +53,15 @@ __all__ = [
     "Quit",
     "Replay",
     "Resume",
+    "Seek",
     "Stats",
     "Sub",
     "Touch",
     "Unsub",
     "build_put",
+    "is_pattern",
     "is_valid_name",
+    "is_valid_pattern",
     "parse_line",
+    "topic_matches",
 ]

@@ -37,9 +37,27 @@ class Pub:
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    """Where a new subscription or group starts: ``earliest``, ``latest``, an offset, a time."""
+
+    kind: str  # "earliest" | "latest" | "offset" | "time"
+    value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Sub:
+    """``topic`` may be a pattern (``orders.*``, ``orders.>``)."""
+
     topic: str
     group: str | None = None
+    start: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Seek:
+    topic: str
+    group: str
+    position: Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,7 @@ Command = (
     | Pause
     | Resume
     | Purge
+    | Seek
     | Hello
     | PutHeader
     | Put

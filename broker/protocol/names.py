@@ -22,3 +22,34 @@ def topic_matches(pattern: str, topic: str) -> bool:
         if i >= len(have) or (token != "*" and token != have[i]):
             return False
     return len(have) == len(want)
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    """A topic name whose dot-separated tokens may also be ``*``, or ``>`` as the last one."""
+    if not pattern or len(pattern) > MAX_NAME_LENGTH or pattern.startswith("."):
+        return False
+    tokens = pattern.split(".")
+    for i, token in enumerate(tokens):
+        if token == "*" or (token == ">" and i == len(tokens) - 1):
+            continue
+        if not token or not _NAME.fullmatch(token):
+            return False
+    return True
+
+
+def is_pattern(name: str) -> bool:
+    return "*" in name or ">" in name
+
+
+def pattern_covers(allow: str, pattern: str) -> bool:
+    """Whether every topic ``pattern`` can match is also matched by ``allow``."""
+    want = allow.split(".")
+    have = pattern.split(".")
+    for i, token in enumerate(want):
+        if token == ">" and i == len(want) - 1:
+            return len(have) > i
+        if i >= len(have) or have[i] == ">":
+            return False
+        if token != "*" and token != have[i]:
+            return False
+    return len(have) == len(want)

@@ -22,19 +22,21 @@ from broker.protocol.commands import (
     Nack,
     Pause,
     Ping,
+    Position,
     Pub,
     Purge,
     Quit,
     Replay,
     Resume,
+    Seek,
     Stats,
     Sub,
     Touch,
     Unsub,
 )
 from broker.protocol.errors import ProtocolError
-from broker.protocol.names import is_valid_name
-from broker.protocol.v2 import PutHeader, parse_hello
+from broker.protocol.names import is_pattern, is_valid_name, is_valid_pattern
+from broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
 DEFAULT_DLQ_LIST: Final = 100
@@ -108,21 +110,56 @@ def _pub(rest: str) -> Command:
     return Pub(_topic(topic), msg)
 
 
-def _sub_args(rest: str, usage: str) -> tuple[str, str | None]:
+def _sub_args(rest: str, usage: str) -> tuple[str, str | None, Position | None]:
     args = rest.split()
+    start = None
+    if len(args) in (2, 3) and args[-1].startswith("from="):
+        start = _position(args.pop()[len("from=") :])
     if not 1 <= len(args) <= 2:
         raise ProtocolError(f"usage: {usage}")
-    topic = _topic(args[0])
+    topic = args[0] if is_valid_pattern(args[0]) and is_pattern(args[0]) else _topic(args[0])
     group = _group(args[1]) if len(args) == 2 else None
-    return topic, group
+    return topic, group, start
 
 
 def _sub(rest: str) -> Command:
-    return Sub(*_sub_args(rest, "SUB <topic> [group_id]"))
+    topic, group, start = _sub_args(rest, "SUB <topic> [group_id]")
+    if start is not None and group is None and is_pattern(topic):
+        raise ProtocolError("from= is not supported for wildcard fanout subscriptions")
+    return Sub(topic, group, start)
 
 
 def _unsub(rest: str) -> Command:
-    return Unsub(*_sub_args(rest, "UNSUB <topic> [group_id]"))
+    topic, group, start = _sub_args(rest, "UNSUB <topic> [group_id]")
+    if start is not None:
+        raise ProtocolError("usage: UNSUB <topic> [group_id]")
+    return Unsub(topic, group)
+
+
+def _position(text: str) -> Position:
+    """``earliest``, ``latest``, an offset, ``time:<epoch seconds>`` or ``ago:<duration>``."""
+    if text in ("earliest", "latest"):
+        return Position(text)
+    if text.isdigit() and int(text) >= 1:
+        return Position("offset", int(text))
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "time":
+            return Position("time", float(value))
+        if kind == "ago":
+            return Position("time", -parse_duration(value))
+    except (ValueError, ProtocolError):
+        pass
+    raise ProtocolError(
+        "position must be earliest, latest, an offset, time:<epoch seconds> or ago:<duration>"
+    )
+
+
+def _seek(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 3:
+        raise ProtocolError("usage: SEEK <topic> <group> <position>")
+    return Seek(_topic(args[0]), _group(args[1]), _position(args[2]))
 
 
 def _history(rest: str) -> Command:
@@ -261,6 +298,7 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "STATS": _stats,
     "PUT": _put,
     "HELLO": parse_hello,
+    "SEEK": _seek,
     "PAUSE": _pause,
     "RESUME": _resume,
     "PURGE": _purge,

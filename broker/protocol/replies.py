@@ -74,3 +74,7 @@ def resumed(topic: str, group: str) -> bytes:
 
 def purged(count: int) -> bytes:
     return f"OK purged {count}\n".encode()
+
+
+def sought(topic: str, group: str, offset: int) -> bytes:
+    return f"OK seek {topic} {group} {offset}\n".encode()

@@ -107,14 +107,22 @@ def _priority(option: str, value: str) -> int:
     raise ProtocolError(f"invalid option: {option[:100]} (low, normal, high, critical or 0-3)")
 
 
-def _duration(option: str, value: str) -> float:
+def parse_duration(value: str) -> float:
+    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d`` (a bare number is seconds), up to 365 days."""
     match = _DURATION.fullmatch(value)
     if match is None:
-        raise ProtocolError(f"invalid option: {option[:100]} (e.g. 500ms, 5s, 2m, 1h)")
+        raise ValueError(f"not a duration: {value!r}")
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds > MAX_DELAY:
-        raise ProtocolError(f"invalid option: {option[:100]} (at most 365d)")
+        raise ValueError(f"duration over 365d: {value!r}")
     return seconds
+
+
+def _duration(option: str, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ProtocolError(f"invalid option: {option[:100]} (e.g. 500ms, 5s, 2m, 1h)") from None
 
 
 def _epoch(option: str, value: str) -> float:
@@ -165,8 +173,7 @@ def frame(
 def escape_value(value: str) -> str:
     """Percent-escape only what would break the line: spaces, controls, ``%``, ``=``, non-ASCII."""
     return "".join(
-        chr(b) if 0x20 < b < 0x7F and b not in (0x25, 0x3D) else f"%{b:02X}"
-        for b in value.encode()
+        chr(b) if 0x20 < b < 0x7F and b not in (0x25, 0x3D) else f"%{b:02X}" for b in value.encode()
     )
 
 

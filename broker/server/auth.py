@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from broker.protocol.names import topic_matches
+from broker.protocol.names import is_pattern, pattern_covers, topic_matches
 
 TOKEN_BYTES: Final = 32
 
@@ -40,6 +40,9 @@ class User:
         return any(topic_matches(p, topic) for p in self.publish)
 
     def may_subscribe(self, topic: str) -> bool:
+        """For a wildcard subscription, every topic it could match must be allowed."""
+        if is_pattern(topic):
+            return any(pattern_covers(p, topic) for p in self.subscribe)
         return any(topic_matches(p, topic) for p in self.subscribe)
 
 

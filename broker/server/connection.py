@@ -76,6 +76,9 @@ class Connection(asyncio.Protocol):
         self._deferring = False
         self._deferred: list[bytes] = []
         self._put: PutHeader | None = None
+        self._writing_paused = False
+        self._blocked = False
+        self._writable_waiters: list[asyncio.Future[None]] = []
         self.user: User | None = None
         self.auth_failures = 0
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -105,9 +108,22 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self.framer.feed(data)
+        self._process()
+
+    def block_input(self) -> None:
+        """Stop acting on buffered lines until ``unblock_input``: a command that must finish
+        before the next one starts (joining a group) is running."""
+        self._blocked = True
+
+    def unblock_input(self) -> None:
+        self._blocked = False
+        if not self._closing:
+            self._process()
+
+    def _process(self) -> None:
         framer = self.framer
-        framer.feed(data)
-        while not self._closing:
+        while not self._closing and not self._blocked:
             if self._put is not None:
                 payload = framer.take(self._put.nbytes)
                 if payload is None:
@@ -178,12 +194,26 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its commands.
+        self._writing_paused = True
         if self.transport is not None and not self._closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._writable_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._writable_waiters.clear()
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
+
+    async def writable(self) -> None:
+        """For senders that can wait (a catch-up reader): wait while the client is behind."""
+        await asyncio.sleep(0)  # let the tick flush what was queued
+        while self._writing_paused and not self._closing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._writable_waiters.append(waiter)
+            await waiter
 
     # -- output ------------------------------------------------------------------
 

@@ -33,10 +33,12 @@ from broker.protocol import (
     Quit,
     Replay,
     Resume,
+    Seek,
     Stats,
     Sub,
     Touch,
     Unsub,
+    is_pattern,
     replies,
 )
 from broker.protocol.v2 import Hello, Put, hello
@@ -77,6 +79,7 @@ class Handlers:
             Resume: self.cmd_RESUME,
             Purge: self.cmd_PURGE,
             Hello: self.cmd_HELLO,
+            Seek: self.cmd_SEEK,
             Put: self.cmd_PUT,
         }
         self._tasks: set[asyncio.Task[None]] = set()
@@ -181,23 +184,52 @@ class Handlers:
         if not self._may(conn, cmd.topic, publish=False):
             return
         client = conn.client
-        already = (
-            cmd.topic in client.topics
-            if cmd.group is None
-            else ((cmd.topic, cmd.group) in client.members)
-        )
+        if cmd.group is None:
+            already = cmd.topic in client.topics
+        else:
+            key = (cmd.topic, cmd.group)
+            already = key in client.members or key in client.patterns
         if not already:
-            if len(client.topics) + len(client.members) >= self.broker.config.max_subscriptions:
+            count = len(client.topics) + len(client.members) + len(client.patterns)
+            if count >= self.broker.config.max_subscriptions:
                 self._refuse(conn, "too many subscriptions")
                 return
-            if cmd.group is not None and not self._may_create(conn, cmd.topic):
+            creates = cmd.group is not None and not is_pattern(cmd.topic)
+            if creates and not self._may_create(conn, cmd.topic):
                 return
-        # The OK goes first: joining a group with a backlog delivers at once.
-        conn.reply(replies.subscribed(cmd.topic, cmd.group))
-        if cmd.group is None:
-            self.router.subscribe(conn.client, cmd.topic)
-        else:
-            self.router.join(conn.client, cmd.topic, cmd.group)
+        ok = replies.subscribed(cmd.topic, cmd.group)
+        if cmd.group is None and cmd.start is None:
+            conn.reply(ok)
+            self.router.subscribe(client, cmd.topic)
+            return
+
+        async def subscribe() -> bytes:
+            # Deliveries this causes queue behind the OK, which fills the slot below.
+            if cmd.group is None:
+                start = await self.router.resolve(cmd.topic, cmd.start)
+                self.router.subscribe(client, cmd.topic, start)
+            else:
+                await self.router.join(client, cmd.topic, cmd.group, cmd.start)
+            return ok
+
+        self._later(conn, subscribe, block=True)
+
+    def cmd_SEEK(self, conn: Connection, cmd: Seek) -> None:
+        if not self._may(conn, cmd.topic, publish=False):
+            return
+
+        async def seek() -> bytes:
+            offset = await self.router.resolve(cmd.topic, cmd.position)
+            if offset is None:  # latest
+                log_ = self.broker.store.get(cmd.topic)
+                offset = log_.last_offset + 1 if log_ is not None else 1
+            try:
+                self.router.seek(cmd.topic, cmd.group, offset)
+            except DeliveryError as e:
+                return replies.err(e.reason)
+            return replies.sought(cmd.topic, cmd.group, offset)
+
+        self._later(conn, seek, durable=True, block=True)
 
     def cmd_UNSUB(self, conn: Connection, cmd: Unsub) -> None:
         if cmd.group is None:
@@ -333,9 +365,17 @@ class Handlers:
         return False
 
     def _later(
-        self, conn: Connection, work: Callable[[], Awaitable[bytes]], *, durable: bool = False
+        self,
+        conn: Connection,
+        work: Callable[[], Awaitable[bytes]],
+        *,
+        durable: bool = False,
+        block: bool = False,
     ) -> None:
+        """Run ``work`` in a task; its reply keeps its place. ``block``: later commands wait."""
         slot = conn.reply_later()
+        if block:
+            conn.block_input()
 
         async def run() -> None:
             try:
@@ -344,6 +384,8 @@ class Handlers:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")
             slot.fill(data, durable=durable)
+            if block:
+                conn.unblock_input()
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)

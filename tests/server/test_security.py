@@ -205,3 +205,15 @@ async def test_broker_warns_loudly_without_auth_on_a_public_address(
 ) -> None:
     proc = broker_process("--host", "0.0.0.0")  # type: ignore[operator]
     assert any("AUTHENTICATION IS OFF" in e.get("event", "") for e in proc.events())
+
+
+async def test_wildcard_subscriptions_must_stay_inside_the_users_patterns(
+    brokers: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = await brokers.start(auth_file=auth_file(tmp_path))
+    w = await Wire.open(broker.port)
+    assert await w.cmd(f"AUTH {ORDERS_TOKEN}") == "OK authenticated"
+    assert await w.cmd("SUB orders.eu.*") == "OK subscribed orders.eu.*"
+    assert await w.cmd("SUB orders.>") == "OK subscribed orders.>"
+    assert await w.cmd("SUB *.eu") == "ERR permission denied"
+    assert await w.cmd("SUB >") == "ERR permission denied"
