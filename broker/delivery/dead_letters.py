@@ -9,12 +9,14 @@ shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, cast
 
 import orjson
 
+from broker.delivery.group_state import Pending
 from broker.storage.journal import Journal
 from broker.storage.records import Record
 from broker.storage.store import Store
@@ -104,3 +106,22 @@ def _letter(record: Record) -> dict[str, Any]:
         # Someone published by hand to the .dlq topic: show it as it is.
         letter = {"msg": record.msg}
     return letter
+
+
+def build_letter(
+    topic: str, group: str, record: Record, p: Pending, reason: str
+) -> dict[str, object]:
+    """The JSON text of a dead letter: the message and why and how it failed."""
+    return {
+        "topic": topic,
+        "id": record.id,
+        "offset": record.offset,
+        "ts": record.ts,
+        "msg": record.msg,
+        "group": group,
+        "attempts": p.attempts,
+        "reason": reason,
+        "first_delivery_ts": p.first_ts or None,
+        "last_delivery_ts": p.last_ts or None,
+        "dead_ts": time.time(),
+    }

@@ -11,7 +11,6 @@ timer per group, no scans. Retries, delays and backoff share one heap.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import Coroutine
 from typing import Final
@@ -21,8 +20,10 @@ import structlog
 
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
+from broker.delivery.dead_letters import build_letter
 from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.scheduler import ReadyQueue
+from broker.delivery.timers import AckDeadlines, DueHeap
 from broker.delivery.wire import delivery
 from broker.storage.records import Record
 from broker.storage.topic_log import TopicLog
@@ -56,12 +57,9 @@ class ConsumerGroup:
         self.members: list[Member] = []
         self._rr = 0
         self._queue = ReadyQueue()
-        self._retry_heap: list[tuple[float, int]] = []
-        self._by_deadline: dict[int, Pending] = {}
+        self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
+        self._due = DueHeap(ctx.loop, self._on_due)
         self._fetching = False
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._retry_timer: asyncio.TimerHandle | None = None
-        self._retry_timer_at = 0.0
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
@@ -106,9 +104,7 @@ class ConsumerGroup:
         self.pump()
 
     def touch(self, member: Member, offset: int) -> None:
-        p = self._by_deadline.pop(offset)
-        p.deadline = self.ctx.loop.time() + self.ctx.config.ack_timeout
-        self._by_deadline[offset] = p
+        self._deadlines.start(member.inflight[offset])
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -122,8 +118,8 @@ class ConsumerGroup:
         for member in self.members:
             for p in list(member.inflight.values()):
                 self._take_back(p, "group was reset with SEEK")
-        self._by_deadline.clear()
-        self._retry_heap.clear()
+        self._deadlines.clear()
+        self._due.clear()
         self._queue.clear()
         self.state.seek(offset)
         self.ctx.changed()
@@ -214,9 +210,7 @@ class ConsumerGroup:
             due = meta.deliver_at
         if due > time.time():
             p.retry_at = due
-            heapq.heappush(self._retry_heap, (due, p.offset))
-            if self._retry_timer is None or due < self._retry_timer_at:
-                self._arm_retry_timer()
+            self._due.push(due, p.offset)
         else:
             self._queue.push(p)
 
@@ -289,15 +283,12 @@ class ConsumerGroup:
             p.first_ts = now
         p.phase = Phase.IN_FLIGHT
         p.member = member
-        p.deadline = self.ctx.loop.time() + self.ctx.config.ack_timeout
+        self._deadlines.start(p)
         self.state.delivered(p)
         member.inflight[p.offset] = p
         client = member.client
         client.ids[record.id] = (member, p.offset)
         client.forgotten.pop(record.id, None)
-        self._by_deadline[p.offset] = p
-        if self._ack_timer is None:
-            self._arm_ack_timer()
         client.sender.send(delivery(client.version, self.topic, record, p.attempts))
         self.ctx.changed()
 
@@ -306,7 +297,7 @@ class ConsumerGroup:
     def _take_back(self, p: Pending, why: str) -> None:
         member = p.member
         member.inflight.pop(p.offset, None)
-        self._by_deadline.pop(p.offset, None)
+        self._deadlines.remove(p.offset)
         if p.record is not None:
             member.client.forget(p.record.id, "already acknowledged" if why == "acked" else why)
         p.member = None
@@ -329,19 +320,7 @@ class ConsumerGroup:
         record = p.record
         assert record is not None
         reason = reason or p.reason or "ack_timeout"
-        letter = {
-            "topic": self.topic,
-            "id": record.id,
-            "offset": record.offset,
-            "ts": record.ts,
-            "msg": record.msg,
-            "group": self.name,
-            "attempts": p.attempts,
-            "reason": reason,
-            "first_delivery_ts": p.first_ts or None,
-            "last_delivery_ts": p.last_ts or None,
-            "dead_ts": time.time(),
-        }
+        letter = build_letter(self.topic, self.name, record, p, reason)
         self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode())
         log.warning(
             "dead_lettered",
@@ -376,20 +355,7 @@ class ConsumerGroup:
 
     # -- timers ----------------------------------------------------------------
 
-    def _arm_ack_timer(self) -> None:
-        if self._by_deadline and not self._closed:
-            first = next(iter(self._by_deadline.values()))
-            self._ack_timer = self.ctx.loop.call_at(first.deadline, self._on_ack_timer)
-        else:
-            self._ack_timer = None
-
-    def _on_ack_timer(self) -> None:
-        now = self.ctx.loop.time()
-        expired: list[Pending] = []
-        for p in self._by_deadline.values():
-            if p.deadline > now:
-                break
-            expired.append(p)
+    def _on_ack_timeout(self, expired: list[Pending]) -> None:
         for p in expired:
             log.info(
                 "ack_timeout",
@@ -400,36 +366,20 @@ class ConsumerGroup:
             )
             self._take_back(p, "ack timeout expired")
             self._fail(p, "ack_timeout")
-        self._arm_ack_timer()
         self.pump()
 
-    def _arm_retry_timer(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        if self._retry_heap and not self._closed:
-            at = self._retry_heap[0][0]
-            self._retry_timer_at = at
-            delay = max(0.0, at - time.time())
-            self._retry_timer = self.ctx.loop.call_later(delay, self._on_retry_timer)
-
-    def _on_retry_timer(self) -> None:
-        self._retry_timer = None
-        now = time.time()
-        heap = self._retry_heap
-        while heap and heap[0][0] <= now:
-            at, offset = heapq.heappop(heap)
+    def _on_due(self, due: list[tuple[float, int]]) -> None:
+        for at, offset in due:
             p = self.state.pending.get(offset)
             if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
                 p.retry_at = 0.0
                 self._queue.push(p)
-        self._arm_retry_timer()
         self.pump()
 
     # -- inspection and shutdown -------------------------------------------------
 
     def info(self) -> dict[str, int]:
-        inflight = len(self._by_deadline)
+        inflight = len(self._deadlines)
         return {
             "members": len(self.members),
             "inflight": inflight,
@@ -453,9 +403,8 @@ class ConsumerGroup:
 
     def close(self) -> None:
         self._closed = True
-        for timer in (self._ack_timer, self._retry_timer):
-            if timer is not None:
-                timer.cancel()
+        self._deadlines.close()
+        self._due.close()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

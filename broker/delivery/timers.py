@@ -1,0 +1,116 @@
+"""A group's two kinds of waiting, each one structure with one timer and no scans.
+
+``AckDeadlines``: every delivery gets the same ack timeout, so deliveries kept
+in delivery order are in deadline order (TOUCH moves one to the end).
+``DueHeap``: retries after a backoff and delayed messages, by due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable
+
+from broker.delivery.group_state import Pending
+
+
+class AckDeadlines:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        on_expired: Callable[[list[Pending]], None],
+    ) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.on_expired = on_expired
+        self._by_offset: dict[int, Pending] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def start(self, p: Pending) -> None:
+        """``p`` was just delivered: its deadline is a full timeout away."""
+        p.deadline = self.loop.time() + self.timeout
+        self._by_offset.pop(p.offset, None)
+        self._by_offset[p.offset] = p
+        if self._timer is None:
+            self._arm()
+
+    def remove(self, offset: int) -> None:
+        self._by_offset.pop(offset, None)
+
+    def clear(self) -> None:
+        self._by_offset.clear()
+
+    def __len__(self) -> int:
+        return len(self._by_offset)
+
+    def _arm(self) -> None:
+        if self._by_offset and not self._closed:
+            first = next(iter(self._by_offset.values()))
+            self._timer = self.loop.call_at(first.deadline, self._fire)
+        else:
+            self._timer = None
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        expired: list[Pending] = []
+        for p in self._by_offset.values():
+            if p.deadline > now:
+                break
+            expired.append(p)
+        for p in expired:
+            del self._by_offset[p.offset]
+        self._timer = None
+        self.on_expired(expired)
+        if self._timer is None:
+            self._arm()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class DueHeap:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_due: Callable[[list[tuple[float, int]]], None]
+    ) -> None:
+        self.loop = loop
+        self.on_due = on_due
+        self._heap: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._closed = False
+
+    def push(self, at: float, offset: int) -> None:
+        heapq.heappush(self._heap, (at, offset))
+        if self._timer is None or at < self._timer_at:
+            self._arm()
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._heap and not self._closed:
+            self._timer_at = self._heap[0][0]
+            delay = max(0.0, self._timer_at - time.time())
+            self._timer = self.loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = time.time()
+        due: list[tuple[float, int]] = []
+        while self._heap and self._heap[0][0] <= now:
+            due.append(heapq.heappop(self._heap))
+        self._arm()
+        self.on_due(due)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
