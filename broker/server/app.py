@@ -96,12 +96,16 @@ class Broker:
             backlog=4096,
             ssl=self.ssl,
         )
-        if self.users is None and not _is_loopback(self.config.host):
-            log.warning(
-                "AUTHENTICATION IS OFF on a non-loopback address: anyone who can reach "
-                "this port can publish, consume and replay. Use --auth-file.",
-                host=self.config.host,
-            )
+        if self.users is None:
+            exposed = [h for h in (self.config.host,) if not _is_loopback(h)]
+            if self.config.http_port is not None and not _is_loopback(self.config.http_host):
+                exposed.append(f"{self.config.http_host} (HTTP)")
+            if exposed:
+                log.warning(
+                    "AUTHENTICATION IS OFF on a non-loopback address: anyone who can reach "
+                    "it can publish, consume, replay and purge. Use --auth-file.",
+                    addresses=exposed,
+                )
         self.ready = True
         log.info(
             "listening",
