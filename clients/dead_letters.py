@@ -1,0 +1,86 @@
+"""Dead letters as the ``DLQ`` block carries them: one JSON object per letter.
+
+Kept apart from the line parser because the object is the broker's own record
+format, checked field by field (a wrong type is a ``TypeError``, a missing key a
+``KeyError``; the caller turns either into a ``ProtocolError``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    offset: int
+    id: str
+    ts: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that gave up on its group, with why and when."""
+
+    dlq_offset: int
+    topic: str
+    id: str
+    offset: int
+    ts: float | None
+    text: str
+    group: str | None
+    attempts: int
+    reason: str
+    first_delivery_ts: float | None
+    last_delivery_ts: float | None
+    dead_ts: float | None
+    replayed: Replayed | None
+    raw_json: str = field(default="", repr=False, compare=False)
+
+
+def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> DeadLetter:
+    replayed = obj.get("replayed")
+    if replayed is not None and not isinstance(replayed, dict):
+        raise TypeError(f"'replayed' should be null or an object, got {replayed!r}")
+    return DeadLetter(
+        dlq_offset=dlq_offset,
+        topic=_typed(obj, "topic", str),
+        id=_typed(obj, "id", str),
+        offset=_typed(obj, "offset", int),
+        ts=_seconds(obj.get("ts")),
+        text=_typed(obj, "msg", str),
+        group=obj.get("group") if isinstance(obj.get("group"), str) else None,
+        attempts=int(obj.get("attempts") or 0),
+        reason=str(obj.get("reason") or ""),
+        first_delivery_ts=_seconds(obj.get("first_delivery_ts")),
+        last_delivery_ts=_seconds(obj.get("last_delivery_ts")),
+        dead_ts=_seconds(obj.get("dead_ts")),
+        replayed=(
+            None
+            if replayed is None
+            else Replayed(
+                offset=_typed(replayed, "offset", int),
+                id=_typed(replayed, "id", str),
+                ts=_seconds(replayed.get("ts")),
+            )
+        ),
+        raw_json=raw_json,
+    )
+
+
+def _typed(obj: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"timestamp should be a number, got {value!r}")
+    return float(value)

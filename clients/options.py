@@ -1,0 +1,175 @@
+"""Values that protocol v2 options carry, formatted and checked the broker's way.
+
+Durations (``250ms``, ``1.5s``), start positions (``earliest``, ``time:…``,
+``ago:…``), priorities, ``key=``/``id=`` tokens, percent-escaped header values and
+topic patterns. The rules mirror ``broker/protocol/v2.py``, ``parser.py`` and
+``names.py`` (which clients must not import): anything refused here would be an
+``ERR`` from the broker, so it is caught before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
+PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
+MAX_DURATION: Final = 365 * 86400.0
+MAX_OPTION_VALUE: Final = 1024
+MAX_EPOCH: Final = 1e11
+EDGE_POSITIONS: Final = ("earliest", "latest")
+
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+_UNITS: Final = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
+_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+_NAME_TOKEN: Final = re.compile(r"[A-Za-z0-9_\-]+")
+
+Duration = float | str | timedelta
+"""Seconds as a number, a ``timedelta``, or the wire text itself (``"5m"``)."""
+
+Position = str | int | float | datetime | timedelta
+"""``"earliest"``/``"latest"``, an offset (int), an epoch time (float or datetime),
+``timedelta`` for "this long ago", or the wire text (``"time:…"``, ``"ago:5m"``)."""
+
+
+def parse_duration(text: str) -> float:
+    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d`` or bare seconds; ValueError otherwise."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 500ms, 5s, 2m, 1h, 1d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is over 365 days")
+    return seconds
+
+
+def format_duration(value: Duration) -> str:
+    """The shortest exact wire form: ``5s``, ``250ms``, ``1.5s``."""
+    if isinstance(value, str):
+        parse_duration(value)
+        return value
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not 0 <= seconds <= MAX_DURATION:  # also refuses NaN
+        raise ValueError(f"duration must be between 0 and {MAX_DURATION:.0f} seconds: {value!r}")
+    if seconds.is_integer():
+        return f"{int(seconds)}s"
+    millis = round(seconds * 1000, 6)
+    if seconds < 1 and millis.is_integer():
+        return f"{int(millis)}ms"
+    return f"{seconds:.6f}".rstrip("0") + "s"
+
+
+def format_epoch(value: float | datetime) -> str:
+    at = value.timestamp() if isinstance(value, datetime) else float(value)
+    if not 0 <= at < MAX_EPOCH:
+        raise ValueError(f"time must be epoch seconds between 0 and {MAX_EPOCH:.0f}: {value!r}")
+    return f"{at:.6f}".rstrip("0").rstrip(".")
+
+
+def format_position(value: Position) -> str:
+    """What follows ``from=`` in SUB, or the position argument of SEEK."""
+    match value:
+        case bool():
+            raise ValueError(f"invalid position {value!r}")
+        case int():
+            if value < 1:
+                raise ValueError(f"an offset position must be 1 or more, got {value}")
+            return str(value)
+        case float() | datetime():
+            return "time:" + format_epoch(value)
+        case timedelta():
+            return "ago:" + format_duration(value)
+        case str():
+            return _check_position_text(value)
+    raise ValueError(f"invalid position {value!r}")
+
+
+def _check_position_text(text: str) -> str:
+    if text in EDGE_POSITIONS or (text.isdigit() and int(text) >= 1):
+        return text
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "time" and math.isfinite(float(rest)):
+            return text
+        if kind == "ago":
+            parse_duration(rest)
+            return text
+    except ValueError:
+        pass
+    raise ValueError(
+        f"invalid position {text!r}: use earliest, latest, an offset, "
+        "time:<epoch seconds> or ago:<duration>"
+    )
+
+
+def format_priority(value: str | int) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value in PRIORITY_NAMES:
+        return PRIORITY_NAMES[value]
+    if isinstance(value, str) and value.lower() in PRIORITIES:
+        return value.lower()
+    raise ValueError(f"invalid priority {value!r}: use low, normal, high, critical or 0-3")
+
+
+def check_token(value: str, what: str) -> str:
+    """``key=`` and ``id=`` values: 1-200 printable ASCII characters, no spaces."""
+    if _TOKEN.fullmatch(value) is None:
+        raise ValueError(f"invalid {what} {value!r}: use 1-200 printable ASCII, no spaces")
+    return value
+
+
+def format_header(name: str, value: str) -> str:
+    """One ``h.<name>=<escaped value>`` option."""
+    if _HEADER_NAME.fullmatch(name) is None:
+        raise ValueError(f"invalid header name {name!r}: use 1-100 of [A-Za-z0-9_.-]")
+    escaped = escape_value(value)
+    if len(escaped) > MAX_OPTION_VALUE:
+        raise ValueError(f"header {name!r} is over {MAX_OPTION_VALUE} characters once escaped")
+    return f"h.{name}={escaped}"
+
+
+def escape_value(value: str) -> str:
+    """Percent-escape what would break the line: spaces, controls, ``%``, ``=``, non-ASCII."""
+    return "".join(
+        chr(b) if 0x20 < b < 0x7F and b not in (0x25, 0x3D) else f"%{b:02X}" for b in value.encode()
+    )
+
+
+def unescape_value(text: str) -> str:
+    """Undo ``escape_value``; a value that is not UTF-8 once unescaped is a ValueError."""
+    return unquote_to_bytes(text).decode()
+
+
+# --- topic patterns (NATS style, as broker/protocol/names.py) ----------------
+
+
+def is_pattern(name: str) -> bool:
+    return "*" in name or ">" in name
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    """Dot-separated name tokens, any of which may be ``*``, or ``>`` as the last one."""
+    if not pattern or len(pattern) > 200 or pattern.startswith("."):
+        return False
+    tokens = pattern.split(".")
+    for i, token in enumerate(tokens):
+        if token == "*" or (token == ">" and i == len(tokens) - 1):
+            continue
+        if _NAME_TOKEN.fullmatch(token) is None:
+            return False
+    return True
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """``*`` matches one dot-separated token; a trailing ``>`` matches one or more."""
+    want = pattern.split(".")
+    have = topic.split(".")
+    for i, token in enumerate(want):
+        if token == ">" and i == len(want) - 1:
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
