@@ -10,7 +10,7 @@ from typing import Protocol
 from broker.config import Config
 from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 from broker.observe.histogram import Histogram
-from broker.storage.records import Record
+from broker.storage.records import Meta, Record
 
 
 class Sender(Protocol):
@@ -29,7 +29,7 @@ class DeliveryContext:
     loop: asyncio.AbstractEventLoop
     config: Config
     policy: RetryPolicy
-    publish: Callable[[str, str], Record]
+    publish: Callable[[str, str, Meta | None], Record]
     """Append a message to a topic (used for dead letters and replays)."""
     changed: Callable[[], None]
     """Something was journaled or sent: schedule a commit tick."""
@@ -41,7 +41,7 @@ class DeliveryContext:
         cls,
         loop: asyncio.AbstractEventLoop,
         config: Config,
-        publish: Callable[[str, str], Record],
+        publish: Callable[[str, str, Meta | None], Record],
         changed: Callable[[], None],
     ) -> DeliveryContext:
         backoff = ExponentialBackoff(config.retry_backoff_base, config.retry_backoff_max)

@@ -18,7 +18,7 @@ import orjson
 
 from broker.delivery.group_state import Pending
 from broker.storage.journal import Journal
-from broker.storage.records import Record
+from broker.storage.records import Meta, Record
 from broker.storage.store import Store
 
 READ_CHUNK: Final = 1000
@@ -30,7 +30,10 @@ class DeadLetterNotFound(Exception):
 
 class DeadLetters:
     def __init__(
-        self, store: Store, replays_dir: Path, publish: Callable[[str, str], Record]
+        self,
+        store: Store,
+        replays_dir: Path,
+        publish: Callable[[str, str, Meta | None], Record],
     ) -> None:
         self.store = store
         self.replays_dir = replays_dir
@@ -86,7 +89,7 @@ class DeadLetters:
                     wanted = id in (record.id, letter.get("id"))
                 text = letter.get("msg")
                 if wanted and isinstance(text, str):
-                    new = self.publish(topic, text)
+                    new = self.publish(topic, text, _original_meta(letter))
                     entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
                     journal.append(entry)
                     replayed[record.offset] = entry
@@ -112,7 +115,7 @@ def build_letter(
     topic: str, group: str, record: Record, p: Pending, reason: str
 ) -> dict[str, object]:
     """The JSON text of a dead letter: the message and why and how it failed."""
-    return {
+    letter: dict[str, object] = {
         "topic": topic,
         "id": record.id,
         "offset": record.offset,
@@ -125,3 +128,22 @@ def build_letter(
         "last_delivery_ts": p.last_ts or None,
         "dead_ts": time.time(),
     }
+    if record.meta is not None:
+        # What a replay needs to publish the message exactly as it was (v2 publishes).
+        letter["original"] = record.meta.encode()
+    return letter
+
+
+def _original_meta(letter: dict[str, Any]) -> Meta | None:
+    """The v2 metadata a replay republishes with (exact payload, headers, key, priority).
+
+    Delays, expiry and the publisher id belonged to the first publish and are not
+    carried over: a replay is a deliberate new publish.
+    """
+    original = letter.get("original")
+    if not isinstance(original, dict):
+        return None
+    meta = Meta.decode({"id": "", "offset": 0, "ts": 0, "msg": "", **original})
+    if meta is None:
+        return None
+    return Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority)

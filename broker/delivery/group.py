@@ -321,7 +321,7 @@ class ConsumerGroup:
         assert record is not None
         reason = reason or p.reason or "ack_timeout"
         letter = build_letter(self.topic, self.name, record, p, reason)
-        self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode())
+        self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode(), None)
         log.warning(
             "dead_lettered",
             topic=self.topic,

@@ -272,8 +272,9 @@ class Broker:
             conn, topic_log, put_reply(record.offset, record.id, duplicate=False)
         )
 
-    def _publish_internal(self, topic: str, msg: str) -> Record:
-        return self._append(self.store.topic(topic), msg)
+    def _publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Record:
+        """Dead letters and replays: appended like any publish, with no one waiting."""
+        return self._append(self.store.topic(topic), msg, meta)
 
     def _append(self, topic_log: TopicLog, msg: str, meta: Meta | None = None) -> Record:
         now = time.time()
@@ -301,8 +302,9 @@ class Broker:
         # Dispatching can publish again (dead letters), so drain until quiet.
         while self._new:
             new, self._new = self._new, {}
-            for topic in new:
+            for topic, records in new.items():
                 if not self._write(self.store.topic(topic), gen, written):
+                    self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
                     new[topic] = []
             now = time.time()
             observe = self.publish_latency.observe

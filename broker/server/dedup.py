@@ -45,6 +45,16 @@ class DedupIndex:
         seen[record.meta.pid] = record
         seen.move_to_end(record.meta.pid)
 
+    def forget(self, topic: str, records: list[Record]) -> None:
+        """Records whose write failed: their publisher ids were never really stored."""
+        seen = self._seen.get(topic)
+        if seen is None:
+            return
+        for record in records:
+            pid = record.meta.pid if record.meta is not None else None
+            if pid is not None and seen.get(pid) is record:
+                del seen[pid]
+
     def _expire(self, seen: OrderedDict[str, Record], now: float) -> None:
         horizon = now - self.window
         while seen:

@@ -233,3 +233,22 @@ async def test_same_key_never_in_flight_at_once_and_retries_hold_the_key(
     finally:
         for r in readers:
             r.cancel()
+
+
+async def test_a_binary_dead_letter_replays_with_its_exact_payload(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(ack_timeout=0.05, max_retries=0)
+    m = await v2_member(broker.port, "bin", "g")
+    ops = await Wire.open(broker.port)
+    assert await ops.cmd("SUB bin.dlq") == "OK subscribed bin.dlq"
+    payload = b"\x00\x01\nbinary\xff"
+    assert PUBLISHED.match(await put(ops, "bin", payload, "key=k1", "h.a=b", "delay=1ms"))
+    first = await read_frame(m)
+    assert first.payload == payload
+    letter = json.loads((await next_msg(ops)).text)
+    assert letter["original"]["k"] == "k1" and letter["original"]["h"] == {"a": "b"}
+    assert await ops.cmd("REPLAY bin ALL") == "OK replayed 1"
+    again = await read_frame(m)
+    assert again.payload == payload and again.offset == 2
+    assert again.options == {"key": "k1", "h.a": "b"}
