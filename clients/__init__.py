@@ -1,7 +1,7 @@
 """linemq clients: an asyncio client, a blocking wrapper, and the client CLI commands."""
 
 from clients.aio import BrokerError, Client, GroupInfo, Message, Subscription
-from clients.protocol import DeadLetter, ProtocolError, Replayed
+from clients.protocol import DeadLetter, ProtocolError, PublishResult, Replayed
 
 __all__ = [
     "BrokerError",
@@ -10,6 +10,7 @@ __all__ = [
     "GroupInfo",
     "Message",
     "ProtocolError",
+    "PublishResult",
     "Replayed",
     "Subscription",
 ]

@@ -5,6 +5,13 @@ in between. So the client keeps a FIFO of waiters, written to in the same step a
 the bytes (no ``await`` in between, so order on the wire equals order in the
 FIFO), and one reader task routes each line: ``MSG`` to its subscription, block
 lines to the oldest waiter, ``OK``/``ERR`` to the oldest waiter and off the FIFO.
+
+Protocol v2 (``protocol=2``, the default) is asked for with ``HELLO 2`` right
+after connecting; a server that answers ``ERR`` (one from before v2) is spoken to
+in v1, so the default works against old brokers too. ``protocol=1`` never sends
+``HELLO``: the bytes on the wire are exactly the v1 client's. Only deliveries
+differ between the two (v2 frames carry exact payloads, headers, key, priority
+and attempt); ``put`` and ``seek`` work on either.
 """
 
 from __future__ import annotations
@@ -12,75 +19,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
+from clients.options import Duration, Position
+from clients.pipeline import READ_LIMIT, BrokerError, Pipeline
 from clients.protocol import (
-    HEARTBEAT,
     PING,
     QUIT,
-    BlockLine,
     DeadLetter,
     DlqLine,
-    Err,
+    Frame,
     GroupLine,
     HistoryLine,
-    Msg,
     Ok,
     ProtocolError,
-    ServerLine,
+    PublishResult,
     StatLine,
-    encode_ack,
     encode_auth,
     encode_dlq,
     encode_groups,
+    encode_hello,
     encode_history,
-    encode_nack,
     encode_pub,
+    encode_put,
     encode_replay,
+    encode_seek,
     encode_stats,
     encode_sub,
-    encode_touch,
+    parse_put_reply,
     parse_replayed,
+    parse_seek,
     parse_server_line,
 )
-from clients.subscription import Message, Subscription
+from clients.subscription import Message, Subscription, to_message
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8888
 DEFAULT_HEARTBEAT_INTERVAL: Final = 10.0
 DEFAULT_TIMEOUT: Final = 10.0
-# Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
-# offset and ts, and a DLQ line wraps the message in JSON, so this is well above
-# any line limit the broker would accept from a publisher.
-READ_LIMIT: Final = 16 * 1024 * 1024
 
 GroupInfo = GroupLine
 
-__all__ = ["BrokerError", "Client", "GroupInfo", "Message", "Subscription"]
+__all__ = [
+    "READ_LIMIT",
+    "BrokerError",
+    "Client",
+    "GroupInfo",
+    "Message",
+    "PublishResult",
+    "Subscription",
+]
 
 
-class BrokerError(Exception):
-    """The server answered ``ERR``; the connection is still usable."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Waiter:
-    """One request awaiting its reply; ``block`` collects HISTORY/GROUP/DLQ lines."""
-
-    __slots__ = ("block", "future")
-
-    def __init__(self, future: asyncio.Future[tuple[str, list[BlockLine]]]) -> None:
-        self.future = future
-        self.block: list[BlockLine] = []
-
-
-class Client:
+class Client(Pipeline):
     """``async with Client(host, port) as c:`` - one TCP connection to a broker."""
 
     def __init__(
@@ -92,27 +86,23 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,
+        protocol: int = 2,
     ) -> None:
         """``timeout`` bounds connecting and the ``QUIT`` handshake, not ordinary requests.
 
         ``token`` is sent as ``AUTH`` right after connecting; ``ssl`` turns on TLS.
+        ``protocol`` is the highest version to ask for; ``self.protocol`` is the one
+        in use once connected (1 if the server does not know ``HELLO``).
         """
-        if not heartbeat_interval > 0:
-            raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
+        encode_hello(protocol)  # 1 or 2
+        self.max_protocol = protocol
+        self.protocol = 1
         self.host = host
         self.port = port
-        self.heartbeat_interval = heartbeat_interval
+        super().__init__(heartbeat_interval)
         self.timeout = timeout
         self.token = token
         self.ssl = ssl
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._waiters: deque[_Waiter] = deque()
-        self._subs: dict[str, Subscription] = {}
-        self._read_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._lost: str | None = None
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -136,12 +126,21 @@ class Client:
             raise ConnectionError(f"server refused the connection: {banner}")
         self._reader, self._writer = reader, writer
         self._read_task = asyncio.create_task(self._read_loop(), name="linemq-reader")
-        if self.token is not None:
-            try:
+        try:
+            if self.token is not None:
                 await self._request(encode_auth(self.token))
-            except BaseException:
-                await self.close()
-                raise
+            if self.max_protocol == 2:
+                await self._hello()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _hello(self) -> None:
+        try:
+            await self._request(encode_hello(2))
+        except BrokerError:
+            return  # a server from before v2: "ERR unknown command: HELLO 2"
+        self.protocol = 2
 
     async def close(self) -> None:
         """Say ``QUIT`` and wait for ``OK bye``; fine if the server is already gone."""
@@ -200,9 +199,46 @@ class Client:
                 raise result
         return len(lines)
 
+    async def put(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        key: str | None = None,
+        priority: str | int | None = None,
+        delay: Duration | None = None,
+        at: float | datetime | None = None,
+        ttl: Duration | None = None,
+        id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        """Publish any bytes with v2 options (see ``encode_put``); durable once this returns.
+
+        With ``id``, a repeat within the broker's dedup window is stored once and
+        comes back with ``duplicate=True`` and the first publish's offset and id.
+        """
+        data = encode_put(
+            topic,
+            payload,
+            key=key,
+            priority=priority,
+            delay=delay,
+            at=at,
+            ttl=ttl,
+            id=id,
+            headers=headers,
+        )
+        text, _ = await self._request(data)
+        return parse_put_reply(text)
+
+    async def seek(self, topic: str, group: str, position: Position) -> int:
+        """Move ``group``'s next delivery to ``position``; return the offset it resolved to."""
+        text, _ = await self._request(encode_seek(topic, group, position))
+        return parse_seek(text)
+
     async def history(self, topic: str, n: int) -> list[Message]:
         _, block = await self._request(encode_history(topic, n))
-        return [_message(line) for line in block if isinstance(line, HistoryLine)]
+        return [to_message(line) for line in block if isinstance(line, HistoryLine | Frame)]
 
     async def groups(self, topic: str) -> list[GroupInfo]:
         _, block = await self._request(encode_groups(topic))
@@ -223,145 +259,25 @@ class Client:
         _, block = await self._request(encode_stats(topic))
         return [line for line in block if isinstance(line, StatLine)]
 
-    async def ack(self, message_id: str) -> None:
-        await self._request(encode_ack(message_id))
+    def subscribe(
+        self, topic: str, group: str | None = None, start: Position | None = None
+    ) -> Subscription:
+        """A subscription that sends ``SUB`` on first iteration (or ``await sub.start()``).
 
-    async def nack(self, message_id: str, delay: float | None = None) -> None:
-        await self._request(encode_nack(message_id, delay))
+        ``topic`` may be a pattern (``orders.*``, ``orders.>``); deliveries carry
+        the concrete topic. ``start`` (``"earliest"``, an offset, an epoch time, a
+        ``timedelta`` ago...) replays history first for fanout, or places a group
+        that this SUB creates. With several subscriptions on one connection, a
+        delivery for topic T goes to the subscription named T, else to the first
+        one (in subscription order) whose pattern matches T: the wire does not say
+        which SUB a delivery is for, so keep overlapping fanout and group
+        subscriptions on separate connections.
+        """
+        encode_sub(topic, group, start)  # validate now, not on first iteration
+        return Subscription(self, topic, group, start)
 
-    async def touch(self, message_id: str) -> None:
-        await self._request(encode_touch(message_id))
-
-    async def heartbeat(self) -> None:
-        await self._request(HEARTBEAT)
-
-    def subscribe(self, topic: str, group: str | None = None) -> Subscription:
-        """A subscription that sends ``SUB`` on first iteration (or ``await sub.start()``)."""
-        encode_sub(topic, group)  # validate now, not on first iteration
-        return Subscription(self, topic, group)
-
-    async def subscribe_to(self, topic: str, group: str | None = None) -> Subscription:
+    async def subscribe_to(
+        self, topic: str, group: str | None = None, start: Position | None = None
+    ) -> Subscription:
         """Subscribe now: returns once the server confirmed with ``OK subscribed``."""
-        return await self.subscribe(topic, group).start()
-
-    # --- plumbing ----------------------------------------------------------
-
-    def _send(self, data: bytes, replies: int) -> list[_Waiter]:
-        """Queue waiters and write, with no await between, so FIFO order is wire order."""
-        if self._lost is not None:
-            raise ConnectionError(self._lost)
-        if self._writer is None or self._closing:
-            raise ConnectionError("client is not connected")
-        loop = asyncio.get_running_loop()
-        waiters = [_Waiter(loop.create_future()) for _ in range(replies)]
-        self._waiters.extend(waiters)
-        self._writer.write(data)
-        return waiters
-
-    async def _drain(self) -> None:
-        assert self._writer is not None
-        try:
-            await self._writer.drain()
-        except OSError as exc:
-            raise ConnectionError(f"connection lost: {exc}") from exc
-
-    async def _request(self, line: bytes) -> tuple[str, list[BlockLine]]:
-        (waiter,) = self._send(line, 1)
-        await self._drain()
-        return await waiter.future
-
-    async def _start_subscription(self, sub: Subscription) -> None:
-        try:
-            if sub.topic in self._subs:
-                raise ValueError(f"already subscribed to {sub.topic!r} on this connection")
-            # Registered before SUB goes out: the first MSG may follow the OK immediately.
-            self._subs[sub.topic] = sub
-            await self._request(encode_sub(sub.topic, sub.group))
-        except BaseException:
-            self._forget(sub, None)  # later next() calls end instead of waiting forever
-            raise
-        if sub.group is not None and self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.create_task(
-                self._heartbeat_loop(), name="linemq-heartbeat"
-            )
-
-    def _forget(self, sub: Subscription, error: str | None) -> None:
-        if self._subs.get(sub.topic) is sub:
-            del self._subs[sub.topic]
-        sub._end(error)
-        if not any(s.group is not None for s in self._subs.values()):
-            self._stop_heartbeat()
-
-    async def _heartbeat_loop(self) -> None:
-        """Keeps group memberships alive while the application is busy between messages."""
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                await self.heartbeat()
-            except BrokerError:
-                continue
-            except ConnectionError:
-                return
-
-    def _stop_heartbeat(self) -> None:
-        task, self._heartbeat_task = self._heartbeat_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _read_loop(self) -> None:
-        assert self._reader is not None
-        try:
-            while True:
-                self._route(parse_server_line(await self._reader.readuntil(b"\n")))
-        except asyncio.IncompleteReadError:
-            reason = "connection closed by server"
-        except asyncio.LimitOverrunError:
-            reason = f"server line longer than {READ_LIMIT} bytes"
-        except ProtocolError as exc:
-            reason = f"protocol error: {exc}"
-        except OSError as exc:
-            reason = f"connection lost: {exc}"
-        self._shutdown(None if self._closing else reason)
-        if self._writer is not None:
-            self._writer.close()
-
-    def _route(self, line: ServerLine) -> None:
-        match line:
-            case Msg():
-                sub = self._subs.get(line.topic)
-                # None: a late MSG after UNSUB; a group one is redelivered by the server.
-                if sub is not None:
-                    client = self if sub.group is not None else None
-                    sub._deliver(_message(line, sub.group, client))
-            case HistoryLine() | GroupLine() | DlqLine() | StatLine():
-                if not self._waiters:
-                    raise ProtocolError(f"{type(line).__name__} without a request")
-                self._waiters[0].block.append(line)
-            case Ok() | Err():
-                if not self._waiters:
-                    raise ProtocolError(f"reply without a request: {line}")
-                waiter = self._waiters.popleft()
-                if waiter.future.done():  # its caller was cancelled; the reply is still consumed
-                    return
-                if isinstance(line, Err):
-                    waiter.future.set_exception(BrokerError(line.reason))
-                else:
-                    waiter.future.set_result((line.text, waiter.block))
-
-    def _shutdown(self, error: str | None) -> None:
-        """End everything: ``error`` None for a close we asked for, else the loss reason."""
-        if error is not None and self._lost is None:
-            self._lost = error
-        self._stop_heartbeat()
-        while self._waiters:
-            future = self._waiters.popleft().future
-            if not future.done():
-                future.set_exception(ConnectionError(error or "client closed"))
-        for sub in list(self._subs.values()):
-            self._forget(sub, error)
-
-
-def _message(
-    line: Msg | HistoryLine, group: str | None = None, client: Client | None = None
-) -> Message:
-    return Message(line.topic, line.id, line.offset, line.ts, line.text, group, line.raw, client)
+        return await self.subscribe(topic, group, start).start()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -26,7 +27,8 @@ from clients.aio import (
     Message,
     Subscription,
 )
-from clients.protocol import DeadLetter, StatLine
+from clients.options import Duration, Position
+from clients.protocol import DeadLetter, PublishResult, StatLine
 
 _T = TypeVar("_T")
 
@@ -44,6 +46,11 @@ class SyncMessage:
     raw: str = field(default="", repr=False, compare=False)
     _message: Message | None = field(default=None, repr=False, compare=False)
     _client: SyncClient | None = field(default=None, repr=False, compare=False)
+    payload: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    key: str | None = None
+    priority: str | None = None
+    attempt: int | None = None
 
     def ack(self) -> None:
         client, message = self._bound()
@@ -77,7 +84,22 @@ class SyncSubscription:
         except StopAsyncIteration:
             raise StopIteration from None
         client = self._client if m.group is not None else None
-        return SyncMessage(m.topic, m.id, m.offset, m.ts, m.text, m.group, m.raw, m, client)
+        return SyncMessage(
+            m.topic,
+            m.id,
+            m.offset,
+            m.ts,
+            m.text,
+            m.group,
+            m.raw,
+            m,
+            client,
+            payload=m.payload,
+            headers=m.headers,
+            key=m.key,
+            priority=m.priority,
+            attempt=m.attempt,
+        )
 
     def unsubscribe(self) -> None:
         self._client._call(self._sub.unsubscribe())
@@ -101,6 +123,7 @@ class SyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,
+        protocol: int = 2,
     ) -> None:
         self._client = Client(
             host,
@@ -109,6 +132,7 @@ class SyncClient:
             timeout=timeout,
             token=token,
             ssl=ssl,
+            protocol=protocol,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -147,8 +171,44 @@ class SyncClient:
     ) -> None:
         self.close()
 
+    @property
+    def protocol(self) -> int:
+        """The protocol version in use: 2, or 1 with a server from before v2."""
+        return self._client.protocol
+
     def ping(self) -> None:
         self._call(self._client.ping())
+
+    def put(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        key: str | None = None,
+        priority: str | int | None = None,
+        delay: Duration | None = None,
+        at: float | datetime | None = None,
+        ttl: Duration | None = None,
+        id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        """As ``Client.put``: any bytes, with v2 options."""
+        return self._call(
+            self._client.put(
+                topic,
+                payload,
+                key=key,
+                priority=priority,
+                delay=delay,
+                at=at,
+                ttl=ttl,
+                id=id,
+                headers=headers,
+            )
+        )
+
+    def seek(self, topic: str, group: str, position: Position) -> int:
+        return self._call(self._client.seek(topic, group, position))
 
     def publish(self, topic: str, text: str) -> None:
         self._call(self._client.publish(topic, text))
@@ -180,9 +240,15 @@ class SyncClient:
     def touch(self, message_id: str) -> None:
         self._call(self._client.touch(message_id))
 
-    def subscribe(self, topic: str, group: str | None = None) -> SyncSubscription:
-        """Subscribe now (returns after ``OK subscribed``); iterate for messages."""
-        return SyncSubscription(self, self._call(self._client.subscribe_to(topic, group)))
+    def subscribe(
+        self, topic: str, group: str | None = None, start: Position | None = None
+    ) -> SyncSubscription:
+        """Subscribe now (returns after ``OK subscribed``); iterate for messages.
+
+        ``topic`` may be a pattern; ``start`` as in ``Client.subscribe``.
+        """
+        sub = self._call(self._client.subscribe_to(topic, group, start))
+        return SyncSubscription(self, sub)
 
     def _call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         if self._loop is None:
