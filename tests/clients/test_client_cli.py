@@ -27,7 +27,7 @@ def run(fake_broker: FakeBroker, *args: str, stdin: str | None = None) -> Result
 
 def test_commands_are_exported_for_the_server_cli() -> None:
     names = {c.name for c in client_commands}
-    assert names == {"pub", "sub", "history", "groups", "dlq", "stats"}
+    assert names == {"pub", "sub", "history", "seek", "groups", "dlq", "stats"}
     main = click.Group("linemq")
     for command in client_commands:
         main.add_command(command)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
 import time
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +17,8 @@ from broker.server.app import Broker
 from clients.aio import BrokerError, Client, Message, Subscription
 from clients.sync import SyncClient
 from tests.conftest import BrokerFactory
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def next_message(sub: Subscription, timeout: float = 5.0) -> Message:
@@ -154,3 +161,81 @@ def sync_session(port: int) -> None:
         assert c.put("s.one", b"\x00\x01", id="p-1").duplicate
         assert c.seek("s.one", "g", "earliest") == 1
         assert sub.next(timeout=5).payload == b"\x00\x01"
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout_bytes: bytes
+    stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode()
+
+
+async def linemq(broker: Broker, *args: str, stdin: bytes | None = None) -> Run:
+    """``linemq ARGS`` in a subprocess (the in-process broker logs to this one's stdout)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clients.cli",
+        *args,
+        "--port",
+        str(broker.port),
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin or b""), 30)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out, err.decode())
+
+
+async def test_cli_pub_file_with_options_and_sub_from_earliest(
+    broker: Broker, tmp_path: Path
+) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"\x00bin\nary\xff")
+    options = ["--header", "ct=application/x bin", "-H", "n=1", "--key", "k1", "--id", "f-1"]
+    first = await linemq(broker, "pub", "files", "--file", str(payload), *options, "-v")
+    assert first.exit_code == 0, first.stderr
+    assert re.fullmatch(r"published 1 msg_\d{13}_[0-9a-f]{8}\n", first.stdout)
+    again = await linemq(broker, "pub", "files", "--file", str(payload), *options, "-v")
+    assert again.stdout == first.stdout.replace("published", "duplicate")
+    assert (await linemq(broker, "pub", "files", "plain text", "--priority", "high")).stdout == ""
+    assert (await linemq(broker, "pub", "files", "v1 line")).exit_code == 0
+    async with Client(port=broker.port) as c:
+        stored = await c.history("files", 10)
+    assert [m.payload for m in stored] == [b"\x00bin\nary\xff", b"plain text", b"v1 line"]
+    assert (dict(stored[0].headers), stored[0].key) == ({"ct": "application/x bin", "n": "1"}, "k1")
+    assert stored[1].priority == "high"
+
+    result = await linemq(broker, "sub", "files", "--from", "earliest", "--count", "3")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(" ", 5)[5] for line in lines] == [
+        "\\x00bin\\nary\\xff",
+        "plain text",
+        "v1 line",
+    ]
+    assert lines[2] == "MSG" + stored[2].raw.removeprefix("HISTORY")
+    raw = await linemq(broker, "sub", "files", "--from", "1", "--count", "1", "--raw")
+    assert raw.stdout_bytes == b"\x00bin\nary\xff"
+
+
+async def test_cli_seek_and_bad_options(broker: Broker) -> None:
+    async with Client(port=broker.port) as c:
+        await c.subscribe_to("jobs", "g")
+        for text in ["a", "b"]:
+            await c.put("jobs", text)
+    result = await linemq(broker, "seek", "jobs", "g", "earliest")
+    assert (result.exit_code, result.stdout) == (0, "seek jobs g 1\n")
+    bad = await linemq(broker, "pub", "jobs", "x", "--delay", "soon")
+    assert bad.exit_code == 2 and "invalid duration" in bad.stderr
+    assert (await linemq(broker, "pub", "jobs", "--id", "x", stdin=b"a\nb\n")).exit_code == 2
+    assert (await linemq(broker, "sub", "jobs", "--from", "yesterday")).exit_code == 2
+    nope = await linemq(broker, "seek", "jobs", "nope", "1")
+    assert (nope.exit_code, nope.stderr) == (1, "ERR no group nope on jobs\n")
