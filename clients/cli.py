@@ -20,8 +20,8 @@ import click
 from clients.aio import BrokerError, Client, Message
 from clients.cli_common import Endpoint, connection_options, run
 from clients.cli_ops import dlq, groups, stats
-from clients.options import PRIORITIES, format_position
-from clients.protocol import PublishResult, encode_put
+from clients.options import PRIORITIES
+from clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
 
 PUB_BATCH: Final = 1000
 _ESCAPES: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -42,7 +42,9 @@ _ESCAPES: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 @click.option("--delay", metavar="DURATION", help="Deliver after this long (500ms, 5s, 2m, 1h).")
 @click.option("--ttl", metavar="DURATION", help="Drop the message if not delivered by then.")
 @click.option("--id", "publisher_id", help="Idempotency id: a repeat is stored only once.")
-@click.option("-H", "--header", "headers", multiple=True, metavar="NAME=VALUE", help="Repeatable.")
+@click.option(
+    "-H", "--header", "headers", multiple=True, metavar="NAME=VALUE", help="A header; repeatable."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Say what was published.")
 @connection_options
 def pub(
@@ -184,11 +186,10 @@ def sub(
     Any other payload (newlines, NUL, invalid UTF-8) prints on that line with
     backslash escapes: \\n \\r \\t \\\\ and \\xNN for other control or invalid bytes.
     """
-    if start is not None:
-        try:
-            format_position(start)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--from") from None
+    try:
+        encode_sub(topic, group, start)  # a bad name, pattern or --from: usage error, no connect
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     async def main() -> None:
         async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
@@ -269,9 +270,9 @@ def seek(topic: str, group: str, position: str, endpoint: Endpoint) -> None:
     Messages from there on are delivered again, acked or not.
     """
     try:
-        format_position(position)
+        encode_seek(topic, group, position)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="POSITION") from None
+        raise click.UsageError(str(exc)) from None
 
     async def main() -> None:
         async with endpoint.client(protocol=1) as c:
