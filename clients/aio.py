@@ -1,10 +1,8 @@
 """The asyncio linemq client: one connection, pipelined requests, pushed deliveries.
 
-The server answers commands in the order they were sent and pushes ``MSG`` lines
-in between. So the client keeps a FIFO of waiters, written to in the same step as
-the bytes (no ``await`` in between, so order on the wire equals order in the
-FIFO), and one reader task routes each line: ``MSG`` to its subscription, block
-lines to the oldest waiter, ``OK``/``ERR`` to the oldest waiter and off the FIFO.
+``Client`` is the commands and the connect/close lifecycle; the reply FIFO, the
+reader task that routes deliveries and replies, and heartbeats are underneath in
+``clients/pipeline.py``.
 
 Protocol v2 (``protocol=2``, the default) is asked for with ``HELLO 2`` right
 after connecting; a server that answers ``ERR`` (one from before v2) is spoken to

@@ -39,7 +39,8 @@ from clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
 # offset and ts, and a DLQ line wraps the message in JSON, so this is well above
-# any line limit the broker would accept from a publisher.
+# any line limit the broker would accept from a publisher. A v2 frame's payload
+# is read by its count, not as a line, so this does not bound it.
 READ_LIMIT: Final = 16 * 1024 * 1024
 
 
