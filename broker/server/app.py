@@ -235,12 +235,22 @@ class Broker:
         """Append now; ``OK published`` once the tick has written the record."""
         try:
             topic_log = self.store.topic(topic)
-            self._append(topic_log, msg)
-        except (OSError, StorageError) as e:
+        except OSError as e:
             log.error("append_failed", topic=topic, error=str(e))
             conn.reply(replies.err(f"storage unavailable: {e}"))
             return
+        if self.publish_to(conn, topic_log, msg):
+            conn.vet(topic, topic_log)
+
+    def publish_to(self, conn: Connection, topic_log: TopicLog, msg: str) -> bool:
+        try:
+            self._append(topic_log, msg)
+        except (OSError, StorageError) as e:
+            log.error("append_failed", topic=topic_log.name, error=str(e))
+            conn.reply(replies.err(f"storage unavailable: {e}"))
+            return False
         self.reply_after_write(conn, topic_log, replies.PUBLISHED)
+        return True
 
     def publish_put(self, conn: Connection, put: Put) -> None:
         """A v2 publish: dedup by publisher id, metadata, and a reply naming the offset."""

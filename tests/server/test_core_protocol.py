@@ -155,3 +155,24 @@ async def test_half_closed_client_gets_its_replies(broker: Broker) -> None:
     writer.write_eof()
     data = await asyncio.wait_for(reader.read(), 5)
     assert data == b"OK connected\nOK published\nOK published\n"
+
+
+async def test_repeat_publishes_to_a_topic_get_the_same_answers_as_the_first(
+    broker: Broker,
+) -> None:
+    """The second PUB to a topic takes a shortcut; its answers must not change."""
+    w = await Wire.open(broker.port)
+    for _ in range(2):
+        await w.send(
+            b"PUB chat ok\nPUB chat \xff\nPUB chat a\x00b\nPUB chat \nPUB chat  spaced \r\n"
+        )
+        assert await w.lines(5) == [
+            "OK published",
+            "ERR invalid utf-8",
+            "ERR invalid NUL byte",
+            "ERR usage: PUB <topic> <message>",
+            "OK published",
+        ]
+    await w.send("HISTORY chat 4\n")
+    lines = await w.until("OK history end")
+    assert [line.split(" ", 5)[5] for line in lines[:-1]] == ["ok", " spaced ", "ok", " spaced "]
