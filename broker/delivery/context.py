@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from broker.config import Config
 from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
@@ -35,6 +35,19 @@ class DeliveryContext:
     """Something was journaled or sent: schedule a commit tick."""
     deliver_latency: Histogram = field(default_factory=Histogram)
     """Publish to first delivery, per group delivery."""
+    to_pump: dict[Any, None] = field(default_factory=dict)
+    """Groups with room freed since the last tick (see ``pump_soon``)."""
+
+    def pump_soon(self, group: Any) -> None:
+        """Deliver for ``group`` in the coming tick rather than now."""
+        self.to_pump[group] = None
+        self.changed()
+
+    def run_pumps(self) -> None:
+        while self.to_pump:
+            groups, self.to_pump = self.to_pump, {}
+            for group in groups:
+                group.pump()
 
     @classmethod
     def build(

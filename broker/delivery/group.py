@@ -347,11 +347,14 @@ class ConsumerGroup:
         self._done(p)
 
     def _done(self, p: Pending) -> None:
-        """``p`` left the group for good: free its key, compact, deliver more."""
+        """``p`` left the group for good: free its key, compact, deliver more at the tick.
+
+        Acks come in bursts; pumping once per tick for all of them costs less than
+        once per ack, and the next deliveries leave in the same tick either way.
+        """
         self._queue.release(p)
         self.state.maybe_compact()
-        self.ctx.changed()
-        self.pump()
+        self.ctx.pump_soon(self)
 
     # -- timers ----------------------------------------------------------------
 

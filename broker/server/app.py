@@ -310,6 +310,7 @@ class Broker:
         self.gen += 1
         written: list[Syncable] = []
         # Dispatching can publish again (dead letters), so drain until quiet.
+        self.router.ctx.run_pumps()
         while self._new:
             new, self._new = self._new, {}
             for topic, records in new.items():
