@@ -73,7 +73,7 @@ class Connection(asyncio.Protocol):
         self.peer: object = None
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._held: deque[tuple[int, bytes | Slot]] = deque()
+        self._held: deque[bytes | Slot] = deque()  # replies behind one still waiting
         self._closing = False
         self._eof = False
         self._deferring = False
@@ -258,20 +258,20 @@ class Connection(asyncio.Protocol):
     def reply(self, data: bytes) -> None:
         """Queue a reply behind any that are still waiting."""
         if self._held:
-            self._held.append((0, data))
+            self._held.append(data)
         else:
             self._queue(data)
 
     def reply_later(self, target: object = None, reply: bytes = b"") -> Slot:
         slot = Slot(self, target, reply)
-        self._held.append((0, slot))
+        self._held.append(slot)
         self.broker.holding.add(self)
         return slot
 
     def join_waiting(self, target: object, reply: bytes) -> bool:
         """Count one more ``reply`` into the last slot if it waits for the same write."""
         if self._held:
-            last = self._held[-1][1]
+            last = self._held[-1]
             if (
                 isinstance(last, Slot)
                 and last.target is target
@@ -290,7 +290,7 @@ class Connection(asyncio.Protocol):
             self._deferred.append(data)
             return
         if self._held:
-            self._held.append((0, data))
+            self._held.append(data)
         else:
             self._queue(data)
         pending = self._out_bytes + self.pending_bytes()
@@ -307,14 +307,12 @@ class Connection(asyncio.Protocol):
         """Move held replies whose wait is over to the output, in order."""
         held = self._held
         while held:
-            gen, item = held[0]
+            item = held[0]
             if isinstance(item, Slot):
                 if item.data is None or item.gen > durable_gen:
                     break
                 data = item.data
             else:
-                if gen > durable_gen:
-                    break
                 data = item
             held.popleft()
             self._queue(data)
