@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from broker.config import Config
 from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 from broker.observe.histogram import Histogram
+from broker.storage.journal import Journal
 from broker.storage.records import Meta, Record
 
 
@@ -35,8 +37,18 @@ class DeliveryContext:
     """Something was journaled or sent: schedule a commit tick."""
     deliver_latency: Histogram = field(default_factory=Histogram)
     """Publish to first delivery, per group delivery."""
+    dirty_journals: dict[Journal, None] = field(default_factory=dict)
+    """Journals with buffered entries: the tick writes these and no others."""
     to_pump: dict[Any, None] = field(default_factory=dict)
     """Groups with room freed since the last tick (see ``pump_soon``)."""
+
+    def journal(self, path: Path) -> Journal:
+        """A journal the commit tick will write whenever something is appended to it."""
+        return Journal(path, self.journal_pending)
+
+    def journal_pending(self, journal: Journal) -> None:
+        self.dirty_journals[journal] = None
+        self.changed()
 
     def pump_soon(self, group: Any) -> None:
         """Deliver for ``group`` in the coming tick rather than now."""

@@ -34,16 +34,18 @@ class DeadLetters:
         store: Store,
         replays_dir: Path,
         publish: Callable[[str, str, Meta | None], Record],
+        new_journal: Callable[[Path], Journal] = Journal,
     ) -> None:
         self.store = store
         self.replays_dir = replays_dir
         self.publish = publish
+        self.new_journal = new_journal
         self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
 
     def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
         entry = self._replays.get(topic)
         if entry is None:
-            journal = Journal(self.replays_dir / f"{topic}.journal")
+            journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
             for e in journal.replay():
                 done[cast(int, e["dlq"])] = e

@@ -8,7 +8,6 @@ message.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, cast
 
 from broker.protocol import is_pattern, topic_matches
@@ -16,8 +15,8 @@ from broker.storage.journal import Journal
 
 
 class PatternRegistry:
-    def __init__(self, path: Path) -> None:
-        self.journal = Journal(path)
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
         self.groups: set[tuple[str, str]] = set()
         self.members: dict[tuple[str, str], dict[Any, None]] = {}
         self._fanout_cache: dict[str, list[str]] = {}

@@ -41,7 +41,7 @@ class Router:
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
         self._liveness_timer: asyncio.TimerHandle | None = None
-        self.patterns = PatternRegistry(groups_dir / "_patterns.journal")
+        self.patterns = PatternRegistry(ctx.journal(groups_dir / "_patterns.journal"))
         self._known_topics: set[str] = set()
 
     # -- start-up -----------------------------------------------------------------
@@ -63,7 +63,7 @@ class Router:
     def _open_group(
         self, topic: str, name: str, *, create: bool, start: int | None = None
     ) -> ConsumerGroup:
-        journal = Journal(self.groups_dir / topic / f"{name}.journal")
+        journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
         existed = state.load()
         log_ = self.store.topic(topic)

@@ -76,7 +76,9 @@ class Broker:
         self.router.open()
         self.dedup = DedupIndex(data_dir / "dedup", self.config.dedup_window)
         await self._load_dedup()
-        self.dead_letters = DeadLetters(self.store, data_dir / "replays", self._publish_internal)
+        self.dead_letters = DeadLetters(
+            self.store, data_dir / "replays", self._publish_internal, ctx.journal
+        )
         self.handlers = Handlers(self)
         self.durability = Durability(
             loop, self.config.fsync, self.config.fsync_interval_ms, self._on_durable
@@ -325,9 +327,13 @@ class Broker:
                     for record in records:
                         observe(now - record.ts)
                     self.fanout_sent += self.router.on_written(topic, records)
-        for journal in self.router.journals() + self.dead_letters.journals():
-            if journal.has_pending:
+        ctx = self.router.ctx
+        while ctx.dirty_journals:
+            dirty, ctx.dirty_journals = ctx.dirty_journals, {}
+            for journal in dirty:
                 self._write(journal, gen, written)
+        for target in list(self._waiting):  # a reply on something with nothing new to write
+            self._write(target, gen, written)
         self._on_durable(gen if self.durability.written(gen, written) else 0)
 
     def _write(self, target: Writable, gen: int, written: list[Syncable]) -> bool:

@@ -26,9 +26,16 @@ _FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 class Journal:
     """Entries are JSON objects, one a line; a torn tail is cut off on replay."""
 
-    def __init__(self, path: pathlib.Path) -> None:
-        """No disk access until replay(), write() or rewrite()."""
+    def __init__(
+        self, path: pathlib.Path, on_pending: Callable[[Journal], None] | None = None
+    ) -> None:
+        """No disk access until replay(), write() or rewrite().
+
+        ``on_pending`` is told when the journal goes from nothing buffered to
+        something, so its owner can write just the journals that changed.
+        """
         self.path = path
+        self._on_pending = on_pending
         self._fd: int | None = None
         self._size = 0
         self._pending: list[bytes] = []
@@ -92,10 +99,12 @@ class Journal:
         return entries
 
     def append(self, entry: dict[str, object]) -> None:
-        self._pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+        self.append_line(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
     def append_line(self, line: bytes) -> None:
         """Buffer an entry the caller already encoded as one JSON line (hot paths)."""
+        if not self._pending and self._on_pending is not None:
+            self._on_pending(self)
         self._pending.append(line)
 
     def write(self) -> None:

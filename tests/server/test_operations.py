@@ -164,3 +164,10 @@ async def test_topic_retention_override_wins(brokers: BrokerFactory) -> None:
     while time.monotonic() - started < 0.1:
         await asyncio.sleep(0.02)
     assert keep.first_offset == 1
+
+
+async def test_pausing_twice_still_answers(broker: Broker) -> None:
+    m = await member(broker.port, "jobs", "workers")
+    assert await m.cmd("PAUSE jobs workers") == "OK paused jobs workers"
+    assert await m.cmd("PAUSE jobs workers") == "OK paused jobs workers"
+    assert await m.cmd("RESUME jobs workers") == "OK resumed jobs workers"
