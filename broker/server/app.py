@@ -254,6 +254,23 @@ class Broker:
         self.reply_after_write(conn, topic_log, replies.PUBLISHED)
         return True
 
+    def publish_run(self, conn: Connection, topic_log: TopicLog, msgs: list[str]) -> None:
+        """Pipelined PUBs to one topic, already vetted: one append call, one reply slot."""
+        now = time.time()
+        try:
+            records = topic_log.append_many(msgs, now, self._ids.many(len(msgs), now))
+        except (OSError, StorageError, ValueError) as e:
+            log.error("append_failed", topic=topic_log.name, error=str(e))
+            conn.reply(replies.err(f"storage unavailable: {e}") * len(msgs))
+            return
+        new = self._new.get(topic_log.name)
+        if new is None:
+            self._new[topic_log.name] = records
+            self.schedule()
+        else:
+            new.extend(records)
+        self.reply_after_write(conn, topic_log, replies.PUBLISHED, len(msgs))
+
     def publish_put(self, conn: Connection, put: Put) -> None:
         """A v2 publish: dedup by publisher id, metadata, and a reply naming the offset."""
         now = time.time()
@@ -353,15 +370,18 @@ class Broker:
             slot.gen = gen
         return True
 
-    def reply_after_write(self, conn: Connection, target: Writable, reply: bytes) -> None:
-        """``reply`` once ``target``'s pending bytes are written (and durable per --fsync)."""
-        if conn.join_waiting(target, reply):
+    def reply_after_write(
+        self, conn: Connection, target: Writable, reply: bytes, count: int = 1
+    ) -> None:
+        """``reply`` (``count`` times) once ``target``'s pending bytes are written, and
+        durable per --fsync."""
+        if conn.join_waiting(target, reply, count):
             return
         waiting = self._waiting.get(target)
         if waiting is None:
             waiting = self._waiting[target] = []
             self.schedule()
-        waiting.append(conn.reply_later(target, reply))
+        waiting.append(conn.reply_later(target, reply, count))
 
     def _on_durable(self, gen: int) -> None:
         """Release what waited for ``gen`` (0: nothing new) and flush every connection."""

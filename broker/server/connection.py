@@ -127,6 +127,8 @@ class Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         framer = self.framer
+        run_log: TopicLog | None = None  # a run of PUBs to one vetted topic, appended together
+        run: list[str] = []
         while not self._closing and not self._blocked:
             if self._put is not None:
                 payload = framer.take(self._put.nbytes)
@@ -148,11 +150,19 @@ class Connection(asyncio.Protocol):
             if line is None:
                 break
             if line is LINE_TOO_LONG:
+                self._publish_run(run_log, run)
                 self.reply(replies.err("line too long"))
                 continue
             assert isinstance(line, bytes)
-            if line.startswith(b"PUB ") and self._publish_fast(line):
-                continue
+            if line.startswith(b"PUB "):
+                fast = self._vetted_pub(line)
+                if fast is not None:
+                    if fast[0] is not run_log:
+                        self._publish_run(run_log, run)
+                        run_log = fast[0]
+                    run.append(fast[1])
+                    continue
+            self._publish_run(run_log, run)
             try:
                 command = parse_line(line)
             except ProtocolError as e:
@@ -164,33 +174,39 @@ class Connection(asyncio.Protocol):
                 self._expect_payload(command)
                 continue
             self._dispatch(command)
+        self._publish_run(run_log, run)
         self.broker.router.heard_from(self.client)
 
-    def _publish_fast(self, line: bytes) -> bool:
-        """``PUB`` to a topic this connection already published to, without the general path.
+    def _publish_run(self, topic_log: TopicLog | None, run: list[str]) -> None:
+        """Append the PUBs gathered so far, before anything else on this connection."""
+        if run:
+            assert topic_log is not None
+            self.broker.publish_run(self, topic_log, run[:])
+            run.clear()
+
+    def _vetted_pub(self, line: bytes) -> tuple[TopicLog, str] | None:
+        """``PUB`` to a topic this connection already published to: skip the general path.
 
         Pipelined publishes are most of a broker's work, and parsing, dispatch and
         the per-topic checks (name, permission, topic limit) were all done for the
         first publish to the topic; ``vetted`` remembers that. Anything unusual
-        returns False and takes the general path, which gives the same answer.
+        gives None and takes the general path, which gives the same answer.
         """
         space = line.find(b" ", 4)
         if space < 0:
-            return False
+            return None
         topic_log = self.vetted.get(line[4:space])
         if topic_log is None:
-            return False
+            return None
         body = line[space + 1 :]
         if body.endswith(b"\r"):
             body = body[:-1]
         if not body or len(body) > self.broker.config.max_message_bytes or b"\x00" in body:
-            return False
+            return None
         try:
-            msg = body.decode()
+            return topic_log, body.decode()
         except UnicodeDecodeError:
-            return False
-        self.broker.publish_to(self, topic_log, msg)
-        return True
+            return None
 
     def vet(self, topic: str, topic_log: TopicLog) -> None:
         """Every check a ``PUB`` to ``topic`` needs has passed on this connection."""
@@ -262,14 +278,15 @@ class Connection(asyncio.Protocol):
         else:
             self._queue(data)
 
-    def reply_later(self, target: object = None, reply: bytes = b"") -> Slot:
+    def reply_later(self, target: object = None, reply: bytes = b"", count: int = 1) -> Slot:
         slot = Slot(self, target, reply)
+        slot.count = count
         self._held.append(slot)
         self.broker.holding.add(self)
         return slot
 
-    def join_waiting(self, target: object, reply: bytes) -> bool:
-        """Count one more ``reply`` into the last slot if it waits for the same write."""
+    def join_waiting(self, target: object, reply: bytes, count: int = 1) -> bool:
+        """Count ``count`` more ``reply`` into the last slot if it waits for the same write."""
         if self._held:
             last = self._held[-1]
             if (
@@ -278,7 +295,7 @@ class Connection(asyncio.Protocol):
                 and last.data is None
                 and last.reply == reply
             ):
-                last.count += 1
+                last.count += count
                 return True
         return False
 

@@ -14,6 +14,13 @@ class IdGenerator:
     def __init__(self) -> None:
         self._counter = random.getrandbits(32)
 
+    def many(self, n: int, now: float) -> list[str]:
+        """``n`` ids for messages published together at ``now``."""
+        start = self._counter
+        self._counter = (start + n) & 0xFFFFFFFF
+        prefix = f"msg_{int(now * 1000)}_"
+        return [f"{prefix}{(start + i) & 0xFFFFFFFF:08x}" for i in range(1, n + 1)]
+
     def next(self, now: float | None = None) -> str:
         self._counter = (self._counter + 1) & 0xFFFFFFFF
         ms = int((time.time() if now is None else now) * 1000)

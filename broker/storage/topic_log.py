@@ -14,6 +14,7 @@ import pathlib
 import sys
 import threading
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from typing import Final
 
 import structlog
@@ -138,22 +139,33 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     # -- appending ---------------------------------------------------------------------------
 
     def append(self, msg: str, ts: float, id: str, meta: Meta | None = None) -> Record:
-        offset = self._last + 1
-        line = encode_record(offset, id, ts, msg, meta)
-        batch = self._pending[-1] if self._pending else self._batch_for_active(offset)
-        if batch.has_records and batch.start_size + batch.nbytes + len(line) > self._segment_bytes:
-            batch = self._new_segment_batch(offset)
-        pos = batch.start_size + batch.nbytes
-        if _index_due(pos, batch.last_index_pos):
-            batch.index.append((offset, pos))
-            batch.last_index_pos = pos
-        rec = Record(offset, id, ts, msg, meta)
-        batch.chunks.append(line)
-        batch.nbytes += len(line)
-        batch.records.append(rec)
-        batch.has_records = True
-        self._last = offset
-        return rec
+        return self.append_many((msg,), ts, (id,), meta)[0]
+
+    def append_many(
+        self, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None = None
+    ) -> list[Record]:
+        """Buffer records published together (pipelined publishes arrive in runs)."""
+        out: list[Record] = []
+        offset = self._last
+        batch = self._pending[-1] if self._pending else self._batch_for_active(offset + 1)
+        limit = self._segment_bytes
+        for msg, id in zip(msgs, ids, strict=True):
+            offset += 1
+            line = encode_record(offset, id, ts, msg, meta)
+            if batch.has_records and batch.start_size + batch.nbytes + len(line) > limit:
+                batch = self._new_segment_batch(offset)
+            pos = batch.start_size + batch.nbytes
+            if _index_due(pos, batch.last_index_pos):
+                batch.index.append((offset, pos))
+                batch.last_index_pos = pos
+            rec = Record(offset, id, ts, msg, meta)
+            batch.chunks.append(line)
+            batch.nbytes += len(line)
+            batch.records.append(rec)
+            batch.has_records = True
+            self._last = offset
+            out.append(rec)
+        return out
 
     def _batch_for_active(self, offset: int) -> Batch:
         seg = self._active
