@@ -96,7 +96,7 @@ class GroupState:
 
     def delivered(self, p: Pending) -> None:
         # The two per-message events skip the dict and orjson: same JSON, less work.
-        self._delivered(p.offset, p.attempts, p.last_ts)
+        self._delivered(p, p.attempts, p.last_ts)
         self.journal.append_line(
             b'{"e":"d","o":%d,"a":%d,"t":%r}\n' % (p.offset, p.attempts, p.last_ts)
         )
@@ -145,7 +145,7 @@ class GroupState:
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["e"]
         if kind == "d":
-            self._delivered(e["o"], e["a"], e["t"])
+            self._delivered(self.pending_for(e["o"]), e["a"], e["t"])
         elif kind == "r":
             p = self.pending_for(e["o"])
             p.attempts = e["a"]
@@ -186,15 +186,14 @@ class GroupState:
         if first + count > self.cursor:
             self.cursor = first + count
 
-    def _delivered(self, offset: int, attempts: int, ts: float) -> None:
-        p = self.pending_for(offset)
+    def _delivered(self, p: Pending, attempts: int, ts: float) -> None:
         p.attempts = attempts
         p.last_ts = ts
         if not p.first_ts:
             p.first_ts = ts
         p.phase = Phase.IN_FLIGHT
-        if offset >= self.cursor:
-            self.cursor = offset + 1
+        if p.offset >= self.cursor:
+            self.cursor = p.offset + 1
 
     def pending_for(self, offset: int) -> Pending:
         p = self.pending.get(offset)
