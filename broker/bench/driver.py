@@ -18,6 +18,18 @@ READ_SIZE = 1 << 18
 TS_DIGITS = 19  # a monotonic_ns timestamp at the start of a latency payload
 
 
+def split_line_pairs(buf: bytes) -> tuple[int, bytes]:
+    """Replies made of two CRLF-ended lines: how many are complete, and the unfinished tail."""
+    crlfs = buf.count(b"\r\n")
+    complete = crlfs // 2
+    if complete == 0:
+        return 0, buf
+    cut = buf.rfind(b"\r\n")
+    if crlfs % 2:
+        cut = buf.rfind(b"\r\n", 0, cut)
+    return complete, buf[cut + 2 :]
+
+
 class Counter(Protocol):
     """A count shared by the load generator's processes (``multiprocessing.Value``)."""
 

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Final
 
-from broker.bench.driver import Conn, Driver, Sink, open_conn
+from broker.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
 
 BATCH: Final = 256  # messages per pull request, like linemq's --max-inflight 256
 PULLS_IN_FLIGHT: Final = 2
@@ -95,15 +95,7 @@ class PubAckReplies:
                 elif kind in (b"MSG", b"HMSG", b"-ERR"):
                     errors += 1
             return ok, errors
-        crlfs = buf.count(b"\r\n")
-        complete = crlfs // 2
-        if complete == 0:
-            self._tail = buf
-            return 0, 0
-        cut = buf.rfind(b"\r\n")
-        if crlfs % 2:
-            cut = buf.rfind(b"\r\n", 0, cut)
-        self._tail = buf[cut + 2 :]
+        complete, self._tail = split_line_pairs(buf)
         return complete, 0
 
 

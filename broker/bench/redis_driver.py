@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from broker.bench.driver import Conn, Driver, Sink, open_conn
+from broker.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
 
 READ_COUNT: Final = 256  # entries per XREADGROUP, like linemq's --max-inflight 256
 BLOCK_MS: Final = b"100"
@@ -97,15 +97,7 @@ class XaddReplies:
             values = self._parser.feed(buf)
             errors = sum(1 for v in values if isinstance(v, RespError))
             return len(values) - errors, errors
-        crlfs = buf.count(b"\r\n")
-        complete = crlfs // 2
-        if complete == 0:
-            self._tail = buf
-            return 0, 0
-        cut = buf.rfind(b"\r\n")
-        if crlfs % 2:
-            cut = buf.rfind(b"\r\n", 0, cut)
-        self._tail = buf[cut + 2 :]
+        complete, self._tail = split_line_pairs(buf)
         return complete, 0
 
 
