@@ -25,7 +25,7 @@ from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
 from broker.delivery.wire import delivery
-from broker.storage.records import Record
+from broker.storage.records import Record, StorageError
 from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
@@ -60,6 +60,7 @@ class ConsumerGroup:
         self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
         self._due = DueHeap(ctx.loop, self._on_due)
         self._fetching = False
+        self._compacting = False
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
@@ -353,8 +354,18 @@ class ConsumerGroup:
         once per ack, and the next deliveries leave in the same tick either way.
         """
         self._queue.release(p)
-        self.state.maybe_compact()
+        if not self._compacting and self.state.needs_compaction():
+            self._compacting = True
+            self._spawn(self._compact())
         self.ctx.pump_soon(self)
+
+    async def _compact(self) -> None:
+        try:
+            await self.state.compact()
+        except StorageError as e:
+            log.error("group_compaction_failed", topic=self.topic, group=self.name, error=str(e))
+        finally:
+            self._compacting = False
 
     # -- timers ----------------------------------------------------------------
 

@@ -212,17 +212,16 @@ class GroupState:
 
     # -- compaction --------------------------------------------------------------
 
-    def maybe_compact(self) -> bool:
-        """Rewrite the journal as one snapshot once it is much larger than that snapshot."""
+    def needs_compaction(self) -> bool:
+        """The journal is much larger than a snapshot of this state would be."""
         size = self.journal.size
         if size < COMPACT_MIN_BYTES:
             return False
-        estimate = SNAPSHOT_BYTES_PER_ENTRY * len(self.pending) + 128
-        if size < COMPACT_RATIO * estimate:
-            return False
-        self.journal.write()
-        self.journal.rewrite([self.snapshot()])
-        return True
+        return size >= COMPACT_RATIO * (SNAPSHOT_BYTES_PER_ENTRY * len(self.pending) + 128)
+
+    async def compact(self) -> bool:
+        """Rewrite the journal as one snapshot, with the file work off the loop."""
+        return await self.journal.rewrite_off_loop([self.snapshot()])
 
     def snapshot(self) -> dict[str, Any]:
         return {

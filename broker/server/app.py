@@ -357,7 +357,10 @@ class Broker:
         """Write one log or journal and settle the replies that waited for it."""
         waiting = self._waiting.pop(target, ())
         try:
-            target.write()
+            if not target.write():  # a journal finishing a rewrite: its replies wait
+                if waiting:
+                    self._waiting[target] = waiting
+                return True
         except StorageError as e:
             log.error("write_failed", target=repr(target), error=str(e), replies=len(waiting))
             error = replies.err(f"storage unavailable: {e}")

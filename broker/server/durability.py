@@ -28,7 +28,9 @@ class Syncable(Protocol):
 class Writable(Syncable, Protocol):
     """A topic log or journal: buffered appends written once per tick, then synced."""
 
-    def write(self) -> None: ...
+    def write(self) -> bool:
+        """False: not now; the target asks for another tick when it can be written."""
+        ...
 
 
 class Durability:

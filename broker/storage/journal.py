@@ -1,16 +1,20 @@
 """A small append-only JSON-lines journal with atomic compaction.
 
 For state that changes often but stays small (consumer-group positions): append
-entries, replay them on start, and now and then ``rewrite`` the file as a
-snapshot so it never grows without bound.
+entries, replay them on start, and now and then rewrite the file as a snapshot
+so it never grows without bound. ``rewrite_off_loop`` does that while the
+journal stays in use: a snapshot's fsyncs take milliseconds, and a broker that
+stalls for them shows it in every delivery's latency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 import orjson
 import structlog
@@ -29,7 +33,7 @@ class Journal:
     def __init__(
         self, path: pathlib.Path, on_pending: Callable[[Journal], None] | None = None
     ) -> None:
-        """No disk access until replay(), write() or rewrite().
+        """No disk access until replay(), write() or a rewrite.
 
         ``on_pending`` is told when the journal goes from nothing buffered to
         something, so its owner can write just the journals that changed.
@@ -42,6 +46,8 @@ class Journal:
         self._lock = threading.Lock()
         self._dirty = False
         self._dir_dirty = False
+        self._since: list[bytes] | None = None  # written during an off-loop rewrite
+        self._sealing = False  # the rewrite's last step: writes wait in the buffer
 
     @property
     def has_pending(self) -> bool:
@@ -107,10 +113,16 @@ class Journal:
             self._on_pending(self)
         self._pending.append(line)
 
-    def write(self) -> None:
-        """One write of everything buffered; on failure the file is cut back and entries dropped."""
+    def write(self) -> bool:
+        """One write of everything buffered; on failure the file is cut back and entries dropped.
+
+        False while a rewrite finishes: entries stay buffered, and ``on_pending`` is
+        called again once they can be written.
+        """
+        if self._sealing:
+            return False
         if not self._pending:
-            return
+            return True
         data, self._pending = b"".join(self._pending), []
         try:
             fd = self._ensure_open()
@@ -126,11 +138,14 @@ class Journal:
             log.error("journal_write_failed", path=str(self.path), error=str(exc))
             raise StorageError(str(exc)) from exc
         self._size += len(data)
+        if self._since is not None:
+            self._since.append(data)
         with self._lock:
             self._dirty = True
+        return True
 
     def sync(self) -> None:
-        """fsync on a duplicate fd so rewrite()/close() on the loop cannot pull it away."""
+        """fsync on a duplicate fd so a rewrite or close() on the loop cannot pull it away."""
         with self._lock:
             fd = os.dup(self._fd) if self._fd is not None and self._dirty else None
             self._dirty = False
@@ -146,39 +161,79 @@ class Journal:
             if fd is not None:
                 os.close(fd)
 
-    def rewrite(self, entries: list[dict[str, object]]) -> None:
-        """Replace the journal by a snapshot, atomically.
+    async def rewrite_off_loop(self, entries: list[dict[str, object]]) -> bool:
+        """Replace the journal by a snapshot while appends and writes go on.
 
-        ``entries`` must describe the whole state, including anything appended but
-        not yet written: the pending buffer is discarded.
+        ``entries`` describe the state up to now (buffered entries included). The
+        snapshot is written and fsynced to a temporary file in a worker thread
+        while the old file stays the journal. Then, for one more fsync, writes
+        wait in the buffer while the lines written meanwhile are copied over, and
+        the new file takes the name: at any crash the name holds one complete,
+        fsynced journal, and nothing is written twice or lost. Its directory entry
+        is made durable by the journal's next ``sync``. False if it was closed.
         """
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+        if self._since is not None:
+            raise RuntimeError("a rewrite is already running")
+        self.write()  # what came before the snapshot belongs to the old file only
+        self._since = []
+        data = _encode(entries)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, _FLAGS | os.O_TRUNC, 0o644)
-            try:
-                write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            await asyncio.to_thread(self._write_tmp, data, truncate=True)
+            self._sealing = True
+            tail = b"".join(self._since)
+            if tail:
+                await asyncio.to_thread(self._write_tmp, tail, truncate=False)
+            if self._fd is None:
+                self._tmp.unlink(missing_ok=True)
+                return False
+            self._swap(len(data) + len(tail))
+            return True
+        except OSError as exc:
+            self._drop_tmp(exc)
+        finally:
+            self._since = None
+            if self._sealing:
+                self._sealing = False
+                if self._on_pending is not None:
+                    self._on_pending(self)  # write what waited, and settle its replies
+
+    @property
+    def _tmp(self) -> pathlib.Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def _write_tmp(self, data: bytes, *, truncate: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = _FLAGS | (os.O_TRUNC if truncate else os.O_APPEND)
+        fd = os.open(self._tmp, flags, 0o644)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _drop_tmp(self, exc: OSError) -> NoReturn:
+        self._tmp.unlink(missing_ok=True)
+        log.error("journal_rewrite_failed", path=str(self.path), error=str(exc))
+        raise StorageError(str(exc)) from exc
+
+    def _swap(self, size: int) -> None:
+        """The temporary file (``size`` bytes, fsynced) becomes the journal."""
+        try:
+            os.replace(self._tmp, self.path)
             new_fd = os.open(self.path, _FLAGS, 0o644)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            log.error("journal_rewrite_failed", path=str(self.path), error=str(exc))
-            raise StorageError(str(exc)) from exc
+            self._drop_tmp(exc)
         os.lseek(new_fd, 0, os.SEEK_END)
-        self._pending = []
         with self._lock:
             old, self._fd = self._fd, new_fd
             self._dirty = False
-        self._size = len(data)
+            self._dir_dirty = True
+        self._size = size
         if old is not None:
             os.close(old)
 
     def close(self) -> None:
+        self._sealing = False  # a rewrite still running gives up (the fd is gone)
         try:
             self.write()
             self.sync()
@@ -187,3 +242,7 @@ class Journal:
                 fd, self._fd = self._fd, None
             if fd is not None:
                 os.close(fd)
+
+
+def _encode(entries: list[dict[str, object]]) -> bytes:
+    return b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in entries)

@@ -185,7 +185,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self) -> None:
+    def write(self) -> bool:
         """Hand every pending record to the OS; on failure nothing of the failed batch remains."""
         batches, self._pending = self._pending, []
         for batch in batches:
@@ -205,6 +205,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 )
                 self._last = self._written_last
                 raise StorageError(str(exc)) from exc
+        return True
 
     def _write_active(self, batch: Batch) -> None:
         seg = self._active

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
+from broker.delivery import group_state
 from broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg, parse_msg
@@ -176,3 +179,38 @@ async def test_second_ack_of_the_same_message_says_it_was_acknowledged(broker: B
     assert await m.cmd(f"ACK {d.id}") == (
         f"ERR message {d.id} not found in pending messages (already acknowledged)"
     )
+
+
+async def test_journal_compacts_under_traffic_and_keeps_every_ack(
+    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tiny threshold makes the group rewrite its journal many times while
+    # deliveries and acks keep coming; each ack is still answered and kept.
+    monkeypatch.setattr(group_state, "COMPACT_MIN_BYTES", 2048)
+    broker = await brokers.start(ack_timeout=10)
+    m = await member(broker.port, "orders", "billing")
+    pub = await Wire.open(broker.port)
+    total = 600
+    await pub.send("".join(f"PUB orders o{i}\n" for i in range(total)))
+    await pub.lines(total)
+    sent_acks = answered = 0
+    keep = None
+    while sent_acks + (keep is not None) < total or answered < sent_acks:
+        line = await m.line()
+        if line == "OK ack_received":
+            answered += 1
+            continue
+        d = parse_msg(line)
+        if d.text == "o300":
+            keep = d  # stays pending across the restart
+        else:
+            await m.send(f"ACK {d.id}\n")
+            sent_acks += 1
+    journal = broker.config.data_dir / "groups" / "orders" / "billing.journal"
+    assert journal.stat().st_size < 16_384  # uncompacted: about 40 kB
+    assert not journal.with_name("billing.journal.tmp").exists()
+    await m.close()
+    broker = await brokers.restart(broker)
+    again = await member(broker.port, "orders", "billing")
+    assert keep is not None and (await next_msg(again)).offset == keep.offset
+    assert await again.silent(0.2)

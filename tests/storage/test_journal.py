@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import pathlib
@@ -52,7 +53,9 @@ def test_torn_or_corrupt_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes
     assert path.read_bytes().startswith(good)
 
 
-def test_rewrite_compacts_atomically(tmp_path: pathlib.Path) -> None:
+async def test_rewrite_compacts_and_keeps_what_is_written_meanwhile(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "j.jsonl"
     j = Journal(path)
     j.replay()
@@ -60,13 +63,44 @@ def test_rewrite_compacts_atomically(tmp_path: pathlib.Path) -> None:
         j.append({"offset": i})
     j.write()
     big = j.size
-    j.append({"offset": 100})  # pending: superseded by the snapshot
-    j.rewrite([{"snapshot": True, "offset": 100}])
-    assert j.size < big and not j.has_pending
+    j.append({"offset": 100})  # buffered: written to the old file, covered by the snapshot
+    real_fsync = os.fsync
+    during: list[int] = []
+
+    def slow_fsync(fd: int) -> None:
+        # While the snapshot is being fsynced the journal is still written to.
+        if not during:
+            during.append(fd)
+            j.append({"offset": 101})
+            j.write()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    assert await j.rewrite_off_loop([{"snapshot": True, "offset": 100}])
+    monkeypatch.undo()
+    assert j.size < big and j.size == path.stat().st_size
     assert not path.with_name("j.jsonl.tmp").exists()
-    j.append({"offset": 101})
+    j.append({"offset": 102})
     j.close()
-    assert Journal(path).replay() == [{"snapshot": True, "offset": 100}, {"offset": 101}]
+    assert Journal(path).replay() == [
+        {"snapshot": True, "offset": 100},
+        {"offset": 101},
+        {"offset": 102},
+    ]
+
+
+async def test_rewrite_of_a_closed_journal_leaves_the_file_alone(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.replay()
+    j.append({"n": 1})
+    j.write()
+    rewrite = asyncio.create_task(j.rewrite_off_loop([{"snapshot": True}]))
+    await asyncio.sleep(0)  # the snapshot is being written in a thread
+    j.close()
+    assert not await rewrite
+    assert Journal(path).replay() == [{"n": 1}]
+    assert not path.with_name("j.jsonl.tmp").exists()
 
 
 def test_failed_write_truncates_back(
