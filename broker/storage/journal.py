@@ -78,6 +78,7 @@ class Journal:
         depend on it, so the honest answer is the longest valid prefix. ``valid``
         lets the owner reject JSON that is not one of its entries the same way.
         """
+        self._tmp.unlink(missing_ok=True)  # a rewrite the last run did not finish
         fd = self._ensure_open()
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0)

@@ -208,9 +208,9 @@ async def test_journal_compacts_under_traffic_and_keeps_every_ack(
             sent_acks += 1
     journal = broker.config.data_dir / "groups" / "orders" / "billing.journal"
     assert journal.stat().st_size < 16_384  # uncompacted: about 40 kB
-    assert not journal.with_name("billing.journal.tmp").exists()
     await m.close()
     broker = await brokers.restart(broker)
+    assert not journal.with_name("billing.journal.tmp").exists()
     again = await member(broker.port, "orders", "billing")
     assert keep is not None and (await next_msg(again)).offset == keep.offset
     assert await again.silent(0.2)
