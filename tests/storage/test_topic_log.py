@@ -105,21 +105,21 @@ def test_read_from_middle_of_big_log_seeks_via_index(
     log.close()
     log = open_log(segment_bytes=256 * 1024)  # cold: empty tail cache, no sealed index loaded
 
-    scanned = 0
-    real = segment_mod.iter_lines
+    chunks = 0
+    real = segment_mod.iter_chunks
 
     def counting(*args: object) -> object:
-        nonlocal scanned
+        nonlocal chunks
         for item in real(*args):  # type: ignore[arg-type]
-            scanned += 1
+            chunks += 1
             yield item
 
-    monkeypatch.setattr(segment_mod, "iter_lines", counting)
+    monkeypatch.setattr(segment_mod, "iter_chunks", counting)
     t0 = time.perf_counter()
     got = log.read(25_000, 10)
     elapsed = time.perf_counter() - t0
     assert [r.offset for r in got] == list(range(25_000, 25_010))
-    assert scanned < 200  # a few KiB between index entries, not the segment
+    assert chunks == 1  # one read from the index entry, not a scan from the header
     assert elapsed < 0.5  # generous for loaded CI; typically ~1 ms
     assert [r.offset for r in log.read(49_995, 100)] == list(range(49_995, 50_001))
 
@@ -223,3 +223,26 @@ def test_sync_and_reads_in_threads_while_appending(open_log: OpenLog) -> None:
     assert not errors
     log.close()
     assert open_log(segment_bytes=2000).last_offset == 2000
+
+
+def _lines(first: int, n: int) -> list[bytes]:
+    return [b'{"id":"msg_%d","offset":%d,"ts":1.0,"msg":"m%d"}\n' % (o, o, o)
+            for o in range(first, first + n)]  # fmt: skip
+
+
+def test_decode_lines_takes_only_the_lines_asked_for() -> None:
+    chunk = b"".join(_lines(10, 20))
+    assert [r.offset for r in segment_mod.decode_lines(chunk, 15, 3)] == [15, 16, 17]
+    assert [r.offset for r in segment_mod.decode_lines(chunk, 1, 2)] == [10, 11]
+    assert segment_mod.decode_lines(chunk, 40, 5) == []  # all before the start
+    assert len(segment_mod.decode_lines(chunk)) == 20
+
+
+def test_decode_lines_skips_damage_and_survives_gaps() -> None:
+    lines = _lines(1, 10)
+    lines[3] = b"\x00" * 20 + b"\n"  # zeroed by a crash
+    damaged = segment_mod.decode_lines(b"".join(lines), 1, 100)
+    assert [r.offset for r in damaged] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    gap = b"".join(_lines(1, 3) + _lines(8, 3))  # counting lines would land on the wrong one
+    wanted = [r.offset for r in segment_mod.decode_lines(gap, 8, 2) if r.offset >= 8]
+    assert wanted[:2] == [8, 9]
