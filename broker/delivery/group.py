@@ -59,6 +59,7 @@ class ConsumerGroup:
         self._queue = ReadyQueue()
         self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
         self._due = DueHeap(ctx.loop, self._on_due)
+        self._out: dict[Member, list[bytes]] = {}  # deliveries of the running pump
         self._fetching = False
         self._compacting = False
         self._closed = False
@@ -132,7 +133,19 @@ class ConsumerGroup:
         self.pump()
 
     def pump(self) -> None:
-        """Deliver while some member has room and something is ready."""
+        """Deliver while some member has room and something is ready.
+
+        Deliveries are gathered per member and sent as one write each when the
+        pump stops, rather than a send (and its slow-consumer check) per message.
+        """
+        self._pump()
+        if self._out:
+            out, self._out = self._out, {}
+            for member, chunks in out.items():
+                member.client.sender.send(b"".join(chunks))
+            self.ctx.changed()
+
+    def _pump(self) -> None:
         queue = self._queue
         while not (self._closed or self.state.paused or self._loading):
             if queue.ready < LOOKAHEAD // 2:
@@ -290,8 +303,12 @@ class ConsumerGroup:
         client = member.client
         client.ids[record.id] = (member, p.offset)
         client.forgotten.pop(record.id, None)
-        client.sender.send(delivery(client.version, self.topic, record, p.attempts))
-        self.ctx.changed()
+        data = delivery(client.version, self.topic, record, p.attempts)
+        chunks = self._out.get(member)
+        if chunks is None:
+            self._out[member] = [data]
+        else:
+            chunks.append(data)
 
     # -- failures, retries, dead letters, expiry ----------------------------------
 
