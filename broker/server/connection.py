@@ -154,6 +154,12 @@ class Connection(asyncio.Protocol):
                 self.reply(replies.err("line too long"))
                 continue
             assert isinstance(line, bytes)
+            if line.startswith(b"ACK ") and self.trusted:
+                ack_id = _only_argument(line)
+                if ack_id is not None:  # consumers ack every message: skip the general parser
+                    self._publish_run(run_log, run)
+                    self.broker.handlers.ack(self, ack_id)
+                    continue
             if line.startswith(b"PUB "):
                 fast = self._vetted_pub(line)
                 if fast is not None:
@@ -207,6 +213,11 @@ class Connection(asyncio.Protocol):
             return topic_log, body.decode()
         except UnicodeDecodeError:
             return None
+
+    @property
+    def trusted(self) -> bool:
+        """Authenticated, or authentication is off."""
+        return self.user is not None or self.broker.users is None
 
     def vet(self, topic: str, topic_log: TopicLog) -> None:
         """Every check a ``PUB`` to ``topic`` needs has passed on this connection."""
@@ -379,3 +390,14 @@ class Connection(asyncio.Protocol):
         self._held.clear()
         self._out.clear()
         self.transport.abort()
+
+
+def _only_argument(line: bytes) -> str | None:
+    """``CMD <arg>`` with exactly one plain argument, or None for anything unusual."""
+    arg = line[line.find(b" ") + 1 :]
+    if arg.endswith(b"\r"):
+        arg = arg[:-1]
+    if not arg or not arg.isascii():
+        return None
+    text = arg.decode()
+    return text if text.isprintable() and " " not in text else None

@@ -243,8 +243,11 @@ class Handlers:
     # -- consumer groups -----------------------------------------------------------
 
     def cmd_ACK(self, conn: Connection, cmd: Ack) -> None:
+        self.ack(conn, cmd.id)
+
+    def ack(self, conn: Connection, id: str) -> None:
         try:
-            journal = self.router.ack(conn.client, cmd.id)
+            journal = self.router.ack(conn.client, id)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return

@@ -181,6 +181,25 @@ async def test_second_ack_of_the_same_message_says_it_was_acknowledged(broker: B
     )
 
 
+async def test_pipelined_acks_in_any_spelling_get_one_answer_each_in_order(
+    broker: Broker,
+) -> None:
+    m = await member(broker.port, "q", "g")
+    pub = await Wire.open(broker.port)
+    await pub.send("PUB q a\nPUB q b\nPUB q c\n")
+    await pub.lines(3)
+    a, b, c = [await next_msg(m) for _ in range(3)]
+    await m.send(f"ACK {a.id}\r\nACK  {b.id}\nACK {a.id}\nACK {b.id} extra\nACK {c.id}\nACK \xe9\n")
+    assert await m.lines(6) == [
+        "OK ack_received",
+        "OK ack_received",  # two spaces: the general parser's answer, same as the seed's
+        f"ERR message {a.id} not found in pending messages (already acknowledged)",
+        "ERR usage: ACK <message_id>",
+        "OK ack_received",
+        "ERR message \xe9 not found in pending messages",
+    ]
+
+
 async def test_journal_compacts_under_traffic_and_keeps_every_ack(
     brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
