@@ -55,6 +55,7 @@ class Broker:
         self.publish_latency = Histogram()
         self.ready = False
         self._scheduled = False
+        self._ticking = False
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self.started_at = time.time()
@@ -229,7 +230,8 @@ class Broker:
 
     def mark_output(self, conn: Connection) -> None:
         self._outputs.add(conn)
-        self.schedule()
+        if not self._ticking:  # a running tick flushes every output as its last step
+            self.schedule()
 
     # -- publishing ----------------------------------------------------------------
 
@@ -325,6 +327,13 @@ class Broker:
 
     def _tick(self) -> None:
         self._scheduled = False
+        self._ticking = True
+        try:
+            self._commit()
+        finally:
+            self._ticking = False
+
+    def _commit(self) -> None:
         gen = self.gen
         self.gen += 1
         written: list[Syncable] = []
