@@ -9,6 +9,7 @@ from broker.delivery.context import Sender
 
 if TYPE_CHECKING:
     from broker.delivery.group import Member
+    from broker.delivery.group_state import Pending
 
 FORGOTTEN_IDS: Final = 256
 
@@ -24,7 +25,7 @@ class ClientState:
         self.topics: set[str] = set()
         self.members: dict[tuple[str, str], Member] = {}
         self.patterns: set[tuple[str, str]] = set()  # (pattern, group) memberships
-        self.ids: dict[str, tuple[Member, int]] = {}
+        self.ids: dict[str, Pending] = {}  # what it holds, by message id
         # Why recent ids were taken back, so a late ACK hears why it is refused.
         self.forgotten: OrderedDict[str, str] = OrderedDict()
 

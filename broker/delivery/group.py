@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Final
 
 import orjson
@@ -35,14 +35,14 @@ LOOKAHEAD: Final = 512
 
 
 class Member:
-    """A client's place in a group, with the deliveries it holds."""
+    """A client's place in a group, and how many deliveries it holds."""
 
-    __slots__ = ("client", "group", "inflight")
+    __slots__ = ("client", "group", "holding")
 
     def __init__(self, client: ClientState, group: ConsumerGroup) -> None:
         self.client = client
         self.group = group
-        self.inflight: dict[int, Pending] = {}
+        self.holding = 0
 
 
 class ConsumerGroup:
@@ -61,6 +61,8 @@ class ConsumerGroup:
         self._due = DueHeap(ctx.loop, self._on_due)
         self._out: dict[Member, list[bytes]] = {}  # deliveries of the running pump
         self._fetching = False
+        self._recalls: list[tuple[Pending, Callable[[Pending], None]]] = []
+        self._recalling = False
         self._compacting = False
         self._closed = False
         self.delivered = 0
@@ -82,7 +84,7 @@ class ConsumerGroup:
     def leave(self, member: Member, *, died: bool) -> None:
         """Hand the member's deliveries back; a death counts as a failed attempt, a leave not."""
         self.members.remove(member)
-        for p in list(member.inflight.values()):
+        for p in self._deadlines.held_by(member):
             self._take_back(p, "consumer dead" if died else "unsubscribed")
             if died:
                 self._fail(p, "consumer_dead", delay=0.0)
@@ -93,20 +95,18 @@ class ConsumerGroup:
 
     # -- consumer commands ---------------------------------------------------------
 
-    def ack(self, member: Member, offset: int) -> None:
-        p = member.inflight[offset]
+    def ack(self, p: Pending) -> None:
         self._take_back(p, "acked")
-        self.state.acked(offset)
+        self.state.acked(p.offset)
         self._done(p)
 
-    def nack(self, member: Member, offset: int, delay: float) -> None:
-        p = member.inflight[offset]
+    def nack(self, p: Pending, delay: float) -> None:
         self._take_back(p, "nacked")
         self._fail(p, "nacked", delay=delay)
         self.pump()
 
-    def touch(self, member: Member, offset: int) -> None:
-        self._deadlines.start(member.inflight[offset])
+    def touch(self, p: Pending) -> None:
+        self._deadlines.start(p)
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -117,9 +117,8 @@ class ConsumerGroup:
 
     def seek(self, offset: int) -> None:
         """Start over at ``offset``: in-flight and waiting messages are forgotten."""
-        for member in self.members:
-            for p in list(member.inflight.values()):
-                self._take_back(p, "group was reset with SEEK")
+        for p in self._deadlines.held_by(None):
+            self._take_back(p, "group was reset with SEEK")
         self._deadlines.clear()
         self._due.clear()
         self._queue.clear()
@@ -161,6 +160,8 @@ class ConsumerGroup:
             if p is None:
                 return
             if self.state.pending.get(p.offset) is p and p.phase is Phase.WAITING:
+                if p.record is None and not self._recall(p, self._queue.push):
+                    continue  # read back from disk, then queued again
                 self._deliver(member, p)
 
     def _member_with_room(self) -> Member | None:
@@ -169,7 +170,7 @@ class ConsumerGroup:
         limit = self.ctx.config.max_inflight
         for i in range(n):
             member = members[(self._rr + i) % n]
-            if len(member.inflight) < limit:
+            if member.holding < limit:
                 self._rr = (self._rr + i + 1) % n
                 return member
         return None
@@ -202,6 +203,7 @@ class ConsumerGroup:
         for record in records:
             p = pending[record.offset]
             p.record = record
+            p.meta = record.meta
             self._schedule(p)
         self.ctx.changed()
         return True
@@ -219,7 +221,7 @@ class ConsumerGroup:
     def _schedule(self, p: Pending) -> None:
         """A waiting message: into the ready queue now, or the timer heap until it is due."""
         due = p.retry_at
-        meta = p.record.meta if p.record is not None else None
+        meta = p.meta
         if p.attempts == 0 and meta is not None and meta.deliver_at > due:
             due = meta.deliver_at
         if due > time.time():
@@ -245,28 +247,64 @@ class ConsumerGroup:
     async def _load_pending(self) -> None:
         """After a restart: read the records of pending messages, then schedule them."""
         pending = self.state.pending
-        offsets = sorted(pending)
-        i = 0
-        while i < len(offsets):
-            records = await asyncio.to_thread(self.log.read, offsets[i], LOOKAHEAD)
-            if not records:
-                break
-            by_offset = {r.offset: r for r in records}
-            while i < len(offsets) and offsets[i] <= records[-1].offset:
-                p = pending.get(offsets[i])
-                if p is not None:
-                    p.record = by_offset.get(offsets[i])
-                i += 1
+        records = await asyncio.to_thread(self._read_records, sorted(pending))
         for offset in sorted(pending):
             p = pending[offset]
+            p.record = records.get(offset)
             if p.record is None:
                 self._gone(p)
-            elif p.attempts:
+                continue
+            p.meta = p.record.meta
+            if p.attempts:
                 self._queue.hold(p)  # a retried message keeps holding its key
         for offset in sorted(pending):
             self._schedule(pending[offset])
         self._loading = False
         self.ctx.changed()
+        self.pump()
+
+    def _read_records(self, offsets: list[int]) -> dict[int, Record]:
+        """The records at ``offsets`` (sorted) that still exist; runs in a worker thread."""
+        found: dict[int, Record] = {}
+        i = 0
+        while i < len(offsets):
+            records = self.log.read(offsets[i], LOOKAHEAD)
+            if not records:
+                break
+            found.update((r.offset, r) for r in records)
+            while i < len(offsets) and offsets[i] <= records[-1].offset:
+                i += 1
+        return {offset: found[offset] for offset in offsets if offset in found}
+
+    def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool:
+        """Give ``p`` its record back: True if the tail cache had it, else ``then(p)`` once
+        it is read from disk (a delivered message is retried or dead-lettered)."""
+        cached = self.log.read_cached(p.offset, 1)
+        if cached and cached[0].offset == p.offset:
+            p.record = cached[0]
+            return True
+        self._recalls.append((p, then))
+        if not self._recalling:
+            self._recalling = True
+            self._spawn(self._recall_from_disk())
+        return False
+
+    async def _recall_from_disk(self) -> None:
+        try:
+            while self._recalls and not self._closed:
+                batch, self._recalls = self._recalls, []
+                offsets = sorted({p.offset for p, _ in batch})
+                records = await asyncio.to_thread(self._read_records, offsets)
+                for p, then in batch:
+                    if self._closed or self.state.pending.get(p.offset) is not p:
+                        continue  # acked, sought past or gone meanwhile
+                    p.record = records.get(p.offset)
+                    if p.record is None:
+                        self._gone(p)
+                    else:
+                        then(p)
+        finally:
+            self._recalling = False
         self.pump()
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
@@ -297,11 +335,13 @@ class ConsumerGroup:
             p.first_ts = now
         p.phase = Phase.IN_FLIGHT
         p.member = member
+        p.id = record.id
+        p.record = None  # read back if it is ever needed again (see Pending)
         self._deadlines.start(p)
         self.state.delivered(p)
-        member.inflight[p.offset] = p
+        member.holding += 1
         client = member.client
-        client.ids[record.id] = (member, p.offset)
+        client.ids[record.id] = p
         client.forgotten.pop(record.id, None)
         data = delivery(client.version, self.topic, record, p.attempts)
         chunks = self._out.get(member)
@@ -314,10 +354,11 @@ class ConsumerGroup:
 
     def _take_back(self, p: Pending, why: str) -> None:
         member = p.member
-        member.inflight.pop(p.offset, None)
+        if member is None:
+            return
+        member.holding -= 1
         self._deadlines.remove(p.offset)
-        if p.record is not None:
-            member.client.forget(p.record.id, "already acknowledged" if why == "acked" else why)
+        member.client.forget(p.id, "already acknowledged" if why == "acked" else why)
         p.member = None
 
     def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:
@@ -335,6 +376,8 @@ class ConsumerGroup:
         self.ctx.changed()
 
     def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
+        if p.record is None and not self._recall(p, self._dead_letter):
+            return
         record = p.record
         assert record is not None
         reason = reason or p.reason or "ack_timeout"

@@ -15,7 +15,7 @@ import enum
 from typing import Any, Final
 
 from broker.storage.journal import Journal
-from broker.storage.records import Record
+from broker.storage.records import Meta, Record
 
 COMPACT_MIN_BYTES: Final = 256 * 1024
 COMPACT_RATIO: Final = 8
@@ -30,14 +30,21 @@ class Phase(enum.Enum):
 
 
 class Pending:
-    """A message of this group that was delivered at least once and is not done yet."""
+    """A message of this group taken from the log and not done yet.
+
+    ``record`` is there while it waits; a delivery drops it (in-flight messages
+    are most of a busy group's memory) and keeps the ``id`` and ``meta`` that
+    acks and key holds need. A redelivery reads the record back.
+    """
 
     __slots__ = (
         "attempts",
         "deadline",
         "first_ts",
+        "id",
         "last_ts",
         "member",
+        "meta",
         "offset",
         "phase",
         "reason",
@@ -54,6 +61,8 @@ class Pending:
         self.retry_at = 0.0
         self.reason = ""
         self.record: Record | None = None
+        self.id = ""
+        self.meta: Meta | None = None
         self.member: Any = None
         self.deadline = 0.0
 

@@ -12,8 +12,8 @@ import structlog
 from broker.delivery.catchup import catch_up
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext, Sender
-from broker.delivery.group import ConsumerGroup, Member
-from broker.delivery.group_state import GroupState
+from broker.delivery.group import ConsumerGroup
+from broker.delivery.group_state import GroupState, Pending
 from broker.delivery.patterns import PatternRegistry
 from broker.delivery.wire import delivery
 from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
@@ -249,7 +249,7 @@ class Router:
 
     # -- consumer commands ---------------------------------------------------------
 
-    def _holder(self, client: ClientState, id: str) -> tuple[Member, int]:
+    def _holder(self, client: ClientState, id: str) -> Pending:
         held = client.ids.get(id)
         if held is not None:
             return held
@@ -261,18 +261,20 @@ class Router:
 
     def ack(self, client: ClientState, id: str) -> Journal:
         """Settle a delivery; the returned journal must be written before saying OK."""
-        member, offset = self._holder(client, id)
-        member.group.ack(member, offset)
-        return member.group.state.journal
+        p = self._holder(client, id)
+        group: ConsumerGroup = p.member.group
+        group.ack(p)
+        return group.state.journal
 
     def nack(self, client: ClientState, id: str, delay: float | None) -> Journal:
-        member, offset = self._holder(client, id)
-        member.group.nack(member, offset, delay or 0.0)
-        return member.group.state.journal
+        p = self._holder(client, id)
+        group: ConsumerGroup = p.member.group
+        group.nack(p, delay or 0.0)
+        return group.state.journal
 
     def touch(self, client: ClientState, id: str) -> None:
-        member, offset = self._holder(client, id)
-        member.group.touch(member, offset)
+        p = self._holder(client, id)
+        p.member.group.touch(p)
 
     def pause(self, topic: str, name: str, paused: bool) -> Journal:
         group = self.groups.get(topic, {}).get(name)

@@ -14,13 +14,11 @@ from broker.storage.records import NORMAL_PRIORITY
 
 
 def key_of(p: Pending) -> str | None:
-    meta = p.record.meta if p.record is not None else None
-    return meta.key if meta is not None else None
+    return p.meta.key if p.meta is not None else None
 
 
 def priority_of(p: Pending) -> int:
-    meta = p.record.meta if p.record is not None else None
-    return meta.priority if meta is not None else NORMAL_PRIORITY
+    return p.meta.priority if p.meta is not None else NORMAL_PRIORITY
 
 
 class ReadyQueue:

@@ -37,6 +37,12 @@ class AckDeadlines:
         if self._timer is None:
             self._arm()
 
+    def held_by(self, member: object) -> list[Pending]:
+        """In-flight deliveries of ``member`` (None: of everyone), oldest first."""
+        if member is None:
+            return list(self._by_offset.values())
+        return [p for p in self._by_offset.values() if p.member is member]
+
     def remove(self, offset: int) -> None:
         self._by_offset.pop(offset, None)
 

@@ -8,8 +8,9 @@ import json
 import time
 from collections.abc import Callable
 
+from broker.storage.tail_cache import TAIL_RECORDS
 from tests.conftest import BrokerFactory, BrokerProcess
-from tests.server.groupwire import member, next_msg, parse_msg
+from tests.server.groupwire import Delivery, member, next_msg, parse_msg
 from tests.wire import Wire
 
 
@@ -99,6 +100,38 @@ async def test_nack_redelivers_now_and_counts_as_a_failure(brokers: BrokerFactor
     assert len(lines) == 2
     letter = json.loads(lines[0].split(" ", 3)[3])
     assert letter["reason"] == "nacked" and letter["attempts"] == 2
+
+
+async def test_retry_and_dead_letter_of_a_message_gone_from_memory(
+    brokers: BrokerFactory,
+) -> None:
+    # In-flight messages keep no copy of their record; by the time this one fails,
+    # thousands of newer ones pushed it out of the in-memory tail, so the broker
+    # reads it back from disk to redeliver it and then to dead-letter it.
+    broker = await brokers.start(ack_timeout=10, max_retries=1, max_inflight=1)
+    m = await member(broker.port, "q", "g")
+    await publish(broker.port, "q", "old task")
+    d = await next_msg(m)
+    pub = await Wire.open(broker.port)
+    await pub.send("".join(f"PUB q newer {i}\n" for i in range(TAIL_RECORDS + 100)))
+    await pub.lines(TAIL_RECORDS + 100)
+    assert await m.cmd(f"NACK {d.id}") == "OK nack_received"
+
+    async def until_old_task() -> Delivery:
+        # While it is read back, newer messages may go first (it holds no key).
+        for _ in range(500):
+            got = await next_msg(m, timeout=2)
+            if got.id == d.id:
+                return got
+            assert await m.cmd(f"ACK {got.id}") == "OK ack_received"
+        raise AssertionError("the old task was not redelivered")
+
+    again = await until_old_task()
+    assert (again.offset, again.text, again.ts) == (d.offset, "old task", d.ts)
+    assert await pub.cmd("SUB q.dlq") == "OK subscribed q.dlq"
+    assert await m.cmd(f"NACK {again.id}") == "OK nack_received"
+    letter = json.loads(parse_msg(await pub.line()).text)
+    assert (letter["id"], letter["msg"], letter["attempts"]) == (d.id, "old task", 2)
 
 
 async def test_nack_with_delay_waits(brokers: BrokerFactory) -> None:
