@@ -106,7 +106,7 @@ class ConsumerGroup:
         self.pump()
 
     def touch(self, p: Pending) -> None:
-        self._deadlines.start(p)
+        self._deadlines.restart(p)
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -177,8 +177,10 @@ class ConsumerGroup:
 
     def _take(self, count: int) -> bool:
         """Move up to ``count`` messages from the log into the ready set; False if none."""
-        if not self.members:
-            return False  # an offline group costs nothing: its backlog stays in the log
+        if not self.members or self._fetching:
+            # An offline group costs nothing: its backlog stays in the log. A read from
+            # disk already under way brings the next records.
+            return False
         cursor = self.state.cursor
         if cursor < self.log.first_offset:
             self._skip_deleted(self.log.first_offset)
@@ -320,29 +322,25 @@ class ConsumerGroup:
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._expire(p)
             return
-        if self.ctx.policy.should_dead_letter(p.attempts):
+        if p.attempts and self.ctx.policy.should_dead_letter(p.attempts):
             # Out of attempts already (e.g. it was in flight each time the broker died).
             self._dead_letter(p)
             return
         p.attempts += 1
         self.delivered += 1
+        client = member.client
         if p.attempts > 1:
             self.redelivered += 1
+            client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
             self.ctx.deliver_latency.observe(now - record.ts)
-        p.last_ts = now
-        if not p.first_ts:
-            p.first_ts = now
-        p.phase = Phase.IN_FLIGHT
+        self.state.delivered(p, now)
         p.member = member
         p.id = record.id
         p.record = None  # read back if it is ever needed again (see Pending)
         self._deadlines.start(p)
-        self.state.delivered(p)
         member.holding += 1
-        client = member.client
         client.ids[record.id] = p
-        client.forgotten.pop(record.id, None)
         data = delivery(client.version, self.topic, record, p.attempts)
         chunks = self._out.get(member)
         if chunks is None:

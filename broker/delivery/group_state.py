@@ -103,12 +103,11 @@ class GroupState:
 
     # -- live changes (each one journaled) ----------------------------------------
 
-    def delivered(self, p: Pending) -> None:
+    def delivered(self, p: Pending, ts: float) -> None:
+        """``p`` went out at ``ts`` (its attempts already counted)."""
         # The two per-message events skip the dict and orjson: same JSON, less work.
-        self._delivered(p, p.attempts, p.last_ts)
-        self.journal.append_line(
-            b'{"e":"d","o":%d,"a":%d,"t":%r}\n' % (p.offset, p.attempts, p.last_ts)
-        )
+        self._delivered(p, p.attempts, ts)
+        self.journal.append_line(b'{"e":"d","o":%d,"a":%d,"t":%r}\n' % (p.offset, p.attempts, ts))
 
     def failed(self, p: Pending) -> None:
         self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})

@@ -32,10 +32,14 @@ class AckDeadlines:
     def start(self, p: Pending) -> None:
         """``p`` was just delivered: its deadline is a full timeout away."""
         p.deadline = self.loop.time() + self.timeout
-        self._by_offset.pop(p.offset, None)
         self._by_offset[p.offset] = p
         if self._timer is None:
             self._arm()
+
+    def restart(self, p: Pending) -> None:
+        """A TOUCH: a full timeout from now, so ``p`` moves to the end of the order."""
+        self._by_offset.pop(p.offset, None)
+        self.start(p)
 
     def held_by(self, member: object) -> list[Pending]:
         """In-flight deliveries of ``member`` (None: of everyone), oldest first."""

@@ -17,8 +17,7 @@ def open_state(path: Path) -> GroupState:
 def deliver(state: GroupState, offset: int, attempts: int = 1) -> None:
     p = state.pending_for(offset)
     p.attempts = attempts
-    p.last_ts = 1000.0 + offset
-    state.delivered(p)
+    state.delivered(p, 1000.0 + offset)
 
 
 def test_replay_rebuilds_floor_done_and_pending(tmp_path: Path) -> None:
