@@ -5,7 +5,10 @@
 Publishes N messages to a topic whose group already exists (so they wait in the log),
 measures RSS, then lets members with ``--max-inflight`` N/members take every message
 without acking, and measures RSS again. The difference over N is the cost of an
-in-flight message. The publishes are done first so their own cost is not counted.
+in-flight message, plus what delivering N messages leaves behind in the allocator
+(records read from disk, output buffers). A second broker does the same with members
+that ack everything: the difference between the two isolates what holding costs.
+The publishes are done first so their own cost is not counted.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import time
 
 from broker.bench.linemq_driver import LinemqDriver
 from broker.bench.runner import Progress, run_phase
-from broker.bench.servers import HOST, Servers, terminate_on_sigterm
+from broker.bench.servers import HOST, Server, Servers, terminate_on_sigterm
 from broker.bench.workloads import Job
 
 
-async def hold(port: int, members: int, total: int) -> list[object]:
-    """Members that read MSG lines and never ack; returned open, holding everything."""
+async def hold(port: int, members: int, total: int, ack: bool = False) -> list[object]:
+    """Members that read MSG lines and never ack (or ack each); returned open."""
     driver = LinemqDriver()
     conns = [await driver.connect(HOST, port) for _ in range(members)]
     for c in conns:
@@ -36,9 +39,21 @@ async def hold(port: int, members: int, total: int) -> list[object]:
             except TimeoutError:
                 continue
             got += data.count(b"\nMSG ") + data.startswith(b"MSG ")
+            if ack:  # a MSG line never arrives split across reads here: lines are short
+                ids = [line.split(b" ", 3)[2] for line in data.split(b"\n") if line[:4] == b"MSG "]
+                c.writer.write(b"".join(b"ACK %s\n" % i for i in ids))
     if got < total:
         raise RuntimeError(f"only {got} of {total} delivered")
     return list(conns)
+
+
+async def measure(broker: Server, members: int, total: int, ack: bool) -> float:
+    """RSS once ``members`` hold (or have acked) all ``total`` messages."""
+    conns = await hold(broker.port, members, total, ack)
+    await asyncio.sleep(0.5)
+    rss = broker.rss_mb()
+    del conns
+    return rss
 
 
 def main() -> None:
@@ -50,26 +65,28 @@ def main() -> None:
     terminate_on_sigterm()
     per_member = -(-args.inflight // args.members)
     broker_args = ["--max-inflight", str(per_member), "--ack-timeout", "600"]
-    with Servers() as servers:
-        broker = servers.start("linemq", broker_args)
-        asyncio.run(LinemqDriver().prepare(HOST, broker.port, "inflight", "g", args.members))
-        job = Job("pub", "linemq", HOST, broker.port, "inflight", args.inflight, 256, args.size)
-        run_phase("publish", [job], procs=1, timeout=120, total=args.inflight, progress=Progress())
-        time.sleep(0.5)
-        before = broker.rss_mb()
+    results = {}
+    for ack in (False, True):
+        with Servers() as servers:
+            broker = servers.start("linemq", broker_args)
+            asyncio.run(LinemqDriver().prepare(HOST, broker.port, "inflight", "g", args.members))
+            job = Job("pub", "linemq", HOST, broker.port, "inflight", args.inflight, 256, args.size)
+            run_phase(
+                "publish", [job], procs=1, timeout=120, total=args.inflight, progress=Progress()
+            )
+            time.sleep(0.5)
+            before = broker.rss_mb()
 
-        async def measure() -> float:
-            conns = await hold(broker.port, args.members, args.inflight)
-            await asyncio.sleep(0.5)
-            after = broker.rss_mb()
-            del conns
-            return after
-
-        after = asyncio.run(measure())
-    per_10k = (after - before) / args.inflight * 10_000
-    print(f"RSS before delivery {before:.1f} MiB, with {args.inflight:,} in flight {after:.1f} MiB")
-    print(f"=> {per_10k:.2f} MiB per 10,000 in-flight messages")
-    print(json.dumps({"before_mb": before, "after_mb": after, "mb_per_10k": per_10k}))
+            results[ack] = (before, asyncio.run(measure(broker, args.members, args.inflight, ack)))
+    (before, held), (_, acked) = results[False], results[True]
+    per_10k = (held - before) / args.inflight * 10_000
+    holding = (held - acked) / args.inflight * 10_000
+    print(f"RSS before delivery {before:.1f} MiB, with {args.inflight:,} in flight {held:.1f} MiB")
+    print(f"=> {per_10k:.2f} MiB per 10,000 in-flight messages (delivering them included)")
+    print(f"RSS after delivering and acking all {args.inflight:,} instead: {acked:.1f} MiB")
+    print(f"=> {holding:.2f} MiB per 10,000 for holding them (held minus acked)")
+    print(json.dumps({"before_mb": before, "after_mb": held, "acked_mb": acked,
+                      "mb_per_10k": per_10k, "holding_mb_per_10k": holding}))  # fmt: skip
 
 
 if __name__ == "__main__":
