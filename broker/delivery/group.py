@@ -137,14 +137,15 @@ class ConsumerGroup:
         Deliveries are gathered per member and sent as one write each when the
         pump stops, rather than a send (and its slow-consumer check) per message.
         """
-        self._pump()
+        self._pump(time.time())
         if self._out:
             out, self._out = self._out, {}
             for member, chunks in out.items():
                 member.client.sender.send(b"".join(chunks))
             self.ctx.changed()
 
-    def _pump(self) -> None:
+    def _pump(self, now: float) -> None:
+        """``now`` stamps every delivery of this pass: they leave together."""
         queue = self._queue
         while not (self._closed or self.state.paused or self._loading):
             if queue.ready < LOOKAHEAD // 2:
@@ -162,7 +163,7 @@ class ConsumerGroup:
             if self.state.pending.get(p.offset) is p and p.phase is Phase.WAITING:
                 if p.record is None and not self._recall(p, self._queue.push):
                     continue  # read back from disk, then queued again
-                self._deliver(member, p)
+                self._deliver(member, p, now)
 
     def _member_with_room(self) -> Member | None:
         members = self.members
@@ -314,10 +315,9 @@ class ConsumerGroup:
 
     # -- delivering ----------------------------------------------------------------
 
-    def _deliver(self, member: Member, p: Pending) -> None:
+    def _deliver(self, member: Member, p: Pending, now: float) -> None:
         record = p.record
         assert record is not None
-        now = time.time()
         meta = record.meta
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._expire(p)
