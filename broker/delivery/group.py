@@ -22,6 +22,7 @@ from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
 from broker.delivery.dead_letters import build_letter
 from broker.delivery.group_state import GroupState, Pending, Phase
+from broker.delivery.log_reads import LogReads
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
 from broker.delivery.wire import delivery
@@ -60,9 +61,7 @@ class ConsumerGroup:
         self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
         self._due = DueHeap(ctx.loop, self._on_due)
         self._out: dict[Member, list[bytes]] = {}  # deliveries of the running pump
-        self._fetching = False
-        self._recalls: list[tuple[Pending, Callable[[Pending], None]]] = []
-        self._recalling = False
+        self._reads = LogReads(log_, LOOKAHEAD, self._spawn)
         self._compacting = False
         self._closed = False
         self.delivered = 0
@@ -178,7 +177,7 @@ class ConsumerGroup:
 
     def _take(self, count: int) -> bool:
         """Move up to ``count`` messages from the log into the ready set; False if none."""
-        if not self.members or self._fetching:
+        if not self.members or self._reads.fetching:
             # An offline group costs nothing: its backlog stays in the log. A read from
             # disk already under way brings the next records.
             return False
@@ -190,9 +189,14 @@ class ConsumerGroup:
             return False
         records = self.log.read_cached(cursor, count)
         if records is None:
-            self._fetch(cursor)
+            self._reads.fetch(cursor, self._fetched)
             return False
         return self._take_records(records)
+
+    def _fetched(self, offset: int, records: list[Record]) -> None:
+        if offset == self.state.cursor:
+            self._take_records(records)
+        self.pump()
 
     def _take_records(self, records: list[Record]) -> bool:
         if not records:
@@ -233,24 +237,10 @@ class ConsumerGroup:
         else:
             self._queue.push(p)
 
-    def _fetch(self, offset: int) -> None:
-        if not self._fetching:
-            self._fetching = True
-            self._spawn(self._fetch_from_disk(offset))
-
-    async def _fetch_from_disk(self, offset: int) -> None:
-        try:
-            records = await asyncio.to_thread(self.log.read, offset, LOOKAHEAD)
-        finally:
-            self._fetching = False
-        if not self._closed and offset == self.state.cursor:
-            self._take_records(records)
-        self.pump()
-
     async def _load_pending(self) -> None:
         """After a restart: read the records of pending messages, then schedule them."""
         pending = self.state.pending
-        records = await asyncio.to_thread(self._read_records, sorted(pending))
+        records = await self._reads.records_at(sorted(pending))
         for offset in sorted(pending):
             p = pending[offset]
             p.record = records.get(offset)
@@ -266,49 +256,22 @@ class ConsumerGroup:
         self.ctx.changed()
         self.pump()
 
-    def _read_records(self, offsets: list[int]) -> dict[int, Record]:
-        """The records at ``offsets`` (sorted) that still exist; runs in a worker thread."""
-        found: dict[int, Record] = {}
-        i = 0
-        while i < len(offsets):
-            records = self.log.read(offsets[i], LOOKAHEAD)
-            if not records:
-                break
-            found.update((r.offset, r) for r in records)
-            while i < len(offsets) and offsets[i] <= records[-1].offset:
-                i += 1
-        return {offset: found[offset] for offset in offsets if offset in found}
-
     def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool:
         """Give ``p`` its record back: True if the tail cache had it, else ``then(p)`` once
         it is read from disk (a delivered message is retried or dead-lettered)."""
-        cached = self.log.read_cached(p.offset, 1)
-        if cached and cached[0].offset == p.offset:
-            p.record = cached[0]
-            return True
-        self._recalls.append((p, then))
-        if not self._recalling:
-            self._recalling = True
-            self._spawn(self._recall_from_disk())
-        return False
+        record = self._reads.recall(p.offset, lambda r: self._recalled(p, r, then))
+        p.record = record
+        return record is not None
 
-    async def _recall_from_disk(self) -> None:
-        try:
-            while self._recalls and not self._closed:
-                batch, self._recalls = self._recalls, []
-                offsets = sorted({p.offset for p, _ in batch})
-                records = await asyncio.to_thread(self._read_records, offsets)
-                for p, then in batch:
-                    if self._closed or self.state.pending.get(p.offset) is not p:
-                        continue  # acked, sought past or gone meanwhile
-                    p.record = records.get(p.offset)
-                    if p.record is None:
-                        self._gone(p)
-                    else:
-                        then(p)
-        finally:
-            self._recalling = False
-        self.pump()
+    def _recalled(self, p: Pending, record: Record | None, then: Callable[[Pending], None]) -> None:
+        if self._closed or self.state.pending.get(p.offset) is not p:
+            return  # acked, sought past or gone meanwhile
+        p.record = record
+        if record is None:
+            self._gone(p)
+        else:
+            then(p)
+        self.ctx.pump_soon(self)
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
         self.ctx.loop.create_task(work).add_done_callback(_log_failure)
@@ -475,6 +438,7 @@ class ConsumerGroup:
 
     def close(self) -> None:
         self._closed = True
+        self._reads.closed = True
         self._deadlines.close()
         self._due.close()
 
