@@ -10,7 +10,6 @@ writes are released and every connection's output is flushed with one write.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from pathlib import Path
 
@@ -23,13 +22,14 @@ from broker.delivery.router import Router
 from broker.observe.histogram import Histogram
 from broker.observe.stats import HttpServer
 from broker.protocol import LineFramer, replies
-from broker.protocol.v2 import Put, put_reply, v1_text
-from broker.server.auth import Users, load_users
+from broker.protocol.v2 import Put, put_reply
+from broker.server.auth import Users, exposed_addresses, load_users
 from broker.server.connection import Connection, Slot
 from broker.server.dedup import DedupIndex
 from broker.server.durability import Durability, Syncable, Writable
 from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
+from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
@@ -100,9 +100,7 @@ class Broker:
             ssl=self.ssl,
         )
         if self.users is None:
-            exposed = [h for h in (self.config.host,) if not _is_loopback(h)]
-            if self.config.http_port is not None and not _is_loopback(self.config.http_host):
-                exposed.append(f"{self.config.http_host} (HTTP)")
+            exposed = exposed_addresses(self.config)
             if exposed:
                 log.warning(
                     "AUTHENTICATION IS OFF on a non-loopback address: anyone who can reach "
@@ -290,9 +288,9 @@ class Broker:
                 else:
                     conn.reply(reply)
                 return
-        meta = _meta(put, now)
+        meta = stored_meta(put, now)
         try:
-            record = self._append(topic_log, meta_text(put.payload, meta), meta)
+            record = self._append(topic_log, record_text(put.payload, meta), meta)
         except (OSError, StorageError, ValueError) as e:
             log.error("append_failed", topic=put.topic, error=str(e))
             conn.reply(replies.err(f"storage unavailable: {e}"))
@@ -407,40 +405,3 @@ class Broker:
         outputs, self._outputs = self._outputs, set()
         for conn in outputs:
             conn.flush()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _meta(put: Put, now: float) -> Meta:
-    """The stored metadata of a v2 publish: relative times become absolute ones."""
-    text = _single_line_text(put.payload)
-    return Meta(
-        data=None if text is not None else put.payload,
-        headers=put.headers or None,
-        key=put.key,
-        priority=put.priority,
-        deliver_at=put.at or (now + put.delay if put.delay else 0.0),
-        expires_at=now + put.ttl if put.ttl else 0.0,
-        pid=put.pid,
-    )
-
-
-def meta_text(payload: bytes, meta: Meta) -> str:
-    """The record's text: the payload itself, or what v1 clients are shown for binary."""
-    return v1_text(payload) if meta.data is not None else payload.decode()
-
-
-def _single_line_text(payload: bytes) -> str | None:
-    if b"\n" in payload or b"\r" in payload:
-        return None
-    try:
-        return payload.decode()
-    except UnicodeDecodeError:
-        return None

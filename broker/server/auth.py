@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from broker.config import Config
 from broker.protocol.names import is_pattern, pattern_covers, topic_matches
 
 TOKEN_BYTES: Final = 32
@@ -98,3 +100,20 @@ def _user(path: Path, i: int, entry: Any) -> User:
             raise AuthError(f"{where} ({name}): {key} must be a list of topic patterns")
         patterns[key] = tuple(value)
     return User(name, digest.lower(), patterns["publish"], patterns["subscribe"])
+
+
+def exposed_addresses(config: Config) -> list[str]:
+    """The listening addresses other machines can reach (warned about when auth is off)."""
+    exposed = [config.host] if not _is_loopback(config.host) else []
+    if config.http_port is not None and not _is_loopback(config.http_host):
+        exposed.append(f"{config.http_host} (HTTP)")
+    return exposed
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
