@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from broker.server.auth import User
+from broker.server.auth import User, is_loopback
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -91,6 +91,25 @@ def auth_middleware(broker: Broker) -> Middleware:
                 headers={"WWW-Authenticate": 'Bearer realm="linemq"'},
             )
         request[USER] = user
+        return await handler(request)
+
+    return middleware
+
+
+def host_middleware(broker: Broker) -> Middleware:
+    """On a loopback address, answer only requests that name a loopback host.
+
+    A web page can make its own name resolve to 127.0.0.1 ("DNS rebinding") and
+    then reach this port as if it were its own origin, past what the JSON-only
+    POSTs guard against. Its requests still carry that name in ``Host``.
+    """
+    guard = is_loopback(broker.config.http_host)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if guard and not is_loopback(request.url.host or ""):
+            log.warning("http_host_refused", peer=request.remote, host=request.host)
+            raise json_error(403, "host not allowed: use localhost or a loopback address")
         return await handler(request)
 
     return middleware

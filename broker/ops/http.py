@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from broker.ops import api, metrics
-from broker.ops.access import BROKER, auth_middleware, broker_of, visible_topics
+from broker.ops.access import BROKER, auth_middleware, broker_of, host_middleware, visible_topics
 from broker.ops.dashboard import add_dashboard_routes
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ async def start_http(broker: Broker, host: str, port: int) -> OpsServer:
 
 
 def build_app(broker: Broker) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware(broker)], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[host_middleware(broker), auth_middleware(broker)], client_max_size=MAX_BODY
+    )
     app[BROKER] = broker
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -104,13 +104,14 @@ def _user(path: Path, i: int, entry: Any) -> User:
 
 def exposed_addresses(config: Config) -> list[str]:
     """The listening addresses other machines can reach (warned about when auth is off)."""
-    exposed = [config.host] if not _is_loopback(config.host) else []
-    if config.http_port is not None and not _is_loopback(config.http_host):
+    exposed = [config.host] if not is_loopback(config.host) else []
+    if config.http_port is not None and not is_loopback(config.http_host):
         exposed.append(f"{config.http_host} (HTTP)")
     return exposed
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (no name lookup)."""
     if host == "localhost":
         return True
     try:

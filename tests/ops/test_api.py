@@ -167,3 +167,25 @@ async def test_changes_are_answered_after_the_fsync_with_fsync_always(
     body = {"topic": "jobs", "group": "workers"}
     assert (await http.post("/api/groups/pause", body))["paused"] is True
     assert not broker.router.groups["jobs"]["workers"].state.journal.has_pending
+
+
+async def test_on_loopback_only_requests_naming_a_loopback_host_are_answered(
+    brokers: BrokerFactory,
+) -> None:
+    # A page whose name was made to resolve to 127.0.0.1 (DNS rebinding) sends its
+    # own name as Host; without --auth-file it would otherwise reach the API.
+    broker = await brokers.start(http_port=0)
+    assert broker.http is not None
+    url = f"http://127.0.0.1:{broker.http.port}"
+    port = broker.http.port
+    async with aiohttp.ClientSession() as s:
+        for host in (f"rebound.example:{port}", "rebound.example", f"10.1.2.3:{port}"):
+            for method, path in (("GET", "/api/stats"), ("POST", "/api/purge"), ("GET", "/")):
+                async with s.request(method, url + path, headers={"Host": host}, json={}) as r:
+                    assert r.status == 403, (host, path)
+                    assert await r.json() == {
+                        "error": "host not allowed: use localhost or a loopback address"
+                    }
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
+            async with s.get(url + "/api/stats", headers={"Host": host}) as r:
+                assert r.status == 200, host
