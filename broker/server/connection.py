@@ -296,6 +296,11 @@ class Connection(asyncio.Protocol):
         self.broker.holding.add(self)
         return slot
 
+    @property
+    def holds_replies(self) -> bool:
+        """A reply is still waiting: anything new must queue behind it."""
+        return bool(self._held)
+
     def join_waiting(self, target: object, reply: bytes, count: int = 1) -> bool:
         """Count ``count`` more ``reply`` into the last slot if it waits for the same write."""
         if self._held:
@@ -346,6 +351,11 @@ class Connection(asyncio.Protocol):
             self._queue(data)
         if not held:
             self.broker.holding.discard(self)
+
+    def reply_now(self, data: bytes) -> None:
+        """Send ``data`` at once, behind anything queued: a reply with nothing to wait for."""
+        self._out.append(data)
+        self.flush()
 
     def flush(self) -> None:
         transport = self.transport

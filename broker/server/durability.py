@@ -54,6 +54,15 @@ class Durability:
         if self.policy == "interval":
             self._interval_task = self.loop.create_task(self._every_interval())
 
+    @property
+    def replies_wait(self) -> bool:
+        """Replies wait for an fsync (``always``), not only for the write."""
+        return self.policy == "always"
+
+    def note_written(self, f: Syncable) -> None:
+        """``f`` was written outside a tick (never under ``always``): sync it with the rest."""
+        self._dirty[f] = None
+
     def written(self, gen: int, files: Iterable[Syncable]) -> bool:
         """Generation ``gen``'s bytes reached the OS: True if that is durable enough now.
 

@@ -126,6 +126,37 @@ async def test_two_fanout_subscribers_get_every_message_in_order(broker: Broker)
             assert mine == [f"p{i}-{j}" for j in range(100)]
 
 
+async def test_publishers_one_at_a_time_interleave_without_gaps(broker: Broker) -> None:
+    """A lone publish is written at once, others in the same loop turn wait for the
+    tick: subscribers must still see one gap-free order."""
+    sub = await Wire.open(broker.port)
+    assert await sub.cmd("SUB chat") == "OK subscribed chat"
+    pubs = [await Wire.open(broker.port) for _ in range(8)]
+
+    async def one_at_a_time(i: int, p: Wire) -> None:
+        for j in range(40):
+            assert await p.cmd(f"PUB chat p{i}-{j}") == "OK published"
+
+    await asyncio.gather(*(one_at_a_time(i, p) for i, p in enumerate(pubs)))
+    lines = await sub.lines(320)
+    offsets = [int(MSG_LINE.match(line).group(2)) for line in lines]  # type: ignore[union-attr]
+    assert offsets == list(range(1, 321))
+    texts = [line.rsplit(" ", 1)[1] for line in lines]
+    for i in range(8):
+        assert [t for t in texts if t.startswith(f"p{i}-")] == [f"p{i}-{j}" for j in range(40)]
+
+
+async def test_publishing_to_a_topic_you_follow_answers_before_the_msg(broker: Broker) -> None:
+    w = await Wire.open(broker.port)
+    assert await w.cmd("SUB chat") == "OK subscribed chat"
+    for i in range(3):  # the first PUB takes the general path, later ones the shortcut
+        await w.send(f"PUB chat m{i}\n")
+        reply, msg = await w.lines(2)
+        assert reply == "OK published"
+        m = MSG_LINE.match(msg)
+        assert m and m.group(2) == str(i + 1) and m.group(4) == f"m{i}"
+
+
 async def test_subscriber_only_sees_messages_after_subscribing(broker: Broker) -> None:
     w = await Wire.open(broker.port)
     assert await w.cmd("PUB chat before") == "OK published"

@@ -110,6 +110,13 @@ async def test_disk_full_is_an_err_and_publishing_recovers(tmp_path: Path) -> No
         assert 0 < ok < 100
         failed = [r for r in replies if r != "OK published"]
         assert all(r.startswith("ERR storage unavailable: ") for r in failed), failed[:1]
+        # One read: the first run is written at once, the last waits for the tick
+        # that the new topic's publish scheduled. Both fail; the new file has room.
+        await w.send(f"PUB full a-{payload}\nPUB other x\nPUB full b-{payload}\n")
+        first, other, last = await w.lines(3)
+        assert first.startswith("ERR storage unavailable: ")
+        assert other == "OK published"
+        assert last.startswith("ERR storage unavailable: ")
         assert await w.cmd("PING") == "OK pong"
         # Space returns: the same broker process takes publishes again.
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
