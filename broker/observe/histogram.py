@@ -20,10 +20,11 @@ class Histogram:
         self.count = 0
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.count += 1
-        self.sum += seconds
+    def observe(self, seconds: float, times: int = 1) -> None:
+        """``times`` observations of ``seconds``: a run of publishes shares one timestamp."""
+        self.counts[bisect_left(BUCKETS, seconds)] += times
+        self.count += times
+        self.sum += seconds * times
 
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations <= bound) pairs, ending with +Inf."""

@@ -7,12 +7,15 @@ common path off the disk and off worker threads.
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 from typing import Final
 
 from broker.storage.records import Record
 
 TAIL_RECORDS: Final = 4096
 TAIL_MSG_BYTES: Final = 4 * 1024 * 1024
+
+_msg = attrgetter("msg")
 
 
 class TailCache:
@@ -31,9 +34,8 @@ class TailCache:
         return len(self._records)
 
     def extend(self, records: list[Record]) -> None:
-        for rec in records:
-            self._records.append(rec)
-            self._bytes += len(rec.msg)
+        self._records.extend(records)
+        self._bytes += sum(map(len, map(_msg, records)))
         if records:
             self.next_offset = records[-1].offset + 1
         while self._records and (

@@ -59,6 +59,25 @@ async def test_metrics_parse_and_show_published_counts_and_group_lag(
     assert samples[("linemq_deliver_latency_seconds_count", ())] == 1
 
 
+async def test_publish_latency_counts_every_pipelined_publish(brokers: BrokerFactory) -> None:
+    """Runs of publishes share a timestamp and are observed together: none is lost."""
+    broker = await brokers.start(http_port=0)
+    one, two = await Wire.open(broker.port), await Wire.open(broker.port)
+    await one.send("".join(f"PUB a {i}\nPUB b {i}\n" for i in range(200)))
+    await two.send("".join(f"PUB a x{i}\n" for i in range(300)))
+    assert await one.lines(400) == ["OK published"] * 400
+    assert await two.lines(300) == ["OK published"] * 300
+    _, text = await Http(broker).get("/metrics")
+    samples = {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("linemq_publish_latency_seconds_count", ())] == 700
+    assert samples[("linemq_publish_latency_seconds_bucket", (("le", "+Inf"),))] == 700
+    assert samples[("linemq_published_total", ())] == 700
+
+
 async def test_metrics_types_and_dead_letter_counters(brokers: BrokerFactory) -> None:
     broker = await brokers.start(http_port=0, ack_timeout=0.05, max_retries=0)
     await dead_letter(broker, "jobs", "workers", "boom")
