@@ -28,6 +28,7 @@ from broker.observe.histogram import Histogram
 from broker.observe.stats import HttpServer
 from broker.protocol import LineFramer, replies
 from broker.protocol.v2 import Put, put_reply
+from broker.server import upkeep
 from broker.server.auth import Users, exposed_addresses, load_users
 from broker.server.connection import Connection, Slot
 from broker.server.dedup import DedupIndex
@@ -81,7 +82,7 @@ class Broker:
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()
         self.dedup = DedupIndex(data_dir / "dedup", self.config.dedup_window)
-        await self._load_dedup()
+        await upkeep.load_dedup(self.store, self.dedup, self.config.dedup_window)
         self.dead_letters = DeadLetters(
             self.store, data_dir / "replays", self._publish_internal, ctx.journal
         )
@@ -90,7 +91,9 @@ class Broker:
             loop, self.config.fsync, self.config.fsync_interval_ms, self._on_durable
         )
         self.durability.start()
-        self._retention_task = loop.create_task(self._retention_loop())
+        self._retention_task = loop.create_task(
+            upkeep.retention_loop(self.store, self.router, self.config)
+        )
         self.http: HttpServer | None = None
         if self.config.http_port is not None:
             from broker.ops.http import start_http
@@ -164,57 +167,7 @@ class Broker:
 
     async def purge(self, topic: str) -> int:
         """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""
-        topic_log = self.store.get(topic)
-        if topic_log is None:
-            return 0
-        result = topic_log.purge_segments()
-        self.router.deleted_before(topic)
-        await asyncio.to_thread(topic_log.delete_files, list(result.paths))
-        return result.records
-
-    async def _load_dedup(self) -> None:
-        """Remember the publisher ids of the last window, from the logs themselves."""
-        horizon = time.time() - self.config.dedup_window
-        for topic in self.dedup.marked_topics():
-            topic_log = self.store.get(topic)
-            if topic_log is None:
-                continue
-            offset = await asyncio.to_thread(topic_log.offset_at, horizon)
-            while True:
-                records = await asyncio.to_thread(topic_log.read, offset, 4096)
-                if not records:
-                    break
-                for record in records:
-                    if record.meta is not None and record.meta.pid is not None:
-                        self.dedup.remember(topic, record)
-                offset = records[-1].offset + 1
-
-    # -- retention -----------------------------------------------------------------
-
-    async def _retention_loop(self) -> None:
-        interval = self.config.retention_check_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.apply_retention()
-            except Exception:
-                log.exception("retention_failed")
-
-    async def apply_retention(self) -> None:
-        """Drop whole old segments past each topic's limits; unlink them off the loop."""
-        now = time.time()
-        for name in self.store.topics():
-            max_bytes, max_age = self.config.retention_for(name)
-            topic_log = self.store.get(name)
-            if topic_log is None or not (max_bytes or max_age):
-                continue
-            result = topic_log.apply_retention(
-                max_bytes or None, max_age or None, now, delete=False
-            )
-            if not result.segments:
-                continue
-            self.router.deleted_before(name)
-            await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+        return await upkeep.purge(self.store, self.router, topic)
 
     # -- connections ---------------------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""Work on what is stored, away from publishing: retention, purges, reloading dedup.
+
+Each drops or reads whole segments. Deleting files and reading logs run in
+worker threads, so none of it stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from broker.config import Config
+from broker.delivery.router import Router
+from broker.server.dedup import DedupIndex
+from broker.storage.store import FileStore
+
+log = structlog.get_logger(__name__)
+
+
+async def retention_loop(store: FileStore, router: Router, config: Config) -> None:
+    interval = config.retention_check_ms / 1000
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await apply_retention(store, router, config)
+        except Exception:
+            log.exception("retention_failed")
+
+
+async def apply_retention(store: FileStore, router: Router, config: Config) -> None:
+    """Drop whole old segments past each topic's limits; unlink them off the loop."""
+    now = time.time()
+    for name in store.topics():
+        max_bytes, max_age = config.retention_for(name)
+        topic_log = store.get(name)
+        if topic_log is None or not (max_bytes or max_age):
+            continue
+        result = topic_log.apply_retention(max_bytes or None, max_age or None, now, delete=False)
+        if not result.segments:
+            continue
+        router.deleted_before(name)
+        await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+
+
+async def purge(store: FileStore, router: Router, topic: str) -> int:
+    """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""
+    topic_log = store.get(topic)
+    if topic_log is None:
+        return 0
+    result = topic_log.purge_segments()
+    router.deleted_before(topic)
+    await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+    return result.records
+
+
+async def load_dedup(store: FileStore, dedup: DedupIndex, window: float) -> None:
+    """Remember the publisher ids of the last window, from the logs themselves."""
+    horizon = time.time() - window
+    for topic in dedup.marked_topics():
+        topic_log = store.get(topic)
+        if topic_log is None:
+            continue
+        offset = await asyncio.to_thread(topic_log.offset_at, horizon)
+        while True:
+            records = await asyncio.to_thread(topic_log.read, offset, 4096)
+            if not records:
+                break
+            for record in records:
+                if record.meta is not None and record.meta.pid is not None:
+                    dedup.remember(topic, record)
+            offset = records[-1].offset + 1
