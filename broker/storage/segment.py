@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Final
 
 import orjson
@@ -89,6 +89,24 @@ def encode_record(offset: int, id: str, ts: float, msg: str, meta: Meta | None =
         obj.update(meta.encode())
     try:
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot encode message: {exc}") from exc
+
+
+def encode_run(
+    first: int, ids: Sequence[str], ts: float, msgs: Sequence[str], meta: Meta | None = None
+) -> list[bytes]:
+    """The lines of records ``first, first+1, ...`` published together: same time, same meta."""
+    offsets = range(first, first + len(msgs))
+    if meta is not None or not math.isfinite(ts):
+        runs = zip(offsets, ids, msgs, strict=True)
+        return [encode_record(o, i, ts, m, meta) for o, i, m in runs]
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    try:
+        return [
+            dumps({"id": i, "offset": o, "ts": ts, "msg": m}, option=newline)
+            for o, i, m in zip(offsets, ids, msgs, strict=True)
+        ]
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
 

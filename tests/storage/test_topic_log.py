@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pathlib
+import random
 import threading
 import time
 
@@ -82,6 +83,36 @@ def test_segment_rolls_inside_one_pending_batch(open_log: OpenLog, tmp_path: pat
     log.close()
     again = open_log(segment_bytes=300)
     assert [r.offset for r in again.read(1, 100)] == list(range(1, 21))
+
+
+@pytest.mark.parametrize("segment_bytes", [700, 5_000, 1_000_000])
+def test_runs_write_the_same_files_as_single_appends(
+    tmp_path: pathlib.Path, segment_bytes: int
+) -> None:
+    """Runs are placed in one step: the logs and sparse indexes must match byte for byte."""
+    rng = random.Random(segment_bytes)
+    msgs = [f"m{i}-" + "x" * rng.randrange(0, 300) for i in range(1, 1201)]
+    one = TopicLog.open(tmp_path / "one", "t", segment_bytes)
+    runs = TopicLog.open(tmp_path / "runs", "t", segment_bytes)
+    for i, msg in enumerate(msgs, 1):
+        one.append(msg, 1.5, f"msg_{i}")
+    one.write()
+    done = 0
+    while done < len(msgs):
+        n = rng.choice([1, 2, 7, 64, 300])
+        batch = msgs[done : done + n]
+        runs.append_many(batch, 1.5, [f"msg_{i}" for i in range(done + 1, done + len(batch) + 1)])
+        done += len(batch)
+        if rng.random() < 0.3:
+            runs.write()
+    runs.write()
+    files = sorted(p.name for p in (tmp_path / "one" / "t").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "runs" / "t").iterdir())
+    assert len(files) > 2 or segment_bytes > 100_000
+    for name in files:
+        expected = (tmp_path / "one" / "t" / name).read_bytes()
+        assert (tmp_path / "runs" / "t" / name).read_bytes() == expected, name
+    assert [r.msg for r in runs.read(1, 2000, 1 << 30)] == msgs
 
 
 def test_oversized_record_takes_a_segment_alone(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
