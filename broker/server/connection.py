@@ -129,6 +129,7 @@ class Connection(asyncio.Protocol):
         framer = self.framer
         run_log: TopicLog | None = None  # a run of PUBs to one vetted topic, appended together
         run: list[str] = []
+        whole_read = True  # try once per read to take the rest of it as one run
         while not self._closing and not self._blocked:
             if self._put is not None:
                 payload = framer.take(self._put.nbytes)
@@ -167,6 +168,9 @@ class Connection(asyncio.Protocol):
                         self._publish_run(run_log, run)
                         run_log = fast[0]
                     run.append(fast[1])
+                    if whole_read:
+                        whole_read = False
+                        run += self._rest_of_run(line[: line.find(b" ", 4) + 1])
                     continue
             self._publish_run(run_log, run)
             try:
@@ -213,6 +217,25 @@ class Connection(asyncio.Protocol):
             return topic_log, body.decode()
         except UnicodeDecodeError:
             return None
+
+    def _rest_of_run(self, prefix: bytes) -> list[str]:
+        """The rest of the read, when all of it is ``PUB``s to the topic ``prefix`` names.
+
+        Checked and split over the whole span at once. Anything the line-by-line
+        path might answer differently (a CR, a NUL, an empty message, invalid
+        UTF-8, a line near a size limit) is left to that path.
+        """
+        limit = min(self.broker.config.max_message_bytes, self.framer.max_line_bytes)
+        span = self.framer.peek_run(prefix, limit)
+        if span is None or b"\r" in span or b"\x00" in span or prefix + b"\n" in span:
+            return []
+        try:
+            text = span.decode()
+        except UnicodeDecodeError:
+            return []
+        self.framer.advance(len(span))
+        skip = len(prefix.decode())
+        return [line[skip:] for line in text[:-1].split("\n")]
 
     @property
     def trusted(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from broker.server.app import Broker
 from tests.wire import Wire
 
@@ -124,6 +126,52 @@ async def test_two_fanout_subscribers_get_every_message_in_order(broker: Broker)
         for i in range(3):
             mine = [t for t in texts if t.startswith(f"p{i}-")]
             assert mine == [f"p{i}-{j}" for j in range(100)]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"PUB chat \xff",
+        b"PUB chat a\x00b",
+        b"PUB chat ",
+        b"PUB chat  spaced \r",
+        b"PUB chat " + b"x" * 1_000_001,
+        b"PUB chat " + "é".encode() * 32,
+        b"PUB other y",
+        b"pub chat lower",
+        b"PING",
+    ],
+)
+async def test_a_read_of_pubs_to_one_topic_answers_like_line_by_line(
+    broker: Broker, odd: bytes
+) -> None:
+    """A read of PUBs to a topic already published to is checked and split at once.
+
+    One odd line among them must get the answer it gets alone, and every
+    other line must be stored with its exact text, in order.
+    """
+    alone = await Wire.open(broker.port)
+    await alone.send(odd + b"\n")
+    expected = await alone.line()
+    w = await Wire.open(broker.port)
+    assert await w.cmd("PUB chat first") == "OK published"
+    before = [f"b{i} x".encode() for i in range(5)]
+    after = [f" a{i} ".encode() for i in range(5)]
+    pubs = [b"PUB chat " + m + b"\n" for m in before]
+    await w.send(b"".join(pubs) + odd + b"\n" + b"".join(b"PUB chat " + m + b"\n" for m in after))
+    assert await w.lines(11) == ["OK published"] * 5 + [expected] + ["OK published"] * 5
+    await w.send(b"".join(pubs))  # the whole read is one run
+    assert await w.lines(5) == ["OK published"] * 5
+    await w.send("HISTORY chat 100\n")
+    lines = await w.until("OK history end")
+    stored = [line.split(" ", 5)[5] for line in lines[:-1]]
+    # When the odd line is a publish to chat, its text as stored from `alone` comes first.
+    alone_stored = (
+        stored[:1] if odd.lower().startswith(b"pub chat ") and expected == "OK published" else []
+    )
+    decoded = [m.decode() for m in before + after]
+    texts = decoded[:5] + alone_stored + decoded[5:] + decoded[:5]
+    assert stored == [*alone_stored, "first", *texts]
 
 
 async def test_publishers_one_at_a_time_interleave_without_gaps(broker: Broker) -> None:
