@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
                         self._publish_run(run_log, run)
                         run_log = fast[0]
                     run.append(fast[1])
-                    if whole_read:
+                    if whole_read and framer.buffered:
                         whole_read = False
                         run += self._rest_of_run(line[: line.find(b" ", 4) + 1])
                     continue

@@ -36,6 +36,7 @@ from broker.storage.recovery import recover_last_segment
 from broker.storage.retention import RetentionMixin, sealed_sizes
 from broker.storage.segment import (
     encode_header,
+    encode_record,
     encode_run,
     idx_path,
     list_segments,
@@ -146,7 +147,12 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     # -- appending ---------------------------------------------------------------------------
 
     def append(self, msg: str, ts: float, id: str, meta: Meta | None = None) -> Record:
-        return self.append_many((msg,), ts, (id,), meta)[0]
+        offset = self._last + 1
+        line = encode_record(offset, id, ts, msg, meta)
+        record = Record(offset, id, ts, msg, meta)
+        self._place_one(self._pending[-1] if self._pending else None, line, record)
+        self._last = offset
+        return record
 
     def append_many(
         self, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None = None
@@ -156,6 +162,8 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         The run is encoded and its records built first; then it is placed in the
         pending batch, in one step when it fits the segment (nearly always).
         """
+        if len(msgs) == 1:  # a lone publish: the run's machinery would cost more
+            return [self.append(msgs[0], ts, ids[0], meta)]
         first = self._last + 1
         lines = encode_run(first, ids, ts, msgs, meta)
         n = len(lines)
@@ -163,19 +171,28 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         batch = self._pending[-1] if self._pending else self._batch_for_active(first)
         sizes = list(map(len, lines))
         if batch.start_size + batch.nbytes + sum(sizes) > self._segment_bytes:
-            self._place_rolling(batch, lines, records)
+            for line, record in zip(lines, records, strict=True):
+                batch = self._place_one(batch, line, record)
         else:
             _place(batch, lines, records, sizes)
         self._last = first + n - 1
         return records
 
-    def _place_rolling(self, batch: Batch, lines: list[bytes], records: list[Record]) -> None:
-        """Record by record, starting a new segment whenever the next one would not fit."""
-        limit = self._segment_bytes
-        for line, rec in zip(lines, records, strict=True):
-            if batch.has_records and batch.start_size + batch.nbytes + len(line) > limit:
-                batch = self._new_segment_batch(rec.offset)
-            _place(batch, [line], [rec], [len(line)])
+    def _place_one(self, batch: Batch | None, line: bytes, record: Record) -> Batch:
+        """Add one record, in a new segment if it would not fit; returns the batch it is in."""
+        if batch is None:
+            batch = self._batch_for_active(record.offset)
+        if batch.has_records and batch.start_size + batch.nbytes + len(line) > self._segment_bytes:
+            batch = self._new_segment_batch(record.offset)
+        pos = batch.start_size + batch.nbytes
+        if _index_due(pos, batch.last_index_pos):
+            batch.index.append((record.offset, pos))
+            batch.last_index_pos = pos
+        batch.chunks.append(line)
+        batch.nbytes += len(line)
+        batch.records.append(record)
+        batch.has_records = True
+        return batch
 
     def _batch_for_active(self, offset: int) -> Batch:
         seg = self._active
