@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 import structlog
@@ -26,6 +27,7 @@ from broker.protocol import (
     parse_line,
     replies,
 )
+from broker.protocol.runs import ack_ids, only_argument, pub_bodies
 from broker.server.auth import User
 from broker.storage.topic_log import TopicLog
 
@@ -156,10 +158,14 @@ class Connection(asyncio.Protocol):
                 continue
             assert isinstance(line, bytes)
             if line.startswith(b"ACK ") and self.trusted:
-                ack_id = _only_argument(line)
+                ack_id = only_argument(line)
                 if ack_id is not None:  # consumers ack every message: skip the general parser
                     self._publish_run(run_log, run)
-                    self.broker.handlers.ack(self, ack_id)
+                    ids = [ack_id]
+                    if whole_read and framer.buffered:
+                        whole_read = False
+                        ids += self._rest_of_read(b"ACK ", ack_ids)
+                    self.broker.handlers.ack_run(self, ids)
                     continue
             if line.startswith(b"PUB "):
                 fast = self._vetted_pub(line)
@@ -170,7 +176,7 @@ class Connection(asyncio.Protocol):
                     run.append(fast[1])
                     if whole_read and framer.buffered:
                         whole_read = False
-                        run += self._rest_of_run(line[: line.find(b" ", 4) + 1])
+                        run += self._rest_of_read(line[: line.find(b" ", 4) + 1], pub_bodies)
                     continue
             self._publish_run(run_log, run)
             try:
@@ -218,24 +224,18 @@ class Connection(asyncio.Protocol):
         except UnicodeDecodeError:
             return None
 
-    def _rest_of_run(self, prefix: bytes) -> list[str]:
-        """The rest of the read, when all of it is ``PUB``s to the topic ``prefix`` names.
-
-        Checked and split over the whole span at once. Anything the line-by-line
-        path might answer differently (a CR, a NUL, an empty message, invalid
-        UTF-8, a line near a size limit) is left to that path.
-        """
+    def _rest_of_read(
+        self, prefix: bytes, split: Callable[[bytes, bytes], list[str] | None]
+    ) -> list[str]:
+        """The rest of the read, when every line in it starts with ``prefix`` and
+        ``split`` (see protocol/runs.py) accepts them all; else nothing is taken."""
         limit = min(self.broker.config.max_message_bytes, self.framer.max_line_bytes)
         span = self.framer.peek_run(prefix, limit)
-        if span is None or b"\r" in span or b"\x00" in span or prefix + b"\n" in span:
-            return []
-        try:
-            text = span.decode()
-        except UnicodeDecodeError:
+        items = split(span, prefix) if span is not None else None
+        if span is None or items is None:
             return []
         self.framer.advance(len(span))
-        skip = len(prefix.decode())
-        return [line[skip:] for line in text[:-1].split("\n")]
+        return items
 
     @property
     def trusted(self) -> bool:
@@ -423,14 +423,3 @@ class Connection(asyncio.Protocol):
         self._held.clear()
         self._out.clear()
         self.transport.abort()
-
-
-def _only_argument(line: bytes) -> str | None:
-    """``CMD <arg>`` with exactly one plain argument, or None for anything unusual."""
-    arg = line[line.find(b" ") + 1 :]
-    if arg.endswith(b"\r"):
-        arg = arg[:-1]
-    if not arg or not arg.isascii():
-        return None
-    text = arg.decode()
-    return text if text.isprintable() and " " not in text else None

@@ -47,6 +47,7 @@ from broker.storage.records import StorageError
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
+    from broker.storage.journal import Journal
 
 log = structlog.get_logger(__name__)
 
@@ -243,15 +244,30 @@ class Handlers:
     # -- consumer groups -----------------------------------------------------------
 
     def cmd_ACK(self, conn: Connection, cmd: Ack) -> None:
-        self.ack(conn, cmd.id)
+        self.ack_run(conn, [cmd.id])
 
-    def ack(self, conn: Connection, id: str) -> None:
-        try:
-            journal = self.router.ack(conn.client, id)
-        except DeliveryError as e:
-            conn.reply(replies.err(e.reason))
-            return
-        self.broker.reply_after_write(conn, journal, replies.ACK_RECEIVED)
+    def ack_run(self, conn: Connection, ids: list[str]) -> None:
+        """Acks read together. Each OK waits for its group's journal; consecutive OKs
+        waiting for the same journal share one reply slot."""
+        waiting: Journal | None = None
+        count = 0
+        for id in ids:
+            try:
+                journal = self.router.ack(conn.client, id)
+            except DeliveryError as e:
+                self._acked(conn, waiting, count)
+                waiting, count = None, 0
+                conn.reply(replies.err(e.reason))
+                continue
+            if journal is not waiting:
+                self._acked(conn, waiting, count)
+                waiting, count = journal, 0
+            count += 1
+        self._acked(conn, waiting, count)
+
+    def _acked(self, conn: Connection, journal: Journal | None, count: int) -> None:
+        if journal is not None and count:
+            self.broker.reply_after_write(conn, journal, replies.ACK_RECEIVED, count)
 
     def cmd_NACK(self, conn: Connection, cmd: Nack) -> None:
         try:

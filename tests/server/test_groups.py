@@ -200,6 +200,67 @@ async def test_pipelined_acks_in_any_spelling_get_one_answer_each_in_order(
     ]
 
 
+@pytest.mark.parametrize(
+    ("odd", "answer"),
+    [
+        ("ACK ", "ERR usage: ACK <message_id>"),
+        ("ACK a b", "ERR usage: ACK <message_id>"),
+        ("ACK \x01x", "ERR message \x01x not found in pending messages"),
+        ("ACK \xe9", "ERR message \xe9 not found in pending messages"),
+        ("ACK msg_1_deadbeef", "ERR message msg_1_deadbeef not found in pending messages"),
+        ("ACK {first}", "ERR message {first} not found in pending messages (already acknowledged)"),
+        ("ACK {odd}\r", "OK ack_received"),
+        ("ack {odd}", "OK ack_received"),
+        ("NACK {odd}", "OK nack_received"),
+        ("PING", "OK pong"),
+    ],
+)
+async def test_a_read_of_acks_answers_like_line_by_line(
+    brokers: BrokerFactory, odd: str, answer: str
+) -> None:
+    """A read of ACK lines is checked and split at once; one odd line among them
+    must get its own answer, in its place, and every other ack must count."""
+    broker = await brokers.start(max_inflight=20)
+    m = await member(broker.port, "q", "g")
+    pub = await Wire.open(broker.port)
+    await pub.send("".join(f"PUB q m{i}\n" for i in range(11)))
+    await pub.lines(11)
+    d = [await next_msg(m) for _ in range(11)]
+    ids = {"first": d[0].id, "odd": d[5].id}
+    acks = "".join(f"ACK {x.id}\n" for x in d[:5])
+    rest = "".join(f"ACK {x.id}\n" for x in d[6:])
+    await m.send(acks + odd.format(**ids) + "\n" + rest)
+    ok = ["OK ack_received"] * 5
+    lines = await m.lines(12 if odd.startswith("NACK") else 11)
+    replies = [line for line in lines if not line.startswith("MSG ")]
+    assert replies == [*ok, answer.format(**ids), *ok]
+    # Every ack in the run counted: none of those is pending any more.
+    for x in d[:5] + d[6:]:
+        await m.send(f"ACK {x.id}\n")
+        assert (await m.line()).endswith("(already acknowledged)")
+
+
+async def test_acks_for_two_groups_in_one_read_keep_their_order(brokers: BrokerFactory) -> None:
+    """Consecutive acks share a reply slot only while they wait for the same journal."""
+    broker = await brokers.start(max_inflight=20)
+    m = await Wire.open(broker.port)
+    for topic in ("p", "q"):
+        assert await m.cmd(f"SUB {topic} g") == f"OK subscribed {topic} in group g"
+    pub = await Wire.open(broker.port)
+    await pub.send("".join(f"PUB {t} m{i}\n" for i in range(3) for t in ("p", "q")))
+    await pub.lines(6)
+    d = [await next_msg(m) for _ in range(6)]
+    await m.send(
+        "".join(
+            f"ACK {x.id}\nACK msg_1_nope\n" if i == 2 else f"ACK {x.id}\n" for i, x in enumerate(d)
+        )
+    )
+    expected = ["OK ack_received"] * 7
+    expected[3] = "ERR message msg_1_nope not found in pending messages"
+    assert await m.lines(7) == expected
+    assert {x.topic for x in d} == {"p", "q"}
+
+
 async def test_journal_compacts_under_traffic_and_keeps_every_ack(
     brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
