@@ -28,10 +28,18 @@ class AckDeadlines:
         self._by_offset: dict[int, Pending] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._now = self._deadline = 0.0
 
     def start(self, p: Pending) -> None:
-        """``p`` was just delivered: its deadline is a full timeout away."""
-        p.deadline = self.loop.time() + self.timeout
+        """``p`` was just delivered: its deadline is a full timeout away.
+
+        uvloop's clock is the loop iteration's cached time, so a pump's deliveries
+        share one deadline float: 24 bytes less per message in flight.
+        """
+        now = self.loop.time()
+        if now != self._now:
+            self._now, self._deadline = now, now + self.timeout
+        p.deadline = self._deadline
         self._by_offset[p.offset] = p
         if self._timer is None:
             self._arm()
