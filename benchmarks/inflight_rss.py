@@ -31,6 +31,7 @@ async def hold(port: int, members: int, total: int, ack: bool = False) -> list[o
     for c in conns:
         c.writer.write(b"SUB inflight g\n")
     got = 0
+    partial = {id(c): b"" for c in conns}  # a read may end inside a line
     deadline = time.monotonic() + 120
     while got < total and time.monotonic() < deadline:
         for c in conns:
@@ -38,10 +39,11 @@ async def hold(port: int, members: int, total: int, ack: bool = False) -> list[o
                 data = await asyncio.wait_for(c.read(), 0.05)
             except TimeoutError:
                 continue
-            got += data.count(b"\nMSG ") + data.startswith(b"MSG ")
-            if ack:  # a MSG line never arrives split across reads here: lines are short
-                ids = [line.split(b" ", 3)[2] for line in data.split(b"\n") if line[:4] == b"MSG "]
-                c.writer.write(b"".join(b"ACK %s\n" % i for i in ids))
+            *lines, partial[id(c)] = (partial[id(c)] + data).split(b"\n")
+            msgs = [line for line in lines if line[:4] == b"MSG "]
+            got += len(msgs)
+            if ack:
+                c.writer.write(b"".join(b"ACK %s\n" % m.split(b" ", 3)[2] for m in msgs))
     if got < total:
         raise RuntimeError(f"only {got} of {total} delivered")
     return list(conns)
