@@ -257,8 +257,8 @@ class Broker:
             log.error("write_failed", target=repr(topic_log), error=str(e), replies=len(records))
             conn.reply(replies.err(f"storage unavailable: {e}") * len(records))
             return
-        self.durability.note_written(topic_log)
         conn.reply_now(replies.PUBLISHED * len(records) if len(records) > 1 else replies.PUBLISHED)
+        self.durability.note_written(topic_log)
         self._dispatch(topic_log.name, records, now)
         self.schedule()  # the rest of this iteration batches behind a tick
 

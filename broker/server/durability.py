@@ -45,6 +45,8 @@ class Durability:
         self.policy = policy
         self.interval = interval_ms / 1000
         self.on_durable = on_durable
+        self.replies_wait = policy == "always"
+        """Replies wait for an fsync, not only for the write."""
         self._dirty: dict[Syncable, None] = {}
         self._written_gen = -1
         self._syncing: asyncio.Task[None] | None = None
@@ -53,11 +55,6 @@ class Durability:
     def start(self) -> None:
         if self.policy == "interval":
             self._interval_task = self.loop.create_task(self._every_interval())
-
-    @property
-    def replies_wait(self) -> bool:
-        """Replies wait for an fsync (``always``), not only for the write."""
-        return self.policy == "always"
 
     def note_written(self, f: Syncable) -> None:
         """``f`` was written outside a tick (never under ``always``): sync it with the rest."""

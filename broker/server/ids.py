@@ -16,6 +16,8 @@ class IdGenerator:
 
     def many(self, n: int, now: float) -> list[str]:
         """``n`` ids for messages published together at ``now``."""
+        if n == 1:
+            return [self.next(now)]
         start = self._counter
         self._counter = (start + n) & 0xFFFFFFFF
         prefix = f"msg_{int(now * 1000)}_"
