@@ -237,7 +237,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     def _write_active(self, batch: Batch) -> None:
         seg = self._active
         assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
-        entries = encode_entries(batch.index)
+        entries = encode_entries(batch.index) if batch.index else b""  # one entry per ~4 KiB
         try:
             write_all(seg.log_fd, b"".join(batch.chunks))
             if entries:
