@@ -3,11 +3,16 @@
 A message with a key holds its key from its first delivery until it is acked,
 dead-lettered or expired, retries and backoff included: later messages of the
 key wait here ("parked") while messages of other keys and without keys flow.
+
+Most messages have no key and no priority and arrive in offset order, so they
+queue in a plain FIFO; the rest (keys, priorities, a retry behind newer
+messages) go through a heap, and ``pop`` takes whichever head comes first.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 
 from broker.delivery.group_state import Pending
 from broker.storage.records import NORMAL_PRIORITY
@@ -24,10 +29,14 @@ def priority_of(p: Pending) -> int:
 class ReadyQueue:
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, Pending]] = []
+        self._plain: deque[Pending] = deque()  # no meta, increasing offsets
         self._parked: dict[str, list[tuple[int, Pending]]] = {}
         self._holder: dict[str, int] = {}
 
     def push(self, p: Pending) -> None:
+        if p.meta is None and (not self._plain or self._plain[-1].offset < p.offset):
+            self._plain.append(p)
+            return
         key = key_of(p)
         if key is not None:
             holder = self._holder.get(key)
@@ -45,9 +54,16 @@ class ReadyQueue:
             self._holder.setdefault(key, p.offset)
 
     def pop(self) -> Pending | None:
-        if not self._heap:
+        heap, plain = self._heap, self._plain
+        if plain:
+            if not heap:
+                return plain.popleft()
+            rank, offset, _ = heap[0]
+            if rank > -NORMAL_PRIORITY or (rank == -NORMAL_PRIORITY and offset > plain[0].offset):
+                return plain.popleft()
+        if not heap:
             return None
-        return heapq.heappop(self._heap)[2]
+        return heapq.heappop(heap)[2]
 
     def release(self, p: Pending) -> None:
         """``p`` is finished: the next parked message of its key, if any, becomes ready."""
@@ -64,12 +80,13 @@ class ReadyQueue:
 
     def clear(self) -> None:
         self._heap.clear()
+        self._plain.clear()
         self._parked.clear()
         self._holder.clear()
 
     @property
     def ready(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + len(self._plain)
 
     @property
     def parked(self) -> int:
