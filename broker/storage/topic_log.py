@@ -15,20 +15,13 @@ import sys
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from itertools import accumulate, repeat
+from itertools import repeat
 from typing import Final
 
 import structlog
 
 from broker.storage.fsio import fsync_dir, rollback, write_all
-from broker.storage.index import (
-    INDEX_INTERVAL,
-    SealedCache,
-    SealedSegment,
-    SegmentIndex,
-    encode_entries,
-)
-from broker.storage.index import index_due as _index_due
+from broker.storage.index import SealedCache, SealedSegment, SegmentIndex, encode_entries
 from broker.storage.log_state import Active, Batch
 from broker.storage.log_state import check_topic_name as check_topic_name
 from broker.storage.records import Meta, Record, StorageError
@@ -174,7 +167,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             for line, record in zip(lines, records, strict=True):
                 batch = self._place_one(batch, line, record)
         else:
-            _place(batch, lines, records, sizes)
+            batch.add_run(lines, records, sizes)
         self._last = first + n - 1
         return records
 
@@ -184,14 +177,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             batch = self._batch_for_active(record.offset)
         if batch.has_records and batch.start_size + batch.nbytes + len(line) > self._segment_bytes:
             batch = self._new_segment_batch(record.offset)
-        pos = batch.start_size + batch.nbytes
-        if _index_due(pos, batch.last_index_pos):
-            batch.index.append((record.offset, pos))
-            batch.last_index_pos = pos
-        batch.chunks.append(line)
-        batch.nbytes += len(line)
-        batch.records.append(record)
-        batch.has_records = True
+        batch.add(line, record)
         return batch
 
     def _batch_for_active(self, offset: int) -> Batch:
@@ -438,28 +424,3 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             return cached
         start = max(written - n + 1, self.first_offset)
         return self.read(start, n, max_bytes=sys.maxsize)
-
-
-def _place(batch: Batch, lines: list[bytes], records: list[Record], sizes: list[int]) -> None:
-    """Add lines that fit ``batch``, with an index entry wherever ``index_due`` says.
-
-    Entries are found by bisecting the lines' start positions, so the cost is per
-    entry (one every ~4 KiB), not per line.
-    """
-    starts = list(accumulate(sizes, initial=batch.start_size + batch.nbytes))
-    last = batch.last_index_pos
-    i = 0
-    while True:
-        if last is not None:
-            i = bisect_left(starts, last + INDEX_INTERVAL, i, len(lines))
-        if i >= len(lines):
-            break
-        assert _index_due(starts[i], last)
-        last = starts[i]
-        batch.index.append((records[i].offset, last))
-        i += 1
-    batch.last_index_pos = last
-    batch.chunks += lines
-    batch.records += records
-    batch.nbytes = starts[-1] - batch.start_size
-    batch.has_records = batch.has_records or bool(records)
