@@ -376,7 +376,11 @@ class Connection(asyncio.Protocol):
             self.broker.holding.discard(self)
 
     def reply_now(self, data: bytes) -> None:
-        """Send ``data`` at once, behind anything queued: a reply with nothing to wait for."""
+        """Send ``data`` at once, behind anything queued: a reply with nothing to wait for.
+
+        Only while no reply is held (``holds_replies``), or it would jump the queue.
+        """
+        assert not self._held
         self._out.append(data)
         self.flush()
 
