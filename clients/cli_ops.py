@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.live import Live
 
 from clients.cli_common import Endpoint, connection_options, run
+from clients.options import format_priority
 from clients.protocol import REPLAY_ALL, DeadLetter
 from clients.stats_view import StatsSnapshot, render
 
 MESSAGE_COLUMN_WIDTH: Final = 40
+KEY_COLUMN_WIDTH: Final = 20
 
 
 @click.command()
@@ -154,6 +156,7 @@ _DLQ_HEADER: Final = [
     "REASON",
     "LAST DELIVERY",
     "REPLAYED",
+    "V2",
     "MESSAGE",
 ]
 
@@ -168,8 +171,28 @@ def _dlq_row(d: DeadLetter) -> list[str]:
         d.reason,
         _when(d.last_delivery_ts),
         replayed,
+        _v2_fields(d),
         _truncate(d.text, MESSAGE_COLUMN_WIDTH),
     ]
+
+
+def _v2_fields(d: DeadLetter) -> str:
+    """What a replay carries besides the text: the key, priority, headers and exact
+    payload of a ``PUT`` (``-`` for a plain ``PUB``)."""
+    original = d.original or {}
+    parts = []
+    if isinstance(original.get("k"), str):
+        parts.append(f"key={_truncate(original['k'], KEY_COLUMN_WIDTH)}")
+    if "p" in original:
+        try:
+            parts.append(f"priority={format_priority(original['p'])}")
+        except ValueError:
+            parts.append(f"priority={original['p']!r}")
+    if isinstance(original.get("h"), dict) and original["h"]:
+        parts.append(f"headers={len(original['h'])}")
+    if "b64" in original:
+        parts.append("binary")
+    return " ".join(parts) or "-"
 
 
 def _when(ts: float | None) -> str:

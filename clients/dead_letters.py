@@ -38,13 +38,18 @@ class DeadLetter:
     last_delivery_ts: float | None
     dead_ts: float | None
     replayed: Replayed | None
+    original: dict[str, Any] | None = None
+    """A ``PUT``'s stored v2 fields (``k`` key, ``p`` priority, ``h`` headers, ``b64``
+    payload...), which a replay publishes again; None for a plain ``PUB``."""
     raw_json: str = field(default="", repr=False, compare=False)
 
 
 def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> DeadLetter:
-    replayed = obj.get("replayed")
+    replayed, original = obj.get("replayed"), obj.get("original")
     if replayed is not None and not isinstance(replayed, dict):
         raise TypeError(f"'replayed' should be null or an object, got {replayed!r}")
+    if original is not None and not isinstance(original, dict):
+        raise TypeError(f"'original' should be an object, got {original!r}")
     return DeadLetter(
         dlq_offset=dlq_offset,
         topic=_typed(obj, "topic", str),
@@ -67,6 +72,7 @@ def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> De
                 ts=_seconds(replayed.get("ts")),
             )
         ),
+        original=original,
         raw_json=raw_json,
     )
 

@@ -170,6 +170,10 @@ def test_parse_dlq_line() -> None:
     )
     assert isinstance(parsed, DlqLine)
     assert parsed.letter.raw_json == raw
+    assert parsed.letter.original is None
+    with_original = json.dumps(dict(letter, original={"k": "a"}))
+    put = parse_server_line(f"DLQ jobs 3 {with_original}\n".encode())
+    assert isinstance(put, DlqLine) and put.letter.original == {"k": "a"}
 
 
 @pytest.mark.parametrize(
@@ -183,6 +187,7 @@ def test_parse_dlq_line() -> None:
         b"DLQ chat 1 {not json\n",
         b"DLQ chat 1 []\n",
         b'DLQ chat 1 {"id": "x"}\n',
+        b'DLQ chat 1 {"topic":"chat","id":"x","offset":1,"msg":"m","original":[1]}\n',
         b"OK \xff\n",
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 
 from broker.server.app import Broker
@@ -89,6 +90,29 @@ async def test_dlq_list_and_replay_commands(brokers: BrokerFactory) -> None:
     assert code == 0 and "replayed 1" in out
     again = await next_msg(m)
     assert again.text == "charge-7" and again.offset == 2
+
+
+async def test_dlq_list_shows_what_a_replay_of_a_put_carries(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(ack_timeout=0.05, max_retries=0)
+    m = await member(broker.port, "pay", "g")
+    w = await Wire.open(broker.port)
+    assert await w.cmd("SUB pay.dlq") == "OK subscribed pay.dlq"
+    assert await w.cmd("PUB pay plain-1") == "OK published"
+    code, _, err = await linemq(
+        broker, "pub", "pay", "--key", "acct-9", "--priority", "high", "-H", "trace=abc", "put-2"
+    )
+    assert code == 0, err
+    for _ in range(2):
+        await next_msg(m)
+        await w.line()  # its dead letter
+    code, out, _ = await linemq(broker, "dlq", "list", "pay")
+    assert code == 0
+    header, *rows = (re.split(r"\s{2,}", line) for line in out.splitlines())
+    column = dict(zip(header, zip(*rows, strict=True), strict=True))
+    assert dict(zip(column["MESSAGE"], column["V2"], strict=True)) == {
+        "plain-1": "-",
+        "put-2": "key=acct-9 priority=high headers=1",
+    }
 
 
 async def test_async_client_publishes_subscribes_and_acks(broker: Broker) -> None:
