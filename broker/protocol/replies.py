@@ -36,13 +36,35 @@ def unsubscribed(topic: str, group: str | None) -> bytes:
     return f"OK unsubscribed {topic} from group {group}\n".encode()
 
 
+class _FloatText:
+    """``repr(ts)``, remembering the last one.
+
+    A float's repr costs twice the rest of a MSG line, and the records of one
+    publish run share a timestamp, so runs of deliveries ask for the same one.
+    Zero is not remembered: -0.0 equals 0.0 but prints differently.
+    """
+
+    __slots__ = ("text", "value")
+
+    def __init__(self) -> None:
+        self.value, self.text = 0.0, "0.0"
+
+    def __call__(self, ts: float) -> str:
+        if ts != self.value or not ts:
+            self.value, self.text = ts, repr(ts)
+        return self.text
+
+
+ts_text: Final = _FloatText()
+
+
 def msg(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
     """``MSG <topic> <id> <offset> <ts> <msg>``; ts printed as Python prints floats, as the seed."""
-    return f"MSG {topic} {id} {offset} {ts!r} {text}\n".encode()
+    return f"MSG {topic} {id} {offset} {ts_text(ts)} {text}\n".encode()
 
 
 def history(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
-    return f"HISTORY {topic} {id} {offset} {ts!r} {text}\n".encode()
+    return f"HISTORY {topic} {id} {offset} {ts_text(ts)} {text}\n".encode()
 
 
 def group_line(topic: str, group: str, fields: dict[str, int]) -> bytes:

@@ -15,6 +15,7 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from broker.protocol.errors import ProtocolError
+from broker.protocol.replies import ts_text
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
@@ -160,7 +161,7 @@ def frame(
     headers: dict[str, str] | None = None,
 ) -> bytes:
     """``MSG2``/``HISTORY2 <topic> <id> <offset> <ts> <attempt> <nbytes> [options]`` + payload."""
-    head = f"{kind} {topic} {id} {offset} {ts!r} {attempt} {len(payload)}"
+    head = f"{kind} {topic} {id} {offset} {ts_text(ts)} {attempt} {len(payload)}"
     if key is not None:
         head += f" key={key}"
     if priority != 1:
