@@ -41,18 +41,21 @@ class _FloatText:
 
     A float's repr costs twice the rest of a MSG line, and the records of one
     publish run share a timestamp, so runs of deliveries ask for the same one.
-    Zero is not remembered: -0.0 equals 0.0 but prints differently.
+    Zero is not remembered: -0.0 equals 0.0 but prints differently. The pair
+    is one tuple, so a reader in another thread never sees half an update.
     """
 
-    __slots__ = ("text", "value")
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self.value, self.text = 0.0, "0.0"
+        self._last = (0.0, "0.0")
 
     def __call__(self, ts: float) -> str:
-        if ts != self.value or not ts:
-            self.value, self.text = ts, repr(ts)
-        return self.text
+        value, text = self._last
+        if ts != value or not ts:
+            text = repr(ts)
+            self._last = (ts, text)
+        return text
 
 
 ts_text: Final = _FloatText()
