@@ -231,7 +231,7 @@ class ConsumerGroup:
         meta = p.meta
         if p.attempts == 0 and meta is not None and meta.deliver_at > due:
             due = meta.deliver_at
-        if due > time.time():
+        if due and due > time.time():  # most messages are due at once: skip the clock
             p.retry_at = due
             self._due.push(due, p.offset)
         else:

@@ -195,8 +195,10 @@ class GroupState:
             raise ValueError(f"unknown group journal event {kind!r}")
 
     def _taken(self, first: int, count: int) -> None:
+        pending = self.pending
         for offset in range(max(first, self.cursor), first + count):
-            self.pending_for(offset)
+            if offset not in pending:
+                pending[offset] = Pending(offset)
         if first + count > self.cursor:
             self.cursor = first + count
 
