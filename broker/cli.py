@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import ssl
@@ -231,10 +232,26 @@ def run(config: Config) -> None:
         except OSError as e:
             click.echo(f"linemq: cannot listen on {config.host}:{config.port}: {e}", err=True)
             sys.exit(1)
+        _calm_gc()
         await broker.serve_until_stopped()
         await broker.stop()
 
     uvloop.run(serve_forever())
+
+
+def _calm_gc() -> None:
+    """Make the cyclic collector's full passes short and rare: they stall the loop.
+
+    A full pass walked every object, about 45,000 once the broker is up (modules,
+    classes, recovered state), for 7-15 ms; and since published records outlive two
+    young passes in the tail cache, one came about every second at 10,000 msg/s.
+    That was most of publish->deliver p99. What is alive at start-up stays alive, so
+    it is frozen out of every pass, and full passes wait for 100 middle ones instead
+    of 10. Cycles (closed connections) are still collected, later.
+    """
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 @main.group()
