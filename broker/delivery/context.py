@@ -52,8 +52,9 @@ class DeliveryContext:
 
     def pump_soon(self, group: Any) -> None:
         """Deliver for ``group`` in the coming tick rather than now."""
-        self.to_pump[group] = None
-        self.changed()
+        if group not in self.to_pump:  # acks come in runs: one request per tick
+            self.to_pump[group] = None
+            self.changed()
 
     def run_pumps(self) -> None:
         while self.to_pump:
