@@ -201,7 +201,7 @@ def bench(**o: Any) -> None:
     if o["as_json"]:
         click.echo(json.dumps(document(results, opts, loadgen, machine(), skipped), indent=2))
     else:
-        click.echo(table(results, opts, loadgen))
+        click.echo(table(results, opts, loadgen, machine()))
         for peer, why in skipped.items():
             click.echo(f"note: {peer} skipped: {why}")
 

@@ -44,7 +44,7 @@ def _label(template: str, opts: Options) -> str:
     )
 
 
-def table(results: list[SuiteResult], opts: Options, loadgen: str) -> str:
+def table(results: list[SuiteResult], opts: Options, loadgen: str, machine: dict[str, str]) -> str:
     peers = [r for r in results if r.system != "linemq"]
     ours = next((r for r in results if r.system == "linemq"), None)
     header = ["metric", *(r.system for r in results)]
@@ -75,6 +75,7 @@ def table(results: list[SuiteResult], opts: Options, loadgen: str) -> str:
     lines += [fmt_row(r) for r in rows]
     lines.append("")
     lines.append(f"payload {opts.size} B; load generator: {loadgen}")
+    lines.append(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM")
     if peers:
         lines.append("ratios are linemq/peer: (hi) higher is better for linemq, (lo) lower is")
     for r in results:

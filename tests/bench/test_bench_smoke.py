@@ -29,6 +29,7 @@ def test_bench_prints_a_table_of_every_workload() -> None:
     for row in rows:
         assert row in done.stdout
     assert "note:" not in done.stdout, done.stdout
+    assert f"machine: {os.cpu_count()} CPUs" in done.stdout  # figures mean little without it
 
 
 @pytest.mark.timeout(60)
