@@ -14,6 +14,27 @@ if TYPE_CHECKING:
 FORGOTTEN_IDS: Final = 256
 
 
+class _Gone:
+    """The sender of a client whose connection is closed: what is still sent goes nowhere.
+
+    A closed connection swaps its ``ClientState`` onto this, which breaks the
+    connection <-> client cycle: both are freed at once, not at the next full
+    pass of the cyclic garbage collector (rare by design, see ``linemq serve``).
+    """
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def kill(self, reason: str) -> None:
+        pass
+
+    async def writable(self) -> None:
+        pass
+
+
+GONE: Final = _Gone()
+
+
 class ClientState:
     """One connection as delivery sees it; the server keeps one per connection."""
 

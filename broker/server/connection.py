@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
-from broker.delivery.clients import ClientState
+from broker.delivery.clients import GONE, ClientState
 from broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
@@ -279,6 +279,7 @@ class Connection(asyncio.Protocol):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         self.broker.disconnected(self)
+        self.client.sender = GONE  # no cycle left: freed now, not at a full GC pass
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its commands.

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import threading
+import weakref
 from pathlib import Path
 
 import pytest
 
+from broker.server import durability
 from broker.server.app import Broker
+from broker.server.connection import Connection
+from broker.server.durability import Syncable
 from tests.conftest import BrokerFactory, eventually
 from tests.wire import Wire
 
@@ -101,3 +107,45 @@ async def test_connections_dropped_mid_line_leak_nothing(broker: Broker) -> None
     await eventually(lambda: not broker.connections)
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     assert broker.store.get("chat") is None or broker.store.get("chat").last_offset == 0  # type: ignore[union-attr]
+
+
+async def test_closed_connections_are_freed_without_the_cycle_collector(
+    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory of a closed connection comes back at once, whatever it was doing: the
+    daemon runs full GC passes rarely (``linemq serve``)."""
+    broker = await brokers.start(fsync="always")
+    made: list[weakref.ref[Connection]] = []
+    original = Connection.connection_made
+
+    def track(self: Connection, transport: asyncio.BaseTransport) -> None:
+        made.append(weakref.ref(self))
+        original(self, transport)
+
+    monkeypatch.setattr(Connection, "connection_made", track)
+    fsync_may_finish = threading.Event()
+    sync_all = durability._sync_all
+
+    def slow_sync_all(files: list[Syncable]) -> None:
+        fsync_may_finish.wait(5)
+        sync_all(files)
+
+    monkeypatch.setattr(durability, "_sync_all", slow_sync_all)
+    gc.disable()
+    try:
+        for i in range(20):
+            w = await Wire.open(broker.port)
+            await w.send("SUB t g\nSUB t\nPUB t x\nPUB t y\n" if i % 2 else "PUB u z\n")
+            if i % 4:  # some leave politely once answered
+                fsync_may_finish.set()
+                await w.line()
+                await w.close()
+            else:  # others reset the connection while their replies wait for an fsync
+                fsync_may_finish.clear()
+                await eventually(lambda: any(c.holds_replies for c in broker.connections))
+                w.writer.transport.abort()
+        fsync_may_finish.set()
+        await eventually(lambda: all(ref() is None for ref in made))
+    finally:
+        fsync_may_finish.set()
+        gc.enable()
