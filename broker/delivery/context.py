@@ -44,7 +44,7 @@ class DeliveryContext:
 
     def journal(self, path: Path) -> Journal:
         """A journal the commit tick will write whenever something is appended to it."""
-        return Journal(path, self.journal_pending)
+        return Journal(path, self.journal_pending, sync_each_write=self.config.fsync == "always")
 
     def journal_pending(self, journal: Journal) -> None:
         self.dirty_journals[journal] = None

@@ -31,15 +31,22 @@ class Journal:
     """Entries are JSON objects, one a line; a torn tail is cut off on replay."""
 
     def __init__(
-        self, path: pathlib.Path, on_pending: Callable[[Journal], None] | None = None
+        self,
+        path: pathlib.Path,
+        on_pending: Callable[[Journal], None] | None = None,
+        *,
+        sync_each_write: bool = True,
     ) -> None:
         """No disk access until replay(), write() or a rewrite.
 
         ``on_pending`` is told when the journal goes from nothing buffered to
         something, so its owner can write just the journals that changed.
+        ``sync_each_write``: every write is fsynced before its replies go out
+        (``--fsync always``), so a rewrite must fsync what it copies too.
         """
         self.path = path
         self._on_pending = on_pending
+        self._sync_each_write = sync_each_write
         self._fd: int | None = None
         self._size = 0
         self._pending: list[bytes] = []
@@ -167,11 +174,16 @@ class Journal:
 
         ``entries`` describe the state up to now (buffered entries included). The
         snapshot is written and fsynced to a temporary file in a worker thread
-        while the old file stays the journal. Then, for one more fsync, writes
-        wait in the buffer while the lines written meanwhile are copied over, and
-        the new file takes the name: at any crash the name holds one complete,
-        fsynced journal, and nothing is written twice or lost. Its directory entry
-        is made durable by the journal's next ``sync``. False if it was closed.
+        while the old file stays the journal. Then the lines written meanwhile
+        are copied over and the new file takes the name: at any crash the name
+        holds one complete journal, and nothing is written twice or lost.
+
+        With ``sync_each_write`` the copied lines are fsynced first, and writes
+        wait in the buffer for that one fsync. Otherwise they are copied at once,
+        with no wait, and synced like any other write (``--fsync interval``):
+        under load that fsync stalled deliveries for milliseconds, several times a
+        second. The directory entry is made durable by the journal's next
+        ``sync``. False if the journal was closed meanwhile.
         """
         if self._since is not None:
             raise RuntimeError("a rewrite is already running")
@@ -180,14 +192,21 @@ class Journal:
         data = _encode(entries)
         try:
             await asyncio.to_thread(self._write_tmp, data, truncate=True)
-            self._sealing = True
-            tail = b"".join(self._since)
-            if tail:
-                await asyncio.to_thread(self._write_tmp, tail, truncate=False)
+            if self._sync_each_write:
+                self._sealing = True
+                tail = b"".join(self._since)
+                if tail:
+                    await asyncio.to_thread(self._write_tmp, tail, truncate=False)
+            else:  # no await from here to the swap: nothing is written meanwhile
+                tail = b"".join(self._since)
+                if tail and self._fd is not None:
+                    self._write_tmp(tail, truncate=False, sync=False)
             if self._fd is None:
                 self._tmp.unlink(missing_ok=True)
                 return False
-            self._swap(len(data) + len(tail))
+            self._swap(len(data) + len(tail), synced=self._sync_each_write or not tail)
+            if not self._sync_each_write and self._on_pending is not None:
+                self._on_pending(self)  # so the next sync covers the new file and its name
             return True
         except OSError as exc:
             self._drop_tmp(exc)
@@ -202,13 +221,14 @@ class Journal:
     def _tmp(self) -> pathlib.Path:
         return self.path.with_name(self.path.name + ".tmp")
 
-    def _write_tmp(self, data: bytes, *, truncate: bool) -> None:
+    def _write_tmp(self, data: bytes, *, truncate: bool, sync: bool = True) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = _FLAGS | (os.O_TRUNC if truncate else os.O_APPEND)
         fd = os.open(self._tmp, flags, 0o644)
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -217,8 +237,8 @@ class Journal:
         log.error("journal_rewrite_failed", path=str(self.path), error=str(exc))
         raise StorageError(str(exc)) from exc
 
-    def _swap(self, size: int) -> None:
-        """The temporary file (``size`` bytes, fsynced) becomes the journal."""
+    def _swap(self, size: int, *, synced: bool) -> None:
+        """The temporary file (``size`` bytes, all fsynced or not) becomes the journal."""
         try:
             os.replace(self._tmp, self.path)
             new_fd = os.open(self.path, _FLAGS, 0o644)
@@ -227,7 +247,7 @@ class Journal:
         os.lseek(new_fd, 0, os.SEEK_END)
         with self._lock:
             old, self._fd = self._fd, new_fd
-            self._dirty = False
+            self._dirty = not synced
             self._dir_dirty = True
         self._size = size
         if old is not None:

@@ -261,13 +261,15 @@ async def test_acks_for_two_groups_in_one_read_keep_their_order(brokers: BrokerF
     assert {x.topic for x in d} == {"p", "q"}
 
 
+@pytest.mark.parametrize("fsync", ["interval", "always"])
 async def test_journal_compacts_under_traffic_and_keeps_every_ack(
-    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch, fsync: str
 ) -> None:
     # A tiny threshold makes the group rewrite its journal many times while
     # deliveries and acks keep coming; each ack is still answered and kept.
+    # Under always a rewrite's last step fsyncs under a seal; otherwise no write waits.
     monkeypatch.setattr(group_state, "COMPACT_MIN_BYTES", 2048)
-    broker = await brokers.start(ack_timeout=10)
+    broker = await brokers.start(ack_timeout=10, fsync=fsync)
     m = await member(broker.port, "orders", "billing")
     pub = await Wire.open(broker.port)
     total = 600

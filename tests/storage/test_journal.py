@@ -4,6 +4,7 @@ import asyncio
 import errno
 import os
 import pathlib
+import time
 
 import pytest
 
@@ -53,11 +54,12 @@ def test_torn_or_corrupt_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes
     assert path.read_bytes().startswith(good)
 
 
+@pytest.mark.parametrize("sync_each_write", [True, False])
 async def test_rewrite_compacts_and_keeps_what_is_written_meanwhile(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, sync_each_write: bool
 ) -> None:
     path = tmp_path / "j.jsonl"
-    j = Journal(path)
+    j = Journal(path, sync_each_write=sync_each_write)
     j.replay()
     for i in range(100):
         j.append({"offset": i})
@@ -65,18 +67,23 @@ async def test_rewrite_compacts_and_keeps_what_is_written_meanwhile(
     big = j.size
     j.append({"offset": 100})  # buffered: written to the old file, covered by the snapshot
     real_fsync = os.fsync
-    during: list[int] = []
+    fsyncs: list[int] = []
 
     def slow_fsync(fd: int) -> None:
         # While the snapshot is being fsynced the journal is still written to.
-        if not during:
-            during.append(fd)
+        if not fsyncs:
             j.append({"offset": 101})
             j.write()
+        fsyncs.append(fd)
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
     assert await j.rewrite_off_loop([{"snapshot": True, "offset": 100}])
+    # The lines copied from the old file are fsynced with the rewrite only when every
+    # write is (--fsync always); otherwise the journal's next sync covers them.
+    assert len(fsyncs) == (2 if sync_each_write else 1)
+    j.sync()  # the directory entry, and the new file if the rewrite did not sync it
+    assert len(fsyncs) == 3
     monkeypatch.undo()
     assert j.size < big and j.size == path.stat().st_size
     assert not path.with_name("j.jsonl.tmp").exists()
@@ -87,6 +94,30 @@ async def test_rewrite_compacts_and_keeps_what_is_written_meanwhile(
         {"offset": 101},
         {"offset": 102},
     ]
+
+
+async def test_writes_never_wait_for_a_rewrite_unless_each_write_is_synced(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --fsync always, the rewrite's last step makes no write wait (no seal)."""
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a disk busy with writeback
+        time.sleep(0.02)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    j = Journal(tmp_path / "j.jsonl", sync_each_write=False)
+    j.replay()
+    j.append({"n": 1})
+    rewrite = asyncio.create_task(j.rewrite_off_loop([{"snapshot": True}]))
+    refused: list[bool] = []
+    while not rewrite.done():  # as the commit tick does, until the new file is in place
+        j.append({"n": len(refused)})
+        refused.append(not j.write())
+        await asyncio.sleep(0)
+    assert await rewrite
+    assert refused and not any(refused)
 
 
 async def test_rewrite_of_a_closed_journal_leaves_the_file_alone(tmp_path: pathlib.Path) -> None:
