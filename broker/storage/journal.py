@@ -192,15 +192,13 @@ class Journal:
         data = _encode(entries)
         try:
             await asyncio.to_thread(self._write_tmp, data, truncate=True)
+            tail = b"".join(self._since)
             if self._sync_each_write:
-                self._sealing = True
-                tail = b"".join(self._since)
+                self._sealing = True  # writes wait in the buffer for the tail's fsync
                 if tail:
                     await asyncio.to_thread(self._write_tmp, tail, truncate=False)
-            else:  # no await from here to the swap: nothing is written meanwhile
-                tail = b"".join(self._since)
-                if tail and self._fd is not None:
-                    self._write_tmp(tail, truncate=False, sync=False)
+            elif tail and self._fd is not None:  # no await up to the swap: nothing is written
+                self._write_tmp(tail, truncate=False, sync=False)
             if self._fd is None:
                 self._tmp.unlink(missing_ok=True)
                 return False
