@@ -99,9 +99,18 @@ class ConsumerGroup:
     # -- consumer commands ---------------------------------------------------------
 
     def ack(self, p: Pending) -> None:
+        self.take_back_acked(p)
+        self.acked([p])
+
+    def take_back_acked(self, p: Pending) -> None:
+        """The first half of an ack: from now on its id is refused as already acknowledged."""
         self._take_back(p, "acked")
-        self.state.acked(p.offset)
-        self._done(p)
+
+    def acked(self, ps: list[Pending]) -> None:
+        """The second half, for acks read together: one journal line, then more deliveries."""
+        self.state.acked([p.offset for p in ps])
+        for p in ps:
+            self._done(p)
 
     def nack(self, p: Pending, delay: float) -> None:
         self._take_back(p, "nacked")
@@ -141,6 +150,7 @@ class ConsumerGroup:
         pump stops, rather than a send (and its slow-consumer check) per message.
         """
         self._pump(time.time())
+        self.state.flush()  # the journal lines of this pass's deliveries
         if self._out:
             out, self._out = self._out, {}
             for member, chunks in out.items():

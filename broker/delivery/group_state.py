@@ -81,7 +81,8 @@ class GroupState:
         self.expired_count = 0
         self.acked_count = 0
         self.paused = False
-        self._ts, self._ts_text = 0.0, b"0.0"  # the last delivery time and its JSON
+        self._sent: list[Pending] = []  # delivered, not journaled yet (see flush)
+        self._sent_ts = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -105,29 +106,57 @@ class GroupState:
     # -- live changes (each one journaled) ----------------------------------------
 
     def delivered(self, p: Pending, ts: float) -> None:
-        """``p`` went out at ``ts`` (its attempts already counted)."""
-        # The two per-message events skip the dict and orjson: same JSON, less work.
-        # A pump stamps all its deliveries with one time, so its text is made once.
+        """``p`` went out at ``ts`` (its attempts already counted).
+
+        The state changes now; the journal line waits for ``flush()`` (the end of
+        the pump), so a pump's deliveries of consecutive offsets become one line.
+        """
         self._delivered(p, p.attempts, ts)
-        if ts != self._ts:
-            self._ts, self._ts_text = ts, repr(ts).encode()
-        self.journal.append_line(
-            b'{"e":"d","o":%d,"a":%d,"t":%b}\n' % (p.offset, p.attempts, self._ts_text)
-        )
+        if ts != self._sent_ts:
+            self.flush()
+            self._sent_ts = ts
+        self._sent.append(p)
+
+    def flush(self) -> None:
+        """Journal the deliveries ``delivered()`` holds back: a line per run of
+        consecutive offsets with the same attempt count, all at the same time."""
+        sent = self._sent
+        if not sent:
+            return
+        self._sent = []
+        ts = repr(self._sent_ts).encode()
+        lines = []
+        first = sent[0]
+        n = 1
+        for p in sent[1:]:
+            if p.offset == first.offset + n and p.attempts == first.attempts:
+                n += 1
+                continue
+            lines.append(_delivered_line(first.offset, n, first.attempts, ts))
+            first, n = p, 1
+        lines.append(_delivered_line(first.offset, n, first.attempts, ts))
+        self.journal.append_line(b"".join(lines))
 
     def failed(self, p: Pending) -> None:
         self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})
 
-    def acked(self, offset: int) -> None:
-        self._finish(offset)
-        self.acked_count += 1
-        self.journal.append_line(b'{"e":"a","o":%d}\n' % offset)
+    def acked(self, offsets: list[int]) -> None:
+        """Acks read together: one journal line for all of them."""
+        self.flush()
+        for offset in offsets:
+            self._finish(offset)
+        self.acked_count += len(offsets)
+        if len(offsets) == 1:
+            self.journal.append_line(b'{"e":"a","o":%d}\n' % offsets[0])
+        else:  # a list's repr is its JSON
+            self.journal.append_line(b'{"e":"a","o":%b}\n' % repr(offsets).encode())
 
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
 
     def taken(self, first: int, count: int) -> None:
         """Offsets ``first..first+count-1`` join the group's ready set (not delivered yet)."""
+        self.flush()
         self._taken(first, count)
         self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, count))
 
@@ -153,13 +182,15 @@ class GroupState:
     # -- internals ---------------------------------------------------------------
 
     def _record(self, entry: dict[str, Any]) -> None:
+        self.flush()  # the journal keeps the order things happened in
         self._apply(entry)
         self.journal.append(entry)
 
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["e"]
-        if kind == "d":
-            self._delivered(self.pending_for(e["o"]), e["a"], e["t"])
+        if kind == "d":  # "n": a run of consecutive offsets delivered together
+            for offset in range(e["o"], e["o"] + e.get("n", 1)):
+                self._delivered(self.pending_for(offset), e["a"], e["t"])
         elif kind == "r":
             p = self.pending_for(e["o"])
             p.attempts = e["a"]
@@ -168,11 +199,14 @@ class GroupState:
             p.phase = Phase.WAITING
         elif kind == "t":
             self._taken(e["o"], e["n"])
-        elif kind in ("a", "x", "g", "exp"):
+        elif kind == "a":  # one offset, or a list of acks read together
+            offsets = e["o"] if type(e["o"]) is list else [e["o"]]
+            for offset in offsets:
+                self._finish(offset)
+            self.acked_count += len(offsets)
+        elif kind in ("x", "g", "exp"):
             self._finish(e["o"])
-            if kind == "a":
-                self.acked_count += 1
-            elif kind == "x":
+            if kind == "x":
                 self.dead += 1
             elif kind == "g":
                 self.dropped += 1
@@ -237,6 +271,7 @@ class GroupState:
 
     async def compact(self) -> bool:
         """Rewrite the journal as one snapshot, with the file work off the loop."""
+        self.flush()
         return await self.journal.rewrite_off_loop([self.snapshot()])
 
     def snapshot(self) -> dict[str, Any]:
@@ -270,6 +305,12 @@ class GroupState:
             p = self.pending_for(offset)
             p.attempts, p.first_ts, p.last_ts = attempts, first_ts, last_ts
             p.retry_at, p.reason, p.phase = retry_at, reason, Phase(phase)
+
+
+def _delivered_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
+    if n == 1:
+        return b'{"e":"d","o":%d,"a":%d,"t":%b}\n' % (offset, attempts, ts)
+    return b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}\n' % (offset, n, attempts, ts)
 
 
 _EVENT_FIELDS: Final = {

@@ -266,6 +266,29 @@ class Router:
         group.ack(p)
         return group.state.journal
 
+    def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
+        """Acks read together, settled in order (a repeated id is refused like a late
+        one); each group journals its share as one line. A result per id."""
+        results: list[Journal | DeliveryError] = []
+        settled: dict[ConsumerGroup, list[Pending]] = {}
+        for id in ids:
+            try:
+                p = self._holder(client, id)
+            except DeliveryError as e:
+                results.append(e)
+                continue
+            group: ConsumerGroup = p.member.group
+            group.take_back_acked(p)
+            ps = settled.get(group)
+            if ps is None:
+                settled[group] = [p]
+            else:
+                ps.append(p)
+            results.append(group.state.journal)
+        for group, ps in settled.items():
+            group.acked(ps)
+        return results
+
     def nack(self, client: ClientState, id: str, delay: float | None) -> Journal:
         p = self._holder(client, id)
         group: ConsumerGroup = p.member.group

@@ -251,17 +251,15 @@ class Handlers:
         waiting for the same journal share one reply slot."""
         waiting: Journal | None = None
         count = 0
-        for id in ids:
-            try:
-                journal = self.router.ack(conn.client, id)
-            except DeliveryError as e:
+        for result in self.router.ack_run(conn.client, ids):
+            if isinstance(result, DeliveryError):
                 self._acked(conn, waiting, count)
                 waiting, count = None, 0
-                conn.reply(replies.err(e.reason))
+                conn.reply(replies.err(result.reason))
                 continue
-            if journal is not waiting:
+            if result is not waiting:
                 self._acked(conn, waiting, count)
-                waiting, count = journal, 0
+                waiting, count = result, 0
             count += 1
         self._acked(conn, waiting, count)
 
