@@ -11,6 +11,7 @@ timer per group, no scans. Retries, delays and backoff share one heap.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Coroutine
 from typing import Final
@@ -64,7 +65,11 @@ class ConsumerGroup:
         self._queue = ReadyQueue()
         self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
         self._due = DueHeap(ctx.loop, self._on_due)
-        self._out: dict[Member, list[bytes]] = {}  # deliveries of the running pump
+        # The running pump's deliveries: bytes per member, what waits for an ack
+        # deadline, and the publish times of first deliveries (see pump).
+        self._out: dict[Member, list[bytes]] = {}
+        self._sent: list[Pending] = []
+        self._fresh: list[float] = []
         self._reads = LogReads(log_, DISK_READ, self._spawn)
         self._compacting = False
         self._closed = False
@@ -146,11 +151,22 @@ class ConsumerGroup:
     def pump(self) -> None:
         """Deliver while some member has room and something is ready.
 
-        Deliveries are gathered per member and sent as one write each when the
-        pump stops, rather than a send (and its slow-consumer check) per message.
+        What each delivery shares with the others of the pass is done once when
+        the pump stops: one write per member (rather than a send, and its
+        slow-consumer check, per message), the journal lines, the ack deadlines
+        and the latency histogram.
         """
-        self._pump(time.time())
-        self.state.flush()  # the journal lines of this pass's deliveries
+        now = time.time()
+        self._pump(now)
+        self.state.flush()
+        if self._sent:
+            sent, self._sent = self._sent, []
+            self._deadlines.start_many(sent)
+        if self._fresh:
+            fresh, self._fresh = self._fresh, []
+            observe = self.ctx.deliver_latency.observe
+            for ts, run in itertools.groupby(fresh):  # a publish run shares a timestamp
+                observe(now - ts, len(list(run)))
         if self._out:
             out, self._out = self._out, {}
             for member, chunks in out.items():
@@ -179,13 +195,16 @@ class ConsumerGroup:
                 self._deliver(member, p, now)
 
     def _member_with_room(self) -> Member | None:
+        """The next member in turn with room (most often the very next one)."""
         members = self.members
         n = len(members)
         limit = self.ctx.config.max_inflight
-        for i in range(n):
-            member = members[(self._rr + i) % n]
+        rr = self._rr if self._rr < n else 0
+        for _ in range(n):
+            member = members[rr]
+            rr = rr + 1 if rr + 1 < n else 0
             if member.holding < limit:
-                self._rr = (self._rr + i + 1) % n
+                self._rr = rr
                 return member
         return None
 
@@ -219,13 +238,10 @@ class ConsumerGroup:
             self._skip_deleted(records[0].offset)
         if records[0].offset != self.state.cursor:
             return False
-        self.state.taken(records[0].offset, len(records))
-        pending = self.state.pending
-        for record in records:
-            p = pending[record.offset]
-            p.record = record
-            p.meta = record.meta
-            self._schedule(p)
+        ps = self.state.taken(records)
+        if not self._queue.push_plain(ps):
+            for p in ps:
+                self._schedule(p)
         self.ctx.changed()
         return True
 
@@ -310,12 +326,12 @@ class ConsumerGroup:
             self.redelivered += 1
             client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
-            self.ctx.deliver_latency.observe(now - record.ts)
+            self._fresh.append(record.ts)
         self.state.delivered(p, now)
         p.member = member
         p.id = record.id
         p.record = None  # read back if it is ever needed again (see Pending)
-        self._deadlines.start(p)
+        self._sent.append(p)
         member.holding += 1
         client.ids[record.id] = p
         data = delivery(client.version, self.topic, record, p.attempts)

@@ -15,7 +15,7 @@ import enum
 from typing import Any, Final
 
 from broker.storage.journal import Journal
-from broker.storage.records import Meta, Record
+from broker.storage.records import Record
 
 COMPACT_MIN_BYTES: Final = 256 * 1024
 COMPACT_RATIO: Final = 8
@@ -52,17 +52,17 @@ class Pending:
         "retry_at",
     )
 
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, record: Record | None = None) -> None:
         self.offset = offset
+        self.record = record
+        self.meta = record.meta if record is not None else None
         self.attempts = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
         self.phase = Phase.WAITING
         self.retry_at = 0.0
         self.reason = ""
-        self.record: Record | None = None
         self.id = ""
-        self.meta: Meta | None = None
         self.member: Any = None
         self.deadline = 0.0
 
@@ -154,11 +154,15 @@ class GroupState:
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
 
-    def taken(self, first: int, count: int) -> None:
-        """Offsets ``first..first+count-1`` join the group's ready set (not delivered yet)."""
+    def taken(self, records: list[Record]) -> list[Pending]:
+        """Records from the cursor on join the group's ready set (not delivered yet)."""
         self.flush()
-        self._taken(first, count)
-        self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, count))
+        first, last = records[0].offset, records[-1].offset
+        self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, last - first + 1))
+        ps = [Pending(r.offset, r) for r in records]
+        self.pending.update(zip([p.offset for p in ps], ps, strict=True))
+        self.cursor = last + 1
+        return ps
 
     def expired(self, offset: int) -> None:
         """A message's TTL passed before it could be delivered: it is done."""

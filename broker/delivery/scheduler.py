@@ -47,6 +47,15 @@ class ReadyQueue:
                 return
         heapq.heappush(self._heap, (-priority_of(p), p.offset, p))
 
+    def push_plain(self, ps: list[Pending]) -> bool:
+        """Messages just taken from the log, in offset order: if none has a key, a
+        priority or a delay, they join the FIFO in one step. False: push them one by one."""
+        plain = self._plain
+        if (plain and plain[-1].offset > ps[0].offset) or any(p.meta is not None for p in ps):
+            return False
+        plain.extend(ps)
+        return True
+
     def hold(self, p: Pending) -> None:
         """``p`` holds its key while it waits elsewhere (a retry after a restart)."""
         key = key_of(p)

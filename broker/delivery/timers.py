@@ -28,26 +28,24 @@ class AckDeadlines:
         self._by_offset: dict[int, Pending] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self._now = self._deadline = 0.0
 
-    def start(self, p: Pending) -> None:
-        """``p`` was just delivered: its deadline is a full timeout away.
+    def start_many(self, ps: list[Pending]) -> None:
+        """``ps`` were just delivered: their deadline is a full timeout away.
 
-        uvloop's clock is the loop iteration's cached time, so a pump's deliveries
-        share one deadline float: 24 bytes less per message in flight.
+        One float for them all: 24 bytes less per message in flight.
         """
-        now = self.loop.time()
-        if now != self._now:
-            self._now, self._deadline = now, now + self.timeout
-        p.deadline = self._deadline
-        self._by_offset[p.offset] = p
+        deadline = self.loop.time() + self.timeout
+        by_offset = self._by_offset
+        for p in ps:
+            p.deadline = deadline
+            by_offset[p.offset] = p
         if self._timer is None:
             self._arm()
 
     def restart(self, p: Pending) -> None:
         """A TOUCH: a full timeout from now, so ``p`` moves to the end of the order."""
         self._by_offset.pop(p.offset, None)
-        self.start(p)
+        self.start_many([p])
 
     def held_by(self, member: object) -> list[Pending]:
         """In-flight deliveries of ``member`` (None: of everyone), oldest first."""
