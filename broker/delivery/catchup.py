@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Final
 
 from broker.delivery.clients import ClientState
-from broker.delivery.wire import delivery
+from broker.delivery.wire import deliveries
 
 if TYPE_CHECKING:
     from broker.delivery.router import Router
@@ -32,8 +32,7 @@ async def catch_up(router: Router, client: ClientState, topic: str, offset: int)
                 break
             await asyncio.sleep(0)  # written meanwhile: read again
             continue
-        version = client.version
-        client.sender.send(b"".join(delivery(version, topic, r, 1) for r in records))
+        client.sender.send(deliveries(client.version, topic, records))
         offset = records[-1].offset + 1
         await client.sender.writable()
     router.go_live(client, topic)

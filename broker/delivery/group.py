@@ -26,7 +26,7 @@ from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.log_reads import LogReads
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
-from broker.delivery.wire import delivery
+from broker.delivery.wire import group_deliveries
 from broker.storage.records import Record, StorageError
 from broker.storage.topic_log import TopicLog
 
@@ -65,9 +65,9 @@ class ConsumerGroup:
         self._queue = ReadyQueue()
         self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
         self._due = DueHeap(ctx.loop, self._on_due)
-        # The running pump's deliveries: bytes per member, what waits for an ack
-        # deadline, and the publish times of first deliveries (see pump).
-        self._out: dict[Member, list[bytes]] = {}
+        # The running pump's deliveries: in order, per member, and the publish
+        # times of first deliveries (see pump).
+        self._out: dict[Member, list[Pending]] = {}
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
         self._reads = LogReads(log_, DISK_READ, self._spawn)
@@ -162,16 +162,17 @@ class ConsumerGroup:
         if self._sent:
             sent, self._sent = self._sent, []
             self._deadlines.start_many(sent)
+            out, self._out = self._out, {}
+            for member, ps in out.items():
+                member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
+            for p in sent:
+                p.record = None  # read back if it is ever needed again (see Pending)
+            self.ctx.changed()
         if self._fresh:
             fresh, self._fresh = self._fresh, []
             observe = self.ctx.deliver_latency.observe
             for ts, run in itertools.groupby(fresh):  # a publish run shares a timestamp
                 observe(now - ts, len(list(run)))
-        if self._out:
-            out, self._out = self._out, {}
-            for member, chunks in out.items():
-                member.client.sender.send(b"".join(chunks))
-            self.ctx.changed()
 
     def _pump(self, now: float) -> None:
         """``now`` stamps every delivery of this pass: they leave together."""
@@ -330,16 +331,14 @@ class ConsumerGroup:
         self.state.delivered(p, now)
         p.member = member
         p.id = record.id
-        p.record = None  # read back if it is ever needed again (see Pending)
         self._sent.append(p)
         member.holding += 1
         client.ids[record.id] = p
-        data = delivery(client.version, self.topic, record, p.attempts)
-        chunks = self._out.get(member)
-        if chunks is None:
-            self._out[member] = [data]
+        ps = self._out.get(member)
+        if ps is None:
+            self._out[member] = [p]
         else:
-            chunks.append(data)
+            ps.append(p)
 
     # -- failures, retries, dead letters, expiry ----------------------------------
 

@@ -15,7 +15,7 @@ from broker.delivery.context import DeliveryContext, Sender
 from broker.delivery.group import ConsumerGroup
 from broker.delivery.group_state import GroupState, Pending
 from broker.delivery.patterns import PatternRegistry
-from broker.delivery.wire import delivery
+from broker.delivery.wire import deliveries
 from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from broker.storage.journal import Journal
 from broker.storage.records import Record
@@ -218,9 +218,7 @@ class Router:
             for client in list(subs):
                 data = encoded.get(client.version)
                 if data is None:
-                    data = encoded[client.version] = b"".join(
-                        [delivery(client.version, topic, r, 1) for r in records]
-                    )
+                    data = encoded[client.version] = deliveries(client.version, topic, records)
                 client.sender.send(data)
             sent = len(subs) * len(records)
         for group in self.groups.get(topic, {}).values():

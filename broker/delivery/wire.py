@@ -1,18 +1,36 @@
-"""A record as the bytes a client gets, by the protocol version it asked for."""
+"""Records as the bytes a client gets, by the protocol version it asked for."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from broker.protocol import replies
 from broker.protocol.v2 import frame
 from broker.storage.records import Record
 
+if TYPE_CHECKING:
+    from broker.delivery.group_state import Pending
 
-def delivery(version: int, topic: str, record: Record, attempt: int, kind: str = "MSG") -> bytes:
+
+def deliveries(
+    version: int, topic: str, records: Sequence[Record], attempt: int = 1, kind: str = "MSG"
+) -> bytes:
     """``MSG``/``HISTORY`` lines for v1 clients, ``MSG2``/``HISTORY2`` frames for v2 ones."""
     if version == 1:
-        if kind == "MSG":
-            return replies.msg(topic, record.id, record.offset, record.ts, record.msg)
-        return replies.history(topic, record.id, record.offset, record.ts, record.msg)
+        return replies.message_lines(kind, topic, records)
+    return b"".join([_frame(kind, topic, r, attempt) for r in records])
+
+
+def group_deliveries(version: int, topic: str, ps: Sequence[Pending]) -> bytes:
+    """A pump's deliveries to one member; each still holds its record until the pump ends."""
+    records = cast(list[Record], [p.record for p in ps])
+    if version == 1:
+        return replies.message_lines("MSG", topic, records)
+    return b"".join([_frame("MSG", topic, r, p.attempts) for r, p in zip(records, ps, strict=True)])
+
+
+def _frame(kind: str, topic: str, record: Record, attempt: int) -> bytes:
     meta = record.meta
     if meta is None:
         return frame(kind + "2", topic, record.id, record.offset, record.ts, attempt,

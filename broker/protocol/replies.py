@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Final, Protocol
 
 BANNER: Final = b"OK connected\n"
 PONG: Final = b"OK pong\n"
@@ -61,13 +61,27 @@ class _FloatText:
 ts_text: Final = _FloatText()
 
 
-def msg(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
-    """``MSG <topic> <id> <offset> <ts> <msg>``; ts printed as Python prints floats, as the seed."""
-    return f"MSG {topic} {id} {offset} {ts_text(ts)} {text}\n".encode()
+class Message(Protocol):
+    """What a delivery line shows of a stored message."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def msg(self) -> str: ...
 
 
-def history(topic: str, id: str, offset: int, ts: float, text: str) -> bytes:
-    return f"HISTORY {topic} {id} {offset} {ts_text(ts)} {text}\n".encode()
+def message_lines(kind: str, topic: str, messages: Iterable[Message]) -> bytes:
+    """``MSG``/``HISTORY <topic> <id> <offset> <ts> <msg>`` lines, encoded once for them all.
+
+    ts is printed as Python prints floats, as the seed does.
+    """
+    return "".join(
+        [f"{kind} {topic} {m.id} {m.offset} {ts_text(m.ts)} {m.msg}\n" for m in messages]
+    ).encode()
 
 
 def group_line(topic: str, group: str, fields: dict[str, int]) -> bytes:

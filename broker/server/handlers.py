@@ -15,7 +15,7 @@ import structlog
 
 from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
-from broker.delivery.wire import delivery
+from broker.delivery.wire import deliveries
 from broker.observe.stats import collect
 from broker.protocol import (
     Ack,
@@ -173,9 +173,7 @@ class Handlers:
         async def read() -> bytes:
             records = await asyncio.to_thread(log_.read_last, n)
             version = conn.client.version
-            lines = [delivery(version, cmd.topic, r, 0, "HISTORY") for r in records]
-            lines.append(replies.HISTORY_END)
-            return b"".join(lines)
+            return deliveries(version, cmd.topic, records, 0, "HISTORY") + replies.HISTORY_END
 
         self._later(conn, read)
 
