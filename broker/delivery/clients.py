@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
 from typing import TYPE_CHECKING, Final
 
 from broker.delivery.context import Sender
@@ -48,10 +48,13 @@ class ClientState:
         self.patterns: set[tuple[str, str]] = set()  # (pattern, group) memberships
         self.ids: dict[str, Pending] = {}  # what it holds, by message id
         # Why recent ids were taken back, so a late ACK hears why it is refused.
-        self.forgotten: OrderedDict[str, str] = OrderedDict()
+        self.forgotten: dict[str, str] = {}
 
     def forget(self, id: str, why: str) -> None:
+        """Every ack lands here, so the oldest reasons are dropped FORGOTTEN_IDS at a
+        time (the newest FORGOTTEN_IDS to twice that are kept), not one per ack."""
         self.ids.pop(id, None)
-        self.forgotten[id] = why
-        if len(self.forgotten) > FORGOTTEN_IDS:
-            self.forgotten.popitem(last=False)
+        forgotten = self.forgotten
+        forgotten[id] = why
+        if len(forgotten) >= 2 * FORGOTTEN_IDS:
+            self.forgotten = dict(itertools.islice(forgotten.items(), FORGOTTEN_IDS, None))

@@ -93,7 +93,7 @@ class ConsumerGroup:
         """Hand the member's deliveries back; a death counts as a failed attempt, a leave not."""
         self.members.remove(member)
         for p in self._deadlines.held_by(member):
-            self._take_back(p, "consumer dead" if died else "unsubscribed")
+            self.take_back(p, "consumer dead" if died else "unsubscribed")
             if died:
                 self._fail(p, "consumer_dead", delay=0.0)
             else:
@@ -104,21 +104,20 @@ class ConsumerGroup:
     # -- consumer commands ---------------------------------------------------------
 
     def ack(self, p: Pending) -> None:
-        self.take_back_acked(p)
+        self.take_back(p, "acked")
         self.acked([p])
 
-    def take_back_acked(self, p: Pending) -> None:
-        """The first half of an ack: from now on its id is refused as already acknowledged."""
-        self._take_back(p, "acked")
-
     def acked(self, ps: list[Pending]) -> None:
-        """The second half, for acks read together: one journal line, then more deliveries."""
+        """Acks read together, each already taken back: one journal line, then more
+        deliveries (only a message with a key has something to release)."""
         self.state.acked([p.offset for p in ps])
         for p in ps:
-            self._done(p)
+            if p.meta is not None:
+                self._queue.release(p)
+        self._after_done()
 
     def nack(self, p: Pending, delay: float) -> None:
-        self._take_back(p, "nacked")
+        self.take_back(p, "nacked")
         self._fail(p, "nacked", delay=delay)
         self.pump()
 
@@ -135,7 +134,7 @@ class ConsumerGroup:
     def seek(self, offset: int) -> None:
         """Start over at ``offset``: in-flight and waiting messages are forgotten."""
         for p in self._deadlines.held_by(None):
-            self._take_back(p, "group was reset with SEEK")
+            self.take_back(p, "group was reset with SEEK")
         self._deadlines.clear()
         self._due.clear()
         self._queue.clear()
@@ -342,7 +341,8 @@ class ConsumerGroup:
 
     # -- failures, retries, dead letters, expiry ----------------------------------
 
-    def _take_back(self, p: Pending, why: str) -> None:
+    def take_back(self, p: Pending, why: str) -> None:
+        """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
         member = p.member
         if member is None:
             return
@@ -404,6 +404,9 @@ class ConsumerGroup:
         once per ack, and the next deliveries leave in the same tick either way.
         """
         self._queue.release(p)
+        self._after_done()
+
+    def _after_done(self) -> None:
         if not self._compacting and self.state.needs_compaction():
             self._compacting = True
             self._spawn(self._compact())
@@ -428,7 +431,7 @@ class ConsumerGroup:
                 offset=p.offset,
                 attempts=p.attempts,
             )
-            self._take_back(p, "ack timeout expired")
+            self.take_back(p, "ack timeout expired")
             self._fail(p, "ack_timeout")
         self.pump()
 

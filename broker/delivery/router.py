@@ -276,7 +276,7 @@ class Router:
                 results.append(e)
                 continue
             group: ConsumerGroup = p.member.group
-            group.take_back_acked(p)
+            group.take_back(p, "acked")
             ps = settled.get(group)
             if ps is None:
                 settled[group] = [p]
