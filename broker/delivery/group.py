@@ -157,9 +157,9 @@ class ConsumerGroup:
         """
         now = time.time()
         self._pump(now)
-        self.state.flush()
         if self._sent:
             sent, self._sent = self._sent, []
+            self.state.delivered(sent, now)
             self._deadlines.start_many(sent)
             out, self._out = self._out, {}
             for member, ps in out.items():
@@ -181,8 +181,8 @@ class ConsumerGroup:
                 # Delayed messages go to the timer heap, so keep taking until one is ready.
                 while self._take(LOOKAHEAD - queue.ready) and not queue.ready:
                     pass
-            if not queue.ready:
-                return
+                if not queue.ready:
+                    return
             member = self._member_with_room()
             if member is None:
                 return
@@ -327,7 +327,7 @@ class ConsumerGroup:
             client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
             self._fresh.append(record.ts)
-        self.state.delivered(p, now)
+        p.phase = Phase.IN_FLIGHT  # the rest of its bookkeeping waits for the pump's end
         p.member = member
         p.id = record.id
         self._sent.append(p)

@@ -81,8 +81,6 @@ class GroupState:
         self.expired_count = 0
         self.acked_count = 0
         self.paused = False
-        self._sent: list[Pending] = []  # delivered, not journaled yet (see flush)
-        self._sent_ts = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -105,36 +103,20 @@ class GroupState:
 
     # -- live changes (each one journaled) ----------------------------------------
 
-    def delivered(self, p: Pending, ts: float) -> None:
-        """``p`` went out at ``ts`` (its attempts already counted).
-
-        The state changes now; the journal line waits for ``flush()`` (the end of
-        the pump), so a pump's deliveries of consecutive offsets become one line.
-        """
-        self._delivered(p, p.attempts, ts)
-        if ts != self._sent_ts:
-            self.flush()
-            self._sent_ts = ts
-        self._sent.append(p)
-
-    def flush(self) -> None:
-        """Journal the deliveries ``delivered()`` holds back: a line per run of
-        consecutive offsets with the same attempt count, all at the same time."""
-        sent = self._sent
-        if not sent:
-            return
-        self._sent = []
-        ts = repr(self._sent_ts).encode()
+    def delivered(self, ps: list[Pending], ts: float) -> None:
+        """A pump's deliveries, all at ``ts`` (attempts already counted): one journal
+        line per run of consecutive offsets with the same attempt count."""
+        self._delivered(ps, ts)
+        text = repr(ts).encode()
         lines = []
-        first = sent[0]
-        n = 1
-        for p in sent[1:]:
+        first, n = ps[0], 1
+        for p in ps[1:]:
             if p.offset == first.offset + n and p.attempts == first.attempts:
                 n += 1
                 continue
-            lines.append(_delivered_line(first.offset, n, first.attempts, ts))
+            lines.append(_delivered_line(first.offset, n, first.attempts, text))
             first, n = p, 1
-        lines.append(_delivered_line(first.offset, n, first.attempts, ts))
+        lines.append(_delivered_line(first.offset, n, first.attempts, text))
         self.journal.append_line(b"".join(lines))
 
     def failed(self, p: Pending) -> None:
@@ -142,7 +124,6 @@ class GroupState:
 
     def acked(self, offsets: list[int]) -> None:
         """Acks read together: one journal line for all of them."""
-        self.flush()
         for offset in offsets:
             self._finish(offset)
         self.acked_count += len(offsets)
@@ -156,7 +137,6 @@ class GroupState:
 
     def taken(self, records: list[Record]) -> list[Pending]:
         """Records from the cursor on join the group's ready set (not delivered yet)."""
-        self.flush()
         first, last = records[0].offset, records[-1].offset
         self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, last - first + 1))
         ps = [Pending(r.offset, r) for r in records]
@@ -186,15 +166,16 @@ class GroupState:
     # -- internals ---------------------------------------------------------------
 
     def _record(self, entry: dict[str, Any]) -> None:
-        self.flush()  # the journal keeps the order things happened in
         self._apply(entry)
         self.journal.append(entry)
 
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["e"]
         if kind == "d":  # "n": a run of consecutive offsets delivered together
-            for offset in range(e["o"], e["o"] + e.get("n", 1)):
-                self._delivered(self.pending_for(offset), e["a"], e["t"])
+            ps = [self.pending_for(o) for o in range(e["o"], e["o"] + e.get("n", 1))]
+            for p in ps:
+                p.attempts = e["a"]
+            self._delivered(ps, e["t"])
         elif kind == "r":
             p = self.pending_for(e["o"])
             p.attempts = e["a"]
@@ -240,14 +221,14 @@ class GroupState:
         if first + count > self.cursor:
             self.cursor = first + count
 
-    def _delivered(self, p: Pending, attempts: int, ts: float) -> None:
-        p.attempts = attempts
-        p.last_ts = ts
-        if not p.first_ts:
-            p.first_ts = ts
-        p.phase = Phase.IN_FLIGHT
-        if p.offset >= self.cursor:
-            self.cursor = p.offset + 1
+    def _delivered(self, ps: list[Pending], ts: float) -> None:
+        for p in ps:
+            p.last_ts = ts
+            if not p.first_ts:
+                p.first_ts = ts
+            p.phase = Phase.IN_FLIGHT
+            if p.offset >= self.cursor:  # only in a replay: a live delivery was taken first
+                self.cursor = p.offset + 1
 
     def pending_for(self, offset: int) -> Pending:
         p = self.pending.get(offset)
@@ -275,7 +256,6 @@ class GroupState:
 
     async def compact(self) -> bool:
         """Rewrite the journal as one snapshot, with the file work off the loop."""
-        self.flush()
         return await self.journal.rewrite_off_loop([self.snapshot()])
 
     def snapshot(self) -> dict[str, Any]:

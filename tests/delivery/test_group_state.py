@@ -17,7 +17,7 @@ def open_state(path: Path) -> GroupState:
 def deliver(state: GroupState, offset: int, attempts: int = 1) -> None:
     p = state.pending_for(offset)
     p.attempts = attempts
-    state.delivered(p, 1000.0 + offset)
+    state.delivered([p], 1000.0 + offset)
 
 
 def test_replay_rebuilds_floor_done_and_pending(tmp_path: Path) -> None:
@@ -57,9 +57,7 @@ async def test_journal_compacts_to_a_size_that_follows_pending(tmp_path: Path) -
             if state.needs_compaction():
                 compactions += await state.compact()
         if offset % 500 == 0:
-            state.flush()
             state.journal.write()
-    state.flush()
     state.journal.write()
     assert compactions >= 1
     assert path.stat().st_size < 1_000_000
@@ -76,11 +74,10 @@ def test_deliveries_and_acks_read_together_take_a_line_each_and_replay(tmp_path:
     path = tmp_path / "g.journal"
     state = open_state(path)
     state.create(1)
-    for offset in range(1, 11):
-        p = state.pending_for(offset)
-        p.attempts = 2 if offset == 6 else 1  # a retry breaks the run
-        state.delivered(p, 1000.5)
-    state.flush()
+    ps = [state.pending_for(offset) for offset in range(1, 11)]
+    for p in ps:
+        p.attempts = 2 if p.offset == 6 else 1  # a retry breaks the run
+    state.delivered(ps, 1000.5)
     state.acked([1, 3, 5, 6, 7])
     state.acked([9])
     state.journal.write()
@@ -98,15 +95,3 @@ def test_deliveries_and_acks_read_together_take_a_line_each_and_replay(tmp_path:
     assert set(again.pending) == {2, 4, 8, 10}
     assert again.cursor == 11 and again.acked_count == 6 and again.completed == 6
     assert all(p.attempts == 1 and p.first_ts == 1000.5 for p in again.pending.values())
-
-
-def test_a_held_back_delivery_line_comes_before_later_events(tmp_path: Path) -> None:
-    path = tmp_path / "g.journal"
-    state = open_state(path)
-    state.create(1)
-    deliver(state, 1)
-    state.skip_to(3)  # any other event writes the held-back deliveries first
-    state.journal.write()
-    state.journal.close()
-    kinds = [line.split(b",")[0] for line in path.read_bytes().splitlines()]
-    assert kinds == [b'{"e":"start"', b'{"e":"d"', b'{"e":"skip"']
