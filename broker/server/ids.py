@@ -20,8 +20,10 @@ class IdGenerator:
             return [self.next(now)]
         start = self._counter
         self._counter = (start + n) & 0xFFFFFFFF
-        prefix = f"msg_{int(now * 1000)}_"
-        return [f"{prefix}{(start + i) & 0xFFFFFFFF:08x}" for i in range(1, n + 1)]
+        template = f"msg_{int(now * 1000)}_%08x"  # %-formatting an int is the cheapest here
+        if start + n <= 0xFFFFFFFF:
+            return [template % c for c in range(start + 1, start + n + 1)]
+        return [template % ((start + i) & 0xFFFFFFFF) for i in range(1, n + 1)]
 
     def next(self, now: float | None = None) -> str:
         self._counter = (self._counter + 1) & 0xFFFFFFFF
