@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.delivery.group_state import Pending
-from broker.delivery.scheduler import ReadyQueue
+from broker.delivery.scheduler import ReadyQueue, priority_of
 from broker.storage.records import NORMAL_PRIORITY, Meta
 
 
@@ -16,19 +16,34 @@ def pending(offset: int, priority: int | None) -> Pending:
     return p
 
 
-# (offset, priority or None for a plain PUB); pops happen between pushes.
+# (offset, priority or None for a plain PUB); pops happen between pushes; a list
+# is a run of records taken from the log together (push_plain, else one by one).
+priorities = st.one_of(st.none(), st.integers(0, 3))
 step = st.one_of(
-    st.tuples(st.integers(1, 60), st.one_of(st.none(), st.integers(0, 3))),
+    st.tuples(st.integers(1, 60), priorities),
     st.just("pop"),
+    st.integers(1, 60).flatmap(
+        lambda first: st.lists(priorities, min_size=1, max_size=8).map(
+            lambda prios: [(first + i, prio) for i, prio in enumerate(prios)]
+        )
+    ),
 )
+Step = tuple[int, int | None] | str | list[tuple[int, int | None]]
 
 
 @given(st.lists(step, max_size=60))
-def test_pops_follow_priority_then_offset(steps: list[tuple[int, int | None] | str]) -> None:
+def test_pops_follow_priority_then_offset(steps: list[Step]) -> None:
     queue = ReadyQueue()
     model: dict[int, int] = {}  # offset -> priority, what is queued now
     for s in steps:
-        if s == "pop":
+        if isinstance(s, list):
+            run = [pending(offset, prio) for offset, prio in s if offset not in model]
+            if run and not queue.push_plain(run):
+                for p in run:
+                    queue.push(p)
+            for p in run:
+                model[p.offset] = priority_of(p)
+        elif s == "pop":
             p = queue.pop()
             if not model:
                 assert p is None
@@ -52,3 +67,13 @@ def test_a_retry_behind_newer_plain_messages_still_goes_first() -> None:
         queue.push(pending(offset, None))
     queue.push(pending(2, None))  # a retry of an older message
     assert [queue.pop().offset for _ in range(4)] == [2, 5, 6, 7]  # type: ignore[union-attr]
+
+
+def test_a_run_older_than_the_plain_lane_goes_through_the_heap() -> None:
+    queue = ReadyQueue()
+    queue.push(pending(10, None))
+    run = [pending(5, None), pending(6, None)]  # e.g. read back after a SEEK
+    if not queue.push_plain(run):
+        for p in run:
+            queue.push(p)
+    assert [queue.pop().offset for _ in range(3)] == [5, 6, 10]  # type: ignore[union-attr]
