@@ -1,5 +1,7 @@
 """One consumer group on one topic: round-robin over members with room, timers, retries.
 
+Failures, retries, dead letters and the timers' callbacks are in group_failures.py.
+
 Messages not yet delivered stay in the topic log. The group takes up to
 ``LOOKAHEAD`` of them at a time into its ready queue, where priority, offset
 and per-key holds decide what goes next (scheduler.py); everything else waits
@@ -16,18 +18,17 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Final
 
-import orjson
 import structlog
 
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
-from broker.delivery.dead_letters import build_letter
+from broker.delivery.group_failures import GroupFailures
 from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.log_reads import LogReads
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
 from broker.delivery.wire import group_deliveries
-from broker.storage.records import Record, StorageError
+from broker.storage.records import Record
 from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,7 @@ class Member:
         self.holding = 0
 
 
-class ConsumerGroup:
+class ConsumerGroup(GroupFailures):
     def __init__(
         self, topic: str, name: str, log_: TopicLog, state: GroupState, ctx: DeliveryContext
     ) -> None:
@@ -338,110 +339,6 @@ class ConsumerGroup:
             self._out[member] = [p]
         else:
             ps.append(p)
-
-    # -- failures, retries, dead letters, expiry ----------------------------------
-
-    def take_back(self, p: Pending, why: str) -> None:
-        """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
-        member = p.member
-        if member is None:
-            return
-        member.holding -= 1
-        self._deadlines.remove(p.offset)
-        member.client.forget(p.id, "already acknowledged" if why == "acked" else why)
-        p.member = None
-
-    def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:
-        p.reason = reason
-        if self.ctx.policy.should_dead_letter(p.attempts):
-            self._dead_letter(p)
-            return
-        self._retry(p, self.ctx.policy.delay(p.attempts) if delay is None else delay)
-
-    def _retry(self, p: Pending, delay: float) -> None:
-        p.phase = Phase.WAITING
-        p.retry_at = time.time() + delay if delay > 0 else 0.0
-        self.state.failed(p)
-        self._schedule(p)
-        self.ctx.changed()
-
-    def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
-        if p.record is None and not self._recall(p, self._dead_letter):
-            return
-        record = p.record
-        assert record is not None
-        reason = reason or p.reason or "ack_timeout"
-        letter = build_letter(self.topic, self.name, record, p, reason)
-        self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode(), None)
-        log.warning(
-            "dead_lettered",
-            topic=self.topic,
-            group=self.name,
-            id=record.id,
-            offset=record.offset,
-            attempts=p.attempts,
-            reason=reason,
-        )
-        self.state.dead_lettered(p.offset)
-        self._done(p)
-
-    def _expire(self, p: Pending) -> None:
-        if self.ctx.config.dead_letter_expired:
-            self._dead_letter(p, "expired")
-            return
-        self.state.expired(p.offset)
-        self._done(p)
-
-    def _gone(self, p: Pending) -> None:
-        log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
-        self.state.gone(p.offset)
-        self._done(p)
-
-    def _done(self, p: Pending) -> None:
-        """``p`` left the group for good: free its key, compact, deliver more at the tick.
-
-        Acks come in bursts; pumping once per tick for all of them costs less than
-        once per ack, and the next deliveries leave in the same tick either way.
-        """
-        self._queue.release(p)
-        self._after_done()
-
-    def _after_done(self) -> None:
-        if not self._compacting and self.state.needs_compaction():
-            self._compacting = True
-            self._spawn(self._compact())
-        self.ctx.pump_soon(self)
-
-    async def _compact(self) -> None:
-        try:
-            await self.state.compact()
-        except StorageError as e:
-            log.error("group_compaction_failed", topic=self.topic, group=self.name, error=str(e))
-        finally:
-            self._compacting = False
-
-    # -- timers ----------------------------------------------------------------
-
-    def _on_ack_timeout(self, expired: list[Pending]) -> None:
-        for p in expired:
-            log.info(
-                "ack_timeout",
-                topic=self.topic,
-                group=self.name,
-                offset=p.offset,
-                attempts=p.attempts,
-            )
-            self.take_back(p, "ack timeout expired")
-            self._fail(p, "ack_timeout")
-        self.pump()
-
-    def _on_due(self, due: list[tuple[float, int]]) -> None:
-        for at, offset in due:
-            p = self.state.pending.get(offset)
-            if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
-                p.retry_at = 0.0
-                self._queue.push(p)
-        self.pump()
 
     # -- inspection and shutdown -------------------------------------------------
 

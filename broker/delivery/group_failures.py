@@ -1,0 +1,144 @@
+"""What happens to a group's message that does not end in an ack: retries, dead letters, expiry.
+
+Kept apart from ``ConsumerGroup`` (group.py) so each module stays readable; the
+group's timers call back in here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING
+
+import orjson
+import structlog
+
+from broker.delivery.context import DeliveryContext
+from broker.delivery.dead_letters import build_letter
+from broker.delivery.group_state import GroupState, Pending, Phase
+from broker.delivery.scheduler import ReadyQueue
+from broker.delivery.timers import AckDeadlines
+from broker.storage.records import StorageError
+
+log = structlog.get_logger(__name__)
+
+
+class GroupFailures:
+    """``ConsumerGroup``'s failure paths, and what every finished message goes through."""
+
+    topic: str
+    name: str
+    ctx: DeliveryContext
+    state: GroupState
+    _queue: ReadyQueue
+    _deadlines: AckDeadlines
+    _compacting: bool
+
+    if TYPE_CHECKING:
+
+        def pump(self) -> None: ...
+        def _schedule(self, p: Pending) -> None: ...
+        def _spawn(self, work: Coroutine[object, object, None]) -> None: ...
+        def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool: ...
+
+    def take_back(self, p: Pending, why: str) -> None:
+        """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
+        member = p.member
+        if member is None:
+            return
+        member.holding -= 1
+        self._deadlines.remove(p.offset)
+        member.client.forget(p.id, "already acknowledged" if why == "acked" else why)
+        p.member = None
+
+    def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:
+        p.reason = reason
+        if self.ctx.policy.should_dead_letter(p.attempts):
+            self._dead_letter(p)
+            return
+        self._retry(p, self.ctx.policy.delay(p.attempts) if delay is None else delay)
+
+    def _retry(self, p: Pending, delay: float) -> None:
+        p.phase = Phase.WAITING
+        p.retry_at = time.time() + delay if delay > 0 else 0.0
+        self.state.failed(p)
+        self._schedule(p)
+        self.ctx.changed()
+
+    def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
+        if p.record is None and not self._recall(p, self._dead_letter):
+            return
+        record = p.record
+        assert record is not None
+        reason = reason or p.reason or "ack_timeout"
+        letter = build_letter(self.topic, self.name, record, p, reason)
+        self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode(), None)
+        log.warning(
+            "dead_lettered",
+            topic=self.topic,
+            group=self.name,
+            id=record.id,
+            offset=record.offset,
+            attempts=p.attempts,
+            reason=reason,
+        )
+        self.state.dead_lettered(p.offset)
+        self._done(p)
+
+    def _expire(self, p: Pending) -> None:
+        if self.ctx.config.dead_letter_expired:
+            self._dead_letter(p, "expired")
+            return
+        self.state.expired(p.offset)
+        self._done(p)
+
+    def _gone(self, p: Pending) -> None:
+        log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
+        self.state.gone(p.offset)
+        self._done(p)
+
+    def _done(self, p: Pending) -> None:
+        """``p`` left the group for good: free its key, compact, deliver more at the tick.
+
+        Acks come in bursts; pumping once per tick for all of them costs less than
+        once per ack, and the next deliveries leave in the same tick either way.
+        """
+        self._queue.release(p)
+        self._after_done()
+
+    def _after_done(self) -> None:
+        if not self._compacting and self.state.needs_compaction():
+            self._compacting = True
+            self._spawn(self._compact())
+        self.ctx.pump_soon(self)
+
+    async def _compact(self) -> None:
+        try:
+            await self.state.compact()
+        except StorageError as e:
+            log.error("group_compaction_failed", topic=self.topic, group=self.name, error=str(e))
+        finally:
+            self._compacting = False
+
+    # -- timers ----------------------------------------------------------------
+
+    def _on_ack_timeout(self, expired: list[Pending]) -> None:
+        for p in expired:
+            log.info(
+                "ack_timeout",
+                topic=self.topic,
+                group=self.name,
+                offset=p.offset,
+                attempts=p.attempts,
+            )
+            self.take_back(p, "ack timeout expired")
+            self._fail(p, "ack_timeout")
+        self.pump()
+
+    def _on_due(self, due: list[tuple[float, int]]) -> None:
+        for at, offset in due:
+            p = self.state.pending.get(offset)
+            if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
+                p.retry_at = 0.0
+                self._queue.push(p)
+        self.pump()
