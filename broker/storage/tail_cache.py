@@ -6,6 +6,7 @@ common path off the disk and off worker threads.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from operator import attrgetter
 from typing import Final
@@ -54,21 +55,23 @@ class TailCache:
             return []
         if not self._records or start < self._records[0].offset:
             return None
-        out: list[Record] = []
-        total = 0
-        for i in range(start - self._records[0].offset, len(self._records)):
-            rec = self._records[i]
-            if len(out) >= max_count or (out and total + len(rec.msg) > max_bytes):
-                break
-            out.append(rec)
-            total += len(rec.msg)
+        # Indexing a deque walks its blocks from the nearer end: slice it in one pass.
+        first = start - self._records[0].offset
+        out = list(itertools.islice(self._records, first, first + max_count))
+        if len(out) > 1 and sum(map(len, map(_msg, out))) > max_bytes:
+            total = 0
+            for n, rec in enumerate(out):  # the first record goes whatever its size
+                total += len(rec.msg)
+                if n and total > max_bytes:
+                    del out[n:]
+                    break
         return out
 
     def last(self, n: int, first_offset: int) -> list[Record] | None:
         """The last ``n`` records, if the cache holds them (or holds everything stored)."""
         have = len(self._records)
         if have >= n:
-            return [self._records[i] for i in range(have - n, have)]
+            return list(itertools.islice(self._records, have - n, have))
         if (self._records and self._records[0].offset <= first_offset) or (
             not self._records and self.next_offset <= first_offset
         ):
