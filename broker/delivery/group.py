@@ -104,10 +104,6 @@ class ConsumerGroup(GroupFailures):
 
     # -- consumer commands ---------------------------------------------------------
 
-    def ack(self, p: Pending) -> None:
-        self.take_back(p, "acked")
-        self.acked([p])
-
     def acked(self, ps: list[Pending]) -> None:
         """Acks read together, each already taken back: one journal line, then more
         deliveries (only a message with a key has something to release)."""

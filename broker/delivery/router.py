@@ -257,16 +257,10 @@ class Router:
         suffix = f" ({why})" if why else ""
         raise DeliveryError(f"message {id} not found in pending messages{suffix}")
 
-    def ack(self, client: ClientState, id: str) -> Journal:
-        """Settle a delivery; the returned journal must be written before saying OK."""
-        p = self._holder(client, id)
-        group: ConsumerGroup = p.member.group
-        group.ack(p)
-        return group.state.journal
-
     def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
         """Acks read together, settled in order (a repeated id is refused like a late
-        one); each group journals its share as one line. A result per id."""
+        one); each group journals its share as one line. A result per id: the journal
+        to be written before saying OK, or why the ack is refused."""
         results: list[Journal | DeliveryError] = []
         settled: dict[ConsumerGroup, list[Pending]] = {}
         for id in ids:
