@@ -46,15 +46,53 @@ class ClientState:
         self.topics: set[str] = set()
         self.members: dict[tuple[str, str], Member] = {}
         self.patterns: set[tuple[str, str]] = set()  # (pattern, group) memberships
-        self.ids: dict[str, Pending] = {}  # what it holds, by message id
+        self.ids: dict[str, Pending] = {}  # what it holds, by message id, but rows (below)
         # Why recent ids were taken back, so a late ACK hears why it is refused.
         self.forgotten: dict[str, str] = {}
 
+    def find_row(self, id: str) -> tuple[Member, int] | None:
+        """The member holding ``id`` as a row of its holdings (holdings.py), and the row."""
+        key = id.encode()
+        for member in self.members.values():
+            row = member.holdings.find(key)
+            if row >= 0:
+                return member, row
+        return None
+
+    def ack_row(self, id: str) -> tuple[Member, int] | None:
+        """An ack of a row of some member's holdings: that member and the row's offset."""
+        key = id.encode()
+        for member in self.members.values():
+            offset = member.holdings.ack(key)
+            if offset >= 0:
+                member.holding -= 1
+                self.forget(id, "already acknowledged")
+                return member, offset
+        return None
+
+    def ack_rows(self, ids: list[str]) -> tuple[Member, list[int]] | None:
+        """Acks of the next rows of one member's holdings, in order (``Holdings.ack_next``):
+        that member and the offsets."""
+        for member in self.members.values():
+            offsets = member.holdings.ack_next(ids)
+            if offsets is not None:
+                member.holding -= len(ids)
+                self.forgotten.update(dict.fromkeys(ids, "already acknowledged"))
+                if len(self.forgotten) >= 2 * FORGOTTEN_IDS:
+                    self._trim()
+                return member, offsets
+        return None
+
     def forget(self, id: str, why: str) -> None:
-        """Every ack lands here, so the oldest reasons are dropped FORGOTTEN_IDS at a
-        time (the newest FORGOTTEN_IDS to twice that are kept), not one per ack."""
+        """Every ack lands here (or in ``ack_rows``), so the oldest reasons are dropped
+        in bulk (the newest FORGOTTEN_IDS to twice that are kept), not one per ack."""
         self.ids.pop(id, None)
         forgotten = self.forgotten
         forgotten[id] = why
         if len(forgotten) >= 2 * FORGOTTEN_IDS:
-            self.forgotten = dict(itertools.islice(forgotten.items(), FORGOTTEN_IDS, None))
+            self._trim()
+
+    def _trim(self) -> None:
+        forgotten = self.forgotten
+        start = len(forgotten) - FORGOTTEN_IDS
+        self.forgotten = dict(itertools.islice(forgotten.items(), start, None))

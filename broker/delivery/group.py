@@ -24,6 +24,7 @@ from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
 from broker.delivery.group_failures import GroupFailures
 from broker.delivery.group_state import GroupState, Pending, Phase
+from broker.delivery.holdings import Holdings
 from broker.delivery.log_reads import LogReads
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
@@ -42,14 +43,16 @@ reads drain a backlog about 14% faster than reads of LOOKAHEAD."""
 
 
 class Member:
-    """A client's place in a group, and how many deliveries it holds."""
+    """A client's place in a group, and how many deliveries it holds (``holdings``: those
+    kept as rows, see holdings.py)."""
 
-    __slots__ = ("client", "group", "holding")
+    __slots__ = ("client", "group", "holding", "holdings")
 
     def __init__(self, client: ClientState, group: ConsumerGroup) -> None:
         self.client = client
         self.group = group
         self.holding = 0
+        self.holdings = Holdings()
 
 
 class ConsumerGroup(GroupFailures):
@@ -64,7 +67,9 @@ class ConsumerGroup(GroupFailures):
         self.members: list[Member] = []
         self._rr = 0
         self._queue = ReadyQueue()
-        self._deadlines = AckDeadlines(ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout)
+        self._deadlines = AckDeadlines(
+            ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout, state.holdings
+        )
         self._due = DueHeap(ctx.loop, self._on_due)
         # The running pump's deliveries: in order, per member, and the publish
         # times of first deliveries (see pump).
@@ -87,12 +92,15 @@ class ConsumerGroup(GroupFailures):
     def join(self, client: ClientState) -> Member:
         member = Member(client, self)
         self.members.append(member)
+        self.state.holdings.append(member.holdings)
         self.pump()
         return member
 
     def leave(self, member: Member, *, died: bool) -> None:
         """Hand the member's deliveries back; a death counts as a failed attempt, a leave not."""
         self.members.remove(member)
+        self.unpack(member, list(member.holdings.rows()))
+        self.state.holdings.remove(member.holdings)
         for p in self._deadlines.held_by(member):
             self.take_back(p, "consumer dead" if died else "unsubscribed")
             if died:
@@ -104,14 +112,36 @@ class ConsumerGroup(GroupFailures):
 
     # -- consumer commands ---------------------------------------------------------
 
-    def acked(self, ps: list[Pending]) -> None:
-        """Acks read together, each already taken back: one journal line, then more
-        deliveries (only a message with a key has something to release)."""
-        self.state.acked([p.offset for p in ps])
-        for p in ps:
-            if p.meta is not None:
-                self._queue.release(p)
+    def ack_pending(self, p: Pending) -> int:
+        """One ack of a run (see ``acked``): returns its offset."""
+        self.take_back(p, "acked")
+        if p.meta is not None:  # only a message with a key has something to release
+            self._queue.release(p)
+        return p.offset
+
+    def acked(self, offsets: list[int]) -> None:
+        """Acks read together, each taken back (``ack_pending``, ``ClientState.ack_row``): one
+        journal line, then more deliveries."""
+        self.state.acked(offsets)
         self._after_done()
+
+    def unpack(self, member: Member, rows: list[int]) -> list[Pending]:
+        """Rows of ``member``'s holdings become in-flight ``Pending``s again, before
+        anything but an ack happens to them (see holdings.py)."""
+        ps = []
+        pending, ids = self.state.pending, member.client.ids
+        for offset, id, sent, deadline in member.holdings.take(rows):
+            p = pending[offset] = Pending(offset)
+            p.attempts = 1
+            p.first_ts = p.last_ts = sent
+            p.phase = Phase.IN_FLIGHT
+            p.id = id
+            p.member = member
+            p.deadline = deadline
+            ids[id] = p
+            ps.append(p)
+        self._deadlines.adopt(ps)
+        return ps
 
     def nack(self, p: Pending, delay: float) -> None:
         self.take_back(p, "nacked")
@@ -130,6 +160,8 @@ class ConsumerGroup(GroupFailures):
 
     def seek(self, offset: int) -> None:
         """Start over at ``offset``: in-flight and waiting messages are forgotten."""
+        for member in self.members:
+            self.unpack(member, list(member.holdings.rows()))
         for p in self._deadlines.held_by(None):
             self.take_back(p, "group was reset with SEEK")
         self._deadlines.clear()
@@ -149,18 +181,18 @@ class ConsumerGroup(GroupFailures):
 
         What each delivery shares with the others of the pass is done once when
         the pump stops: one write per member (rather than a send, and its
-        slow-consumer check, per message), the journal lines, the ack deadlines
-        and the latency histogram.
+        slow-consumer check, per message), the journal lines, the ack deadlines,
+        rows in the holdings and the latency histogram.
         """
         now = time.time()
         self._pump(now)
         if self._sent:
             sent, self._sent = self._sent, []
             self.state.delivered(sent, now)
-            self._deadlines.start_many(sent)
             out, self._out = self._out, {}
             for member, ps in out.items():
                 member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
+            self._hold(out, now)
             for p in sent:
                 p.record = None  # read back if it is ever needed again (see Pending)
             self.ctx.changed()
@@ -190,6 +222,32 @@ class ConsumerGroup(GroupFailures):
                 if p.record is None and not self._recall(p, self._queue.push):
                     continue  # read back from disk, then queued again
                 self._deliver(member, p, now)
+
+    def _hold(self, out: dict[Member, list[Pending]], now: float) -> None:
+        """The pump's first deliveries of plain messages become rows of their member's
+        holdings (holdings.py); the others stay ``Pending``s, found by id and deadline."""
+        deadline = self.ctx.loop.time() + self._deadlines.timeout
+        pending = self.state.pending
+        kept: list[Pending] = []
+        added = False
+        for member, ps in out.items():
+            rows = [p for p in ps if p.first_ts == now and p.attempts == 1 and p.meta is None]
+            offsets = [p.offset for p in rows]
+            if rows and member.holdings.add([p.id for p in rows], offsets, now, deadline):
+                added = True
+                for offset in offsets:
+                    del pending[offset]
+                if len(rows) == len(ps):
+                    continue
+                ps = [p for p in ps if pending.get(p.offset) is p]
+            held = member.client.ids
+            for p in ps:
+                held[p.id] = p
+            kept += ps
+        if kept:
+            self._deadlines.start_many(kept)
+        if added:
+            self._deadlines.rows_added()
 
     def _member_with_room(self) -> Member | None:
         """The next member in turn with room (most often the very next one)."""
@@ -329,7 +387,6 @@ class ConsumerGroup(GroupFailures):
         p.id = record.id
         self._sent.append(p)
         member.holding += 1
-        client.ids[record.id] = p
         ps = self._out.get(member)
         if ps is None:
             self._out[member] = [p]
@@ -340,11 +397,12 @@ class ConsumerGroup(GroupFailures):
 
     def info(self) -> dict[str, int]:
         inflight = len(self._deadlines)
+        pending = self.state.count
         return {
             "members": len(self.members),
             "inflight": inflight,
-            "waiting": len(self.state.pending) - inflight,
-            "lag": max(0, self.log.last_offset - self.state.cursor + 1) + len(self.state.pending),
+            "waiting": pending - inflight,
+            "lag": max(0, self.log.last_offset - self.state.cursor + 1) + pending,
             "acked": self.state.acked_count,
             "dead": self.state.dead,
             "next_offset": self.state.cursor,

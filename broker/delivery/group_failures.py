@@ -16,9 +16,13 @@ import structlog
 from broker.delivery.context import DeliveryContext
 from broker.delivery.dead_letters import build_letter
 from broker.delivery.group_state import GroupState, Pending, Phase
+from broker.delivery.holdings import Holdings
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines
 from broker.storage.records import StorageError
+
+if TYPE_CHECKING:
+    from broker.delivery.group import Member
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +37,7 @@ class GroupFailures:
     _queue: ReadyQueue
     _deadlines: AckDeadlines
     _compacting: bool
+    members: list[Member]
 
     if TYPE_CHECKING:
 
@@ -40,6 +45,7 @@ class GroupFailures:
         def _schedule(self, p: Pending) -> None: ...
         def _spawn(self, work: Coroutine[object, object, None]) -> None: ...
         def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool: ...
+        def unpack(self, member: Member, rows: list[int]) -> list[Pending]: ...
 
     def take_back(self, p: Pending, why: str) -> None:
         """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
@@ -122,7 +128,12 @@ class GroupFailures:
 
     # -- timers ----------------------------------------------------------------
 
-    def _on_ack_timeout(self, expired: list[Pending]) -> None:
+    def _on_ack_timeout(
+        self, expired: list[Pending], rows: list[tuple[Holdings, list[int]]]
+    ) -> None:
+        owners = {m.holdings: m for m in self.members}
+        for holdings, held in rows:
+            expired += self.unpack(owners[holdings], held)
         for p in expired:
             log.info(
                 "ack_timeout",

@@ -2,11 +2,13 @@
 
 Every offset below the cursor (the next offset never delivered) was delivered
 and is either done (acked or dead-lettered) or still pending, so the cursor and
-the pending map are the whole state: the ack floor is the lowest pending offset
-and the acks above it are implied. Every change is a journal event; recovery
-replays the journal through the same ``_apply`` the live code uses, and
-compaction rewrites it as one snapshot, so the file's size (and the memory)
-follows what is pending, not the group's history.
+what is pending are the whole state: the ack floor is the lowest pending offset
+and the acks above it are implied. What is pending is the ``Pending`` map plus
+the first deliveries in flight that the members' holdings keep as rows
+(holdings.py). Every change is a journal event; recovery replays the journal
+through the same ``_apply`` the live code uses, and compaction rewrites it as
+one snapshot, so the file's size (and the memory) follows what is pending, not
+the group's history.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Final
 
+from broker.delivery.holdings import Holdings
 from broker.storage.journal import Journal
 from broker.storage.records import Record
 
@@ -75,6 +78,7 @@ class GroupState:
         self.start = 1
         self.cursor = 1
         self.pending: dict[int, Pending] = {}
+        self.holdings: list[Holdings] = []  # one per member, shared with the ack deadlines
         self.completed = 0
         self.dead = 0
         self.dropped = 0
@@ -123,9 +127,11 @@ class GroupState:
         self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})
 
     def acked(self, offsets: list[int]) -> None:
-        """Acks read together: one journal line for all of them."""
+        """Acks read together (each one held: a ``Pending`` or a row): one journal line."""
+        pending = self.pending
         for offset in offsets:
-            self._finish(offset)
+            pending.pop(offset, None)
+        self.completed += len(offsets)
         self.acked_count += len(offsets)
         if len(offsets) == 1:
             self.journal.append_line(b'{"e":"a","o":%d}\n' % offsets[0])
@@ -241,9 +247,15 @@ class GroupState:
             self.completed += 1
 
     @property
+    def count(self) -> int:
+        """Messages pending: taken from the log and not done."""
+        return len(self.pending) + sum(h.left for h in self.holdings)
+
+    @property
     def floor(self) -> int:
         """Every offset below this is done (computed: only for inspection)."""
-        return min(self.pending, default=self.cursor)
+        lowest = [o for h in self.holdings if (o := h.lowest_offset()) is not None]
+        return min([*self.pending, *lowest, self.cursor])
 
     # -- compaction --------------------------------------------------------------
 
@@ -252,7 +264,7 @@ class GroupState:
         size = self.journal.size
         if size < COMPACT_MIN_BYTES:
             return False
-        return size >= COMPACT_RATIO * (SNAPSHOT_BYTES_PER_ENTRY * len(self.pending) + 128)
+        return size >= COMPACT_RATIO * (SNAPSHOT_BYTES_PER_ENTRY * self.count + 128)
 
     async def compact(self) -> bool:
         """Rewrite the journal as one snapshot, with the file work off the loop."""
@@ -272,6 +284,11 @@ class GroupState:
             "pending": [
                 [p.offset, p.attempts, p.first_ts, p.last_ts, p.retry_at, p.reason, p.phase.value]
                 for p in self.pending.values()
+            ]
+            + [
+                [h.offsets[row], 1, h.sent[row], h.sent[row], 0.0, "", Phase.IN_FLIGHT.value]
+                for h in self.holdings
+                for row in h.rows()
             ],
         }
 

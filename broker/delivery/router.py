@@ -248,37 +248,45 @@ class Router:
     # -- consumer commands ---------------------------------------------------------
 
     def _holder(self, client: ClientState, id: str) -> Pending:
+        """What ``client`` holds as ``id``, as a ``Pending`` (a row is unpacked)."""
         held = client.ids.get(id)
         if held is not None:
             return held
-        if not client.members:
-            raise DeliveryError("no pending messages for this consumer")
-        why = client.forgotten.get(id)
-        suffix = f" ({why})" if why else ""
-        raise DeliveryError(f"message {id} not found in pending messages{suffix}")
+        found = client.find_row(id)
+        if found is None:
+            raise _not_held(client, id)
+        member, row = found
+        return member.group.unpack(member, [row])[0]
 
     def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
         """Acks read together, settled in order (a repeated id is refused like a late
         one); each group journals its share as one line. A result per id: the journal
         to be written before saying OK, or why the ack is refused."""
+        if len(ids) > 1 and (run := client.ack_rows(ids)) is not None:
+            member, in_order = run  # the usual case: the next rows of one member, in order
+            member.group.acked(in_order)
+            return [member.group.state.journal] * len(ids)
         results: list[Journal | DeliveryError] = []
-        settled: dict[ConsumerGroup, list[Pending]] = {}
+        settled: dict[ConsumerGroup, list[int]] = {}
         for id in ids:
-            try:
-                p = self._holder(client, id)
-            except DeliveryError as e:
-                results.append(e)
-                continue
-            group: ConsumerGroup = p.member.group
-            group.take_back(p, "acked")
-            ps = settled.get(group)
-            if ps is None:
-                settled[group] = [p]
+            p = client.ids.get(id)
+            if p is not None:
+                group: ConsumerGroup = p.member.group
+                offset = group.ack_pending(p)
+            elif (acked := client.ack_row(id)) is not None:
+                member, offset = acked
+                group = member.group
             else:
-                ps.append(p)
+                results.append(_not_held(client, id))
+                continue
+            offsets = settled.get(group)
+            if offsets is None:
+                settled[group] = [offset]
+            else:
+                offsets.append(offset)
             results.append(group.state.journal)
-        for group, ps in settled.items():
-            group.acked(ps)
+        for group, offsets in settled.items():
+            group.acked(offsets)
         return results
 
     def nack(self, client: ClientState, id: str, delay: float | None) -> Journal:
@@ -333,6 +341,14 @@ class Router:
         for groups in self.groups.values():
             for group in groups.values():
                 group.close()
+
+
+def _not_held(client: ClientState, id: str) -> DeliveryError:
+    if not client.members:
+        return DeliveryError("no pending messages for this consumer")
+    why = client.forgotten.get(id)
+    suffix = f" ({why})" if why else ""
+    return DeliveryError(f"message {id} not found in pending messages{suffix}")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

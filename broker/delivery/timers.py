@@ -13,18 +13,26 @@ import time
 from collections.abc import Callable
 
 from broker.delivery.group_state import Pending
+from broker.delivery.holdings import Holdings
+
+Expired = Callable[[list[Pending], list[tuple[Holdings, list[int]]]], None]
+"""Called with the expired ``Pending``s and, per member's holdings, the expired rows."""
 
 
 class AckDeadlines:
+    """In-flight ``Pending``s in deadline order, and the members' holdings (each in that order)."""
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         timeout: float,
-        on_expired: Callable[[list[Pending]], None],
+        on_expired: Expired,
+        holdings: list[Holdings],
     ) -> None:
         self.loop = loop
         self.timeout = timeout
         self.on_expired = on_expired
+        self.holdings = holdings  # the group state's list: members come and go
         self._by_offset: dict[int, Pending] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -42,13 +50,27 @@ class AckDeadlines:
         if self._timer is None:
             self._arm()
 
+    def adopt(self, ps: list[Pending]) -> None:
+        """``ps`` were rows of a holdings and keep their deadlines (they are about to be
+        taken back or touched, so their place at the end of the order does not matter)."""
+        by_offset = self._by_offset
+        for p in ps:
+            by_offset[p.offset] = p
+        if self._timer is None:
+            self._arm()
+
+    def rows_added(self) -> None:
+        """A pump added rows to some member's holdings."""
+        if self._timer is None:
+            self._arm()
+
     def restart(self, p: Pending) -> None:
         """A TOUCH: a full timeout from now, so ``p`` moves to the end of the order."""
         self._by_offset.pop(p.offset, None)
         self.start_many([p])
 
     def held_by(self, member: object) -> list[Pending]:
-        """In-flight deliveries of ``member`` (None: of everyone), oldest first."""
+        """In-flight ``Pending``s of ``member`` (None: of everyone), oldest first."""
         if member is None:
             return list(self._by_offset.values())
         return [p for p in self._by_offset.values() if p.member is member]
@@ -60,12 +82,14 @@ class AckDeadlines:
         self._by_offset.clear()
 
     def __len__(self) -> int:
-        return len(self._by_offset)
+        return len(self._by_offset) + sum(h.left for h in self.holdings)
 
     def _arm(self) -> None:
-        if self._by_offset and not self._closed:
-            first = next(iter(self._by_offset.values()))
-            self._timer = self.loop.call_at(first.deadline, self._fire)
+        due = [h.deadlines[h.first] for h in self.holdings if h.left]
+        if self._by_offset:
+            due.append(next(iter(self._by_offset.values())).deadline)
+        if due and not self._closed:
+            self._timer = self.loop.call_at(min(due), self._fire)
         else:
             self._timer = None
 
@@ -78,8 +102,9 @@ class AckDeadlines:
             expired.append(p)
         for p in expired:
             del self._by_offset[p.offset]
+        rows = [(h, r) for h in self.holdings if (r := h.expired(now))]
         self._timer = None
-        self.on_expired(expired)
+        self.on_expired(expired, rows)
         if self._timer is None:
             self._arm()
 
