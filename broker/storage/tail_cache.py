@@ -55,9 +55,8 @@ class TailCache:
             return []
         if not self._records or start < self._records[0].offset:
             return None
-        # Indexing a deque walks its blocks from the nearer end: slice it in one pass.
         first = start - self._records[0].offset
-        out = list(itertools.islice(self._records, first, first + max_count))
+        out = _slice(self._records, first, first + max_count)
         if len(out) > 1 and sum(map(len, map(_msg, out))) > max_bytes:
             total = 0
             for n, rec in enumerate(out):  # the first record goes whatever its size
@@ -71,9 +70,22 @@ class TailCache:
         """The last ``n`` records, if the cache holds them (or holds everything stored)."""
         have = len(self._records)
         if have >= n:
-            return list(itertools.islice(self._records, have - n, have))
+            return _slice(self._records, have - n, have)
         if (self._records and self._records[0].offset <= first_offset) or (
             not self._records and self.next_offset <= first_offset
         ):
             return list(self._records)
         return None
+
+
+def _slice(records: deque[Record], start: int, stop: int) -> list[Record]:
+    """``records[start:stop]`` in one pass from the nearer end: a deque has no slicing,
+    indexing walks its blocks for every item, and a subscriber that keeps up reads
+    the last few of thousands."""
+    have = len(records)
+    stop = min(stop, have)
+    if start <= have - stop:
+        return list(itertools.islice(records, start, stop))
+    out = list(itertools.islice(reversed(records), have - stop, have - start))
+    out.reverse()
+    return out
