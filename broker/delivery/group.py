@@ -190,9 +190,9 @@ class ConsumerGroup(GroupFailures):
             sent, self._sent = self._sent, []
             self.state.delivered(sent, now)
             out, self._out = self._out, {}
+            self._hold(out, now)  # before a send can drop a slow consumer
             for member, ps in out.items():
                 member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
-            self._hold(out, now)
             for p in sent:
                 p.record = None  # read back if it is ever needed again (see Pending)
             self.ctx.changed()
