@@ -174,7 +174,7 @@ async def test_sub_exits_cleanly_on_ctrl_c(fake_broker: FakeBroker) -> None:
     line = await asyncio.wait_for(proc.stdout.readline(), 5)  # type: ignore[union-attr]
     assert line.decode().endswith(" hello\n")
     proc.send_signal(signal.SIGINT)
-    _, stderr = await asyncio.wait_for(proc.communicate(), 5)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 20)  # a bound, not a wait
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr
     assert fake_broker.received[-1] == "QUIT"

@@ -9,11 +9,14 @@ import sys
 
 import pytest
 
+from broker.protocol.commands import Command, Stats
 from broker.server.app import Broker
+from broker.server.connection import Connection
 from clients import Client
 from clients.protocol import ProtocolError, StatLine, encode_stats, parse_server_line
 from clients.stats_view import StatsSnapshot
 from clients.sync import SyncClient
+from tests.conftest import eventually
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
 
@@ -123,7 +126,18 @@ async def test_stats_command_prints_tables_and_json(broker: Broker) -> None:
     await consumer.close()
 
 
-async def test_stats_watch_refreshes_until_ctrl_c(broker: Broker) -> None:
+async def test_stats_watch_refreshes_until_ctrl_c(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = 0
+    serve_stats = broker.handlers._table[Stats]
+
+    def counted(conn: Connection, cmd: Command) -> None:
+        nonlocal served
+        served += 1
+        serve_stats(conn, cmd)
+
+    monkeypatch.setitem(broker.handlers._table, Stats, counted)
     consumer = await traffic(broker)
     proc = await linemq_stats(broker, "--json", "--watch", "0.1")
     assert proc.stdout is not None
@@ -139,7 +153,10 @@ async def test_stats_watch_refreshes_until_ctrl_c(broker: Broker) -> None:
     assert proc.returncode == 0
 
     proc = await linemq_stats(broker, "--watch", "0.1")
-    await asyncio.sleep(1.0)
+    # Ctrl-C once the table is up: a refresh is asked for after the first one is shown
+    # (a slow start-up, say on a busy machine, must not be mistaken for a hang).
+    before = served
+    await eventually(lambda: served >= before + 2, timeout=30)
     proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 0, err
