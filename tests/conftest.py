@@ -19,6 +19,12 @@ import pytest
 from broker.config import Config
 from broker.server.app import Broker
 
+# A shell that starts the suite in the background (`pytest &`, a CI script's `cmd &`) makes
+# it ignore SIGINT, and child processes inherit that: the Ctrl-C tests would then wait on
+# CLIs that cannot hear Ctrl-C. Take the default back, as a foreground run has it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 FAST = {
     "ack_timeout": 0.3,
     "heartbeat_timeout": 10.0,
