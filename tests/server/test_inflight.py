@@ -100,3 +100,24 @@ async def test_messages_with_ids_of_another_shape_are_held_and_acked(
         "ERR message legacy-0001 not found in pending messages (already acknowledged)"
     ]
     assert "inflight=0 waiting=0 lag=0 acked=3" in await groups_line(broker.port, "q")
+
+
+async def test_seek_takes_back_what_is_held_and_delivers_it_again(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(max_inflight=10)
+    m = await member(broker.port, "q", "g")
+    pub = await Wire.open(broker.port)
+    await pub.send("PUB q a\nPUB q b\nPUB q c\n")
+    await pub.lines(3)
+    held = [await next_msg(m) for _ in range(3)]
+    assert await m.cmd("SEEK q g 2") == "OK seek q g 2"
+    again = [await next_msg(m) for _ in range(2)]
+    assert [(x.id, x.text) for x in again] == [(x.id, x.text) for x in held[1:]]
+    await m.send(f"ACK {held[0].id}\nACK {again[0].id}\nACK {again[1].id}\n")
+    assert await m.lines(3) == [
+        f"ERR message {held[0].id} not found in pending messages (group was reset with SEEK)",
+        "OK ack_received",
+        "OK ack_received",
+    ]
+    assert "inflight=0 waiting=0 lag=0 acked=2" in await groups_line(broker.port, "q")
