@@ -110,8 +110,8 @@ class Holdings:
         row, n, width = self.hint, len(ids), self.width
         end = row + n
         held = self.held
-        if end > len(held) or held.find(0, row, end) >= 0:
-            return None
+        if end > len(held) or held.find(0, row, end) >= 0 or {*map(len, ids)} != {width}:
+            return None  # (ids cut elsewhere could join up to the same bytes)
         if self.ids[row * width : end * width] != "".join(ids).encode():
             return None
         held[row:end] = bytes(n)

@@ -86,6 +86,8 @@ def test_acks_in_delivery_order_are_taken_a_run_at_a_time() -> None:
     assert h.ack_next(ids[1:4]) == [2, 3, 4]
     assert h.ack_next(ids[5:7]) is None  # not the next rows: nothing changes
     assert h.ack_next([*ids[4:6], make_id(99)]) is None
+    joined = ids[4] + ids[5]  # the same bytes, cut in another place: not these ids
+    assert h.ack_next([joined[:20], joined[20:]]) is None
     assert len(h) == 6
     assert h.ack_next(ids[4:]) == [5, 6, 7, 8, 9, 10]
     assert len(h) == 0 and h.lowest_offset() is None
