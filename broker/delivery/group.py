@@ -76,6 +76,7 @@ class ConsumerGroup(GroupFailures):
         self._out: dict[Member, list[Pending]] = {}
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
+        self._plain_firsts = 0  # how many of _sent can become rows (see _hold)
         self._reads = LogReads(log_, DISK_READ, self._spawn)
         self._compacting = False
         self._closed = False
@@ -190,7 +191,8 @@ class ConsumerGroup(GroupFailures):
             sent, self._sent = self._sent, []
             self.state.delivered(sent, now)
             out, self._out = self._out, {}
-            self._hold(out, now)  # before a send can drop a slow consumer
+            self._hold(out, now, self._plain_firsts == len(sent))  # before a send can drop
+            self._plain_firsts = 0
             for member, ps in out.items():
                 member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
             for p in sent:
@@ -223,15 +225,19 @@ class ConsumerGroup(GroupFailures):
                     continue  # read back from disk, then queued again
                 self._deliver(member, p, now)
 
-    def _hold(self, out: dict[Member, list[Pending]], now: float) -> None:
+    def _hold(self, out: dict[Member, list[Pending]], now: float, all_plain: bool) -> None:
         """The pump's first deliveries of plain messages become rows of their member's
-        holdings (holdings.py); the others stay ``Pending``s, found by id and deadline."""
+        holdings (holdings.py); the others stay ``Pending``s, found by id and deadline.
+        ``all_plain``: every delivery is such a first one (the usual case, no filtering)."""
         deadline = self.ctx.loop.time() + self._deadlines.timeout
         pending = self.state.pending
         kept: list[Pending] = []
         added = False
         for member, ps in out.items():
-            rows = [p for p in ps if p.first_ts == now and p.attempts == 1 and p.meta is None]
+            if all_plain:
+                rows = ps
+            else:
+                rows = [p for p in ps if p.first_ts == now and p.attempts == 1 and p.meta is None]
             offsets = [p.offset for p in rows]
             if rows and member.holdings.add([p.id for p in rows], offsets, now, deadline):
                 added = True
@@ -382,6 +388,8 @@ class ConsumerGroup(GroupFailures):
             client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
             self._fresh.append(record.ts)
+            if p.meta is None and not p.first_ts:  # _hold's test, known here already
+                self._plain_firsts += 1
         p.phase = Phase.IN_FLIGHT  # the rest of its bookkeeping waits for the pump's end
         p.member = member
         p.id = record.id
