@@ -21,20 +21,8 @@ from pathlib import Path
 import uvloop
 
 from broker.config import Config
+from broker.delivery.clients import GONE
 from broker.server.app import Broker
-
-
-class _Sink:
-    """A connection that takes every write: the MSG lines are not what is measured."""
-
-    def send(self, data: bytes) -> None:
-        pass
-
-    def kill(self, reason: str) -> None:
-        pass
-
-    async def writable(self) -> None:
-        pass
 
 
 async def measure(total: int, members: int, size: int) -> int:
@@ -48,7 +36,7 @@ async def measure(total: int, members: int, size: int) -> int:
     broker = Broker(config)
     await broker.start()
     router = broker.router
-    creator = router.client(_Sink())
+    creator = router.client(GONE)
     await router.join(creator, "inflight", "g")  # the group exists, so messages wait for it
     router.leave(creator, "inflight", "g")
     for _ in range(total):
@@ -58,7 +46,7 @@ async def measure(total: int, members: int, size: int) -> int:
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for _ in range(members):
-        await router.join(router.client(_Sink()), "inflight", "g")
+        await router.join(router.client(GONE), "inflight", "g")
     group = router.groups["inflight"]["g"]
     for _ in range(500):
         if group.info()["inflight"] == total:
