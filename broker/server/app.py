@@ -250,14 +250,15 @@ class Broker:
     def _write_through(
         self, conn: Connection, topic_log: TopicLog, records: list[Record], now: float
     ) -> None:
-        """Write, answer, then dispatch: the reply leaves before fanout and groups run."""
+        """Write, answer, then dispatch: the reply leaves as soon as the OS has the bytes,
+        before the log's bookkeeping, fanout and groups."""
+        reply = replies.PUBLISHED * len(records) if len(records) > 1 else replies.PUBLISHED
         try:
-            topic_log.write()
+            topic_log.write(lambda: conn.reply_now(reply))
         except StorageError as e:
             log.error("write_failed", target=repr(topic_log), error=str(e), replies=len(records))
             conn.reply(replies.err(f"storage unavailable: {e}") * len(records))
             return
-        conn.reply_now(replies.PUBLISHED * len(records) if len(records) > 1 else replies.PUBLISHED)
         self.durability.note_written(topic_log)
         self._dispatch(topic_log.name, records, now)
         self.schedule()  # the rest of this iteration batches behind a tick

@@ -14,7 +14,7 @@ import pathlib
 import sys
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Final
 
@@ -198,17 +198,23 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self) -> bool:
-        """Hand every pending record to the OS; on failure nothing of the failed batch remains."""
+    def write(self, written: Callable[[], None] | None = None) -> bool:
+        """Hand every pending record to the OS; on failure nothing of the failed batch remains.
+
+        ``written`` runs once every pending byte is with the OS and before the last
+        batch's bookkeeping: a lone publish's reply leaves without waiting for it.
+        """
         batches, self._pending = self._pending, []
+        last = batches[-1] if batches else None
         for batch in batches:
             if not batch.records:  # opened for the active segment, then rolled past at once
                 continue
+            then = written if batch is last else None
             try:
                 if batch.new_segment:
-                    self._write_new_segment(batch)
+                    self._write_new_segment(batch, then)
                 else:
-                    self._write_active(batch)
+                    self._write_active(batch, then)
             except OSError as exc:
                 log.error(
                     "topic_write_failed",
@@ -218,9 +224,11 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 )
                 self._last = self._written_last
                 raise StorageError(str(exc)) from exc
+        if written is not None and (last is None or not last.records):
+            written()  # the last batch wrote nothing: all there is already went out
         return True
 
-    def _write_active(self, batch: Batch) -> None:
+    def _write_active(self, batch: Batch, written: Callable[[], None] | None = None) -> None:
         seg = self._active
         assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
         entries = encode_entries(batch.index) if batch.index else b""  # one entry per ~4 KiB
@@ -231,7 +239,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         except OSError:
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             raise
-        self._commit(seg, batch, len(entries))
+        self._commit(seg, batch, len(entries), written)
 
     def _undo(self, log_fd: int, size: int, idx_fd: int, idx_size: int) -> None:
         for fd, keep in ((log_fd, size), (idx_fd, idx_size)):
@@ -240,7 +248,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             except OSError as exc:  # the recovery scan is the last line of defence
                 log.error("topic_rollback_failed", topic=self.name, error=str(exc))
 
-    def _write_new_segment(self, batch: Batch) -> None:
+    def _write_new_segment(self, batch: Batch, written: Callable[[], None] | None = None) -> None:
         if not self._dir.is_dir():
             self._dir.mkdir(parents=True, exist_ok=True)
             self._dirs_to_sync.update((self._dir.parent, self._dir.parent.parent))
@@ -273,7 +281,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._bases.append(seg.base)
             self._sizes[seg.base] = 0
             self._dirs_to_sync.add(self._dir)
-        self._commit(seg, batch, len(entries))
+        self._commit(seg, batch, len(entries), written)
 
     def _roll_empty(self, base: int) -> None:
         """Start a header-only segment at ``base``: where a purged log's offsets go on."""
@@ -283,7 +291,16 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         except OSError as exc:
             raise StorageError(str(exc)) from exc
 
-    def _commit(self, seg: Active, batch: Batch, idx_bytes: int) -> None:
+    def _commit(
+        self, seg: Active, batch: Batch, idx_bytes: int, written: Callable[[], None] | None = None
+    ) -> None:
+        """Account for a batch the OS has; ``written`` first (see ``write``)."""
+        if written is not None:
+            try:
+                written()
+            finally:
+                self._commit(seg, batch, idx_bytes)
+            return
         with self._lock:
             for offset, pos in batch.index:
                 seg.index.add(offset, pos)

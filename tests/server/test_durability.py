@@ -104,6 +104,37 @@ async def test_kill9_during_pipelined_publishing_loses_nothing_acknowledged(
     assert int(last[0].split(" ")[3]) == len(offsets) + 1
 
 
+async def publish_one_at_a_time(port: int, acked: list[str]) -> None:
+    """Window 1: each publish waits for its OK, the path where the reply leaves at once."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.readline() == b"OK connected\n"
+        for i in range(1_000_000):
+            writer.write(f"PUB lone m{i}\n".encode())
+            if await reader.readline() != b"OK published\n":
+                return
+            acked.append(f"m{i}")
+    except (ConnectionError, OSError):
+        return
+
+
+async def test_kill9_loses_no_publish_acknowledged_one_at_a_time(
+    broker_process: Callable[..., BrokerProcess],
+) -> None:
+    proc = broker_process()
+    acked: list[str] = []
+    task = asyncio.create_task(publish_one_at_a_time(proc.port, acked))
+    while len(acked) < 300:
+        await asyncio.sleep(0.005)
+    proc.kill9()
+    await asyncio.wait_for(task, 10)
+    proc = broker_process()
+    lines = await history(proc.port, "lone", 100_000)
+    stored = [line.split(" ", 5)[5] for line in lines]
+    assert stored[: len(acked)] == acked, "every acknowledged publish, in order"
+    assert [int(line.split(" ")[3]) for line in lines] == list(range(1, len(lines) + 1))
+
+
 async def test_torn_tail_is_truncated_at_startup(
     broker_process: Callable[..., BrokerProcess], tmp_path: Path
 ) -> None:

@@ -39,6 +39,38 @@ def test_append_does_no_io_until_write(open_log: OpenLog, tmp_path: pathlib.Path
     assert [r.msg for r in log.read(1, 10)] == ["x"]
 
 
+@pytest.mark.parametrize("existing", [0, 3])
+def test_written_hook_runs_once_the_file_holds_every_record(
+    open_log: OpenLog, tmp_path: pathlib.Path, existing: int
+) -> None:
+    """The hook a lone publish replies from: the bytes are in the file, reads follow."""
+    log = open_log(segment_bytes=400)
+    fill(log, existing)
+    for i in range(6):  # rolls a segment inside the pending batch
+        log.append(f"new{i}-" + "x" * 40, 1.0, f"msg_n{i}")
+    files = tmp_path / "topics" / "t"
+    seen: list[bytes] = []
+    log.write(lambda: seen.append(b"".join(f.read_bytes() for f in segment_files(files))))
+    assert len(seen) == 1
+    assert all(f"new{i}-".encode() in seen[0] for i in range(6))
+    assert [r.msg[:5] for r in log.read(existing + 1, 10)] == [f"new{i}-" for i in range(6)]
+    assert log.read_cached(existing + 6, 1)[0].id == "msg_n5"
+
+
+def test_written_hook_runs_before_the_bookkeeping_and_when_nothing_is_pending(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    calls: list[int] = []
+    log.write(lambda: calls.append(log.written_offset))
+    assert calls == [0], "nothing pending: everything is already with the OS"
+    fill(log, 1)
+    log.append("x", 1.0, "msg_x")
+    log.write(lambda: calls.append(log.written_offset))
+    assert calls == [0, 1], "runs before the batch is accounted for"
+    assert log.written_offset == 2
+
+
 def test_reopen_keeps_last_offset_and_data(open_log: OpenLog) -> None:
     log = open_log()
     fill(log, 40)
