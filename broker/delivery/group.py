@@ -207,10 +207,11 @@ class ConsumerGroup(GroupFailures):
     def _pump(self, now: float) -> None:
         """``now`` stamps every delivery of this pass: they leave together."""
         queue = self._queue
+        more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading):
-            if queue.ready < LOOKAHEAD // 2:
+            if more and queue.ready < LOOKAHEAD // 2:
                 # Delayed messages go to the timer heap, so keep taking until one is ready.
-                while self._take(LOOKAHEAD - queue.ready) and not queue.ready:
+                while (more := self._take(LOOKAHEAD - queue.ready)) and not queue.ready:
                     pass
                 if not queue.ready:
                     return
