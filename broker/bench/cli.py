@@ -124,6 +124,13 @@ def _compare(value: str) -> list[str]:
     help="Time limit of each workload in seconds.",
 )
 @click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run every system this many times, alternating systems; report medians.",
+)
+@click.option(
     "--pin", is_flag=True, help="Pin servers to CPU 0 and the load generator to the other CPUs."
 )
 @click.option("--no-restart", is_flag=True, help="Skip the restart timing.")
@@ -175,33 +182,41 @@ def bench(**o: Any) -> None:
         loadgen += f"; servers pinned to CPU {sorted(server_cpus)}, load generator to "
         loadgen += f"CPU {sorted(loadgen_cpus)}"
     skipped: dict[str, str] = {}
-    results: list[SuiteResult] = []
+    for peer in o["compare"]:
+        if not available(peer):
+            skipped[peer] = f"{BINARIES[peer]} not installed"
+            progress.done(f"  {peer}: skipped ({skipped[peer]})")
+    peers = [p for p in o["compare"] if p not in skipped]
+    rounds: list[list[SuiteResult]] = []
     try:
         with Servers(keep=o["keep"], cpus=server_cpus) as servers:
-            if o["host"] is not None:
-                if o["port"] is None:
-                    raise click.UsageError("--host needs --port")
-                target = Server("linemq", servers.root, servers.root / "none.log", [], o["port"])
-                results.append(_run_external(target, o["host"], opts, progress))
-            else:
-                args = [*DEFAULT_BROKER_ARGS, *o["broker_args"]]
-                results.append(_run(servers.start("linemq", args), opts, progress))
-            for peer in o["compare"]:
-                if not available(peer):
-                    skipped[peer] = f"{BINARIES[peer]} not installed"
-                    progress.done(f"  {peer}: skipped ({skipped[peer]})")
-                    continue
-                results.append(_run(servers.start(peer, []), opts, progress))
-                results[-1].system = peer
+            for n in range(o["rounds"]):
+                if o["rounds"] > 1:
+                    progress.done(f"round {n + 1} of {o['rounds']}")
+                results: list[SuiteResult] = []
+                if o["host"] is not None:
+                    if o["port"] is None:
+                        raise click.UsageError("--host needs --port")
+                    target = Server(
+                        "linemq", servers.root, servers.root / "none.log", [], o["port"]
+                    )
+                    results.append(_run_external(target, o["host"], opts, progress))
+                else:
+                    args = [*DEFAULT_BROKER_ARGS, *o["broker_args"]]
+                    results.append(_run(servers.start("linemq", args), opts, progress))
+                for peer in peers:
+                    results.append(_run(servers.start(peer, []), opts, progress))
+                    results[-1].system = peer
+                rounds.append(results)
             if o["keep"]:
                 progress.done(f"  data and logs kept in {servers.root}")
     except KeyboardInterrupt:
         click.echo("\ninterrupted: servers stopped, temporary dirs removed", err=True)
         sys.exit(130)
     if o["as_json"]:
-        click.echo(json.dumps(document(results, opts, loadgen, machine(), skipped), indent=2))
+        click.echo(json.dumps(document(rounds, opts, loadgen, machine(), skipped), indent=2))
     else:
-        click.echo(table(results, opts, loadgen, machine()))
+        click.echo(table(rounds, opts, loadgen, machine()))
         for peer, why in skipped.items():
             click.echo(f"note: {peer} skipped: {why}")
 
@@ -216,6 +231,10 @@ def _run_external(target: Server, host: str, opts: Options, progress: Progress) 
 
 
 def _run(server: Server, opts: Options, progress: Progress) -> SuiteResult:
+    """The suite against one server, stopped afterwards: the next system runs alone."""
     from broker.bench.suite import run_suite
 
-    return run_suite(server, opts, progress)
+    try:
+        return run_suite(server, opts, progress)
+    finally:
+        server.stop()

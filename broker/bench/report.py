@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Any, Final, Literal
 
 from broker.bench.suite import Options, SuiteResult
@@ -38,13 +39,54 @@ def ratio(ours: float | None, theirs: float | None) -> float | None:
     return ours / theirs
 
 
+def combine(rounds: list[list[SuiteResult]]) -> list[SuiteResult]:
+    """One result per system, in first-round order: each metric's median over the rounds."""
+    merged: dict[str, SuiteResult] = {}
+    values: dict[str, dict[str, list[float]]] = {}
+    for results in rounds:
+        for r in results:
+            out = merged.setdefault(r.system, SuiteResult(r.system))
+            out.notes += [n for n in r.notes if n not in out.notes]
+            for key, value in r.metrics.items():
+                if not math.isnan(value):
+                    values.setdefault(r.system, {}).setdefault(key, []).append(value)
+    for system, metrics in values.items():
+        merged[system].metrics = {k: statistics.median(v) for k, v in metrics.items()}
+    return list(merged.values())
+
+
+def round_ratios(rounds: list[list[SuiteResult]]) -> dict[str, dict[str, list[float]]]:
+    """linemq/peer for every metric with a better direction, one per round.
+
+    Within a round the systems ran back to back, so a slow phase of a shared
+    machine mostly hits both sides of a ratio; across rounds it need not.
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    for results in rounds:
+        ours = next((r for r in results if r.system == "linemq"), None)
+        if ours is None:
+            continue
+        for peer in results:
+            if peer.system == "linemq":
+                continue
+            for key, _, _, better in ROWS:
+                q = ratio(ours.metrics.get(key), peer.metrics.get(key))
+                if better and q is not None:
+                    out.setdefault(peer.system, {}).setdefault(key, []).append(q)
+    return out
+
+
 def _label(template: str, opts: Options) -> str:
     return template.format(
         conns=opts.conns, window=opts.window, members=opts.group_members, rate=f"{opts.rate:,.0f}"
     )
 
 
-def table(results: list[SuiteResult], opts: Options, loadgen: str, machine: dict[str, str]) -> str:
+def table(
+    rounds: list[list[SuiteResult]], opts: Options, loadgen: str, machine: dict[str, str]
+) -> str:
+    results = combine(rounds)
+    ratios = round_ratios(rounds)
     peers = [r for r in results if r.system != "linemq"]
     ours = next((r for r in results if r.system == "linemq"), None)
     header = ["metric", *(r.system for r in results)]
@@ -60,9 +102,12 @@ def table(results: list[SuiteResult], opts: Options, loadgen: str, machine: dict
             row.append("-" if value is None else format(value, fmt))
         if ours is not None:
             for p in peers:
-                q = ratio(ours.metrics.get(key), p.metrics.get(key))
+                qs = ratios.get(p.system, {}).get(key, [])
                 mark = {"higher": " (hi)", "lower": " (lo)", "": ""}[better]
-                row.append("-" if q is None or not better else f"{q:.2f}{mark}")
+                cell = f"{statistics.median(qs):.2f}{mark}" if qs else "-"
+                if len(qs) > 1:
+                    cell += f" {min(qs):.2f}-{max(qs):.2f}"
+                row.append(cell)
         rows.append(row)
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
 
@@ -78,34 +123,36 @@ def table(results: list[SuiteResult], opts: Options, loadgen: str, machine: dict
     lines.append(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM")
     if peers:
         lines.append("ratios are linemq/peer: (hi) higher is better for linemq, (lo) lower is")
+    if len(rounds) > 1:
+        lines.append(
+            f"{len(rounds)} rounds, systems alternating: figures are medians; a ratio is the "
+            "median of each round's ratio, then its range"
+        )
     for r in results:
         lines.extend(f"note: {n}" for n in r.notes)
     return "\n".join(lines)
 
 
 def document(
-    results: list[SuiteResult],
+    rounds: list[list[SuiteResult]],
     opts: Options,
     loadgen: str,
     machine: dict[str, str],
     skipped: dict[str, str],
 ) -> dict[str, Any]:
-    ours = next((r for r in results if r.system == "linemq"), None)
-    ratios: dict[str, dict[str, float | None]] = {}
-    if ours is not None:
-        for p in results:
-            if p.system != "linemq":
-                ratios[p.system] = {
-                    key: ratio(ours.metrics.get(key), p.metrics.get(key))
-                    for key, _, _, better in ROWS
-                    if better and key in ours.metrics
-                }
+    results = combine(rounds)
+    by_round = round_ratios(rounds)
     return {
         "machine": machine,
         "load_generator": loadgen,
         "options": dataclasses.asdict(opts),
         "results": {r.system: r.metrics for r in results},
-        "ratios": ratios,
+        "ratios": {
+            peer: {key: statistics.median(qs) for key, qs in keys.items()}
+            for peer, keys in by_round.items()
+        },
+        "rounds": [{r.system: r.metrics for r in results} for results in rounds],
+        "round_ratios": by_round,
         "notes": [n for r in results for n in r.notes],
         "skipped": skipped,
     }

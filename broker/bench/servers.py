@@ -168,10 +168,13 @@ class Servers:
     started: list[Server] = field(default_factory=list)
 
     def start(self, system: str, extra_args: list[str]) -> Server:
-        data_dir = self.root / system
+        """A fresh server with its own data dir and log (``redis``, ``redis-2``, ...)."""
+        n = 1 + sum(1 for s in self.started if s.system == system)
+        name = system if n == 1 else f"{system}-{n}"
+        data_dir = self.root / name
         data_dir.mkdir(parents=True, exist_ok=True)
         port = 0 if system == "linemq" else free_port()
-        server = Server(system, data_dir, self.root / f"{system}.log", list(extra_args), port)
+        server = Server(system, data_dir, self.root / f"{name}.log", list(extra_args), port)
         server.cpus = self.cpus
         self.started.append(server)
         server.start()

@@ -45,3 +45,13 @@ def test_bench_json_has_results_and_skips_missing_peers_without_failing() -> Non
     assert doc["machine"]["nproc"]
     assert set(doc["skipped"]) == {"redis", "nats"}
     assert set(doc["results"]) == {"linemq"}
+
+
+@pytest.mark.timeout(60)
+def test_bench_rounds_report_every_round_and_their_medians() -> None:
+    done = _bench("--json", "--no-restart", "--quiet", "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    rates = [r["linemq"]["publish_rate"] for r in doc["rounds"]]
+    assert len(rates) == 2 and all(rate > 0 for rate in rates)
+    assert doc["results"]["linemq"]["publish_rate"] == sum(rates) / 2  # the median of two
