@@ -8,6 +8,11 @@ and per-key holds decide what goes next (scheduler.py); everything else waits
 in the log behind the cursor. Ack deadlines all share one timeout, so
 in-flight deliveries kept in delivery order are also in deadline order: one
 timer per group, no scans. Retries, delays and backoff share one heap.
+
+Most of the time nothing waits in the ready queue and no record from the cursor
+on has a key, priority, delay or TTL. Then the queue would hand records out in
+offset order anyway, so the pump sends them from the tail cache straight to
+the members' holdings (``_deliver_plain``), without a ``Pending`` each.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from broker.delivery.holdings import Holdings
 from broker.delivery.log_reads import LogReads
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines, DueHeap
-from broker.delivery.wire import group_deliveries
+from broker.delivery.wire import deliveries, group_deliveries
 from broker.storage.records import Record
 from broker.storage.topic_log import TopicLog
 
@@ -186,6 +191,8 @@ class ConsumerGroup(GroupFailures):
         rows in the holdings and the latency histogram.
         """
         now = time.time()
+        while not self._queue.ready and self._deliver_plain(now):
+            pass
         self._pump(now)
         if self._sent:
             sent, self._sent = self._sent, []
@@ -225,6 +232,54 @@ class ConsumerGroup(GroupFailures):
                 if p.record is None and not self._recall(p, self._queue.push):
                     continue  # read back from disk, then queued again
                 self._deliver(member, p, now)
+
+    def _deliver_plain(self, now: float) -> int:
+        """The usual case, without the scheduler: nothing is ready in the queue and every
+        record from the cursor on is plain (no key, priority, delay or TTL), so the next
+        ones in the tail cache go straight to members with room, in turn, as rows of
+        their holdings. The journal gets the lines ``_pump`` and ``_hold`` would give
+        it. Anything else (a record read from disk, ids of another width) is left to
+        ``_pump``. Returns how many it delivered (up to ``LOOKAHEAD`` a call)."""
+        if self._closed or self.state.paused or self._loading or self._reads.fetching:
+            return 0
+        log_, cursor = self.log, self.state.cursor
+        if cursor > log_.written_offset or log_.meta_last_offset >= cursor:
+            return 0
+        if cursor < log_.first_offset:
+            return 0
+        limit = self.ctx.config.max_inflight
+        room = sum(limit - m.holding for m in self.members if m.holding < limit)
+        records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
+        if not records or records[0].offset != cursor:
+            return 0
+        ids = [r.id for r in records]
+        width = len(ids[0])
+        if len("".join(ids).encode()) != width * len(ids) or any(len(i) != width for i in ids):
+            return 0
+        if any(m.holdings.width not in (0, width) for m in self.members):
+            return 0
+        out: dict[Member, list[Record]] = {}
+        for record in records:
+            member = self._member_with_room()
+            assert member is not None  # there was room for every record read
+            member.holding += 1
+            got = out.get(member)
+            if got is None:
+                out[member] = [record]
+            else:
+                got.append(record)
+        self.state.taken_and_delivered(cursor, len(records), now)
+        self.delivered += len(records)
+        self._fresh += [r.ts for r in records]
+        deadline = self.ctx.loop.time() + self._deadlines.timeout
+        for member, got in out.items():
+            member.holdings.add([r.id for r in got], [r.offset for r in got], now, deadline)
+        self._deadlines.rows_added()
+        for member, got in out.items():  # rows first: a send that drops its client unpacks them
+            client = member.client
+            client.sender.send(deliveries(client.version, self.topic, got))
+        self.ctx.changed()
+        return len(records)
 
     def _hold(self, out: dict[Member, list[Pending]], now: float, all_plain: bool) -> None:
         """The pump's first deliveries of plain messages become rows of their member's

@@ -150,6 +150,17 @@ class GroupState:
         self.cursor = last + 1
         return ps
 
+    def taken_and_delivered(self, first: int, n: int, ts: float) -> None:
+        """Records ``first`` .. ``first + n - 1``, at the cursor, delivered at once for the
+        first time, as rows of the members' holdings (never ``Pending``s here): the
+        journal lines ``taken`` and ``delivered`` would write for them."""
+        assert first == self.cursor
+        self.journal.append_line(
+            b'{"e":"t","o":%d,"n":%d}\n' % (first, n)
+            + _delivered_line(first, n, 1, repr(ts).encode())
+        )
+        self.cursor = first + n
+
     def expired(self, offset: int) -> None:
         """A message's TTL passed before it could be delivered: it is done."""
         self._record({"e": "exp", "o": offset})

@@ -67,6 +67,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._active: Active | None = None
         self._last = 0
         self._written_last = 0
+        self._meta_last = 0  # see meta_last_offset
         self._pending: list[Batch] = []
         self._tail = TailCache(1)
         self._sealed = SealedCache(self._dir)
@@ -109,6 +110,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._sizes[seg.base] = seg.size + seg.idx_size
         self._total = sum(self._sizes.values())
         self._last = self._written_last = seg.last_offset
+        self._meta_last = seg.last_offset  # not known without a scan: assume the worst
         self._tail = TailCache(seg.last_offset + 1)
 
     @property
@@ -118,6 +120,13 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     @property
     def first_offset(self) -> int:
         return self._bases[0] if self._bases else 1
+
+    @property
+    def meta_last_offset(self) -> int:
+        """The last offset appended with metadata (key, priority, delay, TTL, headers...),
+        or higher: after a restart it is the last offset recovered. Records above it are
+        plain, which lets a consumer group skip its scheduler for them."""
+        return self._meta_last
 
     @property
     def written_offset(self) -> int:
@@ -145,6 +154,8 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         record = Record(offset, id, ts, msg, meta)
         self._place_one(self._pending[-1] if self._pending else None, line, record)
         self._last = offset
+        if meta is not None:
+            self._meta_last = offset
         return record
 
     def append_many(
@@ -169,6 +180,8 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         else:
             batch.add_run(lines, records, sizes)
         self._last = first + n - 1
+        if meta is not None:
+            self._meta_last = self._last
         return records
 
     def _place_one(self, batch: Batch | None, line: bytes, record: Record) -> Batch:

@@ -133,6 +133,30 @@ async def test_priorities_order_ready_messages_also_after_a_restart(
     assert order == ["c", "h", "n1", "n2", "l"]
 
 
+async def test_a_priority_message_goes_before_the_plain_ones_published_ahead_of_it(
+    brokers: BrokerFactory,
+) -> None:
+    """Plain messages go from the log straight to members, skipping the scheduler; one
+    with a priority behind them in the log turns that off until the group passes it."""
+    broker = await brokers.start(max_inflight=1, ack_timeout=10)
+    m = await member(broker.port, "jobs", "workers")
+    assert await m.cmd("UNSUB jobs workers") == "OK unsubscribed jobs from group workers"
+    pub = await Wire.open(broker.port)
+    await pub.send("PUB jobs p0\nPUB jobs p1\n")
+    assert await pub.lines(2) == ["OK published"] * 2
+    assert PUBLISHED.match(await put(pub, "jobs", b"urgent", "priority=critical"))
+    assert await pub.cmd("PUB jobs p2") == "OK published"
+    m = await member(broker.port, "jobs", "workers")
+    order = []
+    for _ in range(4):
+        d = await next_msg(m)
+        order.append(d.text)
+        assert await m.cmd(f"ACK {d.id}") == "OK ack_received"
+    assert order == ["urgent", "p0", "p1", "p2"]
+    assert await pub.cmd("PUB jobs p3") == "OK published"
+    assert (await next_msg(m)).text == "p3"
+
+
 async def test_delayed_messages_wait_even_across_a_restart(brokers: BrokerFactory) -> None:
     broker = await brokers.start()
     m = await member(broker.port, "q", "g")

@@ -9,7 +9,7 @@ import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
 from broker.storage import segment as segment_mod
-from broker.storage.records import Record
+from broker.storage.records import Meta, Record
 from broker.storage.topic_log import TopicLog
 
 
@@ -69,6 +69,19 @@ def test_written_hook_runs_before_the_bookkeeping_and_when_nothing_is_pending(
     log.write(lambda: calls.append(log.written_offset))
     assert calls == [0, 1], "runs before the batch is accounted for"
     assert log.written_offset == 2
+
+
+def test_meta_last_offset_marks_where_plain_records_begin(open_log: OpenLog) -> None:
+    log = open_log()
+    fill(log, 3)
+    assert log.meta_last_offset == 0, "plain records only"
+    log.append("urgent", 1.0, "msg_u", Meta(priority=9))
+    log.append_many(["a", "b"], 1.0, ["msg_a", "msg_b"], Meta(key="k"))
+    fill(log, 2)
+    assert log.meta_last_offset == 6
+    log.close()
+    again = open_log()
+    assert again.meta_last_offset == 8, "unknown after a restart: the last offset"
 
 
 def test_reopen_keeps_last_offset_and_data(open_log: OpenLog) -> None:
