@@ -243,16 +243,16 @@ class ConsumerGroup(GroupFailures):
         if self._closed or self.state.paused or self._loading or self._reads.fetching:
             return 0
         log_, cursor = self.log, self.state.cursor
-        if cursor > log_.written_offset or log_.meta_last_offset >= cursor:
-            return 0
-        if cursor < log_.first_offset:
+        if not log_.first_offset <= cursor <= log_.written_offset:
+            return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
+        if log_.meta_last_offset >= cursor:
             return 0
         limit = self.ctx.config.max_inflight
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
         records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
         if not records or records[0].offset != cursor:
             return 0
-        ids = [r.id for r in records]
+        ids = [r.id for r in records]  # rows hold ASCII ids of one width (Holdings.add)
         width = len(ids[0])
         if len("".join(ids).encode()) != width * len(ids) or any(len(i) != width for i in ids):
             return 0
