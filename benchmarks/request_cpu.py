@@ -1,0 +1,142 @@
+"""Server CPU per window-1 request: where a round trip's time goes, beyond the loopback.
+
+    python benchmarks/request_cpu.py [--requests 20000] [--rounds 3]
+
+For linemq (``PUB``, ``PING``), Redis if installed (``XADD``, ``PING``) and a bare uvloop
+protocol that answers every read with one line, one blocking client sends a request and
+waits for its reply, ``--requests`` times. The server's user and system CPU (from
+``/proc/<pid>/stat``) over those requests, divided by their number, say how much of a
+round trip is the server's own work; system time is mostly the loopback itself and the
+same for every server. Servers alternate over ``--rounds``; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from broker.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
+
+ECHO = """
+import asyncio, sys, uvloop
+class Echo(asyncio.Protocol):
+    def connection_made(self, t): self.t = t
+    def data_received(self, d): self.t.write(b"OK pong\\n")
+async def main():
+    await asyncio.get_running_loop().create_server(Echo, sys.argv[1], int(sys.argv[2]))
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+PAYLOAD = b"x" * 100
+XADD = b"*5\r\n$4\r\nXADD\r\n$1\r\nt\r\n$1\r\n*\r\n$1\r\nm\r\n$100\r\n" + PAYLOAD + b"\r\n"
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def round_trips(pid: int, port: int, request: bytes, banner: bool, n: int) -> dict[str, float]:
+    """``n`` requests one at a time (after a warm-up): µs of CPU and of wall time each."""
+    with socket.create_connection((HOST, port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if banner:
+            s.recv(100)
+        ends = 2 if request == XADD else 1  # an XADD reply is two lines
+
+        def one() -> None:
+            s.sendall(request)
+            got = s.recv(256)
+            while got.count(b"\n") < ends:
+                got += s.recv(256)
+
+        for _ in range(1000):
+            one()
+        user0, sys0 = cpu_seconds(pid)
+        start = time.perf_counter()
+        for _ in range(n):
+            one()
+        wall = time.perf_counter() - start
+        user1, sys1 = cpu_seconds(pid)
+    return {
+        "user_us": (user1 - user0) / n * 1e6,
+        "sys_us": (sys1 - sys0) / n * 1e6,
+        "rtt_us": wall / n * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    terminate_on_sigterm()
+    results: dict[str, list[dict[str, float]]] = {}
+    with Servers() as servers:
+        cases: list[tuple[str, Callable[[], tuple[int, int]], bytes, bool]] = []
+
+        def linemq() -> tuple[int, int]:
+            server = servers.start("linemq", ["--max-inflight", "256"])
+            return server.pid, server.port
+
+        cases += [("linemq PUB", linemq, b"PUB t " + PAYLOAD + b"\n", True)]
+        cases += [("linemq PING", linemq, b"PING\n", True)]
+        if available("redis"):
+
+            def redis() -> tuple[int, int]:
+                server = servers.start("redis", [])
+                return server.pid, server.port
+
+            cases += [("redis XADD", redis, XADD, False), ("redis PING", redis, b"PING\r\n", False)]
+
+        def echo() -> tuple[int, int]:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "-c", ECHO, HOST, str(port)])
+            echoes.append(proc)
+            for _ in range(500):
+                try:
+                    socket.create_connection((HOST, port)).close()
+                    break
+                except OSError:
+                    time.sleep(0.01)
+            return proc.pid, port
+
+        echoes: list[subprocess.Popen[bytes]] = []
+        cases += [("uvloop echo", echo, b"PING\n", False)]
+        try:
+            for _ in range(args.rounds):
+                for name, start, request, banner in cases:
+                    pid, port = start()
+                    got = round_trips(pid, port, request, banner, args.requests)
+                    results.setdefault(name, []).append(got)
+                    for server in servers.started:
+                        server.stop()
+                    for proc in echoes:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            for proc in echoes:
+                proc.kill()
+    medians = {
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for name, runs in results.items()
+    }
+    print(f"{'server, request':16s} {'user µs':>8s} {'sys µs':>8s} {'RTT µs':>8s}")
+    for name, m in medians.items():
+        print(f"{name:16s} {m['user_us']:8.1f} {m['sys_us']:8.1f} {m['rtt_us']:8.1f}")
+    print(json.dumps({"requests": args.requests, "rounds": args.rounds, "medians": medians}))
+
+
+if __name__ == "__main__":
+    main()
