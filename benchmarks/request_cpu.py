@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 from broker.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
 
@@ -76,48 +75,43 @@ def round_trips(pid: int, port: int, request: bytes, banner: bool, n: int) -> di
     }
 
 
+def start(system: str, servers: Servers, echoes: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
+    """A fresh server of ``system`` ("echo": the bare uvloop protocol): its pid and port."""
+    if system != "echo":
+        server = servers.start(system, ["--max-inflight", "256"] if system == "linemq" else [])
+        return server.pid, server.port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", ECHO, HOST, str(port)])
+    echoes.append(proc)
+    for _ in range(500):
+        try:
+            socket.create_connection((HOST, port)).close()
+            break
+        except OSError:
+            time.sleep(0.01)
+    return proc.pid, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     terminate_on_sigterm()
+    cases = [
+        ("linemq PUB", "linemq", b"PUB t " + PAYLOAD + b"\n", True),
+        ("linemq PING", "linemq", b"PING\n", True),
+    ]
+    if available("redis"):
+        cases += [("redis XADD", "redis", XADD, False), ("redis PING", "redis", b"PING\r\n", False)]
+    cases += [("uvloop echo", "echo", b"PING\n", False)]
     results: dict[str, list[dict[str, float]]] = {}
+    echoes: list[subprocess.Popen[bytes]] = []
     with Servers() as servers:
-        cases: list[tuple[str, Callable[[], tuple[int, int]], bytes, bool]] = []
-
-        def linemq() -> tuple[int, int]:
-            server = servers.start("linemq", ["--max-inflight", "256"])
-            return server.pid, server.port
-
-        cases += [("linemq PUB", linemq, b"PUB t " + PAYLOAD + b"\n", True)]
-        cases += [("linemq PING", linemq, b"PING\n", True)]
-        if available("redis"):
-
-            def redis() -> tuple[int, int]:
-                server = servers.start("redis", [])
-                return server.pid, server.port
-
-            cases += [("redis XADD", redis, XADD, False), ("redis PING", redis, b"PING\r\n", False)]
-
-        def echo() -> tuple[int, int]:
-            port = free_port()
-            proc = subprocess.Popen([sys.executable, "-c", ECHO, HOST, str(port)])
-            echoes.append(proc)
-            for _ in range(500):
-                try:
-                    socket.create_connection((HOST, port)).close()
-                    break
-                except OSError:
-                    time.sleep(0.01)
-            return proc.pid, port
-
-        echoes: list[subprocess.Popen[bytes]] = []
-        cases += [("uvloop echo", echo, b"PING\n", False)]
         try:
             for _ in range(args.rounds):
-                for name, start, request, banner in cases:
-                    pid, port = start()
+                for name, system, request, banner in cases:
+                    pid, port = start(system, servers, echoes)
                     got = round_trips(pid, port, request, banner, args.requests)
                     results.setdefault(name, []).append(got)
                     for server in servers.started:
