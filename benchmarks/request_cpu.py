@@ -7,7 +7,8 @@ protocol that answers every read with one line, one blocking client sends a requ
 waits for its reply, ``--requests`` times. The server's user and system CPU (from
 ``/proc/<pid>/stat``) over those requests, divided by their number, say how much of a
 round trip is the server's own work; system time is mostly the loopback itself and the
-same for every server. Servers alternate over ``--rounds``; medians are printed.
+same for every server. Servers alternate over ``--rounds``; medians are printed, with the
+share of machine time the hypervisor took meanwhile (``steal``, see broker/bench/steal.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from broker.bench import steal
 from broker.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
 
 ECHO = """
@@ -63,15 +65,18 @@ def round_trips(pid: int, port: int, request: bytes, banner: bool, n: int) -> di
         for _ in range(1000):
             one()
         user0, sys0 = cpu_seconds(pid)
+        machine0 = steal.sample()
         start = time.perf_counter()
         for _ in range(n):
             one()
         wall = time.perf_counter() - start
         user1, sys1 = cpu_seconds(pid)
+        stolen = steal.stolen_percent(machine0, steal.sample())
     return {
         "user_us": (user1 - user0) / n * 1e6,
         "sys_us": (sys1 - sys0) / n * 1e6,
         "rtt_us": wall / n * 1e6,
+        "steal_pct": stolen if stolen is not None else float("nan"),
     }
 
 
@@ -126,9 +131,10 @@ def main() -> None:
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in results.items()
     }
-    print(f"{'server, request':16s} {'user µs':>8s} {'sys µs':>8s} {'RTT µs':>8s}")
+    print(f"{'server, request':16s} {'user µs':>8s} {'sys µs':>8s} {'RTT µs':>8s} {'steal %':>8s}")
     for name, m in medians.items():
-        print(f"{name:16s} {m['user_us']:8.1f} {m['sys_us']:8.1f} {m['rtt_us']:8.1f}")
+        cells = (m[k] for k in ("user_us", "sys_us", "rtt_us", "steal_pct"))
+        print(f"{name:16s}" + "".join(f" {v:8.1f}" for v in cells))
     print(json.dumps({"requests": args.requests, "rounds": args.rounds, "medians": medians}))
 
 

@@ -22,6 +22,8 @@ ROWS: Final[list[tuple[str, str, str, Better]]] = [
     ("deliver_p99_ms", "publish->deliver p99 ms", ",.2f", "lower"),
     ("deliver_p999_ms", "publish->deliver p99.9 ms", ",.2f", "lower"),
     ("rate_achieved", "  rate achieved msg/s", ",.0f", ""),
+    ("steal_pct", "CPU stolen by the host % (workloads)", ",.1f", ""),
+    ("rtt_steal_pct", "  during the window-1 run", ",.1f", ""),
     ("rss_start_mb", "RSS at start MiB", ",.1f", "lower"),
     ("rss_end_mb", "RSS after workloads MiB", ",.1f", "lower"),
     ("restart_ms", "restart to PING ms (spawn included)", ",.0f", "lower"),
@@ -123,6 +125,11 @@ def table(
     lines.append(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM")
     if peers:
         lines.append("ratios are linemq/peer: (hi) higher is better for linemq, (lo) lower is")
+    if any("steal_pct" in r.metrics for r in results):
+        lines.append(
+            "CPU stolen: share of all CPUs' time the hypervisor gave other guests (top's st); "
+            "it slows every system, the one with more CPU per request most"
+        )
     if len(rounds) > 1:
         lines.append(
             f"{len(rounds)} rounds, systems alternating: figures are medians; a ratio is the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from broker.bench import steal
 from broker.bench.runner import PhaseResult, Progress, run_phase
 from broker.bench.servers import HOST, Server
 from broker.bench.workloads import DRIVERS, Job, JobResult
@@ -57,8 +58,11 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
     driver = DRIVERS[name]()
     port = server.port
     m["rss_start_mb"] = server.rss_mb()
+    suite_start = steal.sample()
+    stolen: dict[str, float] = {}
 
     def phase(label: str, jobs: list[Job], total: int, target: int = 0) -> PhaseResult:
+        before = steal.sample()
         result = run_phase(
             f"{name} {label}",
             jobs,
@@ -69,6 +73,9 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
             consume_target=target,
             cpus=set(opts.loadgen_cpus) if opts.loadgen_cpus else None,
         )
+        share = steal.stolen_percent(before, steal.sample())
+        if share is not None:
+            stolen[label] = share
         if result.error or result.timed_out:
             why = "timed out" if result.timed_out else result.error.strip().splitlines()[-1]
             out.notes.append(f"{name} {label}: {why}")
@@ -96,6 +103,8 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
         lat = sorted(rtt[0].latencies_ns)
         for q, key in ((50, "rtt_p50_us"), (99, "rtt_p99_us"), (99.9, "rtt_p999_us")):
             m[key] = percentile(lat, q) / 1000
+        if "publish rtt" in stolen:
+            m["rtt_steal_pct"] = stolen["publish rtt"]
 
     # 3. end to end: pipelined producers while a group of K members acks
     k = opts.group_members
@@ -129,6 +138,9 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
             m["rate_achieved"] = sent[0].count / max(1e-9, sent[0].t1 - sent[0].t0)
 
     m["rss_end_mb"] = server.rss_mb()
+    share = steal.stolen_percent(suite_start, steal.sample())
+    if share is not None:
+        m["steal_pct"] = share
 
     # 5. idle connections, each answering PING
     if opts.idle_conns:

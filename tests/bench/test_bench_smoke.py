@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,9 @@ def test_bench_json_has_results_and_skips_missing_peers_without_failing() -> Non
     assert metrics["publish_rate"] > 0
     assert metrics["e2e_rate"] > 0
     assert metrics["deliver_p99_ms"] > 0
+    if Path("/proc/stat").exists():  # Linux: how much the host took during the workloads
+        assert 0 <= metrics["steal_pct"] <= 100
+        assert 0 <= metrics["rtt_steal_pct"] <= 100
     assert doc["machine"]["nproc"]
     assert set(doc["skipped"]) == {"redis", "nats"}
     assert set(doc["results"]) == {"linemq"}

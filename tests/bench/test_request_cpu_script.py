@@ -21,3 +21,5 @@ def test_request_cpu_reports_linemq_and_the_bare_loop() -> None:
     assert {"linemq PUB", "linemq PING", "uvloop echo"} <= set(medians)
     for figures in medians.values():
         assert figures["rtt_us"] > 0 and figures["user_us"] >= 0
+        if Path("/proc/stat").exists():
+            assert 0 <= figures["steal_pct"] <= 100
