@@ -215,14 +215,14 @@ class Broker:
     def publish_run(self, conn: Connection, topic_log: TopicLog, msgs: list[str]) -> None:
         """Pipelined PUBs to one topic, already vetted: one append call, one reply slot."""
         now = time.time()
+        if self._idle_iteration(conn):
+            self._write_through(conn, topic_log, msgs, now)
+            return
         try:
             records = topic_log.append_many(msgs, now, self._ids.many(len(msgs), now))
         except (OSError, StorageError, ValueError) as e:
             log.error("append_failed", topic=topic_log.name, error=str(e))
             conn.reply(replies.err(f"storage unavailable: {e}") * len(msgs))
-            return
-        if self._idle_iteration(conn):
-            self._write_through(conn, topic_log, records, now)
             return
         new = self._new.get(topic_log.name)
         if new is None:
@@ -248,16 +248,29 @@ class Broker:
         )
 
     def _write_through(
-        self, conn: Connection, topic_log: TopicLog, records: list[Record], now: float
+        self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
     ) -> None:
         """Write, answer, then dispatch: the reply leaves as soon as the OS has the bytes,
-        before the log's bookkeeping, fanout and groups."""
-        reply = replies.PUBLISHED * len(records) if len(records) > 1 else replies.PUBLISHED
+        before the log's bookkeeping, fanout and groups. A lone publish, the case of a
+        client waiting for each reply, skips the batch that runs need (``write_one``)."""
+        n = len(msgs)
+        reply = replies.PUBLISHED * n if n > 1 else replies.PUBLISHED
+
+        def answer() -> None:
+            conn.reply_now(reply)
+
         try:
-            topic_log.write(lambda: conn.reply_now(reply))
-        except StorageError as e:
-            log.error("write_failed", target=repr(topic_log), error=str(e), replies=len(records))
-            conn.reply(replies.err(f"storage unavailable: {e}") * len(records))
+            record = (
+                topic_log.write_one(msgs[0], now, self._ids.next(now), answer) if n == 1 else None
+            )
+            if record is not None:
+                records = [record]
+            else:
+                records = topic_log.append_many(msgs, now, self._ids.many(n, now))
+                topic_log.write(answer)
+        except (OSError, StorageError, ValueError) as e:
+            log.error("write_failed", target=repr(topic_log), error=str(e), replies=n)
+            conn.reply(replies.err(f"storage unavailable: {e}") * n)
             return
         self.durability.note_written(topic_log)
         self._dispatch(topic_log.name, records, now)

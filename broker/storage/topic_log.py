@@ -21,7 +21,14 @@ from typing import Final
 import structlog
 
 from broker.storage.fsio import fsync_dir, rollback, write_all
-from broker.storage.index import SealedCache, SealedSegment, SegmentIndex, encode_entries
+from broker.storage.index import (
+    INDEX_ENTRY,
+    SealedCache,
+    SealedSegment,
+    SegmentIndex,
+    encode_entries,
+    index_due,
+)
 from broker.storage.log_state import Active, Batch
 from broker.storage.log_state import check_topic_name as check_topic_name
 from broker.storage.records import Meta, Record, StorageError
@@ -211,6 +218,39 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- writing -----------------------------------------------------------------------------
 
+    def write_one(self, msg: str, ts: float, id: str, written: Callable[[], None]) -> Record | None:
+        """Append one plain record and hand it to the OS at once; None if this needs ``append``.
+
+        A publisher that waits for each reply sends one record at a time, with
+        nothing pending; this does for it what ``append`` and ``write`` do, without
+        the batch they build for runs and segment rolls. ``written`` runs as in ``write``.
+        """
+        seg = self._active
+        if self._pending or seg is None:
+            return None
+        offset = self._last + 1
+        line = encode_record(offset, id, ts, msg)
+        pos = seg.size
+        if pos + len(line) > self._segment_bytes and seg.last_offset >= seg.base:
+            return None  # the record opens a new segment
+        positions = seg.index.positions
+        due = index_due(pos, positions[-1] if positions else None)
+        entries = INDEX_ENTRY.pack(offset, pos) if due else b""
+        try:
+            write_all(seg.log_fd, line)
+            if entries:
+                write_all(seg.idx_fd, entries)
+        except OSError as exc:
+            self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
+            log.error("topic_write_failed", topic=self.name, error=str(exc), records_dropped=1)
+            raise StorageError(str(exc)) from exc
+        record = Record(offset, id, ts, msg)
+        self._last = offset
+        self._commit(
+            seg, [record], [(offset, pos)] if due else [], len(line), len(entries), written
+        )
+        return record
+
     def write(self, written: Callable[[], None] | None = None) -> bool:
         """Hand every pending record to the OS; on failure nothing of the failed batch remains.
 
@@ -252,7 +292,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         except OSError:
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             raise
-        self._commit(seg, batch, len(entries), written)
+        self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
 
     def _undo(self, log_fd: int, size: int, idx_fd: int, idx_size: int) -> None:
         for fd, keep in ((log_fd, size), (idx_fd, idx_size)):
@@ -294,7 +334,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._bases.append(seg.base)
             self._sizes[seg.base] = 0
             self._dirs_to_sync.add(self._dir)
-        self._commit(seg, batch, len(entries), written)
+        self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
 
     def _roll_empty(self, base: int) -> None:
         """Start a header-only segment at ``base``: where a purged log's offsets go on."""
@@ -305,28 +345,34 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             raise StorageError(str(exc)) from exc
 
     def _commit(
-        self, seg: Active, batch: Batch, idx_bytes: int, written: Callable[[], None] | None = None
+        self,
+        seg: Active,
+        records: list[Record],
+        index: list[tuple[int, int]],
+        nbytes: int,
+        idx_bytes: int,
+        written: Callable[[], None] | None = None,
     ) -> None:
-        """Account for a batch the OS has; ``written`` first (see ``write``)."""
+        """Account for records (and index entries) the OS has; ``written`` first (see ``write``)."""
         if written is not None:
             try:
                 written()
             finally:
-                self._commit(seg, batch, idx_bytes)
+                self._commit(seg, records, index, nbytes, idx_bytes)
             return
         with self._lock:
-            for offset, pos in batch.index:
+            for offset, pos in index:
                 seg.index.add(offset, pos)
-            seg.size += batch.nbytes
+            seg.size += nbytes
             seg.idx_size += idx_bytes
-            self._sizes[seg.base] += batch.nbytes + idx_bytes
-            self._total += batch.nbytes + idx_bytes
+            self._sizes[seg.base] += nbytes + idx_bytes
+            self._total += nbytes + idx_bytes
             self._dirty = True
-            if batch.records:  # a purge's fresh segment is committed with its header only
-                seg.last_offset = batch.records[-1].offset
-                self._active_ts = batch.records[-1].ts
+            if records:  # a purge's fresh segment is committed with its header only
+                seg.last_offset = records[-1].offset
+                self._active_ts = records[-1].ts
                 self._written_last = seg.last_offset
-                self._tail.extend(batch.records)
+                self._tail.extend(records)
 
     def sync(self) -> None:
         """fsync what was written; safe in a worker thread while the loop appends and writes.
