@@ -29,7 +29,8 @@ def test_bench_prints_a_table_of_every_workload() -> None:
     rows += ["RSS after workloads MiB", "restart to PING ms"]
     for row in rows:
         assert row in done.stdout
-    assert "note:" not in done.stdout, done.stdout
+    notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
+    assert all("the host stole" in n for n in notes), notes  # only the host may be noted
     assert f"machine: {os.cpu_count()} CPUs" in done.stdout  # figures mean little without it
 
 

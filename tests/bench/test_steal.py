@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.bench.report import table
+from broker.bench.report import steal_notes, table
 from broker.bench.steal import CpuTimes, parse_stat, sample, stolen_percent
 from broker.bench.suite import Options, SuiteResult
 
@@ -49,3 +49,19 @@ def test_the_table_shows_steal_without_a_ratio() -> None:
     row = next(line for line in text.splitlines() if line.startswith("CPU stolen by the host"))
     assert row.split()[-3:] == ["31.5", "2.0", "-"]
     assert "hypervisor" in text
+
+
+def test_rounds_where_the_host_took_much_of_the_cpu_are_flagged() -> None:
+    quiet = {"rtt_p50_us": 100.0, "steal_pct": 1.0, "rtt_steal_pct": 2.0}
+    busy = {"rtt_p50_us": 150.0, "steal_pct": 8.0, "rtt_steal_pct": 24.0}
+    rounds = [
+        [SuiteResult("linemq", dict(quiet)), SuiteResult("redis", dict(quiet))],
+        [SuiteResult("linemq", dict(busy)), SuiteResult("redis", dict(quiet))],
+    ]
+    assert steal_notes(rounds) == [
+        "round 2: the host stole 8% of the CPU during linemq's workloads (24% in its "
+        "window-1 run): its figures, and ratios with it, are slowed by the host"
+    ]
+    text = table(rounds, Options(), "test", {"nproc": "2", "cpu": "c", "ram": "1 GiB"})
+    assert "note: round 2: the host stole 8%" in text
+    assert steal_notes(rounds[:1]) == []
