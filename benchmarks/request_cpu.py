@@ -9,6 +9,14 @@ waits for its reply, ``--requests`` times. The server's user and system CPU (fro
 round trip is the server's own work; system time is mostly the loopback itself and the
 same for every server. Servers alternate over ``--rounds``; medians are printed, with the
 share of machine time the hypervisor took meanwhile (``steal``, see broker/bench/steal.py).
+
+    python benchmarks/request_cpu.py --instructions [--requests 2000]
+
+counts instead the instructions each server runs per request, under valgrind's callgrind:
+a count that the hypervisor's steal and the other core's load do not move, so two versions
+of the broker compare to within 0.1% in one run each. It is the difference between a run of
+a few hundred requests and one of ``--requests`` more, so start-up and shutdown cancel out.
+The kernel's share (the system time above) is not counted.
 """
 
 from __future__ import annotations
@@ -16,11 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from broker.bench import steal
 from broker.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
@@ -48,20 +60,31 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def requester(s: socket.socket, request: bytes) -> Callable[[], None]:
+    """One round trip on ``s``: send ``request``, wait for its whole reply."""
+    ends = 2 if request == XADD else 1  # an XADD reply is two lines
+
+    def one() -> None:
+        s.sendall(request)
+        got = s.recv(256)
+        while got.count(b"\n") < ends:
+            got += s.recv(256)
+
+    return one
+
+
+def connect(port: int, banner: bool) -> socket.socket:
+    s = socket.create_connection((HOST, port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if banner:
+        s.recv(100)
+    return s
+
+
 def round_trips(pid: int, port: int, request: bytes, banner: bool, n: int) -> dict[str, float]:
     """``n`` requests one at a time (after a warm-up): µs of CPU and of wall time each."""
-    with socket.create_connection((HOST, port)) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if banner:
-            s.recv(100)
-        ends = 2 if request == XADD else 1  # an XADD reply is two lines
-
-        def one() -> None:
-            s.sendall(request)
-            got = s.recv(256)
-            while got.count(b"\n") < ends:
-                got += s.recv(256)
-
+    with connect(port, banner) as s:
+        one = requester(s, request)
         for _ in range(1000):
             one()
         user0, sys0 = cpu_seconds(pid)
@@ -80,15 +103,55 @@ def round_trips(pid: int, port: int, request: bytes, banner: bool, n: int) -> di
     }
 
 
-def start(system: str, servers: Servers, echoes: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
+WARM_REQUESTS = 300
+
+
+def callgrind_total(path: Path) -> int:
+    """The instruction count a callgrind output file ends with."""
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError(f"{path}: no totals line")
+
+
+def instructions(system: str, request: bytes, banner: bool, n: int, root: Path) -> float:
+    """Instructions the server runs per request: a run of ``n`` requests more than another."""
+    totals = []
+    for count in (WARM_REQUESTS, WARM_REQUESTS + n):
+        out = root / f"{system}-{len(list(root.iterdir()))}.callgrind"
+        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        echoes: list[subprocess.Popen[bytes]] = []
+        with Servers(wrapper=wrapper) as servers:
+            try:
+                _, port = start(system, servers, echoes, wrapper)
+                with connect(port, banner) as s:
+                    one = requester(s, request)
+                    for _ in range(count):
+                        one()
+            finally:
+                for proc in echoes:  # SIGTERM: valgrind writes its counts as the process ends
+                    proc.terminate()
+                    proc.wait()
+        totals.append(callgrind_total(out))
+    return (totals[1] - totals[0]) / n
+
+
+def start(
+    system: str,
+    servers: Servers,
+    echoes: list[subprocess.Popen[bytes]],
+    wrapper: list[str] | None = None,
+) -> tuple[int, int]:
     """A fresh server of ``system`` ("echo": the bare uvloop protocol): its pid and port."""
     if system != "echo":
         server = servers.start(system, ["--max-inflight", "256"] if system == "linemq" else [])
         return server.pid, server.port
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", ECHO, HOST, str(port)])
+    quiet = subprocess.DEVNULL if wrapper else None  # valgrind's banner and exit report
+    argv = [*(wrapper or []), sys.executable, "-c", ECHO, HOST, str(port)]
+    proc = subprocess.Popen(argv, stderr=quiet)
     echoes.append(proc)
-    for _ in range(500):
+    for _ in range(3000):  # under valgrind, start-up takes seconds
         try:
             socket.create_connection((HOST, port)).close()
             break
@@ -101,6 +164,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under callgrind instead"
+    )
+    parser.add_argument("--only", help="run only the cases whose name contains this")
     args = parser.parse_args()
     terminate_on_sigterm()
     cases = [
@@ -110,6 +177,11 @@ def main() -> None:
     if available("redis"):
         cases += [("redis XADD", "redis", XADD, False), ("redis PING", "redis", b"PING\r\n", False)]
     cases += [("uvloop echo", "echo", b"PING\n", False)]
+    if args.only:
+        cases = [case for case in cases if args.only in case[0]]
+    if args.instructions:
+        count_instructions(cases, args.requests)
+        return
     results: dict[str, list[dict[str, float]]] = {}
     echoes: list[subprocess.Popen[bytes]] = []
     with Servers() as servers:
@@ -136,6 +208,20 @@ def main() -> None:
         cells = (m[k] for k in ("user_us", "sys_us", "rtt_us", "steal_pct"))
         print(f"{name:16s}" + "".join(f" {v:8.1f}" for v in cells))
     print(json.dumps({"requests": args.requests, "rounds": args.rounds, "medians": medians}))
+
+
+def count_instructions(cases: list[tuple[str, str, bytes, bool]], n: int) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install -y valgrind)")
+    os.environ["PYTHONHASHSEED"] = "0"  # the same dict layouts, run after run
+    counts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="linemq-callgrind-") as root:
+        for name, system, request, banner in cases:
+            counts[name] = instructions(system, request, banner, n, Path(root))
+    print(f"{'server, request':16s} {'instructions':>12s}")
+    for name, count in counts.items():
+        print(f"{name:16s} {count:12,.0f}")
+    print(json.dumps({"requests": n, "instructions": counts}))
 
 
 if __name__ == "__main__":

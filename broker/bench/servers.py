@@ -71,6 +71,8 @@ class Server:
     recovery_ms: float | None = None
     started_at: float = 0.0
     cpus: set[int] | None = None
+    wrapper: list[str] = field(default_factory=list)
+    """Run the server under this command (valgrind, say): its argv goes after it."""
 
     @property
     def pid(self) -> int:
@@ -102,7 +104,7 @@ class Server:
         self.started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                [*self.wrapper, *self.command()], stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
         if self.cpus:
             os.sched_setaffinity(self.proc.pid, self.cpus)
@@ -164,6 +166,7 @@ class Servers:
 
     keep: bool = False
     cpus: set[int] | None = None
+    wrapper: list[str] = field(default_factory=list)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="linemq-bench-")))
     started: list[Server] = field(default_factory=list)
 
@@ -176,6 +179,7 @@ class Servers:
         port = 0 if system == "linemq" else free_port()
         server = Server(system, data_dir, self.root / f"{name}.log", list(extra_args), port)
         server.cpus = self.cpus
+        server.wrapper = self.wrapper
         self.started.append(server)
         server.start()
         return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,14 @@ def test_request_cpu_reports_linemq_and_the_bare_loop() -> None:
         assert figures["rtt_us"] > 0 and figures["user_us"] >= 0
         if Path("/proc/stat").exists():
             assert 0 <= figures["steal_pct"] <= 100
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_request_cpu_counts_instructions_under_callgrind() -> None:
+    cmd = [sys.executable, str(SCRIPT), "--instructions", "--requests", "100", "--only", "echo"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.splitlines()[-1])["instructions"]
+    assert set(counts) == {"uvloop echo"}
+    assert 500 < counts["uvloop echo"] < 100_000  # a read, a write and one Python call
