@@ -330,6 +330,16 @@ class Broker:
 
     def _tick(self) -> None:
         self._scheduled = False
+        ctx = self.router.ctx
+        if not (
+            self._new
+            or self._waiting
+            or self._outputs
+            or self.holding
+            or ctx.to_pump
+            or ctx.dirty_journals
+        ):
+            return  # all a written-through publish asked for: the rest of its iteration batches
         self._ticking = True
         try:
             self._commit()
