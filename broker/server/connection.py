@@ -3,7 +3,8 @@
 Replies leave in the order their commands arrived. A reply that must wait (a
 publish until its record is written, an ack until it is journaled, a history
 read from disk) holds everything queued after it; MSG pushes queue the same way.
-Writes are coalesced: the broker flushes every connection once per tick.
+Writes are coalesced: what a read's commands queue goes out in one write at the end of
+that read, and the broker flushes every other connection once per tick.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.vetted: dict[bytes, TopicLog] = {}
         self._writing_paused = False
         self._blocked = False
+        self._reading = False
         self._writable_waiters: list[asyncio.Future[None]] = []
         self.user: User | None = None
         self.auth_failures = 0
@@ -128,6 +130,21 @@ class Connection(asyncio.Protocol):
             self._process()
 
     def _process(self) -> None:
+        """Act on every complete line buffered, then send what that queued in one write.
+
+        The end of a read, not the tick, flushes what its commands queued: a request
+        answered at once (PING, HEARTBEAT, a refusal) does not wait for the tick, and
+        a pipelined read still gets one write. Replies that wait are held, not queued.
+        """
+        self._reading = True
+        try:
+            self._process_lines()
+        finally:
+            self._reading = False
+        if self._out:
+            self.flush()
+
+    def _process_lines(self) -> None:
         framer = self.framer
         run_log: TopicLog | None = None  # a run of PUBs to one vetted topic, appended together
         run: list[str] = []
@@ -355,7 +372,7 @@ class Connection(asyncio.Protocol):
             self.kill(f"slow consumer: {pending} bytes of output pending")
 
     def _queue(self, data: bytes) -> None:
-        if not self._out:
+        if not self._out and not self._reading:  # else the read flushes it (``_process``)
             self.broker.mark_output(self)
         self._out.append(data)
         self._out_bytes += len(data)
