@@ -250,24 +250,19 @@ class Broker:
     def _write_through(
         self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
     ) -> None:
-        """Write, answer, then dispatch: the reply leaves as soon as the OS has the bytes,
-        before the log's bookkeeping, fanout and groups. A lone publish, the case of a
-        client waiting for each reply, skips the batch that runs need (``write_one``)."""
+        """Write, answer, then dispatch: the reply leaves before fanout and groups. A lone
+        publish, the case of a client waiting for each reply, skips the batch that runs
+        need (``write_one``); a run is answered before its batch's bookkeeping."""
         n = len(msgs)
         reply = replies.PUBLISHED * n if n > 1 else replies.PUBLISHED
-
-        def answer() -> None:
-            conn.reply_now(reply)
-
         try:
-            record = (
-                topic_log.write_one(msgs[0], now, self._ids.next(now), answer) if n == 1 else None
-            )
+            record = topic_log.write_one(msgs[0], now, self._ids.next(now)) if n == 1 else None
             if record is not None:
                 records = [record]
+                conn.reply_now(reply)
             else:
                 records = topic_log.append_many(msgs, now, self._ids.many(n, now))
-                topic_log.write(answer)
+                topic_log.write(lambda: conn.reply_now(reply))
         except (OSError, StorageError, ValueError) as e:
             log.error("write_failed", target=repr(topic_log), error=str(e), replies=n)
             conn.reply(replies.err(f"storage unavailable: {e}") * n)

@@ -218,12 +218,12 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_one(self, msg: str, ts: float, id: str, written: Callable[[], None]) -> Record | None:
+    def write_one(self, msg: str, ts: float, id: str) -> Record | None:
         """Append one plain record and hand it to the OS at once; None if this needs ``append``.
 
         A publisher that waits for each reply sends one record at a time, with
         nothing pending; this does for it what ``append`` and ``write`` do, without
-        the batch they build for runs and segment rolls. ``written`` runs as in ``write``.
+        the batch they build for runs and segment rolls.
         """
         seg = self._active
         if self._pending or seg is None:
@@ -246,9 +246,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             raise StorageError(str(exc)) from exc
         record = Record(offset, id, ts, msg)
         self._last = offset
-        self._commit(
-            seg, [record], [(offset, pos)] if due else [], len(line), len(entries), written
-        )
+        self._commit(seg, [record], [(offset, pos)] if due else [], len(line), len(entries))
         return record
 
     def write(self, written: Callable[[], None] | None = None) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pathlib
 import tempfile
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from storage_helpers import OpenLog, fill, segment_files
@@ -16,7 +15,7 @@ from broker.storage.topic_log import TopicLog
 
 def _lone(log: TopicLog, msg: str, ts: float, id: str) -> None:
     """What the broker does for a lone publish: ``write_one``, else the general path."""
-    if log.write_one(msg, ts, id, lambda: None) is None:
+    if log.write_one(msg, ts, id) is None:
         log.append(msg, ts, id)
         log.write()
 
@@ -58,33 +57,24 @@ def test_it_stores_byte_for_byte_what_append_and_write_store(
 
 
 def test_it_leaves_a_first_record_a_pending_run_and_a_roll_to_append(open_log: OpenLog) -> None:
-    def never() -> None:
-        pytest.fail("answered a record that was not written")
-
     log = open_log(segment_bytes=400)
-    assert log.write_one("a", 1.0, "msg_a", never) is None, "no segment file yet"
+    assert log.write_one("a", 1.0, "msg_a") is None, "no segment file yet"
     fill(log, 1)
     log.append("pending", 1.0, "msg_p")
-    assert log.write_one("b", 1.0, "msg_b", never) is None, "it would jump the pending record"
+    assert log.write_one("b", 1.0, "msg_b") is None, "it would jump the pending record"
     log.write()
-    assert log.write_one("y" * 390, 1.0, "msg_y", never) is None, "it would start a segment"
+    assert log.write_one("y" * 390, 1.0, "msg_y") is None, "it would start a segment"
     assert log.last_offset == 2 and log.written_offset == 2 and not log.has_pending
 
 
-def test_it_answers_once_the_file_holds_the_record_and_before_the_bookkeeping(
+def test_the_record_it_returns_is_in_the_file_the_tail_and_the_offsets(
     open_log: OpenLog, tmp_path: pathlib.Path
 ) -> None:
     log = open_log()
     fill(log, 1)
     [segment] = segment_files(tmp_path / "topics" / "t")
-    seen: list[tuple[bool, int]] = []
-    record = log.write_one(
-        "hello",
-        2.0,
-        "msg_h",
-        lambda: seen.append((b"hello" in segment.read_bytes(), log.written_offset)),
-    )
-    assert seen == [(True, 1)]
+    record = log.write_one("hello", 2.0, "msg_h")
+    assert b"hello" in segment.read_bytes()
     assert record == Record(2, "msg_h", 2.0, "hello")
     assert log.last_offset == log.written_offset == 2
     assert log.read(2, 1) == [record] and log.read_cached(2, 1) == [record]
