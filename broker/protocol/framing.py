@@ -56,6 +56,8 @@ class LineFramer:
     def next(self) -> bytes | _Marker | None:
         """The next line without its LF, ``LINE_TOO_LONG``, or None until more is fed."""
         buf, pos = self._buf, self._pos
+        if pos >= len(buf):  # everything taken, as at the end of most reads
+            return None
         if self._discarding:
             nl = buf.find(b"\n", pos)
             if nl < 0:

@@ -231,15 +231,16 @@ class Connection(asyncio.Protocol):
         topic_log = self.vetted.get(line[4:space])
         if topic_log is None:
             return None
-        body = line[space + 1 :]
-        if body.endswith(b"\r"):
-            body = body[:-1]
-        if not body or len(body) > self.broker.config.max_message_bytes or b"\x00" in body:
+        # Indexing and str's ``in`` over bytes methods: on CPython 3.11 each of those
+        # parses its arguments, and ``bytes in bytes`` raises and clears a TypeError.
+        body = line[space + 1 : -1] if line[-1] == 0x0D else line[space + 1 :]
+        if not body or len(body) > self.broker.config.max_message_bytes:
             return None
         try:
-            return topic_log, body.decode()
+            msg = body.decode()
         except UnicodeDecodeError:
             return None
+        return None if "\x00" in msg else (topic_log, msg)
 
     def _rest_of_read(
         self, prefix: bytes, split: Callable[[bytes, bytes], list[str] | None]
