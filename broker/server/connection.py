@@ -400,8 +400,12 @@ class Connection(asyncio.Protocol):
         Only while no reply is held (``holds_replies``), or it would jump the queue.
         """
         assert not self._held
-        self._out.append(data)
-        self.flush()
+        transport = self.transport
+        if self._out or self._closing or transport is None or transport.is_closing():
+            self._out.append(data)
+            self.flush()
+        else:
+            transport.write(data)
 
     def flush(self) -> None:
         transport = self.transport
