@@ -370,13 +370,16 @@ class Broker:
         """Records just written: count them, then out to subscribers and groups."""
         self.published[topic] = self.published.get(topic, 0) + len(records)
         observe = self.publish_latency.observe
-        ts, same = records[0].ts, 0
-        for record in records:  # runs share a timestamp: one observation per run
-            if record.ts != ts:
-                observe(now - ts, same)
-                ts, same = record.ts, 0
-            same += 1
-        observe(now - ts, same)
+        if len(records) == 1:  # a lone publish, most of them at window 1
+            observe(now - records[0].ts)
+        else:
+            ts, same = records[0].ts, 0
+            for record in records:  # runs share a timestamp: one observation per run
+                if record.ts != ts:
+                    observe(now - ts, same)
+                    ts, same = record.ts, 0
+                same += 1
+            observe(now - ts, same)
         self.fanout_sent += self.router.on_written(topic, records)
 
     def _write(self, target: Writable, gen: int, written: list[Syncable]) -> bool:

@@ -35,14 +35,17 @@ class TailCache:
         return len(self._records)
 
     def extend(self, records: list[Record]) -> None:
-        self._records.extend(records)
-        self._bytes += sum(map(len, map(_msg, records)))
-        if records:
-            self.next_offset = records[-1].offset + 1
-        while self._records and (
-            len(self._records) > self._max_records or self._bytes > self._max_bytes
-        ):
-            self._bytes -= len(self._records.popleft().msg)
+        if not records:
+            return
+        held = self._records
+        held.extend(records)
+        if len(records) == 1:  # a lone publish
+            self._bytes += len(records[0].msg)
+        else:
+            self._bytes += sum(map(len, map(_msg, records)))
+        self.next_offset = records[-1].offset + 1
+        while len(held) > self._max_records or (held and self._bytes > self._max_bytes):
+            self._bytes -= len(held.popleft().msg)
 
     def drop_before(self, offset: int) -> None:
         """Forget records below ``offset``: retention or a purge deleted them from disk."""
