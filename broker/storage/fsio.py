@@ -9,12 +9,14 @@ import pathlib
 
 def write_all(fd: int, data: bytes) -> None:
     """Loop on short writes: a write crossing RLIMIT_FSIZE or a full disk can be partial."""
-    view = memoryview(data)
+    view: bytes | memoryview = data
     while view:
         n = os.write(fd, view)
         if n <= 0:
             raise OSError(errno.EIO, "write made no progress")
-        view = view[n:]
+        if n == len(view):
+            return
+        view = memoryview(view)[n:]  # only a short write pays for a view
 
 
 def fsync_dir(path: pathlib.Path) -> None:

@@ -190,3 +190,23 @@ def test_a_failed_lone_index_write_takes_the_log_line_back_too(
     reopened = open_log(segment_bytes=100_000)
     assert [r.msg for r in reopened.read(3, 10)][1:] == ["indexed"]
     assert reopened.read(4, 1)[0].id == "msg_i"
+
+
+def test_short_writes_are_continued_until_every_byte_is_written(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.write
+
+    def stingy(fd: int, data: bytes | memoryview) -> int:
+        return real(fd, bytes(data[:7]))  # as a write crossing RLIMIT_FSIZE can be
+
+    log = open_log(segment_bytes=100_000)
+    fill(log, 1)
+    monkeypatch.setattr(os, "write", stingy)
+    assert log.write_one("lone " * 20, 1.0, "msg_lone") is not None
+    log.append_many(["run a", "run b"], 2.0, ["msg_a", "msg_b"])
+    log.write()
+    monkeypatch.undo()
+    log.close()
+    reopened = open_log(segment_bytes=100_000)
+    assert [r.msg for r in reopened.read(2, 10)] == ["lone " * 20, "run a", "run b"]
