@@ -174,7 +174,8 @@ class Connection(asyncio.Protocol):
                 self.reply(replies.err("line too long"))
                 continue
             assert isinstance(line, bytes)
-            if line.startswith(b"ACK ") and self.trusted:
+            head = line[:4]  # one slice, compared twice: cheaper than two startswith calls
+            if head == b"ACK " and self.trusted:
                 ack_id = only_argument(line)
                 if ack_id is not None:  # consumers ack every message: skip the general parser
                     self._publish_run(run_log, run)
@@ -184,11 +185,12 @@ class Connection(asyncio.Protocol):
                         ids += self._rest_of_read(b"ACK ", ack_ids)
                     self.broker.handlers.ack_run(self, ids)
                     continue
-            if line.startswith(b"PUB "):
+            if head == b"PUB ":
                 fast = self._vetted_pub(line)
                 if fast is not None:
                     if fast[0] is not run_log:
-                        self._publish_run(run_log, run)
+                        if run:
+                            self._publish_run(run_log, run)
                         run_log = fast[0]
                     run.append(fast[1])
                     if whole_read and framer.buffered:
