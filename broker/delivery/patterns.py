@@ -20,8 +20,6 @@ class PatternRegistry:
         self.groups: set[tuple[str, str]] = set()
         self.members: dict[tuple[str, str], dict[Any, None]] = {}
         self._fanout_cache: dict[str, list[str]] = {}
-        self._fanout_version = 0
-        self._cache_version = -1
 
     def open(self) -> None:
         if self.journal.path.exists():
@@ -37,13 +35,12 @@ class PatternRegistry:
         return sorted((p, g) for p, g in self.groups if topic_matches(p, topic))
 
     def fanout_changed(self) -> None:
-        self._fanout_version += 1
+        """A pattern gained or lost fanout subscribers: every topic's answer may change."""
+        self._fanout_cache.clear()
 
     def fanout_patterns(self, topic: str, fanout: dict[str, Any]) -> list[str]:
-        """Patterns with fanout subscribers that match ``topic`` (cached per topic)."""
-        if self._cache_version != self._fanout_version:
-            self._fanout_cache.clear()
-            self._cache_version = self._fanout_version
+        """Patterns with fanout subscribers that match ``topic`` (cached per topic, since
+        every publish asks and subscriptions change rarely)."""
         found = self._fanout_cache.get(topic)
         if found is None:
             found = [p for p in fanout if is_pattern(p) and topic_matches(p, topic)]

@@ -212,7 +212,12 @@ class Router:
         sent = 0
         if topic not in self._known_topics:
             self._topic_appeared(topic, records[0].offset)
-        subs = self._fanout_targets(topic)
+        subs = self.fanout.get(topic)
+        patterns = self.patterns.fanout_patterns(topic, self.fanout)
+        if patterns:
+            subs = dict(subs) if subs else {}
+            for pattern in patterns:
+                subs.update(self.fanout.get(pattern, {}))
         if subs:
             encoded: dict[int, bytes] = {}
             for client in list(subs):
@@ -221,19 +226,11 @@ class Router:
                     data = encoded[client.version] = deliveries(client.version, topic, records)
                 client.sender.send(data)
             sent = len(subs) * len(records)
-        for group in self.groups.get(topic, {}).values():
-            group.on_written(records)
+        groups = self.groups.get(topic)
+        if groups:
+            for group in groups.values():
+                group.on_written(records)
         return sent
-
-    def _fanout_targets(self, topic: str) -> dict[ClientState, None] | None:
-        subs = self.fanout.get(topic)
-        patterns = self.patterns.fanout_patterns(topic, self.fanout)
-        if not patterns:
-            return subs
-        targets = dict(subs) if subs else {}
-        for pattern in patterns:
-            targets.update(self.fanout.get(pattern, {}))
-        return targets
 
     def _topic_appeared(self, topic: str, first: int) -> None:
         """A topic got its first records: pattern groups get a group on it from there."""
