@@ -8,7 +8,8 @@ waits for its reply, ``--requests`` times. The server's user and system CPU (fro
 ``/proc/<pid>/stat``) over those requests, divided by their number, say how much of a
 round trip is the server's own work; system time is mostly the loopback itself and the
 same for every server. Servers alternate over ``--rounds``; medians are printed, with the
-share of machine time the hypervisor took meanwhile (``steal``, see broker/bench/steal.py).
+share of machine time the hypervisor took meanwhile (``steal``, see broker/bench/steal.py;
+``nan`` when a run is too short for /proc/stat's clock to tick).
 
     python benchmarks/request_cpu.py --instructions [--requests 2000]
 

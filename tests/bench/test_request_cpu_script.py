@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,8 @@ def test_request_cpu_reports_linemq_and_the_bare_loop() -> None:
     assert {"linemq PUB", "linemq PING", "uvloop echo"} <= set(medians)
     for figures in medians.values():
         assert figures["rtt_us"] > 0 and figures["user_us"] >= 0
-        if Path("/proc/stat").exists():
+        # NaN when no clock tick passed: 200 requests can take under 10 ms on a fast host
+        if Path("/proc/stat").exists() and not math.isnan(figures["steal_pct"]):
             assert 0 <= figures["steal_pct"] <= 100
 
 
