@@ -53,6 +53,19 @@ class LineFramer:
         else:
             self._buf += data
 
+    def lone_line(self, data: bytes) -> bytes | None:
+        """``data`` without its LF if it is one whole line and nothing is buffered, else None.
+
+        Most reads from a client that waits for each reply are one request: such a
+        read need not be buffered and split. None: ``feed`` it as usual.
+        """
+        if self._pos < len(self._buf) or self._discarding or self._skip:
+            return None
+        nl = data.find(b"\n")
+        if nl != len(data) - 1 or nl > self.max_line_bytes:
+            return None
+        return data[:nl]
+
     def next(self) -> bytes | _Marker | None:
         """The next line without its LF, ``LINE_TOO_LONG``, or None until more is fed."""
         buf, pos = self._buf, self._pos

@@ -20,7 +20,7 @@ def test_request_opcodes_counts_the_connections_bytecodes(request_name: str) -> 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["request"] == request_name
-    assert report["by_function"]["connection.py:Connection._process_lines"] > 0
+    assert report["by_function"]["connection.py:Connection.data_received"] > 0
     assert report["bytecodes"] == pytest.approx(sum(report["by_function"].values()))
     if request_name == "PUB":
         assert report["by_function"]["topic_log.py:TopicLog.write_one"] > 0

@@ -142,6 +142,22 @@ def test_framer_reports_a_long_line_once_and_recovers() -> None:
     assert drain(framer, b"a" * 11 + b"\nPING\n") == [LINE_TOO_LONG, b"PING"]
 
 
+def test_framer_gives_a_lone_line_only_when_it_is_the_whole_read_and_nothing_waits() -> None:
+    framer = LineFramer(10)
+    assert framer.lone_line(b"PUB t x\n") == b"PUB t x"
+    assert framer.lone_line(b"PUB t x\r\n") == b"PUB t x\r"
+    assert framer.lone_line(b"PUB t x") is None  # no end yet
+    assert framer.lone_line(b"PING\nPING\n") is None  # two lines: feed them
+    assert framer.lone_line(b"x" * 11 + b"\n") is None  # over the limit: next() reports it
+    assert drain(framer, b"PI") == []
+    assert framer.lone_line(b"NG\n") is None  # the end of a buffered line
+    assert drain(framer, b"NG\n") == [b"PING"]
+    assert framer.lone_line(b"PING\n") == b"PING"
+    assert drain(framer, b"x" * 11) == [LINE_TOO_LONG]
+    assert framer.lone_line(b"PING\n") is None  # the rest of the long line, discarded
+    assert drain(framer, b"PING\n") == []
+
+
 def test_framer_takes_counted_payloads_with_any_bytes() -> None:
     stream = b"PUT t 5\na\nb\x00c\nPING\nPUT t 3\r\nxyz\r\nPING\n"
     for cut in range(len(stream) + 1):

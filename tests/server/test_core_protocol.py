@@ -8,6 +8,7 @@ import re
 import pytest
 
 from broker.server.app import Broker
+from tests.conftest import BrokerFactory
 from tests.wire import Wire
 
 MSG_LINE = re.compile(r"^MSG chat (msg_\d{13}_[0-9a-f]{8}) (\d+) (\d+\.\d+) (.*)$")
@@ -255,3 +256,32 @@ async def test_repeat_publishes_to_a_topic_get_the_same_answers_as_the_first(
     await w.send("HISTORY chat 4\n")
     lines = await w.until("OK history end")
     assert [line.split(" ", 5)[5] for line in lines[:-1]] == ["ok", " spaced ", "ok", " spaced "]
+
+
+async def test_a_publisher_waiting_for_each_reply_gets_the_answers_of_a_pipeline(
+    brokers: BrokerFactory,
+) -> None:
+    """A read that is one PUB to a topic already published to skips the framer;
+    every odd read must still get the answer the general path gives."""
+    broker = await brokers.start(max_line_bytes=64)
+    w = await Wire.open(broker.port)
+    assert await w.cmd("PUB chat first") == "OK published"
+    reads = [
+        (b"PUB chat \xff\n", "ERR invalid utf-8"),
+        (b"PUB chat a\x00b\n", "ERR invalid NUL byte"),
+        (b"PUB chat \n", "ERR usage: PUB <topic> <message>"),
+        (b"PUB chat  spaced \r\n", "OK published"),
+        (b"PUB chat " + b"x" * 60 + b"\n", "ERR line too long"),
+        (b"PUB other y\n", "OK published"),  # a topic not yet published to here
+        (b"PUB chat last\n", "OK published"),
+    ]
+    for data, reply in reads:
+        await w.send(data)
+        assert await w.line() == reply
+    await w.send(b"PUB chat sp")  # a line in two reads: the second is no whole line
+    await asyncio.sleep(0.05)
+    await w.send(b"lit\n")
+    assert await w.line() == "OK published"
+    await w.send("HISTORY chat 10\n")
+    lines = await w.until("OK history end")
+    assert [line.split(" ", 5)[5] for line in lines[:-1]] == ["first", " spaced ", "last", "split"]
