@@ -214,10 +214,39 @@ class Broker:
 
     def publish_run(self, conn: Connection, topic_log: TopicLog, msgs: list[str]) -> None:
         """Pipelined PUBs to one topic, already vetted: one append call, one reply slot."""
+        if len(msgs) == 1:
+            self.publish_one(conn, topic_log, msgs[0])
+            return
         now = time.time()
         if self._idle_iteration(conn):
-            self._write_through(conn, topic_log, msgs, now)
-            return
+            self._write_run_through(conn, topic_log, msgs, now)
+        else:
+            self._append_run(conn, topic_log, msgs, now)
+
+    def publish_one(self, conn: Connection, topic_log: TopicLog, msg: str) -> None:
+        """One PUB to a vetted topic: most often a client's that waits for each reply.
+
+        In an idle iteration it is written and answered at once (``write_one``
+        skips the batch a run needs), and the reply leaves before fanout and groups.
+        """
+        now = time.time()
+        if self._idle_iteration(conn):
+            try:
+                record = topic_log.write_one(msg, now, self._ids.next(now))
+            except (OSError, StorageError, ValueError) as e:
+                self._write_failed(conn, topic_log, e, 1)
+                return
+            if record is not None:
+                conn.reply_now(replies.PUBLISHED)
+                self._written_through(topic_log, [record], now)
+                return
+            # It opens a new segment: the tick's batch does that.
+        self._append_run(conn, topic_log, [msg], now)
+
+    def _append_run(
+        self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
+    ) -> None:
+        """Append for the tick to write; the replies wait for it."""
         try:
             records = topic_log.append_many(msgs, now, self._ids.many(len(msgs), now))
         except (OSError, StorageError, ValueError) as e:
@@ -247,26 +276,26 @@ class Broker:
             and not self.durability.replies_wait
         )
 
-    def _write_through(
+    def _write_run_through(
         self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
     ) -> None:
-        """Write, answer, then dispatch: the reply leaves before fanout and groups. A lone
-        publish, the case of a client waiting for each reply, skips the batch that runs
-        need (``write_one``); a run is answered before its batch's bookkeeping."""
+        """Write a run at once; it is answered before its batch's bookkeeping."""
         n = len(msgs)
-        reply = replies.PUBLISHED * n if n > 1 else replies.PUBLISHED
+        reply = replies.PUBLISHED * n
         try:
-            record = topic_log.write_one(msgs[0], now, self._ids.next(now)) if n == 1 else None
-            if record is not None:
-                records = [record]
-                conn.reply_now(reply)
-            else:
-                records = topic_log.append_many(msgs, now, self._ids.many(n, now))
-                topic_log.write(lambda: conn.reply_now(reply))
+            records = topic_log.append_many(msgs, now, self._ids.many(n, now))
+            topic_log.write(lambda: conn.reply_now(reply))
         except (OSError, StorageError, ValueError) as e:
-            log.error("write_failed", target=repr(topic_log), error=str(e), replies=n)
-            conn.reply(replies.err(f"storage unavailable: {e}") * n)
+            self._write_failed(conn, topic_log, e, n)
             return
+        self._written_through(topic_log, records, now)
+
+    def _write_failed(self, conn: Connection, topic_log: TopicLog, e: Exception, n: int) -> None:
+        log.error("write_failed", target=repr(topic_log), error=str(e), replies=n)
+        conn.reply(replies.err(f"storage unavailable: {e}") * n)
+
+    def _written_through(self, topic_log: TopicLog, records: list[Record], now: float) -> None:
+        """Records written outside a tick: fsync them with the rest, then dispatch."""
         self.durability.note_written(topic_log)
         self._dispatch(topic_log.name, records, now)
         self.schedule()  # the rest of this iteration batches behind a tick

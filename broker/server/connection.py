@@ -136,7 +136,7 @@ class Connection(asyncio.Protocol):
         fast = self._vetted_pub(line) if line is not None else None
         if fast is None:
             return False
-        self.broker.publish_run(self, fast[0], [fast[1]])
+        self.broker.publish_one(self, fast[0], fast[1])
         self.broker.router.heard_from(self.client)
         return True
 

@@ -47,6 +47,23 @@ async def test_segments_roll_and_history_reads_across_them(brokers: BrokerFactor
     assert [int(line.split(" ")[3]) for line in lines] == list(range(1, 301))
 
 
+async def test_segments_roll_under_a_publisher_waiting_for_each_reply(
+    brokers: BrokerFactory,
+) -> None:
+    """One PUB per read is written at once unless it opens a segment; those wait
+    for the tick. Both kinds must be stored, in order, and answered once."""
+    broker = await brokers.start(segment_bytes=4096)
+    w = await Wire.open(broker.port)
+    for i in range(150):
+        assert await w.cmd(f"PUB chat message-{i:04d}-{'x' * 80}") == "OK published"
+    assert len(list((broker.config.data_dir / "topics" / "chat").glob("*.log"))) > 3
+    assert await w.silent(0.05)
+    broker = await brokers.restart(broker)
+    lines = await history(broker.port, "chat", 300)
+    assert [int(line.split(" ")[3]) for line in lines] == list(range(1, 151))
+    assert [line.split(" ")[5][:12] for line in lines] == [f"message-{i:04d}" for i in range(150)]
+
+
 async def test_sigterm_flushes_and_exits_zero(
     broker_process: Callable[..., BrokerProcess],
 ) -> None:
