@@ -397,3 +397,66 @@ def test_any_split_of_the_stream_gets_exactly_one_reply_per_line_in_order(
         assert got == ["OK connected", *expected, ""]
 
     assert run_live(body) == []
+
+
+# -- publishes: one read per line or any split, the same replies and the same log ---------
+
+body_text = st.from_regex(r"[a-z0-9][a-z0-9 ]{0,20}", fullmatch=True)
+publish = weighted(
+    (
+        6,
+        st.builds(lambda t, m: (f"PUB {t} {m}".encode(), "OK published", (t, m)), topic, body_text),
+    ),
+    (1, st.builds(lambda m: (f"pub t {m}".encode(), "OK published", ("t", m)), body_text)),
+    (1, st.just((b"PUB t \xff", "ERR invalid utf-8", None))),
+    (1, st.just((b"PUB t a\x00b", "ERR invalid NUL byte", None))),
+    (1, st.just((b"PUB t ", "ERR usage: PUB <topic> <message>", None))),
+    (1, st.just((b"PUB t " + b"y" * MAX_LINE, "ERR line too long", None))),
+    (1, st.just((b"PING", "OK pong", None))),
+)
+
+
+@settings(settings.get_profile("fuzz"), max_examples=100)
+@given(
+    st.lists(st.tuples(publish, st.sampled_from([b"\n", b"\r\n"])), min_size=1, max_size=15),
+    st.one_of(st.none(), st.lists(st.integers(0, 20_000), max_size=10)),
+)
+def test_publishes_get_the_same_replies_and_log_whether_alone_in_a_read_or_not(
+    items: list[tuple[tuple[bytes, str, tuple[str, str] | None], bytes]],
+    splits: list[int] | None,
+) -> None:
+    """A read that is one PUB to a topic already published to takes a shortcut past
+    the framer (``splits`` None: one line per read, each reply awaited). Whatever the
+    reads, every line gets its reply in order and each accepted publish is stored
+    once, in order, with its exact text."""
+    lines = [line + end for (line, _, _), end in items]
+    expected = [reply for (_, reply, _), _ in items]
+
+    async def body(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.readline() == b"OK connected\n"
+        got: list[str] = []
+        if splits is None:
+            for line, reply in zip(lines, expected, strict=True):
+                writer.write(line)
+                got.append((await reader.readline()).decode().rstrip("\n"))
+                assert got[-1] == reply
+        else:
+            data = b"".join(lines)
+            cuts = sorted({s % (len(data) + 1) for s in splits} | {0, len(data)})
+            for lo, hi in itertools.pairwise(cuts):
+                writer.write(data[lo:hi])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+            for _ in expected:
+                got.append((await reader.readline()).decode().rstrip("\n"))
+        writer.close()
+        assert got == expected
+        stored = await read_back(port)
+        for t in TOPICS:
+            sent = [
+                m for (_, _, pub), _ in items if pub is not None and pub[0] == t for m in [pub[1]]
+            ]
+            assert [text for _, _, text in stored[t]] == sent
+
+    assert run_live(body) == []
