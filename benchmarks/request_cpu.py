@@ -2,8 +2,10 @@
 
     python benchmarks/request_cpu.py [--requests 20000] [--rounds 3]
 
-For linemq (``PUB``, ``PING``), Redis if installed (``XADD``, ``PING``) and a bare uvloop
-protocol that answers every read with one line, one blocking client sends a request and
+For linemq (``PUB``, ``PING``), Redis if installed (``XADD``, ``PING``), a bare uvloop
+protocol that answers every read with one line (``uvloop echo``), and the least a Python
+server must do for a durable ``PUB`` (``python floor``: parse, orjson, a write to a file, the
+reply; no index, cache, metrics or fanout), one blocking client sends a request and
 waits for its reply, ``--requests`` times. The server's user and system CPU (from
 ``/proc/<pid>/stat``) over those requests, divided by their number, say how much of a
 round trip is the server's own work; system time is mostly the loopback itself and the
@@ -48,6 +50,31 @@ async def main():
     await asyncio.Event().wait()
 uvloop.run(main())
 """
+
+# linemq's PUB path without the broker: what any Python broker pays for a durable publish.
+FLOOR = """
+import asyncio, os, sys, tempfile, time, orjson, uvloop
+log = tempfile.TemporaryFile(prefix="linemq-floor-")
+topics = {b"t": 0}
+class Floor(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+        t.write(b"OK connected\\n")
+    def data_received(self, d):
+        space = d.find(b" ", 4)
+        topic = d[4:space]
+        offset = topics[topic] = topics[topic] + 1
+        now = time.time()
+        rid = f"msg_{int(now * 1000)}_{offset:08x}"
+        record = {"id": rid, "offset": offset, "ts": now, "msg": d[space + 1 : -1].decode()}
+        os.write(log.fileno(), orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        self.t.write(b"OK published\\n")
+async def main():
+    await asyncio.get_running_loop().create_server(Floor, sys.argv[1], int(sys.argv[2]))
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+BARE = {"echo": ECHO, "floor": FLOOR}
 
 PAYLOAD = b"x" * 100
 XADD = b"*5\r\n$4\r\nXADD\r\n$1\r\nt\r\n$1\r\n*\r\n$1\r\nm\r\n$100\r\n" + PAYLOAD + b"\r\n"
@@ -143,13 +170,13 @@ def start(
     echoes: list[subprocess.Popen[bytes]],
     wrapper: list[str] | None = None,
 ) -> tuple[int, int]:
-    """A fresh server of ``system`` ("echo": the bare uvloop protocol): its pid and port."""
-    if system != "echo":
+    """A fresh server of ``system`` (or of a script in ``BARE``): its pid and port."""
+    if system not in BARE:
         server = servers.start(system, ["--max-inflight", "256"] if system == "linemq" else [])
         return server.pid, server.port
     port = free_port()
     quiet = subprocess.DEVNULL if wrapper else None  # valgrind's banner and exit report
-    argv = [*(wrapper or []), sys.executable, "-c", ECHO, HOST, str(port)]
+    argv = [*(wrapper or []), sys.executable, "-c", BARE[system], HOST, str(port)]
     proc = subprocess.Popen(argv, stderr=quiet)
     echoes.append(proc)
     for _ in range(3000):  # under valgrind, start-up takes seconds
@@ -177,7 +204,10 @@ def main() -> None:
     ]
     if available("redis"):
         cases += [("redis XADD", "redis", XADD, False), ("redis PING", "redis", b"PING\r\n", False)]
-    cases += [("uvloop echo", "echo", b"PING\n", False)]
+    cases += [
+        ("uvloop echo", "echo", b"PING\n", False),
+        ("python floor", "floor", b"PUB t " + PAYLOAD + b"\n", True),
+    ]
     if args.only:
         cases = [case for case in cases if args.only in case[0]]
     if args.instructions:
