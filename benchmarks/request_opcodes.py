@@ -5,7 +5,9 @@
 An in-process broker on a temporary dir; a client thread with a blocking socket sends
 window-1 requests and waits for each reply. After 300 requests to warm up, the loop thread
 traces every bytecode (``sys.settrace`` with ``f_trace_opcodes``) for ``--requests`` more,
-and the counts are printed per request, by function. Tracing slows the broker a hundredfold,
+and the counts are printed per request, by function, with the share that ran between a
+read and the call that writes its reply (``reply_now`` or ``flush``): the broker's part of a
+window-1 round trip; the rest runs after the reply has left. Tracing slows the broker a hundredfold,
 so this says where the interpreter's work is, not how long it takes; the count of bytecodes
 is as repeatable as ``request_cpu.py --instructions``'s and finer grained. Code in C (uvloop,
 orjson, the bytes methods) is not counted, only the calls into it.
@@ -35,25 +37,42 @@ from broker.server.app import Broker
 WARMUP = 300
 REQUESTS = {"PUB": b"PUB t " + b"x" * 100 + b"\n", "PING": b"PING\n"}
 
+READ = "connection.py:Connection.data_received"
+REPLY = frozenset({"connection.py:Connection.reply_now", "connection.py:Connection.flush"})
+
 Tracer = Callable[[FrameType, str, Any], Any]
 
 
-def opcode_counter(counts: Counter[str]) -> Tracer:
-    """A ``sys.settrace`` hook that counts each traced frame's bytecodes under its function."""
+class Counts:
+    """Bytecodes by function, and how many of them ran before the reply was written."""
 
-    def on_call(frame: FrameType, event: str, arg: Any) -> Tracer:
-        frame.f_trace_opcodes = True
-        code = frame.f_code
-        name = f"{Path(code.co_filename).name}:{code.co_qualname}"
+    def __init__(self) -> None:
+        self.by_function: Counter[str] = Counter()
+        self.before_reply = 0
+        self.replied = True
 
-        def on_event(frame: FrameType, event: str, arg: Any) -> Tracer:
-            if event == "opcode":
-                counts[name] += 1
+    def tracer(self) -> Tracer:
+        """A ``sys.settrace`` hook that counts each traced frame's bytecodes under its function."""
+
+        def on_call(frame: FrameType, event: str, arg: Any) -> Tracer:
+            frame.f_trace_opcodes = True
+            code = frame.f_code
+            name = f"{Path(code.co_filename).name}:{code.co_qualname}"
+            if name == READ:
+                self.replied = False
+            elif name in REPLY:
+                self.replied = True
+
+            def on_event(frame: FrameType, event: str, arg: Any) -> Tracer:
+                if event == "opcode":
+                    self.by_function[name] += 1
+                    if not self.replied:
+                        self.before_reply += 1
+                return on_event
+
             return on_event
 
-        return on_event
-
-    return on_call
+        return on_call
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, action: Callable[[], object]) -> None:
@@ -82,14 +101,14 @@ def drive(
         on_loop(loop, lambda: sys.settrace(None))
 
 
-async def count(request: bytes, n: int) -> Counter[str]:
+async def count(request: bytes, n: int) -> Counts:
     data_dir = Path(tempfile.mkdtemp(prefix="linemq-opcodes-"))
     broker = Broker(Config(port=0, data_dir=data_dir, fsync="interval"))
-    counts: Counter[str] = Counter()
+    counts = Counts()
     try:
         await broker.start()
         loop = asyncio.get_running_loop()
-        args = (broker.port, request, n, loop, opcode_counter(counts))
+        args = (broker.port, request, n, loop, counts.tracer())
         await asyncio.to_thread(drive, *args)
     finally:
         await broker.stop()
@@ -104,13 +123,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     counts = uvloop.run(count(REQUESTS[args.request], args.requests))
-    per_request = {name: c / args.requests for name, c in counts.most_common()}
+    per_request = {name: c / args.requests for name, c in counts.by_function.most_common()}
     total = sum(per_request.values())
-    print(f"{args.request}: {total:,.0f} bytecodes per request")
+    before = counts.before_reply / args.requests
+    print(f"{args.request}: {total:,.0f} bytecodes per request, {before:,.0f} before the reply")
     for name, c in list(per_request.items())[: args.top]:
         if c >= 0.5:
             print(f"{c:8.1f}  {name}")
-    print(json.dumps({"request": args.request, "bytecodes": total, "by_function": per_request}))
+    report = {"request": args.request, "bytecodes": total, "before_reply": before}
+    print(json.dumps({**report, "by_function": per_request}))
 
 
 if __name__ == "__main__":

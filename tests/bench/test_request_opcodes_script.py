@@ -22,5 +22,6 @@ def test_request_opcodes_counts_the_connections_bytecodes(request_name: str) -> 
     assert report["request"] == request_name
     assert report["by_function"]["connection.py:Connection.data_received"] > 0
     assert report["bytecodes"] == pytest.approx(sum(report["by_function"].values()))
+    assert 0 < report["before_reply"] < report["bytecodes"]
     if request_name == "PUB":
         assert report["by_function"]["topic_log.py:TopicLog.write_one"] > 0
