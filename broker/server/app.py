@@ -233,12 +233,11 @@ class Broker:
         now = time.time()
         if self._idle_iteration(conn):
             try:
-                record = topic_log.write_one(msg, now, self._ids.next(now))
+                record = topic_log.write_one(msg, now, self._ids.next(now), conn.published)
             except (OSError, StorageError, ValueError) as e:
                 self._write_failed(conn, topic_log, e, 1)
                 return
             if record is not None:
-                conn.reply_now(replies.PUBLISHED)
                 self._written_through(conn, topic_log, [record], now)
                 return
             # It opens a new segment: the tick's batch does that.

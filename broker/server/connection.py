@@ -430,6 +430,10 @@ class Connection(asyncio.Protocol):
         else:
             transport.write(data)
 
+    def published(self) -> None:
+        """``OK published`` at once: a lone publish's record is with the OS."""
+        self.reply_now(replies.PUBLISHED)
+
     def flush(self) -> None:
         transport = self.transport
         if self._out and transport is not None and not transport.is_closing():

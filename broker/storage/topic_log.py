@@ -218,12 +218,15 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_one(self, msg: str, ts: float, id: str) -> Record | None:
+    def write_one(
+        self, msg: str, ts: float, id: str, written: Callable[[], None] | None = None
+    ) -> Record | None:
         """Append one plain record and hand it to the OS at once; None if this needs ``append``.
 
         A publisher that waits for each reply sends one record at a time, with
         nothing pending; this does for it what ``append`` and ``write`` do, without
-        the batch they build for runs and segment rolls.
+        the batch they build for runs and segment rolls. ``written`` runs as ``write``'s
+        does: once the OS has the record, before the bookkeeping.
         """
         seg = self._active
         if self._pending or seg is None:
@@ -244,9 +247,13 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             log.error("topic_write_failed", topic=self.name, error=str(exc), records_dropped=1)
             raise StorageError(str(exc)) from exc
-        record = Record(offset, id, ts, msg)
         self._last = offset
-        self._commit(seg, [record], [(offset, pos)] if due else [], len(line), len(entries))
+        try:
+            if written is not None:
+                written()
+        finally:
+            record = Record(offset, id, ts, msg)
+            self._commit(seg, [record], [(offset, pos)] if due else [], len(line), len(entries))
         return record
 
     def write(self, written: Callable[[], None] | None = None) -> bool:

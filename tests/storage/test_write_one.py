@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import tempfile
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from storage_helpers import OpenLog, fill, segment_files
@@ -78,3 +79,32 @@ def test_the_record_it_returns_is_in_the_file_the_tail_and_the_offsets(
     assert record == Record(2, "msg_h", 2.0, "hello")
     assert log.last_offset == log.written_offset == 2
     assert log.read(2, 1) == [record] and log.read_cached(2, 1) == [record]
+
+
+def test_written_runs_once_the_file_has_the_record_and_not_for_one_it_declines(
+    open_log: OpenLog, tmp_path: pathlib.Path
+) -> None:
+    # The broker answers a lone publish from ``written``: the answer must follow the bytes.
+    log = open_log(segment_bytes=400)
+    fill(log, 1)
+    [segment] = segment_files(tmp_path / "topics" / "t")
+    seen: list[bool] = []
+    log.write_one("hello", 2.0, "msg_h", lambda: seen.append(b"hello" in segment.read_bytes()))
+    assert seen == [True]
+    assert log.write_one("y" * 390, 2.0, "msg_y", lambda: seen.append(False)) is None
+    assert seen == [True], "a record it leaves to append is not written yet"
+
+
+def test_a_failing_written_still_leaves_the_record_accounted_for(open_log: OpenLog) -> None:
+    log = open_log()
+    fill(log, 1)
+
+    def fails() -> None:
+        raise ConnectionResetError("the reply could not be sent")
+
+    with pytest.raises(ConnectionResetError):
+        log.write_one("kept", 2.0, "msg_k", fails)
+    assert log.last_offset == log.written_offset == 2
+    assert log.read(2, 1)[0].msg == "kept" and log.read_cached(2, 1)[0].msg == "kept"
+    assert log.write_one("next", 3.0, "msg_n") is not None
+    assert [r.msg for r in log.read(2, 5)] == ["kept", "next"]
