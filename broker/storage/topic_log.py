@@ -247,13 +247,10 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             log.error("topic_write_failed", topic=self.name, error=str(exc), records_dropped=1)
             raise StorageError(str(exc)) from exc
+        record = Record(offset, id, ts, msg)
         self._last = offset
-        try:
-            if written is not None:
-                written()
-        finally:
-            record = Record(offset, id, ts, msg)
-            self._commit(seg, [record], [(offset, pos)] if due else [], len(line), len(entries))
+        index = [(offset, pos)] if due else []
+        self._commit(seg, [record], index, len(line), len(entries), written)
         return record
 
     def write(self, written: Callable[[], None] | None = None) -> bool:
@@ -358,26 +355,25 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         idx_bytes: int,
         written: Callable[[], None] | None = None,
     ) -> None:
-        """Account for records (and index entries) the OS has; ``written`` first (see ``write``)."""
-        if written is not None:
-            try:
+        """Account for records (and index entries) the OS has; ``written`` first (see
+        ``write``), and the accounting even if it raises."""
+        try:
+            if written is not None:
                 written()
-            finally:
-                self._commit(seg, records, index, nbytes, idx_bytes)
-            return
-        with self._lock:
-            for offset, pos in index:
-                seg.index.add(offset, pos)
-            seg.size += nbytes
-            seg.idx_size += idx_bytes
-            self._sizes[seg.base] += nbytes + idx_bytes
-            self._total += nbytes + idx_bytes
-            self._dirty = True
-            if records:  # a purge's fresh segment is committed with its header only
-                seg.last_offset = records[-1].offset
-                self._active_ts = records[-1].ts
-                self._written_last = seg.last_offset
-                self._tail.extend(records)
+        finally:
+            with self._lock:
+                for offset, pos in index:
+                    seg.index.add(offset, pos)
+                seg.size += nbytes
+                seg.idx_size += idx_bytes
+                self._sizes[seg.base] += nbytes + idx_bytes
+                self._total += nbytes + idx_bytes
+                self._dirty = True
+                if records:  # a purge's fresh segment is committed with its header only
+                    seg.last_offset = records[-1].offset
+                    self._active_ts = records[-1].ts
+                    self._written_last = seg.last_offset
+                    self._tail.extend(records)
 
     def sync(self) -> None:
         """fsync what was written; safe in a worker thread while the loop appends and writes.
