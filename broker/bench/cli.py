@@ -49,6 +49,14 @@ def _compare(value: str) -> list[str]:
     "--size", type=click.IntRange(min=20), default=100, show_default=True, help="Payload bytes."
 )
 @click.option(
+    "--topics",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spread the pipelined publish and end-to-end runs over this many topics, each "
+    "publish to the next topic (end to end: a group on every topic).",
+)
+@click.option(
     "--count",
     type=click.IntRange(min=1),
     default=200_000,
@@ -170,6 +178,7 @@ def bench(**o: Any) -> None:
         idle_conns=o["idle_conns"],
         restart=not o["no_restart"] and o["host"] is None,
         loadgen_cpus=frozenset(loadgen_cpus) if loadgen_cpus else None,
+        topics=o["topics"],
     )
     if opts.idle_conns:
         raise_fd_limit(2 * opts.idle_conns + 1024)

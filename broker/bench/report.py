@@ -13,11 +13,11 @@ Better = Literal["higher", "lower", ""]
 
 # (metric key, label, format, which way is better)
 ROWS: Final[list[tuple[str, str, str, Better]]] = [
-    ("publish_rate", "publish msg/s ({conns} conns x window {window})", ",.0f", "higher"),
+    ("publish_rate", "publish msg/s ({conns} conns x window {window}{spread})", ",.0f", "higher"),
     ("rtt_p50_us", "publish RTT p50 us (window 1)", ",.0f", "lower"),
     ("rtt_p99_us", "publish RTT p99 us", ",.0f", "lower"),
     ("rtt_p999_us", "publish RTT p99.9 us", ",.0f", "lower"),
-    ("e2e_rate", "end to end msg/s (group of {members}, acking)", ",.0f", "higher"),
+    ("e2e_rate", "end to end msg/s (group of {members}, acking{spread})", ",.0f", "higher"),
     ("deliver_p50_ms", "publish->deliver p50 ms @ {rate}/s", ",.2f", "lower"),
     ("deliver_p99_ms", "publish->deliver p99 ms", ",.2f", "lower"),
     ("deliver_p999_ms", "publish->deliver p99.9 ms", ",.2f", "lower"),
@@ -100,8 +100,13 @@ def round_ratios(rounds: list[list[SuiteResult]]) -> dict[str, dict[str, list[fl
 
 
 def _label(template: str, opts: Options) -> str:
+    spread = f", {opts.topics:,} topics" if opts.topics > 1 else ""
     return template.format(
-        conns=opts.conns, window=opts.window, members=opts.group_members, rate=f"{opts.rate:,.0f}"
+        conns=opts.conns,
+        window=opts.window,
+        members=opts.group_members,
+        rate=f"{opts.rate:,.0f}",
+        spread=spread,
     )
 
 

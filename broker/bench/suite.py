@@ -6,11 +6,13 @@ import asyncio
 from dataclasses import dataclass, field
 
 from broker.bench import steal
+from broker.bench.driver import Driver
 from broker.bench.runner import PhaseResult, Progress, run_phase
 from broker.bench.servers import HOST, Server
-from broker.bench.workloads import DRIVERS, Job, JobResult
+from broker.bench.workloads import DRIVERS, Job, JobResult, topic_names
 
 GROUP = "bench"
+MAX_E2E_CONSUMERS = 256  # a spread end-to-end run has a group of K members on every topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class Options:
     idle_conns: int = 0
     restart: bool = True
     loadgen_cpus: frozenset[int] | None = None
+    topics: int = 1  # publishes spread round-robin over this many topics (runs 1 and 3)
 
 
 @dataclass(slots=True)
@@ -84,14 +87,17 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
             out.notes.append(f"{name} {label}: {errors} error replies")
         return result
 
-    for topic in ("bench_pub", "bench_rtt"):
-        asyncio.run(driver.prepare(HOST, port, topic, None, 0))
+    asyncio.run(_prepare(driver, port, topic_names("bench_pub", opts.topics), None, 0))
+    asyncio.run(driver.prepare(HOST, port, "bench_rtt", None, 0))
 
     # 1. pipelined publish throughput
     shares = _split(opts.count, opts.conns)
     jobs = [
-        Job("pub", name, HOST, port, "bench_pub", n, opts.window, opts.size) for n in shares if n
-    ]
+        Job("pub", name, HOST, port, "bench_pub", n, opts.window, opts.size, member=i,
+            topics=opts.topics)
+        for i, n in enumerate(shares)
+        if n
+    ]  # fmt: skip
     pubs = phase("publish", jobs, opts.count).of("pub")
     if pubs:
         m["publish_rate"] = sum(r.count for r in pubs) / _span(pubs)
@@ -106,20 +112,31 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
         if "publish rtt" in stolen:
             m["rtt_steal_pct"] = stolen["publish rtt"]
 
-    # 3. end to end: pipelined producers while a group of K members acks
+    # 3. end to end: pipelined producers while a group of K members acks (on every topic)
     k = opts.group_members
-    asyncio.run(driver.prepare(HOST, port, "bench_e2e", GROUP, k))
-    consumers = [Job("consume", name, HOST, port, "bench_e2e", group=GROUP, member=i)
-                 for i in range(k)]  # fmt: skip
-    producers = [
-        Job("pub", name, HOST, port, "bench_e2e", n, opts.window, opts.size)
-        for n in _split(opts.e2e_count, opts.conns)
-        if n
-    ]
-    e2e = phase("end to end", _interleave(consumers, producers), opts.e2e_count, opts.e2e_count)
-    got = e2e.of("consume")
-    if got and e2e.of("pub"):
-        m["e2e_rate"] = sum(r.count for r in got) / _span(got, e2e.of("pub"))
+    e2e_topics = topic_names("bench_e2e", opts.topics)
+    if len(e2e_topics) * k > MAX_E2E_CONSUMERS:
+        out.notes.append(
+            f"{name} end to end: skipped, {len(e2e_topics)} topics x {k} members is more than "
+            f"{MAX_E2E_CONSUMERS} consumer connections"
+        )
+    else:
+        asyncio.run(_prepare(driver, port, e2e_topics, GROUP, k))
+        consumers = [
+            Job("consume", name, HOST, port, t, group=GROUP, member=i)
+            for t in e2e_topics
+            for i in range(k)
+        ]
+        producers = [
+            Job("pub", name, HOST, port, "bench_e2e", n, opts.window, opts.size, member=i,
+                topics=opts.topics)
+            for i, n in enumerate(_split(opts.e2e_count, opts.conns))
+            if n
+        ]  # fmt: skip
+        e2e = phase("end to end", _interleave(consumers, producers), opts.e2e_count, opts.e2e_count)
+        got = e2e.of("consume")
+        if got and e2e.of("pub"):
+            m["e2e_rate"] = sum(r.count for r in got) / _span(got, e2e.of("pub"))
 
     # 4. publish -> deliver latency at a fixed rate
     n = max(1, int(opts.rate * opts.rate_seconds))
@@ -163,6 +180,13 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
         m["rss_restart_mb"] = server.rss_mb()
         progress.done(f"  {name} restart: serving PING after {m['restart_ms']:.0f} ms")
     return out
+
+
+async def _prepare(
+    driver: Driver, port: int, topics: list[str], group: str | None, members: int
+) -> None:
+    for topic in topics:
+        await driver.prepare(HOST, port, topic, group, members)
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -40,6 +40,42 @@ class Job:
     member: int = 0
     rate: float = 0.0
     server_pid: int = 0
+    topics: int = 1  # > 1: publish round-robin to ``topic_names(topic, topics)``
+
+
+def topic_names(topic: str, topics: int) -> list[str]:
+    """The topics a spread run uses: ``topic`` alone, or ``topic.0`` .. ``topic.N-1``."""
+    return [topic] if topics <= 1 else [f"{topic}.{i}" for i in range(topics)]
+
+
+class PubCycle:
+    """Encoded publishes to every topic in turn, handed out in runs without per-message work.
+
+    With one topic a run is ``one * n``; with several, slices of the concatenated
+    publishes (cycled), so the load generator stays as cheap per message as it is
+    for one topic and the server sees each publish go to the next topic.
+    """
+
+    def __init__(self, encoded: list[bytes], start: int = 0) -> None:
+        self._one = encoded[0] if len(encoded) == 1 else b""
+        self._all = b"".join(encoded)
+        self._starts = [0]
+        for e in encoded:
+            self._starts.append(self._starts[-1] + len(e))
+        self._n = len(encoded)
+        self._next = start % self._n
+
+    def take(self, count: int) -> bytes:
+        if self._one:
+            return self._one * count
+        parts = []
+        while count:
+            i = self._next
+            j = min(self._n, i + count)
+            parts.append(self._all[self._starts[i] : self._starts[j]])
+            count -= j - i
+            self._next = j % self._n
+        return b"".join(parts)
 
 
 @dataclass(slots=True)
@@ -89,11 +125,15 @@ async def run_job(job: Job, shared: Shared) -> JobResult:
 async def _publish_pipelined(driver: Driver, job: Job, shared: Shared) -> JobResult:
     """Keep ``window`` publishes unacknowledged; each ack sends the next one."""
     conn = await driver.connect(job.host, job.port)
-    one = driver.encode_pub(conn, job.topic, payload(job.size))
+    body = payload(job.size)
+    pubs = PubCycle(
+        [driver.encode_pub(conn, t, body) for t in topic_names(job.topic, job.topics)],
+        start=job.member * 7919,  # connections start at different topics
+    )
     acks = driver.pub_acks()
     result = JobResult("pub", t0=time.monotonic())
     sent = min(job.window, job.count)
-    conn.writer.write(one * sent)
+    conn.writer.write(pubs.take(sent))
     try:
         while result.count < job.count:
             ok, failed = acks.feed(await conn.read())
@@ -104,7 +144,7 @@ async def _publish_pipelined(driver: Driver, job: Job, shared: Shared) -> JobRes
             result.errors += failed
             more = min(done, job.count - sent)
             if more:
-                conn.writer.write(one * more)
+                conn.writer.write(pubs.take(more))
                 sent += more
             shared.published.add(done)
             if result.count + result.errors >= job.count:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.bench.workloads import PubCycle, topic_names
+
 SMALL = [
     "--count", "1000", "--latency-count", "200", "--e2e-count", "1000",
     "--rate", "2000", "--rate-seconds", "0.5", "--timeout", "20",
@@ -60,3 +62,20 @@ def test_bench_rounds_report_every_round_and_their_medians() -> None:
     rates = [r["linemq"]["publish_rate"] for r in doc["rounds"]]
     assert len(rates) == 2 and all(rate > 0 for rate in rates)
     assert doc["results"]["linemq"]["publish_rate"] == sum(rates) / 2  # the median of two
+
+
+@pytest.mark.timeout(60)
+def test_bench_topics_spreads_publishes_and_groups_over_topics() -> None:
+    done = _bench("--topics", "5", "--no-restart", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "publish msg/s (4 conns x window 256, 5 topics)" in done.stdout
+    assert "end to end msg/s (group of 4, acking, 5 topics)" in done.stdout
+
+
+def test_pub_cycle_sends_each_publish_to_the_next_topic() -> None:
+    encoded = [f"PUB t.{i} x\n".encode() for i in range(3)]
+    cycle = PubCycle(encoded, start=1)
+    sent = cycle.take(2) + cycle.take(5)
+    assert sent.decode().splitlines() == [f"PUB t.{i % 3} x" for i in range(1, 8)]
+    assert PubCycle([b"PUB t x\n"]).take(3) == b"PUB t x\n" * 3
+    assert topic_names("b", 1) == ["b"] and topic_names("b", 2) == ["b.0", "b.1"]
