@@ -146,6 +146,7 @@ export class Client extends EventEmitter {
    */
   async subscribe(topic, onMessage) {
     const sub = { topic, group: undefined, onMessage, next: undefined };
+    this._refuseOverlap(sub);
     if (NAME.test(topic)) {
       // Start from the offset after the last one stored: `SUB … from=` replays whatever is
       // published between this HISTORY and the SUB, so nothing falls in between.
@@ -165,6 +166,7 @@ export class Client extends EventEmitter {
   /** Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`. */
   async subscribeGroup(topic, group, onMessage) {
     const sub = { topic, group, onMessage };
+    this._refuseOverlap(sub);
     this._subs.set(key(topic, group), sub);
     try {
       await this._join(sub);
@@ -180,6 +182,22 @@ export class Client extends EventEmitter {
     this._subs.delete(key(topic, group));
     if (![...this._subs.values()].some((s) => s.group !== undefined)) this._stopHeartbeat();
     await this._request(group === undefined ? `UNSUB ${topic}` : `UNSUB ${topic} ${group}`);
+  }
+
+  /**
+   * A MSG line does not say whether it came through fanout or a group, so one connection
+   * cannot hold both on one topic and route them: that takes a second Client.
+   */
+  _refuseOverlap(sub) {
+    for (const other of this._subs.values()) {
+      const kinds = (other.group === undefined) !== (sub.group === undefined);
+      if (kinds && (other.topic === sub.topic || matches(other.topic, sub.topic) || matches(sub.topic, other.topic))) {
+        throw new LinemqError(
+          `${sub.topic} overlaps ${other.topic}: use one Client for fanout and another for groups`,
+          'ambiguous_subscription',
+        );
+      }
+    }
   }
 
   /** Say QUIT and stop reconnecting. */
@@ -353,10 +371,8 @@ export class Client extends EventEmitter {
   _deliver(line) {
     const rest = line.slice(4);
     const topic = rest.slice(0, rest.indexOf(' '));
-    const subs = [...this._subs.values()].filter((s) => matches(s.topic, topic));
-    // A MSG line does not say whether it is fanout or for a group. A connection holding
-    // both on one topic cannot tell them apart, so this client treats it as a group's.
-    const sub = subs.find((s) => s.group !== undefined) ?? subs[0];
+    // _refuseOverlap keeps fanout and groups of one topic apart, so any match will do.
+    const sub = [...this._subs.values()].find((s) => matches(s.topic, topic));
     if (!sub) return;
     const msg = this._message(rest, sub.group);
     if (sub.group === undefined && sub.next !== undefined) {
@@ -364,11 +380,17 @@ export class Client extends EventEmitter {
       sub.next = msg.offset + 1;
     }
     try {
-      sub.onMessage(msg);
+      const result = sub.onMessage(msg);
+      if (typeof result?.then === 'function') result.then(undefined, (err) => this._handlerFailed(err, msg));
     } catch (err) {
-      if (this.listenerCount('handlerError') === 0) throw err;
-      this.emit('handlerError', err, msg);
+      this._handlerFailed(err, msg);
     }
+  }
+
+  _handlerFailed(err, msg) {
+    // Without a listener the error surfaces as the handler's own would have.
+    if (this.listenerCount('handlerError') === 0) throw err;
+    this.emit('handlerError', err, msg);
   }
 
   _message(rest, group) {

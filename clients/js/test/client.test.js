@@ -94,6 +94,32 @@ describe('against one broker', () => {
     await assert.rejects(got[1].ack(), BrokerError); // acked already: the broker says so
   });
 
+  test('fanout and a group on one topic need two clients', async () => {
+    await client.subscribe('js.both', () => {});
+    await assert.rejects(client.subscribeGroup('js.both', 'g', () => {}), { code: 'ambiguous_subscription' });
+    await assert.rejects(client.subscribeGroup('js.*', 'g', () => {}), { code: 'ambiguous_subscription' });
+    await client.unsubscribe('js.both');
+    await client.subscribeGroup('js.both', 'g', () => {});
+    await client.unsubscribe('js.both', 'g');
+  });
+
+  test('a handler that throws or rejects is reported, and delivery goes on', async () => {
+    const errors = [];
+    const failing = (err) => errors.push(err.message);
+    client.on('handlerError', failing);
+    let n = 0;
+    await client.subscribe('js.throw', async (m) => {
+      n += 1;
+      throw new Error(`bad ${m.text}`);
+    });
+    await client.publish('js.throw', 'a');
+    await client.publish('js.throw', 'b');
+    await eventually(() => errors.length === 2);
+    client.off('handlerError', failing);
+    assert.deepEqual(errors, ['bad a', 'bad b']);
+    assert.equal(n, 2);
+  });
+
   test('fanout messages cannot be acked', async () => {
     const got = [];
     await client.subscribe('js.noack', (m) => got.push(m));
