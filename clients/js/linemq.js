@@ -1,0 +1,444 @@
+// A dependency-free linemq client for Node.js 18+, written from protocol.md.
+// One TCP connection, replies matched to requests in order, MSG lines routed to
+// subscriptions, heartbeats while in a group, and reconnection with backoff that
+// re-joins every subscription (fanout resumes after the last offset seen).
+
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+
+export const MAX_HEARTBEAT_INTERVAL_MS = 10_000;
+// Lines the broker pushes on its own: they are never the reply to a command.
+const UNSOLICITED = new Set(['server shutting down', 'auth timeout', 'too many connections']);
+const NAME = /^[A-Za-z0-9_.-]{1,200}$/;
+
+/** Base class of every error this client raises; `code` is stable, `message` is for people. */
+export class LinemqError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The broker answered `ERR <reason>`; the connection is still usable. */
+export class BrokerError extends LinemqError {
+  constructor(reason) {
+    super(reason, 'broker_error');
+    this.reason = reason;
+  }
+}
+
+/** The connection went away before the reply came (or the request timed out). */
+export class ConnectionLost extends LinemqError {
+  constructor(message) {
+    super(message, 'connection_lost');
+  }
+}
+
+/** Exponential backoff with full jitter: a pure policy, tested without sleeping. */
+export class Backoff {
+  constructor({ baseMs = 100, capMs = 5_000, random = Math.random } = {}) {
+    this.baseMs = baseMs;
+    this.capMs = capMs;
+    this.random = random;
+  }
+
+  /** Milliseconds to wait before attempt `failures` + 1 (failures counts from 1). */
+  delay(failures) {
+    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.max(0, failures - 1));
+    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+  }
+}
+
+/** One delivered message; group messages can be acked, nacked and touched. */
+export class Message {
+  constructor(client, generation, topic, id, offset, ts, text, group) {
+    Object.assign(this, { topic, id, offset, ts, text, group });
+    Object.defineProperty(this, '_client', { value: client });
+    Object.defineProperty(this, '_generation', { value: generation });
+  }
+
+  ack() {
+    return this._settle(`ACK ${this.id}`);
+  }
+
+  /** Redeliver now, or after `delaySeconds`. */
+  nack(delaySeconds) {
+    return this._settle(delaySeconds === undefined ? `NACK ${this.id}` : `NACK ${this.id} ${delaySeconds}`);
+  }
+
+  touch() {
+    return this._settle(`TOUCH ${this.id}`);
+  }
+
+  _settle(line) {
+    if (this.group === undefined) {
+      return Promise.reject(new LinemqError('fanout messages are not acknowledged', 'not_in_group'));
+    }
+    if (this._generation !== this._client._generation) {
+      // Ids belong to the connection they came on; the broker redelivers this one.
+      return Promise.reject(new ConnectionLost(`${this.id} came on a connection that is gone`));
+    }
+    return this._client._request(line);
+  }
+}
+
+export class Client extends EventEmitter {
+  /**
+   * Options: host, port, token (sent as AUTH), reconnect (default true), backoff (a Backoff),
+   * requestTimeoutMs (10 s; a timed-out connection is dropped and rebuilt), heartbeatIntervalMs
+   * (keep it well under the broker's --heartbeat-timeout, default 10 s).
+   */
+  constructor(options = {}) {
+    super();
+    this.host = options.host ?? '127.0.0.1';
+    this.port = options.port ?? 8888;
+    this.token = options.token;
+    this.reconnect = options.reconnect ?? true;
+    this.backoff = options.backoff ?? new Backoff();
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? MAX_HEARTBEAT_INTERVAL_MS;
+    this._socket = null;
+    this._pending = [];
+    this._subs = new Map();
+    this._generation = 0;
+    this._closed = false;
+    this._connected = null;
+    this._heartbeat = null;
+  }
+
+  /** Open the connection (and AUTH); rejects if the first attempt fails. */
+  async connect() {
+    if (this._connected) return this._connected;
+    this._closed = false;
+    this._connected = this._open();
+    try {
+      await this._connected;
+    } catch (err) {
+      this._connected = null;
+      throw err;
+    }
+  }
+
+  async ping() {
+    await this._request('PING');
+  }
+
+  /** Resolves once the broker has answered `OK published` (the message is written). */
+  async publish(topic, text) {
+    if (/[\r\n]/.test(text)) {
+      throw new LinemqError('a PUB message is one line; it cannot hold CR or LF', 'invalid_message');
+    }
+    await this._request(`PUB ${topic} ${text}`);
+  }
+
+  /** The last n messages of a topic, oldest first, as Message objects. */
+  async history(topic, n) {
+    const lines = await this._request(`HISTORY ${topic} ${n}`, 'OK history end');
+    return lines.map((line) => this._message(line.slice('HISTORY '.length), undefined));
+  }
+
+  /**
+   * Fanout: `onMessage(msg)` gets every message published from now on, in offset order,
+   * also across reconnects (it resumes after the last offset it saw). A pattern
+   * (`orders.*`) works too, but the broker has no `from=` for patterns: after a reconnect
+   * it gets what is published from then on.
+   */
+  async subscribe(topic, onMessage) {
+    const sub = { topic, group: undefined, onMessage, next: undefined };
+    this._refuseOverlap(sub);
+    if (NAME.test(topic)) {
+      // Start from the offset after the last one stored: `SUB … from=` replays whatever is
+      // published between this HISTORY and the SUB, so nothing falls in between.
+      const history = await this._request(`HISTORY ${topic} 1`, 'OK history end');
+      sub.next = history.length ? this._message(history[0].slice(8), undefined).offset + 1 : 1;
+    }
+    this._subs.set(key(topic), sub);
+    try {
+      await this._join(sub);
+    } catch (err) {
+      this._subs.delete(key(topic));
+      throw err;
+    }
+    return () => this.unsubscribe(topic);
+  }
+
+  /** Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`. */
+  async subscribeGroup(topic, group, onMessage) {
+    const sub = { topic, group, onMessage };
+    this._refuseOverlap(sub);
+    this._subs.set(key(topic, group), sub);
+    try {
+      await this._join(sub);
+    } catch (err) {
+      this._subs.delete(key(topic, group));
+      throw err;
+    }
+    this._startHeartbeat();
+    return () => this.unsubscribe(topic, group);
+  }
+
+  async unsubscribe(topic, group) {
+    this._subs.delete(key(topic, group));
+    if (![...this._subs.values()].some((s) => s.group !== undefined)) this._stopHeartbeat();
+    await this._request(group === undefined ? `UNSUB ${topic}` : `UNSUB ${topic} ${group}`);
+  }
+
+  /**
+   * A MSG line does not say whether it came through fanout or a group, so one connection
+   * cannot hold both on one topic and route them: that takes a second Client.
+   */
+  _refuseOverlap(sub) {
+    for (const other of this._subs.values()) {
+      const kinds = (other.group === undefined) !== (sub.group === undefined);
+      if (kinds && (other.topic === sub.topic || matches(other.topic, sub.topic) || matches(sub.topic, other.topic))) {
+        throw new LinemqError(
+          `${sub.topic} overlaps ${other.topic}: use one Client for fanout and another for groups`,
+          'ambiguous_subscription',
+        );
+      }
+    }
+  }
+
+  /** Say QUIT and stop reconnecting. */
+  async close() {
+    this._closed = true;
+    this._stopHeartbeat();
+    const socket = this._socket;
+    if (socket && !socket.destroyed && this._connected) {
+      try {
+        await this._send('QUIT', undefined, this._generation);
+      } catch {
+        // Already gone: nothing left to say goodbye to.
+      }
+    }
+    socket?.destroy();
+    this._socket = null;
+  }
+
+  // -- connection ---------------------------------------------------------------------
+
+  _open() {
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection({ host: this.host, port: this.port });
+      const generation = ++this._generation;
+      let buffered = Buffer.alloc(0);
+      let greeted = false;
+      let ready = false;
+      this._socket = socket;
+      socket.setNoDelay(true);
+      socket.on('data', (chunk) => {
+        buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+        let start = 0;
+        let end;
+        while ((end = buffered.indexOf(10, start)) !== -1) {
+          const line = buffered.toString('utf8', start, end).replace(/\r$/, '');
+          start = end + 1;
+          if (greeted) {
+            this._line(line);
+          } else if (line === 'OK connected') {
+            greeted = true;
+            this._greeted(generation).then(() => {
+              ready = true;
+              resolve();
+              this.emit('connected');
+            }, (err) => {
+              reject(err);
+              socket.destroy();
+            });
+          } else {
+            reject(line.startsWith('ERR ')
+              ? new BrokerError(line.slice(4))
+              : new LinemqError(`unexpected banner: ${line}`, 'protocol_error'));
+            socket.destroy();
+          }
+        }
+        buffered = buffered.subarray(start);
+      });
+      socket.on('error', (err) => {
+        const where = `${this.host}:${this.port}`;
+        if (!greeted) reject(new ConnectionLost(`cannot connect to ${where}: ${err.message}`));
+      });
+      socket.on('close', () => {
+        if (generation !== this._generation) return;
+        this._socket = null;
+        const error = new ConnectionLost('connection closed');
+        for (const request of this._pending.splice(0)) request.reject(error);
+        if (!greeted) reject(new ConnectionLost('connection closed before the banner'));
+        if (ready) this._lost(error);
+      });
+    });
+  }
+
+  async _greeted(generation) {
+    if (this.token !== undefined) await this._send(`AUTH ${this.token}`, undefined, generation);
+    // Pipelined re-joins: one round trip whatever the number of subscriptions.
+    await Promise.all([...this._subs.values()].map((sub) => this._join(sub, generation)));
+  }
+
+  _join(sub, generation = this._generation) {
+    if (sub.group !== undefined) return this._send(`SUB ${sub.topic} ${sub.group}`, undefined, generation);
+    if (sub.next === undefined) return this._send(`SUB ${sub.topic}`, undefined, generation);
+    return this._send(`SUB ${sub.topic} from=${sub.next}`, undefined, generation);
+  }
+
+  _lost(error) {
+    if (this._closed || this._connected === null) return;
+    this.emit('disconnected', error);
+    if (!this.reconnect) {
+      this._connected = null;
+      return;
+    }
+    this._connected = this._reconnect();
+    this._connected.catch(() => {});
+  }
+
+  async _reconnect() {
+    for (let failures = 1; !this._closed; failures++) {
+      const delayMs = this.backoff.delay(failures);
+      this.emit('reconnecting', { attempt: failures, delayMs });
+      await new Promise((r) => setTimeout(r, delayMs));
+      if (this._closed) break;
+      try {
+        return await this._open();
+      } catch (err) {
+        this.emit('reconnectFailed', err);
+      }
+    }
+    throw new ConnectionLost('client closed');
+  }
+
+  // -- requests and lines -------------------------------------------------------------
+
+  async _request(line, endLine) {
+    if (this._closed) throw new ConnectionLost('client closed');
+    if (!this._connected) throw new ConnectionLost('not connected: call connect() first');
+    await withTimeout(this._connected, this.requestTimeoutMs, 'reconnect');
+    return this._send(line, endLine, this._generation);
+  }
+
+  /** Write one command; resolves with the OK line, or with the block's lines for `endLine`. */
+  _send(line, endLine, generation) {
+    const socket = this._socket;
+    if (!socket || generation !== this._generation) {
+      return Promise.reject(new ConnectionLost('connection lost before the request was sent'));
+    }
+    return new Promise((resolve, reject) => {
+      const request = { endLine, lines: [], resolve, reject, timer: null };
+      request.timer = setTimeout(() => {
+        // A late reply would be matched to the wrong request: rebuild the connection.
+        reject(new ConnectionLost(`no reply to ${line.split(' ')[0]} within ${this.requestTimeoutMs} ms`));
+        socket.destroy();
+      }, this.requestTimeoutMs);
+      request.timer.unref?.();
+      const settle = (fn) => (value) => {
+        clearTimeout(request.timer);
+        fn(value);
+      };
+      request.resolve = settle(resolve);
+      request.reject = settle(reject);
+      this._pending.push(request);
+      socket.write(`${line}\n`);
+    });
+  }
+
+  _line(line) {
+    if (line.startsWith('MSG ')) return this._deliver(line);
+    if (line.startsWith('ERR ') && UNSOLICITED.has(line.slice(4))) {
+      // Not a reply: the broker is closing this connection; 'close' follows.
+      this.emit('serverError', new BrokerError(line.slice(4)));
+      return;
+    }
+    const request = this._pending[0];
+    if (!request) {
+      this.emit('serverError', new LinemqError(`line without a request: ${line}`, 'protocol_error'));
+      return;
+    }
+    if (line.startsWith('ERR ')) {
+      this._pending.shift();
+      request.reject(new BrokerError(line.slice(4)));
+    } else if (request.endLine === undefined) {
+      this._pending.shift();
+      request.resolve(line);
+    } else if (line === request.endLine) {
+      this._pending.shift();
+      request.resolve(request.lines);
+    } else {
+      request.lines.push(line);
+    }
+  }
+
+  _deliver(line) {
+    const rest = line.slice(4);
+    const topic = rest.slice(0, rest.indexOf(' '));
+    // _refuseOverlap keeps fanout and groups of one topic apart, so any match will do.
+    const sub = [...this._subs.values()].find((s) => matches(s.topic, topic));
+    if (!sub) return;
+    const msg = this._message(rest, sub.group);
+    if (sub.group === undefined && sub.next !== undefined) {
+      if (msg.offset < sub.next) return; // already seen before a reconnect
+      sub.next = msg.offset + 1;
+    }
+    try {
+      const result = sub.onMessage(msg);
+      if (typeof result?.then === 'function') result.then(undefined, (err) => this._handlerFailed(err, msg));
+    } catch (err) {
+      this._handlerFailed(err, msg);
+    }
+  }
+
+  _handlerFailed(err, msg) {
+    // Without a listener the error surfaces as the handler's own would have.
+    if (this.listenerCount('handlerError') === 0) throw err;
+    this.emit('handlerError', err, msg);
+  }
+
+  _message(rest, group) {
+    const parts = [];
+    let start = 0;
+    for (let i = 0; i < 4; i++) {
+      const space = rest.indexOf(' ', start);
+      parts.push(rest.slice(start, space));
+      start = space + 1;
+    }
+    const [topic, id, offset, ts] = parts;
+    const text = rest.slice(start);
+    return new Message(this, this._generation, topic, id, Number(offset), Number(ts), text, group);
+  }
+
+  _startHeartbeat() {
+    if (this._heartbeat || !(this.heartbeatIntervalMs > 0)) return;
+    this._heartbeat = setInterval(() => {
+      if (this._socket) this._send('HEARTBEAT', undefined, this._generation).catch(() => {});
+    }, this.heartbeatIntervalMs);
+    this._heartbeat.unref();
+  }
+
+  _stopHeartbeat() {
+    clearInterval(this._heartbeat);
+    this._heartbeat = null;
+  }
+}
+
+/** NATS-style patterns, as the broker reads them: `*` is one token, a trailing `>` one or more. */
+export function matches(pattern, topic) {
+  const want = pattern.split('.');
+  const got = topic.split('.');
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === '>' && i === want.length - 1) return got.length > i;
+    if (i >= got.length || (want[i] !== '*' && want[i] !== got[i])) return false;
+  }
+  return want.length === got.length;
+}
+
+function key(topic, group) {
+  return group === undefined ? topic : `${topic}\u0000${group}`;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new ConnectionLost(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
