@@ -19,6 +19,7 @@ from aiohttp import web
 
 from broker.ops import api, metrics
 from broker.ops.access import BROKER, auth_middleware, broker_of, host_middleware, visible_topics
+from broker.ops.charts import add_chart_routes
 from broker.ops.dashboard import add_dashboard_routes
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def build_app(broker: Broker) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     api.add_routes(app)
+    add_chart_routes(app, broker)
     add_dashboard_routes(app)
     return app
 
