@@ -178,6 +178,12 @@ def main() -> None:
 )
 @_opt("--http-host", default=DEFAULTS.http_host, help="Address for --http-port.")
 @_opt(
+    "--sample-interval",
+    type=click.FloatRange(min=0.01),
+    default=DEFAULTS.sample_interval,
+    help="Seconds between the dashboard charts' samples (180 kept: 15 min at 5 s).",
+)
+@_opt(
     "--auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,

@@ -90,6 +90,7 @@ class Config:
     retention_check_ms: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int | None = None
+    sample_interval: float = 5.0
     auth_file: Path | None = None
     auth_timeout: float = 10.0
     tls_cert: Path | None = None

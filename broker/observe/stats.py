@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from broker.delivery.group import ConsumerGroup
+
 if TYPE_CHECKING:
     from broker.server.app import Broker
 
@@ -48,18 +50,29 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
         for group_name, group in sorted(groups.items()):
             snap.groups.append((name, group_name, group.counters()))
     all_groups = [g for gs in router.groups.values() for g in gs.values()]
+    counts = totals(broker, all_groups)
     snap.broker = {
         "uptime_seconds": round(time.time() - broker.started_at, 3),
         "connections": len(broker.connections),
         "topics": len(broker.store.topics()),
-        "published": sum(broker.published.values()),
-        "delivered": sum(g.delivered for g in all_groups) + broker.fanout_sent,
+        "published": counts["published"],
+        "delivered": counts["delivered"],
         "redelivered": sum(g.redelivered for g in all_groups),
-        "acked": sum(g.state.acked_count for g in all_groups),
-        "dead_lettered": sum(g.state.dead for g in all_groups),
+        "acked": counts["acked"],
+        "dead_lettered": counts["dead_lettered"],
         "inflight": sum(g.info()["inflight"] for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
     }
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap
+
+
+def totals(broker: Broker, groups: list[ConsumerGroup]) -> dict[str, int]:
+    """The message counters the dashboard charts as rates (see ``series``)."""
+    return {
+        "published": sum(broker.published.values()),
+        "delivered": sum(g.delivered for g in groups) + broker.fanout_sent,
+        "acked": sum(g.state.acked_count for g in groups),
+        "dead_lettered": sum(g.state.dead for g in groups),
+    }

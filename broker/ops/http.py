@@ -19,6 +19,7 @@ from aiohttp import web
 
 from broker.ops import api, metrics
 from broker.ops.access import BROKER, auth_middleware, broker_of, host_middleware, visible_topics
+from broker.ops.charts import add_chart_routes
 from broker.ops.dashboard import add_dashboard_routes
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+METRICS: Final[web.AppKey[metrics.Metrics]] = web.AppKey("linemq_metrics")
 MAX_BODY: Final = 64 * 1024
 SHUTDOWN: Final = 5.0
 """Seconds a stopping broker gives HTTP requests in progress (they are all short)."""
@@ -64,10 +66,12 @@ def build_app(broker: Broker) -> web.Application:
         middlewares=[host_middleware(broker), auth_middleware(broker)], client_max_size=MAX_BODY
     )
     app[BROKER] = broker
+    app[METRICS] = metrics.Metrics(broker)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     api.add_routes(app)
+    add_chart_routes(app, broker)
     add_dashboard_routes(app)
     return app
 
@@ -83,5 +87,5 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = metrics.render(broker_of(request), visible_topics(request))
+    body = request.app[METRICS].render(visible_topics(request))
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})

@@ -2,17 +2,27 @@
 
 Nothing is counted per message for Prometheus: the broker already keeps its
 counters (and two fixed-bucket histograms), so a custom collector turns one
-``collect(broker)`` into metric families when Prometheus asks. Keys the broker
-adds to ``STATS`` later still show up, as gauges, without a change here.
+``collect(broker)`` into metric families when Prometheus asks. Every ``STATS``
+field has an entry in the tables below saying its metric name and type; a field
+without one is not exported (a test fails instead), so a counter never ships as
+a gauge by accident. The process, platform and GC collectors of
+``prometheus_client`` add CPU, memory, file descriptors and GC passes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -30,41 +40,97 @@ if TYPE_CHECKING:
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX: Final = "linemq"
 
-# key -> (is a counter, help). Keys not listed here are exported as gauges.
-BROKER_FIELDS: Final[dict[str, tuple[bool, str]]] = {
-    "uptime_seconds": (False, "Seconds since the broker started."),
-    "connections": (False, "Open client connections."),
-    "topics": (False, "Topics on disk."),
-    "published": (True, "Messages published since the broker started."),
-    "delivered": (True, "Fanout and group deliveries since the broker started."),
-    "redelivered": (True, "Group redeliveries since the broker started."),
-    "acked": (True, "Messages acknowledged by groups (durable)."),
-    "dead_lettered": (True, "Messages moved to a dead-letter topic (durable)."),
-    "inflight": (False, "Group deliveries waiting for an ack."),
-    "bytes_on_disk": (False, "Bytes of every topic's segment files."),
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """How one ``STATS`` field is exported.
+
+    ``name`` has no prefix and, for a counter, no ``_total``: the exposition adds
+    it. ``deprecated`` is an old name still exported with the same value.
+    """
+
+    name: str
+    type: Literal["counter", "gauge"]
+    help: str
+    deprecated: str | None = None
+
+
+def _counter(name: str, help: str) -> Field:
+    return Field(name, "counter", help)
+
+
+def _gauge(name: str, help: str, deprecated: str | None = None) -> Field:
+    return Field(name, "gauge", help, deprecated)
+
+
+BROKER_FIELDS: Final[dict[str, Field]] = {
+    "uptime_seconds": _gauge("uptime_seconds", "Seconds since the broker started."),
+    "connections": _gauge("connections", "Open client connections."),
+    "topics": _gauge("topics", "Topics on disk."),
+    "published": _counter("published", "Messages published since the broker started."),
+    "delivered": _counter("delivered", "Fanout and group deliveries since the broker started."),
+    "redelivered": _counter("redelivered", "Group redeliveries since the broker started."),
+    "acked": _counter("acked", "Messages acknowledged by groups (durable)."),
+    "dead_lettered": _counter("dead_lettered", "Messages moved to a dead-letter topic (durable)."),
+    "inflight": _gauge("inflight", "Group deliveries waiting for an ack."),
+    "bytes_on_disk": _gauge(
+        "storage_bytes", "Bytes of every topic's segment files.", deprecated="bytes_on_disk"
+    ),
 }
-TOPIC_FIELDS: Final[dict[str, tuple[bool, str]]] = {
-    "published": (True, "Messages published to the topic since the broker started."),
-    "last_offset": (False, "Offset of the topic's newest message."),
-    "first_offset": (False, "Offset of the topic's oldest kept message."),
-    "bytes": (False, "Bytes of the topic's segment files."),
-    "segments": (False, "Segment files of the topic."),
-    "subscribers": (False, "Fanout subscribers of the topic."),
-    "groups": (False, "Consumer groups of the topic."),
+TOPIC_FIELDS: Final[dict[str, Field]] = {
+    "published": _counter("published", "Messages published to the topic since the broker started."),
+    "last_offset": _gauge("last_offset", "Offset of the topic's newest message."),
+    "first_offset": _gauge("first_offset", "Offset of the topic's oldest kept message."),
+    "bytes": _gauge("bytes", "Bytes of the topic's segment files."),
+    "segments": _gauge("segments", "Segment files of the topic."),
+    "subscribers": _gauge("subscribers", "Fanout subscribers of the topic."),
+    "groups": _gauge("groups", "Consumer groups of the topic."),
 }
-GROUP_FIELDS: Final[dict[str, tuple[bool, str]]] = {
-    "members": (False, "Connected members of the group."),
-    "inflight": (False, "Messages delivered to the group and not yet acked."),
-    "waiting": (False, "Failed messages waiting for their retry or for a member."),
-    "lag": (False, "Messages the group has not finished."),
-    "acked": (True, "Messages the group acknowledged (durable)."),
-    "dead": (True, "Messages the group dead-lettered (durable)."),
-    "next_offset": (False, "The next offset never delivered to the group."),
-    "paused": (False, "1 while the group is paused."),
-    "delivered": (True, "Deliveries to the group since the broker started."),
-    "redelivered": (True, "Redeliveries to the group since the broker started."),
-    "dropped": (True, "Messages retention deleted before the group finished them (durable)."),
+GROUP_FIELDS: Final[dict[str, Field]] = {
+    "members": _gauge("members", "Connected members of the group."),
+    "inflight": _gauge("inflight", "Messages delivered to the group and not yet acked."),
+    "waiting": _gauge("waiting", "Failed messages waiting for their retry or for a member."),
+    "lag": _gauge("lag", "Messages the group has not finished."),
+    "acked": _counter("acked", "Messages the group acknowledged (durable)."),
+    "dead": _counter("dead", "Messages the group dead-lettered (durable)."),
+    "next_offset": _gauge("next_offset", "The next offset never delivered to the group."),
+    "paused": _gauge("paused", "1 while the group is paused."),
+    "delivered": _counter("delivered", "Deliveries to the group since the broker started."),
+    "redelivered": _counter("redelivered", "Redeliveries to the group since the broker started."),
+    "dropped": _counter(
+        "dropped", "Messages retention deleted before the group finished them (durable)."
+    ),
+    "expired": _counter(
+        "expired", "Messages whose TTL passed before the group took them (durable)."
+    ),
 }
+
+
+class Metrics:
+    """The broker's registry: the process, platform and GC collectors, made once.
+
+    The broker's own families are built per scrape, because what a scrape may
+    see depends on the token it brings (``visible``).
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.registry = CollectorRegistry(auto_describe=False)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+
+    def render(self, visible: Callable[[str], bool] | None = None) -> bytes:
+        """The text exposition format for one scrape."""
+        return generate_latest(_Chain(self.registry, BrokerCollector(self.broker, visible)))
+
+
+class _Chain(Collector):
+    def __init__(self, *parts: Collector) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self.parts:
+            yield from part.collect()
 
 
 class BrokerCollector(Collector):
@@ -95,13 +161,6 @@ class BrokerCollector(Collector):
         )
 
 
-def render(broker: Broker, visible: Callable[[str], bool] | None = None) -> bytes:
-    """The text exposition format for one scrape."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(BrokerCollector(broker, visible))
-    return generate_latest(registry)
-
-
 def filter_snapshot(snap: Snapshot, visible: Callable[[str], bool]) -> Snapshot:
     return Snapshot(
         broker=snap.broker,
@@ -114,22 +173,22 @@ def filter_snapshot(snap: Snapshot, visible: Callable[[str], bool]) -> Snapshot:
 Row = tuple[tuple[str, ...], tuple[str, ...], Mapping[str, float]]
 
 
-def _families(
-    prefix: str, known: Mapping[str, tuple[bool, str]], rows: Sequence[Row]
-) -> Iterator[Metric]:
-    keys = list(known) + sorted({k for _, _, f in rows for k in f} - known.keys())
-    for key in keys:
-        is_counter, doc = known.get(key, (False, f"STATS field {key}."))
-        family: CounterMetricFamily | GaugeMetricFamily
-        labels = list(rows[0][0]) if rows else []
-        if is_counter:
-            family = CounterMetricFamily(prefix + key, doc, labels=labels)
-        else:
-            family = GaugeMetricFamily(prefix + key, doc, labels=labels)
-        for _, values, fields in rows:
-            if key in fields:
-                family.add_metric(list(values), fields[key])
-        yield family
+def _families(prefix: str, known: Mapping[str, Field], rows: Sequence[Row]) -> Iterator[Metric]:
+    labels = list(rows[0][0]) if rows else []
+    for key, spec in known.items():
+        names = [(spec.name, spec.help)]
+        if spec.deprecated is not None:
+            names.append((spec.deprecated, f"Deprecated: use {prefix}{spec.name}. {spec.help}"))
+        for name, doc in names:
+            family: CounterMetricFamily | GaugeMetricFamily
+            if spec.type == "counter":
+                family = CounterMetricFamily(prefix + name, doc, labels=labels)
+            else:
+                family = GaugeMetricFamily(prefix + name, doc, labels=labels)
+            for _, values, fields in rows:
+                if key in fields:
+                    family.add_metric(list(values), fields[key])
+            yield family
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:

@@ -154,7 +154,7 @@ class Broker:
         self.router.close()
         for conn in list(self.connections):
             conn.send(replies.err("server shutting down"))
-            conn.quit()
+            conn.quit("server shutting down")
         self._flush_outputs()
         for conn in list(self.connections):
             if conn.transport is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
@@ -90,6 +91,8 @@ class Connection(asyncio.Protocol):
         self.user: User | None = None
         self.auth_failures = 0
         self._auth_timer: asyncio.TimerHandle | None = None
+        self.opened = time.monotonic()
+        self.close_reason: str | None = None  # the first reason given; logged at debug
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -102,11 +105,13 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self.broker.connections) >= self.broker.config.max_connections:
             log.warning("connection_refused", peer=self.peer, reason="too many connections")
+            self.close_reason = "too many connections"
             self._closing = True
             self.transport.write(replies.err("too many connections"))
             self.transport.close()
             return
         self.broker.connected(self)
+        log.debug("connected", peer=self.peer, connections=len(self.broker.connections))
         self.reply(replies.BANNER)
         if self.broker.users is not None:
             self._auth_timer = asyncio.get_running_loop().call_later(
@@ -311,6 +316,7 @@ class Connection(asyncio.Protocol):
         # Keep the socket open until every queued reply is out: `printf ... | nc` closes
         # its side right after sending, before its publishes are written.
         self._eof = True
+        self.close_reason = self.close_reason or "closed by client"
         self._closing = True
         self.broker.mark_output(self)
         return True
@@ -319,6 +325,14 @@ class Connection(asyncio.Protocol):
         self._closing = True
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        log.debug(
+            "disconnected",
+            peer=self.peer,
+            user=self.user.name if self.user is not None else None,
+            reason=self.close_reason or (f"error: {exc}" if exc else "closed by client"),
+            seconds=round(time.monotonic() - self.opened, 3),
+            groups=list(self.client.members),
+        )
         self.broker.disconnected(self)
         self.client.sender = GONE  # no cycle left: freed now, not at a full GC pass
 
@@ -460,19 +474,21 @@ class Connection(asyncio.Protocol):
         if self.user is None and not self._closing:
             log.warning("auth_timeout", peer=self.peer)
             self.reply(replies.err("auth timeout"))
-            self.quit()
+            self.quit("auth timeout")
             self.broker.mark_output(self)
 
     # -- closing -------------------------------------------------------------------
 
-    def quit(self) -> None:
+    def quit(self, reason: str = "quit") -> None:
         """Stop reading; close once every queued reply is out."""
+        self.close_reason = self.close_reason or reason
         self._closing = True
 
     def kill(self, reason: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         log.warning("connection_dropped", peer=self.peer, reason=reason)
+        self.close_reason = self.close_reason or reason
         self._closing = True
         self._held.clear()
         self._out.clear()

@@ -112,7 +112,7 @@ class Handlers:
         delay = min(0.1 * 2 ** (conn.auth_failures - 1), 5.0)
         slot = conn.reply_later()
         if conn.auth_failures >= MAX_AUTH_FAILURES:
-            conn.quit()
+            conn.quit("too many failed AUTH")
         asyncio.get_running_loop().call_later(delay, slot.fill, replies.err("auth failed"))
 
     def _may(self, conn: Connection, topic: str, *, publish: bool) -> bool:
@@ -209,6 +209,7 @@ class Handlers:
                 self.router.subscribe(client, cmd.topic, start)
             else:
                 await self.router.join(client, cmd.topic, cmd.group, cmd.start)
+                log.debug("group_joined", peer=conn.peer, topic=cmd.topic, group=cmd.group)
             return ok
 
         self._later(conn, subscribe, block=True)
@@ -236,6 +237,7 @@ class Handlers:
             missing = f"not subscribed to {cmd.topic}"
         else:
             left = self.router.leave(conn.client, cmd.topic, cmd.group)
+            log.debug("group_left", peer=conn.peer, topic=cmd.topic, group=cmd.group, left=left)
             missing = f"not a member of group {cmd.group} on {cmd.topic}"
         conn.reply(replies.unsubscribed(cmd.topic, cmd.group) if left else replies.err(missing))
 

@@ -1,84 +1,30 @@
 """The dashboard in a real headless Chromium: see a dead letter, replay it, see it delivered.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them). Set
-``LINEMQ_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's picture.
+Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
 
 from broker.server.app import Broker
 from broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
+from tests.ops.browser import WAIT, needs_chromium, wait_for
 from tests.ops.http import Http, dead_letter, wire
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM = shutil.which("chromium")
-WAIT = 15.0
 TOKEN = "ops-secret-token"
 FAILED_TEXT = '<b>card declined</b> & <script>alert("x")</script> order 1042'
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or not os.access(CHROMEDRIVER, os.X_OK),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-)
-
-T = TypeVar("T")
-
-
-def start_chromium(profile: Path) -> WebDriver:
-    options = webdriver.ChromeOptions()
-    assert CHROMIUM is not None
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1500,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[WebDriver]:
-    driver = await asyncio.to_thread(start_chromium, tmp_path / "chromium-profile")
-    try:
-        yield driver
-    finally:
-        await asyncio.to_thread(driver.quit)
-
-
-async def wait_for(driver: WebDriver, found: Callable[[WebDriver], T]) -> T:
-    """Poll the page from a thread, so the broker keeps running on this loop meanwhile."""
-
-    def until() -> T:
-        result: T = WebDriverWait(driver, WAIT, poll_frequency=0.1).until(found)
-        return result
-
-    return await asyncio.to_thread(until)
+pytestmark = needs_chromium
 
 
 def letter_row(text: str) -> Callable[[WebDriver], WebElement | bool]:
@@ -129,11 +75,6 @@ async def test_replay_a_dead_letter_from_the_dashboard(
     await wait_for(browser, lambda d: "orders" in d.find_element(By.ID, "topics").text)
     await wait_for(browser, lambda d: "paused" in d.find_element(By.ID, "groups").text)
     await wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("live"))
-
-    shot = tmp_path / "dashboard.png"
-    assert await asyncio.to_thread(browser.save_screenshot, str(shot))
-    if target := os.environ.get("LINEMQ_DASHBOARD_SCREENSHOT"):
-        shutil.copyfile(shot, target)
 
     await asyncio.to_thread(row.find_element(By.CSS_SELECTOR, "button.replay").click)
     delivered = await next_msg(consumer, timeout=WAIT)

@@ -1,4 +1,4 @@
-// linemq dashboard: polls /api/stats and /api/dlq, and calls the POST endpoints.
+// linemq dashboard: polls /api/stats, /api/series and /api/dlq, and calls the POST endpoints.
 // Every value from the broker goes into the page through textContent or a
 // data-* attribute, never as HTML: message texts are arbitrary.
 "use strict";
@@ -238,6 +238,122 @@ function renderLetters(letters) {
   });
 }
 
+// -- charts -----------------------------------------------------------------------
+// Plain SVG, drawn whole on each poll: 180 points a line, a few lines a chart.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART = { w: 600, h: 200, left: 52, right: 10, top: 10, bottom: 24 };
+const RATE_LINES = [
+  ["published", "published"],
+  ["delivered", "delivered"],
+  ["acked", "acked"],
+  ["dead_lettered", "dead-lettered"],
+];
+const MAX_LAG_LINES = 6;
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// The smallest of 1, 2, 2.5, 5 x 10^n at or above v: round numbers on the y axis.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const exp = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * exp >= v) return m * exp;
+  return 10 * exp;
+}
+
+function fmtSpan(s) {
+  if (s >= 3600) return `${+(s / 3600).toFixed(1)} h`;
+  if (s >= 60) return `${+(s / 60).toFixed(1)} min`;
+  return `${+s.toFixed(1)} s`;
+}
+
+function fmtAxis(n) {
+  if (n >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e4) return `${+(n / 1e3).toFixed(1)}k`;
+  return String(+n.toFixed(2));
+}
+
+// lines: [{name, label, values, cls}], values aligned with times (null: no value).
+function drawChart(figure, times, span, lines, fmtValue, emptyText) {
+  const { w, h, left, right, top, bottom } = CHART;
+  const plotW = w - left - right, plotH = h - top - bottom;
+  const end = times.length ? times[times.length - 1] : 0;
+  let max = 0;
+  for (const line of lines) for (const v of line.values) if (v !== null && v > max) max = v;
+  max = niceMax(max);
+  const x = (t) => left + ((t - (end - span)) / span) * plotW;
+  const y = (v) => top + plotH - (v / max) * plotH;
+
+  const nodes = [];
+  for (const frac of [0, 0.5, 1]) {
+    const gy = y(max * frac);
+    nodes.push(svg("line", { class: "grid", x1: left, x2: w - right, y1: gy, y2: gy }));
+    nodes.push(svg("text", { class: "axis", x: left - 6, y: gy + 4, "text-anchor": "end" },
+      fmtAxis(max * frac)));
+  }
+  for (let k = 0; k <= 3; k++) {
+    const ago = span * (1 - k / 3);
+    nodes.push(svg("text", {
+      class: "axis", x: left + (k / 3) * plotW, y: h - 6,
+      "text-anchor": k === 0 ? "start" : k === 3 ? "end" : "middle",
+    }, ago ? `-${fmtSpan(ago)}` : "now"));
+  }
+  if (times.length < 2) {
+    nodes.push(svg("text", { class: "waiting", x: left + plotW / 2, y: top + plotH / 2,
+      "text-anchor": "middle" }, emptyText));
+  }
+  lines.forEach((line) => {
+    let d = "", pen = false;
+    line.values.forEach((v, i) => {
+      if (v === null || v === undefined || times[i] < end - span) { pen = false; return; }
+      d += `${pen ? "L" : "M"}${x(times[i]).toFixed(1)},${y(v).toFixed(1)}`;
+      pen = true;
+    });
+    if (d) {
+      nodes.push(svg("path", { class: "line " + line.cls, d, "data-series": line.name },
+        svg("title", {}, line.label)));
+    }
+  });
+  figure.querySelector("svg").replaceChildren(...nodes);
+
+  figure.querySelector(".legend").replaceChildren(...lines.map((line) => {
+    const last = line.values.length ? line.values[line.values.length - 1] : null;
+    return el("li", { "data-series": line.name },
+      el("span", { class: "swatch " + line.cls }), line.label + " ",
+      el("b", {}, last === null || last === undefined ? "–" : fmtValue(last)));
+  }));
+}
+
+function renderCharts(series) {
+  const span = series.interval * series.samples;
+  $("window").textContent = fmtSpan(span);
+  const waiting = `collecting samples (one every ${fmtSpan(series.interval)})`;
+  const rates = RATE_LINES.map(([name, label], i) => (
+    { name, label, values: series.rates[name] || [], cls: "s" + i }));
+  drawChart($("rates-chart"), series.times, span, rates, (v) => fmtRate(v) + "/s", waiting);
+
+  // The groups with the most lag in the window; the rest are counted in the legend.
+  const peak = (s) => Math.max(0, ...s.values.filter((v) => v !== null));
+  const ranked = series.lag.slice().sort((a, b) => peak(b) - peak(a));
+  const shown = ranked.slice(0, MAX_LAG_LINES).map((s, i) => ({
+    name: s.topic + "\n" + s.group, label: `${s.topic} / ${s.group}`, values: s.values,
+    cls: "s" + (i + 4),
+  }));
+  drawChart($("lag-chart"), series.times, span, shown, fmtInt,
+    series.lag.length ? waiting : "no consumer groups");
+  if (ranked.length > MAX_LAG_LINES) {
+    $("lag-chart").querySelector(".legend").append(
+      el("li", { class: "more" }, `+${ranked.length - MAX_LAG_LINES} more groups`));
+  }
+}
+
 // -- polling and actions ----------------------------------------------------------
 
 async function refresh() {
@@ -256,6 +372,7 @@ async function refresh() {
     renderTopics(snap.topics);
     renderGroups(snap.groups);
     renderDlqChoices(snap.topics);
+    renderCharts(await api("/api/series"));
     if (state.dlqTopic !== null) {
       const dlq = await api(`/api/dlq?topic=${encodeURIComponent(state.dlqTopic)}&n=${DLQ_COUNT}`);
       if (dlq.topic === state.dlqTopic) renderLetters(dlq.letters);
