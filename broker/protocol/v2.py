@@ -29,7 +29,10 @@ _TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """``HELLO <version> [notices]``: ``notices`` opts in to settings and ``CLOSING`` lines."""
+
     version: int
+    notices: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +59,9 @@ class Put:
 
 def parse_hello(rest: str) -> Hello:
     args = rest.split()
-    if len(args) != 1 or args[0] not in ("1", "2"):
+    if not 1 <= len(args) <= 2 or args[0] not in ("1", "2") or args[1:] not in ([], ["notices"]):
         raise ProtocolError("usage: HELLO 1|2")
-    return Hello(int(args[0]))
+    return Hello(int(args[0]), notices=len(args) == 2)
 
 
 def build_put(header: PutHeader, payload: bytes) -> Put:
@@ -133,8 +136,17 @@ def _epoch(option: str, value: str) -> float:
 # -- replies and deliveries ----------------------------------------------------
 
 
-def hello(version: int) -> bytes:
-    return f"OK hello {version}\n".encode()
+def hello(version: int, settings: dict[str, float | int] | None = None) -> bytes:
+    """``OK hello <v>``, plus ``key=value`` settings for a client that asked for notices."""
+    if settings is None:
+        return f"OK hello {version}\n".encode()
+    pairs = " ".join(f"{k}={v:g}" for k, v in settings.items())
+    return f"OK hello {version} {pairs}\n".encode()
+
+
+def closing(reason: str) -> bytes:
+    """Sent instead of ``ERR <reason>`` to a notices connection the broker is about to close."""
+    return f"CLOSING {reason}\n".encode()
 
 
 def put_reply(offset: int, id: str, *, duplicate: bool) -> bytes:
