@@ -59,7 +59,7 @@ def test_fanout_message_cannot_be_acked(threaded_fake_broker: FakeBroker) -> Non
 
 
 def test_connection_loss_raises(threaded_fake_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_fake_broker.port) as c:
+    with SyncClient(port=threaded_fake_broker.port, reconnect=None) as c:
         sub = c.subscribe("chat")
         threaded_fake_broker._loop.call_soon_threadsafe(threaded_fake_broker.drop_connections)  # type: ignore[union-attr]
         with pytest.raises(ConnectionError):
