@@ -25,7 +25,7 @@ from typing import Final, Self
 
 from clients.backoff import Retry
 from clients.errors import BrokerError, ConnectionLost, InvalidRequest, ProtocolError, Timeout
-from clients.options import Duration, Position
+from clients.options import Duration, Position, to_seconds
 from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
 from clients.protocol import (
     PING,
@@ -94,15 +94,17 @@ class Client(Pipeline):
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
-        heartbeat_interval: float | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        heartbeat_interval: Duration | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
         reconnect: Retry | None = _DEFAULT_RETRY,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,
         protocol: int = 2,
     ) -> None:
         """``timeout`` bounds connecting and its handshake; ``request_timeout`` every request.
+
+        Durations, here as everywhere, are seconds, ``timedelta`` or text (``"5s"``).
 
         ``heartbeat_interval`` None: a third of the broker's ``--heartbeat-timeout``
         when the broker says it (``HELLO … notices``), else 10 s. ``token`` is sent
@@ -111,11 +113,15 @@ class Client(Pipeline):
         connected (1 if the server does not know ``HELLO``).
         """
         encode_hello(protocol)  # 1 or 2
-        super().__init__(heartbeat_interval, request_timeout, reconnect)
+        super().__init__(
+            None if heartbeat_interval is None else to_seconds(heartbeat_interval),
+            None if request_timeout is None else to_seconds(request_timeout),
+            reconnect,
+        )
         self.max_protocol = protocol
         self.host = host
         self.port = port
-        self.timeout = timeout
+        self.timeout = to_seconds(timeout)
         self.token = token
         self.ssl = ssl
 

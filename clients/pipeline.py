@@ -412,6 +412,9 @@ class Pipeline:
             except BrokerError as exc:  # refused for good (auth): trying again will not help
                 self._give_up(exc)
                 return
+            except Exception as exc:  # a bug or a bad setting: say so rather than hang
+                self._give_up(ConnectionLost(f"{reason}; reconnecting failed: {exc!r}"))
+                return
             self.reconnects += 1
             return
 

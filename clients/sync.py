@@ -31,7 +31,7 @@ from clients.aio import (
 )
 from clients.backoff import Retry
 from clients.errors import Timeout
-from clients.options import Duration, Position
+from clients.options import Duration, Position, to_seconds
 from clients.protocol import DeadLetter, PublishResult, StatLine
 
 _T = TypeVar("_T")
@@ -84,20 +84,21 @@ class SyncSubscription:
         self._client = client
         self._sub = sub
 
-    def next(self, timeout: float | None = None) -> SyncMessage:
+    def next(self, timeout: Duration | None = None) -> SyncMessage:
         """Raise ``Timeout`` after ``timeout`` s, ``StopIteration`` once unsubscribed.
 
         Like the async subscription, it waits through a reconnect, and raises
         ``ConnectionLost`` only once the client gave up.
         """
+        seconds = None if timeout is None else to_seconds(timeout)
         try:
-            m = self._client._call(self._sub.next(), timeout)
+            m = self._client._call(self._sub.next(), seconds)
         except StopAsyncIteration:
             raise StopIteration from None
         except TimeoutError as exc:
-            if isinstance(exc, Timeout):
+            if isinstance(exc, Timeout) or seconds is None:
                 raise
-            raise Timeout(f"no message within {timeout:g} s") from None
+            raise Timeout(f"no message within {seconds:g} s") from None
         client = self._client if m.group is not None else None
         return SyncMessage(
             m.topic,
@@ -138,9 +139,9 @@ class SyncClient:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
-        heartbeat_interval: float | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        heartbeat_interval: Duration | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
         reconnect: Retry | None = _DEFAULT_RETRY,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,

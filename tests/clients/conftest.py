@@ -86,6 +86,13 @@ class FakeBroker:
 
         threading.Thread(target=run, daemon=True).start()
 
+    def push(self, line: str, *, close: bool = False) -> None:
+        """Send ``line`` to every client unasked (then close, as a broker that hangs up)."""
+        for conn in self.conns:
+            conn.writer.write(line.encode() + b"\n")
+            if close:
+                conn.writer.close()
+
     def drop_connections(self) -> None:
         for conn in self.conns:
             conn.writer.close()

@@ -161,3 +161,46 @@ def test_sync_client_rides_out_a_restart_the_same_way(
         c.connect()  # harmless while connected
         with pytest.raises(Timeout):
             sub.next(timeout=0.05)
+
+
+@pytest.mark.parametrize("line", ["ERR server shutting down", "CLOSING server shutting down"])
+async def test_a_shutdown_line_fails_requests_in_flight_as_connection_lost(
+    fake_broker: FakeBroker, line: str
+) -> None:
+    c = Client(port=fake_broker.port, reconnect=None)
+    await c.connect()
+    fake_broker.silent_ping = True
+    pings = [asyncio.create_task(c.ping()) for _ in range(3)]
+    await eventually(lambda: fake_broker.received.count("PING") == 3)
+    fake_broker.push(line, close=True)
+    for ping in pings:
+        with pytest.raises(ConnectionLost, match="server shutting down"):
+            await asyncio.wait_for(ping, 5)
+    await c.close()
+
+
+async def test_an_unsolicited_err_on_an_idle_connection_is_a_connection_event(
+    fake_broker: FakeBroker,
+) -> None:
+    c = Client(port=fake_broker.port, reconnect=FAST_RETRY)
+    await c.connect()
+    sub = await c.subscribe("chat")
+    fake_broker.push("ERR slow consumer")  # nothing outstanding: cannot be a reply
+    await eventually(lambda: c.reconnects == 1)
+    assert fake_broker.received.count("SUB chat") == 2  # subscribed again
+    await c.publish("chat", "still subscribed")
+    assert (await asyncio.wait_for(sub.next(), 5)).text == "still subscribed"
+    await c.close()
+
+
+async def test_durations_are_accepted_the_same_way_for_client_options(
+    fake_broker: FakeBroker,
+) -> None:
+    from datetime import timedelta
+
+    c = Client(port=fake_broker.port, timeout="2s", request_timeout=timedelta(seconds=3),
+               heartbeat_interval="500ms")  # fmt: skip
+    assert (c.timeout, c.request_timeout, c.heartbeat_every()) == (2.0, 3.0, 0.5)
+    for bad in ("-1s", float("nan"), "soon"):
+        with pytest.raises(ValueError):
+            Client(request_timeout=bad)
