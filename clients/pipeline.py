@@ -148,6 +148,8 @@ class Pipeline:
     async def _adopt(self, link: Link) -> None:
         """Make a handshaken link current: re-send every SUB on it first."""
         for sub in list(self._subs.values()):
+            if not sub.confirmed:
+                continue  # its own SUB is still waiting to go out: no need to send two
             try:
                 line = sub.sub_line(resume=True, positions=self.protocol == 2)
                 await self._request_on(link, line)

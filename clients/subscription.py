@@ -199,6 +199,11 @@ class Subscription:
         # measured on the broker's clock, so the two clocks need not agree.
         return timedelta(seconds=min(away + RESUME_MARGIN, MAX_DURATION))
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether the broker has said ``OK subscribed`` (on some connection) yet."""
+        return self._confirmed_at is not None
+
     def _confirmed(self) -> None:
         if self._confirmed_at is None:
             self._confirmed_at = time.monotonic()
