@@ -30,8 +30,10 @@ from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipel
 from clients.protocol import (
     PING,
     QUIT,
+    Closing,
     DeadLetter,
     DlqLine,
+    Err,
     Frame,
     GroupLine,
     HistoryLine,
@@ -162,7 +164,8 @@ class Client(Pipeline):
             raise ConnectionLost(f"no linemq banner from {self.host}:{self.port}: {exc}") from exc
         if not isinstance(banner, Ok):
             writer.close()
-            raise ConnectionLost(f"server refused the connection: {banner}")
+            said = banner.reason if isinstance(banner, Err | Closing) else repr(banner)
+            raise ConnectionLost(f"server refused the connection: {said}")
         link = self._start_reader(reader, writer)
         try:
             if self.token is not None:

@@ -204,3 +204,10 @@ async def test_durations_are_accepted_the_same_way_for_client_options(
     for bad in ("-1s", float("nan"), "soon"):
         with pytest.raises(ValueError):
             Client(request_timeout=bad)
+
+
+async def test_a_full_broker_refuses_with_its_reason(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(max_connections=1)
+    async with Client(port=broker.port):
+        with pytest.raises(ConnectionLost, match="refused the connection: too many connections"):
+            await Client(port=broker.port).connect()
