@@ -22,7 +22,9 @@ def test_publish_history_and_errors(threaded_fake_broker: FakeBroker) -> None:
         with pytest.raises(BrokerError, match="rejected boom"):
             c.publish("chat", "boom")
         assert [m.text for m in c.history("chat", 2)] == ["m1", "m2"]
-        assert c.replay("jobs", "ALL") == 1
+        assert c.replay("jobs", all=True) == 1
+        with pytest.warns(DeprecationWarning):
+            assert c.replay("jobs", "ALL") == 1
         assert [g.group for g in c.groups("jobs")] == ["workers", "audit"]
         assert c.dlq("jobs")[0].reason == "nacked"
     assert threaded_fake_broker.received[-1] == "QUIT"
