@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from broker.protocol.durations import parse_duration
 from broker.protocol.names import topic_matches
 
 FsyncPolicy = Literal["always", "interval", "never"]
@@ -24,7 +25,6 @@ class TopicRetention:
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
-_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_size(text: str) -> int:
@@ -37,12 +37,8 @@ def parse_size(text: str) -> int:
 
 
 def parse_age(text: str) -> float:
-    """``3600``, ``90s``, ``15m``, ``12h``, ``7d`` to seconds."""
-    number = text.strip().rstrip("smhdwSMHDW")
-    unit = text.strip()[len(number) :].lower()
-    if unit not in _AGE_UNITS or not number:
-        raise ValueError(f"not a duration: {text!r} (try 90s, 12h or 7d)")
-    return float(number) * _AGE_UNITS[unit]
+    """``3600``, ``90s``, ``15m``, ``12h``, ``7d`` to seconds: the wire's duration syntax."""
+    return parse_duration(text)
 
 
 def parse_topic_retention(text: str) -> TopicRetention:

@@ -1,16 +1,41 @@
 """linemq clients: an asyncio client, a blocking wrapper, and the client CLI commands."""
 
-from clients.aio import BrokerError, Client, GroupInfo, Message, Subscription
-from clients.protocol import DeadLetter, ProtocolError, PublishResult, Replayed
+from clients.aio import Client, GroupInfo, Message, Subscription
+from clients.backoff import ExponentialBackoff, Retry
+from clients.errors import (
+    AuthFailed,
+    BrokerError,
+    ConnectionLost,
+    InvalidRequest,
+    LimitExceeded,
+    LinemqError,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    StorageUnavailable,
+    Timeout,
+)
+from clients.protocol import DeadLetter, PublishResult, Replayed
 
 __all__ = [
+    "AuthFailed",
     "BrokerError",
     "Client",
+    "ConnectionLost",
     "DeadLetter",
+    "ExponentialBackoff",
     "GroupInfo",
+    "InvalidRequest",
+    "LimitExceeded",
+    "LinemqError",
     "Message",
+    "NotFound",
+    "PermissionDenied",
     "ProtocolError",
     "PublishResult",
     "Replayed",
+    "Retry",
+    "StorageUnavailable",
     "Subscription",
+    "Timeout",
 ]

@@ -1,15 +1,15 @@
 """The asyncio linemq client: one connection, pipelined requests, pushed deliveries.
 
 ``Client`` is the commands and the connect/close lifecycle; the reply FIFO, the
-reader task that routes deliveries and replies, and heartbeats are underneath in
-``clients/pipeline.py``.
+reader task that routes deliveries and replies, reconnects and heartbeats are
+underneath in ``clients/pipeline.py``.
 
-Protocol v2 (``protocol=2``, the default) is asked for with ``HELLO 2`` right
-after connecting; a server that answers ``ERR`` (one from before v2) is spoken to
-in v1, so the default works against old brokers too. ``protocol=1`` never sends
-``HELLO``: the bytes on the wire are exactly the v1 client's. Only deliveries
-differ between the two (v2 frames carry exact payloads, headers, key, priority
-and attempt); ``put`` and ``seek`` work on either.
+Protocol v2 (``protocol=2``, the default) is asked for with ``HELLO 2 notices``
+right after connecting (then ``HELLO 2``); a server that answers ``ERR`` to both
+(one from before v2) is spoken to in v1, so the default works against old brokers
+too. ``protocol=1`` never sends ``HELLO``: the bytes on the wire are exactly the
+v1 client's. Only deliveries differ between the two (v2 frames carry exact
+payloads, headers, key, priority and attempt); ``put`` and ``seek`` work on either.
 """
 
 from __future__ import annotations
@@ -17,25 +17,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
-from clients.options import Duration, Position
-from clients.pipeline import READ_LIMIT, BrokerError, Pipeline
+from clients.backoff import Retry
+from clients.errors import BrokerError, ConnectionLost, InvalidRequest, ProtocolError, Timeout
+from clients.options import Duration, Position, to_seconds
+from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
 from clients.protocol import (
     PING,
     QUIT,
+    Closing,
     DeadLetter,
     DlqLine,
+    Err,
     Frame,
     GroupLine,
     HistoryLine,
     Ok,
-    ProtocolError,
     PublishResult,
     StatLine,
+    check_name,
     encode_auth,
     encode_dlq,
     encode_groups,
@@ -52,16 +57,17 @@ from clients.protocol import (
     parse_seek,
     parse_server_line,
 )
-from clients.subscription import Message, Subscription, to_message
+from clients.subscription import Message, Subscribing, Subscription, to_message
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8888
-DEFAULT_HEARTBEAT_INTERVAL: Final = 10.0
 DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_REQUEST_TIMEOUT: Final = 30.0
 
 GroupInfo = GroupLine
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
     "READ_LIMIT",
     "BrokerError",
     "Client",
@@ -71,94 +77,145 @@ __all__ = [
     "Subscription",
 ]
 
+_DEFAULT_RETRY: Final = Retry()
+
 
 class Client(Pipeline):
-    """``async with Client(host, port) as c:`` - one TCP connection to a broker."""
+    """``async with Client(host, port) as c:`` - a connection to a broker that rides out restarts.
+
+    If the connection drops, requests in flight fail with ``ConnectionLost`` (a
+    publish among them may or may not have been stored: publish with ``id=`` to
+    retry safely), and the client reconnects in the background with exponential
+    backoff and jitter (``reconnect=Retry(...)``; ``None`` to stay down), joins
+    its groups again and resumes fanout subscriptions after the last offset seen.
+    New requests made meanwhile wait for the new connection, up to ``request_timeout``.
+    """
 
     def __init__(
         self,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
+        heartbeat_interval: Duration | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
+        reconnect: Retry | None = _DEFAULT_RETRY,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,
         protocol: int = 2,
     ) -> None:
-        """``timeout`` bounds connecting and the ``QUIT`` handshake, not ordinary requests.
+        """``timeout`` bounds connecting and its handshake; ``request_timeout`` every request.
 
-        ``token`` is sent as ``AUTH`` right after connecting; ``ssl`` turns on TLS.
-        ``protocol`` is the highest version to ask for; ``self.protocol`` is the one
-        in use once connected (1 if the server does not know ``HELLO``).
+        Durations, here as everywhere, are seconds, ``timedelta`` or text (``"5s"``).
+
+        ``heartbeat_interval`` None: a third of the broker's ``--heartbeat-timeout``
+        when the broker says it (``HELLO … notices``), else 10 s. ``token`` is sent
+        as ``AUTH`` right after connecting; ``ssl`` turns on TLS. ``protocol`` is the
+        highest version to ask for; ``self.protocol`` is the one in use once
+        connected (1 if the server does not know ``HELLO``).
         """
         encode_hello(protocol)  # 1 or 2
+        super().__init__(
+            None if heartbeat_interval is None else to_seconds(heartbeat_interval),
+            None if request_timeout is None else to_seconds(request_timeout),
+            reconnect,
+        )
         self.max_protocol = protocol
-        self.protocol = 1
         self.host = host
         self.port = port
-        super().__init__(heartbeat_interval)
-        self.timeout = timeout
+        self.timeout = to_seconds(timeout)
         self.token = token
         self.ssl = ssl
 
     # --- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection and read the ``OK connected`` banner."""
-        if self._writer is not None:
-            raise RuntimeError("client already connected")
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=READ_LIMIT, ssl=self.ssl),
-            self.timeout,
-        )
+        """Connect (one attempt) and read the ``OK connected`` banner.
+
+        Harmless when already connected; while the client is reconnecting on its
+        own, waits for that instead.
+        """
+        if self._link is not None:
+            return
+        task = self._reconnect_task
+        if task is not None and not task.done() and not self._closing:
+            await asyncio.shield(task)
+            if self._link is None:
+                raise ConnectionLost(self._lost or "client is not connected")
+            return
+        self._closing = False
+        await self._open()
+
+    async def _open(self) -> Link:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, limit=READ_LIMIT, ssl=self.ssl),
+                self.timeout,
+            )
+        except TimeoutError:
+            where = f"{self.host}:{self.port}"
+            raise Timeout(f"no connection to {where} within {self.timeout:g} s") from None
         try:
             banner = parse_server_line(
                 await asyncio.wait_for(reader.readuntil(b"\n"), self.timeout)
             )
-        except (asyncio.IncompleteReadError, ProtocolError, TimeoutError) as exc:
+        except (asyncio.IncompleteReadError, ProtocolError, TimeoutError, OSError) as exc:
             writer.close()
-            raise ConnectionError(f"no linemq banner from {self.host}:{self.port}: {exc}") from exc
+            raise ConnectionLost(f"no linemq banner from {self.host}:{self.port}: {exc}") from exc
         if not isinstance(banner, Ok):
             writer.close()
-            raise ConnectionError(f"server refused the connection: {banner}")
-        self._reader, self._writer = reader, writer
-        self._read_task = asyncio.create_task(self._read_loop(), name="linemq-reader")
+            said = banner.reason if isinstance(banner, Err | Closing) else repr(banner)
+            raise ConnectionLost(f"server refused the connection: {said}")
+        link = self._start_reader(reader, writer)
         try:
             if self.token is not None:
-                await self._request(encode_auth(self.token))
+                await self._request_on(link, encode_auth(self.token), self.timeout)
             if self.max_protocol == 2:
-                await self._hello()
+                await self._hello(link)
+            await self._adopt(link)
         except BaseException:
-            await self.close()
+            await self._drop(link)
             raise
+        return link
 
-    async def _hello(self) -> None:
+    async def _hello(self, link: Link) -> None:
         try:
-            await self._request(encode_hello(2))
-        except BrokerError:
-            return  # a server from before v2: "ERR unknown command: HELLO 2"
+            text, _ = await self._request_on(link, b"HELLO 2 notices\n", self.timeout)
+        except InvalidRequest:  # a broker from before notices, or from before v2
+            try:
+                await self._request_on(link, encode_hello(2), self.timeout)
+            except InvalidRequest:
+                self.protocol = 1
+                return
+            self.protocol = 2
+            return
         self.protocol = 2
+        self.server_settings = _settings(text)
 
     async def close(self) -> None:
-        """Say ``QUIT`` and wait for ``OK bye``; fine if the server is already gone."""
-        if self._writer is None or self._closing:
-            return
-        self._stop_heartbeat()
-        if self._lost is None:
-            (bye,) = self._send(QUIT, 1)
-            self._closing = True
-            with contextlib.suppress(ConnectionError, BrokerError, TimeoutError):
-                await asyncio.wait_for(bye.future, self.timeout)
+        """Say ``QUIT`` and wait for ``OK bye``; fine if the server is already gone.
+
+        Stops reconnecting, and ends every subscription (``StopAsyncIteration``).
+        """
         self._closing = True
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-        if self._read_task is not None:
-            self._read_task.cancel()
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._read_task
-        self._shutdown(None)
+                await task
+        self._stop_heartbeat()
+        link, self._link = self._link, None
+        if link is not None:
+            with contextlib.suppress(ConnectionLost):
+                (bye,) = self._send(link, QUIT, 1)
+                with contextlib.suppress(ConnectionError, BrokerError, TimeoutError):
+                    await asyncio.wait_for(bye.future, self.timeout)
+            writer = link.writer
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            await self._drop(link)
+        self._end_subscriptions(None)
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -175,11 +232,23 @@ class Client(Pipeline):
     # --- commands ----------------------------------------------------------
 
     async def ping(self) -> None:
+        """Round trip to the broker (``OK pong``)."""
         await self._request(PING)
 
-    async def publish(self, topic: str, text: str) -> None:
-        """Return once the broker said ``OK published`` (it is durable by then)."""
-        await self._request(encode_pub(topic, text))
+    async def publish(self, topic: str, text: str) -> PublishResult | None:
+        """Publish one line of text; durable once this returns. Returns what ``put`` returns.
+
+        Over protocol 2 it is sent as ``PUT`` so the broker says the offset and id;
+        over protocol 1 it is a plain ``PUB`` whose ``OK published`` says neither,
+        and this returns None. If the connection drops before the ``OK``, this raises
+        ``ConnectionLost`` and the message may or may not be stored: use
+        ``put(..., id=...)`` to make a retry safe.
+        """
+        line = encode_pub(topic, text)  # checks it is one non-empty line
+        if self.protocol != 2:
+            await self._request(line)
+            return None
+        return await self.put(topic, text)
 
     async def publish_many(self, topic: str, texts: Iterable[str]) -> int:
         """Pipeline many PUBs in one write; raise the first error after all replies are in.
@@ -189,9 +258,12 @@ class Client(Pipeline):
         lines = [encode_pub(topic, text) for text in texts]
         if not lines:
             return 0
-        waiters = self._send(b"".join(lines), len(lines))
-        await self._drain()
-        results = await asyncio.gather(*(w.future for w in waiters), return_exceptions=True)
+        link = await self._ready()
+        waiters = self._send(link, b"".join(lines), len(lines))
+        await self._drain(link)
+        results = await asyncio.gather(
+            *(self._wait(w, self.request_timeout) for w in waiters), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -235,10 +307,12 @@ class Client(Pipeline):
         return parse_seek(text)
 
     async def history(self, topic: str, n: int) -> list[Message]:
+        """The last ``n`` messages of ``topic``, oldest first."""
         _, block = await self._request(encode_history(topic, n))
         return [to_message(line) for line in block if isinstance(line, HistoryLine | Frame)]
 
     async def groups(self, topic: str) -> list[GroupInfo]:
+        """The topic's consumer groups with their counters."""
         _, block = await self._request(encode_groups(topic))
         return [line for line in block if isinstance(line, GroupLine)]
 
@@ -247,9 +321,19 @@ class Client(Pipeline):
         _, block = await self._request(encode_dlq(topic, n))
         return [line.letter for line in block if isinstance(line, DlqLine)]
 
-    async def replay(self, topic: str, target: str) -> int:
-        """Republish a dead letter (by id) or ``"ALL"`` unreplayed ones; return how many."""
-        text, _ = await self._request(encode_replay(topic, target))
+    async def replay(self, topic: str, id: str | None = None, *, all: bool = False) -> int:
+        """Republish one dead letter (its original or DLQ ``id``), or ``all=True`` not yet
+        replayed ones; return how many. ``NotFound`` for an unknown id."""
+        if id == "ALL" and not all:
+            warnings.warn(
+                'replay(topic, "ALL") is deprecated: use replay(topic, all=True)',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            id, all = None, True
+        if (id is None) == (not all):
+            raise ValueError("give a dead letter id or all=True, not both")
+        text, _ = await self._request(encode_replay(check_name(topic), id or "ALL"))
         return parse_replayed(text)
 
     async def stats(self, topic: str | None = None) -> list[StatLine]:
@@ -259,23 +343,36 @@ class Client(Pipeline):
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None
-    ) -> Subscription:
-        """A subscription that sends ``SUB`` on first iteration (or ``await sub.start()``).
+    ) -> Subscribing:
+        """``sub = await client.subscribe(...)``: subscribed once the ``await`` returns.
 
-        ``topic`` may be a pattern (``orders.*``, ``orders.>``); deliveries carry
-        the concrete topic. ``start`` (``"earliest"``, an offset, an epoch time, a
-        ``timedelta`` ago...) replays history first for fanout, or places a group
-        that this SUB creates. With several subscriptions on one connection, a
-        delivery for topic T goes to the subscription named T, else to the first
-        one (in subscription order) whose pattern matches T: the wire does not say
-        which SUB a delivery is for, so keep overlapping fanout and group
-        subscriptions on separate connections.
+        Messages published after that are delivered, so subscribe before you
+        publish (or give ``start``). ``topic`` may be a pattern (``orders.*``,
+        ``orders.>``); deliveries carry the concrete topic. ``group`` joins a
+        consumer group (ack each message). ``start`` (``"earliest"``, an offset,
+        an epoch time, a ``timedelta`` ago...) replays history first for fanout,
+        or places a group that this SUB creates. With several subscriptions on one
+        connection, a delivery for topic T goes to the subscription named T, else
+        to the first one (in subscription order) whose pattern matches T: the wire
+        does not say which SUB a delivery is for, so keep overlapping fanout and
+        group subscriptions on separate connections.
         """
-        encode_sub(topic, group, start)  # validate now, not on first iteration
-        return Subscription(self, topic, group, start)
+        encode_sub(topic, group, start)  # validate now, before anything is sent
+        return Subscribing(Subscription(self, topic, group, start))
 
     async def subscribe_to(
         self, topic: str, group: str | None = None, start: Position | None = None
     ) -> Subscription:
-        """Subscribe now: returns once the server confirmed with ``OK subscribed``."""
-        return await self.subscribe(topic, group, start).start()
+        """The same as ``await subscribe(...)`` (kept for older code)."""
+        return await self.subscribe(topic, group, start)
+
+
+def _settings(hello_text: str) -> dict[str, float]:
+    """The ``key=value`` pairs after ``hello <v>``; unknown or malformed ones are skipped."""
+    settings: dict[str, float] = {}
+    for word in hello_text.split()[2:]:
+        key, sep, value = word.partition("=")
+        with contextlib.suppress(ValueError):
+            if sep:
+                settings[key] = float(value)
+    return settings

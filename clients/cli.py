@@ -194,7 +194,9 @@ def sub(
     async def main() -> None:
         async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
             received = 0
-            async for m in c.subscribe(topic, group, start):
+            # Across a broker restart the client reconnects, re-joins the group and
+            # resumes fanout after the last offset printed: this loop just waits.
+            async for m in await c.subscribe(topic, group, start):
                 if raw:
                     sys.stdout.buffer.write(m.payload)
                     sys.stdout.buffer.flush()

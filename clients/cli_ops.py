@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 
 from clients.cli_common import Endpoint, connection_options, run
+from clients.errors import ConnectionLost, Timeout
 from clients.options import format_priority
 from clients.protocol import REPLAY_ALL, DeadLetter
 from clients.stats_view import StatsSnapshot, render
@@ -138,7 +139,11 @@ def stats(topic: str | None, watch: float | None, as_json: bool, endpoint: Endpo
                 live = None if as_json else stack.enter_context(Live(render(snap)))
                 while True:
                     await asyncio.sleep(watch)
-                    new, now = StatsSnapshot.from_lines(await c.stats(topic)), loop.time()
+                    try:
+                        new, now = StatsSnapshot.from_lines(await c.stats(topic)), loop.time()
+                    except (ConnectionLost, Timeout) as exc:  # the client is reconnecting
+                        click.echo(f"linemq: {exc}; still trying", err=True)
+                        continue
                     if live is None:
                         show(new)
                     else:

@@ -7,15 +7,22 @@ format, checked field by field (a wrong type is a ``TypeError``, a missing key a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from clients.options import PRIORITY_NAMES
 
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
+    """The message a dead letter was replayed as."""
+
     offset: int
     id: str
     ts: float | None
@@ -39,9 +46,18 @@ class DeadLetter:
     dead_ts: float | None
     replayed: Replayed | None
     original: dict[str, Any] | None = None
-    """A ``PUT``'s stored v2 fields (``k`` key, ``p`` priority, ``h`` headers, ``b64``
-    payload...), which a replay publishes again; None for a plain ``PUB``."""
+    """The raw stored v2 fields of a ``PUT`` (None for a ``PUB``); prefer the named
+    fields below, which are decoded from it."""
     raw_json: str = field(default="", repr=False, compare=False)
+    payload: bytes = b""
+    """The exact payload a replay publishes (``text`` is its one-line view)."""
+    key: str | None = None
+    priority: str = "normal"
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    publisher_id: str | None = None
+    """The ``PUT … id=`` it was published with (a replay does not carry it over)."""
+    deliver_at: float | None = None
+    expires_at: float | None = None
 
 
 def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> DeadLetter:
@@ -74,7 +90,35 @@ def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> De
         ),
         original=original,
         raw_json=raw_json,
+        **_named_fields(_typed(obj, "msg", str), original or {}),
     )
+
+
+def _named_fields(text: str, original: dict[str, Any]) -> dict[str, Any]:
+    """The stored short keys (``b64``, ``k``, ``p``, ``h``, ``pid``, ``at``, ``exp``) by name."""
+    b64, headers, priority = original.get("b64"), original.get("h"), original.get("p")
+    payload = text.encode()
+    if isinstance(b64, str):
+        try:
+            payload = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise TypeError("'b64' is not base64") from None
+    return {
+        "payload": payload,
+        "key": _optional(original, "k", str),
+        "priority": PRIORITY_NAMES.get(priority, "normal") if type(priority) is int else "normal",
+        "headers": (
+            {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+        ),
+        "publisher_id": _optional(original, "pid", str),
+        "deliver_at": _seconds(original.get("at")),
+        "expires_at": _seconds(original.get("exp")),
+    }
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type[_T]) -> _T | None:
+    value = obj.get(key)
+    return value if isinstance(value, kind) else None
 
 
 def _typed(obj: dict[str, Any], key: str, kind: type[_T]) -> _T:

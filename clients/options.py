@@ -3,8 +3,9 @@
 Durations (``250ms``, ``1.5s``), start positions (``earliest``, ``time:…``,
 ``ago:…``), priorities, ``key=``/``id=`` tokens, percent-escaped header values and
 topic patterns. The rules mirror ``broker/protocol/v2.py``, ``parser.py`` and
-``names.py`` (which clients must not import): anything refused here would be an
-``ERR`` from the broker, so it is caught before a byte is sent.
+``names.py``; durations are parsed by ``broker/protocol/durations.py`` itself, a
+pure module shared with the broker. Anything refused here would be an ``ERR``
+from the broker, so it is caught before a byte is sent.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
+from broker.protocol import durations
+
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
-MAX_DURATION: Final = 365 * 86400.0
+MAX_DURATION: Final = durations.MAX_WIRE_DURATION
 MAX_OPTION_VALUE: Final = 1024
 MAX_EPOCH: Final = 1e11
 EDGE_POSITIONS: Final = ("earliest", "latest")
 
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_UNITS: Final = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 _HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _NAME_TOKEN: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
-Duration = float | str | timedelta
-"""Seconds as a number, a ``timedelta``, or the wire text itself (``"5m"``)."""
+Duration = durations.Duration
+"""Seconds as a number, a ``timedelta``, or text like ``"5m"`` (the broker's own syntax)."""
 
 Position = str | int | float | datetime | timedelta
 """``"earliest"``/``"latest"``, an offset (int), an epoch time (float or datetime),
@@ -37,24 +38,25 @@ Position = str | int | float | datetime | timedelta
 
 
 def parse_duration(text: str) -> float:
-    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d`` or bare seconds; ValueError otherwise."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 500ms, 5s, 2m, 1h, 1d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds > MAX_DURATION:
-        raise ValueError(f"duration {text!r} is over 365 days")
-    return seconds
+    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d``, ``1w`` or bare seconds, up to 365 days.
+
+    The broker's own parser (``broker/protocol/durations.py``), so a value this
+    accepts is one the broker accepts.
+    """
+    return durations.parse_duration(text, max_seconds=MAX_DURATION)
+
+
+def to_seconds(value: Duration) -> float:
+    """A ``Duration`` in seconds: ValueError for negative, non-finite or over 365 days."""
+    return durations.to_seconds(value, max_seconds=MAX_DURATION)
 
 
 def format_duration(value: Duration) -> str:
     """The shortest exact wire form: ``5s``, ``250ms``, ``1.5s``."""
     if isinstance(value, str):
         parse_duration(value)
-        return value
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not 0 <= seconds <= MAX_DURATION:  # also refuses NaN
-        raise ValueError(f"duration must be between 0 and {MAX_DURATION:.0f} seconds: {value!r}")
+        return value.strip()
+    seconds = to_seconds(value)
     if seconds.is_integer():
         return f"{int(seconds)}s"
     millis = round(seconds * 1000, 6)

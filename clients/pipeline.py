@@ -1,23 +1,42 @@
-"""The machinery under ``Client``: the reply FIFO, the reader task, routing, heartbeats.
+"""The machinery under ``Client``: links, the reply FIFO, the reader, reconnects, heartbeats.
 
 The server answers commands in the order they were sent and pushes deliveries
 in between. So every request queues a waiter in the same step as its bytes are
 written (no ``await`` in between: FIFO order is wire order), and one reader task
-routes what comes back: deliveries to their subscription, block lines to the
-oldest waiter, ``OK``/``ERR`` to the oldest waiter and off the FIFO. A ``MSG2`` or
-``HISTORY2`` head is followed by its counted payload, which the reader takes
-before the next line.
+per connection ("link") routes what comes back: deliveries to their
+subscription, block lines to the oldest waiter, ``OK``/``ERR`` to the oldest
+waiter and off the FIFO. A ``MSG2`` or ``HISTORY2`` head is followed by its
+counted payload, which the reader takes before the next line.
+
+A link that dies fails its waiters with ``ConnectionLost`` (their outcome is
+unknown) and, with a ``Retry`` policy, a background task opens a new link with
+backoff and re-sends every subscription's ``SUB`` before requests flow again.
+``CLOSING``, an ``ERR`` with no request outstanding, and the ``ERR`` texts a
+broker only sends as it hangs up end a link; they are never taken as a reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import Final
 
+from clients.backoff import Retry
+from clients.errors import (
+    CLOSING_REASONS,
+    BrokerError,
+    ConnectionLost,
+    LinemqError,
+    ProtocolError,
+    Timeout,
+    error_for,
+)
+from clients.options import Duration
 from clients.protocol import (
     HEARTBEAT,
     BlockLine,
+    Closing,
     DlqLine,
     Err,
     Frame,
@@ -26,12 +45,10 @@ from clients.protocol import (
     HistoryLine,
     Msg,
     Ok,
-    ProtocolError,
     ServerLine,
     StatLine,
     encode_ack,
     encode_nack,
-    encode_sub,
     encode_touch,
     parse_server_line,
 )
@@ -42,14 +59,8 @@ from clients.subscription import Subscription, to_message
 # any line limit the broker would accept from a publisher. A v2 frame's payload
 # is read by its count, not as a line, so this does not bound it.
 READ_LIMIT: Final = 16 * 1024 * 1024
-
-
-class BrokerError(Exception):
-    """The server answered ``ERR``; the connection is still usable."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+DEFAULT_HEARTBEAT_INTERVAL: Final = 10.0
+MIN_HEARTBEAT_INTERVAL: Final = 0.05
 
 
 class _Waiter:
@@ -62,92 +73,224 @@ class _Waiter:
         self.block: list[BlockLine] = []
 
 
-class Pipeline:
-    """One connection's request/reply plumbing; ``Client`` adds the commands on top."""
+class Link:
+    """One TCP connection: its streams, the waiters for its replies, its reader task."""
 
-    def __init__(self, heartbeat_interval: float) -> None:
-        if not heartbeat_interval > 0:
+    __slots__ = ("reader", "reason", "task", "waiters", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.waiters: deque[_Waiter] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.reason: str | None = None  # set before we abort it ourselves
+
+
+class Pipeline:
+    """Request/reply plumbing over a link replaced when it dies; ``Client`` adds the commands."""
+
+    def __init__(
+        self,
+        heartbeat_interval: float | None,
+        request_timeout: float | None,
+        reconnect: Retry | None,
+    ) -> None:
+        if heartbeat_interval is not None and not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
+        if request_timeout is not None and not request_timeout > 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout}")
         self.heartbeat_interval = heartbeat_interval
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._waiters: deque[_Waiter] = deque()
+        self.request_timeout = request_timeout
+        self.reconnect = reconnect
+        self.protocol = 1
+        self.server_settings: dict[str, float] = {}
+        """What ``OK hello … k=v`` said (``heartbeat_timeout``…); empty for older brokers."""
+        self.reconnects = 0
+        """How many times a lost connection was replaced."""
+        self._link: Link | None = None
         # Keyed by topic or pattern, in subscription order (the order patterns are tried).
         self._subs: dict[str, Subscription] = {}
-        self._read_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
         self._closing = False
         self._lost: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a link is up right now (False while reconnecting)."""
+        return self._link is not None
 
     async def heartbeat(self) -> None:
         await self._request(HEARTBEAT)
 
     async def ack(self, message_id: str) -> None:
+        """Acknowledge a group delivery held by this connection."""
         await self._request(encode_ack(message_id))
 
-    async def nack(self, message_id: str, delay: float | None = None) -> None:
+    async def nack(self, message_id: str, delay: Duration | None = None) -> None:
+        """Give a delivery back: redelivered at once, or after ``delay`` (``"5s"``, 1.5…)."""
         await self._request(encode_nack(message_id, delay))
 
     async def touch(self, message_id: str) -> None:
+        """Restart a delivery's ack timer, for long jobs."""
         await self._request(encode_touch(message_id))
 
-    # --- plumbing ----------------------------------------------------------
+    # --- opening (Client knows how) ----------------------------------------
 
-    def _send(self, data: bytes, replies: int) -> list[_Waiter]:
+    async def _open(self) -> Link:
+        raise NotImplementedError
+
+    def _start_reader(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Link:
+        link = Link(reader, writer)
+        link.task = asyncio.create_task(self._read_loop(link), name="linemq-reader")
+        return link
+
+    async def _adopt(self, link: Link) -> None:
+        """Make a handshaken link current: re-send every SUB on it first."""
+        for sub in list(self._subs.values()):
+            if not sub.confirmed:
+                continue  # its own SUB is still waiting to go out: no need to send two
+            try:
+                line = sub.sub_line(resume=True, positions=self.protocol == 2)
+                await self._request_on(link, line)
+            except BrokerError as exc:  # e.g. permissions changed while we were away
+                self._forget(sub, exc)
+            else:
+                sub._confirmed()
+        if link.task is None or link.task.done():
+            raise ConnectionLost(link.reason or "connection closed by server")
+        self._link = link
+        self._lost = None
+        self._ensure_heartbeat()
+
+    async def _drop(self, link: Link) -> None:
+        link.reason = link.reason or "client closed"
+        link.writer.close()
+        if link.task is not None:
+            link.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link.task
+        self._fail_waiters(link, ConnectionLost(link.reason))
+
+    # --- requests ----------------------------------------------------------
+
+    async def _ready(self) -> Link:
+        """The current link; while reconnecting, wait for it (up to the request timeout)."""
+        if self._link is not None:
+            return self._link
+        task = self._reconnect_task
+        if task is not None and not task.done() and not self._closing:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.request_timeout)
+            except TimeoutError:
+                raise ConnectionLost(f"still reconnecting after: {self._lost}") from None
+            if self._link is not None:
+                return self._link
+        raise ConnectionLost(self._lost or "client is not connected")
+
+    def _send(self, link: Link, data: bytes, replies: int) -> list[_Waiter]:
         """Queue waiters and write, with no await between, so FIFO order is wire order."""
-        if self._lost is not None:
-            raise ConnectionError(self._lost)
-        if self._writer is None or self._closing:
-            raise ConnectionError("client is not connected")
+        if link.task is None or link.task.done():
+            raise ConnectionLost(link.reason or "connection closed by server")
         loop = asyncio.get_running_loop()
         waiters = [_Waiter(loop.create_future()) for _ in range(replies)]
-        self._waiters.extend(waiters)
-        self._writer.write(data)
+        link.waiters.extend(waiters)
+        link.writer.write(data)
         return waiters
 
-    async def _drain(self) -> None:
-        assert self._writer is not None
+    async def _drain(self, link: Link) -> None:
         try:
-            await self._writer.drain()
+            await link.writer.drain()
         except OSError as exc:
-            raise ConnectionError(f"connection lost: {exc}") from exc
+            raise ConnectionLost(f"connection lost: {exc}") from exc
+
+    async def _wait(self, waiter: _Waiter, timeout: float | None) -> tuple[str, list[BlockLine]]:
+        if timeout is None:
+            return await waiter.future
+        try:
+            # On timeout the future is cancelled: its reply is still read, then dropped.
+            return await asyncio.wait_for(waiter.future, timeout)
+        except TimeoutError:
+            if waiter.future.cancelled():
+                raise Timeout(f"no reply within {timeout:g} s") from None
+            raise
 
     async def _request(self, line: bytes) -> tuple[str, list[BlockLine]]:
-        (waiter,) = self._send(line, 1)
-        await self._drain()
-        return await waiter.future
+        link = await self._ready()
+        (waiter,) = self._send(link, line, 1)
+        await self._drain(link)
+        return await self._wait(waiter, self.request_timeout)
+
+    async def _request_on(
+        self, link: Link, line: bytes, timeout: float | None = None
+    ) -> tuple[str, list[BlockLine]]:
+        """A request on a link being opened (handshake and re-subscribing)."""
+        (waiter,) = self._send(link, line, 1)
+        await self._drain(link)
+        return await self._wait(waiter, timeout or self.request_timeout)
+
+    # --- subscriptions -----------------------------------------------------
 
     async def _start_subscription(self, sub: Subscription) -> None:
+        if sub.topic in self._subs:
+            raise ValueError(f"already subscribed to {sub.topic!r} on this connection")
+        # Registered before SUB goes out: the first MSG may follow the OK immediately.
+        self._subs[sub.topic] = sub
         try:
-            if sub.topic in self._subs:
-                raise ValueError(f"already subscribed to {sub.topic!r} on this connection")
-            # Registered before SUB goes out: the first MSG may follow the OK immediately.
-            self._subs[sub.topic] = sub
-            await self._request(encode_sub(sub.topic, sub.group, sub.start_at))
+            await self._request(sub.sub_line(resume=False, positions=True))
         except BaseException:
             self._forget(sub, None)  # later next() calls end instead of waiting forever
             raise
-        if sub.group is not None and self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.create_task(
-                self._heartbeat_loop(), name="linemq-heartbeat"
-            )
+        sub._confirmed()
+        self._ensure_heartbeat()
 
-    def _forget(self, sub: Subscription, error: str | None) -> None:
+    def _forget(self, sub: Subscription, error: BaseException | None) -> None:
         if self._subs.get(sub.topic) is sub:
             del self._subs[sub.topic]
         sub._end(error)
         if not any(s.group is not None for s in self._subs.values()):
             self._stop_heartbeat()
 
+    def _end_subscriptions(self, error: BaseException | None) -> None:
+        for sub in list(self._subs.values()):
+            self._forget(sub, error)
+
+    # --- heartbeats --------------------------------------------------------
+
+    def heartbeat_every(self) -> float:
+        """The set interval, else a third of the broker's heartbeat timeout, else 10 s."""
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        timeout = self.server_settings.get("heartbeat_timeout")
+        if timeout is None or timeout <= 0:
+            return DEFAULT_HEARTBEAT_INTERVAL
+        return max(MIN_HEARTBEAT_INTERVAL, timeout / 3)
+
+    def _ensure_heartbeat(self) -> None:
+        has_group = any(s.group is not None for s in self._subs.values())
+        if has_group and self._heartbeat_task is None and self._link is not None:
+            self._heartbeat_task = asyncio.create_task(
+                self._heartbeat_loop(), name="linemq-heartbeat"
+            )
+
     async def _heartbeat_loop(self) -> None:
-        """Keeps group memberships alive while the application is busy between messages."""
+        """Keeps group memberships alive, and finds a dead link that TCP has not noticed."""
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            every = self.heartbeat_every()
+            await asyncio.sleep(every)
+            link = self._link
+            if link is None:
+                return
             try:
-                await self.heartbeat()
+                (waiter,) = self._send(link, HEARTBEAT, 1)
+                await self._drain(link)
+                await self._wait(waiter, max(every, self.request_timeout or 0.0))
             except BrokerError:
                 continue
-            except ConnectionError:
+            except Timeout:
+                self._abort(link, "no reply to HEARTBEAT: connection presumed dead")
+                return
+            except ConnectionLost:
                 return
 
     def _stop_heartbeat(self) -> None:
@@ -155,15 +298,22 @@ class Pipeline:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    async def _read_loop(self) -> None:
-        assert self._reader is not None
+    # --- reading -----------------------------------------------------------
+
+    async def _read_loop(self, link: Link) -> None:
+        reason: str
         try:
             while True:
-                line = parse_server_line(await self._reader.readuntil(b"\n"))
+                line = parse_server_line(await link.reader.readuntil(b"\n"))
                 if isinstance(line, FrameHead):
-                    self._route(line.complete(await self._reader.readexactly(line.nbytes + 1)))
-                else:
-                    self._route(line)
+                    frame = line.complete(await link.reader.readexactly(line.nbytes + 1))
+                    self._route(link, frame)
+                    continue
+                closing = self._closing_reason(link, line)
+                if closing is not None:
+                    reason = closing
+                    break
+                self._route(link, line)
         except asyncio.IncompleteReadError:
             reason = "connection closed by server"
         except asyncio.LimitOverrunError:
@@ -172,11 +322,18 @@ class Pipeline:
             reason = f"protocol error: {exc}"
         except OSError as exc:
             reason = f"connection lost: {exc}"
-        self._shutdown(None if self._closing else reason)
-        if self._writer is not None:
-            self._writer.close()
+        self._link_lost(link, link.reason or reason)
 
-    def _route(self, line: ServerLine | Frame) -> None:
+    @staticmethod
+    def _closing_reason(link: Link, line: ServerLine) -> str | None:
+        """Why the broker is hanging up, if this line says so rather than answering."""
+        if isinstance(line, Closing):
+            return f"broker closed the connection: {line.reason}"
+        if isinstance(line, Err) and (not link.waiters or line.reason in CLOSING_REASONS):
+            return f"broker closed the connection: {line.reason}"
+        return None
+
+    def _route(self, link: Link, line: ServerLine | Frame) -> None:
         match line:
             case Msg() | Frame(kind="MSG2"):
                 sub = self._subscription_for(line.topic)
@@ -185,17 +342,17 @@ class Pipeline:
                     client = self if sub.group is not None else None
                     sub._deliver(to_message(line, sub.group, client))
             case HistoryLine() | GroupLine() | DlqLine() | StatLine() | Frame():
-                if not self._waiters:
+                if not link.waiters:
                     raise ProtocolError(f"{type(line).__name__} without a request")
-                self._waiters[0].block.append(line)
+                link.waiters[0].block.append(line)
             case Ok() | Err():
-                if not self._waiters:
+                if not link.waiters:
                     raise ProtocolError(f"reply without a request: {line}")
-                waiter = self._waiters.popleft()
-                if waiter.future.done():  # its caller was cancelled; the reply is still consumed
+                waiter = link.waiters.popleft()
+                if waiter.future.done():  # its caller timed out or was cancelled
                     return
                 if isinstance(line, Err):
-                    waiter.future.set_exception(BrokerError(line.reason))
+                    waiter.future.set_exception(error_for(line.reason))
                 else:
                     waiter.future.set_result((line.text, waiter.block))
 
@@ -205,14 +362,64 @@ class Pipeline:
             return exact
         return next((s for s in self._subs.values() if s.matches(topic)), None)
 
-    def _shutdown(self, error: str | None) -> None:
-        """End everything: ``error`` None for a close we asked for, else the loss reason."""
-        if error is not None and self._lost is None:
-            self._lost = error
-        self._stop_heartbeat()
-        while self._waiters:
-            future = self._waiters.popleft().future
+    # --- losing a link -----------------------------------------------------
+
+    def _abort(self, link: Link, reason: str) -> None:
+        link.reason = reason
+        transport = link.writer.transport
+        transport.abort()
+
+    def _fail_waiters(self, link: Link, error: LinemqError) -> None:
+        while link.waiters:
+            future = link.waiters.popleft().future
             if not future.done():
-                future.set_exception(ConnectionError(error or "client closed"))
-        for sub in list(self._subs.values()):
-            self._forget(sub, error)
+                future.set_exception(error)
+
+    def _link_lost(self, link: Link, reason: str) -> None:
+        link.reason = reason
+        link.writer.close()
+        self._fail_waiters(link, ConnectionLost(reason))
+        if link is not self._link:
+            return  # a link being opened, or one we closed ourselves
+        self._link = None
+        self._lost = reason
+        self._stop_heartbeat()
+        for sub in self._subs.values():
+            sub._link_lost()
+        if self._closing:
+            return
+        if self.reconnect is None:
+            self._end_subscriptions(ConnectionLost(reason))
+            return
+        self._reconnect_task = asyncio.create_task(
+            self._reconnect_loop(self.reconnect, reason), name="linemq-reconnect"
+        )
+
+    async def _reconnect_loop(self, retry: Retry, reason: str) -> None:
+        failures = 0
+        last = reason
+        while not self._closing:
+            delay = retry.delay(failures)
+            if delay is None:
+                self._give_up(ConnectionLost(f"{reason}; {failures} reconnect attempts failed"))
+                return
+            await asyncio.sleep(delay)
+            try:
+                await self._open()
+            except (OSError, ConnectionLost, Timeout, ProtocolError) as exc:
+                failures += 1
+                last = str(exc)
+                self._lost = f"{reason}; reconnecting (last attempt: {last})"
+                continue
+            except BrokerError as exc:  # refused for good (auth): trying again will not help
+                self._give_up(exc)
+                return
+            except Exception as exc:  # a bug or a bad setting: say so rather than hang
+                self._give_up(ConnectionLost(f"{reason}; reconnecting failed: {exc!r}"))
+                return
+            self.reconnects += 1
+            return
+
+    def _give_up(self, error: LinemqError) -> None:
+        self._lost = str(error)
+        self._end_subscriptions(error)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Final
 
 from clients.dead_letters import DeadLetter, Replayed
+from clients.errors import ProtocolError
 from clients.options import (
     Duration,
     Position,
@@ -26,9 +27,11 @@ from clients.options import (
     format_priority,
     is_pattern,
     is_valid_pattern,
+    to_seconds,
 )
 from clients.replies import (
     BlockLine,
+    Closing,
     DlqLine,
     Err,
     Frame,
@@ -37,7 +40,6 @@ from clients.replies import (
     HistoryLine,
     Msg,
     Ok,
-    ProtocolError,
     PublishResult,
     ServerLine,
     StatLine,
@@ -51,6 +53,7 @@ from clients.replies import (
 # Server-line names are re-exported: callers have always imported them from here.
 __all__ = [
     "BlockLine",
+    "Closing",
     "DeadLetter",
     "DlqLine",
     "Err",
@@ -217,13 +220,14 @@ def encode_ack(message_id: str) -> bytes:
     return f"ACK {_check_id(message_id)}\n".encode()
 
 
-def encode_nack(message_id: str, delay: float | None = None) -> bytes:
+def encode_nack(message_id: str, delay: Duration | None = None) -> bytes:
+    """``NACK <id> [seconds]``; ``delay`` as everywhere: ``"5s"``, ``1.5``, ``timedelta``."""
     if delay is None:
         return f"NACK {_check_id(message_id)}\n".encode()
-    if not 0 <= delay <= MAX_NACK_DELAY:  # also rejects NaN
-        raise ValueError(f"delay must be between 0 and {MAX_NACK_DELAY} seconds, got {delay}")
+    delay = to_seconds(delay)  # the broker's parser: refuses negative, NaN, over 365 days
     # Whole seconds go out as ints so "NACK id 5" reads the way a human would type it.
-    seconds = str(int(delay)) if float(delay).is_integer() else repr(float(delay))
+    # Seconds, not "5s": brokers from before durations on NACK read only numbers.
+    seconds = str(int(delay)) if delay.is_integer() else repr(delay)
     return f"NACK {_check_id(message_id)} {seconds}\n".encode()
 
 

@@ -12,15 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from clients.dead_letters import DeadLetter, parse_dead_letter
+from clients.errors import ProtocolError
 from clients.options import PRIORITIES, format_priority, unescape_value
-
-
-class ProtocolError(Exception):
-    """The server sent a line this client cannot make sense of.
-
-    Fatal for a connection: an unknown line cannot be matched to a request, so
-    every later reply would be attributed to the wrong caller.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +23,13 @@ class Ok:
 
 @dataclass(frozen=True, slots=True)
 class Err:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """``CLOSING <reason>``: the broker is about to close the connection (never a reply)."""
+
     reason: str
 
 
@@ -168,7 +168,7 @@ class PublishResult:
     duplicate: bool = False
 
 
-ServerLine = Ok | Err | Msg | HistoryLine | GroupLine | DlqLine | StatLine | FrameHead
+ServerLine = Ok | Err | Closing | Msg | HistoryLine | GroupLine | DlqLine | StatLine | FrameHead
 BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | Frame
 
 
@@ -185,6 +185,8 @@ def parse_server_line(line: bytes) -> ServerLine:
             return Ok(rest)
         case "ERR":
             return Err(rest)
+        case "CLOSING":
+            return Closing(rest)
         case "MSG":
             return Msg(*_delivery(rest, text), raw=text)
         case "HISTORY":

@@ -8,12 +8,20 @@ fills its queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+import warnings
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, Self
 
-from clients.options import Position, is_pattern, topic_matches
-from clients.protocol import Frame, HistoryLine, Msg, encode_unsub
+from clients.options import MAX_DURATION, Duration, Position, is_pattern, topic_matches
+from clients.protocol import Frame, HistoryLine, Msg, encode_sub, encode_unsub
+
+RESUME_MARGIN: Final = 1.0
+"""Seconds added when a fanout subscription that saw nothing resumes by time: more than
+a round trip, so nothing published while it was away is missed (at worst a message from
+just before it subscribed is delivered)."""
 
 if TYPE_CHECKING:
     from clients.pipeline import Pipeline
@@ -48,12 +56,15 @@ class Message:
             object.__setattr__(self, "payload", self.text.encode())
 
     async def ack(self) -> None:
+        """Done with it: the group never delivers it again."""
         await self._settler().ack(self.id)
 
-    async def nack(self, delay: float | None = None) -> None:
+    async def nack(self, delay: Duration | None = None) -> None:
+        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``)."""
         await self._settler().nack(self.id, delay)
 
     async def touch(self) -> None:
+        """Still working on it: restart the ack timer."""
         await self._settler().touch(self.id)
 
     def _settler(self) -> Pipeline:
@@ -87,11 +98,11 @@ def to_message(
 
 
 class _End:
-    """Queued after a subscription's last message; ``error`` set if the connection died."""
+    """Queued after a subscription's last message; ``error`` set if it ended by failure."""
 
     __slots__ = ("error",)
 
-    def __init__(self, error: str | None) -> None:
+    def __init__(self, error: BaseException | None) -> None:
         self.error = error
 
 
@@ -102,6 +113,11 @@ class Subscription:
     consumer, or the ``OK`` for that consumer's own ``ACK`` would sit behind the
     message it cannot enqueue. Group deliveries are bounded by the server's
     in-flight limit; a fanout subscriber that falls far behind should drop it.
+
+    When the client reconnects it subscribes again: a group member re-joins (the
+    broker redelivers what it had not acked), and an exact-topic fanout
+    subscription resumes after the last offset it received, so it misses nothing
+    the broker still stores. A wildcard fanout subscription resumes live.
     """
 
     def __init__(
@@ -114,6 +130,9 @@ class Subscription:
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
         self._started = False
         self._ended = False
+        self.last_offset: int | None = None
+        """The offset of the last fanout delivery received, where a resume starts after."""
+        self._confirmed_at: float | None = None
 
     async def start(self) -> Self:
         """Send ``SUB`` and wait for its ``OK``; idempotent."""
@@ -125,14 +144,16 @@ class Subscription:
     async def next(self) -> Message:
         """Next message, like ``anext(sub)``.
 
-        Raises ``StopAsyncIteration`` after unsubscribe/close, ``ConnectionError`` on loss.
+        Raises ``StopAsyncIteration`` after unsubscribe/close, and ``ConnectionLost``
+        (or the broker's error) once the connection is gone for good; a connection
+        that is being re-established only makes it wait.
         """
         await self.start()
         item = await self._queue.get()
         if isinstance(item, _End):
             self._queue.put_nowait(item)  # every later call ends the same way
             if item.error is not None:
-                raise ConnectionError(item.error)
+                raise item.error
             raise StopAsyncIteration
         return item
 
@@ -154,10 +175,87 @@ class Subscription:
     async def __anext__(self) -> Message:
         return await self.next()
 
+    def sub_line(self, *, resume: bool, positions: bool) -> bytes:
+        """The ``SUB`` to send: first time, or (``resume``) after a reconnect.
+
+        ``positions`` False (a broker without ``from=``, or protocol 1) resumes live.
+        """
+        start = self.start_at
+        if resume and self.group is None and not is_pattern(self.topic):
+            start = self._resume_at() if positions else None
+        return encode_sub(self.topic, self.group, start)
+
+    def _resume_at(self) -> Position | None:
+        if self.last_offset is not None:
+            return self.last_offset + 1
+        if self._confirmed_at is None:
+            return self.start_at
+        away = time.monotonic() - self._confirmed_at
+        if isinstance(self.start_at, timedelta):
+            return self.start_at + timedelta(seconds=away)
+        if self.start_at is not None and self.start_at != "latest":
+            return self.start_at
+        # Nothing received yet: whatever was published since we subscribed. "ago:" is
+        # measured on the broker's clock, so the two clocks need not agree.
+        return timedelta(seconds=min(away + RESUME_MARGIN, MAX_DURATION))
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the broker has said ``OK subscribed`` (on some connection) yet."""
+        return self._confirmed_at is not None
+
+    def _confirmed(self) -> None:
+        if self._confirmed_at is None:
+            self._confirmed_at = time.monotonic()
+
     def _deliver(self, message: Message) -> None:
+        if self.group is None:
+            self.last_offset = message.offset
         self._queue.put_nowait(message)
 
-    def _end(self, error: str | None) -> None:
+    def _link_lost(self) -> None:
+        """Drop queued group deliveries: the broker takes them back and redelivers them."""
+        if self.group is None:
+            return
+        kept = [item for item in _drain(self._queue) if isinstance(item, _End)]
+        for item in kept:
+            self._queue.put_nowait(item)
+
+    def _end(self, error: BaseException | None) -> None:
         if not self._ended:
             self._ended = True
             self._queue.put_nowait(_End(error))
+
+
+def _drain(queue: asyncio.Queue[Message | _End]) -> list[Message | _End]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+class Subscribing:
+    """What ``Client.subscribe`` returns: ``await`` it for a live ``Subscription``.
+
+    ``async for m in client.subscribe(...)`` (without ``await``) still works but
+    is deprecated: it subscribes lazily, on the first iteration.
+    """
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    def __await__(self) -> Generator[Any, None, Subscription]:
+        return self._sub.start().__await__()
+
+    async def start(self) -> Subscription:
+        """The same as awaiting it (older code called ``start()``)."""
+        return await self._sub.start()
+
+    def __aiter__(self) -> Subscription:
+        warnings.warn(
+            "async for over client.subscribe(...) subscribes lazily; "
+            "use `async for m in await client.subscribe(...)`",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._sub

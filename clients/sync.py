@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_
 import threading
+import warnings
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,16 +19,19 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clients.aio import (
-    DEFAULT_HEARTBEAT_INTERVAL,
+    _DEFAULT_RETRY,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_TIMEOUT,
     Client,
     GroupInfo,
     Message,
     Subscription,
 )
-from clients.options import Duration, Position
+from clients.backoff import Retry
+from clients.errors import Timeout
+from clients.options import Duration, Position, to_seconds
 from clients.protocol import DeadLetter, PublishResult, StatLine
 
 _T = TypeVar("_T")
@@ -53,14 +57,17 @@ class SyncMessage:
     attempt: int | None = None
 
     def ack(self) -> None:
+        """Done with it: the group never delivers it again."""
         client, message = self._bound()
         client._call(message.ack())
 
-    def nack(self, delay: float | None = None) -> None:
+    def nack(self, delay: Duration | None = None) -> None:
+        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``)."""
         client, message = self._bound()
         client._call(message.nack(delay))
 
     def touch(self) -> None:
+        """Still working on it: restart the ack timer."""
         client, message = self._bound()
         client._call(message.touch())
 
@@ -77,12 +84,21 @@ class SyncSubscription:
         self._client = client
         self._sub = sub
 
-    def next(self, timeout: float | None = None) -> SyncMessage:
-        """Raise ``TimeoutError`` after ``timeout`` s, ``StopIteration`` once unsubscribed."""
+    def next(self, timeout: Duration | None = None) -> SyncMessage:
+        """Raise ``Timeout`` after ``timeout`` s, ``StopIteration`` once unsubscribed.
+
+        Like the async subscription, it waits through a reconnect, and raises
+        ``ConnectionLost`` only once the client gave up.
+        """
+        seconds = None if timeout is None else to_seconds(timeout)
         try:
-            m = self._client._call(self._sub.next(), timeout)
+            m = self._client._call(self._sub.next(), seconds)
         except StopAsyncIteration:
             raise StopIteration from None
+        except TimeoutError as exc:
+            if isinstance(exc, Timeout) or seconds is None:
+                raise
+            raise Timeout(f"no message within {seconds:g} s") from None
         client = self._client if m.group is not None else None
         return SyncMessage(
             m.topic,
@@ -112,15 +128,21 @@ class SyncSubscription:
 
 
 class SyncClient:
-    """``with SyncClient(host, port) as c: c.publish("chat", "hi")``."""
+    """``with SyncClient(host, port) as c: c.publish("chat", "hi")``.
+
+    The same client as ``Client`` (same options, same reconnects, same errors),
+    each method blocking until the broker answered.
+    """
 
     def __init__(
         self,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
+        heartbeat_interval: Duration | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
+        reconnect: Retry | None = _DEFAULT_RETRY,
         token: str | None = None,
         ssl: ssl_.SSLContext | None = None,
         protocol: int = 2,
@@ -130,6 +152,8 @@ class SyncClient:
             port,
             heartbeat_interval=heartbeat_interval,
             timeout=timeout,
+            request_timeout=request_timeout,
+            reconnect=reconnect,
             token=token,
             ssl=ssl,
             protocol=protocol,
@@ -138,8 +162,10 @@ class SyncClient:
         self._thread: threading.Thread | None = None
 
     def connect(self) -> None:
+        """Connect; harmless when connected, and waits for a reconnect in progress."""
         if self._loop is not None:
-            raise RuntimeError("client already connected")
+            self._call(self._client.connect())
+            return
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="linemq-sync", daemon=True
@@ -176,6 +202,11 @@ class SyncClient:
         """The protocol version in use: 2, or 1 with a server from before v2."""
         return self._client.protocol
 
+    @property
+    def client(self) -> Client:
+        """The async client underneath (its ``reconnects``, ``server_settings``…)."""
+        return self._client
+
     def ping(self) -> None:
         self._call(self._client.ping())
 
@@ -210,8 +241,9 @@ class SyncClient:
     def seek(self, topic: str, group: str, position: Position) -> int:
         return self._call(self._client.seek(topic, group, position))
 
-    def publish(self, topic: str, text: str) -> None:
-        self._call(self._client.publish(topic, text))
+    def publish(self, topic: str, text: str) -> PublishResult | None:
+        """As ``Client.publish``: the offset and id (None over protocol 1)."""
+        return self._call(self._client.publish(topic, text))
 
     def publish_many(self, topic: str, texts: Iterable[str]) -> int:
         return self._call(self._client.publish_many(topic, list(texts)))
@@ -225,8 +257,16 @@ class SyncClient:
     def dlq(self, topic: str, n: int | None = None) -> list[DeadLetter]:
         return self._call(self._client.dlq(topic, n))
 
-    def replay(self, topic: str, target: str) -> int:
-        return self._call(self._client.replay(topic, target))
+    def replay(self, topic: str, id: str | None = None, *, all: bool = False) -> int:
+        """As ``Client.replay``: one dead letter by id, or ``all=True``."""
+        if id == "ALL" and not all:
+            warnings.warn(
+                'replay(topic, "ALL") is deprecated: use replay(topic, all=True)',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            id, all = None, True
+        return self._call(self._client.replay(topic, id, all=all))
 
     def stats(self, topic: str | None = None) -> list[StatLine]:
         return self._call(self._client.stats(topic))
@@ -234,7 +274,7 @@ class SyncClient:
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))
 
-    def nack(self, message_id: str, delay: float | None = None) -> None:
+    def nack(self, message_id: str, delay: Duration | None = None) -> None:
         self._call(self._client.nack(message_id, delay))
 
     def touch(self, message_id: str) -> None:
@@ -245,7 +285,8 @@ class SyncClient:
     ) -> SyncSubscription:
         """Subscribe now (returns after ``OK subscribed``); iterate for messages.
 
-        ``topic`` may be a pattern; ``start`` as in ``Client.subscribe``.
+        The same as ``await Client.subscribe(...)``: eager, and re-subscribed
+        after a reconnect. ``topic`` may be a pattern; ``start`` as in ``Client.subscribe``.
         """
         sub = self._call(self._client.subscribe_to(topic, group, start))
         return SyncSubscription(self, sub)

@@ -204,7 +204,10 @@ def _nack(rest: str) -> Command:
     try:
         delay = float(args[1])
     except ValueError:
-        delay = math.nan
+        try:  # "5s", "1.5m": the duration syntax of PUT and the flags
+            delay = parse_duration(args[1])
+        except ValueError:
+            delay = math.nan
     if not (0 <= delay <= 365 * 86400):
         raise ProtocolError("delay must be a number of seconds between 0 and 31536000")
     return Nack(args[0], delay)

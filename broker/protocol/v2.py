@@ -14,22 +14,25 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
+from broker.protocol import durations
+from broker.protocol.durations import MAX_WIRE_DURATION
 from broker.protocol.errors import ProtocolError
 from broker.protocol.replies import ts_text
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
 MAX_OPTION_VALUE: Final = 1024
-MAX_DELAY: Final = 365 * 86400.0
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_DURATION_UNITS: Final = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DELAY: Final = MAX_WIRE_DURATION
 _HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """``HELLO <version> [notices]``: ``notices`` opts in to settings and ``CLOSING`` lines."""
+
     version: int
+    notices: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +59,9 @@ class Put:
 
 def parse_hello(rest: str) -> Hello:
     args = rest.split()
-    if len(args) != 1 or args[0] not in ("1", "2"):
+    if not 1 <= len(args) <= 2 or args[0] not in ("1", "2") or args[1:] not in ([], ["notices"]):
         raise ProtocolError("usage: HELLO 1|2")
-    return Hello(int(args[0]))
+    return Hello(int(args[0]), notices=len(args) == 2)
 
 
 def build_put(header: PutHeader, payload: bytes) -> Put:
@@ -109,14 +112,8 @@ def _priority(option: str, value: str) -> int:
 
 
 def parse_duration(value: str) -> float:
-    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d`` (a bare number is seconds), up to 365 days."""
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        raise ValueError(f"not a duration: {value!r}")
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds > MAX_DELAY:
-        raise ValueError(f"duration over 365d: {value!r}")
-    return seconds
+    """A wire duration (see ``durations.parse_duration``), up to 365 days."""
+    return durations.parse_duration(value, max_seconds=MAX_WIRE_DURATION)
 
 
 def _duration(option: str, value: str) -> float:
@@ -139,8 +136,17 @@ def _epoch(option: str, value: str) -> float:
 # -- replies and deliveries ----------------------------------------------------
 
 
-def hello(version: int) -> bytes:
-    return f"OK hello {version}\n".encode()
+def hello(version: int, settings: dict[str, float | int] | None = None) -> bytes:
+    """``OK hello <v>``, plus ``key=value`` settings for a client that asked for notices."""
+    if settings is None:
+        return f"OK hello {version}\n".encode()
+    pairs = " ".join(f"{k}={v:g}" for k, v in settings.items())
+    return f"OK hello {version} {pairs}\n".encode()
+
+
+def closing(reason: str) -> bytes:
+    """Sent instead of ``ERR <reason>`` to a notices connection the broker is about to close."""
+    return f"CLOSING {reason}\n".encode()
 
 
 def put_reply(offset: int, id: str, *, duplicate: bool) -> bytes:

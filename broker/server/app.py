@@ -27,7 +27,7 @@ from broker.delivery.router import Router
 from broker.observe.histogram import Histogram
 from broker.observe.stats import HttpServer
 from broker.protocol import LineFramer, replies
-from broker.protocol.v2 import Put, put_reply
+from broker.protocol.v2 import Put, closing, put_reply
 from broker.server import upkeep
 from broker.server.auth import Users, exposed_addresses, load_users
 from broker.server.connection import Connection, Slot
@@ -153,8 +153,9 @@ class Broker:
         await self.durability.close()
         self.router.close()
         for conn in list(self.connections):
-            conn.send(replies.err("server shutting down"))
-            conn.quit("server shutting down")
+            reason = "server shutting down"
+            conn.send(closing(reason) if conn.notices else replies.err(reason))
+            conn.quit(reason)
         self._flush_outputs()
         for conn in list(self.connections):
             if conn.transport is not None:

@@ -73,6 +73,7 @@ class Connection(asyncio.Protocol):
         self.broker = broker
         self.framer = broker.framer()
         self.client = ClientState(self)
+        self.notices = False  # HELLO … notices: say CLOSING <reason> before closing
         self.transport: asyncio.Transport | None = None
         self.peer: object = None
         self._out: list[bytes] = []

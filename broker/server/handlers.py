@@ -159,7 +159,17 @@ class Handlers:
 
     def cmd_HELLO(self, conn: Connection, cmd: Hello) -> None:
         conn.client.version = cmd.version
-        conn.reply(hello(cmd.version))
+        if not cmd.notices:
+            conn.reply(hello(cmd.version))
+            return
+        conn.notices = True
+        config = self.broker.config
+        settings = {
+            "heartbeat_timeout": config.heartbeat_timeout,
+            "ack_timeout": config.ack_timeout,
+            "max_inflight": config.max_inflight,
+        }
+        conn.reply(hello(cmd.version, settings))
 
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
         if not self._may(conn, cmd.topic, publish=False):

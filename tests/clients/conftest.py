@@ -51,6 +51,8 @@ class FakeBroker:
     pending: dict[str, Conn] = field(default_factory=dict)
     # When set, PING gets no reply: lets a test hold a request open.
     silent_ping: bool = False
+    # Seconds before a PING is answered: a slow reply, still in order.
+    ping_delay: float = 0.0
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _rr: Iterator[int] = field(default_factory=itertools.count)
     _server: asyncio.Server | None = None
@@ -84,6 +86,13 @@ class FakeBroker:
 
         threading.Thread(target=run, daemon=True).start()
 
+    def push(self, line: str, *, close: bool = False) -> None:
+        """Send ``line`` to every client unasked (then close, as a broker that hangs up)."""
+        for conn in self.conns:
+            conn.writer.write(line.encode() + b"\n")
+            if close:
+                conn.writer.close()
+
     def drop_connections(self) -> None:
         for conn in self.conns:
             conn.writer.close()
@@ -97,6 +106,8 @@ class FakeBroker:
                 text = line.decode().rstrip("\r\n")
                 conn.received.append(text)
                 reply = self._command(conn, text)
+                if text == "PING" and self.ping_delay:
+                    await asyncio.sleep(self.ping_delay)
                 if reply is not None:
                     writer.write(reply.encode())
                 await writer.drain()

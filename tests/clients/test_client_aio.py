@@ -60,7 +60,7 @@ async def test_async_for_subscribes_once_and_yields_messages(fake_broker: FakeBr
         received: list[str] = []
 
         async def consume() -> None:
-            async for m in reader.subscribe("news"):
+            async for m in await reader.subscribe("news"):
                 received.append(m.text)
                 if len(received) == 2:
                     return
@@ -131,14 +131,22 @@ async def test_unsubscribe_ends_iteration_after_queued_messages(fake_broker: Fak
         await sub2.unsubscribe()
 
 
+async def test_subscribing_without_await_still_works_lazily_but_warns(
+    fake_broker: FakeBroker,
+) -> None:
+    async with Client(port=fake_broker.port) as c:
+        with pytest.warns(DeprecationWarning, match="await client.subscribe"):
+            lazy = aiter(c.subscribe("news"))
+        assert "SUB news" not in fake_broker.received  # nothing sent before iterating
+        fake_broker.publish_when_subscribed("SUB news", "news", ["hi"])
+        assert (await asyncio.wait_for(anext(lazy), 5)).text == "hi"
+
+
 async def test_double_subscription_to_a_topic_is_refused(fake_broker: FakeBroker) -> None:
     async with Client(port=fake_broker.port) as c:
-        first = await c.subscribe_to("chat")
-        second = c.subscribe("chat", "workers")
+        first = await c.subscribe("chat")
         with pytest.raises(ValueError, match="already subscribed"):
-            await second.start()
-        with pytest.raises(StopAsyncIteration):
-            await asyncio.wait_for(second.next(), 1)
+            await c.subscribe("chat", "workers")
         await c.publish("chat", "still routed to the first")
         assert (await first.next()).text == "still routed to the first"
 
@@ -146,7 +154,7 @@ async def test_double_subscription_to_a_topic_is_refused(fake_broker: FakeBroker
 async def test_connection_loss_fails_pending_requests_and_subscriptions(
     fake_broker: FakeBroker,
 ) -> None:
-    c = Client(port=fake_broker.port)
+    c = Client(port=fake_broker.port, reconnect=None)
     await c.connect()
     sub = await c.subscribe_to("chat")
     fake_broker.silent_ping = True
@@ -200,7 +208,11 @@ async def test_groups_dlq_and_replay(fake_broker: FakeBroker) -> None:
     async with Client(port=fake_broker.port) as c:
         groups = await c.groups("jobs")
         letters = await c.dlq("jobs", 5)
-        assert await c.replay("jobs", "ALL") == 1
+        assert await c.replay("jobs", all=True) == 1
+        with pytest.warns(DeprecationWarning, match="all=True"):
+            assert await c.replay("jobs", "ALL") == 1  # the old call still works
+        with pytest.raises(ValueError):
+            await c.replay("jobs")
         with pytest.raises(BrokerError, match="not found"):
             await c.replay("jobs", "msg_unknown")
     assert [(g.group, g.members, g.lag) for g in groups] == [("workers", 2, 3), ("audit", 1, 0)]

@@ -87,7 +87,7 @@ def test_ids_must_be_one_word(bad: str) -> None:
 
 @pytest.mark.parametrize("delay", [-1, float("nan"), 365 * 86400 + 1])
 def test_nack_delay_out_of_range_is_refused(delay: float) -> None:
-    with pytest.raises(ValueError, match="delay"):
+    with pytest.raises(ValueError, match="duration"):
         encode_nack("m", delay)
 
 
@@ -166,6 +166,7 @@ def test_parse_dlq_line() -> None:
             last_delivery_ts=20.0,
             dead_ts=21.0,
             replayed=Replayed(9, "msg_2_b", 30.0),
+            payload=b"bad job",
         ),
     )
     assert isinstance(parsed, DlqLine)

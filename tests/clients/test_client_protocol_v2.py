@@ -216,7 +216,7 @@ async def test_old_server_falls_back_to_v1(fake_broker: FakeBroker) -> None:
     async with Client(port=fake_broker.port) as c:
         assert c.protocol == 1
         await c.publish("t", "still works")
-    assert fake_broker.received[0] == "HELLO 2"
+    assert fake_broker.received[:2] == ["HELLO 2 notices", "HELLO 2"]
     async with Client(port=fake_broker.port, protocol=1) as c:
         assert c.protocol == 1
     assert fake_broker.received.count("HELLO 2") == 1  # protocol=1 sends no HELLO

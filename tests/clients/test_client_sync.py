@@ -22,7 +22,9 @@ def test_publish_history_and_errors(threaded_fake_broker: FakeBroker) -> None:
         with pytest.raises(BrokerError, match="rejected boom"):
             c.publish("chat", "boom")
         assert [m.text for m in c.history("chat", 2)] == ["m1", "m2"]
-        assert c.replay("jobs", "ALL") == 1
+        assert c.replay("jobs", all=True) == 1
+        with pytest.warns(DeprecationWarning):
+            assert c.replay("jobs", "ALL") == 1
         assert [g.group for g in c.groups("jobs")] == ["workers", "audit"]
         assert c.dlq("jobs")[0].reason == "nacked"
     assert threaded_fake_broker.received[-1] == "QUIT"
@@ -59,7 +61,7 @@ def test_fanout_message_cannot_be_acked(threaded_fake_broker: FakeBroker) -> Non
 
 
 def test_connection_loss_raises(threaded_fake_broker: FakeBroker) -> None:
-    with SyncClient(port=threaded_fake_broker.port) as c:
+    with SyncClient(port=threaded_fake_broker.port, reconnect=None) as c:
         sub = c.subscribe("chat")
         threaded_fake_broker._loop.call_soon_threadsafe(threaded_fake_broker.drop_connections)  # type: ignore[union-attr]
         with pytest.raises(ConnectionError):

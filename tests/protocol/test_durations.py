@@ -1,0 +1,55 @@
+"""One duration syntax for the wire, the broker's flags and the clients."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from broker.config import parse_age
+from broker.protocol.durations import parse_duration, to_seconds
+from broker.protocol.v2 import parse_duration as wire_duration
+from clients.options import format_duration
+from clients.options import parse_duration as client_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("5s", 5), ("1.5m", 90), ("2h", 7200), ("1d", 86400), ("1w", 604800),
+     ("90", 90), ("0", 0), (" 7D ", 7 * 86400)],
+)  # fmt: skip
+def test_every_parser_reads_the_same_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_age(text) == seconds
+    assert client_duration(text) == seconds
+    assert wire_duration(text.strip()) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-5", "-5s", "5x", "nan", "inf", "1e3", "s", "5 s"])
+def test_bad_durations_are_refused_by_every_parser(text: str) -> None:
+    for parse in (parse_duration, parse_age, client_duration, wire_duration):
+        with pytest.raises(ValueError):
+            parse(text)
+
+
+def test_numbers_and_timedeltas_are_the_same_durations_as_text() -> None:
+    assert to_seconds(1.5) == to_seconds("1.5s") == to_seconds(timedelta(seconds=1.5)) == 1.5
+    assert to_seconds(3) == 3.0
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, math.nan, math.inf, timedelta(seconds=-1), True])
+def test_negative_and_non_finite_values_are_refused(value: object) -> None:
+    with pytest.raises(ValueError):
+        to_seconds(value)  # type: ignore[arg-type]
+
+
+def test_the_wire_and_the_client_stop_at_365_days_the_flags_do_not() -> None:
+    assert parse_age("400d") == 400 * 86400
+    for parse in (client_duration, wire_duration):
+        with pytest.raises(ValueError, match="over"):
+            parse("400d")
+    with pytest.raises(ValueError):
+        format_duration(timedelta(days=400))
+    assert format_duration(timedelta(milliseconds=250)) == "250ms"
+    assert format_duration("1w") == "1w"
