@@ -66,7 +66,12 @@ def main() -> None:
     default=DEFAULTS.fsync,
     help="always: fsync before each OK (group commit); interval: every --fsync-interval-ms.",
 )
-@_opt("--fsync-interval-ms", type=click.IntRange(min=1), default=DEFAULTS.fsync_interval_ms)
+@_opt(
+    "--fsync-interval-ms",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.fsync_interval_ms,
+    help="With --fsync interval: how often dirty files are fsynced.",
+)
 @_opt(
     "--segment-bytes",
     type=click.IntRange(min=4096),
@@ -127,8 +132,18 @@ def main() -> None:
     default=DEFAULTS.heartbeat_timeout,
     help="Seconds of silence after which a group member is declared dead.",
 )
-@_opt("--retry-backoff-base", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_base)
-@_opt("--retry-backoff-max", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_max)
+@_opt(
+    "--retry-backoff-base",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.retry_backoff_base,
+    help="Seconds before the first retry; each further retry waits twice as long.",
+)
+@_opt(
+    "--retry-backoff-max",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.retry_backoff_max,
+    help="Longest wait between retries, in seconds.",
+)
 @_opt(
     "--max-retries",
     type=click.IntRange(min=0),
@@ -189,8 +204,18 @@ def main() -> None:
     default=DEFAULTS.auth_timeout,
     help="Seconds a connection may stay unauthenticated (with --auth-file).",
 )
-@_opt("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
-@_opt("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@_opt(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Serve TLS with this certificate (PEM; with its key unless --tls-key).",
+)
+@_opt(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Private key of --tls-cert, if not in the same file.",
+)
 @_opt(
     "--tls-client-ca",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -201,8 +226,14 @@ def main() -> None:
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=DEFAULTS.log_level,
+    help="Least severe log events written (to stderr).",
 )
-@_opt("--log-format", type=click.Choice(["console", "json"]), default=DEFAULTS.log_format)
+@_opt(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default=DEFAULTS.log_format,
+    help="console: for people; json: one JSON object per line, for log collectors.",
+)
 def serve(**options: Any) -> None:
     """Run the broker (Ctrl-C or SIGTERM: flush, fsync, say goodbye, exit 0)."""
     options["topic_retention"] = tuple(options["topic_retention"])
