@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
+import os
 import signal
 import ssl
 import sys
@@ -66,7 +66,12 @@ def main() -> None:
     default=DEFAULTS.fsync,
     help="always: fsync before each OK (group commit); interval: every --fsync-interval-ms.",
 )
-@_opt("--fsync-interval-ms", type=click.IntRange(min=1), default=DEFAULTS.fsync_interval_ms)
+@_opt(
+    "--fsync-interval-ms",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.fsync_interval_ms,
+    help="With --fsync interval: how often dirty files are fsynced.",
+)
 @_opt(
     "--segment-bytes",
     type=click.IntRange(min=4096),
@@ -127,8 +132,18 @@ def main() -> None:
     default=DEFAULTS.heartbeat_timeout,
     help="Seconds of silence after which a group member is declared dead.",
 )
-@_opt("--retry-backoff-base", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_base)
-@_opt("--retry-backoff-max", type=click.FloatRange(min=0), default=DEFAULTS.retry_backoff_max)
+@_opt(
+    "--retry-backoff-base",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.retry_backoff_base,
+    help="Seconds before the first retry; each further retry waits twice as long.",
+)
+@_opt(
+    "--retry-backoff-max",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.retry_backoff_max,
+    help="Longest wait between retries, in seconds.",
+)
 @_opt(
     "--max-retries",
     type=click.IntRange(min=0),
@@ -195,8 +210,18 @@ def main() -> None:
     default=DEFAULTS.auth_timeout,
     help="Seconds a connection may stay unauthenticated (with --auth-file).",
 )
-@_opt("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
-@_opt("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@_opt(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Serve TLS with this certificate (PEM; with its key unless --tls-key).",
+)
+@_opt(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Private key of --tls-cert, if not in the same file.",
+)
 @_opt(
     "--tls-client-ca",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -207,8 +232,14 @@ def main() -> None:
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=DEFAULTS.log_level,
+    help="Least severe log events written (to stderr).",
 )
-@_opt("--log-format", type=click.Choice(["console", "json"]), default=DEFAULTS.log_format)
+@_opt(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default=DEFAULTS.log_format,
+    help="console: for people; json: one JSON object per line, for log collectors.",
+)
 def serve(**options: Any) -> None:
     """Run the broker (Ctrl-C or SIGTERM: flush, fsync, say goodbye, exit 0)."""
     options["topic_retention"] = tuple(options["topic_retention"])
@@ -269,17 +300,53 @@ def auth() -> None:
 @click.argument("name")
 @click.option("--publish", "-p", multiple=True, help="Topic pattern the user may publish to.")
 @click.option("--subscribe", "-s", multiple=True, help="Topic pattern the user may read.")
-def new_user(name: str, publish: tuple[str, ...], subscribe: tuple[str, ...]) -> None:
-    """Print a fresh token (give it to the user) and the [[users]] entry for the auth file."""
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the token to this new file (mode 0600) instead of stderr.",
+)
+def new_user(
+    name: str, publish: tuple[str, ...], subscribe: tuple[str, ...], token_file: Path | None
+) -> None:
+    """Print the [[users]] entry for the auth file (stdout) and a fresh token (stderr).
+
+    Only the token's hash goes in the entry, so `linemq auth new-user NAME ... >>
+    users.toml` never stores the token; give it to the user (it is shown once).
+    """
+    import tomli_w
+
+    from broker.protocol.names import is_valid_pattern
     from broker.server.auth import hash_token, new_token
 
+    for pattern in (*publish, *subscribe):
+        if not is_valid_pattern(pattern):
+            raise click.BadParameter(
+                f"{pattern!r} is not a topic or pattern (orders.*, orders.>)",
+                param_hint="--publish/--subscribe",
+            )
     token = new_token()
-    click.echo(f"# token for {name} (shown once; only its hash goes in the file): {token}")
-    click.echo("[[users]]")
-    click.echo(f"name = {json.dumps(name)}")
-    click.echo(f'token_sha256 = "{hash_token(token)}"')
-    click.echo(f"publish = {json.dumps(list(publish))}")
-    click.echo(f"subscribe = {json.dumps(list(subscribe))}")
+    entry = {
+        "name": name,
+        "token_sha256": hash_token(token),
+        "publish": list(publish),
+        "subscribe": list(subscribe),
+    }
+    if token_file is not None:
+        try:
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise click.ClickException(f"cannot create {token_file}: {e.strerror}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        click.echo(f"linemq: token for {name} written to {token_file}", err=True)
+    else:
+        click.echo(
+            f"linemq: token for {name} (shown once; the entry holds only its hash):", err=True
+        )
+        click.echo(token, err=True)
+    # TOML is UTF-8 whatever the locale: a name like "team-🚀" is written as itself.
+    sys.stdout.buffer.write(tomli_w.dumps({"users": [entry]}).encode())
+    sys.stdout.flush()
 
 
 def _attach_client_commands() -> None:

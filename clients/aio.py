@@ -25,6 +25,7 @@ from typing import Final, Self
 
 from clients.backoff import Retry
 from clients.errors import BrokerError, ConnectionLost, InvalidRequest, ProtocolError, Timeout
+from clients.operator_verbs import encode_pause, encode_purge_dlq, encode_resume, parse_purged
 from clients.options import Duration, Position, to_seconds
 from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
 from clients.protocol import (
@@ -340,6 +341,18 @@ class Client(Pipeline):
         """The ``STAT`` lines of ``STATS [topic]``: the broker, then topics, then groups."""
         _, block = await self._request(encode_stats(topic))
         return [line for line in block if isinstance(line, StatLine)]
+
+    async def pause(self, topic: str, group: str) -> None:
+        """Stop deliveries to ``group`` (durably); it keeps collecting messages."""
+        await self._request(encode_pause(topic, group))
+
+    async def resume(self, topic: str, group: str) -> None:
+        await self._request(encode_resume(topic, group))
+
+    async def purge_dlq(self, topic: str) -> int:
+        """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""
+        text, _ = await self._request(encode_purge_dlq(topic))
+        return parse_purged(text)
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None

@@ -1,16 +1,18 @@
 """Client commands for the ``linemq`` CLI: pub, sub, history, seek (and, from ``cli_ops``,
-groups, dlq, stats).
+ping, topics, groups, pause, resume, dlq, stats).
 
 Exported as ``client_commands`` so the server's CLI group can attach them, and
 as the standalone ``cli`` group. Output is the server's own lines where there is
 one (``MSG``/``HISTORY``), so the CLI composes with grep and awk the way netcat
 would. A payload that is not one line of UTF-8 (possible with protocol v2) is
 shown on its line with backslash escapes, or written as bytes with ``--raw``.
+With ``--json`` every command prints JSON objects, one per line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, Final, TextIO
@@ -18,13 +20,13 @@ from typing import Any, BinaryIO, Final, TextIO
 import click
 
 from clients.aio import BrokerError, Client, Message
-from clients.cli_common import Endpoint, connection_options, run
-from clients.cli_ops import dlq, groups, stats
-from clients.options import PRIORITIES
+from clients.cli_common import Endpoint, connection_options, old_spelling, run
+from clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
+from clients.cli_output import emit_json, escape_payload, json_option
+from clients.options import PRIORITIES, is_pattern
 from clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
 
 PUB_BATCH: Final = 1000
-_ESCAPES: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 @click.command()
@@ -41,11 +43,17 @@ _ESCAPES: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 @click.option("--priority", type=click.Choice(list(PRIORITIES)), help="Delivery priority.")
 @click.option("--delay", metavar="DURATION", help="Deliver after this long (500ms, 5s, 2m, 1h).")
 @click.option("--ttl", metavar="DURATION", help="Drop the message if not delivered by then.")
-@click.option("--id", "publisher_id", help="Idempotency id: a repeat is stored only once.")
+@click.option(
+    "--dedup-id",
+    metavar="ID",
+    help="Publisher id for idempotency: a repeat within the broker's dedup window is stored once.",
+)
+@old_spelling("dedup_id", "--id")
 @click.option(
     "-H", "--header", "headers", multiple=True, metavar="NAME=VALUE", help="A header; repeatable."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say what was published.")
+@json_option
 @connection_options
 def pub(
     topic: str,
@@ -55,17 +63,19 @@ def pub(
     priority: str | None,
     delay: str | None,
     ttl: str | None,
-    publisher_id: str | None,
+    dedup_id: str | None,
     headers: Sequence[str],
     verbose: bool,
+    as_json: bool,
     endpoint: Endpoint,
 ) -> None:
     """Publish MESSAGE to TOPIC, or one message per line of stdin if no MESSAGE is given.
 
     Stdin lines are pipelined in batches; empty lines are skipped. Any of --file,
-    --key, --priority, --delay, --ttl, --id or --header publishes with PUT
-    (protocol v2); then -v prints "published <offset> <id>" (or "duplicate
-    <offset> <id>" for an --id the broker has already seen) for each message.
+    --key, --priority, --delay, --ttl, --dedup-id, --header or --json publishes
+    with PUT (protocol v2); then -v prints "published <offset> <id>" (or
+    "duplicate <offset> <id>" for a --dedup-id the broker has already seen) for
+    each message, and --json the same as {"topic", "offset", "id", "duplicate"}.
     Without them it is the v1 PUB, and -v prints how many were published.
     """
     if message and payload_file is not None:
@@ -75,13 +85,13 @@ def pub(
         "priority": priority,
         "delay": delay,
         "ttl": ttl,
-        "id": publisher_id,
+        "id": dedup_id,
         "headers": _headers(headers) if headers else None,
     }
     options = {name: value for name, value in options.items() if value is not None}
-    v2 = bool(options) or payload_file is not None
-    if publisher_id is not None and not message and payload_file is None:
-        raise click.UsageError("--id names one message: give MESSAGE or --file")
+    v2 = bool(options) or payload_file is not None or as_json
+    if dedup_id is not None and not message and payload_file is None:
+        raise click.UsageError("--dedup-id names one message: give MESSAGE or --file")
     try:
         encode_put(topic, b"", **options)  # check every option before connecting
     except ValueError as exc:
@@ -103,8 +113,17 @@ def pub(
                 payloads = ([t.encode() for t in b] for b in _batches(sys.stdin, PUB_BATCH))
             for batch in payloads:
                 results = await asyncio.gather(*(c.put(topic, p, **options) for p in batch))
-                if verbose:
-                    for r in results:
+                for r in results:
+                    if as_json:
+                        emit_json(
+                            {
+                                "topic": topic,
+                                "offset": r.offset,
+                                "id": r.id,
+                                "duplicate": r.duplicate,
+                            }
+                        )
+                    elif verbose:
                         click.echo(_put_result(r))
 
     run(main(), endpoint)
@@ -157,8 +176,20 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
     help="Start at earliest, latest, an offset N, time:<epoch> or ago:<duration> (e.g. ago:5m). "
     "For a group, only when this creates it.",
 )
+@click.option(
+    "--history",
+    "history_count",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="First print the last N messages (as HISTORY lines), then go on live from the "
+    "next one, with none missed or doubled in between. Fanout on one topic only.",
+)
 @click.option("--no-ack", is_flag=True, help="With --group: leave messages unacked.")
-@click.option("-c", "--count", type=click.IntRange(min=1), help="Exit after N messages.")
+@click.option(
+    "-n", "--count", type=click.IntRange(min=1), help="Exit after N messages (history included)."
+)
+@old_spelling("count", "-c", type=click.IntRange(min=1))
 @click.option(
     "--raw",
     is_flag=True,
@@ -166,17 +197,25 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
     "messages (use --count 1 to save one payload to a file).",
 )
 @click.option(
-    "--heartbeat-interval", type=click.FloatRange(min=0.01), default=10.0, show_default=True
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.01),
+    default=10.0,
+    show_default=True,
+    help="Seconds between HEARTBEATs while in a group; keep it under the broker's "
+    "--heartbeat-timeout.",
 )
+@json_option
 @connection_options
 def sub(
     topic: str,
     group: str | None,
     start: str | None,
+    history_count: int,
     no_ack: bool,
     count: int | None,
     raw: bool,
     heartbeat_interval: float,
+    as_json: bool,
     endpoint: Endpoint,
 ) -> None:
     """Print each message of TOPIC as its MSG line until Ctrl-C (or --count).
@@ -185,23 +224,44 @@ def sub(
     payload that is one line of UTF-8 prints exactly as the broker's v1 MSG line.
     Any other payload (newlines, NUL, invalid UTF-8) prints on that line with
     backslash escapes: \\n \\r \\t \\\\ and \\xNN for other control or invalid bytes.
+    With --json, one object per message (see `history --json`).
     """
+    if history_count and (group is not None or start is not None or is_pattern(topic)):
+        raise click.UsageError("--history is for a fanout SUB on one topic, without --from")
+    if raw and as_json:
+        raise click.UsageError("give --raw or --json, not both")
     try:
         encode_sub(topic, group, start)  # a bad name, pattern or --from: usage error, no connect
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
+    def write(m: Message) -> None:
+        if raw:
+            sys.stdout.buffer.write(m.payload)
+            sys.stdout.buffer.flush()
+        elif as_json:
+            emit_json(message_json(m))
+        else:
+            click.echo(display_line(m))  # click.echo flushes: each line shows at once
+
     async def main() -> None:
         async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
             received = 0
+            position: int | str | None = start
+            if history_count:
+                # HISTORY, then SUB from the offset after the last one shown: the broker
+                # replays whatever came in between, so nothing is missed or printed twice.
+                past = await c.history(topic, history_count)
+                for m in past:
+                    write(m)
+                    received += 1
+                    if count is not None and received >= count:
+                        return
+                position = past[-1].offset + 1 if past else "earliest"
             # Across a broker restart the client reconnects, re-joins the group and
             # resumes fanout after the last offset printed: this loop just waits.
-            async for m in await c.subscribe(topic, group, start):
-                if raw:
-                    sys.stdout.buffer.write(m.payload)
-                    sys.stdout.buffer.flush()
-                else:
-                    click.echo(display_line(m))  # click.echo flushes: each line shows at once
+            async for m in await c.subscribe(topic, group, position):
+                write(m)
                 if group is not None and not no_ack:
                     try:
                         await m.ack()
@@ -212,6 +272,24 @@ def sub(
                     return
 
     run(main(), endpoint)
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    """A delivery as JSON: ``payload`` when it is UTF-8 text, else ``payload_b64``."""
+    out: dict[str, Any] = {"topic": m.topic, "id": m.id, "offset": m.offset, "ts": m.ts}
+    try:
+        out["payload"] = m.payload.decode()
+    except UnicodeDecodeError:
+        out["payload_b64"] = base64.b64encode(m.payload).decode()
+    optional = {
+        "group": m.group,
+        "headers": dict(m.headers) or None,
+        "key": m.key,
+        "priority": m.priority,
+        "attempt": m.attempt,
+    }
+    out.update((k, v) for k, v in optional.items() if v is not None)
+    return out
 
 
 def display_line(m: Message) -> str:
@@ -226,36 +304,34 @@ def display_line(m: Message) -> str:
     return f"{prefix} {escape_payload(m.payload)}"
 
 
-def escape_payload(payload: bytes) -> str:
-    """One printable line: ``\\n``, ``\\r``, ``\\t``, ``\\\\``, ``\\xNN`` for the rest."""
-    out = []
-    for ch in payload.decode("utf-8", errors="surrogateescape"):
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # an invalid byte, kept by surrogateescape
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 @click.command()
 @click.argument("topic")
-@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many messages.",
+)
+@json_option
 @connection_options
-def history(topic: str, count: int, endpoint: Endpoint) -> None:
+def history(topic: str, count: int, as_json: bool, endpoint: Endpoint) -> None:
     """Print the last N messages of TOPIC as the server's HISTORY lines, oldest first.
 
-    Payloads that are not one line of UTF-8 are escaped as in `sub`.
+    Payloads that are not one line of UTF-8 are escaped as in `sub`. With --json,
+    one object per message: topic, id, offset, ts, and payload (its text) or
+    payload_b64 (when it is not UTF-8), plus headers, key, priority and attempt
+    when the message has them.
     """
 
     async def main() -> None:
         async with endpoint.client() as c:
             for m in await c.history(topic, count):
-                click.echo(display_line(m))
+                if as_json:
+                    emit_json(message_json(m))
+                else:
+                    click.echo(display_line(m))
 
     run(main(), endpoint)
 
@@ -264,8 +340,9 @@ def history(topic: str, count: int, endpoint: Endpoint) -> None:
 @click.argument("topic")
 @click.argument("group")
 @click.argument("position")
+@json_option
 @connection_options
-def seek(topic: str, group: str, position: str, endpoint: Endpoint) -> None:
+def seek(topic: str, group: str, position: str, as_json: bool, endpoint: Endpoint) -> None:
     """Move GROUP's next delivery on TOPIC to POSITION and print the offset it resolved to.
 
     POSITION is earliest, latest, an offset N, time:<epoch seconds> or ago:<duration>.
@@ -279,12 +356,27 @@ def seek(topic: str, group: str, position: str, endpoint: Endpoint) -> None:
     async def main() -> None:
         async with endpoint.client(protocol=1) as c:
             offset = await c.seek(topic, group, position)
-        click.echo(f"seek {topic} {group} {offset}")
+        if as_json:
+            emit_json({"topic": topic, "group": group, "offset": offset})
+        else:
+            click.echo(f"seek {topic} {group} {offset}")
 
     run(main(), endpoint)
 
 
-client_commands: list[click.Command] = [pub, sub, history, seek, groups, dlq, stats]
+client_commands: list[click.Command] = [
+    pub,
+    sub,
+    history,
+    seek,
+    ping,
+    topics,
+    groups,
+    pause,
+    resume,
+    dlq,
+    stats,
+]
 
 
 @click.group()

@@ -1,8 +1,11 @@
-"""What every client command shares: the connection options and how a command runs.
+"""What every client command shares: the connection options, old option spellings,
+and how a command runs.
 
 ``run`` turns a command's coroutine into an exit status the same way everywhere:
-an ``ERR`` reply is printed as the server's own line on stderr with status 1, a
-bad argument is status 2, a lost connection status 1.
+0 when it did what was asked (Ctrl-C ending ``sub`` or ``stats --watch`` included),
+1 for an error (an ``ERR`` reply, printed as the server's own line on stderr, a
+lost or refused connection, a dead letter not found), 2 for a usage error (click's
+own, or a bad argument found before connecting).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import ssl as ssl_
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
 from clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
 from clients.protocol import ProtocolError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +118,13 @@ def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def run(main: Coroutine[Any, Any, None], endpoint: Endpoint) -> None:
-    """Run one command's coroutine and turn failures into a message and an exit code."""
+def run(main: Coroutine[Any, Any, int | None], endpoint: Endpoint) -> None:
+    """Run one command's coroutine and turn failures into a message and an exit code.
+
+    The coroutine may return an exit status of its own (1 after it printed errors).
+    """
     try:
-        asyncio.run(main)
+        status = asyncio.run(main)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how `sub` is meant to end
     except BrokenPipeError:
@@ -131,3 +139,33 @@ def run(main: Coroutine[Any, Any, None], endpoint: Endpoint) -> None:
     except (OSError, TimeoutError, ProtocolError) as exc:
         click.echo(f"error: {endpoint.host}:{endpoint.port}: {exc or type(exc).__name__}", err=True)
         sys.exit(1)
+    else:
+        if status:
+            sys.exit(status)
+
+
+def old_spelling(name: str, *decls: str, **attrs: Any) -> Callable[[F], F]:
+    """A hidden option that sets option ``name`` under its old spelling (``-c`` for ``--count``).
+
+    Scripts written for the old name keep working while ``--help`` shows one name
+    per meaning. Giving both spellings with different values is a usage error.
+    """
+    alias = f"{name}_old_spelling"
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            old = kwargs.pop(alias)
+            if old is not None:
+                ctx = click.get_current_context()
+                given = ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+                if given and kwargs[name] != old:
+                    raise click.UsageError(
+                        f"{decls[0]} is the old spelling of --{name.replace('_', '-')}: give one"
+                    )
+                kwargs[name] = old
+            return f(*args, **kwargs)
+
+        return cast(F, click.option(*decls, alias, hidden=True, default=None, **attrs)(wrapper))
+
+    return decorate

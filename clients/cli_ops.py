@@ -1,6 +1,8 @@
-"""Operator commands of the ``linemq`` CLI: groups, dlq (list, replay) and stats.
+"""Operator commands of the ``linemq`` CLI: ping, topics, groups, pause, resume, dlq
+(list, replay, purge) and stats.
 
-Tables where the wire format is JSON or counters; the message commands live in
+Each prints a table (``clients/cli_output.py``: one style, never cut when piped)
+or, with ``--json``, one JSON object per line. The message commands live in
 ``clients/cli.py``.
 """
 
@@ -8,61 +10,192 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
 import click
-import orjson
-from rich.console import Console
 from rich.live import Live
 
+from clients.aio import BrokerError
 from clients.cli_common import Endpoint, connection_options, run
+from clients.cli_output import (
+    add_row,
+    emit_json,
+    escape_payload,
+    is_terminal,
+    json_option,
+    plain,
+    show,
+    table,
+    terminal_console,
+)
 from clients.errors import ConnectionLost, Timeout
 from clients.options import format_priority
-from clients.protocol import REPLAY_ALL, DeadLetter
-from clients.stats_view import StatsSnapshot, render
+from clients.protocol import DeadLetter, check_name
+from clients.stats_view import StatsSnapshot, render, topics_table
 
-MESSAGE_COLUMN_WIDTH: Final = 40
-KEY_COLUMN_WIDTH: Final = 20
+COUNT_HELP: Final = "How many (server default 100)."
 
 
 @click.command()
-@click.argument("topic")
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many PINGs to send.",
+)
+@click.option(
+    "-i",
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between PINGs.",
+)
+@json_option
 @connection_options
-def groups(topic: str, endpoint: Endpoint) -> None:
-    """Show the consumer groups of TOPIC with their counters."""
+def ping(count: int, interval: float, as_json: bool, endpoint: Endpoint) -> None:
+    """Check that the broker answers: one line per PING with its round-trip time."""
 
     async def main() -> None:
-        async with endpoint.client() as c:
-            infos = await c.groups(topic)
-        if not infos:
-            click.echo(f"no consumer groups on {topic}")
-            return
-        keys = list(dict.fromkeys(k for g in infos for k in g.stats))
-        header = ["GROUP", *(k.upper() for k in keys)]
-        rows = [[g.group, *(str(g.stats.get(k, "")) for k in keys)] for g in infos]
-        for line in _table(header, rows):
-            click.echo(line)
+        async with endpoint.client(protocol=1) as c:
+            for seq in range(1, count + 1):
+                if seq > 1:
+                    await asyncio.sleep(interval)
+                started = time.perf_counter()
+                await c.ping()
+                ms = (time.perf_counter() - started) * 1000
+                where = f"{endpoint.host}:{endpoint.port}"
+                if as_json:
+                    emit_json(
+                        {
+                            "host": endpoint.host,
+                            "port": endpoint.port,
+                            "seq": seq,
+                            "ms": round(ms, 3),
+                        }
+                    )
+                else:
+                    click.echo(f"pong from {where} seq={seq} time={ms:.2f} ms")
 
     run(main(), endpoint)
 
 
+@click.command()
+@json_option
+@connection_options
+def topics(as_json: bool, endpoint: Endpoint) -> None:
+    """List the broker's topics with their message counts, offsets and size (from STATS)."""
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            snap = StatsSnapshot.from_lines(await c.stats())
+        if as_json:
+            for name, fields in snap.topics.items():
+                emit_json({"topic": name, **fields})
+        elif not snap.topics:
+            click.echo("no topics")
+        else:
+            show(topics_table(snap, title=None))
+
+    run(main(), endpoint)
+
+
+@click.command()
+@click.argument("topic")
+@json_option
+@connection_options
+def groups(topic: str, as_json: bool, endpoint: Endpoint) -> None:
+    """Show the consumer groups of TOPIC with their counters."""
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            infos = await c.groups(topic)
+        if as_json:
+            for g in infos:
+                emit_json({"topic": g.topic, "group": g.group, **g.stats})
+            return
+        if not infos:
+            click.echo(f"no consumer groups on {topic}")
+            return
+        keys = list(dict.fromkeys(k for g in infos for k in g.stats))
+        numbers = tuple(k.upper() for k in keys)
+        t = table("GROUP", *numbers, right=numbers)
+        for g in infos:
+            add_row(t, g.group, *(str(g.stats.get(k, "")) for k in keys))
+        show(t)
+
+    run(main(), endpoint)
+
+
+def _pause_command(paused: bool) -> click.Command:
+    verb = "pause" if paused else "resume"
+
+    @click.command(verb)
+    @click.argument("topic")
+    @click.argument("group")
+    @json_option
+    @connection_options
+    def command(topic: str, group: str, as_json: bool, endpoint: Endpoint) -> None:
+        async def main() -> None:
+            async with endpoint.client(protocol=1) as c:
+                await (c.pause if paused else c.resume)(topic, group)
+            if as_json:
+                emit_json({"topic": topic, "group": group, "paused": paused})
+            else:
+                click.echo(f"{verb}d {topic} {group}")
+
+        _check_names(topic, group)
+        run(main(), endpoint)
+
+    command.help = (
+        "Stop deliveries to GROUP on TOPIC (durably) until `resume`. The group keeps "
+        "collecting messages, and messages in flight can still be acked."
+        if paused
+        else "Start deliveries to a paused GROUP on TOPIC again."
+    )
+    return command
+
+
+pause = _pause_command(True)
+resume = _pause_command(False)
+
+
+def _check_names(topic: str, group: str | None = None) -> None:
+    """A bad name is a usage error (exit 2) found before connecting."""
+    try:
+        check_name(topic)
+        if group is not None:
+            check_name(group, "group")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.group()
 def dlq() -> None:
-    """Inspect and replay dead letters."""
+    """Inspect, replay and purge dead letters (the messages in TOPIC.dlq)."""
 
 
 @dlq.command("list")
 @click.argument("topic")
-@click.option("-n", "count", type=click.IntRange(min=0), help="How many (server default 100).")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of each dead letter.")
+@click.option("-n", "--count", type=click.IntRange(min=0), help=COUNT_HELP)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each dead letter's JSON as the broker sent it, one per line.",
+)
 @connection_options
 def dlq_list(topic: str, count: int | None, as_json: bool, endpoint: Endpoint) -> None:
     """List the latest dead letters of TOPIC, oldest first."""
 
     async def main() -> None:
-        async with endpoint.client() as c:
+        async with endpoint.client(protocol=1) as c:
             letters = await c.dlq(topic, count)
         if as_json:
             for letter in letters:
@@ -70,34 +203,88 @@ def dlq_list(topic: str, count: int | None, as_json: bool, endpoint: Endpoint) -
         elif not letters:
             click.echo(f"no dead letters for {topic}")
         else:
-            for line in _table(_DLQ_HEADER, [_dlq_row(d) for d in letters]):
-                click.echo(line)
+            t = table(*_DLQ_HEADER, right=("ATTEMPTS",))
+            if is_terminal():  # fit the screen; piped, every message is shown whole
+                t.columns[-1].overflow = "ellipsis"
+                t.columns[-1].no_wrap = True
+            for d in letters:
+                add_row(t, *_dlq_row(d))
+            show(t)
 
     run(main(), endpoint)
 
 
 @dlq.command("replay")
 @click.argument("topic")
-@click.option("--id", "ids", multiple=True, help="Dead letter to replay (original or DLQ id).")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    metavar="MESSAGE_ID",
+    help="Dead letter to replay, by its original or its DLQ message id; repeatable.",
+)
 @click.option(
     "--all", "replay_all", is_flag=True, help="Replay every dead letter not yet replayed."
 )
+@json_option
 @connection_options
-def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, endpoint: Endpoint) -> None:
-    """Republish dead letters of TOPIC as new messages."""
+def dlq_replay(
+    topic: str, ids: Sequence[str], replay_all: bool, as_json: bool, endpoint: Endpoint
+) -> None:
+    """Republish dead letters of TOPIC as new messages and print how many.
+
+    An id that names no dead letter is an error (the broker's ERR line on stderr,
+    exit 1); the ids that were found are still replayed and counted.
+    """
     if bool(ids) == replay_all:
         raise click.UsageError("give either --all or at least one --id")
-    targets = [REPLAY_ALL] if replay_all else list(ids)
+    targets: list[str | None] = [None] if replay_all else list(dict.fromkeys(ids))
+
+    async def main() -> int:
+        async with endpoint.client(protocol=1) as c:
+            results = await asyncio.gather(
+                *(c.replay(topic, t, all=t is None) for t in targets), return_exceptions=True
+            )
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, BrokerError):
+                raise r
+        errors = [r for r in results if isinstance(r, BrokerError)]
+        if len(errors) < len(results):
+            count = sum(r for r in results if isinstance(r, int))
+            if as_json:
+                emit_json({"topic": topic, "replayed": count})
+            else:
+                click.echo(f"replayed {count}")
+        for e in errors:
+            click.echo(f"ERR {e.reason}", err=True)
+        return 1 if errors else 0
+
+    run(main(), endpoint)
+
+
+@dlq.command("purge")
+@click.argument("topic")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@connection_options
+def dlq_purge(topic: str, yes: bool, as_json: bool, endpoint: Endpoint) -> None:
+    """Delete every dead letter of TOPIC (PURGE TOPIC.dlq) and print how many.
+
+    Asks first on a terminal; elsewhere (a script, a pipe) --yes is required.
+    """
+    _check_names(topic)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"purge deletes every dead letter of {topic}: add --yes")
+        click.confirm(f"Delete every dead letter of {topic}?", abort=True, err=True)
 
     async def main() -> None:
-        async with endpoint.client() as c:
-            results = await asyncio.gather(
-                *(c.replay(topic, t) for t in targets), return_exceptions=True
-            )
-        click.echo(f"replayed {sum(r for r in results if isinstance(r, int))}")
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        async with endpoint.client(protocol=1) as c:
+            count = await c.purge_dlq(topic)
+        if as_json:
+            emit_json({"topic": topic, "purged": count})
+        else:
+            click.echo(f"purged {count}")
 
     run(main(), endpoint)
 
@@ -111,32 +298,40 @@ def dlq_replay(topic: str, ids: Sequence[str], replay_all: bool, endpoint: Endpo
     flag_value=2.0,
     default=None,
     metavar="[SECONDS]",
-    help="Refresh in place every SECONDS (default 2) until Ctrl-C, with rates.",
+    help="Refresh every SECONDS (default 2) until Ctrl-C, with rates: in place on a "
+    "terminal, one snapshot after another when piped.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON instead.")
+@json_option
 @connection_options
 def stats(topic: str | None, watch: float | None, as_json: bool, endpoint: Endpoint) -> None:
     """Show the broker's counters (STATS): the broker, its topics and consumer groups.
 
-    With TOPIC, only that topic and its groups. With --json and --watch, one JSON
-    object per line.
+    With TOPIC, only that topic and its groups. With --json, one JSON object per
+    snapshot (per line with --watch). Piped, each snapshot is written and flushed
+    as it comes, without screen control codes.
     """
 
-    def show(snap: StatsSnapshot) -> None:
-        click.echo(orjson.dumps(snap.as_json()).decode())
+    def show_json(snap: StatsSnapshot) -> None:
+        emit_json(snap.as_json())
 
     async def main() -> None:
         async with endpoint.client() as c:
             loop = asyncio.get_running_loop()
             snap, at = StatsSnapshot.from_lines(await c.stats(topic)), loop.time()
             if as_json:
-                show(snap)
+                show_json(snap)
             if watch is None:
                 if not as_json:
-                    Console().print(render(snap))
+                    show(render(snap))
                 return
+            in_place = not as_json and is_terminal()
+            if not as_json and not in_place:
+                click.echo(plain(render(snap)), nl=False)
             with contextlib.ExitStack() as stack:
-                live = None if as_json else stack.enter_context(Live(render(snap)))
+                live = None
+                if in_place:
+                    live = Live(render(snap), console=terminal_console())
+                    stack.enter_context(live)
                 while True:
                     await asyncio.sleep(watch)
                     try:
@@ -144,10 +339,12 @@ def stats(topic: str | None, watch: float | None, as_json: bool, endpoint: Endpo
                     except (ConnectionLost, Timeout) as exc:  # the client is reconnecting
                         click.echo(f"linemq: {exc}; still trying", err=True)
                         continue
-                    if live is None:
-                        show(new)
-                    else:
+                    if as_json:
+                        show_json(new)
+                    elif live is not None:
                         live.update(render(new, snap, now - at), refresh=True)
+                    else:
+                        click.echo("\n" + plain(render(new, snap, now - at)), nl=False)
                     snap, at = new, now
 
     run(main(), endpoint)
@@ -177,7 +374,7 @@ def _dlq_row(d: DeadLetter) -> list[str]:
         _when(d.last_delivery_ts),
         replayed,
         _v2_fields(d),
-        _truncate(d.text, MESSAGE_COLUMN_WIDTH),
+        escape_payload(d.text.encode()),
     ]
 
 
@@ -187,7 +384,7 @@ def _v2_fields(d: DeadLetter) -> str:
     original = d.original or {}
     parts = []
     if isinstance(original.get("k"), str):
-        parts.append(f"key={_truncate(original['k'], KEY_COLUMN_WIDTH)}")
+        parts.append(f"key={original['k']}")
     if "p" in original:
         try:
             parts.append(f"priority={format_priority(original['p'])}")
@@ -202,15 +399,3 @@ def _v2_fields(d: DeadLetter) -> str:
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _truncate(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]

@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from clients.cli_output import add_row, table
 from clients.protocol import StatLine
 
 Fields = Mapping[str, int | float]
@@ -54,12 +55,6 @@ def render(
 ) -> RenderableType:
     """The broker line, a topics table and a groups table; rates when ``previous`` is given."""
     rates = previous is not None and elapsed > 0
-
-    def rate(now: Fields, before: Fields | None, key: str) -> str:
-        if before is None or key not in now or key not in before or now[key] < before[key]:
-            return "-"
-        return f"{(now[key] - before[key]) / elapsed:,.1f}"
-
     b = snap.broker
     broker = Text.assemble(
         ("broker ", "bold"),
@@ -69,47 +64,60 @@ def render(
         f"inflight {_n(b.get('inflight'))}  dead-lettered {_n(b.get('dead_lettered'))}",
         f"  on disk {_bytes(b['bytes_on_disk'])}" if "bytes_on_disk" in b else "",
     )
-    topics = Table(title="topics", title_justify="left", expand=False)
-    topics.add_column("TOPIC")
-    for name in ("PUBLISHED", *(["PUB/S"] if rates else []), "OFFSETS", "SIZE", "SEGMENTS"):
-        topics.add_column(name, justify="right")
-    topics.add_column("SUBS", justify="right")
-    topics.add_column("GROUPS", justify="right")
-    for name, f in snap.topics.items():
-        before = previous.topics.get(name) if previous is not None else None
-        offsets = f"{_n(f.get('first_offset'))}-{_n(f.get('last_offset'))}"
-        topics.add_row(
-            name,
-            _n(f.get("published")),
-            *([rate(f, before, "published")] if rates else []),
-            offsets if f.get("last_offset") else "-",
-            _bytes(f.get("bytes", 0)),
-            _n(f.get("segments")),
-            _n(f.get("subscribers")),
-            _n(f.get("groups")),
-        )
-    groups = Table(title="groups", title_justify="left", expand=False)
-    groups.add_column("TOPIC")
-    groups.add_column("GROUP")
+    topics = topics_table(snap, previous, elapsed)
+    columns = ["TOPIC", "GROUP"]
     keys = ["members", "inflight", "waiting", "lag", "acked", "dead", "delivered", "redelivered"]
     for key in keys:
-        groups.add_column(key.upper(), justify="right")
+        columns.append(key.upper())
         if key == "delivered" and rates:
-            groups.add_column("DELIV/S", justify="right")
-    groups.add_column("STATE")
+            columns.append("DELIV/S")
+    groups = table(*columns, "STATE", title="groups", right=tuple(columns[2:]))
     for (topic, group), f in snap.groups.items():
         before = previous.groups.get((topic, group)) if previous is not None else None
         cells = []
         for key in keys:
             cells.append(_n(f.get(key)))
             if key == "delivered" and rates:
-                cells.append(rate(f, before, "delivered"))
+                cells.append(_rate(f, before, "delivered", elapsed))
         state = Text("paused", style="yellow") if f.get("paused") else Text("running", "green")
-        groups.add_row(topic, group, *cells, state)
+        add_row(groups, topic, group, *cells, state)
     parts: list[RenderableType] = [broker]
     parts.append(topics if snap.topics else Text("no topics", style="dim"))
     parts.append(groups if snap.groups else Text("no consumer groups", style="dim"))
     return Group(*parts)
+
+
+def topics_table(
+    snap: StatsSnapshot,
+    previous: StatsSnapshot | None = None,
+    elapsed: float = 0.0,
+    title: str | None = "topics",
+) -> Table:
+    """One row per topic: counts, offsets, size; a PUB/S column when ``previous`` is given."""
+    rates = previous is not None and elapsed > 0
+    numbers = ("PUBLISHED", *(["PUB/S"] if rates else []), "OFFSETS", "SIZE", "SEGMENTS")
+    t = table("TOPIC", *numbers, "SUBS", "GROUPS", title=title, right=(*numbers, "SUBS", "GROUPS"))
+    for name, f in snap.topics.items():
+        before = previous.topics.get(name) if previous is not None else None
+        offsets = f"{_n(f.get('first_offset'))}-{_n(f.get('last_offset'))}"
+        add_row(
+            t,
+            name,
+            _n(f.get("published")),
+            *([_rate(f, before, "published", elapsed)] if rates else []),
+            offsets if f.get("last_offset") else "-",
+            _bytes(f.get("bytes", 0)),
+            _n(f.get("segments")),
+            _n(f.get("subscribers")),
+            _n(f.get("groups")),
+        )
+    return t
+
+
+def _rate(now: Fields, before: Fields | None, key: str, elapsed: float) -> str:
+    if before is None or key not in now or key not in before or now[key] < before[key]:
+        return "-"
+    return f"{(now[key] - before[key]) / elapsed:,.1f}"
 
 
 def _n(value: float | None) -> str:

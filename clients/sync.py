@@ -271,6 +271,15 @@ class SyncClient:
     def stats(self, topic: str | None = None) -> list[StatLine]:
         return self._call(self._client.stats(topic))
 
+    def pause(self, topic: str, group: str) -> None:
+        self._call(self._client.pause(topic, group))
+
+    def resume(self, topic: str, group: str) -> None:
+        self._call(self._client.resume(topic, group))
+
+    def purge_dlq(self, topic: str) -> int:
+        return self._call(self._client.purge_dlq(topic))
+
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))
 

@@ -8,6 +8,8 @@ import statistics
 from typing import Any, Final, Literal
 
 from broker.bench.suite import Options, SuiteResult
+from clients.cli_output import add_row, plain
+from clients.cli_output import table as plain_table
 
 Better = Literal["higher", "lower", ""]
 
@@ -117,7 +119,7 @@ def table(
     ratios = round_ratios(rounds)
     peers = [r for r in results if r.system != "linemq"]
     ours = next((r for r in results if r.system == "linemq"), None)
-    header = ["metric", *(r.system for r in results)]
+    header = ["METRIC", *(r.system for r in results)]
     if ours is not None:
         header += [f"linemq/{p.system}" for p in peers]
     rows: list[list[str]] = []
@@ -137,15 +139,10 @@ def table(
                     cell += f" {min(qs):.2f}-{max(qs):.2f}"
                 row.append(cell)
         rows.append(row)
-    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-
-    def fmt_row(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest])
-
-    lines = [fmt_row(header), "  ".join("-" * w for w in widths)]
-    lines += [fmt_row(r) for r in rows]
+    figures = plain_table(header[0], *header[1:], right=tuple(header[1:]))
+    for row in rows:
+        add_row(figures, *row)
+    lines = plain(figures).splitlines()  # the CLI's one table style
     lines.append("")
     lines.append(f"payload {opts.size} B; load generator: {loadgen}")
     lines.append(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM")

@@ -72,8 +72,8 @@ class Users:
 def load_users(path: Path) -> Users:
     """Read a TOML file of ``[[users]]`` tables: name, token_sha256, publish, subscribe."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise AuthError(f"{path}: {e}") from e
     entries = data.get("users")
     if not isinstance(entries, list) or not entries:

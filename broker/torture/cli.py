@@ -31,7 +31,13 @@ def _print_cycle(total: int) -> Callable[[CycleResult], None]:
 
 
 @click.command()
-@click.option("--cycles", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many times to kill -9 and restart the broker.",
+)
 @click.option(
     "--conns",
     type=click.IntRange(min=1),
@@ -73,6 +79,7 @@ def _print_cycle(total: int) -> Callable[[CycleResult], None]:
     type=click.Choice(["always", "interval", "never"]),
     default="interval",
     show_default=True,
+    help="The broker's --fsync mode under torture.",
 )
 @click.option(
     "--time-limit",

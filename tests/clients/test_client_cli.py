@@ -14,6 +14,7 @@ import click
 from click.testing import CliRunner, Result
 
 from clients.cli import cli, client_commands
+from tests.clients.conftest import DEAD_LETTER
 
 if TYPE_CHECKING:
     from conftest import FakeBroker
@@ -27,13 +28,25 @@ def run(fake_broker: FakeBroker, *args: str, stdin: str | None = None) -> Result
 
 def test_commands_are_exported_for_the_server_cli() -> None:
     names = {c.name for c in client_commands}
-    assert names == {"pub", "sub", "history", "seek", "groups", "dlq", "stats"}
+    assert names == {
+        "pub",
+        "sub",
+        "history",
+        "seek",
+        "ping",
+        "topics",
+        "groups",
+        "pause",
+        "resume",
+        "dlq",
+        "stats",
+    }
     main = click.Group("linemq")
     for command in client_commands:
         main.add_command(command)
     dlq = main.commands["dlq"]
     assert isinstance(dlq, click.Group)
-    assert set(dlq.commands) == {"list", "replay"}
+    assert set(dlq.commands) == {"list", "replay", "purge"}
 
 
 def test_pub_one_message_prints_nothing(threaded_fake_broker: FakeBroker) -> None:
@@ -132,7 +145,7 @@ def test_dlq_list_table_and_json(threaded_fake_broker: FakeBroker) -> None:
     header, row = table.output.splitlines()
     assert header.split()[:5] == ["DLQ#", "ID", "GROUP", "ATTEMPTS", "REASON"]
     assert row.split()[:5] == ["1", "msg_1_dead0001", "workers", "5", "nacked"]
-    assert " no " in row and row.endswith("…")
+    assert " no " in row and row.endswith(DEAD_LETTER["msg"])  # piped: never cut
     assert "DLQ jobs 5" in threaded_fake_broker.received
 
     raw = run(threaded_fake_broker, "dlq", "list", "jobs", "--json")
@@ -149,6 +162,9 @@ def test_dlq_replay(threaded_fake_broker: FakeBroker) -> None:
     assert bad.exit_code == 1
     assert bad.stdout == "replayed 1\n"
     assert bad.stderr.startswith("ERR message nope not found")
+    only_bad = run(threaded_fake_broker, "dlq", "replay", "jobs", "--id", "nope")
+    assert (only_bad.exit_code, only_bad.stdout) == (1, "")  # no "replayed 0" as if it worked
+    assert only_bad.stderr == "ERR message nope not found in jobs.dlq\n"
     assert run(threaded_fake_broker, "dlq", "replay", "jobs").exit_code == 2
 
 

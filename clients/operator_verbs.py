@@ -1,0 +1,32 @@
+"""Lines of the operator verbs ``PAUSE``, ``RESUME`` and ``PURGE``: pure encoders and parsers.
+
+Kept apart from ``clients/protocol.py`` so the commands that run a broker (rather
+than move messages) stay together; ``Client.pause``/``resume``/``purge_dlq`` send them.
+"""
+
+from __future__ import annotations
+
+from clients.protocol import ProtocolError, check_name
+
+DLQ_SUFFIX = ".dlq"
+
+
+def encode_pause(topic: str, group: str) -> bytes:
+    return f"PAUSE {check_name(topic)} {check_name(group, 'group')}\n".encode()
+
+
+def encode_resume(topic: str, group: str) -> bytes:
+    return f"RESUME {check_name(topic)} {check_name(group, 'group')}\n".encode()
+
+
+def encode_purge_dlq(topic: str) -> bytes:
+    """``PURGE <topic>.dlq``: only dead-letter topics can be purged, so take the base topic."""
+    return f"PURGE {check_name(topic + DLQ_SUFFIX)}\n".encode()
+
+
+def parse_purged(ok_text: str) -> int:
+    """The count out of ``OK purged <count>``."""
+    word, _, count = ok_text.partition(" ")
+    if word != "purged" or not count.isdigit():
+        raise ProtocolError(f"unexpected reply to PURGE: OK {ok_text!r}")
+    return int(count)
