@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Final, TextIO
 import click
 
 from clients.aio import BrokerError, Client, Message
-from clients.cli_common import Endpoint, connection_options, run
+from clients.cli_common import UNSAFE_ON_TERMINAL, Endpoint, connection_options, is_terminal, run
 from clients.cli_ops import dlq, groups, stats
 from clients.options import PRIORITIES
 from clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
@@ -185,6 +185,7 @@ def sub(
     payload that is one line of UTF-8 prints exactly as the broker's v1 MSG line.
     Any other payload (newlines, NUL, invalid UTF-8) prints on that line with
     backslash escapes: \\n \\r \\t \\\\ and \\xNN for other control or invalid bytes.
+    On a terminal, a payload with control characters (escape sequences) is escaped too.
     """
     try:
         encode_sub(topic, group, start)  # a bad name, pattern or --from: usage error, no connect
@@ -192,6 +193,7 @@ def sub(
         raise click.UsageError(str(exc)) from None
 
     async def main() -> None:
+        terminal = is_terminal()
         async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
             received = 0
             async for m in c.subscribe(topic, group, start):
@@ -199,7 +201,9 @@ def sub(
                     sys.stdout.buffer.write(m.payload)
                     sys.stdout.buffer.flush()
                 else:
-                    click.echo(display_line(m))  # click.echo flushes: each line shows at once
+                    # click.echo flushes: each line shows at once. color=True: never strip
+                    # escape sequences from piped output (a terminal gets them escaped).
+                    click.echo(display_line(m, terminal=terminal), color=True)
                 if group is not None and not no_ack:
                     try:
                         await m.ack()
@@ -212,13 +216,21 @@ def sub(
     run(main(), endpoint)
 
 
-def display_line(m: Message) -> str:
-    """``m.raw``, unless the payload is not one line of text: then the same line, escaped."""
+def display_line(m: Message, *, terminal: bool = False) -> str:
+    """``m.raw``, unless the payload is not one line of text: then the same line, escaped.
+
+    ``terminal``: also escape a payload with control characters, so that a message
+    cannot drive the terminal it is shown on (piped output stays exact).
+    """
     try:
         text = m.payload.decode()
     except UnicodeDecodeError:
         text = None
-    if text is not None and not any(c in text for c in "\n\r\x00"):
+    if (
+        text is not None
+        and not any(c in text for c in "\n\r\x00")
+        and not (terminal and UNSAFE_ON_TERMINAL.search(text))
+    ):
         return m.raw
     prefix = " ".join(m.raw.split(" ", 5)[:5])
     return f"{prefix} {escape_payload(m.payload)}"
@@ -235,6 +247,8 @@ def escape_payload(payload: bytes) -> str:
             out.append(f"\\x{code - 0xDC00:02x}")
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\x{code:02x}")
+        elif UNSAFE_ON_TERMINAL.match(ch):  # C1 controls and bidi overrides
+            out.append(f"\\u{code:04x}")
         else:
             out.append(ch)
     return "".join(out)
@@ -251,9 +265,10 @@ def history(topic: str, count: int, endpoint: Endpoint) -> None:
     """
 
     async def main() -> None:
+        terminal = is_terminal()
         async with endpoint.client() as c:
             for m in await c.history(topic, count):
-                click.echo(display_line(m))
+                click.echo(display_line(m, terminal=terminal), color=True)
 
     run(main(), endpoint)
 

@@ -10,16 +10,38 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import ssl as ssl_
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import click
 
 from clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
 from clients.protocol import ProtocolError
+
+UNSAFE_ON_TERMINAL: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Control characters (C0 but tab, DEL, C1) and bidi overrides: from a message body they
+could move the cursor, recolour or retitle a terminal, or reorder what it shows."""
+
+
+def is_terminal() -> bool:
+    """Whether stdout is a terminal, where text from messages is shown escaped."""
+    return sys.stdout.isatty()
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with each control character shown as an escape (``\\x1b``, ``\\u202e``)."""
+    return UNSAFE_ON_TERMINAL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 @dataclass(frozen=True, slots=True)

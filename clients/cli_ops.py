@@ -17,7 +17,7 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 
-from clients.cli_common import Endpoint, connection_options, run
+from clients.cli_common import Endpoint, connection_options, is_terminal, run, terminal_safe
 from clients.options import format_priority
 from clients.protocol import REPLAY_ALL, DeadLetter
 from clients.stats_view import StatsSnapshot, render
@@ -65,7 +65,7 @@ def dlq_list(topic: str, count: int | None, as_json: bool, endpoint: Endpoint) -
             letters = await c.dlq(topic, count)
         if as_json:
             for letter in letters:
-                click.echo(letter.raw_json)
+                click.echo(terminal_safe(letter.raw_json) if is_terminal() else letter.raw_json)
         elif not letters:
             click.echo(f"no dead letters for {topic}")
         else:
@@ -204,6 +204,8 @@ def _truncate(text: str, width: int) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned columns for people to read: control characters in a cell are escaped."""
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
