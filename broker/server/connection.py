@@ -469,6 +469,16 @@ class Connection(asyncio.Protocol):
         """Stop reading; close once every queued reply is out."""
         self._closing = True
 
+    def shut_down(self, data: bytes) -> None:
+        """The broker is stopping: replies that are ready go out, then ``data`` in place
+        of any still waiting (they would never come), then the connection closes."""
+        self.release(self.broker.durable_gen)
+        if self._held:
+            self._held.clear()
+            self.broker.holding.discard(self)
+        self._closing = True
+        self._queue(data)
+
     def kill(self, reason: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return

@@ -85,6 +85,12 @@ class Handlers:
         }
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def finish(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for commands already running: a stopping
+        broker still answers them."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     def dispatch(self, conn: Connection, command: Command) -> None:
         needs_auth = conn.user is None and self.broker.users is not None
         if needs_auth and not isinstance(command, OPEN_BEFORE_AUTH):
