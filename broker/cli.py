@@ -263,7 +263,16 @@ def auth() -> None:
 @click.argument("name")
 @click.option("--publish", "-p", multiple=True, help="Topic pattern the user may publish to.")
 @click.option("--subscribe", "-s", multiple=True, help="Topic pattern the user may read.")
-def new_user(name: str, publish: tuple[str, ...], subscribe: tuple[str, ...]) -> None:
+@click.option(
+    "--manage",
+    "-m",
+    multiple=True,
+    help="Topic pattern whose groups and dead letters the user may manage "
+    "(SEEK, PAUSE, RESUME, REPLAY, PURGE).",
+)
+def new_user(
+    name: str, publish: tuple[str, ...], subscribe: tuple[str, ...], manage: tuple[str, ...]
+) -> None:
     """Print a fresh token (give it to the user) and the [[users]] entry for the auth file."""
     from broker.server.auth import hash_token, new_token
 
@@ -274,6 +283,7 @@ def new_user(name: str, publish: tuple[str, ...], subscribe: tuple[str, ...]) ->
     click.echo(f'token_sha256 = "{hash_token(token)}"')
     click.echo(f"publish = {json.dumps(list(publish))}")
     click.echo(f"subscribe = {json.dumps(list(subscribe))}")
+    click.echo(f"manage = {json.dumps(list(manage))}")
 
 
 def _attach_client_commands() -> None:

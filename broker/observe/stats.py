@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,3 +64,12 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap
+
+
+def filter_snapshot(snap: Snapshot, visible: Callable[[str], bool]) -> Snapshot:
+    """Only the topics (and their groups) ``visible`` allows; broker totals stay whole."""
+    return Snapshot(
+        broker=snap.broker,
+        topics={t: f for t, f in snap.topics.items() if visible(t)},
+        groups=[(t, g, f) for t, g, f in snap.groups if visible(t)],
+    )

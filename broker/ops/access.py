@@ -1,8 +1,9 @@
 """Who is asking, and may they: bearer tokens and topic permissions for the HTTP side.
 
 The same tokens and patterns as the line protocol (``--auth-file``), checked the
-same way: reads need subscribe, writes need publish, on the topic the command
-touches. Without ``--auth-file`` everyone may do everything, as on the TCP port.
+same way: reads need subscribe, replay, purge, pause and resume need manage, on
+the topic the command touches (a topic's dead letters count as the topic).
+Without ``--auth-file`` everyone may do everything, as on the TCP port.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from broker.server.auth import User, is_loopback
+from broker.server.auth import Permission, User, is_loopback
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -46,16 +47,12 @@ def visible_topics(request: web.Request) -> Callable[[str], bool] | None:
     return None if user is None else user.may_subscribe
 
 
-def require(request: web.Request, *needs: tuple[str, bool]) -> None:
-    """Raise 403 unless the user may do each (topic, publish?) in ``needs``."""
+def require(request: web.Request, topic: str, permission: Permission) -> None:
+    """Raise 403 unless the user has ``permission`` on ``topic``."""
     user = user_of(request)
-    if user is None:
-        return
-    for topic, publish in needs:
-        allowed = user.may_publish(topic) if publish else user.may_subscribe(topic)
-        if not allowed:
-            log.warning("http_permission_denied", user=user.name, topic=topic, publish=publish)
-            raise json_error(403, "permission denied")
+    if user is not None and not user.may(permission, topic):
+        log.warning("http_permission_denied", user=user.name, topic=topic, needs=permission)
+        raise json_error(403, "permission denied")
 
 
 def json_error(status: int, reason: str) -> web.HTTPException:

@@ -231,7 +231,7 @@ function renderLetters(letters) {
           class: "replay",
           "data-id": d.id || d.dlq_id,
           onclick: () => act("/api/dlq/replay", { topic, id: d.id || d.dlq_id },
-            (r) => `replayed ${r.replayed}`),
+            replayedText),
         }, "Replay"),
       },
     ];
@@ -271,6 +271,11 @@ async function refresh() {
     $("status").classList.add("down");
     $("error").textContent = String(err.message || err);
   }
+}
+
+// Letters that fail a publish's checks are left in the DLQ; the broker log says why.
+function replayedText(r) {
+  return `replayed ${r.replayed}` + (r.skipped ? `, skipped ${r.skipped} (see the broker log)` : "");
 }
 
 async function act(path, body, describe) {
@@ -318,7 +323,7 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("replay-all").addEventListener("click", () => {
-    act("/api/dlq/replay", { topic: state.dlqTopic, all: true }, (r) => `replayed ${r.replayed}`);
+    act("/api/dlq/replay", { topic: state.dlqTopic, all: true }, replayedText);
   });
   $("purge").addEventListener("click", () => {
     const topic = state.dlqTopic;
