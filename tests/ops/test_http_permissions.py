@@ -1,8 +1,11 @@
-"""The HTTP side: every endpoint against a user with each single permission, and dead letters
-as their topic."""
+"""The HTTP side: every endpoint against a user with each single permission, dead letters as
+their topic, failed tokens slowed down as on the port, and the Host check on every form of
+request target."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +76,57 @@ async def test_dead_letters_are_read_with_the_permission_on_their_topic(
     (letter,) = (await reader.get_json("/api/dlq?topic=orders"))["letters"]
     assert letter["msg"] == "card 4111"
     assert set((await reader.get_json("/api/stats"))["topics"]) == {"orders", "orders.dlq"}
+
+
+async def test_wrong_tokens_are_answered_after_a_doubling_delay(
+    brokers: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = await start(brokers, tmp_path, http_port=0)
+    wrong = Http(broker, "a-guess")
+    started = time.monotonic()
+    for _ in range(3):
+        assert (await wrong.get("/api/stats"))[0] == 401
+    assert time.monotonic() - started >= 0.1 + 0.2 + 0.4 - 0.05
+    # The right token is not slowed down, and it starts the address over.
+    started = time.monotonic()
+    assert (await Http(broker, ADMIN).get("/api/stats"))[0] == 200
+    assert (await wrong.get("/api/stats"))[0] == 401
+    assert time.monotonic() - started < 0.3
+    # No token at all (a page not logged in yet) is not a guess.
+    started = time.monotonic()
+    for _ in range(3):
+        assert (await Http(broker).get("/api/stats"))[0] == 401
+    assert time.monotonic() - started < 0.3
+
+
+async def raw_http(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return response
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "status"),
+    [
+        (b"/api/stats", b"localhost", 200),
+        (b"/api/stats", b"evil.example", 403),
+        (b"http://localhost/api/stats", b"evil.example", 403),  # absolute form: both count
+        (b"http://evil.example/api/stats", b"localhost", 403),
+        (b"http://127.0.0.1/api/stats", b"127.0.0.1", 200),
+        (b"/api/stats", b"127.0.0.1:9090@evil.example", 403),
+        (b"/api/stats", b"[::1]:9090", 200),
+    ],
+)
+async def test_the_host_check_covers_absolute_form_targets(
+    brokers: BrokerFactory, target: bytes, host: bytes, status: int
+) -> None:
+    broker = await brokers.start(http_port=0)
+    assert broker.http is not None
+    response = await raw_http(
+        broker.http.port,
+        b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:200]
