@@ -301,12 +301,23 @@ def auth() -> None:
 @click.option("--publish", "-p", multiple=True, help="Topic pattern the user may publish to.")
 @click.option("--subscribe", "-s", multiple=True, help="Topic pattern the user may read.")
 @click.option(
+    "--manage",
+    "-m",
+    multiple=True,
+    help="Topic pattern whose groups and dead letters the user may manage "
+    "(SEEK, PAUSE, RESUME, REPLAY, PURGE).",
+)
+@click.option(
     "--token-file",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the token to this new file (mode 0600) instead of stderr.",
 )
 def new_user(
-    name: str, publish: tuple[str, ...], subscribe: tuple[str, ...], token_file: Path | None
+    name: str,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    manage: tuple[str, ...],
+    token_file: Path | None,
 ) -> None:
     """Print the [[users]] entry for the auth file (stdout) and a fresh token (stderr).
 
@@ -318,11 +329,11 @@ def new_user(
     from broker.protocol.names import is_valid_pattern
     from broker.server.auth import hash_token, new_token
 
-    for pattern in (*publish, *subscribe):
+    for pattern in (*publish, *subscribe, *manage):
         if not is_valid_pattern(pattern):
             raise click.BadParameter(
                 f"{pattern!r} is not a topic or pattern (orders.*, orders.>)",
-                param_hint="--publish/--subscribe",
+                param_hint="--publish/--subscribe/--manage",
             )
     token = new_token()
     entry = {
@@ -330,6 +341,7 @@ def new_user(
         "token_sha256": hash_token(token),
         "publish": list(publish),
         "subscribe": list(subscribe),
+        "manage": list(manage),
     }
     if token_file is not None:
         try:

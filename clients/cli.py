@@ -22,7 +22,13 @@ import click
 from clients.aio import BrokerError, Client, Message
 from clients.cli_common import Endpoint, connection_options, old_spelling, run
 from clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
-from clients.cli_output import emit_json, escape_payload, json_option
+from clients.cli_output import (
+    UNSAFE_ON_TERMINAL,
+    emit_json,
+    escape_payload,
+    is_terminal,
+    json_option,
+)
 from clients.options import PRIORITIES, is_pattern
 from clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
 
@@ -224,7 +230,8 @@ def sub(
     payload that is one line of UTF-8 prints exactly as the broker's v1 MSG line.
     Any other payload (newlines, NUL, invalid UTF-8) prints on that line with
     backslash escapes: \\n \\r \\t \\\\ and \\xNN for other control or invalid bytes.
-    With --json, one object per message (see `history --json`).
+    With --json, one object per message (see `history --json`). On a terminal, a
+    payload with control characters (escape sequences) is escaped too.
     """
     if history_count and (group is not None or start is not None or is_pattern(topic)):
         raise click.UsageError("--history is for a fanout SUB on one topic, without --from")
@@ -235,6 +242,8 @@ def sub(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
+    terminal = is_terminal()
+
     def write(m: Message) -> None:
         if raw:
             sys.stdout.buffer.write(m.payload)
@@ -242,7 +251,9 @@ def sub(
         elif as_json:
             emit_json(message_json(m))
         else:
-            click.echo(display_line(m))  # click.echo flushes: each line shows at once
+            # click.echo flushes: each line shows at once. color=True: never strip
+            # escape sequences from piped output (a terminal gets them escaped).
+            click.echo(display_line(m, terminal=terminal), color=True)
 
     async def main() -> None:
         async with endpoint.client(heartbeat_interval=heartbeat_interval) as c:
@@ -292,13 +303,21 @@ def message_json(m: Message) -> dict[str, Any]:
     return out
 
 
-def display_line(m: Message) -> str:
-    """``m.raw``, unless the payload is not one line of text: then the same line, escaped."""
+def display_line(m: Message, *, terminal: bool = False) -> str:
+    """``m.raw``, unless the payload is not one line of text: then the same line, escaped.
+
+    ``terminal``: also escape a payload with control characters, so that a message
+    cannot drive the terminal it is shown on (piped output stays exact).
+    """
     try:
         text = m.payload.decode()
     except UnicodeDecodeError:
         text = None
-    if text is not None and not any(c in text for c in "\n\r\x00"):
+    if (
+        text is not None
+        and not any(c in text for c in "\n\r\x00")
+        and not (terminal and UNSAFE_ON_TERMINAL.search(text))
+    ):
         return m.raw
     prefix = " ".join(m.raw.split(" ", 5)[:5])
     return f"{prefix} {escape_payload(m.payload)}"
@@ -326,12 +345,13 @@ def history(topic: str, count: int, as_json: bool, endpoint: Endpoint) -> None:
     """
 
     async def main() -> None:
+        terminal = is_terminal()
         async with endpoint.client() as c:
             for m in await c.history(topic, count):
                 if as_json:
                     emit_json(message_json(m))
                 else:
-                    click.echo(display_line(m))
+                    click.echo(display_line(m, terminal=terminal), color=True)
 
     run(main(), endpoint)
 

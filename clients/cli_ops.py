@@ -31,6 +31,7 @@ from clients.cli_output import (
     show,
     table,
     terminal_console,
+    terminal_safe,
 )
 from clients.errors import ConnectionLost, Timeout
 from clients.options import format_priority
@@ -199,7 +200,7 @@ def dlq_list(topic: str, count: int | None, as_json: bool, endpoint: Endpoint) -
             letters = await c.dlq(topic, count)
         if as_json:
             for letter in letters:
-                click.echo(letter.raw_json)
+                click.echo(terminal_safe(letter.raw_json) if is_terminal() else letter.raw_json)
         elif not letters:
             click.echo(f"no dead letters for {topic}")
         else:

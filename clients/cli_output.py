@@ -9,6 +9,7 @@ so ``awk``/``grep``/``cut`` see the cells as they are.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -22,6 +23,11 @@ from rich.text import Text
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ESCAPES: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+UNSAFE_ON_TERMINAL: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Control characters (C0 but tab, DEL, C1) and bidi overrides: from a message body they
+could move the cursor, recolour or retitle a terminal, or reorder what it shows."""
 
 # Wide enough for any row; rich sizes a table to its content, not to this.
 PIPE_WIDTH: Final = 1_000_000
@@ -43,7 +49,18 @@ def emit_json(value: Mapping[str, Any] | list[Any]) -> None:
 
 
 def is_terminal() -> bool:
+    """Whether stdout is a terminal, where text from messages is shown escaped."""
     return sys.stdout.isatty()
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with each control character shown as an escape (``\\x1b``, ``\\u202e``)."""
+    return UNSAFE_ON_TERMINAL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def terminal_console() -> Console:
@@ -98,8 +115,9 @@ def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()) 
 
 
 def add_row(t: Table, *cells: str | Text) -> None:
-    """Add cells as literal text: a message like ``[red]x`` must show as typed."""
-    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+    """Add cells as literal text: a message like ``[red]x`` must show as typed, and
+    control characters from message bodies show escaped, never reach the terminal."""
+    t.add_row(*(Text(terminal_safe(c)) if isinstance(c, str) else c for c in cells))
 
 
 def escape_payload(payload: bytes) -> str:
@@ -113,6 +131,8 @@ def escape_payload(payload: bytes) -> str:
             out.append(f"\\x{code - 0xDC00:02x}")
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\x{code:02x}")
+        elif UNSAFE_ON_TERMINAL.match(ch):  # C1 controls and bidi overrides
+            out.append(f"\\u{code:04x}")
         else:
             out.append(ch)
     return "".join(out)

@@ -204,8 +204,11 @@ def parse_server_line(line: bytes) -> ServerLine:
 
 
 def parse_replayed(ok_text: str) -> int:
-    """The count out of ``OK replayed <count>``."""
-    word, _, count = ok_text.partition(" ")
+    """The count out of ``OK replayed <count>`` (or ``... skipped <n>``: letters left out)."""
+    word, _, rest = ok_text.partition(" ")
+    count, _, skipped = rest.partition(" ")
+    if skipped and not (skipped.startswith("skipped ") and skipped[8:].isdigit()):
+        count = ""
     if word != "replayed" or not count.isdigit():
         raise ProtocolError(f"unexpected reply to REPLAY: OK {ok_text!r}")
     return int(count)

@@ -4,6 +4,10 @@ A dead letter is an ordinary record of ``<topic>.dlq`` whose text is a JSON
 object. A replay publishes the original text to ``<topic>`` again (new id, new
 offset) and keeps a record of it in ``replays/<topic>.journal``, so a listing
 shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one twice.
+
+A letter is checked again before it is republished, as a ``PUB``/``PUT`` of it
+would be: a letter that fails (stored before the broker refused writes to
+``.dlq`` topics, or damaged) is skipped and counted, never sent as it is.
 """
 
 from __future__ import annotations
@@ -11,21 +15,35 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
 import orjson
+import structlog
 
 from broker.delivery.group_state import Pending
+from broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
 from broker.storage.journal import Journal
 from broker.storage.records import Meta, Record
 from broker.storage.store import Store
+
+log = structlog.get_logger(__name__)
 
 READ_CHUNK: Final = 1000
 
 
 class DeadLetterNotFound(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay did: letters republished, and letters skipped because they fail the
+    checks a publish of them would get (``replay_refusal``)."""
+
+    replayed: int
+    skipped: int = 0
 
 
 class DeadLetters:
@@ -73,11 +91,11 @@ class DeadLetters:
             out.append((record.offset, orjson.dumps(letter).decode()))
         return out
 
-    async def replay(self, topic: str, id: str | None) -> int:
+    async def replay(self, topic: str, id: str | None) -> Replayed:
         """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""
         dlq = self.store.get(topic + ".dlq")
         journal, replayed = self._replay_log(topic)
-        count = 0
+        count = skipped = 0
         offset = 1
         while dlq is not None:
             records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
@@ -89,17 +107,47 @@ class DeadLetters:
                     wanted = record.offset not in replayed
                 else:
                     wanted = id in (record.id, letter.get("id"))
-                text = letter.get("msg")
-                if wanted and isinstance(text, str):
-                    new = self.publish(topic, text, _original_meta(letter))
-                    entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
-                    journal.append(entry)
-                    replayed[record.offset] = entry
-                    count += 1
+                if not wanted:
+                    continue
+                text, meta = letter.get("msg"), _original_meta(letter)
+                refusal = replay_refusal(text, meta)
+                if refusal is not None or not isinstance(text, str):
+                    log.warning(
+                        "dead_letter_not_replayed",
+                        topic=topic,
+                        dlq_offset=record.offset,
+                        reason=refusal,
+                    )
+                    skipped += 1
+                    continue
+                new = self.publish(topic, text, meta)
+                entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
+                journal.append(entry)
+                replayed[record.offset] = entry
+                count += 1
             offset = records[-1].offset + 1
-        if id is not None and count == 0:
+        if id is not None and count == 0 and skipped == 0:
             raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
-        return count
+        return Replayed(count, skipped)
+
+
+def replay_refusal(text: object, meta: Meta | None) -> str | None:
+    """Why a letter cannot be republished as it is, or None: the text every client is
+    shown must be one line (a line break in it would forge a frame for v1 readers), and
+    v2 metadata must pass the ``PUT`` rules that ``MSG2`` frames rely on."""
+    if not isinstance(text, str):
+        return "message is not text"
+    if "\n" in text or "\r" in text:  # (a NUL is harmless: v1 text of binary payloads has them)
+        return "message text holds a line break"
+    if meta is None:
+        return None
+    if meta.key is not None and not is_valid_token(meta.key):
+        return "invalid key"
+    if meta.headers and not all(is_valid_header_name(name) for name in meta.headers):
+        return "invalid header name"
+    if meta.priority not in PRIORITY_NAMES:
+        return "invalid priority"
+    return None
 
 
 def _letter(record: Record) -> dict[str, Any]:

@@ -144,7 +144,8 @@ class ConsumerGroup(GroupFailures):
             p.id = id
             p.member = member
             p.deadline = deadline
-            ids[id] = p
+            if ids.setdefault(id, p) is not p:
+                member.client.hold(p)  # the id is in flight from another group too
             ps.append(p)
         self._deadlines.adopt(ps)
         return ps
@@ -302,9 +303,10 @@ class ConsumerGroup(GroupFailures):
                 if len(rows) == len(ps):
                     continue
                 ps = [p for p in ps if pending.get(p.offset) is p]
-            held = member.client.ids
+            held, client = member.client.ids, member.client
             for p in ps:
-                held[p.id] = p
+                if held.setdefault(p.id, p) is not p:
+                    client.hold(p)  # the id is in flight from another group too
             kept += ps
         if kept:
             self._deadlines.start_many(kept)

@@ -54,7 +54,7 @@ class GroupFailures:
             return
         member.holding -= 1
         self._deadlines.remove(p.offset)
-        member.client.forget(p.id, "already acknowledged" if why == "acked" else why)
+        member.client.forget(p.id, "already acknowledged" if why == "acked" else why, p)
         p.member = None
 
     def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:

@@ -17,6 +17,7 @@ from broker.delivery.group_state import GroupState, Pending
 from broker.delivery.patterns import PatternRegistry
 from broker.delivery.wire import deliveries
 from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
+from broker.protocol.names import is_dead_letter_topic
 from broker.storage.journal import Journal
 from broker.storage.records import Record
 from broker.storage.store import Store
@@ -141,7 +142,7 @@ class Router:
             self.patterns.register(topic, name)
             self.patterns.members.setdefault((topic, name), {})[client] = None
             for existing in sorted(self._known_topics):
-                if topic_matches(topic, existing):
+                if topic_matches(topic, existing) and _may_read(client, existing):
                     await self.join(client, existing, name, start)
             return
         if (topic, name) in client.members:
@@ -198,6 +199,7 @@ class Router:
             member.group.leave(member, died=True)
         client.members.clear()
         client.ids.clear()
+        client.twins.clear()
         self._liveness.pop(client, None)
 
     def heard_from(self, client: ClientState) -> None:
@@ -218,6 +220,8 @@ class Router:
             subs = dict(subs) if subs else {}
             for pattern in patterns:
                 subs.update(self.fanout.get(pattern, {}))
+            if is_dead_letter_topic(topic):
+                subs = {c: None for c in subs if _may_read(c, topic)}
         if subs:
             encoded: dict[int, bytes] = {}
             for client in list(subs):
@@ -240,7 +244,8 @@ class Router:
             if group is None:
                 group = self._open_group(topic, name, create=True, start=first)
             for client in list(self.patterns.members.get((pattern, name), {})):
-                self._join_group(client, group)
+                if _may_read(client, topic):
+                    self._join_group(client, group)
 
     # -- consumer commands ---------------------------------------------------------
 
@@ -338,6 +343,12 @@ class Router:
         for groups in self.groups.values():
             for group in groups.values():
                 group.close()
+
+
+def _may_read(client: ClientState, topic: str) -> bool:
+    """A wildcard matched ``topic``: only dead-letter topics can be outside what the
+    client's user may read (the wildcard itself was checked when it subscribed)."""
+    return client.reads is None or not is_dead_letter_topic(topic) or client.reads(topic)
 
 
 def _not_held(client: ClientState, id: str) -> DeliveryError:

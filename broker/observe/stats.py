@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -76,3 +77,12 @@ def totals(broker: Broker, groups: list[ConsumerGroup]) -> dict[str, int]:
         "acked": sum(g.state.acked_count for g in groups),
         "dead_lettered": sum(g.state.dead for g in groups),
     }
+
+
+def filter_snapshot(snap: Snapshot, visible: Callable[[str], bool]) -> Snapshot:
+    """Only the topics (and their groups) ``visible`` allows; broker totals stay whole."""
+    return Snapshot(
+        broker=snap.broker,
+        topics={t: f for t, f in snap.topics.items() if visible(t)},
+        groups=[(t, g, f) for t, g, f in snap.groups if visible(t)],
+    )

@@ -1,12 +1,19 @@
 """Who is asking, and may they: bearer tokens and topic permissions for the HTTP side.
 
 The same tokens and patterns as the line protocol (``--auth-file``), checked the
-same way: reads need subscribe, writes need publish, on the topic the command
-touches. Without ``--auth-file`` everyone may do everything, as on the TCP port.
+same way: reads need subscribe, replay, purge, pause and resume need manage, on
+the topic the command touches (a topic's dead letters count as the topic).
+Without ``--auth-file`` everyone may do everything, as on the TCP port.
+
+A wrong token is answered after the same doubling delay as ``AUTH`` on the port,
+counted per client address (the HTTP side has no connection to count on).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -14,8 +21,9 @@ import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
 
-from broker.server.auth import User, is_loopback
+from broker.server.auth import Permission, User, auth_delay, is_loopback
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -24,6 +32,10 @@ log = structlog.get_logger(__name__)
 
 BROKER: Final[web.AppKey[Broker]] = web.AppKey("linemq_broker")
 USER: Final[web.RequestKey[User | None]] = web.RequestKey("linemq_user")
+FAILURES_KEPT: Final = 10_000
+"""Client addresses whose failed attempts are remembered (the oldest are forgotten first)."""
+FAILURES_FORGOTTEN_AFTER: Final = 300.0
+"""Seconds without a failure after which an address starts again from the shortest delay."""
 
 
 def guarded(path: str) -> bool:
@@ -46,16 +58,12 @@ def visible_topics(request: web.Request) -> Callable[[str], bool] | None:
     return None if user is None else user.may_subscribe
 
 
-def require(request: web.Request, *needs: tuple[str, bool]) -> None:
-    """Raise 403 unless the user may do each (topic, publish?) in ``needs``."""
+def require(request: web.Request, topic: str, permission: Permission) -> None:
+    """Raise 403 unless the user has ``permission`` on ``topic``."""
     user = user_of(request)
-    if user is None:
-        return
-    for topic, publish in needs:
-        allowed = user.may_publish(topic) if publish else user.may_subscribe(topic)
-        if not allowed:
-            log.warning("http_permission_denied", user=user.name, topic=topic, publish=publish)
-            raise json_error(403, "permission denied")
+    if user is not None and not user.may(permission, topic):
+        log.warning("http_permission_denied", user=user.name, topic=topic, needs=permission)
+        raise json_error(403, "permission denied")
 
 
 def json_error(status: int, reason: str) -> web.HTTPException:
@@ -73,7 +81,31 @@ _ERRORS: Final[dict[int, type[web.HTTPException]]] = {
 }
 
 
+class AuthFailures:
+    """Failed token attempts per client address, for the delay before each 401."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._by_peer: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def failed(self, peer: str) -> float:
+        """One more failure from ``peer``: the seconds to wait before answering."""
+        now = self._clock()
+        count, last = self._by_peer.pop(peer, (0, now))
+        if now - last > FAILURES_FORGOTTEN_AFTER:
+            count = 0
+        self._by_peer[peer] = (count + 1, now)
+        if len(self._by_peer) > FAILURES_KEPT:
+            self._by_peer.popitem(last=False)
+        return auth_delay(count + 1)
+
+    def succeeded(self, peer: str) -> None:
+        self._by_peer.pop(peer, None)
+
+
 def auth_middleware(broker: Broker) -> Middleware:
+    failures = AuthFailures()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if broker.users is None or not guarded(request.path):
@@ -83,13 +115,17 @@ def auth_middleware(broker: Broker) -> Middleware:
         user = None
         if scheme.lower() == "bearer" and token:
             user = broker.users.authenticate(token)
+        peer = request.remote or ""
         if user is None:
-            log.warning("http_auth_failed", peer=request.remote, path=request.path)
+            log.warning("http_auth_failed", peer=peer, path=request.path)
+            if token:  # a guess, not a page that has no token yet: slow it down
+                await asyncio.sleep(failures.failed(peer))
             return web.json_response(
                 {"error": "auth failed" if token else "auth required"},
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="linemq"'},
             )
+        failures.succeeded(peer)
         request[USER] = user
         return await handler(request)
 
@@ -107,9 +143,22 @@ def host_middleware(broker: Broker) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if guard and not is_loopback(request.url.host or ""):
+        if guard and not _loopback_request(request):
             log.warning("http_host_refused", peer=request.remote, host=request.host)
             raise json_error(403, "host not allowed: use localhost or a loopback address")
         return await handler(request)
 
     return middleware
+
+
+def _loopback_request(request: web.Request) -> bool:
+    """Every name the request gives for this server is loopback: each ``Host`` header,
+    and the request target's host (an absolute-form target, ``GET http://localhost/``,
+    is what aiohttp's ``request.url`` takes, whatever ``Host`` says)."""
+    names = [request.url.host or ""]
+    for value in request.headers.getall("Host", ()):
+        try:
+            names.append(URL(f"http://{value}/").host or "")
+        except ValueError:
+            return False
+    return all(is_loopback(name) for name in names)

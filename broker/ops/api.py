@@ -2,8 +2,8 @@
 
 Each handler does what the matching line-protocol command does (``STATS``,
 ``DLQ``, ``REPLAY``, ``PURGE``, ``PAUSE``/``RESUME``) with the same permission
-checks. Changes only reach memory and the broker's write buffers, so each one
-asks the commit tick to run and waits for it (and for the fsync under
+checks (README's Security table). Changes only reach memory and the broker's
+write buffers, so each one asks the commit tick to run and waits for it (and for the fsync under
 ``--fsync always``) before answering: a 200 promises what an ``OK`` does.
 
 POST bodies must be JSON (``Content-Type: application/json``). Browsers cannot
@@ -22,9 +22,8 @@ from aiohttp import web
 
 from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
-from broker.observe.stats import Snapshot, collect
+from broker.observe.stats import Snapshot, collect, filter_snapshot
 from broker.ops.access import broker_of, json_error, require, user_of, visible_topics
-from broker.ops.metrics import filter_snapshot
 from broker.protocol import is_valid_name
 from broker.storage.records import StorageError
 
@@ -61,7 +60,7 @@ async def stats(request: web.Request) -> web.Response:
     topic = request.query.get("topic")
     if topic is not None:
         _check_name(topic)
-        require(request, (topic, False))
+        require(request, topic, "subscribe")
     snap = collect(broker_of(request), topic)
     visible = visible_topics(request)
     if visible is not None:
@@ -74,7 +73,7 @@ async def stats(request: web.Request) -> web.Response:
 async def dlq_list(request: web.Request) -> web.Response:
     """The last n dead letters of a topic with their failure metadata (``DLQ``)."""
     topic = _check_name(request.query.get("topic", ""))
-    require(request, (topic + ".dlq", False))
+    require(request, topic, "subscribe")  # a topic's dead letters are read as the topic
     try:
         n = int(request.query.get("n", DEFAULT_DLQ_COUNT))
     except ValueError:
@@ -95,24 +94,31 @@ async def dlq_replay(request: web.Request) -> web.Response:
         target = None
     elif not isinstance(target, str) or not target:
         raise json_error(400, 'give "id" (a dead letter\'s id) or "all": true')
-    require(request, (topic + ".dlq", False), (topic, True))
+    require(request, topic, "manage")
     broker = broker_of(request)
     try:
-        count = await broker.dead_letters.replay(topic, target)
+        done = await broker.dead_letters.replay(topic, target)
     except DeadLetterNotFound as e:
         raise json_error(404, str(e)) from None
     await _committed(broker)
     log.info(
-        "dead_letters_replayed", topic=topic, id=target, count=count, via="http", **_who(request)
+        "dead_letters_replayed",
+        topic=topic,
+        id=target,
+        count=done.replayed,
+        skipped=done.skipped,
+        via="http",
+        **_who(request),
     )
-    return _json({"replayed": count})
+    return _json({"replayed": done.replayed, "skipped": done.skipped})
 
 
 async def dlq_purge(request: web.Request) -> web.Response:
     """``{"topic": T}``: delete every dead letter of T (``PURGE T.dlq``)."""
     body = await _body(request)
-    dlq = _check_name(body.get("topic")) + ".dlq"
-    require(request, (dlq, True))
+    topic = _check_name(body.get("topic"))
+    require(request, topic, "manage")
+    dlq = topic + ".dlq"
     broker = broker_of(request)
     try:
         count = await broker.purge(dlq)
@@ -135,7 +141,7 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
     body = await _body(request)
     topic = _check_name(body.get("topic"))
     group = _check_name(body.get("group"), "group")
-    require(request, (topic, False))
+    require(request, topic, "manage")
     broker = broker_of(request)
     try:
         broker.router.pause(topic, group, paused)

@@ -32,7 +32,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from broker.observe.histogram import Histogram
-from broker.observe.stats import Snapshot, collect
+from broker.observe.stats import collect, filter_snapshot
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -159,14 +159,6 @@ class BrokerCollector(Collector):
             "From publish to first delivery, per group delivery.",
             self.broker.router.ctx.deliver_latency,
         )
-
-
-def filter_snapshot(snap: Snapshot, visible: Callable[[str], bool]) -> Snapshot:
-    return Snapshot(
-        broker=snap.broker,
-        topics={t: f for t, f in snap.topics.items() if visible(t)},
-        groups=[(t, g, f) for t, g, f in snap.groups if visible(t)],
-    )
 
 
 # (label names, label values, fields) for one broker, topic or group.

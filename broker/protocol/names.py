@@ -53,3 +53,21 @@ def pattern_covers(allow: str, pattern: str) -> bool:
         if token != "*" and token != have[i]:
             return False
     return len(have) == len(want)
+
+
+DEAD_LETTER_SUFFIX: Final = ".dlq"
+
+
+def is_dead_letter_topic(name: str) -> bool:
+    """``<topic>.dlq``: written by the broker only, read and managed as its source topic."""
+    return name.endswith(DEAD_LETTER_SUFFIX)
+
+
+def source_topic(name: str) -> str:
+    """The topic whose failures ``name`` holds (``orders`` for ``orders.dlq.dlq``), else ``name``.
+
+    Works on patterns too: ``orders.*.dlq`` gives ``orders.*``.
+    """
+    while name.endswith(DEAD_LETTER_SUFFIX) and len(name) > len(DEAD_LETTER_SUFFIX):
+        name = name[: -len(DEAD_LETTER_SUFFIX)]
+    return name

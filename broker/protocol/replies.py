@@ -93,7 +93,10 @@ def dlq_line(topic: str, dlq_offset: int, json_text: str) -> bytes:
     return f"DLQ {topic} {dlq_offset} {json_text}\n".encode()
 
 
-def replayed(count: int) -> bytes:
+def replayed(count: int, skipped: int = 0) -> bytes:
+    """``skipped``: letters that fail a publish's checks, left in the DLQ (protocol.md)."""
+    if skipped:
+        return f"OK replayed {count} skipped {skipped}\n".encode()
     return f"OK replayed {count}\n".encode()
 
 

@@ -97,6 +97,16 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
     return Put(header.topic, payload, key, priority, delay, at, ttl, pid, headers)
 
 
+def is_valid_header_name(name: str) -> bool:
+    """What ``h.<name>=`` accepts."""
+    return _HEADER_NAME.fullmatch(name) is not None
+
+
+def is_valid_token(value: str) -> bool:
+    """What ``key=`` and ``id=`` accept: printable ASCII without spaces."""
+    return _TOKEN.fullmatch(value) is not None
+
+
 def _token(option: str, value: str) -> str:
     if not _TOKEN.fullmatch(value):
         raise ProtocolError(f"invalid option: {option[:100]}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Final
 
 import structlog
 
@@ -42,6 +43,10 @@ from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
+
+STOP_GRACE: Final = 5.0
+"""Seconds a stopping broker waits for commands already running (a HISTORY read, a
+replay), so that their replies still go out before ``ERR server shutting down``."""
 
 
 class Broker:
@@ -149,13 +154,13 @@ class Broker:
             await self.http.close()
         if self._server is not None:
             self._server.close()
+        await self.handlers.finish(STOP_GRACE)
         self._tick()
         await self.durability.close()
         self.router.close()
         for conn in list(self.connections):
             reason = "server shutting down"
-            conn.send(closing(reason) if conn.notices else replies.err(reason))
-            conn.quit(reason)
+            conn.shut_down(closing(reason) if conn.notices else replies.err(reason), reason)
         self._flush_outputs()
         for conn in list(self.connections):
             if conn.transport is not None:

@@ -4,6 +4,13 @@ Tokens are stored as SHA-256 hashes: they are long random secrets, so a fast
 hash is enough, and hashing first makes the lookup independent of the secret's
 bytes; the final comparison is constant-time anyway. Topic patterns follow NATS:
 ``*`` matches one dot-separated token, a trailing ``>`` matches one or more.
+
+Three kinds of permission keep using a topic apart from managing it (as NATS
+keeps JetStream's API apart, RabbitMQ configure from write/read): ``publish``,
+``subscribe`` (read), and ``manage`` (move, pause, purge or replay what others
+consume). Dead letters are the failures of their source topic, so ``<t>.dlq``
+is read and managed with the permissions on ``<t>``, whatever patterns might
+match the ``.dlq`` name; only the broker writes them.
 """
 
 from __future__ import annotations
@@ -15,12 +22,20 @@ import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from broker.config import Config
-from broker.protocol.names import is_pattern, pattern_covers, topic_matches
+from broker.protocol.names import is_pattern, pattern_covers, source_topic, topic_matches
 
 TOKEN_BYTES: Final = 32
+PERMISSIONS: Final = ("publish", "subscribe", "manage")
+Permission = Literal["publish", "subscribe", "manage"]
+MAX_AUTH_DELAY: Final = 5.0
+
+
+def auth_delay(failures: int) -> float:
+    """Seconds before answering the ``failures``-th wrong token: 0.1 doubling up to 5."""
+    return min(0.1 * 2.0 ** (failures - 1), MAX_AUTH_DELAY)
 
 
 def hash_token(token: str) -> str:
@@ -37,15 +52,33 @@ class User:
     token_sha256: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    manage: tuple[str, ...] = ()
+
+    def may(self, permission: Permission, topic: str) -> bool:
+        if permission == "publish":
+            return self.may_publish(topic)
+        if permission == "subscribe":
+            return self.may_subscribe(topic)
+        return self.may_manage(topic)
 
     def may_publish(self, topic: str) -> bool:
         return any(topic_matches(p, topic) for p in self.publish)
 
     def may_subscribe(self, topic: str) -> bool:
-        """For a wildcard subscription, every topic it could match must be allowed."""
+        """For a wildcard subscription, every topic it could match must be allowed.
+
+        A wildcard that does not name ``.dlq`` can still match a dead-letter topic
+        (``orders.*`` matches ``orders.dlq``): delivery skips those the user may not
+        read (``ClientState.reads``).
+        """
+        topic = source_topic(topic)
         if is_pattern(topic):
             return any(pattern_covers(p, topic) for p in self.subscribe)
         return any(topic_matches(p, topic) for p in self.subscribe)
+
+    def may_manage(self, topic: str) -> bool:
+        topic = source_topic(topic)
+        return any(topic_matches(p, topic) for p in self.manage)
 
 
 class AuthError(ValueError):
@@ -70,7 +103,7 @@ class Users:
 
 
 def load_users(path: Path) -> Users:
-    """Read a TOML file of ``[[users]]`` tables: name, token_sha256, publish, subscribe."""
+    """Read a TOML file of ``[[users]]`` tables: name, token_sha256, publish, subscribe, manage."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -94,12 +127,14 @@ def _user(path: Path, i: int, entry: Any) -> User:
     if "token" in entry:
         raise AuthError(f"{where} ({name}): store token_sha256, never the token itself")
     patterns = {}
-    for key in ("publish", "subscribe"):
+    for key in PERMISSIONS:  # a missing key grants nothing
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise AuthError(f"{where} ({name}): {key} must be a list of topic patterns")
         patterns[key] = tuple(value)
-    return User(name, digest.lower(), patterns["publish"], patterns["subscribe"])
+    return User(
+        name, digest.lower(), patterns["publish"], patterns["subscribe"], patterns["manage"]
+    )
 
 
 def exposed_addresses(config: Config) -> list[str]:

@@ -485,6 +485,17 @@ class Connection(asyncio.Protocol):
         self.close_reason = self.close_reason or reason
         self._closing = True
 
+    def shut_down(self, data: bytes, reason: str) -> None:
+        """The broker is stopping: replies that are ready go out, then ``data`` in place
+        of any still waiting (they would never come), then the connection closes."""
+        self.close_reason = self.close_reason or reason
+        self.release(self.broker.durable_gen)
+        if self._held:
+            self._held.clear()
+            self.broker.holding.discard(self)
+        self._closing = True
+        self._queue(data)
+
     def kill(self, reason: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return

@@ -16,7 +16,7 @@ import structlog
 from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
 from broker.delivery.wire import deliveries
-from broker.observe.stats import collect
+from broker.observe.stats import collect, filter_snapshot
 from broker.protocol import (
     Ack,
     Auth,
@@ -41,7 +41,9 @@ from broker.protocol import (
     is_pattern,
     replies,
 )
+from broker.protocol.names import is_dead_letter_topic
 from broker.protocol.v2 import Hello, Put, hello
+from broker.server.auth import Permission, auth_delay
 from broker.server.connection import Connection
 from broker.storage.records import StorageError
 
@@ -54,6 +56,7 @@ log = structlog.get_logger(__name__)
 MAX_HISTORY: Final = 100_000
 MAX_AUTH_FAILURES: Final = 10
 OPEN_BEFORE_AUTH: Final = (Ping, Quit, Auth, Hello)
+DEAD_LETTERS_WRITTEN_BY_BROKER: Final = "dead-letter topics are written by the broker"
 
 
 class Handlers:
@@ -85,6 +88,12 @@ class Handlers:
         }
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def finish(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for commands already running: a stopping
+        broker still answers them."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     def dispatch(self, conn: Connection, command: Command) -> None:
         needs_auth = conn.user is None and self.broker.users is not None
         if needs_auth and not isinstance(command, OPEN_BEFORE_AUTH):
@@ -102,6 +111,7 @@ class Handlers:
         user = users.authenticate(cmd.token)
         if user is not None:
             conn.authenticated(user)
+            conn.client.reads = user.may_subscribe
             log.info("authenticated", peer=conn.peer, user=user.name)
             conn.reply(replies.AUTHENTICATED)
             return
@@ -109,19 +119,31 @@ class Handlers:
         # after MAX_AUTH_FAILURES the connection is closed.
         conn.auth_failures += 1
         log.warning("auth_failed", peer=conn.peer, failures=conn.auth_failures)
-        delay = min(0.1 * 2 ** (conn.auth_failures - 1), 5.0)
+        delay = auth_delay(conn.auth_failures)
         slot = conn.reply_later()
         if conn.auth_failures >= MAX_AUTH_FAILURES:
             conn.quit("too many failed AUTH")
         asyncio.get_running_loop().call_later(delay, slot.fill, replies.err("auth failed"))
 
-    def _may(self, conn: Connection, topic: str, *, publish: bool) -> bool:
+    def _may(self, conn: Connection, topic: str, permission: Permission) -> bool:
+        """Whether the user may: README's Security table says which verb needs what."""
         user = conn.user
-        if user is None or (user.may_publish(topic) if publish else user.may_subscribe(topic)):
+        if user is None or user.may(permission, topic):
             return True
-        log.warning("permission_denied", peer=conn.peer, user=user.name, topic=topic)
+        log.warning(
+            "permission_denied", peer=conn.peer, user=user.name, topic=topic, needs=permission
+        )
         conn.reply(replies.err("permission denied"))
         return False
+
+    def _may_write(self, conn: Connection, topic: str) -> bool:
+        """Publish permission, and never into a dead-letter topic: a forged letter would be
+        republished by REPLAY into a topic its writer may not publish to."""
+        if is_dead_letter_topic(topic):
+            log.warning("dead_letter_publish_refused", peer=conn.peer, topic=topic)
+            conn.reply(replies.err(DEAD_LETTERS_WRITTEN_BY_BROKER))
+            return False
+        return self._may(conn, topic, "publish")
 
     # -- session -------------------------------------------------------------------
 
@@ -138,7 +160,7 @@ class Handlers:
     # -- publishing and reading ----------------------------------------------------
 
     def cmd_PUB(self, conn: Connection, cmd: Pub) -> None:
-        if not self._may(conn, cmd.topic, publish=True):
+        if not self._may_write(conn, cmd.topic):
             return
         limit = self.broker.config.max_message_bytes
         if len(cmd.msg) * 4 > limit and len(cmd.msg.encode()) > limit:
@@ -153,7 +175,7 @@ class Handlers:
         if len(cmd.payload) > limit:
             self._refuse(conn, f"message too large (limit {limit} bytes)")
             return
-        if not self._may(conn, cmd.topic, publish=True) or not self._may_create(conn, cmd.topic):
+        if not self._may_write(conn, cmd.topic) or not self._may_create(conn, cmd.topic):
             return
         self.broker.publish_put(conn, cmd)
 
@@ -172,7 +194,7 @@ class Handlers:
         conn.reply(hello(cmd.version, settings))
 
     def cmd_HISTORY(self, conn: Connection, cmd: History) -> None:
-        if not self._may(conn, cmd.topic, publish=False):
+        if not self._may(conn, cmd.topic, "subscribe"):
             return
         log_ = self.broker.store.get(cmd.topic)
         if log_ is None or cmd.n == 0:
@@ -190,7 +212,7 @@ class Handlers:
     # -- subscriptions -------------------------------------------------------------
 
     def cmd_SUB(self, conn: Connection, cmd: Sub) -> None:
-        if not self._may(conn, cmd.topic, publish=False):
+        if not self._may(conn, cmd.topic, "subscribe"):
             return
         client = conn.client
         if cmd.group is None:
@@ -225,7 +247,7 @@ class Handlers:
         self._later(conn, subscribe, block=True)
 
     def cmd_SEEK(self, conn: Connection, cmd: Seek) -> None:
-        if not self._may(conn, cmd.topic, publish=False):
+        if not self._may(conn, cmd.topic, "manage"):
             return
 
         async def seek() -> bytes:
@@ -294,7 +316,7 @@ class Handlers:
         conn.reply(replies.TOUCHED)
 
     def cmd_GROUPS(self, conn: Connection, cmd: Groups) -> None:
-        if not self._may(conn, cmd.topic, publish=False):
+        if not self._may(conn, cmd.topic, "subscribe"):
             return
         lines = [
             replies.group_line(cmd.topic, name, info)
@@ -306,7 +328,7 @@ class Handlers:
     # -- dead letters --------------------------------------------------------------
 
     def cmd_DLQ(self, conn: Connection, cmd: DlqList) -> None:
-        if not self._may(conn, cmd.topic + ".dlq", publish=False):
+        if not self._may(conn, cmd.topic, "subscribe"):  # a topic's dead letters: as the topic
             return
 
         async def read() -> bytes:
@@ -318,24 +340,28 @@ class Handlers:
         self._later(conn, read)
 
     def cmd_REPLAY(self, conn: Connection, cmd: Replay) -> None:
-        if not (
-            self._may(conn, cmd.topic + ".dlq", publish=False)
-            and self._may(conn, cmd.topic, publish=True)
-        ):
+        if not self._may(conn, cmd.topic, "manage"):
             return
 
         async def replay() -> bytes:
             try:
-                count = await self.broker.dead_letters.replay(cmd.topic, cmd.id)
+                done = await self.broker.dead_letters.replay(cmd.topic, cmd.id)
             except DeadLetterNotFound as e:
                 return replies.err(str(e))
-            log.info("dead_letters_replayed", topic=cmd.topic, id=cmd.id, count=count)
-            return replies.replayed(count)
+            log.info(
+                "dead_letters_replayed",
+                topic=cmd.topic,
+                id=cmd.id,
+                count=done.replayed,
+                skipped=done.skipped,
+                user=_name(conn),
+            )
+            return replies.replayed(done.replayed, done.skipped)
 
         self._later(conn, replay, durable=True)
 
     def cmd_PURGE(self, conn: Connection, cmd: Purge) -> None:
-        if not self._may(conn, cmd.topic, publish=True):
+        if not self._may(conn, cmd.topic, "manage"):  # <t>.dlq: manage on <t>
             return
 
         async def purge() -> bytes:
@@ -343,7 +369,9 @@ class Handlers:
                 count = await self.broker.purge(cmd.topic)
             except StorageError as e:
                 return replies.err(f"storage unavailable: {e}")
-            log.warning("topic_purged", topic=cmd.topic, records=count, peer=conn.peer)
+            log.warning(
+                "topic_purged", topic=cmd.topic, records=count, peer=conn.peer, user=_name(conn)
+            )
             return replies.purged(count)
 
         self._later(conn, purge)
@@ -351,9 +379,11 @@ class Handlers:
     # -- operations ----------------------------------------------------------------
 
     def cmd_STATS(self, conn: Connection, cmd: Stats) -> None:
-        if cmd.topic is not None and not self._may(conn, cmd.topic, publish=False):
+        if cmd.topic is not None and not self._may(conn, cmd.topic, "subscribe"):
             return
         snap = collect(self.broker, cmd.topic)
+        if conn.user is not None:  # as the HTTP API and /metrics: only what the user may read
+            snap = filter_snapshot(snap, conn.user.may_subscribe)
         lines = [replies.stat_line("broker", (), snap.broker)]
         lines += [replies.stat_line("topic", (t,), f) for t, f in snap.topics.items()]
         lines += [replies.stat_line("group", (t, g), f) for t, g, f in snap.groups]
@@ -367,14 +397,15 @@ class Handlers:
         self._pause(conn, cmd.topic, cmd.group, False, replies.resumed(cmd.topic, cmd.group))
 
     def _pause(self, conn: Connection, topic: str, group: str, paused: bool, ok: bytes) -> None:
-        if not self._may(conn, topic, publish=False):
+        if not self._may(conn, topic, "manage"):
             return
         try:
             journal = self.router.pause(topic, group, paused)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return
-        log.info("group_paused" if paused else "group_resumed", topic=topic, group=group)
+        event = "group_paused" if paused else "group_resumed"
+        log.info(event, topic=topic, group=group, user=_name(conn))
         self.broker.reply_after_write(conn, journal, ok)
 
     # -- helpers -------------------------------------------------------------------
@@ -417,3 +448,8 @@ class Handlers:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _name(conn: Connection) -> str | None:
+    """Who did it, for the log of an operator action (None: auth is off)."""
+    return conn.user.name if conn.user is not None else None

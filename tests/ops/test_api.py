@@ -58,7 +58,8 @@ async def test_replay_via_api_delivers_to_a_group_member(brokers: BrokerFactory)
     (letter,) = (await http.get_json("/api/dlq?topic=jobs"))["letters"]
 
     assert await http.post("/api/dlq/replay", {"topic": "jobs", "id": letter["id"]}) == {
-        "replayed": 1
+        "replayed": 1,
+        "skipped": 0,
     }
     redelivered = await next_msg(consumer)
     assert redelivered.text == "try again"
@@ -67,7 +68,10 @@ async def test_replay_via_api_delivers_to_a_group_member(brokers: BrokerFactory)
 
     (after,) = (await http.get_json("/api/dlq?topic=jobs"))["letters"]
     assert after["replayed"]["offset"] == redelivered.offset
-    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {"replayed": 0}
+    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {
+        "replayed": 0,
+        "skipped": 0,
+    }
 
 
 async def test_replay_all_and_unknown_id(brokers: BrokerFactory) -> None:
@@ -78,7 +82,10 @@ async def test_replay_all_and_unknown_id(brokers: BrokerFactory) -> None:
     http = Http(broker)
     missing = await http.post("/api/dlq/replay", {"topic": "jobs", "id": "msg_nope"}, 404)
     assert missing == {"error": "dead letter msg_nope not found in jobs.dlq"}
-    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {"replayed": 2}
+    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {
+        "replayed": 2,
+        "skipped": 0,
+    }
     texts = {(await next_msg(consumer)).text for _ in range(2)}
     assert texts == {"first", "second"}
 
@@ -161,7 +168,10 @@ async def test_changes_are_answered_after_the_fsync_with_fsync_always(
     broker = await brokers.start(**FAST_DLQ, fsync="always")
     consumer = await dead_letter(broker, "jobs", "workers", "durable")
     http = Http(broker)
-    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {"replayed": 1}
+    assert await http.post("/api/dlq/replay", {"topic": "jobs", "all": True}) == {
+        "replayed": 1,
+        "skipped": 0,
+    }
     assert broker.durable_gen >= broker.gen - 1
     assert (await next_msg(consumer)).text == "durable"
     body = {"topic": "jobs", "group": "workers"}

@@ -24,19 +24,21 @@ def auth_file(tmp_path: Path) -> Path:
 name = "orders"
 token_sha256 = "{hash_token(ORDERS)}"
 publish = ["orders"]
-subscribe = ["orders", "orders.dlq"]
+subscribe = ["orders"]
+manage = ["orders"]
 
 [[users]]
 name = "reader"
 token_sha256 = "{hash_token(READER)}"
 publish = []
-subscribe = ["orders", "orders.dlq"]
+subscribe = ["orders"]
 
 [[users]]
 name = "admin"
 token_sha256 = "{hash_token(ADMIN)}"
 publish = [">"]
 subscribe = [">"]
+manage = [">"]
 """
     )
     return path
@@ -104,17 +106,19 @@ async def test_writes_need_the_same_permissions_as_the_commands(
     await dead_letter_as_admin(broker)
     reader, orders = Http(broker, READER), Http(broker, ORDERS)
     replay = {"topic": "orders", "all": True}
-    # replay: publish on the topic + subscribe on its .dlq
+    # replay: manage on the topic
     assert await reader.post("/api/dlq/replay", replay, 403) == {"error": "permission denied"}
     await orders.post("/api/dlq/replay", {"topic": "payments", "all": True}, 403)
-    assert await orders.post("/api/dlq/replay", replay) == {"replayed": 1}
-    # purge: publish on the .dlq topic, which orders does not have
-    await orders.post("/api/dlq/purge", {"topic": "orders"}, 403)
-    assert await Http(broker, ADMIN).post("/api/dlq/purge", {"topic": "orders"}) == {"purged": 1}
-    # pause/resume: subscribe on the topic
+    assert await orders.post("/api/dlq/replay", replay) == {"replayed": 1, "skipped": 0}
+    # purge: manage on the topic, not on its .dlq name
+    await reader.post("/api/dlq/purge", {"topic": "orders"}, 403)
+    await orders.post("/api/dlq/purge", {"topic": "payments"}, 403)
+    assert await orders.post("/api/dlq/purge", {"topic": "orders"}) == {"purged": 1}
+    # pause/resume: manage on the topic; reading it is not enough
     group = {"topic": "orders", "group": "workers"}
-    assert (await reader.post("/api/groups/pause", group))["paused"] is True
-    await reader.post("/api/groups/pause", {"topic": "payments", "group": "workers"}, 403)
+    await reader.post("/api/groups/pause", group, 403)
+    assert (await orders.post("/api/groups/pause", group))["paused"] is True
+    await orders.post("/api/groups/pause", {"topic": "payments", "group": "workers"}, 403)
 
 
 async def dead_letter_as_admin(broker: Broker) -> None:

@@ -83,7 +83,10 @@ async def test_purge_empties_a_dlq_and_offsets_go_on(brokers: BrokerFactory) -> 
     assert await ops.cmd("HISTORY pay.dlq 10") == "OK history end"
     await ops.send("DLQ pay\n")
     assert await ops.until("OK dlq end") == ["OK dlq end"]
-    assert await ops.cmd("PUB pay.dlq by-hand") == "OK published"
+    assert await ops.cmd("PUB pay c") == "OK published"
+    await next_msg(m)
+    while not (await ops.line()).startswith("MSG pay.dlq "):
+        pass
     await ops.send("HISTORY pay.dlq 10\n")
     lines = await ops.until("OK history end")
     assert lines[-2].split(" ")[3] == "3", "offsets continue after a purge"

@@ -49,7 +49,9 @@ async def test_empty_topic_name_is_a_usage_error(broker: Broker) -> None:
 async def test_dlq_topic_name_is_valid(broker: Broker) -> None:
     w = await Wire.open(broker.port)
     assert await w.cmd("SUB orders.dlq") == "OK subscribed orders.dlq"
-    assert await w.cmd("PUB orders.dlq by-hand") == "OK published"
+    assert (
+        await w.cmd("PUB orders.dlq by-hand") == "ERR dead-letter topics are written by the broker"
+    )
 
 
 async def test_over_long_line_gets_err_and_the_rest_is_discarded(brokers: BrokerFactory) -> None:

@@ -231,7 +231,7 @@ function renderLetters(letters) {
           class: "replay",
           "data-id": d.id || d.dlq_id,
           onclick: () => act("/api/dlq/replay", { topic, id: d.id || d.dlq_id },
-            (r) => `replayed ${r.replayed}`),
+            replayedText),
         }, "Replay"),
       },
     ];
@@ -390,6 +390,11 @@ async function refresh() {
   }
 }
 
+// Letters that fail a publish's checks are left in the DLQ; the broker log says why.
+function replayedText(r) {
+  return `replayed ${r.replayed}` + (r.skipped ? `, skipped ${r.skipped} (see the broker log)` : "");
+}
+
 async function act(path, body, describe) {
   try {
     const result = await api(path, body);
@@ -435,7 +440,7 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("replay-all").addEventListener("click", () => {
-    act("/api/dlq/replay", { topic: state.dlqTopic, all: true }, (r) => `replayed ${r.replayed}`);
+    act("/api/dlq/replay", { topic: state.dlqTopic, all: true }, replayedText);
   });
   $("purge").addEventListener("click", () => {
     const topic = state.dlqTopic;
