@@ -189,6 +189,13 @@ def main() -> None:
     default=DEFAULTS.auth_timeout,
     help="Seconds a connection may stay unauthenticated (with --auth-file).",
 )
+@_opt(
+    "--max-unauthenticated",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unauthenticated,
+    help="Connections that have not yet authenticated (with --auth-file); beyond it, new "
+    "ones get ERR too many unauthenticated connections.",
+)
 @_opt("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
 @_opt("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
 @_opt(

@@ -92,6 +92,7 @@ class Config:
     http_port: int | None = None
     auth_file: Path | None = None
     auth_timeout: float = 10.0
+    max_unauthenticated: int = 500
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 VETTED_TOPICS: Final = 1024
+UNAUTHENTICATED_LINE_BYTES: Final = 4096
+"""The longest line before AUTH succeeds (with --auth-file): enough for AUTH and HELLO,
+and a stranger's connection holds kilobytes, not --max-line-bytes."""
 
 
 class Slot:
@@ -100,18 +103,28 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if len(self.broker.connections) >= self.broker.config.max_connections:
-            log.warning("connection_refused", peer=self.peer, reason="too many connections")
-            self._closing = True
-            self.transport.write(replies.err("too many connections"))
-            self.transport.close()
+        broker, config = self.broker, self.broker.config
+        if len(broker.connections) >= config.max_connections:
+            self._refuse("too many connections")
             return
-        self.broker.connected(self)
-        self.reply(replies.BANNER)
-        if self.broker.users is not None:
+        if broker.users is not None:
+            if len(broker.unauthenticated) >= config.max_unauthenticated:
+                self._refuse("too many unauthenticated connections")
+                return
+            broker.unauthenticated.add(self)
+            self.framer.max_line_bytes = min(UNAUTHENTICATED_LINE_BYTES, config.max_line_bytes)
             self._auth_timer = asyncio.get_running_loop().call_later(
-                self.broker.config.auth_timeout, self._auth_expired
+                config.auth_timeout, self._auth_expired
             )
+        broker.connected(self)
+        self.reply(replies.BANNER)
+
+    def _refuse(self, reason: str) -> None:
+        assert self.transport is not None
+        log.warning("connection_refused", peer=self.peer, reason=reason)
+        self._closing = True
+        self.transport.write(replies.err(reason))
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -319,6 +332,7 @@ class Connection(asyncio.Protocol):
         self._closing = True
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        self.broker.unauthenticated.discard(self)
         self.broker.disconnected(self)
         self.client.sender = GONE  # no cycle left: freed now, not at a full GC pass
 
@@ -452,6 +466,8 @@ class Connection(asyncio.Protocol):
     def authenticated(self, user: User) -> None:
         self.user = user
         self.vetted.clear()  # permissions may differ for the new user
+        self.broker.unauthenticated.discard(self)
+        self.framer.max_line_bytes = self.broker.config.max_line_bytes
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
