@@ -86,6 +86,13 @@ def main() -> None:
     help="Output a subscriber may fall behind by before it is disconnected.",
 )
 @_opt(
+    "--write-timeout",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULTS.write_timeout,
+    help="Seconds a client may read nothing of a HISTORY, DLQ or catch-up reply before "
+    "it is disconnected.",
+)
+@_opt(
     "--max-message-bytes",
     type=click.IntRange(min=1),
     default=DEFAULTS.max_message_bytes,
