@@ -182,3 +182,16 @@ async def test_pushes_queued_behind_a_stalled_history_count_as_pending(
         assert await pub.lines(100) == ["OK published"] * 100
     await eventually(lambda: len(broker.connections) == 1)  # long before --write-timeout
     stalled.close()
+
+
+async def test_a_streamed_history_reaches_a_client_that_closed_its_side(broker: Broker) -> None:
+    """``printf 'HISTORY t 3000\\n' | nc``: the reply is sent whole, then the connection closes."""
+    await fill(broker.port, "t", 3000, 300)
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(b"HISTORY t 3000\nQUIT\n")
+    writer.write_eof()
+    data = await asyncio.wait_for(reader.read(), 10)
+    lines = data.decode().splitlines()
+    assert lines[0] == "OK connected"
+    assert len(lines) == 3003 and lines[-2:] == ["OK history end", "OK bye"]
+    writer.close()
