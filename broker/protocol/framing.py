@@ -44,7 +44,7 @@ class LineFramer:
         self.max_line_bytes = max_line_bytes
         self._buf = b""
         self._pos = 0
-        self._tail = bytearray()  # fed after ``_buf`` was used up: never both hold bytes
+        self._tail: bytes | bytearray = b""  # after ``_buf`` was used up: never both hold bytes
         self._checked = 0  # how much of ``_tail`` is known to hold no LF
         self._discarding = False
         self._skip = 0
@@ -61,13 +61,15 @@ class LineFramer:
             if self._checked == len(tail):  # one unfinished line: search only the new bytes
                 self.scanned += len(data)
                 if data.find(b"\n") >= 0:
-                    self._buf, self._pos = bytes(tail) + data, 0
+                    self._buf, self._pos = b"".join((tail, data)), 0
                     self._clear_tail()
                     return
-                tail += data
-                self._checked = len(tail)
-                return
+            if type(tail) is bytes:  # a second read into the tail: grow it in place from now
+                tail = self._tail = bytearray(tail)
+            checked = self._checked == len(tail)
             tail += data
+            if checked:
+                self._checked = len(tail)
         elif self._pos >= len(self._buf):
             self._buf, self._pos = data, 0
         else:  # the caller stopped pulling (a payload, blocked input): keep it all, unsearched
@@ -77,7 +79,7 @@ class LineFramer:
             self._buf, self._pos = b"", 0
 
     def _clear_tail(self) -> None:
-        self._tail = bytearray()
+        self._tail = b""
         self._checked = 0
 
     def _tail_to_buf(self) -> None:
@@ -116,7 +118,7 @@ class LineFramer:
             if len(buf) - pos > self.max_line_bytes:
                 self._discarding = True
                 return LINE_TOO_LONG
-            self._tail = bytearray(memoryview(buf)[pos:])
+            self._tail = buf[pos:]  # the common end of a read: joined with the next one
             self._checked = len(self._tail)
             return None
         self._pos = nl + 1
