@@ -91,6 +91,13 @@ def main() -> None:
     help="Output a subscriber may fall behind by before it is disconnected.",
 )
 @_opt(
+    "--write-timeout",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULTS.write_timeout,
+    help="Seconds a client may read nothing of a HISTORY, DLQ or catch-up reply before "
+    "it is disconnected.",
+)
+@_opt(
     "--max-message-bytes",
     type=click.IntRange(min=1),
     default=DEFAULTS.max_message_bytes,
@@ -209,6 +216,13 @@ def main() -> None:
     type=click.FloatRange(min=0.001),
     default=DEFAULTS.auth_timeout,
     help="Seconds a connection may stay unauthenticated (with --auth-file).",
+)
+@_opt(
+    "--max-unauthenticated",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unauthenticated,
+    help="Connections that have not yet authenticated (with --auth-file); beyond it, new "
+    "ones get ERR too many unauthenticated connections.",
 )
 @_opt(
     "--tls-cert",

@@ -68,6 +68,7 @@ class Config:
     segment_bytes: int = 64 * MiB
     max_line_bytes: int = 1 * MiB
     max_pending_bytes: int = 16 * MiB
+    write_timeout: float = 10.0
     max_message_bytes: int = 1_000_000
     max_connections: int = 20_000
     max_topics: int = 10_000
@@ -89,6 +90,7 @@ class Config:
     sample_interval: float = 5.0
     auth_file: Path | None = None
     auth_timeout: float = 10.0
+    max_unauthenticated: int = 500
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None

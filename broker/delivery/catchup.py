@@ -12,19 +12,22 @@ if TYPE_CHECKING:
     from broker.delivery.router import Router
 
 CHUNK: Final = 1000
+CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads
 
 
 async def catch_up(router: Router, client: ClientState, topic: str, offset: int) -> None:
     """Send records from ``offset`` on, at the client's pace, then join the live fanout.
+
+    A client that reads nothing for --write-timeout is dropped (``writable``).
 
     The switch happens with no await between the last "caught up" check and the
     registration, so no record can fall between the replay and live delivery.
     """
     log = router.store.get(topic)
     while log is not None and topic in client.topics:
-        records = log.read_cached(offset, CHUNK)
+        records = log.read_cached(offset, CHUNK, CHUNK_BYTES)
         if records is None:
-            records = await asyncio.to_thread(log.read, offset, CHUNK)
+            records = await asyncio.to_thread(log.read, offset, CHUNK, CHUNK_BYTES)
             if topic not in client.topics:
                 return
         if not records:

@@ -73,12 +73,8 @@ class DeadLetters:
     def journals(self) -> list[Journal]:
         return [journal for journal, _ in self._replays.values()]
 
-    async def list(self, topic: str, n: int) -> list[tuple[int, str]]:
-        """The last ``n`` dead letters of ``topic`` as (dlq offset, JSON text) pairs."""
-        dlq = self.store.get(topic + ".dlq")
-        if dlq is None or n <= 0:
-            return []
-        records = await asyncio.to_thread(dlq.read_last, n)
+    def describe(self, topic: str, records: list[Record]) -> list[tuple[int, str]]:
+        """Records of ``<topic>.dlq`` as (dlq offset, JSON text) pairs, with their replays."""
         _, replayed = self._replay_log(topic)
         out = []
         for record in records:
@@ -90,6 +86,14 @@ class DeadLetters:
             letter.setdefault("dlq_id", record.id)
             out.append((record.offset, orjson.dumps(letter).decode()))
         return out
+
+    async def list(self, topic: str, n: int) -> list[tuple[int, str]]:
+        """The last ``n`` dead letters of ``topic`` as (dlq offset, JSON text) pairs."""
+        dlq = self.store.get(topic + ".dlq")
+        if dlq is None or n <= 0:
+            return []
+        records = await asyncio.to_thread(dlq.read_last, n)
+        return self.describe(topic, records)
 
     async def replay(self, topic: str, id: str | None) -> Replayed:
         """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from broker.protocol import is_pattern, topic_matches
+from broker.protocol import topic_matches
 from broker.storage.journal import Journal
 
 
@@ -19,7 +19,7 @@ class PatternRegistry:
         self.journal = journal
         self.groups: set[tuple[str, str]] = set()
         self.members: dict[tuple[str, str], dict[Any, None]] = {}
-        self._fanout_cache: dict[str, list[str]] = {}
+        self.fanout = FanoutPatterns()
 
     def open(self) -> None:
         if self.journal.path.exists():
@@ -34,15 +34,82 @@ class PatternRegistry:
     def matching(self, topic: str) -> list[tuple[str, str]]:
         return sorted((p, g) for p, g in self.groups if topic_matches(p, topic))
 
-    def fanout_changed(self) -> None:
-        """A pattern gained or lost fanout subscribers: every topic's answer may change."""
-        self._fanout_cache.clear()
 
-    def fanout_patterns(self, topic: str, fanout: dict[str, Any]) -> list[str]:
-        """Patterns with fanout subscribers that match ``topic`` (cached per topic, since
-        every publish asks and subscriptions change rarely)."""
-        found = self._fanout_cache.get(topic)
+class _Node:
+    """A token of cached topic names; ``topic`` is set where a cached name ends."""
+
+    __slots__ = ("children", "topic")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.topic: str | None = None
+
+
+class FanoutPatterns:
+    """Patterns that have fanout subscribers and, per topic published to, those matching it.
+
+    Every publish asks, so the answer is cached per topic. A pattern gaining its
+    first subscriber or losing its last changes only the cached answers of the
+    topics it matches, found through a trie of the cached names: churning
+    wildcard subscriptions costs what the pattern matches, where clearing the
+    cache made every publisher to every topic rebuild its answer.
+    """
+
+    def __init__(self) -> None:
+        self._active: dict[str, None] = {}
+        self._cache: dict[str, list[str]] = {}
+        self._root = _Node()
+
+    def matching(self, topic: str) -> list[str]:
+        found = self._cache.get(topic)
         if found is None:
-            found = [p for p in fanout if is_pattern(p) and topic_matches(p, topic)]
-            self._fanout_cache[topic] = found
+            found = [p for p in self._active if topic_matches(p, topic)]
+            self._cache[topic] = found
+            node = self._root
+            for token in topic.split("."):
+                node = node.children.setdefault(token, _Node())
+            node.topic = topic
         return found
+
+    def added(self, pattern: str) -> None:
+        """``pattern`` got its first fanout subscriber."""
+        if pattern not in self._active:
+            self._active[pattern] = None
+            cache = self._cache
+            for topic in self._cached_matches(pattern):
+                cache[topic] = [*cache[topic], pattern]  # a new list: a publish may hold the old
+
+    def removed(self, pattern: str) -> None:
+        """``pattern`` lost its last fanout subscriber."""
+        if self._active.pop(pattern, False) is None:
+            cache = self._cache
+            for topic in self._cached_matches(pattern):
+                cache[topic] = [p for p in cache[topic] if p != pattern]
+
+    def _cached_matches(self, pattern: str) -> list[str]:
+        """Cached topics ``pattern`` matches (``topic_matches``), by walking the trie."""
+        tokens = pattern.split(".")
+        nodes = [self._root]
+        last = len(tokens) - 1
+        for i, token in enumerate(tokens):
+            if token == ">" and i == last:
+                return _names_below([c for n in nodes for c in n.children.values()])
+            if token == "*":
+                nodes = [c for n in nodes for c in n.children.values()]
+            else:
+                nodes = [c for n in nodes if (c := n.children.get(token)) is not None]
+            if not nodes:
+                return []
+        return [n.topic for n in nodes if n.topic is not None]
+
+
+def _names_below(nodes: list[_Node]) -> list[str]:
+    """Every cached name at or under ``nodes``."""
+    names: list[str] = []
+    stack = nodes[:]
+    while stack:
+        node = stack.pop()
+        if node.topic is not None:
+            names.append(node.topic)
+        stack.extend(node.children.values())
+    return names

@@ -105,10 +105,11 @@ class Router:
         if topic in client.topics:
             return
         client.topics.add(topic)
-        if is_pattern(topic):
-            self.patterns.fanout_changed()
         if start is None or self.store.get(topic) is None:
-            self.fanout.setdefault(topic, {})[client] = None
+            subs = self.fanout.setdefault(topic, {})
+            if not subs and is_pattern(topic):
+                self.patterns.fanout.added(topic)
+            subs[client] = None
             return
         task = self.ctx.loop.create_task(catch_up(self, client, topic, start))
         task.add_done_callback(_log_failure)
@@ -127,8 +128,8 @@ class Router:
             subs.pop(client, None)
             if not subs:
                 del self.fanout[topic]
-        if is_pattern(topic):
-            self.patterns.fanout_changed()
+                if is_pattern(topic):
+                    self.patterns.fanout.removed(topic)
         return True
 
     async def join(
@@ -215,7 +216,7 @@ class Router:
         if topic not in self._known_topics:
             self._topic_appeared(topic, records[0].offset)
         subs = self.fanout.get(topic)
-        patterns = self.patterns.fanout_patterns(topic, self.fanout)
+        patterns = self.patterns.fanout.matching(topic)
         if patterns:
             subs = dict(subs) if subs else {}
             for pattern in patterns:

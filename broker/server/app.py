@@ -54,6 +54,7 @@ class Broker:
         self.config = config
         self.store = FileStore(Path(config.data_dir), segment_bytes=config.segment_bytes)
         self.connections: set[Connection] = set()
+        self.unauthenticated: set[Connection] = set()  # with --auth-file
         self.holding: set[Connection] = set()
         self.gen = 1
         self.durable_gen = 0

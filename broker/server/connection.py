@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 VETTED_TOPICS: Final = 1024
+UNAUTHENTICATED_LINE_BYTES: Final = 4096
+"""The longest line before AUTH succeeds (with --auth-file): enough for AUTH and HELLO,
+and a stranger's connection holds kilobytes, not --max-line-bytes."""
+HELD_FOR_CATCH_UP: Final = 1 << 20
+"""Pushes a catch-up reader may queue behind a reply still waiting before it waits too."""
 
 
 class Slot:
@@ -79,6 +84,7 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._held: deque[bytes | Slot] = deque()  # replies behind one still waiting
+        self._held_bytes = 0  # of the bytes items in _held: output pending like _out
         self._closing = False
         self._eof = False
         self._deferring = False
@@ -89,6 +95,7 @@ class Connection(asyncio.Protocol):
         self._blocked = False
         self._reading = False
         self._writable_waiters: list[asyncio.Future[None]] = []
+        self._paused_at = 0.0
         self.user: User | None = None
         self.auth_failures = 0
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -104,20 +111,30 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if len(self.broker.connections) >= self.broker.config.max_connections:
-            log.warning("connection_refused", peer=self.peer, reason="too many connections")
-            self.close_reason = "too many connections"
-            self._closing = True
-            self.transport.write(replies.err("too many connections"))
-            self.transport.close()
+        broker, config = self.broker, self.broker.config
+        if len(broker.connections) >= config.max_connections:
+            self._refuse("too many connections")
             return
-        self.broker.connected(self)
-        log.debug("connected", peer=self.peer, connections=len(self.broker.connections))
-        self.reply(replies.BANNER)
-        if self.broker.users is not None:
+        if broker.users is not None:
+            if len(broker.unauthenticated) >= config.max_unauthenticated:
+                self._refuse("too many unauthenticated connections")
+                return
+            broker.unauthenticated.add(self)
+            self.framer.max_line_bytes = min(UNAUTHENTICATED_LINE_BYTES, config.max_line_bytes)
             self._auth_timer = asyncio.get_running_loop().call_later(
-                self.broker.config.auth_timeout, self._auth_expired
+                config.auth_timeout, self._auth_expired
             )
+        broker.connected(self)
+        log.debug("connected", peer=self.peer, connections=len(broker.connections))
+        self.reply(replies.BANNER)
+
+    def _refuse(self, reason: str) -> None:
+        assert self.transport is not None
+        log.warning("connection_refused", peer=self.peer, reason=reason)
+        self.close_reason = reason
+        self._closing = True
+        self.transport.write(replies.err(reason))
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -326,6 +343,7 @@ class Connection(asyncio.Protocol):
         self._closing = True
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        self.broker.unauthenticated.discard(self)
         log.debug(
             "disconnected",
             peer=self.peer,
@@ -336,29 +354,82 @@ class Connection(asyncio.Protocol):
         )
         self.broker.disconnected(self)
         self.client.sender = GONE  # no cycle left: freed now, not at a full GC pass
+        self._wake_writers()
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its commands.
         self._writing_paused = True
+        self._paused_at = asyncio.get_running_loop().time()
         if self.transport is not None and not self._closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        for waiter in self._writable_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._writable_waiters.clear()
+        self._wake_writers()
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
 
+    def _wake_writers(self) -> None:
+        waiters, self._writable_waiters = self._writable_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def writable(self) -> None:
-        """For senders that can wait (a catch-up reader): wait while the client is behind."""
+        """For senders that can wait (a catch-up reader): wait while the client is behind,
+        or while what it pushed waits behind a reply (a streamed HISTORY)."""
         await asyncio.sleep(0)  # let the tick flush what was queued
-        while self._writing_paused and not self._closing:
-            waiter = asyncio.get_running_loop().create_future()
+        await self._wait_until(lambda: self._held_bytes < HELD_FOR_CATCH_UP)
+
+    async def ready(self, slot: Slot) -> bool:
+        """Wait until ``slot`` is the first reply still waiting and the client has read
+        what was written before: then a part of its reply may go out (``write_part``).
+
+        A streamed reply (HISTORY, DLQ) thus holds one batch at a time, however large
+        the whole and however slowly the client reads. False: the connection is gone.
+        """
+        return await self._wait_until(lambda: bool(self._held) and self._held[0] is slot)
+
+    async def _wait_until(self, ready: Callable[[], bool]) -> bool:
+        """Wait for ``ready()`` with the transport below its high-water mark.
+
+        A client that reads nothing for --write-timeout while a sender waits is
+        dropped as a slow consumer, as one whose pushes pass --max-pending-bytes is.
+        """
+        timeout = self.broker.config.write_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return False
+            if not self._writing_paused and ready():
+                return True
+            waiter = loop.create_future()
             self._writable_waiters.append(waiter)
-            await waiter
+            if not self._writing_paused:
+                await waiter
+                continue
+            left = self._paused_at + timeout - loop.time()
+            try:
+                async with asyncio.timeout(max(left, 0.0)):
+                    await waiter
+            except TimeoutError:
+                self.kill(f"slow consumer: read nothing for {timeout:g} s")
+                return False
+
+    def write_part(self, data: bytes) -> bool:
+        """Write a part of the reply ``ready`` let through, now. Pending output past
+        --max-pending-bytes drops the client, as for pushes. False: it is gone."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        self._out.append(data)
+        self.flush()
+        pending = self._held_bytes + self.pending_bytes()
+        if pending > self.broker.config.max_pending_bytes:
+            self.kill(f"slow consumer: {pending} bytes of output pending")
+            return False
+        return True
 
     # -- output ------------------------------------------------------------------
 
@@ -366,6 +437,7 @@ class Connection(asyncio.Protocol):
         """Queue a reply behind any that are still waiting."""
         if self._held:
             self._held.append(data)
+            self._held_bytes += len(data)
         else:
             self._queue(data)
 
@@ -404,9 +476,10 @@ class Connection(asyncio.Protocol):
             return
         if self._held:
             self._held.append(data)
+            self._held_bytes += len(data)
         else:
             self._queue(data)
-        pending = self._out_bytes + self.pending_bytes()
+        pending = self._out_bytes + self._held_bytes + self.pending_bytes()
         if pending > self.broker.config.max_pending_bytes:
             self.kill(f"slow consumer: {pending} bytes of output pending")
 
@@ -419,6 +492,7 @@ class Connection(asyncio.Protocol):
     def release(self, durable_gen: int) -> None:
         """Move held replies whose wait is over to the output, in order."""
         held = self._held
+        moved = False
         while held:
             item = held[0]
             if isinstance(item, Slot):
@@ -427,10 +501,14 @@ class Connection(asyncio.Protocol):
                 data = item.data
             else:
                 data = item
+                self._held_bytes -= len(data)
             held.popleft()
             self._queue(data)
+            moved = True
         if not held:
             self.broker.holding.discard(self)
+        if moved and self._writable_waiters:  # a streamed reply may be first now
+            self._wake_writers()
 
     def reply_now(self, data: bytes) -> None:
         """Send ``data`` at once, behind anything queued: a reply with nothing to wait for.
@@ -467,6 +545,8 @@ class Connection(asyncio.Protocol):
     def authenticated(self, user: User) -> None:
         self.user = user
         self.vetted.clear()  # permissions may differ for the new user
+        self.broker.unauthenticated.discard(self)
+        self.framer.max_line_bytes = self.broker.config.max_line_bytes
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -503,5 +583,6 @@ class Connection(asyncio.Protocol):
         self.close_reason = self.close_reason or reason
         self._closing = True
         self._held.clear()
+        self._held_bytes = 0
         self._out.clear()
         self.transport.abort()

@@ -45,7 +45,8 @@ from broker.protocol.names import is_dead_letter_topic
 from broker.protocol.v2 import Hello, Put, hello
 from broker.server.auth import Permission, auth_delay
 from broker.server.connection import Connection
-from broker.storage.records import StorageError
+from broker.storage.records import Record, StorageError
+from broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
     from broker.server.app import Broker
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MAX_HISTORY: Final = 100_000
+STREAM_RECORDS: Final = 1000
+STREAM_BYTES: Final = 256 * 1024
+"""A streamed reply (HISTORY, DLQ) reads and writes at most this much at a time."""
 MAX_AUTH_FAILURES: Final = 10
 OPEN_BEFORE_AUTH: Final = (Ping, Quit, Auth, Hello)
 DEAD_LETTERS_WRITTEN_BY_BROKER: Final = "dead-letter topics are written by the broker"
@@ -200,14 +204,12 @@ class Handlers:
         if log_ is None or cmd.n == 0:
             conn.reply(replies.HISTORY_END)
             return
-        n = min(cmd.n, MAX_HISTORY)
+        version, topic = conn.client.version, cmd.topic
 
-        async def read() -> bytes:
-            records = await asyncio.to_thread(log_.read_last, n)
-            version = conn.client.version
-            return deliveries(version, cmd.topic, records, 0, "HISTORY") + replies.HISTORY_END
+        def render(records: list[Record]) -> bytes:
+            return deliveries(version, topic, records, 0, "HISTORY")
 
-        self._later(conn, read)
+        self._stream(conn, log_, min(cmd.n, MAX_HISTORY), render, replies.HISTORY_END)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -330,14 +332,18 @@ class Handlers:
     def cmd_DLQ(self, conn: Connection, cmd: DlqList) -> None:
         if not self._may(conn, cmd.topic, "subscribe"):  # a topic's dead letters: as the topic
             return
+        dlq = self.broker.store.get(cmd.topic + ".dlq")
+        if dlq is None or cmd.n == 0:
+            conn.reply(replies.DLQ_END)
+            return
+        topic, describe = cmd.topic, self.broker.dead_letters.describe
 
-        async def read() -> bytes:
-            letters = await self.broker.dead_letters.list(cmd.topic, min(cmd.n, MAX_HISTORY))
-            lines = [replies.dlq_line(cmd.topic, offset, text) for offset, text in letters]
-            lines.append(replies.DLQ_END)
-            return b"".join(lines)
+        def render(records: list[Record]) -> bytes:
+            return b"".join(
+                [replies.dlq_line(topic, o, text) for o, text in describe(topic, records)]
+            )
 
-        self._later(conn, read)
+        self._stream(conn, dlq, min(cmd.n, MAX_HISTORY), render, replies.DLQ_END)
 
     def cmd_REPLAY(self, conn: Connection, cmd: Replay) -> None:
         if not self._may(conn, cmd.topic, "manage"):
@@ -421,6 +427,54 @@ class Handlers:
             return True
         self._refuse(conn, "too many topics")
         return False
+
+    def _stream(
+        self,
+        conn: Connection,
+        log_: TopicLog,
+        n: int,
+        render: Callable[[list[Record]], bytes],
+        end: bytes,
+    ) -> None:
+        """The last ``n`` records of ``log_`` as one reply, read and written a batch at a time.
+
+        Each batch waits until the client has read the one before (``Connection.ready``),
+        so the broker holds one batch per reader, however long the reply and however
+        slowly it is read; the client sees the same bytes as a reply built whole.
+        """
+        slot = conn.reply_later()
+        appended = log_.last_offset  # a PUB sent before it is in it, one sent after is not
+
+        async def run() -> None:
+            if not await conn.ready(slot):
+                return
+            last = min(appended, log_.written_offset)
+            offset = max(last - n + 1, log_.first_offset)
+            try:
+                while offset <= last:
+                    if not await conn.ready(slot):
+                        return  # gone, or dropped as a slow consumer
+                    records = log_.read_cached(offset, STREAM_RECORDS, STREAM_BYTES)
+                    if records is None:
+                        records = await asyncio.to_thread(
+                            log_.read, offset, STREAM_RECORDS, STREAM_BYTES
+                        )
+                    if records and records[-1].offset > last:
+                        records = [r for r in records if r.offset <= last]
+                    if not records:
+                        break
+                    if not conn.write_part(render(records)):
+                        return
+                    offset = records[-1].offset + 1
+                data = end
+            except Exception:
+                log.exception("command_failed", peer=conn.peer)
+                data = replies.err("internal error")
+            slot.fill(data)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _later(
         self,

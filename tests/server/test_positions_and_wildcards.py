@@ -105,3 +105,33 @@ async def test_wildcard_group_covers_topics_that_appear_later_even_offline(
     got = sorted((d.topic, d.text) for d in [await next_msg(m) for _ in range(3)])
     assert got == [("orders.eu", "e1"), ("orders.us", "u1"), ("orders.us", "u2")]
     assert await m.cmd("UNSUB orders.* billing") == ("OK unsubscribed orders.* from group billing")
+
+
+async def test_wildcard_fanout_stays_exact_while_others_churn_patterns(broker: Broker) -> None:
+    star = await Wire.open(broker.port)
+    assert await star.cmd("SUB orders.*") == "OK subscribed orders.*"
+    await publish(broker.port, "orders.eu", ["0"])
+    assert (await next_msg(star)).text == "0"
+    churn = await Wire.open(broker.port)
+    await churn.send("SUB orders.*\nUNSUB orders.*\nSUB >\nUNSUB >\n" * 200)
+    assert (
+        await churn.lines(800)
+        == [
+            "OK subscribed orders.*",
+            "OK unsubscribed orders.*",
+            "OK subscribed >",
+            "OK unsubscribed >",
+        ]
+        * 200
+    )
+    await publish(broker.port, "orders.eu", ["1"])
+    assert (await next_msg(star)).text == "1"
+    assert await churn.silent(0.1), "unsubscribed patterns deliver nothing"
+    assert await churn.cmd("SUB *.eu") == "OK subscribed *.eu"
+    await publish(broker.port, "orders.eu", ["2"])
+    assert (await next_msg(churn)).text == "2"
+    assert (await next_msg(star)).text == "2"
+    assert await star.cmd("UNSUB orders.*") == "OK unsubscribed orders.*"
+    await publish(broker.port, "orders.eu", ["3"])
+    assert (await next_msg(churn)).text == "3"
+    assert await star.silent(0.1)
