@@ -37,6 +37,7 @@ from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
+from broker.storage.damage import DamageReport
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
@@ -47,7 +48,10 @@ log = structlog.get_logger(__name__)
 class Broker:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = FileStore(Path(config.data_dir), segment_bytes=config.segment_bytes)
+        self.damage = DamageReport()  # what storage and journals found damaged on disk
+        self.store = FileStore(
+            Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
+        )
         self.connections: set[Connection] = set()
         self.holding: set[Connection] = set()
         self.gen = 1
@@ -84,6 +88,7 @@ class Broker:
         self.router.open()
         self.dedup = DedupIndex(data_dir / "dedup", self.config.dedup_window)
         await upkeep.load_dedup(self.store, self.dedup, self.config.dedup_window)
+        upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
             self.store, data_dir / "replays", self._publish_internal, ctx.journal
         )
