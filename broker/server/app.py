@@ -38,6 +38,7 @@ from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
 from broker.storage.damage import DamageReport
+from broker.storage.handles import raise_open_files_limit
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
@@ -81,6 +82,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         self.loop = loop
         started = time.perf_counter()
+        raise_open_files_limit()
         self.store.open()
         ctx = DeliveryContext.build(loop, self.config, self._publish_internal, self.schedule)
         data_dir = Path(self.config.data_dir)

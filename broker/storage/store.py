@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
 from broker.storage.damage import UNOPENABLE, Damage, DamageReport
+from broker.storage.handles import HandleBudget, budget_for
 from broker.storage.records import StorageError
 from broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
 
 log = structlog.get_logger(__name__)
+
+TOPIC_FILES_SHARE: Final = 0.5  # of the open-files limit, for active segments' .log/.idx
 
 
 class Store(Protocol):
@@ -52,6 +55,8 @@ class FileStore:
         self._segment_bytes = segment_bytes
         self._logs: dict[str, TopicLog] = {}
         self._broken: dict[str, str] = {}  # topic -> why it could not be opened
+        # Topic logs keep two files open each; idle ones close theirs past this budget.
+        self.handles = HandleBudget(budget_for(TOPIC_FILES_SHARE, 2))
         self._lock = threading.Lock()  # topic() may be reached from worker threads too
 
     def open(self) -> None:
@@ -61,6 +66,7 @@ class FileStore:
         reported and left untouched on disk; every other topic is served.
         """
         self.topics_dir.mkdir(parents=True, exist_ok=True)
+        self.handles.capacity = budget_for(TOPIC_FILES_SHARE, 2)  # the limit may have been raised
         for entry in sorted(self.topics_dir.iterdir()):
             if not entry.is_dir():
                 continue
@@ -82,7 +88,7 @@ class FileStore:
         )
 
     def _open_log(self, name: str) -> TopicLog:
-        return TopicLog.open(self.topics_dir, name, self._segment_bytes, self.damage)
+        return TopicLog.open(self.topics_dir, name, self._segment_bytes, self.damage, self.handles)
 
     def unopenable(self) -> dict[str, str]:
         """Topics that could not be opened at start-up, and why."""

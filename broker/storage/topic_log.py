@@ -22,6 +22,7 @@ import structlog
 
 from broker.storage.damage import LOST_OFFSETS, RECORD, SEGMENT, Damage, DamageReport
 from broker.storage.fsio import fsync_dir, rollback, write_all
+from broker.storage.handles import HandleBudget
 from broker.storage.index import (
     INDEX_ENTRY,
     SealedCache,
@@ -69,12 +70,19 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         name: str,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         damage: DamageReport | None = None,
+        handles: HandleBudget | None = None,
     ) -> None:
-        """No disk access: a topic's directory appears with its first write."""
+        """No disk access: a topic's directory appears with its first write.
+
+        With ``handles``, the active segment's files are closed while the topic is
+        idle and others need the file descriptors (see ``release_handles``).
+        """
         self.name = check_topic_name(name)
         self._dir = topics_dir / self.name
         self._segment_bytes = segment_bytes
         self.damage = damage if damage is not None else DamageReport()
+        self._handles = handles
+        self.handle_recent = False  # set by each write: see HandleBudget
         self._lock = threading.Lock()  # guards what readers and sync() share with the loop
         self._bases: list[int] = []
         self._active: Active | None = None
@@ -101,9 +109,10 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         name: str,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         damage: DamageReport | None = None,
+        handles: HandleBudget | None = None,
     ) -> TopicLog:
         """Recover an existing topic by looking only at its last segment."""
-        topic = cls(topics_dir, name, segment_bytes, damage)
+        topic = cls(topics_dir, name, segment_bytes, damage, handles)
         if topic._dir.is_dir():
             topic._recover()
         return topic
@@ -124,6 +133,8 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             seg.base, seg.header_end, log_fd, idx_fd, seg.size, seg.idx_size,
             seg.last_offset, seg.index, seg.version,
         )  # fmt: skip
+        if self._handles is not None:
+            self._handles.opened(self)
         self._bases = bases
         self._sizes = sizes
         self._sizes[seg.base] = seg.size + seg.idx_size
@@ -172,6 +183,45 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         seg.idx_size = 0
         seg.index = SegmentIndex()
         seg.version = 2
+
+    # -- file handles ------------------------------------------------------------------------
+
+    def release_handles(self) -> None:
+        """Close the active segment's files while the topic is idle (fsynced first if
+        dirty, so nothing waits on them); the next write reopens them."""
+        with self._lock:
+            seg = self._active
+            if seg is None or seg.log_fd < 0:
+                return
+            fds = (seg.log_fd, seg.idx_fd)
+            seg.log_fd = seg.idx_fd = -1
+            dirty, self._dirty = self._dirty, False
+        try:
+            if dirty:
+                for fd in fds:
+                    os.fsync(fd)
+        except OSError as exc:
+            log.error("topic_sync_failed", topic=self.name, error=str(exc))
+            with self._lock:
+                self._dirty = True  # the next sync() of the reopened files tries again
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _reopen(self, seg: Active) -> None:
+        """Reopen the active segment's files that ``release_handles`` closed."""
+        log_fd = os.open(log_path(self._dir, seg.base), _OPEN_FLAGS)
+        try:
+            idx_fd = os.open(idx_path(self._dir, seg.base), _OPEN_FLAGS | os.O_CREAT, 0o644)
+        except OSError:
+            os.close(log_fd)
+            raise
+        os.lseek(log_fd, seg.size, os.SEEK_SET)
+        os.lseek(idx_fd, seg.idx_size, os.SEEK_SET)
+        with self._lock:
+            seg.log_fd, seg.idx_fd = log_fd, idx_fd
+        if self._handles is not None:
+            self._handles.opened(self)
 
     # -- damage ------------------------------------------------------------------------------
 
@@ -319,6 +369,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         seg = self._active
         if self._pending or seg is None:
             return None
+        if seg.log_fd < 0:
+            self._reopen(seg)
+        self.handle_recent = True
         offset = self._last + 1
         line = encode_record(offset, id, ts, msg)
         pos = seg.size
@@ -374,6 +427,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     def _write_active(self, batch: Batch, written: Callable[[], None] | None = None) -> None:
         seg = self._active
         assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
+        if seg.log_fd < 0:
+            self._reopen(seg)
+        self.handle_recent = True
         entries = encode_entries(batch.index) if batch.index else b""  # one entry per ~4 KiB
         try:
             write_all(seg.log_fd, b"".join(batch.chunks))
@@ -414,8 +470,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         seg = Active(batch.base, header_end, fds[0], fds[1], 0, 0, batch.base - 1, SegmentIndex())
         with self._lock:
             old = self._active
-            if old is not None:
+            if old is not None and old.log_fd >= 0:
                 self._unsynced_fds += (old.log_fd, old.idx_fd)
+            if old is not None:
                 self._sealed.put(SealedSegment(old.base, old.header_end, old.index, old.version))
                 if self._active_ts is not None:  # saves retention a read of its tail
                     self._newest_ts[old.base] = self._active_ts
@@ -424,6 +481,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._bases.append(seg.base)
             self._sizes[seg.base] = 0
             self._dirs_to_sync.add(self._dir)
+        if self._handles is not None:
+            self.handle_recent = True
+            self._handles.opened(self)
         self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
 
     def _roll_empty(self, base: int) -> None:
@@ -472,7 +532,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         fds: list[int] = []
         with self._lock:
             fds, self._unsynced_fds = self._unsynced_fds, []
-            if self._active is not None and self._dirty:
+            if self._active is not None and self._dirty and self._active.log_fd >= 0:
                 fds += (os.dup(self._active.log_fd), os.dup(self._active.idx_fd))
                 self._dirty = False
             dirs, self._dirs_to_sync = self._dirs_to_sync, set()
@@ -501,7 +561,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 self._closed = True
                 with self._lock:
                     seg, self._active = self._active, None
-                if seg is not None:
+                if self._handles is not None:
+                    self._handles.closed(self)
+                if seg is not None and seg.log_fd >= 0:
                     os.close(seg.log_fd)
                     os.close(seg.idx_fd)
 
