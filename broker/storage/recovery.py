@@ -17,6 +17,7 @@ from typing import BinaryIO, Final
 
 import structlog
 
+from broker.storage.checksum import CHECK_FIELD
 from broker.storage.fsio import write_all
 from broker.storage.index import INDEX_ENTRY, SegmentIndex, encode_entries, index_due
 from broker.storage.segment import (
@@ -48,6 +49,7 @@ class RecoveredSegment:
     idx_size: int
     version: int
     header_damage: str = ""  # why the header was not trusted; "" when it was sound
+    cut_records: int = 0  # whole record lines cut with the tail: they failed their check
 
 
 def recover_last_segment(topic_dir: pathlib.Path, topic: str, base: int) -> RecoveredSegment:
@@ -64,15 +66,31 @@ def recover_last_segment(topic_dir: pathlib.Path, topic: str, base: int) -> Reco
             size = header_end = len(header)
             damage = "" if damage == "torn" else damage
         end, last = _find_valid_end(fd, header_end, size, base, version)
+        cut_records = 0
         if end < size:
+            cut_records = _record_lines(os.pread(fd, size - end, end), version)
             _repair(fd, end, size, topic, path, "torn or invalid tail")
             os.fsync(fd)
         index = _recover_index(fd, topic_dir, topic, base, header_end, end, version)
     finally:
         os.close(fd)
     return RecoveredSegment(
-        base, header_end, end, last, index, len(index) * INDEX_ENTRY.size, version, damage
-    )
+        base, header_end, end, last, index, len(index) * INDEX_ENTRY.size, version, damage,
+        cut_records,
+    )  # fmt: skip
+
+
+def _record_lines(tail: bytes, version: int) -> int:
+    """Complete lines in a cut tail that have a record's shape but failed their check.
+
+    A torn write leaves a partial last line, and a stray writer or a zeroed block
+    leaves junk: neither is a record that was written whole. A line shaped like a
+    record of this segment's format (a check field, or an offset, and a closing
+    brace) was, so its offset was handed out: the caller reports it and never
+    hands that offset out again.
+    """
+    mark = CHECK_FIELD if version >= 2 else b'"offset":'
+    return sum(1 for line in tail.split(b"\n")[:-1] if line.endswith(b"}") and mark in line)
 
 
 def _repair(fd: int, keep: int, size: int, topic: str, path: pathlib.Path, why: str) -> None:

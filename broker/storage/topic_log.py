@@ -144,6 +144,12 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._tail = TailCache(seg.last_offset + 1)
         if seg.last_offset < seg.base and len(bases) > 1:
             self._written_last = self._readable_last(seg.last_offset)
+        if seg.cut_records:  # records written whole, then damaged: their offsets stay used
+            first, last = seg.last_offset + 1, seg.last_offset + seg.cut_records
+            why = "failed its check: cut with the tail at start-up"
+            self._record_report(seg.base)(seg.size, first, last, why)
+            self.advance_to(last + 1, f"records {first}..{last} failed their check at the tail")
+            return
         if seg.version < 2:  # never mix formats in one file: new lines go to a new segment
             if seg.last_offset >= seg.base:
                 self._roll_empty(seg.last_offset + 1)
