@@ -24,7 +24,7 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from broker.storage.checksum import check, seal
+from broker.storage.checksum import CHECK_FIELD, check, seal
 from broker.storage.records import Meta, Record, StorageError
 
 SEGMENT_VERSION: Final = 2
@@ -34,6 +34,7 @@ IDX_SUFFIX: Final = ".idx"
 NAME_DIGITS: Final = 20
 READ_CHUNK: Final = 64 * 1024
 MAX_HEADER: Final = 4096
+GUESS_LINES: Final = 64  # lines looked at to tell a headless segment's version
 
 
 class SegmentFormatError(StorageError):
@@ -197,12 +198,19 @@ def read_head(f: BinaryIO, path: pathlib.Path, base: int) -> Head:
     else:
         why = f"{path}: missing linemq segment header"
     pos = nl + 1 if nl >= 0 else _next_line(f, len(head))
-    for _pos, line in iter_lines(f, pos, None):
-        if check(line):
-            return Head(pos, 2, why)
-        if decode_record(line, 1) is not None:
-            return Head(pos, 1, why)
-    return Head(pos, SEGMENT_VERSION, why)
+    return Head(pos, _guess_version(f, pos), why)
+
+
+def _guess_version(f: BinaryIO, pos: int) -> int:
+    """Version 1 only if records are there and none of the first lines carries a check."""
+    v1 = False
+    for n, (_pos, line) in enumerate(iter_lines(f, pos, None)):
+        if CHECK_FIELD in line:
+            return 2
+        v1 = v1 or decode_record(line, 1) is not None
+        if n >= GUESS_LINES:
+            break
+    return 1 if v1 else SEGMENT_VERSION
 
 
 def _next_line(f: BinaryIO, pos: int) -> int:

@@ -137,6 +137,8 @@ def read_segment(
                 if len(out) >= max_count:
                     return True, out_bytes
             pos += len(chunk)
+        if end is None and f.seek(0, 2) > pos:  # a sealed segment ends in a partial line
+            scan.accept(None, pos)
     scan.finish(pos)
     return len(out) >= max_count, out_bytes
 
