@@ -74,13 +74,13 @@ def _verify_segment(topic: str, topic_dir: pathlib.Path, base: int, newest: bool
         return [Damage(UNOPENABLE, where, 0, topic, reason=str(exc))]
     if head.damage:
         found.append(Damage(SEGMENT, where, 0, topic, reason=head.damage))
-    scan = LineScan(base, head.version, None, report)
-    read_segment(path, scan, head.end, None, None, 1, sys.maxsize, sys.maxsize, [], 0)
     whole = path.read_bytes()
-    end = whole.rfind(b"\n") + 1
-    if end < size and end >= head.end:
+    end = max(whole.rfind(b"\n") + 1, head.end)  # a partial last line is reported below
+    scan = LineScan(base, head.version, None, report)
+    read_segment(path, scan, head.end, end, None, 1, sys.maxsize, sys.maxsize, [], 0)
+    if end < size:
         report(end, None, None, "torn tail" if newest else "incomplete last line")
-    found += _verify_index(topic, topic_dir, base, head.end, max(end, head.end), head.version)
+    found += _verify_index(topic, topic_dir, base, head.end, end, head.version)
     return found
 
 
