@@ -14,13 +14,14 @@ from typing import Final
 from crc32c import crc32c
 
 CHECK_FIELD: Final = b',"c":'
+CHECK_SUFFIX: Final = b',"c":%d}\n'  # formatted with the CRC, after the body
 _MAX_DIGITS: Final = 10  # 2**32 - 1 has ten digits
 
 
 def seal(dumped: bytes) -> bytes:
     """A line from an object's JSON (``dumped`` ends with ``}``): the check added, then LF."""
     body = dumped[:-1]
-    return body + (b',"c":%d}\n' % crc32c(body))
+    return body + (CHECK_SUFFIX % crc32c(body))
 
 
 def check(line: bytes) -> bool:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 import orjson
+from crc32c import crc32c
 
-from broker.storage.checksum import CHECK_FIELD, check, seal
+from broker.storage.checksum import CHECK_FIELD, CHECK_SUFFIX, check, seal
 from broker.storage.records import Meta, Record, StorageError
 
 SEGMENT_VERSION: Final = 2
@@ -130,12 +131,14 @@ def encode_run(
         return [encode_record(o, i, ts, m, meta) for o, i, m in runs]
     dumps = orjson.dumps
     try:
-        return [
-            seal(dumps({"id": i, "offset": o, "ts": ts, "msg": m}))
+        bodies = [
+            dumps({"id": i, "offset": o, "ts": ts, "msg": m})[:-1]
             for o, i, m in zip(offsets, ids, msgs, strict=True)
         ]
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
+    # What ``seal`` does, with the per-line loops in C: a run is the pipelined hot path.
+    return list(map(bytes.__add__, bodies, map(CHECK_SUFFIX.__mod__, map(crc32c, bodies))))
 
 
 def decode_record(line: bytes, version: int = SEGMENT_VERSION) -> Record | None:
