@@ -93,6 +93,9 @@ async def test_a_topic_that_cannot_be_opened_leaves_the_rest_served(
     reply = await pub.cmd("PUB bad more")
     assert reply.startswith("ERR storage unavailable: topic bad could not be opened")
     assert await pub.cmd("PUB good more") == "OK published"
+    reply = await pub.cmd("SUB bad g")
+    assert reply.startswith("ERR storage unavailable: topic bad could not be opened")
+    assert await pub.cmd("PING") == "OK pong"
     await pub.send("STATS\n")
     assert "damage_unopenable=1" in (await pub.until("OK stats end"))[0]
     http = Http(broker)
