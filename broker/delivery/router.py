@@ -19,7 +19,7 @@ from broker.delivery.wire import deliveries
 from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from broker.protocol.names import is_dead_letter_topic
 from broker.storage.journal import Journal
-from broker.storage.records import Record
+from broker.storage.records import Record, StorageError
 from broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,11 @@ class Router:
             for path in sorted(topic_dir.glob("*.journal")):
                 name = path.name[: -len(".journal")]
                 if is_valid_name(name):
-                    self._open_group(topic_dir.name, name, create=False)
+                    try:
+                        self._open_group(topic_dir.name, name, create=False)
+                    except StorageError as exc:  # its topic could not be opened: left as is
+                        topic = topic_dir.name
+                        log.error("group_not_opened", topic=topic, group=name, error=str(exc))
 
     def _open_group(
         self, topic: str, name: str, *, create: bool, start: int | None = None

@@ -64,6 +64,9 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
         "inflight": sum(g.info()["inflight"] for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
     }
+    if topic is None:  # what storage found damaged since start, by kind (see storage.damage)
+        damage = broker.damage.counts()
+        snap.broker.update({f"damage_{kind}": n for kind, n in damage.items()})
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap

@@ -81,9 +81,15 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if broker_of(request).ready:
-        return web.Response(text="ready\n")
-    return web.Response(text="not ready\n", status=503)
+    """200 once serving; what could not be opened is listed, not a reason to stop traffic."""
+    broker = broker_of(request)
+    if not broker.ready:
+        return web.Response(text="not ready\n", status=503)
+    lines = ["ready\n"]
+    for damage in broker.damage.unopenable():
+        what = f"group {damage.topic} {damage.group}" if damage.group else f"topic {damage.topic}"
+        lines.append(f"unopenable {what}: {damage.reason}\n")
+    return web.Response(text="".join(lines))
 
 
 async def _metrics(request: web.Request) -> web.Response:

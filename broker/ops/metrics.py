@@ -144,7 +144,17 @@ class BrokerCollector(Collector):
         snap = collect(self.broker)
         if self.visible is not None:
             snap = filter_snapshot(snap, self.visible)
-        yield from _families(f"{PREFIX}_", BROKER_FIELDS, [((), (), snap.broker)])
+        plain = {k: v for k, v in snap.broker.items() if not k.startswith("damage_")}
+        yield from _families(f"{PREFIX}_", BROKER_FIELDS, [((), (), plain)])
+        damage = CounterMetricFamily(
+            f"{PREFIX}_storage_damage",
+            "Damage found on disk since start, by kind (record, segment, lost_offsets, "
+            "journal_line, unopenable): each place counted once.",
+            labels=["kind"],
+        )
+        for kind, n in self.broker.damage.counts().items():
+            damage.add_metric([kind], n)
+        yield damage
         topics = [(("topic",), (t,), f) for t, f in snap.topics.items()]
         yield from _families(f"{PREFIX}_topic_", TOPIC_FIELDS, topics)
         groups = [(("topic", "group"), (t, g), f) for t, g, f in snap.groups]

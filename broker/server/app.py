@@ -38,6 +38,8 @@ from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
+from broker.storage.damage import DamageReport
+from broker.storage.handles import raise_open_files_limit
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
@@ -52,7 +54,10 @@ replay), so that their replies still go out before ``ERR server shutting down``.
 class Broker:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = FileStore(Path(config.data_dir), segment_bytes=config.segment_bytes)
+        self.damage = DamageReport()  # what storage and journals found damaged on disk
+        self.store = FileStore(
+            Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
+        )
         self.connections: set[Connection] = set()
         self.unauthenticated: set[Connection] = set()  # with --auth-file
         self.holding: set[Connection] = set()
@@ -83,6 +88,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         self.loop = loop
         started = time.perf_counter()
+        raise_open_files_limit()
         self.store.open()
         ctx = DeliveryContext.build(loop, self.config, self._publish_internal, self.schedule)
         data_dir = Path(self.config.data_dir)
@@ -90,6 +96,7 @@ class Broker:
         self.router.open()
         self.dedup = DedupIndex(data_dir / "dedup", self.config.dedup_window)
         await upkeep.load_dedup(self.store, self.dedup, self.config.dedup_window)
+        upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
             self.store, data_dir / "replays", self._publish_internal, ctx.journal
         )

@@ -492,6 +492,8 @@ class Handlers:
         async def run() -> None:
             try:
                 data = await work()
+            except StorageError as e:  # a topic that could not be opened, a failed write
+                data = replies.err(f"storage unavailable: {e}")
             except Exception:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")

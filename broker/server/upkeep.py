@@ -71,3 +71,27 @@ async def load_dedup(store: FileStore, dedup: DedupIndex, window: float) -> None
                 if record.meta is not None and record.meta.pid is not None:
                     dedup.remember(topic, record)
             offset = records[-1].offset + 1
+
+
+def keep_offsets_unique(store: FileStore, router: Router) -> None:
+    """A log that lost its tail goes on above every offset a group was handed.
+
+    A power loss under ``--fsync interval`` can cost a log records that groups
+    had already taken (their journals were synced, the log was not). Reusing
+    those offsets would hand the groups, whose cursors are past them, new
+    messages they never receive; so the log moves its next offset up instead,
+    and reports the gap as lost offsets. Segment names need no help here: a log
+    never goes on below its newest segment's base.
+    """
+    for topic, groups in router.groups.items():
+        topic_log = store.get(topic)
+        if topic_log is None or not groups:
+            continue
+        name, group = max(groups.items(), key=lambda item: item[1].state.cursor)
+        cursor = group.state.cursor
+        if cursor > topic_log.last_offset + 1:
+            reason = (
+                f"the log ends at {topic_log.last_offset} but group {name} "
+                f"had taken offsets up to {cursor - 1}"
+            )
+            topic_log.advance_to(cursor, reason)

@@ -24,6 +24,7 @@ SEGMENT: Final = "segment"  # a segment whose header is unreadable: its records 
 LOST_OFFSETS: Final = "lost_offsets"  # a log that lost its tail: offsets a..b never served
 JOURNAL_LINE: Final = "journal_line"  # a journal or state line that failed its check
 UNOPENABLE: Final = "unopenable"  # a topic or group that could not be opened at all
+INDEX: Final = "index"  # a segment index entry that is wrong: costs scans, never records
 
 
 @dataclass(frozen=True, slots=True)

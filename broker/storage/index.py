@@ -14,11 +14,11 @@ import threading
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from broker.storage.segment import idx_path, log_path, read_header_end
+from broker.storage.segment import SEGMENT_VERSION, idx_path, log_path, read_head
 
 INDEX_ENTRY: Final = struct.Struct("<QQ")
 INDEX_INTERVAL: Final = 4096
@@ -90,26 +90,46 @@ class SealedSegment:
     base: int
     header_end: int
     index: SegmentIndex
+    version: int = SEGMENT_VERSION
 
 
-def load_sealed(topic_dir: pathlib.Path, base: int) -> SealedSegment:
-    """Validate the header and load the index; a missing index only means longer scans."""
+# on_header_damage(base, why): a sealed segment whose header could not be trusted
+HeaderReport = Callable[[int, str], None]
+
+
+def load_sealed(
+    topic_dir: pathlib.Path, base: int, on_header_damage: HeaderReport | None = None
+) -> SealedSegment:
+    """Read the header and load the index; a missing index only means longer scans.
+
+    A damaged header is reported and costs only itself: records after it are
+    still read (and checked one by one) from the first line that follows it.
+    """
     path = log_path(topic_dir, base)
     with path.open("rb") as f:
-        header_end = read_header_end(f, path, base)
+        head = read_head(f, path, base)
         end = f.seek(0, 2)
+    if head.damage and on_header_damage is not None:
+        on_header_damage(base, head.damage)
     try:
         raw = idx_path(topic_dir, base).read_bytes()
     except FileNotFoundError:
         raw = b""
-    return SealedSegment(base, header_end, SegmentIndex.parse_prefix(raw, base, header_end, end))
+    index = SegmentIndex.parse_prefix(raw, base, head.end, end)
+    return SealedSegment(base, head.end, index, head.version)
 
 
 class SealedCache:
     """A small LRU of sealed segments' indexes, shared by reader threads."""
 
-    def __init__(self, topic_dir: pathlib.Path, capacity: int = SEALED_CACHE_SEGMENTS) -> None:
+    def __init__(
+        self,
+        topic_dir: pathlib.Path,
+        capacity: int = SEALED_CACHE_SEGMENTS,
+        on_header_damage: HeaderReport | None = None,
+    ) -> None:
         self._dir = topic_dir
+        self._on_header_damage = on_header_damage
         self._capacity = capacity
         self._items: OrderedDict[int, SealedSegment] = OrderedDict()
         self._lock = threading.Lock()
@@ -128,7 +148,7 @@ class SealedCache:
                 self._items.move_to_end(base)
                 return seg
         # Loaded outside the lock so one slow disk read does not stall other readers.
-        seg = load_sealed(self._dir, base)
+        seg = load_sealed(self._dir, base, self._on_header_damage)
         self.put(seg)
         return seg
 

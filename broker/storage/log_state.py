@@ -38,6 +38,7 @@ class Active:
     idx_size: int
     last_offset: int
     index: SegmentIndex
+    version: int = 2  # of its lines; a version-1 segment is never appended to
 
 
 @dataclass(slots=True)

@@ -21,7 +21,13 @@ import structlog
 
 from broker.storage.fsio import fsync_dir
 from broker.storage.records import Record
-from broker.storage.segment import decode_record, idx_path, log_path
+from broker.storage.segment import (
+    decode_record,
+    idx_path,
+    log_path,
+    parse_segment_name,
+    read_head,
+)
 
 if TYPE_CHECKING:
     from broker.storage.index import SealedCache
@@ -94,7 +100,9 @@ def newest_record(path: pathlib.Path) -> Record | None:
     complete record is found (a record longer than the window). The header line
     never decodes as a record, so a header-only segment gives None.
     """
+    base = parse_segment_name(path.name) or 0  # 0: no name to check the header against
     with path.open("rb") as f:
+        head = read_head(f, path, base)
         end = f.seek(0, os.SEEK_END)
         window = TAIL_CHUNK
         while True:
@@ -103,7 +111,7 @@ def newest_record(path: pathlib.Path) -> Record | None:
             lines = f.read(end - start).split(b"\n")
             complete = lines if start == 0 else lines[1:]  # lines[0] may be cut mid-record
             for line in reversed(complete):
-                rec = decode_record(line) if line else None
+                rec = decode_record(line, head.version) if line else None
                 if rec is not None:
                     return rec
             if start == 0:

@@ -3,6 +3,15 @@
 The format stays plain (``tail``/``jq`` work on it) and carries its version in the
 first line, so a later format is read or refused explicitly, as beanstalkd does
 with ``Walver``. Readers ignore unknown keys so later versions can add fields.
+
+Version 2 (written since the storage-integrity release) ends every line, the
+header included, with a checksum field (see ``checksum``)::
+
+    {"linemq_segment":2,"base_offset":1,"c":3316475230}
+    {"id":"msg_..","offset":1,"ts":1796656084.82,"msg":"hello","c":2616134172}
+
+A line whose check fails is not a record: readers skip it and report it. Version 1
+lines (the first release) carry no check; they are still read, never written.
 """
 
 from __future__ import annotations
@@ -10,22 +19,31 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 import orjson
+from crc32c import crc32c
 
+from broker.storage.checksum import CHECK_FIELD, CHECK_SUFFIX, check, seal
 from broker.storage.records import Meta, Record, StorageError
 
-SEGMENT_VERSION: Final = 1
+SEGMENT_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 LOG_SUFFIX: Final = ".log"
 IDX_SUFFIX: Final = ".idx"
 NAME_DIGITS: Final = 20
 READ_CHUNK: Final = 64 * 1024
 MAX_HEADER: Final = 4096
+GUESS_LINES: Final = 64  # lines looked at to tell a headless segment's version
 
 
 class SegmentFormatError(StorageError):
     """A segment file this broker cannot read; refused rather than guessed at."""
+
+
+class HeaderDamaged(SegmentFormatError):
+    """A header line that is not one this broker ever wrote: damage, not a later format."""
 
 
 def segment_stem(base: int) -> str:
@@ -57,27 +75,37 @@ def list_segments(topic_dir: pathlib.Path) -> list[int]:
 
 
 def encode_header(base: int) -> bytes:
-    return orjson.dumps({"linemq_segment": SEGMENT_VERSION, "base_offset": base}) + b"\n"
+    return seal(orjson.dumps({"linemq_segment": SEGMENT_VERSION, "base_offset": base}))
 
 
-def decode_header(line: bytes, path: pathlib.Path, base: int) -> None:
-    """Raise unless ``line`` is a version-1 header for ``base``."""
+def decode_header(line: bytes, path: pathlib.Path, base: int) -> int:
+    """The format version of a header line for ``base``; raise if it is not one.
+
+    ``HeaderDamaged`` for a line this broker never wrote (a failed check, no
+    header at all, the wrong base); plain ``SegmentFormatError`` for a later version.
+    """
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         obj = None
     if not isinstance(obj, dict) or "linemq_segment" not in obj:
-        raise SegmentFormatError(f"{path}: missing linemq segment header")
+        raise HeaderDamaged(f"{path}: missing linemq segment header")
     version = obj["linemq_segment"]
-    if version != SEGMENT_VERSION:
+    if type(version) is int and version > SEGMENT_VERSION and "c" in obj and check(line):
         raise SegmentFormatError(
             f"{path}: unsupported segment format version {version!r} "
-            f"(this broker reads version {SEGMENT_VERSION})"
+            f"(this broker reads versions {READABLE_VERSIONS})"
         )
+    checked = "c" in obj
+    if version not in READABLE_VERSIONS or checked != (version >= 2):
+        raise HeaderDamaged(f"{path}: damaged segment header")
+    if checked and not check(line):
+        raise HeaderDamaged(f"{path}: damaged segment header")
     if obj.get("base_offset") != base:
-        raise SegmentFormatError(
+        raise HeaderDamaged(
             f"{path}: header base_offset {obj.get('base_offset')!r} does not match file name"
         )
+    return int(version)
 
 
 def encode_record(offset: int, id: str, ts: float, msg: str, meta: Meta | None = None) -> bytes:
@@ -88,7 +116,7 @@ def encode_record(offset: int, id: str, ts: float, msg: str, meta: Meta | None =
     if meta is not None:
         obj.update(meta.encode())
     try:
-        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+        return seal(orjson.dumps(obj))
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
 
@@ -101,28 +129,37 @@ def encode_run(
     if meta is not None or not math.isfinite(ts):
         runs = zip(offsets, ids, msgs, strict=True)
         return [encode_record(o, i, ts, m, meta) for o, i, m in runs]
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    dumps = orjson.dumps
     try:
-        return [
-            dumps({"id": i, "offset": o, "ts": ts, "msg": m}, option=newline)
+        bodies = [
+            dumps({"id": i, "offset": o, "ts": ts, "msg": m})[:-1]
             for o, i, m in zip(offsets, ids, msgs, strict=True)
         ]
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode message: {exc}") from exc
+    # What ``seal`` does, with the per-line loops in C: a run is the pipelined hot path.
+    return list(map(bytes.__add__, bodies, map(CHECK_SUFFIX.__mod__, map(crc32c, bodies))))
 
 
-def decode_record(line: bytes) -> Record | None:
-    """The record a line holds, or None if it is not one (torn, zeroed, foreign)."""
+def decode_record(line: bytes, version: int = SEGMENT_VERSION) -> Record | None:
+    """The record a line holds, or None if it is not one (torn, zeroed, failed its check).
+
+    ``version`` is the segment's: from 2 on a line must pass its check.
+    """
+    if version >= 2 and not check(line):
+        return None
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    return _record(obj)
+    return record_of(obj)
 
 
-def _record(obj: object) -> Record | None:
+def record_of(obj: object) -> Record | None:
+    """The record a decoded line holds, or None; the check field is not part of it."""
     if type(obj) is not dict:
         return None
+    obj.pop("c", None)
     offset, id_, ts, msg = obj.get("offset"), obj.get("id"), obj.get("ts"), obj.get("msg")
     if type(offset) is not int or offset < 1 or type(id_) is not str or type(msg) is not str:
         return None
@@ -133,15 +170,63 @@ def _record(obj: object) -> Record | None:
     return Record(offset, id_, ts, msg, Meta.decode(obj) if len(obj) > 4 else None)
 
 
-def read_header_end(f: BinaryIO, path: pathlib.Path, base: int) -> int:
-    """Validate a sealed segment's header; return where its first record starts."""
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a segment's first line says: where records start, their format, and damage."""
+
+    end: int
+    version: int
+    damage: str = ""  # why the header could not be trusted; "" when it is sound
+
+
+def read_head(f: BinaryIO, path: pathlib.Path, base: int) -> Head:
+    """Read a segment's header; a damaged one costs at most the header line.
+
+    The base offset is in the file name, so a damaged header is survivable: records
+    start after the first newline, and their version is guessed from the first
+    line that passes a version-2 check (none: version 1, or nothing readable).
+    A header of a later format still raises ``SegmentFormatError``.
+    """
     f.seek(0)
     head = f.read(MAX_HEADER)
     nl = head.find(b"\n")
-    if nl < 0:
-        raise SegmentFormatError(f"{path}: missing linemq segment header")
-    decode_header(head[: nl + 1], path, base)
-    return nl + 1
+    if nl >= 0:
+        try:
+            return Head(nl + 1, decode_header(head[: nl + 1], path, base))
+        except HeaderDamaged as exc:
+            why = str(exc)
+        first = head[: nl + 1]
+        if check(first) and decode_record(first) is not None:
+            return Head(0, 2, why)  # no header at all: the first line is a record
+    else:
+        why = f"{path}: missing linemq segment header"
+    pos = nl + 1 if nl >= 0 else _next_line(f, len(head))
+    return Head(pos, _guess_version(f, pos), why)
+
+
+def _guess_version(f: BinaryIO, pos: int) -> int:
+    """Version 1 only if records are there and none of the first lines carries a check."""
+    v1 = False
+    for n, (_pos, line) in enumerate(iter_lines(f, pos, None)):
+        if CHECK_FIELD in line:
+            return 2
+        v1 = v1 or decode_record(line, 1) is not None
+        if n >= GUESS_LINES:
+            break
+    return 1 if v1 else SEGMENT_VERSION
+
+
+def _next_line(f: BinaryIO, pos: int) -> int:
+    """Where the line after the one running through ``pos`` starts (the file end if none)."""
+    f.seek(pos)
+    while True:
+        data = f.read(READ_CHUNK)
+        if not data:
+            return pos
+        nl = data.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(data)
 
 
 def iter_lines(f: BinaryIO, pos: int, end: int | None) -> Iterator[tuple[int, bytes]]:
@@ -167,110 +252,3 @@ def iter_lines(f: BinaryIO, pos: int, end: int | None) -> Iterator[tuple[int, by
             start = nl + 1
         del buf[:start]
         buf_pos += start
-
-
-def read_segment(
-    path: pathlib.Path,
-    header_end: int,
-    end: int | None,
-    seek: tuple[int, int] | None,
-    start_offset: int,
-    max_count: int,
-    max_bytes: int,
-    out: list[Record],
-    out_bytes: int,
-) -> tuple[bool, int]:
-    """Append records >= start_offset to ``out``; return (limits reached, msg bytes so far).
-
-    ``seek`` is an (offset, position) index hint. It is trusted only if the line
-    found there really is that record; otherwise the segment is scanned from its
-    header, which costs time but never correctness.
-    """
-    with path.open("rb") as f:
-        for chunk in _chunks_from(f, header_end, end, seek):
-            for rec in decode_lines(chunk, start_offset, max_count - len(out)):
-                if rec.offset < start_offset:
-                    continue
-                if out and out_bytes + len(rec.msg) > max_bytes:
-                    return True, out_bytes
-                out.append(rec)
-                out_bytes += len(rec.msg)
-                if len(out) >= max_count:
-                    return True, out_bytes
-    return len(out) >= max_count, out_bytes
-
-
-def decode_lines(chunk: bytes, start_offset: int = 1, count: int = -1) -> list[Record]:
-    """The records of complete lines, skipping any that are not records.
-
-    Readers catching up on a backlog decode thousands of lines per read, so the
-    lines are decoded as one JSON array (records never contain a raw newline),
-    and only the ``count`` lines from ``start_offset`` on, found by counting
-    from the first (a segment's offsets have no gaps). Any surprise (a damaged
-    line, a gap) falls back to decoding every line on its own.
-    """
-    lines = chunk.split(b"\n")
-    lines.pop()  # after the last newline
-    expect = 0
-    if count >= 0:
-        first = decode_record(lines[0])
-        if first is not None:
-            skip = max(0, start_offset - first.offset)
-            last = decode_record(lines[-1]) if skip >= len(lines) else None
-            if last is not None and last.offset < start_offset:
-                return []  # all before start_offset
-            del lines[:skip]
-            del lines[count:]
-            expect = first.offset + skip
-    try:
-        recs = [_from_obj(obj) for obj in orjson.loads(b"[" + b",".join(lines) + b"]")]
-        if count < 0 or (recs and recs[0].offset == expect):
-            return recs
-    except (orjson.JSONDecodeError, _NotARecord):
-        pass
-    return [rec for line in chunk.splitlines() if (rec := decode_record(line)) is not None]
-
-
-class _NotARecord(Exception):
-    pass
-
-
-def _from_obj(obj: object) -> Record:
-    rec = _record(obj)
-    if rec is None:
-        raise _NotARecord
-    return rec
-
-
-def _chunks_from(
-    f: BinaryIO, header_end: int, end: int | None, seek: tuple[int, int] | None
-) -> Iterator[bytes]:
-    """Runs of complete lines from the index hint, or from the header if the hint is wrong."""
-    if seek is not None and seek[1] >= header_end:
-        chunks = iter_chunks(f, seek[1], end)
-        first = next(chunks, None)
-        if first is not None:
-            rec = decode_record(first[: first.find(b"\n") + 1])
-            if rec is not None and rec.offset == seek[0]:
-                yield first
-                yield from chunks
-                return
-    yield from iter_chunks(f, header_end, end)
-
-
-def iter_chunks(f: BinaryIO, pos: int, end: int | None) -> Iterator[bytes]:
-    """Like ``iter_lines``, a read at a time: each chunk is complete lines only."""
-    f.seek(pos)
-    tail = b""
-    read_pos = pos
-    while end is None or read_pos < end:
-        want = READ_CHUNK if end is None else min(READ_CHUNK, end - read_pos)
-        data = f.read(want)
-        if not data:
-            return
-        read_pos += len(data)
-        data = tail + data if tail else data
-        cut = data.rfind(b"\n") + 1
-        tail = data[cut:]
-        if cut:
-            yield data[:cut]

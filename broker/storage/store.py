@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
+from broker.storage.damage import UNOPENABLE, Damage, DamageReport
+from broker.storage.handles import HandleBudget, budget_for
+from broker.storage.records import StorageError
 from broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
 
 log = structlog.get_logger(__name__)
+
+TOPIC_FILES_SHARE: Final = 0.5  # of the open-files limit, for active segments' .log/.idx
 
 
 class Store(Protocol):
@@ -29,21 +34,39 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class TopicUnavailable(StorageError, OSError):
+    """A topic whose files could not be opened at start-up: left as they are, not served."""
+
+
 class FileStore:
     """Topic logs under ``<data_dir>/topics/<topic>/``."""
 
-    def __init__(self, data_dir: pathlib.Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+    def __init__(
+        self,
+        data_dir: pathlib.Path,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        damage: DamageReport | None = None,
+    ) -> None:
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
         self.data_dir = data_dir
         self.topics_dir = data_dir / "topics"
+        self.damage = damage if damage is not None else DamageReport()
         self._segment_bytes = segment_bytes
         self._logs: dict[str, TopicLog] = {}
+        self._broken: dict[str, str] = {}  # topic -> why it could not be opened
+        # Topic logs keep two files open each; idle ones close theirs past this budget.
+        self.handles = HandleBudget(budget_for(TOPIC_FILES_SHARE, 2))
         self._lock = threading.Lock()  # topic() may be reached from worker threads too
 
     def open(self) -> None:
-        """Recover every topic; each costs a look at its last segment, not its whole log."""
+        """Recover every topic; each costs a look at its last segment, not its whole log.
+
+        A topic that cannot be opened (a later format, a file the OS refuses) is
+        reported and left untouched on disk; every other topic is served.
+        """
         self.topics_dir.mkdir(parents=True, exist_ok=True)
+        self.handles.capacity = budget_for(TOPIC_FILES_SHARE, 2)  # the limit may have been raised
         for entry in sorted(self.topics_dir.iterdir()):
             if not entry.is_dir():
                 continue
@@ -52,8 +75,24 @@ class FileStore:
             except ValueError:
                 log.warning("store_ignored_directory", path=str(entry))
                 continue
-            self._logs[name] = TopicLog.open(self.topics_dir, name, self._segment_bytes)
-        log.info("store_opened", data_dir=str(self.data_dir), topics=len(self._logs))
+            try:
+                self._logs[name] = self._open_log(name)
+            except (OSError, StorageError, ValueError) as exc:
+                self._broken[name] = str(exc)
+                self.damage.report(Damage(UNOPENABLE, str(entry), topic=name, reason=str(exc)))
+        log.info(
+            "store_opened",
+            data_dir=str(self.data_dir),
+            topics=len(self._logs),
+            unopenable=len(self._broken),
+        )
+
+    def _open_log(self, name: str) -> TopicLog:
+        return TopicLog.open(self.topics_dir, name, self._segment_bytes, self.damage, self.handles)
+
+    def unopenable(self) -> dict[str, str]:
+        """Topics that could not be opened at start-up, and why."""
+        return dict(self._broken)
 
     def topic(self, name: str) -> TopicLog:
         existing = self._logs.get(name)  # the per-publish path: no lock for a known topic
@@ -63,7 +102,9 @@ class FileStore:
             existing = self._logs.get(name)
             if existing is not None:
                 return existing
-            created = TopicLog.open(self.topics_dir, name, self._segment_bytes)
+            if name in self._broken:
+                raise TopicUnavailable(f"topic {name} could not be opened: {self._broken[name]}")
+            created = self._open_log(name)
             self._logs[name] = created
             return created
 

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-from broker.storage.segment import decode_record, iter_lines, log_path, read_header_end
+from broker.storage.segment import decode_record, iter_lines, log_path, read_head
 
 if TYPE_CHECKING:
     from broker.storage.index import SealedCache, SegmentIndex
@@ -41,6 +41,7 @@ class _ActiveView:
     size: int
     index: SegmentIndex
     entries: int
+    version: int
 
 
 def line_at(f: BinaryIO, pos: int, end: int | None) -> bytes | None:
@@ -63,13 +64,13 @@ def line_at(f: BinaryIO, pos: int, end: int | None) -> bytes | None:
 def first_record(path: pathlib.Path, base: int, end: int | None) -> Record | None:
     """A segment's first valid record within [header, end); usually one small read."""
     with path.open("rb") as f:
-        header_end = read_header_end(f, path, base)
-        line = line_at(f, header_end, end)
-        rec = decode_record(line) if line is not None else None
+        head = read_head(f, path, base)
+        line = line_at(f, head.end, end)
+        rec = decode_record(line, head.version) if line is not None else None
         if rec is not None or line is None:
             return rec
-        for _pos, line in iter_lines(f, header_end, end):  # a damaged first line
-            rec = decode_record(line)
+        for _pos, line in iter_lines(f, head.end, end):  # a damaged first line
+            rec = decode_record(line, head.version)
             if rec is not None:
                 return rec
     return None
@@ -131,7 +132,9 @@ class TimeLookupMixin:
             seg = self._active
             active = None
             if seg is not None:
-                active = _ActiveView(seg.base, seg.header_end, seg.size, seg.index, len(seg.index))
+                active = _ActiveView(
+                    seg.base, seg.header_end, seg.size, seg.index, len(seg.index), seg.version
+                )
         if n == 0 or written < first:
             return written + 1
         # Segments: the first whose first record is >= target (none: n).
@@ -192,14 +195,15 @@ class TimeLookupMixin:
         try:
             if active is not None and active.base == base:
                 header_end, end = active.header_end, active.size
-                index, entries = active.index, active.entries
+                index, entries, version = active.index, active.entries, active.version
             else:
                 sealed = self._sealed.get(base)
                 header_end, end, index, entries = sealed.header_end, None, sealed.index, None
+                version = sealed.version
             with log_path(self._dir, base).open("rb") as f:
-                start = self._bisect_index(f, index, entries, header_end, end, target)
+                start = self._bisect_index(f, index, entries, header_end, end, target, version)
                 for _pos, line in iter_lines(f, start, end):
-                    rec = decode_record(line)
+                    rec = decode_record(line, version)
                     if rec is not None and rec.ts >= target:
                         return rec.offset
         except FileNotFoundError:
@@ -217,6 +221,7 @@ class TimeLookupMixin:
         header_end: int,
         end: int | None,
         target: float,
+        version: int,
     ) -> int:
         """Where to scan from: the last indexed record below ``target``, else the header's end.
 
@@ -232,7 +237,7 @@ class TimeLookupMixin:
             with self._lock:
                 offset, pos = index.offsets[mid], index.positions[mid]
             line = line_at(f, pos, end) if pos >= header_end else None
-            rec = decode_record(line) if line is not None else None
+            rec = decode_record(line, version) if line is not None else None
             if rec is None or rec.offset != offset:
                 return header_end
             if rec.ts >= target:

@@ -20,7 +20,9 @@ from typing import Final
 
 import structlog
 
+from broker.storage.damage import LOST_OFFSETS, RECORD, SEGMENT, Damage, DamageReport
 from broker.storage.fsio import fsync_dir, rollback, write_all
+from broker.storage.handles import HandleBudget
 from broker.storage.index import (
     INDEX_ENTRY,
     SealedCache,
@@ -33,7 +35,7 @@ from broker.storage.log_state import Active, Batch
 from broker.storage.log_state import check_topic_name as check_topic_name
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.recovery import recover_last_segment
-from broker.storage.retention import RetentionMixin, sealed_sizes
+from broker.storage.retention import RetentionMixin, newest_record, sealed_sizes
 from broker.storage.segment import (
     encode_header,
     encode_record,
@@ -41,8 +43,8 @@ from broker.storage.segment import (
     idx_path,
     list_segments,
     log_path,
-    read_segment,
 )
+from broker.storage.segment_scan import LineScan, Report, read_segment
 from broker.storage.tail_cache import TailCache
 from broker.storage.time_index import TimeLookupMixin
 
@@ -63,12 +65,24 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     """
 
     def __init__(
-        self, topics_dir: pathlib.Path, name: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+        self,
+        topics_dir: pathlib.Path,
+        name: str,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        damage: DamageReport | None = None,
+        handles: HandleBudget | None = None,
     ) -> None:
-        """No disk access: a topic's directory appears with its first write."""
+        """No disk access: a topic's directory appears with its first write.
+
+        With ``handles``, the active segment's files are closed while the topic is
+        idle and others need the file descriptors (see ``release_handles``).
+        """
         self.name = check_topic_name(name)
         self._dir = topics_dir / self.name
         self._segment_bytes = segment_bytes
+        self.damage = damage if damage is not None else DamageReport()
+        self._handles = handles
+        self.handle_recent = False  # set by each write: see HandleBudget
         self._lock = threading.Lock()  # guards what readers and sync() share with the loop
         self._bases: list[int] = []
         self._active: Active | None = None
@@ -77,7 +91,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._meta_last = 0  # see meta_last_offset
         self._pending: list[Batch] = []
         self._tail = TailCache(1)
-        self._sealed = SealedCache(self._dir)
+        self._sealed = SealedCache(self._dir, on_header_damage=self._header_damaged)
         self._unsynced_fds: list[int] = []  # sealed segments' fds, owned until fsynced
         self._dirs_to_sync: set[pathlib.Path] = set()
         self._dirty = False
@@ -90,10 +104,15 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     @classmethod
     def open(
-        cls, topics_dir: pathlib.Path, name: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+        cls,
+        topics_dir: pathlib.Path,
+        name: str,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        damage: DamageReport | None = None,
+        handles: HandleBudget | None = None,
     ) -> TopicLog:
         """Recover an existing topic by looking only at its last segment."""
-        topic = cls(topics_dir, name, segment_bytes)
+        topic = cls(topics_dir, name, segment_bytes, damage, handles)
         if topic._dir.is_dir():
             topic._recover()
         return topic
@@ -103,6 +122,8 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         if not bases:
             return
         seg = recover_last_segment(self._dir, self.name, bases[-1])
+        if seg.header_damage:
+            self._header_damaged(seg.base, seg.header_damage)
         sizes = sealed_sizes(self._dir, bases[:-1])
         log_fd = os.open(log_path(self._dir, seg.base), _OPEN_FLAGS)
         idx_fd = os.open(idx_path(self._dir, seg.base), _OPEN_FLAGS | os.O_CREAT, 0o644)
@@ -110,8 +131,10 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         os.lseek(idx_fd, seg.idx_size, os.SEEK_SET)
         self._active = Active(
             seg.base, seg.header_end, log_fd, idx_fd, seg.size, seg.idx_size,
-            seg.last_offset, seg.index,
+            seg.last_offset, seg.index, seg.version,
         )  # fmt: skip
+        if self._handles is not None:
+            self._handles.opened(self)
         self._bases = bases
         self._sizes = sizes
         self._sizes[seg.base] = seg.size + seg.idx_size
@@ -119,6 +142,127 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._last = self._written_last = seg.last_offset
         self._meta_last = seg.last_offset  # not known without a scan: assume the worst
         self._tail = TailCache(seg.last_offset + 1)
+        if seg.last_offset < seg.base and len(bases) > 1:
+            self._written_last = self._readable_last(seg.last_offset)
+        if seg.cut_records:  # records written whole, then damaged: their offsets stay used
+            first, last = seg.last_offset + 1, seg.last_offset + seg.cut_records
+            why = "failed its check: cut with the tail at start-up"
+            self._record_report(seg.base)(seg.size, first, last, why)
+            self.advance_to(last + 1, f"records {first}..{last} failed their check at the tail")
+            return
+        if seg.version < 2:  # never mix formats in one file: new lines go to a new segment
+            if seg.last_offset >= seg.base:
+                self._roll_empty(seg.last_offset + 1)
+            else:
+                self._rewrite_empty_header()
+
+    def _readable_last(self, last: int) -> int:
+        """The newest offset a read can serve, when the active segment holds no record.
+
+        Readers that wait for ``written_offset`` to pass their position would
+        otherwise wait on offsets whose records were damaged or lost (and read
+        nothing, again and again): the next record written wakes them instead.
+        """
+        for base in reversed(self._bases[:-1]):
+            try:
+                rec = newest_record(log_path(self._dir, base))
+            except OSError:
+                continue
+            if rec is not None:
+                return min(rec.offset, last)
+        return self._bases[0] - 1
+
+    def _rewrite_empty_header(self) -> None:
+        """An empty version-1 active segment gets a version-2 header in place."""
+        seg = self._active
+        assert seg is not None
+        header = encode_header(seg.base)
+        os.ftruncate(seg.log_fd, 0)
+        os.lseek(seg.log_fd, 0, os.SEEK_SET)
+        write_all(seg.log_fd, header)
+        os.ftruncate(seg.idx_fd, 0)
+        os.lseek(seg.idx_fd, 0, os.SEEK_SET)
+        os.fsync(seg.log_fd)
+        self._total += len(header) - seg.size - seg.idx_size
+        self._sizes[seg.base] = len(header)
+        seg.size = seg.header_end = len(header)
+        seg.idx_size = 0
+        seg.index = SegmentIndex()
+        seg.version = 2
+
+    # -- file handles ------------------------------------------------------------------------
+
+    def release_handles(self) -> None:
+        """Close the active segment's files while the topic is idle (fsynced first if
+        dirty, so nothing waits on them); the next write reopens them."""
+        with self._lock:
+            seg = self._active
+            if seg is None or seg.log_fd < 0:
+                return
+            fds = (seg.log_fd, seg.idx_fd)
+            seg.log_fd = seg.idx_fd = -1
+            dirty, self._dirty = self._dirty, False
+        try:
+            if dirty:
+                for fd in fds:
+                    os.fsync(fd)
+        except OSError as exc:
+            log.error("topic_sync_failed", topic=self.name, error=str(exc))
+            with self._lock:
+                self._dirty = True  # the next sync() of the reopened files tries again
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _reopen(self, seg: Active) -> None:
+        """Reopen the active segment's files that ``release_handles`` closed."""
+        log_fd = os.open(log_path(self._dir, seg.base), _OPEN_FLAGS)
+        try:
+            idx_fd = os.open(idx_path(self._dir, seg.base), _OPEN_FLAGS | os.O_CREAT, 0o644)
+        except OSError:
+            os.close(log_fd)
+            raise
+        os.lseek(log_fd, seg.size, os.SEEK_SET)
+        os.lseek(idx_fd, seg.idx_size, os.SEEK_SET)
+        with self._lock:
+            seg.log_fd, seg.idx_fd = log_fd, idx_fd
+        if self._handles is not None:
+            self._handles.opened(self)
+
+    # -- damage ------------------------------------------------------------------------------
+
+    def _header_damaged(self, base: int, why: str) -> None:
+        path = str(log_path(self._dir, base))
+        self.damage.report(Damage(SEGMENT, path, 0, self.name, reason=why))
+
+    def _record_report(self, base: int) -> Report:
+        path = str(log_path(self._dir, base))
+
+        def report(pos: int, first: int | None, last: int | None, why: str) -> None:
+            self.damage.report(Damage(RECORD, path, pos, self.name, None, first, last, why))
+
+        return report
+
+    def advance_to(self, next_offset: int, reason: str) -> bool:
+        """Make ``next_offset`` the next offset appended, if it is above ``last_offset + 1``.
+
+        For a log that lost its tail while something kept a trace of the offsets it
+        had handed out: they are never handed out again. The log rolls to an empty
+        segment at ``next_offset`` (as a purge does), so a restart continues there,
+        and the gap is reported once as lost offsets. Loop thread only, like ``write``.
+        """
+        first_lost = self._last + 1
+        if next_offset <= first_lost:
+            return False
+        self.write()
+        self._roll_empty(next_offset)
+        with self._lock:
+            self._last = next_offset - 1
+            self._tail = TailCache(next_offset)
+        where = str(log_path(self._dir, next_offset))
+        lost = Damage(LOST_OFFSETS, where, 0, self.name, None, first_lost, next_offset - 1, reason)
+        self.damage.report(lost)
+        return True
 
     @property
     def last_offset(self) -> int:
@@ -231,6 +375,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         seg = self._active
         if self._pending or seg is None:
             return None
+        if seg.log_fd < 0:
+            self._reopen(seg)
+        self.handle_recent = True
         offset = self._last + 1
         line = encode_record(offset, id, ts, msg)
         pos = seg.size
@@ -286,6 +433,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     def _write_active(self, batch: Batch, written: Callable[[], None] | None = None) -> None:
         seg = self._active
         assert seg is not None and seg.base == batch.base and seg.size == batch.start_size
+        if seg.log_fd < 0:
+            self._reopen(seg)
+        self.handle_recent = True
         entries = encode_entries(batch.index) if batch.index else b""  # one entry per ~4 KiB
         try:
             write_all(seg.log_fd, b"".join(batch.chunks))
@@ -326,9 +476,10 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         seg = Active(batch.base, header_end, fds[0], fds[1], 0, 0, batch.base - 1, SegmentIndex())
         with self._lock:
             old = self._active
-            if old is not None:
+            if old is not None and old.log_fd >= 0:
                 self._unsynced_fds += (old.log_fd, old.idx_fd)
-                self._sealed.put(SealedSegment(old.base, old.header_end, old.index))
+            if old is not None:
+                self._sealed.put(SealedSegment(old.base, old.header_end, old.index, old.version))
                 if self._active_ts is not None:  # saves retention a read of its tail
                     self._newest_ts[old.base] = self._active_ts
             self._active = seg
@@ -336,6 +487,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
             self._bases.append(seg.base)
             self._sizes[seg.base] = 0
             self._dirs_to_sync.add(self._dir)
+        if self._handles is not None:
+            self.handle_recent = True
+            self._handles.opened(self)
         self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
 
     def _roll_empty(self, base: int) -> None:
@@ -384,7 +538,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         fds: list[int] = []
         with self._lock:
             fds, self._unsynced_fds = self._unsynced_fds, []
-            if self._active is not None and self._dirty:
+            if self._active is not None and self._dirty and self._active.log_fd >= 0:
                 fds += (os.dup(self._active.log_fd), os.dup(self._active.idx_fd))
                 self._dirty = False
             dirs, self._dirs_to_sync = self._dirs_to_sync, set()
@@ -413,7 +567,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 self._closed = True
                 with self._lock:
                     seg, self._active = self._active, None
-                if seg is not None:
+                if self._handles is not None:
+                    self._handles.closed(self)
+                if seg is not None and seg.log_fd >= 0:
                     os.close(seg.log_fd)
                     os.close(seg.idx_fd)
 
@@ -460,19 +616,22 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 if out and self._drops != drops and base > out[-1].offset + 1:
                     return out  # what followed ``out`` was deleted under us
                 seg = self._active
+                limit: int | None = None  # a sealed segment's last offset is not known
                 if seg is not None and seg.base == base:
                     end: int | None = seg.size
-                    header_end = seg.header_end
+                    header_end, version = seg.header_end, seg.version
                     seek = seg.index.seek_point(start_offset)
+                    limit = seg.last_offset
                 else:
                     end = None
             try:
                 if end is None:
                     sealed = self._sealed.get(base)
-                    header_end = sealed.header_end
+                    header_end, version = sealed.header_end, sealed.version
                     seek = sealed.index.seek_point(start_offset)
+                scan = LineScan(base, version, limit, self._record_report(base))
                 full, out_bytes = read_segment(
-                    log_path(self._dir, base), header_end, end, seek,
+                    log_path(self._dir, base), scan, header_end, end, seek,
                     start_offset, max_count, max_bytes, out, out_bytes,
                 )  # fmt: skip
             except FileNotFoundError:

@@ -3,12 +3,14 @@ from __future__ import annotations
 import os
 import pathlib
 
+import orjson
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
 from broker.storage import index as index_mod
+from broker.storage.checksum import seal
 from broker.storage.index import INDEX_ENTRY
-from broker.storage.segment import SegmentFormatError, encode_header
+from broker.storage.segment import SegmentFormatError, encode_header, encode_record
 
 
 def _last_segment(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -29,7 +31,7 @@ def _closed_log(open_log: OpenLog, n: int = 30, segment_bytes: int = 1000) -> No
         b'{"id":"msg_31","offset":31,"ts":1.0,"ms',
         b"\0" * 4096,
         b"not json at all\n",
-        b'{"id":"msg_31","offset":31,"ts":1.0,"msg":"ok"}\n\0\0\0\0',
+        encode_record(31, "msg_31", 1.0, "ok") + b"\0\0\0\0",
         b"\0" * 100 + b"\n",
     ],
     ids=["garbage", "half-line", "zero-block", "bad-line", "zeros-after-good", "zeros-newline"],
@@ -173,8 +175,9 @@ def test_unknown_segment_version_refused(open_log: OpenLog, tmp_path: pathlib.Pa
     _closed_log(open_log)
     seg = _last_segment(tmp_path)
     data = seg.read_bytes()
-    seg.write_bytes(data.replace(b'"linemq_segment":1', b'"linemq_segment":2', 1))
-    with pytest.raises(SegmentFormatError, match=r"version 2.*") as err:
+    header = seal(orjson.dumps({"linemq_segment": 3, "base_offset": 21}))
+    seg.write_bytes(header + data.split(b"\n", 1)[1])
+    with pytest.raises(SegmentFormatError, match=r"version 3.*") as err:
         open_log()
     assert seg.name in str(err.value)
 
@@ -184,16 +187,18 @@ def test_unknown_version_of_sealed_segment_refused_on_read(
 ) -> None:
     _closed_log(open_log)
     first = segment_files(tmp_path / "topics" / "t")[0]
-    first.write_bytes(first.read_bytes().replace(b'"linemq_segment":1', b'"linemq_segment":9'))
+    header = seal(orjson.dumps({"linemq_segment": 9, "base_offset": 1}))
+    first.write_bytes(header + first.read_bytes().split(b"\n", 1)[1])
     log = open_log()
     with pytest.raises(SegmentFormatError, match=first.name):
         log.read(1, 5)
 
 
-def test_missing_header_refused(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
+def test_missing_header_costs_no_record(open_log: OpenLog, tmp_path: pathlib.Path) -> None:
     _closed_log(open_log)
     seg = _last_segment(tmp_path)
     lines = seg.read_bytes().split(b"\n", 1)
     seg.write_bytes(lines[1])
-    with pytest.raises(SegmentFormatError, match=f"{seg.name}.*missing"):
-        open_log()
+    log = open_log()
+    assert [r.offset for r in log.read(1, 100)] == list(range(1, 31))
+    assert log.damage.counts()["segment"] == 1

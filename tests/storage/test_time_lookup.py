@@ -183,10 +183,10 @@ def test_lookup_reads_a_bounded_number_of_records(
     decoded = 0
     real = segment_mod.decode_record
 
-    def counting(line: bytes) -> Record | None:
+    def counting(line: bytes, version: int = 2) -> Record | None:
         nonlocal decoded
         decoded += 1
-        return real(line)
+        return real(line, version)
 
     monkeypatch.setattr(segment_mod, "decode_record", counting)
     monkeypatch.setattr(time_index_mod, "decode_record", counting)

@@ -8,7 +8,8 @@ import time
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage import segment as segment_mod
+from broker.storage import segment_scan
+from broker.storage.checksum import seal
 from broker.storage.records import Meta, Record
 from broker.storage.topic_log import TopicLog
 
@@ -182,7 +183,7 @@ def test_read_from_middle_of_big_log_seeks_via_index(
     log = open_log(segment_bytes=256 * 1024)  # cold: empty tail cache, no sealed index loaded
 
     chunks = 0
-    real = segment_mod.iter_chunks
+    real = segment_scan.iter_chunks
 
     def counting(*args: object) -> object:
         nonlocal chunks
@@ -190,7 +191,7 @@ def test_read_from_middle_of_big_log_seeks_via_index(
             chunks += 1
             yield item
 
-    monkeypatch.setattr(segment_mod, "iter_chunks", counting)
+    monkeypatch.setattr(segment_scan, "iter_chunks", counting)
     t0 = time.perf_counter()
     got = log.read(25_000, 10)
     elapsed = time.perf_counter() - t0
@@ -249,7 +250,7 @@ def test_readers_ignore_unknown_keys(open_log: OpenLog, tmp_path: pathlib.Path) 
     log.close()
     seg = tmp_path / "topics" / "t" / "00000000000000000001.log"
     with seg.open("ab") as f:
-        f.write(b'{"id":"msg_3","offset":3,"ts":3.0,"msg":"m3","prio":7,"hdr":{"a":1}}\n')
+        f.write(seal(b'{"id":"msg_3","offset":3,"ts":3.0,"msg":"m3","prio":7,"hdr":{"a":1}}'))
     log = open_log()
     assert log.last_offset == 3
     assert log.read(3, 1) == [Record(3, "msg_3", 3.0, "m3")]
@@ -308,17 +309,17 @@ def _lines(first: int, n: int) -> list[bytes]:
 
 def test_decode_lines_takes_only_the_lines_asked_for() -> None:
     chunk = b"".join(_lines(10, 20))
-    assert [r.offset for r in segment_mod.decode_lines(chunk, 15, 3)] == [15, 16, 17]
-    assert [r.offset for r in segment_mod.decode_lines(chunk, 1, 2)] == [10, 11]
-    assert segment_mod.decode_lines(chunk, 40, 5) == []  # all before the start
-    assert len(segment_mod.decode_lines(chunk)) == 20
+    assert [r.offset for r in segment_scan.decode_lines(chunk, 15, 3)] == [15, 16, 17]
+    assert [r.offset for r in segment_scan.decode_lines(chunk, 1, 2)] == [10, 11]
+    assert segment_scan.decode_lines(chunk, 40, 5) == []  # all before the start
+    assert len(segment_scan.decode_lines(chunk)) == 20
 
 
 def test_decode_lines_skips_damage_and_survives_gaps() -> None:
     lines = _lines(1, 10)
     lines[3] = b"\x00" * 20 + b"\n"  # zeroed by a crash
-    damaged = segment_mod.decode_lines(b"".join(lines), 1, 100)
+    damaged = segment_scan.decode_lines(b"".join(lines), 1, 100)
     assert [r.offset for r in damaged] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
     gap = b"".join(_lines(1, 3) + _lines(8, 3))  # counting lines would land on the wrong one
-    wanted = [r.offset for r in segment_mod.decode_lines(gap, 8, 2) if r.offset >= 8]
+    wanted = [r.offset for r in segment_scan.decode_lines(gap, 8, 2) if r.offset >= 8]
     assert wanted[:2] == [8, 9]
