@@ -32,9 +32,11 @@ def encode(system: str, topic: str) -> bytes:
     if system == "linemq":
         return b"PUB %s %s\n" % (topic.encode(), PAYLOAD)
     key = topic.encode()
-    return (
-        b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nm\r\n$%d\r\n%s\r\n"
-        % (len(key), key, len(PAYLOAD), PAYLOAD)
+    return b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nm\r\n$%d\r\n%s\r\n" % (
+        len(key),
+        key,
+        len(PAYLOAD),
+        PAYLOAD,
     )
 
 
