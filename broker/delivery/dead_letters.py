@@ -47,8 +47,11 @@ class DeadLetters:
         if entry is None:
             journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
-            for e in journal.replay():
+            entries = journal.replay(_is_replay)
+            for e in entries:
                 done[cast(int, e["dlq"])] = e
+            if journal.needs_rewrite:  # damage (reported) or a journal of an earlier format
+                journal.rewrite_now(entries)
             entry = self._replays[topic] = (journal, done)
         return entry
 
@@ -100,6 +103,10 @@ class DeadLetters:
         if id is not None and count == 0:
             raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
         return count
+
+
+def _is_replay(entry: dict[str, object]) -> bool:
+    return all(type(entry.get(k)) is int for k in ("dlq", "offset")) and "id" in entry
 
 
 def _letter(record: Record) -> dict[str, Any]:

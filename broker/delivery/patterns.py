@@ -22,9 +22,13 @@ class PatternRegistry:
         self._fanout_cache: dict[str, list[str]] = {}
 
     def open(self) -> None:
+        """A damaged line loses one registration (reported); the journal is then rewritten."""
         if self.journal.path.exists():
-            for entry in self.journal.replay():
+            entries = self.journal.replay(_is_entry)
+            for entry in entries:
                 self.groups.add((cast(str, entry["p"]), cast(str, entry["g"])))
+            if self.journal.needs_rewrite:
+                self.journal.rewrite_now(entries)
 
     def register(self, pattern: str, group: str) -> None:
         if (pattern, group) not in self.groups:
@@ -46,3 +50,7 @@ class PatternRegistry:
             found = [p for p in fanout if is_pattern(p) and topic_matches(p, topic)]
             self._fanout_cache[topic] = found
         return found
+
+
+def _is_entry(entry: dict[str, object]) -> bool:
+    return isinstance(entry.get("p"), str) and isinstance(entry.get("g"), str)
