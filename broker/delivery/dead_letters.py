@@ -4,6 +4,13 @@ A dead letter is an ordinary record of ``<topic>.dlq`` whose text is a JSON
 object. A replay publishes the original text to ``<topic>`` again (new id, new
 offset) and keeps a record of it in ``replays/<topic>.journal``, so a listing
 shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one twice.
+
+A replay and its journal line are two writes, so a ``kill -9`` between them
+would make the letter look never replayed. Each republished record therefore
+carries the letter's offset as its publisher id (``dlq-replay:<offset>``), and
+before its first replay a run journals a ``mark``: the topic's next offset. On
+the first use after a start, the records from the last mark on are read back and
+every letter they carry counts as replayed.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import orjson
+import structlog
 
 from broker.delivery.group_state import Pending
 from broker.storage.journal import Journal
@@ -22,6 +30,9 @@ from broker.storage.records import Meta, Record
 from broker.storage.store import Store
 
 READ_CHUNK: Final = 1000
+REPLAY_PID: Final = "dlq-replay:"
+
+log = structlog.get_logger(__name__)
 
 
 class DeadLetterNotFound(Exception):
@@ -42,18 +53,50 @@ class DeadLetters:
         self.new_journal = new_journal
         self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
 
-    def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
+    async def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
         entry = self._replays.get(topic)
         if entry is None:
             journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
-            entries = journal.replay(_is_replay)
+            entries = journal.replay(_is_entry)
+            mark = None
             for e in entries:
-                done[cast(int, e["dlq"])] = e
+                if "mark" in e:
+                    mark = cast(int, e["mark"])
+                else:
+                    done[cast(int, e["dlq"])] = e
             if journal.needs_rewrite:  # damage (reported) or a journal of an earlier format
                 journal.rewrite_now(entries)
-            entry = self._replays[topic] = (journal, done)
+            if mark is not None:
+                for e in await asyncio.to_thread(self._unjournaled, topic, mark, done):
+                    journal.append(e)
+                    done[cast(int, e["dlq"])] = e
+            entry = self._replays.get(topic) or (journal, done)
+            self._replays[topic] = entry
         return entry
+
+    def _unjournaled(
+        self, topic: str, mark: int, done: dict[int, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Replays from ``mark`` on whose journal line a crash lost (read from the topic)."""
+        log_ = self.store.get(topic)
+        found: list[dict[str, Any]] = []
+        offset = mark
+        while log_ is not None:
+            records = log_.read(offset, READ_CHUNK)
+            if not records:
+                break
+            for r in records:
+                pid = r.meta.pid if r.meta is not None else None
+                if pid is None or not pid.startswith(REPLAY_PID):
+                    continue
+                dlq = int(pid[len(REPLAY_PID) :])
+                if dlq not in done:
+                    found.append({"dlq": dlq, "offset": r.offset, "id": r.id, "ts": r.ts})
+            offset = records[-1].offset + 1
+        if found:
+            log.warning("replays_recovered", topic=topic, letters=len(found))
+        return found
 
     def journals(self) -> list[Journal]:
         return [journal for journal, _ in self._replays.values()]
@@ -64,7 +107,7 @@ class DeadLetters:
         if dlq is None or n <= 0:
             return []
         records = await asyncio.to_thread(dlq.read_last, n)
-        _, replayed = self._replay_log(topic)
+        _, replayed = await self._replay_log(topic)
         out = []
         for record in records:
             letter = _letter(record)
@@ -79,9 +122,10 @@ class DeadLetters:
     async def replay(self, topic: str, id: str | None) -> int:
         """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""
         dlq = self.store.get(topic + ".dlq")
-        journal, replayed = self._replay_log(topic)
+        journal, replayed = await self._replay_log(topic)
         count = 0
         offset = 1
+        marked = False
         while dlq is not None:
             records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
             if not records:
@@ -92,20 +136,56 @@ class DeadLetters:
                     wanted = record.offset not in replayed
                 else:
                     wanted = id in (record.id, letter.get("id"))
-                text = letter.get("msg")
-                if wanted and isinstance(text, str):
-                    new = self.publish(topic, text, _original_meta(letter))
-                    entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
-                    journal.append(entry)
-                    replayed[record.offset] = entry
-                    count += 1
+                if not wanted:
+                    continue
+                original = await self._original(topic, letter)
+                if original is None or (id is None and record.offset in replayed):
+                    continue  # gone, or replayed by another REPLAY meanwhile
+                if not marked:  # written (to the OS) before any record of this run
+                    target = self.store.get(topic)
+                    journal.append({"mark": 1 if target is None else target.last_offset + 1})
+                    journal.write()
+                    marked = True
+                text, meta = original
+                meta = _with_pid(meta, f"{REPLAY_PID}{record.offset}")
+                new = self.publish(topic, text, meta)
+                entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
+                journal.append(entry)
+                replayed[record.offset] = entry
+                count += 1
             offset = records[-1].offset + 1
         if id is not None and count == 0:
             raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
         return count
 
+    async def _original(self, topic: str, letter: dict[str, Any]) -> tuple[str, Meta | None] | None:
+        """The text and metadata to republish; a truncated letter's come from the topic."""
+        text = letter.get("msg")
+        if not letter.get("truncated"):
+            return (text, _original_meta(letter)) if isinstance(text, str) else None
+        log_, offset = self.store.get(topic), letter.get("offset")
+        records = (
+            await asyncio.to_thread(log_.read, offset, 1) if log_ and type(offset) is int else []
+        )
+        if not records or records[0].offset != offset or records[0].id != letter.get("id"):
+            log.warning("replay_message_gone", topic=topic, id=letter.get("id"), offset=offset)
+            return None
+        record = records[0]
+        meta = record.meta
+        if meta is not None:
+            meta = Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority)
+        return record.msg, meta
 
-def _is_replay(entry: dict[str, object]) -> bool:
+
+def _with_pid(meta: Meta | None, pid: str) -> Meta:
+    if meta is None:
+        return Meta(pid=pid)
+    return Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority, pid=pid)
+
+
+def _is_entry(entry: dict[str, object]) -> bool:
+    if "mark" in entry:
+        return type(entry["mark"]) is int
     return all(type(entry.get(k)) is int for k in ("dlq", "offset")) and "id" in entry
 
 
@@ -118,6 +198,27 @@ def _letter(record: Record) -> dict[str, Any]:
         # Someone published by hand to the .dlq topic: show it as it is.
         letter = {"msg": record.msg}
     return letter
+
+
+def encode_letter(
+    topic: str, group: str, record: Record, p: Pending, reason: str, max_bytes: int
+) -> str:
+    """The letter's JSON text, within ``max_bytes``.
+
+    A letter too large to store whole (the message near --max-message-bytes, plus
+    what is said about it) keeps everything but the message's text and payload,
+    and says ``"truncated": true`` with the text's size: the message itself stays
+    at ``offset`` in ``topic``, where a replay reads it back.
+    """
+    letter = build_letter(topic, group, record, p, reason)
+    text = orjson.dumps(letter).decode()
+    if len(text.encode()) <= max_bytes:
+        return text
+    letter.pop("original", None)
+    letter["msg"] = ""
+    letter["truncated"] = True
+    letter["msg_bytes"] = len(record.payload)
+    return orjson.dumps(letter).decode()
 
 
 def build_letter(

@@ -342,8 +342,14 @@ class Broker:
         )
 
     def _publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Record:
-        """Dead letters and replays: appended like any publish, with no one waiting."""
-        return self._append(self.store.topic(topic), msg, meta)
+        """Dead letters and replays: appended like any publish, with no one waiting.
+
+        A dead-letter topic counts against --max-topics like any other (ValueError).
+        """
+        store = self.store
+        if store.get(topic) is None and len(store.topics()) >= self.config.max_topics:
+            raise ValueError("too many topics")
+        return self._append(store.topic(topic), msg, meta)
 
     def _append(self, topic_log: TopicLog, msg: str, meta: Meta | None = None) -> Record:
         now = time.time()
