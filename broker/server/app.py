@@ -37,6 +37,7 @@ from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
+from broker.storage.damage import DamageReport
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
 from broker.storage.topic_log import TopicLog
@@ -48,6 +49,7 @@ class Broker:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = FileStore(Path(config.data_dir), segment_bytes=config.segment_bytes)
+        self.damage = DamageReport()  # what was found damaged on disk, for every part
         self.connections: set[Connection] = set()
         self.holding: set[Connection] = set()
         self.gen = 1
@@ -78,7 +80,9 @@ class Broker:
         self.loop = loop
         started = time.perf_counter()
         self.store.open()
-        ctx = DeliveryContext.build(loop, self.config, self._publish_internal, self.schedule)
+        ctx = DeliveryContext.build(
+            loop, self.config, self._publish_internal, self.schedule, self.damage
+        )
         data_dir = Path(self.config.data_dir)
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()
