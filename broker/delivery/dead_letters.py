@@ -58,7 +58,7 @@ class DeadLetters:
         if entry is None:
             journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
-            entries = journal.replay(_is_entry)
+            entries = journal.replay(is_replay_entry)
             mark = None
             for e in entries:
                 if "mark" in e:
@@ -183,7 +183,8 @@ def _with_pid(meta: Meta | None, pid: str) -> Meta:
     return Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority, pid=pid)
 
 
-def _is_entry(entry: dict[str, object]) -> bool:
+def is_replay_entry(entry: dict[str, object]) -> bool:
+    """A line of a replay journal: a replayed letter, or a run's mark."""
     if "mark" in entry:
         return type(entry["mark"]) is int
     return all(type(entry.get(k)) is int for k in ("dlq", "offset")) and "id" in entry

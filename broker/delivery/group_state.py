@@ -120,7 +120,7 @@ class GroupState:
         ``fallback``: where the group starts over when damage lost every line that
         said where it was (the topic's first offset: every message is delivered again).
         """
-        entries = self.journal.replay_lines(_is_event)
+        entries = self.journal.replay_lines(is_event)
         known = False  # a start, floor or snapshot said where the group was
         lost = 0
         for entry in entries:
@@ -425,7 +425,7 @@ _EVENT_FIELDS: Final = {
 }
 
 
-def _is_event(entry: dict[str, object]) -> bool:
+def is_event(entry: dict[str, object]) -> bool:
     """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
     kind = entry.get("e")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None

@@ -24,7 +24,7 @@ class PatternRegistry:
     def open(self) -> None:
         """A damaged line loses one registration (reported); the journal is then rewritten."""
         if self.journal.path.exists():
-            entries = self.journal.replay(_is_entry)
+            entries = self.journal.replay(is_pattern_entry)
             for entry in entries:
                 self.groups.add((cast(str, entry["p"]), cast(str, entry["g"])))
             if self.journal.needs_rewrite:
@@ -52,5 +52,5 @@ class PatternRegistry:
         return found
 
 
-def _is_entry(entry: dict[str, object]) -> bool:
+def is_pattern_entry(entry: dict[str, object]) -> bool:
     return isinstance(entry.get("p"), str) and isinstance(entry.get("g"), str)

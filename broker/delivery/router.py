@@ -56,7 +56,7 @@ class Router:
         broker serves every other one.
         """
         self._known_topics = set(self.store.topics())
-        _migrate_patterns(self.groups_dir)
+        migrate_patterns(self.groups_dir)
         try:
             self.patterns.open()
         except OSError as exc:
@@ -367,7 +367,7 @@ PATTERNS_FILE = ".patterns.journal"
 OLD_PATTERNS_FILE = "_patterns.journal"  # linemq 0.1.0: in the folder of topic names
 
 
-def _migrate_patterns(groups_dir: Path) -> None:
+def migrate_patterns(groups_dir: Path) -> None:
     """Move the pattern journal of an earlier release to its new name, once."""
     old, new = groups_dir / OLD_PATTERNS_FILE, groups_dir / PATTERNS_FILE
     if old.is_file() and not new.exists():

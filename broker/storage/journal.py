@@ -31,6 +31,7 @@ import pathlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, NoReturn
 
 import orjson
@@ -166,26 +167,12 @@ class Journal:
         self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)  # earlier name
         fd = self._ensure_open()
         size = os.fstat(fd).st_size
-        data = os.pread(fd, size, 0)
-        end = data.rfind(b"\n") + 1  # past the last whole line
-        lines = data[:end].split(b"\n")[:-1]
-        self.version = _version(lines)
-        entries: list[dict[str, object] | None] = []
-        self.damaged = 0
-        position = 0
-        for line in lines:
-            here, position = position, position + len(line) + 1
-            if self.version == FORMAT:
-                body = unseal(line)
-                if body == HEADER_BODY:
-                    continue
-            else:
-                body = line
-            entry = _entry(body, valid)
-            if entry is None:
-                self.damaged += 1
-                self._report(here, "checksum" if body is None else "not an entry")
-            entries.append(entry)
+        scan = scan_journal(os.pread(fd, size, 0), valid)
+        self.version, end = scan.version, scan.end
+        self.damaged = len(scan.damaged)
+        for position, reason in scan.damaged:
+            self._report(position, reason)
+        entries = scan.entries
         if end < size:
             log.warning(
                 "journal_truncated", path=str(self.path), bytes_dropped=size - end, kept=end
@@ -370,6 +357,37 @@ class Journal:
             if self._files is not None:
                 self._files.forget(self)
             self.release()
+
+
+@dataclass(slots=True)
+class Scan:
+    """What a journal's bytes hold: entries (None where a line was lost) and where damage is."""
+
+    version: int
+    entries: list[dict[str, object] | None]
+    damaged: list[tuple[int, str]]  # (byte position, why) of each line lost
+    end: int  # past the last whole line: the rest is a torn write
+
+
+def scan_journal(data: bytes, valid: Callable[[dict[str, object]], bool] | None = None) -> Scan:
+    """Check every line of a journal's contents (pure: replay and ``verify`` share it)."""
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    scan = Scan(_version(lines), [], [], end)
+    position = 0
+    for line in lines:
+        here, position = position, position + len(line) + 1
+        if scan.version == FORMAT:
+            body = unseal(line)
+            if body == HEADER_BODY:
+                continue
+        else:
+            body = line
+        entry = _entry(body, valid)
+        if entry is None:
+            scan.damaged.append((here, "checksum" if body is None else "not an entry"))
+        scan.entries.append(entry)
+    return scan
 
 
 def _encode(entries: list[dict[str, object]]) -> bytes:
