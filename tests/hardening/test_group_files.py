@@ -15,6 +15,8 @@ import pytest
 
 from broker.protocol.names import is_valid_topic
 from broker.storage.damage import UNOPENABLE
+from broker.storage.records import Record
+from broker.storage.topic_log import TopicLog
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
@@ -178,3 +180,29 @@ def test_thousands_of_groups_restart_under_a_small_open_files_limit(
     assert b.fd_count() < 256
     assert not [e for e in b.events() if e.get("event") == "storage_damage"]
     b.terminate()
+
+
+async def test_a_topic_whose_ids_cannot_be_reloaded_stops_nothing(
+    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = await brokers.start()
+    w = await Wire.open(broker.port)
+    await w.send("HELLO 2\nPUT a 2 id=p1\nhi\nPUT b 2 id=p1\nhi\n")
+    assert (await w.lines(3))[0] == "OK hello 2"
+    await w.close()
+    await brokers.stop(broker)
+    real_read = TopicLog.read
+
+    def read(self: TopicLog, offset: int, n: int) -> list[Record]:
+        if self.name == "a":
+            raise OSError(5, "Input/output error")
+        return real_read(self, offset, n)
+
+    monkeypatch.setattr(TopicLog, "read", read)
+    broker = await brokers.start()
+    monkeypatch.undo()
+    assert broker.ready
+    w = await Wire.open(broker.port)
+    await w.send("HELLO 2\nPUT b 2 id=p1\nhi\n")
+    assert (await w.lines(2))[1].startswith("OK duplicate 1 ")  # b's ids were reloaded
+    await w.close()
