@@ -12,7 +12,8 @@ is damage: it is reported, skipped, and replay goes on with the next line, so
 one bad byte costs one entry; the owner decides what a lost entry means (its
 ``replay_lines`` gets a ``None`` in its place). Format 1 (earlier releases, no
 header, no checks) still replays; its owner rewrites it as format 2 once read.
-A torn last line (no newline: a write the crash cut short) is cut off.
+A torn tail (a partial last line, or bad lines after the last good one: what a
+crash or a power loss leaves) is cut off and logged as ``journal_truncated``.
 
 A rewrite goes to ``.<name>.tmp`` (a leading dot: no topic or group name can
 make that name), is fsynced, then renamed over the journal: a crash at any step
@@ -366,27 +367,41 @@ class Scan:
     version: int
     entries: list[dict[str, object] | None]
     damaged: list[tuple[int, str]]  # (byte position, why) of each line lost
-    end: int  # past the last whole line: the rest is a torn write
+    end: int  # past the last good line: the rest is a torn write
 
 
 def scan_journal(data: bytes, valid: Callable[[dict[str, object]], bool] | None = None) -> Scan:
-    """Check every line of a journal's contents (pure: replay and ``verify`` share it)."""
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
-    scan = Scan(_version(lines), [], [], end)
+    """Check every line of a journal's contents (pure: replay and ``verify`` share it).
+
+    Bad lines after the last good one are a torn write (a crash, or blocks a power
+    loss left unwritten), cut off like a partial line: nothing after them depends
+    on them. Only when no line is good are they damage, so the owner knows the
+    journal held something it lost.
+    """
+    lines = data.split(b"\n")[:-1]  # the part after the last newline is torn anyway
+    scan = Scan(_version(lines), [], [], 0)
     position = 0
     for line in lines:
         here, position = position, position + len(line) + 1
         if scan.version == FORMAT:
             body = unseal(line)
             if body == HEADER_BODY:
+                scan.end = position
                 continue
         else:
             body = line
         entry = _entry(body, valid)
         if entry is None:
             scan.damaged.append((here, "checksum" if body is None else "not an entry"))
+        else:
+            scan.end = position
         scan.entries.append(entry)
+    if any(e is not None for e in scan.entries):
+        while scan.entries[-1] is None:  # a torn tail
+            scan.entries.pop()
+            scan.damaged.pop()
+    else:
+        scan.end = position
     return scan
 
 
