@@ -143,6 +143,9 @@ class GroupState:
             known = known or kind in _FLOORS
         if entries and not known:
             self.start = self.cursor = fallback
+        top = max(self.pending, default=0)
+        if top >= self.cursor:  # a lost line moved the cursor past what later lines name
+            self._fill_to(top + 1)
         if lost:
             log.error(
                 "group_journal_damaged",

@@ -72,6 +72,7 @@ class Model:
 
     def assert_nothing_skipped(self, again: GroupState) -> None:
         """Every offset taken and not done is pending or at/after the cursor: delivered again."""
+        assert all(o < again.cursor for o in again.pending)  # the cursor is past what is held
         for offset in range(self.start, self.state.cursor):
             if offset not in self.done:
                 assert offset in again.pending or offset >= again.cursor, offset

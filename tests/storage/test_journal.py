@@ -104,17 +104,22 @@ def test_a_journal_of_the_earlier_format_replays(tmp_path: pathlib.Path) -> None
 
 def test_open_journals_are_bounded(tmp_path: pathlib.Path) -> None:
     """Past the limit the least recently written journal closes; a write reopens it."""
+
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
     files = OpenFiles(3)
+    before = open_fds()
     journals = [Journal(tmp_path / f"{i}.journal", files=files) for i in range(10)]
     for round_ in range(3):
         for i, j in enumerate(journals):
             j.append({"i": i, "round": round_})
             j.write()
-            assert len(files) <= 3
+            assert len(files) <= 3 and open_fds() - before <= 3
     for j in journals:
         j.sync()  # an fsync after the descriptor was closed opens the file for it
         j.close()
-    assert len(os.listdir(f"/proc/{os.getpid()}/fd")) < 200
+    assert open_fds() == before
     for i in range(10):
         assert [e["round"] for e in Journal(tmp_path / f"{i}.journal").replay()] == [0, 1, 2]
 
