@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any, Protocol
 from broker.config import Config
 from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 from broker.observe.histogram import Histogram
-from broker.storage.journal import Journal
+from broker.storage.damage import DamageReport
+from broker.storage.journal import Journal, OpenFiles
 from broker.storage.records import Meta, Record
 
 
@@ -41,10 +43,20 @@ class DeliveryContext:
     """Journals with buffered entries: the tick writes these and no others."""
     to_pump: dict[Any, None] = field(default_factory=dict)
     """Groups with room freed since the last tick (see ``pump_soon``)."""
+    damage: DamageReport = field(default_factory=DamageReport)
+    """Where damaged journal lines and unopenable groups are reported (the broker's one)."""
+    files: OpenFiles = field(default_factory=lambda: OpenFiles(journal_fd_limit()))
+    """Bounds the journals' open descriptors, however many groups there are."""
 
     def journal(self, path: Path) -> Journal:
         """A journal the commit tick will write whenever something is appended to it."""
-        return Journal(path, self.journal_pending, sync_each_write=self.config.fsync == "always")
+        return Journal(
+            path,
+            self.journal_pending,
+            sync_each_write=self.config.fsync == "always",
+            files=self.files,
+            damage=self.damage,
+        )
 
     def journal_pending(self, journal: Journal) -> None:
         self.dirty_journals[journal] = None
@@ -69,6 +81,18 @@ class DeliveryContext:
         config: Config,
         publish: Callable[[str, str, Meta | None], Record],
         changed: Callable[[], None],
+        damage: DamageReport | None = None,
     ) -> DeliveryContext:
         backoff = ExponentialBackoff(config.retry_backoff_base, config.retry_backoff_max)
-        return cls(loop, config, RetryPolicy(config.max_retries, backoff), publish, changed)
+        policy = RetryPolicy(config.max_retries, backoff)
+        if damage is None:
+            return cls(loop, config, policy, publish, changed)
+        return cls(loop, config, policy, publish, changed, damage=damage)
+
+
+def journal_fd_limit() -> int:
+    """A quarter of the open-files limit for journals: the rest is for segments and sockets."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 4))

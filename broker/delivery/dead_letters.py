@@ -8,6 +8,13 @@ shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one t
 A letter is checked again before it is republished, as a ``PUB``/``PUT`` of it
 would be: a letter that fails (stored before the broker refused writes to
 ``.dlq`` topics, or damaged) is skipped and counted, never sent as it is.
+
+A replay and its journal line are two writes, so a ``kill -9`` between them
+would make the letter look never replayed. Each republished record therefore
+carries the letter's offset as its publisher id (``dlq-replay:<offset>``), and
+before its first replay a run journals a ``mark``: the topic's next offset. On
+the first use after a start, the records from the last mark on are read back and
+every letter they carry counts as replayed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from broker.storage.store import Store
 log = structlog.get_logger(__name__)
 
 READ_CHUNK: Final = 1000
+REPLAY_PID: Final = "dlq-replay:"
+
+log = structlog.get_logger(__name__)
 
 
 class DeadLetterNotFound(Exception):
@@ -60,22 +70,64 @@ class DeadLetters:
         self.new_journal = new_journal
         self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
 
-    def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
+    async def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
         entry = self._replays.get(topic)
         if entry is None:
             journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
-            for e in journal.replay():
-                done[cast(int, e["dlq"])] = e
-            entry = self._replays[topic] = (journal, done)
+            entries = journal.replay(is_replay_entry)
+            mark = None
+            for e in entries:
+                if "mark" in e:
+                    mark = cast(int, e["mark"])
+                else:
+                    done[cast(int, e["dlq"])] = e
+            if journal.needs_rewrite:  # damage (reported) or a journal of an earlier format
+                journal.rewrite_now(entries)
+            if mark is not None:
+                for e in await asyncio.to_thread(self._unjournaled, topic, mark, done):
+                    journal.append(e)
+                    done[cast(int, e["dlq"])] = e
+            entry = self._replays.get(topic) or (journal, done)
+            self._replays[topic] = entry
         return entry
+
+    def _unjournaled(
+        self, topic: str, mark: int, done: dict[int, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Replays from ``mark`` on whose journal line a crash lost (read from the topic)."""
+        log_ = self.store.get(topic)
+        found: list[dict[str, Any]] = []
+        offset = mark
+        while log_ is not None:
+            records = log_.read(offset, READ_CHUNK)
+            if not records:
+                break
+            for r in records:
+                pid = r.meta.pid if r.meta is not None else None
+                if pid is None or not pid.startswith(REPLAY_PID):
+                    continue
+                dlq = int(pid[len(REPLAY_PID) :])
+                if dlq not in done:
+                    found.append({"dlq": dlq, "offset": r.offset, "id": r.id, "ts": r.ts})
+            offset = records[-1].offset + 1
+        if found:
+            log.warning("replays_recovered", topic=topic, letters=len(found))
+        return found
 
     def journals(self) -> list[Journal]:
         return [journal for journal, _ in self._replays.values()]
 
+    async def load(self, topic: str) -> None:
+        """Read ``topic``'s replay journal (and recover what a crash kept out of it) before
+        ``describe``: the first use after a start may read the topic."""
+        await self._replay_log(topic)
+
     def describe(self, topic: str, records: list[Record]) -> list[tuple[int, str]]:
-        """Records of ``<topic>.dlq`` as (dlq offset, JSON text) pairs, with their replays."""
-        _, replayed = self._replay_log(topic)
+        """Records of ``<topic>.dlq`` as (dlq offset, JSON text) pairs, with their replays
+        as far as ``load`` read them."""
+        entry = self._replays.get(topic)
+        replayed = entry[1] if entry is not None else {}
         out = []
         for record in records:
             letter = _letter(record)
@@ -93,14 +145,16 @@ class DeadLetters:
         if dlq is None or n <= 0:
             return []
         records = await asyncio.to_thread(dlq.read_last, n)
+        await self.load(topic)
         return self.describe(topic, records)
 
     async def replay(self, topic: str, id: str | None) -> Replayed:
         """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""
         dlq = self.store.get(topic + ".dlq")
-        journal, replayed = self._replay_log(topic)
+        journal, replayed = await self._replay_log(topic)
         count = skipped = 0
         offset = 1
+        marked = False
         while dlq is not None:
             records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
             if not records:
@@ -113,9 +167,12 @@ class DeadLetters:
                     wanted = id in (record.id, letter.get("id"))
                 if not wanted:
                     continue
-                text, meta = letter.get("msg"), _original_meta(letter)
+                original = await self._original(topic, letter)
+                if original is None or (id is None and record.offset in replayed):
+                    continue  # gone, or replayed by another REPLAY meanwhile
+                text, meta = original
                 refusal = replay_refusal(text, meta)
-                if refusal is not None or not isinstance(text, str):
+                if refusal is not None:
                     log.warning(
                         "dead_letter_not_replayed",
                         topic=topic,
@@ -124,6 +181,12 @@ class DeadLetters:
                     )
                     skipped += 1
                     continue
+                if not marked:  # written (to the OS) before any record of this run
+                    target = self.store.get(topic)
+                    journal.append({"mark": 1 if target is None else target.last_offset + 1})
+                    journal.write()
+                    marked = True
+                meta = _with_pid(meta, f"{REPLAY_PID}{record.offset}")
                 new = self.publish(topic, text, meta)
                 entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
                 journal.append(entry)
@@ -134,24 +197,36 @@ class DeadLetters:
             raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
         return Replayed(count, skipped)
 
+    async def _original(self, topic: str, letter: dict[str, Any]) -> tuple[str, Meta | None] | None:
+        """The text and metadata to republish; a truncated letter's come from the topic."""
+        text = letter.get("msg")
+        if not letter.get("truncated"):
+            return (text, _original_meta(letter)) if isinstance(text, str) else None
+        log_, offset = self.store.get(topic), letter.get("offset")
+        records = (
+            await asyncio.to_thread(log_.read, offset, 1) if log_ and type(offset) is int else []
+        )
+        if not records or records[0].offset != offset or records[0].id != letter.get("id"):
+            log.warning("replay_message_gone", topic=topic, id=letter.get("id"), offset=offset)
+            return None
+        record = records[0]
+        meta = record.meta
+        if meta is not None:
+            meta = Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority)
+        return record.msg, meta
 
-def replay_refusal(text: object, meta: Meta | None) -> str | None:
-    """Why a letter cannot be republished as it is, or None: the text every client is
-    shown must be one line (a line break in it would forge a frame for v1 readers), and
-    v2 metadata must pass the ``PUT`` rules that ``MSG2`` frames rely on."""
-    if not isinstance(text, str):
-        return "message is not text"
-    if "\n" in text or "\r" in text:  # (a NUL is harmless: v1 text of binary payloads has them)
-        return "message text holds a line break"
+
+def _with_pid(meta: Meta | None, pid: str) -> Meta:
     if meta is None:
-        return None
-    if meta.key is not None and not is_valid_token(meta.key):
-        return "invalid key"
-    if meta.headers and not all(is_valid_header_name(name) for name in meta.headers):
-        return "invalid header name"
-    if meta.priority not in PRIORITY_NAMES:
-        return "invalid priority"
-    return None
+        return Meta(pid=pid)
+    return Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority, pid=pid)
+
+
+def is_replay_entry(entry: dict[str, object]) -> bool:
+    """A line of a replay journal: a replayed letter, or a run's mark."""
+    if "mark" in entry:
+        return type(entry["mark"]) is int
+    return all(type(entry.get(k)) is int for k in ("dlq", "offset")) and "id" in entry
 
 
 def _letter(record: Record) -> dict[str, Any]:
@@ -163,6 +238,27 @@ def _letter(record: Record) -> dict[str, Any]:
         # Someone published by hand to the .dlq topic: show it as it is.
         letter = {"msg": record.msg}
     return letter
+
+
+def encode_letter(
+    topic: str, group: str, record: Record, p: Pending, reason: str, max_bytes: int
+) -> str:
+    """The letter's JSON text, within ``max_bytes``.
+
+    A letter too large to store whole (the message near --max-message-bytes, plus
+    what is said about it) keeps everything but the message's text and payload,
+    and says ``"truncated": true`` with the text's size: the message itself stays
+    at ``offset`` in ``topic``, where a replay reads it back.
+    """
+    letter = build_letter(topic, group, record, p, reason)
+    text = orjson.dumps(letter).decode()
+    if len(text.encode()) <= max_bytes:
+        return text
+    letter.pop("original", None)
+    letter["msg"] = ""
+    letter["truncated"] = True
+    letter["msg_bytes"] = len(record.payload)
+    return orjson.dumps(letter).decode()
 
 
 def build_letter(
@@ -201,3 +297,22 @@ def _original_meta(letter: dict[str, Any]) -> Meta | None:
     if meta is None:
         return None
     return Meta(data=meta.data, headers=meta.headers, key=meta.key, priority=meta.priority)
+
+
+def replay_refusal(text: object, meta: Meta | None) -> str | None:
+    """Why a letter cannot be republished as it is, or None: the text every client is
+    shown must be one line (a line break in it would forge a frame for v1 readers), and
+    v2 metadata must pass the ``PUT`` rules that ``MSG2`` frames rely on."""
+    if not isinstance(text, str):
+        return "message is not text"
+    if "\n" in text or "\r" in text:  # (a NUL is harmless: v1 text of binary payloads has them)
+        return "message text holds a line break"
+    if meta is None:
+        return None
+    if meta.key is not None and not is_valid_token(meta.key):
+        return "invalid key"
+    if meta.headers and not all(is_valid_header_name(name) for name in meta.headers):
+        return "invalid header name"
+    if meta.priority not in PRIORITY_NAMES:
+        return "invalid priority"
+    return None

@@ -10,15 +10,15 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
-import orjson
 import structlog
 
 from broker.delivery.context import DeliveryContext
-from broker.delivery.dead_letters import build_letter
+from broker.delivery.dead_letters import encode_letter
 from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.holdings import Holdings
 from broker.delivery.scheduler import ReadyQueue
 from broker.delivery.timers import AckDeadlines
+from broker.protocol import dead_letter_topic
 from broker.storage.records import StorageError
 
 if TYPE_CHECKING:
@@ -72,20 +72,54 @@ class GroupFailures:
         self.ctx.changed()
 
     def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
+        """Publish ``p`` to ``<topic>.dlq`` with why it failed, and finish it.
+
+        One level only: a message of a ``.dlq`` topic is already a dead letter, kept
+        in that topic, so it is finished without a letter of the letter. If the
+        letter cannot be published (too many topics, a disk error, a topic name of an
+        earlier release with no valid ``.dlq``), the message is retried later, never
+        lost, and no connection is dropped for it.
+        """
         if p.record is None and not self._recall(p, self._dead_letter):
             return
         record = p.record
         assert record is not None
         reason = reason or p.reason or "ack_timeout"
-        letter = build_letter(self.topic, self.name, record, p, reason)
-        self.ctx.publish(self.topic + ".dlq", orjson.dumps(letter).decode(), None)
+        dlq = dead_letter_topic(self.topic)
+        fields = {"id": record.id, "offset": record.offset, "attempts": p.attempts}
+        if dlq is None and not self.topic.endswith(".dlq"):
+            log.error(
+                "dead_letter_failed",
+                topic=self.topic,
+                group=self.name,
+                **fields,
+                reason=reason,
+                error="the topic name has no valid dead-letter topic",
+            )
+            self._retry(p, self.ctx.config.retry_backoff_max)
+            return
+        if dlq is not None:
+            text = encode_letter(
+                self.topic, self.name, record, p, reason, self.ctx.config.max_message_bytes
+            )
+            try:
+                self.ctx.publish(dlq, text, None)
+            except (OSError, StorageError, ValueError) as exc:
+                log.error(
+                    "dead_letter_failed",
+                    topic=self.topic,
+                    group=self.name,
+                    **fields,
+                    reason=reason,
+                    error=str(exc),
+                )
+                self._retry(p, self.ctx.config.retry_backoff_max)
+                return
         log.warning(
-            "dead_lettered",
+            "dead_lettered" if dlq is not None else "dead_letter_kept",
             topic=self.topic,
             group=self.name,
-            id=record.id,
-            offset=record.offset,
-            attempts=p.attempts,
+            **fields,
             reason=reason,
         )
         self.state.dead_lettered(p.offset)

@@ -9,6 +9,22 @@ the first deliveries in flight that the members' holdings keep as rows
 through the same ``_apply`` the live code uses, and compaction rewrites it as
 one snapshot, so the file's size (and the memory) follows what is pending, not
 the group's history.
+
+Damage never skips (at-least-once holds). Every line carries a check
+(journal.py); a line that fails it is lost, and the state falls back to what
+can only cause redelivery:
+
+- a lost ack, dead letter, expiry or retry leaves its message pending: it is
+  delivered again;
+- a lost cursor advance (``t``, ``d``, ``seek``, ``skip``) cannot make a later
+  line skip: any advance of the cursor makes every offset it passes pending,
+  and a later ``t`` below the cursor makes its offsets pending again;
+- a lost ``snap`` or ``start`` falls back to the ``floor`` line written with it
+  (every offset below it was done when it was written); with that lost too, to
+  the topic's first offset (the caller's ``fallback``).
+
+After a damaged replay (or one of a journal of an earlier format) the state is
+written back at once as a fresh snapshot, so the damage is reported once.
 """
 
 from __future__ import annotations
@@ -16,9 +32,14 @@ from __future__ import annotations
 import enum
 from typing import Any, Final
 
+import structlog
+
 from broker.delivery.holdings import Holdings
+from broker.storage.checksum import seal
 from broker.storage.journal import Journal
 from broker.storage.records import Record
+
+log = structlog.get_logger(__name__)
 
 COMPACT_MIN_BYTES: Final = 256 * 1024
 COMPACT_RATIO: Final = 8
@@ -89,13 +110,53 @@ class GroupState:
     # -- lifecycle ---------------------------------------------------------------
 
     def create(self, start: int) -> None:
+        """Two lines say where the group starts, so one damaged line cannot lose it."""
         self._record({"e": "start", "o": start})
+        self._record({"e": "floor", "o": start})
 
-    def load(self) -> bool:
-        """Replay the journal; True if the group existed. In-flight deliveries become waiting."""
-        entries = self.journal.replay(_is_event)
+    def load(self, fallback: int = 1) -> bool:
+        """Replay the journal; True if the group existed. In-flight deliveries become waiting.
+
+        ``fallback``: where the group starts over when damage lost every line that
+        said where it was (the topic's first offset: every message is delivered again).
+        """
+        entries = self.journal.replay_lines(is_event)
+        known = False  # a start, floor or snapshot said where the group was
+        lost = 0
         for entry in entries:
-            self._apply(entry)
+            if entry is None:
+                lost += 1
+                continue
+            kind = entry["e"]
+            if not known and kind not in _FLOORS:
+                if lost:  # the lines that said where the group started are lost
+                    self.start = self.cursor = fallback
+                known = True
+            try:
+                self._apply(entry)
+            except (KeyError, TypeError, ValueError) as exc:  # a damaged journal of format 1
+                lost += 1
+                log.error(
+                    "group_journal_entry_unusable", path=str(self.journal.path), error=repr(exc)
+                )
+                continue
+            known = known or kind in _FLOORS
+        if entries and not known:
+            self.start = self.cursor = fallback
+        top = max(self.pending, default=0)
+        if top >= self.cursor:  # a lost line moved the cursor past what later lines name
+            self._fill_to(top + 1)
+        if lost:
+            log.error(
+                "group_journal_damaged",
+                path=str(self.journal.path),
+                lines_lost=lost,
+                cursor=self.cursor,
+                pending=len(self.pending),
+                guarantee="at-least-once: what lost lines said is delivered again, never skipped",
+            )
+        if entries and (lost or self.journal.needs_rewrite):
+            self.journal.rewrite_now(self.snapshot_entries())
         for p in self.pending.values():
             if p.phase is Phase.IN_FLIGHT:
                 # The broker stopped while this was out: retry at once, attempts kept,
@@ -134,9 +195,9 @@ class GroupState:
         self.completed += len(offsets)
         self.acked_count += len(offsets)
         if len(offsets) == 1:
-            self.journal.append_line(b'{"e":"a","o":%d}\n' % offsets[0])
+            self.journal.append_line(seal(b'{"e":"a","o":%d}' % offsets[0]))
         else:  # a list's repr is its JSON
-            self.journal.append_line(b'{"e":"a","o":%b}\n' % repr(offsets).encode())
+            self.journal.append_line(seal(b'{"e":"a","o":%b}' % repr(offsets).encode()))
 
     def dead_lettered(self, offset: int) -> None:
         self._record({"e": "x", "o": offset})
@@ -144,7 +205,7 @@ class GroupState:
     def taken(self, records: list[Record]) -> list[Pending]:
         """Records from the cursor on join the group's ready set (not delivered yet)."""
         first, last = records[0].offset, records[-1].offset
-        self.journal.append_line(b'{"e":"t","o":%d,"n":%d}\n' % (first, last - first + 1))
+        self.journal.append_line(seal(b'{"e":"t","o":%d,"n":%d}' % (first, last - first + 1)))
         ps = [Pending(r.offset, r) for r in records]
         self.pending.update(zip([p.offset for p in ps], ps, strict=True))
         self.cursor = last + 1
@@ -156,7 +217,7 @@ class GroupState:
         journal lines ``taken`` and ``delivered`` would write for them."""
         assert first == self.cursor
         self.journal.append_line(
-            b'{"e":"t","o":%d,"n":%d}\n' % (first, n)
+            seal(b'{"e":"t","o":%d,"n":%d}' % (first, n))
             + _delivered_line(first, n, 1, repr(ts).encode())
         )
         self.cursor = first + n
@@ -189,6 +250,7 @@ class GroupState:
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["e"]
         if kind == "d":  # "n": a run of consecutive offsets delivered together
+            self._fill_to(e["o"])
             ps = [self.pending_for(o) for o in range(e["o"], e["o"] + e.get("n", 1))]
             for p in ps:
                 p.attempts = e["a"]
@@ -225,18 +287,32 @@ class GroupState:
             self.paused = bool(e["v"])
         elif kind == "start":
             self.start = self.cursor = e["o"]
+        elif kind == "floor":
+            self.pending.clear()
+            self.cursor = e["o"]
         elif kind == "snap":
             self._restore(e)
         else:
             raise ValueError(f"unknown group journal event {kind!r}")
 
     def _taken(self, first: int, count: int) -> None:
+        """A journal's ``t`` starts at the cursor; anywhere else a line was lost: what
+        it passes is pending again (redelivered), never skipped."""
+        self._fill_to(first)
         pending = self.pending
-        for offset in range(max(first, self.cursor), first + count):
+        for offset in range(first, first + count):
             if offset not in pending:
                 pending[offset] = Pending(offset)
         if first + count > self.cursor:
             self.cursor = first + count
+
+    def _fill_to(self, offset: int) -> None:
+        """Offsets from the cursor up to ``offset`` become pending (only after a lost line)."""
+        if offset > self.cursor:
+            for o in range(self.cursor, offset):
+                if o not in self.pending:
+                    self.pending[o] = Pending(o)
+            self.cursor = offset
 
     def _delivered(self, ps: list[Pending], ts: float) -> None:
         for p in ps:
@@ -279,7 +355,13 @@ class GroupState:
 
     async def compact(self) -> bool:
         """Rewrite the journal as one snapshot, with the file work off the loop."""
-        return await self.journal.rewrite_off_loop([self.snapshot()])
+        return await self.journal.rewrite_off_loop(self.snapshot_entries())
+
+    def snapshot_entries(self) -> list[dict[str, object]]:
+        """A snapshot, after a ``floor`` line a lost snapshot falls back to."""
+        snap = self.snapshot()
+        lowest = min((row[0] for row in snap["pending"]), default=self.cursor)
+        return [{"e": "floor", "o": min(lowest, self.cursor)}, snap]
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -304,25 +386,29 @@ class GroupState:
         }
 
     def _restore(self, e: dict[str, Any]) -> None:
-        self.start = e["start"]
-        self.cursor = e["cursor"]
-        self.completed = e["completed"]
-        self.dead = e["dead"]
+        """All or nothing: a snapshot that does not make sense raises before changing a thing."""
+        pending: dict[int, Pending] = {}
+        for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:
+            p = pending[int(offset)] = Pending(int(offset))
+            p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
+            p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
+        start, cursor = int(e["start"]), int(e["cursor"])
+        completed, dead = int(e["completed"]), int(e["dead"])
+        self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead
         self.dropped = e.get("dropped", 0)
         self.expired_count = e.get("expired", 0)
         self.acked_count = e.get("acked", self.completed - self.dead)
         self.paused = e.get("paused", False)
-        self.pending = {}
-        for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:
-            p = self.pending_for(offset)
-            p.attempts, p.first_ts, p.last_ts = attempts, first_ts, last_ts
-            p.retry_at, p.reason, p.phase = retry_at, reason, Phase(phase)
+        self.pending = pending
 
 
 def _delivered_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
     if n == 1:
-        return b'{"e":"d","o":%d,"a":%d,"t":%b}\n' % (offset, attempts, ts)
-    return b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}\n' % (offset, n, attempts, ts)
+        return seal(b'{"e":"d","o":%d,"a":%d,"t":%b}' % (offset, attempts, ts))
+    return seal(b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}' % (offset, n, attempts, ts))
+
+
+_FLOORS: Final = ("start", "floor", "snap", "seek")
 
 
 _EVENT_FIELDS: Final = {
@@ -337,11 +423,12 @@ _EVENT_FIELDS: Final = {
     "skip": ("o",),
     "seek": ("o",),
     "pause": ("v",),
+    "floor": ("o",),
     "snap": ("start", "cursor", "pending", "completed", "dead"),
 }
 
 
-def _is_event(entry: dict[str, object]) -> bool:
+def is_event(entry: dict[str, object]) -> bool:
     """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
     kind = entry.get("e")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None

@@ -22,9 +22,13 @@ class PatternRegistry:
         self.fanout = FanoutPatterns()
 
     def open(self) -> None:
+        """A damaged line loses one registration (reported); the journal is then rewritten."""
         if self.journal.path.exists():
-            for entry in self.journal.replay():
+            entries = self.journal.replay(is_pattern_entry)
+            for entry in entries:
                 self.groups.add((cast(str, entry["p"]), cast(str, entry["g"])))
+            if self.journal.needs_rewrite:
+                self.journal.rewrite_now(entries)
 
     def register(self, pattern: str, group: str) -> None:
         if (pattern, group) not in self.groups:
@@ -113,3 +117,7 @@ def _names_below(nodes: list[_Node]) -> list[str]:
             names.append(node.topic)
         stack.extend(node.children.values())
     return names
+
+
+def is_pattern_entry(entry: dict[str, object]) -> bool:
+    return isinstance(entry.get("p"), str) and isinstance(entry.get("g"), str)

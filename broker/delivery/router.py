@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -18,8 +19,9 @@ from broker.delivery.patterns import PatternRegistry
 from broker.delivery.wire import deliveries
 from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from broker.protocol.names import is_dead_letter_topic
+from broker.storage.damage import UNOPENABLE, Damage
 from broker.storage.journal import Journal
-from broker.storage.records import Record, StorageError
+from broker.storage.records import Record
 from broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
@@ -42,15 +44,24 @@ class Router:
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
         self._liveness_timer: asyncio.TimerHandle | None = None
-        self.patterns = PatternRegistry(ctx.journal(groups_dir / "_patterns.journal"))
+        # A leading dot: no topic name can make it (groups/<topic>/ are topics' folders).
+        self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
         self._known_topics: set[str] = set()
 
     # -- start-up -----------------------------------------------------------------
 
     def open(self) -> None:
-        """Load every durable group; cost follows what is pending, not the log's size."""
+        """Load every durable group; cost follows what is pending, not the log's size.
+
+        A group that cannot be opened is reported (UNOPENABLE) and left out: the
+        broker serves every other one.
+        """
         self._known_topics = set(self.store.topics())
-        self.patterns.open()
+        migrate_patterns(self.groups_dir)
+        try:
+            self.patterns.open()
+        except OSError as exc:
+            self._unopenable(str(self.patterns.journal.path), None, None, exc)
         if not self.groups_dir.is_dir():
             return
         for topic_dir in sorted(self.groups_dir.iterdir()):
@@ -58,20 +69,28 @@ class Router:
                 continue
             for path in sorted(topic_dir.glob("*.journal")):
                 name = path.name[: -len(".journal")]
-                if is_valid_name(name):
-                    try:
-                        self._open_group(topic_dir.name, name, create=False)
-                    except StorageError as exc:  # its topic could not be opened: left as is
-                        topic = topic_dir.name
-                        log.error("group_not_opened", topic=topic, group=name, error=str(exc))
+                if not is_valid_name(name):
+                    continue
+                try:
+                    self._open_group(topic_dir.name, name, create=False)
+                except Exception as exc:  # one group's trouble is never the broker's
+                    self._unopenable(str(path), topic_dir.name, name, exc)
+
+    def _unopenable(self, path: str, topic: str | None, group: str | None, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.ctx.damage.report(Damage(UNOPENABLE, path, topic=topic, group=group, reason=reason))
 
     def _open_group(
         self, topic: str, name: str, *, create: bool, start: int | None = None
     ) -> ConsumerGroup:
         journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
-        existed = state.load()
         log_ = self.store.topic(topic)
+        try:
+            existed = state.load(fallback=log_.first_offset)
+        except BaseException:
+            journal.close()
+            raise
         if not existed:
             state.create(log_.last_offset + 1 if start is None else start)
             self.ctx.changed()
@@ -354,6 +373,18 @@ def _may_read(client: ClientState, topic: str) -> bool:
     """A wildcard matched ``topic``: only dead-letter topics can be outside what the
     client's user may read (the wildcard itself was checked when it subscribed)."""
     return client.reads is None or not is_dead_letter_topic(topic) or client.reads(topic)
+
+
+PATTERNS_FILE = ".patterns.journal"
+OLD_PATTERNS_FILE = "_patterns.journal"  # linemq 0.1.0: in the folder of topic names
+
+
+def migrate_patterns(groups_dir: Path) -> None:
+    """Move the pattern journal of an earlier release to its new name, once."""
+    old, new = groups_dir / OLD_PATTERNS_FILE, groups_dir / PATTERNS_FILE
+    if old.is_file() and not new.exists():
+        os.replace(old, new)
+        log.info("patterns_journal_moved", old=str(old), new=str(new))
 
 
 def _not_held(client: ClientState, id: str) -> DeliveryError:

@@ -25,7 +25,14 @@ from broker.protocol.commands import (
 )
 from broker.protocol.errors import ProtocolError
 from broker.protocol.framing import BAD_TERMINATOR, LINE_TOO_LONG, LineFramer
-from broker.protocol.names import is_pattern, is_valid_name, is_valid_pattern, topic_matches
+from broker.protocol.names import (
+    dead_letter_topic,
+    is_pattern,
+    is_valid_name,
+    is_valid_pattern,
+    is_valid_topic,
+    topic_matches,
+)
 from broker.protocol.parser import parse_line
 from broker.protocol.v2 import Hello, Put, PutHeader, build_put
 
@@ -59,9 +66,11 @@ __all__ = [
     "Touch",
     "Unsub",
     "build_put",
+    "dead_letter_topic",
     "is_pattern",
     "is_valid_name",
     "is_valid_pattern",
+    "is_valid_topic",
     "parse_line",
     "topic_matches",
 ]

@@ -4,12 +4,40 @@ import re
 from typing import Final
 
 MAX_NAME_LENGTH: Final = 200
+DLQ_SUFFIX: Final = ".dlq"
+NO_DEAD_LETTER_TOPIC: Final = (
+    "invalid topic name: it must not end in '.' and may be 196 characters at most,"
+    " so that <topic>.dlq is valid"
+)
 _NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 
 def is_valid_name(name: str) -> bool:
     """``[A-Za-z0-9_.-]``, 1-200 chars, no leading dot, no ``..``: safe as a file name."""
     return _NAME.fullmatch(name) is not None and not name.startswith(".") and ".." not in name
+
+
+def is_valid_topic(name: str) -> bool:
+    """A topic a client may create: a valid name whose dead-letter topic is valid too.
+
+    ``<topic>.dlq`` is the topic's dead letters, so a topic may not end in ``.``
+    (``t..dlq``) nor be longer than 196 characters. A ``.dlq`` topic needs no room:
+    its messages are never dead-lettered again.
+    """
+    if not is_valid_name(name):
+        return False
+    if name.endswith(DLQ_SUFFIX):
+        return True
+    return len(name) <= MAX_NAME_LENGTH - len(DLQ_SUFFIX) and not name.endswith(".")
+
+
+def dead_letter_topic(topic: str) -> str | None:
+    """Where ``topic``'s dead letters go; None for a ``.dlq`` topic (one level only) or
+    a name from an earlier release that has no valid one."""
+    if topic.endswith(DLQ_SUFFIX):
+        return None
+    dlq = topic + DLQ_SUFFIX
+    return dlq if is_valid_name(dlq) else None
 
 
 def topic_matches(pattern: str, topic: str) -> bool:

@@ -35,7 +35,13 @@ from broker.protocol.commands import (
     Unsub,
 )
 from broker.protocol.errors import ProtocolError
-from broker.protocol.names import is_pattern, is_valid_name, is_valid_pattern
+from broker.protocol.names import (
+    NO_DEAD_LETTER_TOPIC,
+    is_pattern,
+    is_valid_name,
+    is_valid_pattern,
+    is_valid_topic,
+)
 from broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
@@ -81,9 +87,20 @@ def _topic(name: str) -> str:
         return name
     if not is_valid_name(name):
         raise ProtocolError("invalid topic name")
+    if not is_valid_topic(name):
+        return name  # an existing topic of an earlier release may still be read
     if len(_known_good) >= KNOWN_GOOD_MAX:
         _known_good.clear()
     _known_good.add(name)
+    return name
+
+
+def _new_topic(name: str) -> str:
+    """A topic that PUB, PUT or SUB may create: its dead-letter topic must be valid too."""
+    if name in _known_good:
+        return name
+    if not is_valid_topic(_topic(name)):
+        raise ProtocolError(NO_DEAD_LETTER_TOPIC)
     return name
 
 
@@ -107,23 +124,28 @@ def _pub(rest: str) -> Command:
     topic, sep, msg = rest.lstrip(_WHITESPACE).partition(" ")
     if not sep or not msg or not topic:
         raise ProtocolError("usage: PUB <topic> <message>")
-    return Pub(_topic(topic), msg)
+    return Pub(_new_topic(topic), msg)
 
 
-def _sub_args(rest: str, usage: str) -> tuple[str, str | None, Position | None]:
+def _sub_args(
+    rest: str, usage: str, *, new: bool = False
+) -> tuple[str, str | None, Position | None]:
     args = rest.split()
     start = None
     if len(args) in (2, 3) and args[-1].startswith("from="):
         start = _position(args.pop()[len("from=") :])
     if not 1 <= len(args) <= 2:
         raise ProtocolError(f"usage: {usage}")
-    topic = args[0] if is_valid_pattern(args[0]) and is_pattern(args[0]) else _topic(args[0])
+    if is_valid_pattern(args[0]) and is_pattern(args[0]):
+        topic = args[0]
+    else:
+        topic = _new_topic(args[0]) if new else _topic(args[0])
     group = _group(args[1]) if len(args) == 2 else None
     return topic, group, start
 
 
 def _sub(rest: str) -> Command:
-    topic, group, start = _sub_args(rest, "SUB <topic> [group_id]")
+    topic, group, start = _sub_args(rest, "SUB <topic> [group_id]", new=True)
     if start is not None and group is None and is_pattern(topic):
         raise ProtocolError("from= is not supported for wildcard fanout subscriptions")
     return Sub(topic, group, start)
@@ -245,7 +267,7 @@ def _put(rest: str) -> Command:
     args = rest.split()
     if len(args) < 2:
         raise ProtocolError("usage: PUT <topic> <nbytes> [option=value ...]")
-    topic = _topic(args[0])
+    topic = _topic(args[0])  # whether it may be created is checked with its payload
     if not args[1].isdigit():
         raise ProtocolError("nbytes must be a non-negative integer")
     return PutHeader(topic, int(args[1]), tuple(args[2:]))

@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 from broker.protocol import durations
 from broker.protocol.durations import MAX_WIRE_DURATION
 from broker.protocol.errors import ProtocolError
+from broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_topic
 from broker.protocol.replies import ts_text
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
@@ -66,6 +67,8 @@ def parse_hello(rest: str) -> Hello:
 
 def build_put(header: PutHeader, payload: bytes) -> Put:
     """Check a PUT's options now that its payload is here (pure)."""
+    if not is_valid_topic(header.topic):
+        raise ProtocolError(NO_DEAD_LETTER_TOPIC)
     key = pid = None
     priority, delay, at, ttl = 1, 0.0, 0.0, 0.0
     headers: dict[str, str] = {}

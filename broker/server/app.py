@@ -90,7 +90,9 @@ class Broker:
         started = time.perf_counter()
         raise_open_files_limit()
         self.store.open()
-        ctx = DeliveryContext.build(loop, self.config, self._publish_internal, self.schedule)
+        ctx = DeliveryContext.build(
+            loop, self.config, self._publish_internal, self.schedule, self.damage
+        )
         data_dir = Path(self.config.data_dir)
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()
@@ -356,8 +358,14 @@ class Broker:
         )
 
     def _publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Record:
-        """Dead letters and replays: appended like any publish, with no one waiting."""
-        return self._append(self.store.topic(topic), msg, meta)
+        """Dead letters and replays: appended like any publish, with no one waiting.
+
+        A dead-letter topic counts against --max-topics like any other (ValueError).
+        """
+        store = self.store
+        if store.get(topic) is None and len(store.topics()) >= self.config.max_topics:
+            raise ValueError("too many topics")
+        return self._append(store.topic(topic), msg, meta)
 
     def _append(self, topic_log: TopicLog, msg: str, meta: Meta | None = None) -> Record:
         now = time.time()

@@ -343,7 +343,14 @@ class Handlers:
                 [replies.dlq_line(topic, o, text) for o, text in describe(topic, records)]
             )
 
-        self._stream(conn, dlq, min(cmd.n, MAX_HISTORY), render, replies.DLQ_END)
+        self._stream(
+            conn,
+            dlq,
+            min(cmd.n, MAX_HISTORY),
+            render,
+            replies.DLQ_END,
+            prepare=lambda: self.broker.dead_letters.load(topic),
+        )
 
     def cmd_REPLAY(self, conn: Connection, cmd: Replay) -> None:
         if not self._may(conn, cmd.topic, "manage"):
@@ -435,6 +442,7 @@ class Handlers:
         n: int,
         render: Callable[[list[Record]], bytes],
         end: bytes,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """The last ``n`` records of ``log_`` as one reply, read and written a batch at a time.
 
@@ -448,6 +456,8 @@ class Handlers:
         async def run() -> None:
             if not await conn.ready(slot):
                 return
+            if prepare is not None:  # what ``render`` needs loaded first
+                await prepare()
             last = min(appended, log_.written_offset)
             offset = max(last - n + 1, log_.first_offset)
             try:

@@ -15,6 +15,7 @@ from broker.config import Config
 from broker.delivery.router import Router
 from broker.server.dedup import DedupIndex
 from broker.storage.store import FileStore
+from broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -56,21 +57,34 @@ async def purge(store: FileStore, router: Router, topic: str) -> int:
 
 
 async def load_dedup(store: FileStore, dedup: DedupIndex, window: float) -> None:
-    """Remember the publisher ids of the last window, from the logs themselves."""
+    """Remember the publisher ids of the last window, from the logs themselves.
+
+    A topic whose log cannot be read is logged and left out: its ids are not
+    remembered (a retried PUT may be stored twice), and the broker still starts.
+    """
     horizon = time.time() - window
     for topic in dedup.marked_topics():
         topic_log = store.get(topic)
         if topic_log is None:
             continue
-        offset = await asyncio.to_thread(topic_log.offset_at, horizon)
-        while True:
-            records = await asyncio.to_thread(topic_log.read, offset, 4096)
-            if not records:
-                break
-            for record in records:
-                if record.meta is not None and record.meta.pid is not None:
-                    dedup.remember(topic, record)
-            offset = records[-1].offset + 1
+        try:
+            await _load_topic_ids(topic_log, topic, dedup, horizon)
+        except Exception as exc:
+            log.error("dedup_reload_failed", topic=topic, error=repr(exc))
+
+
+async def _load_topic_ids(
+    topic_log: TopicLog, topic: str, dedup: DedupIndex, horizon: float
+) -> None:
+    offset = await asyncio.to_thread(topic_log.offset_at, horizon)
+    while True:
+        records = await asyncio.to_thread(topic_log.read, offset, 4096)
+        if not records:
+            break
+        for record in records:
+            if record.meta is not None and record.meta.pid is not None:
+                dedup.remember(topic, record)
+        offset = records[-1].offset + 1
 
 
 def keep_offsets_unique(store: FileStore, router: Router) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.delivery.group_state import GroupState, Phase
+from broker.storage.checksum import unseal
 from broker.storage.journal import Journal
 
 
@@ -83,8 +84,9 @@ def test_deliveries_and_acks_read_together_take_a_line_each_and_replay(tmp_path:
     state.journal.write()
     state.journal.close()
 
-    lines = path.read_bytes().splitlines()
-    assert lines[1:] == [
+    lines = [unseal(line) for line in path.read_bytes().splitlines()]
+    assert lines[:3] == [b'{"journal":2}', b'{"e":"start","o":1}', b'{"e":"floor","o":1}']
+    assert lines[3:] == [
         b'{"e":"d","o":1,"n":5,"a":1,"t":1000.5}',
         b'{"e":"d","o":6,"a":2,"t":1000.5}',
         b'{"e":"d","o":7,"n":4,"a":1,"t":1000.5}',

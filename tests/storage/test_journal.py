@@ -9,6 +9,8 @@ import time
 import pytest
 
 from broker.storage import Journal, StorageError
+from broker.storage.damage import DamageReport
+from broker.storage.journal import OpenFiles
 
 
 def test_append_write_replay_round_trip(tmp_path: pathlib.Path) -> None:
@@ -32,10 +34,8 @@ def test_append_write_replay_round_trip(tmp_path: pathlib.Path) -> None:
     assert Journal(path).replay()[-1] == {"op": "ack", "offset": 5}
 
 
-@pytest.mark.parametrize(
-    "debris", [b'{"op":"ack","off', b"\0" * 512, b"[1,2]\n", b'{"op":"ack"}\nnot json\n{"a":1}\n']
-)
-def test_torn_or_corrupt_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes) -> None:
+@pytest.mark.parametrize("debris", [b'{"op":"ack","off', b"\0" * 512, b"\xff"])
+def test_torn_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes) -> None:
     path = tmp_path / "j.jsonl"
     j = Journal(path)
     j.append({"n": 1})
@@ -44,14 +44,84 @@ def test_torn_or_corrupt_tail_is_truncated(tmp_path: pathlib.Path, debris: bytes
     with path.open("ab") as f:
         f.write(debris)
     j = Journal(path)
-    entries = j.replay()
-    keeps = [{"op": "ack"}] if debris.startswith(b'{"op":"ack"}\n') else []
-    assert entries == [{"n": 1}, *keeps]
-    assert j.size == path.stat().st_size
+    assert j.replay() == [{"n": 1}]
+    assert j.damaged == 0 and j.size == path.stat().st_size == len(good)
     j.append({"n": 2})
     j.close()
-    assert Journal(path).replay() == [{"n": 1}, *keeps, {"n": 2}]
+    assert Journal(path).replay() == [{"n": 1}, {"n": 2}]
     assert path.read_bytes().startswith(good)
+
+
+@pytest.mark.parametrize("debris", [b"[1,2]\n", b'{"op":"ack"}\nnot json\n', b"\0" * 100 + b"\n"])
+def test_damaged_lines_cost_only_themselves(tmp_path: pathlib.Path, debris: bytes) -> None:
+    """A whole line that fails its check is reported and skipped; the lines after it stay."""
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.append({"n": 1})
+    j.close()
+    with path.open("ab") as f:
+        f.write(debris)
+    j = Journal(path)
+    j.append({"n": 2})
+    j.close()
+    report = DamageReport()
+    j = Journal(path, damage=report)
+    assert j.replay() == [{"n": 1}, {"n": 2}]
+    assert j.damaged == debris.count(b"\n") and j.needs_rewrite
+    assert report.counts()["journal_line"] == j.damaged
+    j.rewrite_now(j.replay())
+    again = Journal(path, damage=report)
+    assert again.replay() == [{"n": 1}, {"n": 2}] and not again.needs_rewrite
+
+
+def test_every_line_is_checked(tmp_path: pathlib.Path) -> None:
+    """A flipped digit that still parses is caught by the line's CRC32C."""
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.append({"o": 1234})
+    j.append({"o": 1235})
+    j.close()
+    data = path.read_bytes()
+    assert data.startswith(b'{"journal":2,"c":')
+    path.write_bytes(data.replace(b'{"o":1234,', b'{"o":9234,'))
+    j = Journal(path)
+    assert j.replay() == [{"o": 1235}] and j.damaged == 1
+
+
+def test_a_journal_of_the_earlier_format_replays(tmp_path: pathlib.Path) -> None:
+    """Format 1 (plain JSON lines, no header) is read as before and told apart explicitly."""
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2}\n')
+    j = Journal(path)
+    assert j.replay() == [{"n": 1}, {"n": 2}]
+    assert j.version == 1 and j.needs_rewrite and j.damaged == 0
+    j.rewrite_now([{"n": 1}, {"n": 2}])
+    j.append({"n": 3})
+    j.close()
+    j = Journal(path)
+    assert j.replay() == [{"n": 1}, {"n": 2}, {"n": 3}] and j.version == 2
+
+
+def test_open_journals_are_bounded(tmp_path: pathlib.Path) -> None:
+    """Past the limit the least recently written journal closes; a write reopens it."""
+
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+    files = OpenFiles(3)
+    before = open_fds()
+    journals = [Journal(tmp_path / f"{i}.journal", files=files) for i in range(10)]
+    for round_ in range(3):
+        for i, j in enumerate(journals):
+            j.append({"i": i, "round": round_})
+            j.write()
+            assert len(files) <= 3 and open_fds() - before <= 3
+    for j in journals:
+        j.sync()  # an fsync after the descriptor was closed opens the file for it
+        j.close()
+    assert open_fds() == before
+    for i in range(10):
+        assert [e["round"] for e in Journal(tmp_path / f"{i}.journal").replay()] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("sync_each_write", [True, False])
