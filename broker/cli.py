@@ -378,12 +378,14 @@ def new_user(
 def _attach_client_commands() -> None:
     from broker.bench.cli import bench
     from broker.torture import torture
+    from broker.verify_command import verify
     from clients.cli import client_commands
 
     for command in client_commands:
         main.add_command(command)
     main.add_command(bench)
     main.add_command(torture)
+    main.add_command(verify)
 
 
 _attach_client_commands()
