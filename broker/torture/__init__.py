@@ -5,8 +5,10 @@ recovered against what the clients were promised, runs pipelined publishers and 
 consumer group for a random while, and kills the broker with SIGKILL. Some cycles
 then damage the files the way a crash or a bad disk would (a torn record at the
 tail of the last segment, junk after a group journal) before the next start-up
-has to repair them. A last phase without kills drains the group so that every
-stored message is shown to have been delivered. Only 127.0.0.1 is used.
+has to repair them; with ``corrupt`` (disk.py) they flip bytes in stored records and
+journals and cut tails off instead, as a bad sector or a power loss would. A last
+phase without kills drains the group so that every stored message is shown to have
+been delivered. Only 127.0.0.1 is used.
 """
 
 from broker.torture.cli import torture

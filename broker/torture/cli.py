@@ -75,6 +75,14 @@ def _print_cycle(total: int) -> Callable[[CycleResult], None]:
     help="Damage the files after every Nth kill (0: never).",
 )
 @click.option(
+    "--corrupt",
+    is_flag=True,
+    help="Disk mode: between cycles flip random bytes in sealed segments and the group "
+    "journal, and cut random tails off the live segment and the journal (instead of "
+    "--corrupt-every's torn tails); checks that no damaged content is served, every "
+    "undamaged confirmed message is kept, no offset is reused, and all damage is reported.",
+)
+@click.option(
     "--fsync",
     type=click.Choice(["always", "interval", "never"]),
     default="interval",

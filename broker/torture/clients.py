@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from broker.torture.model import (
@@ -136,10 +137,14 @@ def _check_delivery(
     ledger: Ledger, stats: CycleResult, id_: str, offset: int, text: str, acked_here: bool
 ) -> None:
     acked_in = ledger.acked.get(id_)
-    if acked_here or (acked_in is not None and acked_in < ledger.incarnation):
+    redelivered = acked_here or (acked_in is not None and acked_in < ledger.incarnation)
+    if redelivered and not (acked_in is not None and acked_in <= ledger.journal_damaged):
         stats.violations.append(f"{id_} (offset {offset}) redelivered after OK ack_received")
     if text not in ledger.sent:
         stats.violations.append(f"MSG offset {offset} carries text never published: {text!r}")
+    if text in ledger.destroyed:
+        stats.violations.append(f"MSG offset {offset} serves a destroyed record: {text!r}")
+    ledger.delivered.add(offset)
     known = ledger.known.get(offset)
     if known is not None and known != (id_, text):
         stats.violations.append(f"MSG offset {offset} is {id_} {text!r}, stored as {known}")
@@ -147,13 +152,26 @@ def _check_delivery(
 
 # -- checks --------------------------------------------------------------------------
 
+# Error lines that report damage the run did (disk mode): expected, and checked by disk.py.
+DAMAGE_REPORTS = frozenset({"storage_damage", "group_journal_damaged"})
 
-async def check_store(port: int, ledger: Ledger, stats: CycleResult) -> list[str]:
-    """HISTORY against the ledger; returns the stored ids in offset order."""
+
+async def check_store(
+    port: int,
+    ledger: Ledger,
+    stats: CycleResult,
+    excused: Callable[[], set[int]] = set,
+) -> list[tuple[int, str]]:
+    """HISTORY against the ledger; returns the stored (offset, id) pairs in offset order.
+
+    Offsets follow each other without a gap, except in disk mode (``ledger.destroyed``
+    set): there a gap must be damage the run did or the broker reported (``excused``).
+    """
     lines = await request(port, f"HISTORY {TOPIC} {HISTORY_MAX}", "OK history end")
     v = stats.violations
-    ids: list[str] = []
+    stored: list[tuple[int, str]] = []
     texts: set[str] = set()
+    last = 0
     for line in lines:
         parts = line.split(" ", 5)
         try:
@@ -165,10 +183,15 @@ async def check_store(port: int, ledger: Ledger, stats: CycleResult) -> list[str
             continue
         if kind != "HISTORY" or topic != TOPIC or not id_.startswith("msg_"):
             v.append(f"malformed HISTORY line {line[:200]!r}")
-        if offset != len(ids) + 1:
-            v.append(f"offset {offset} where {len(ids) + 1} was expected (gap or repeat)")
+        if offset <= last:
+            v.append(f"offset {offset} after {last} (repeat or out of order)")
+        elif offset != last + 1 and not ledger.destroyed:
+            v.append(f"offset {offset} where {last + 1} was expected (gap)")
+        last = max(last, offset)
         if text not in ledger.sent:
             v.append(f"offset {offset} holds text never published: {text[:200]!r}")
+        if text in ledger.destroyed:
+            v.append(f"offset {offset} serves a destroyed record: {text[:200]!r}")
         if text in texts:
             v.append(f"text stored twice: {text[:200]!r}")
         known = ledger.known.get(offset)
@@ -176,18 +199,23 @@ async def check_store(port: int, ledger: Ledger, stats: CycleResult) -> list[str
             v.append(f"offset {offset} changed from {known} to {(id_, text[:200])}")
         ledger.known[offset] = (id_, text)
         texts.add(text)
-        ids.append(id_)
-    lost = ledger.confirmed - texts
+        stored.append((offset, id_))
+    reported = excused()  # read after HISTORY: damage is reported as reads meet it
+    gone = {t for o, (_, t) in ledger.known.items() if o in reported}
+    lost = ledger.confirmed - texts - ledger.destroyed - gone
     if lost:
         v.append(f"{len(lost)} confirmed publishes missing, e.g. {sorted(lost)[:3]}")
-    if len(ids) < len(ledger.known):
-        v.append(f"log shrank from {len(ledger.known)} to {len(ids)} records")
-    stats.stored = len(ids)
-    return ids
+    if not ledger.destroyed and len(stored) < len(ledger.known):
+        v.append(f"log shrank from {len(ledger.known)} to {len(stored)} records")
+    stats.stored = len(stored)
+    return stored
 
 
-def check_start_log(child: BrokerChild, corrupted: dict[str, int], stats: CycleResult) -> None:
-    """The start-up after damage must say what it dropped; nothing may log an error."""
+def check_start_log(
+    child: BrokerChild, corrupted: dict[str, int], stats: CycleResult, *, disk: bool = False
+) -> None:
+    """The start-up after damage must say what it dropped; nothing may log an error
+    (in disk mode but the broker's reports of the damage the run did)."""
     events = child.events()
     wanted = {"segment": "segment_truncated", "journal": "journal_truncated"}
     for what, size in corrupted.items():
@@ -199,6 +227,8 @@ def check_start_log(child: BrokerChild, corrupted: dict[str, int], stats: CycleR
         if not any(d >= size for d in dropped):
             stats.violations.append(f"{size} junk bytes in the {what} but no {wanted[what]} logged")
     for e in events:
+        if disk and e.get("event") in DAMAGE_REPORTS and "exception" not in e:
+            continue
         if e.get("level") in ("error", "critical") or "exception" in e:
             stats.violations.append(f"broker logged {json.dumps(e)[:300]}")
 

@@ -30,6 +30,7 @@ class TortureOptions:
     seed: int = 0
     kill_after: tuple[float, float] = (0.3, 1.5)
     corrupt_every: int = 3
+    corrupt: bool = False  # disk mode: flip bytes and cut tails between cycles (disk.py)
     max_messages: int = 90_000
     segment_bytes: int = 256 * 1024
     max_inflight: int = 50
@@ -82,6 +83,12 @@ class Ledger:
     ack_sent: set[str] = field(default_factory=set)
     known: dict[int, tuple[str, str]] = field(default_factory=dict)  # offset -> (id, text)
     incarnation: int = 0
+    # Disk mode: texts whose records the run destroyed, offsets the group was sent (the
+    # broker's cursor keeps a trace of those), and the last incarnation whose group
+    # journal was damaged (acks up to it may be lost, so redelivery is allowed).
+    destroyed: set[str] = field(default_factory=set)
+    delivered: set[int] = field(default_factory=set)
+    journal_damaged: int = -1
 
 
 class BrokerChild:

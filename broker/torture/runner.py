@@ -19,6 +19,7 @@ from broker.torture.clients import (
     publisher,
     request,
 )
+from broker.torture.disk import DiskDamage, damage_disk, reported_offsets, unreported
 from broker.torture.model import (
     GROUP,
     TOPIC,
@@ -43,7 +44,7 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 async def run_cycle(
     child: BrokerChild, ledger: Ledger, opts: TortureOptions, rng: random.Random, n: int
-) -> tuple[CycleResult, dict[str, int]]:
+) -> tuple[CycleResult, dict[str, int], DiskDamage | None]:
     stats = CycleResult(n)
     consumers = [asyncio.create_task(consumer(child.port, ledger, stats))]
     consumers += [
@@ -64,14 +65,31 @@ async def run_cycle(
     child.kill9()
     await _cancel(publishers + consumers)
     damage = {}
-    if opts.corrupt_every and n % opts.corrupt_every == 0:
+    disk = None
+    if opts.corrupt:
+        disk = damage_disk(child.data_dir, rng, "segment" if n % 2 else "journal")
+        _remember(ledger, disk)
+        stats.corrupted = disk.describe()
+    elif opts.corrupt_every and n % opts.corrupt_every == 0:
         damage = corrupt(child.data_dir, rng)
-    stats.corrupted = "+".join(damage)
-    return stats, damage
+        stats.corrupted = "+".join(damage)
+    return stats, damage, disk
+
+
+def _remember(ledger: Ledger, disk: DiskDamage) -> None:
+    """What the damage costs the checks: destroyed texts may be missing (never altered);
+    a lost tail's offsets that no client was sent may be handed out again; acks so far
+    may be forgotten with a damaged journal (so they may be redelivered)."""
+    for rec in disk.records:
+        ledger.destroyed.add(rec.text)
+        if rec.cut and rec.offset not in ledger.delivered:
+            ledger.known.pop(rec.offset, None)
+    if disk.kind == "journal" and (disk.flipped or disk.cut):
+        ledger.journal_damaged = ledger.incarnation
 
 
 async def drain(
-    child: BrokerChild, ledger: Ledger, stored: list[str], opts: TortureOptions
+    child: BrokerChild, ledger: Ledger, stored: list[tuple[int, str]], opts: TortureOptions
 ) -> CycleResult:
     stats = CycleResult(0)
     tasks = [
@@ -94,9 +112,12 @@ async def drain(
             stats.violations.append(f"group not drained in {opts.drain_timeout}s: {fields}")
     finally:
         await _cancel(tasks)
-    if fields.get("dead", 0) or fields.get("next_offset") != len(stored) + 1:
-        stats.violations.append(f"group ended with {fields}, {len(stored)} stored")
-    never = [i for i in stored if i not in ledger.acked and i not in ledger.ack_sent]
+    end = stored[-1][0] + 1 if stored else 1
+    next_offset = fields.get("next_offset", 0)
+    if fields.get("dead", 0) or not (next_offset == end or (opts.corrupt and next_offset > end)):
+        stats.violations.append(f"group ended with {fields}, {len(stored)} stored up to {end - 1}")
+    ids = [i for _, i in stored]
+    never = [i for i in ids if i not in ledger.acked and i not in ledger.ack_sent]
     if never:
         stats.violations.append(f"{len(never)} stored messages never delivered, e.g. {never[:3]}")
     return stats
@@ -111,14 +132,19 @@ async def _torture(
     rng = random.Random(opts.seed)
     ledger = Ledger()
     damage: dict[str, int] = {}
+    disk: DiskDamage | None = None
     stopped = time.monotonic() + opts.time_limit
     for n in range(1, opts.cycles + 2):
         final = n > opts.cycles or time.monotonic() > stopped
         ledger.incarnation += 1
         await child.start()
         check = CycleResult(n)
-        check_start_log(child, damage, check)
-        stored = await check_store(child.port, ledger, check)
+        check_start_log(child, damage, check, disk=opts.corrupt)
+        stored = await check_store(
+            child.port, ledger, check, lambda: reported_offsets(child.events())
+        )
+        if disk is not None:
+            check.violations += unreported(disk, child.events())
         if final:
             result = await drain(child, ledger, stored, opts)
             result.violations[:0] = check.violations
@@ -126,7 +152,7 @@ async def _torture(
             result.stored = len(stored)
             child.stop()
         else:
-            result, damage = await run_cycle(child, ledger, opts, rng, n)
+            result, damage, disk = await run_cycle(child, ledger, opts, rng, n)
             result.violations[:0] = check.violations
             result.stored = check.stored
         report.cycles.append(result)
