@@ -168,11 +168,13 @@ class DeadLetters:
                 if not wanted:
                     continue
                 original = await self._original(topic, letter)
-                if original is None or (id is None and record.offset in replayed):
-                    continue  # gone, or replayed by another REPLAY meanwhile
-                text, meta = original
+                if id is None and record.offset in replayed:
+                    continue  # replayed by another REPLAY meanwhile
+                if original is None and letter.get("truncated"):
+                    continue  # its message is gone from the topic (logged)
+                text, meta = original or (letter.get("msg"), None)
                 refusal = replay_refusal(text, meta)
-                if refusal is not None:
+                if refusal is not None or not isinstance(text, str):
                     log.warning(
                         "dead_letter_not_replayed",
                         topic=topic,

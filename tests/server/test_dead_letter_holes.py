@@ -40,7 +40,10 @@ async def test_a_topic_with_no_valid_dead_letter_topic_is_refused(
 async def test_every_name_that_can_dead_letter_still_works(broker: Broker, name: str) -> None:
     assert is_valid_topic(name)
     w = await Wire.open(broker.port)
-    assert await w.cmd(f"PUB {name} m") == "OK published"
+    if name.endswith(".dlq"):  # a dead-letter topic: only the broker writes it, all may read
+        assert await w.cmd(f"PUB {name} m") == "ERR dead-letter topics are written by the broker"
+    else:
+        assert await w.cmd(f"PUB {name} m") == "OK published"
     assert await w.cmd(f"SUB {name} g") == f"OK subscribed {name} in group g"
 
 
@@ -99,14 +102,18 @@ async def test_a_letter_stays_within_max_message_bytes_and_replays_whole(
     assert again.text == text and again.id != d.id
 
 
-async def publish_letters(port: int, n: int) -> None:
-    """Letters as a hand-published .dlq holds them: JSON with the text to replay."""
-    w = await Wire.open(port)
-    batch = "".join(f'PUB t.dlq {{"id":"orig-{i}","msg":"m{i}"}}\n' for i in range(n))
-    await w.send(batch)
-    for _ in range(n):
-        assert await w.line(30) == "OK published"
-    await w.close()
+def store_letters(data_dir: Path, n: int) -> None:
+    """``n`` dead letters of ``t`` as the broker stores them (JSON with the text to replay),
+    written into a stopped broker's data dir: clients may not publish to ``.dlq`` topics."""
+    store = FileStore(data_dir)
+    store.open()
+    try:
+        dlq = store.topic("t.dlq")
+        for i in range(n):
+            dlq.append(json.dumps({"id": f"orig-{i}", "msg": f"m{i}"}), time.time(), f"dlq-{i}")
+        dlq.write()
+    finally:
+        store.close()
 
 
 def replayed_texts(data_dir: Path) -> list[str]:
@@ -123,8 +130,8 @@ async def test_replays_whose_journal_lines_were_lost_are_not_replayed_again(
     brokers: BrokerFactory,
 ) -> None:
     """What a kill -9 between a replay's publish and its journal line leaves behind."""
+    store_letters(brokers.data_dir, 30)
     broker = await brokers.start()
-    await publish_letters(broker.port, 30)
     w = await Wire.open(broker.port)
     assert await w.cmd("REPLAY t ALL") == "OK replayed 30"
     await w.close()
@@ -144,8 +151,8 @@ def test_kill_9_during_replay_all_republishes_no_letter_twice(
     broker_process: Callable[..., BrokerProcess], tmp_path: Path
 ) -> None:
     n = 20_000
+    store_letters(tmp_path / "data", n)
     b = broker_process()
-    asyncio.run(publish_letters(b.port, n))
     topic_dir = tmp_path / "data" / "topics" / "t"
 
     async def replay_and_kill() -> None:
