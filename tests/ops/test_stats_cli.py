@@ -16,7 +16,7 @@ from clients import Client
 from clients.protocol import ProtocolError, StatLine, encode_stats, parse_server_line
 from clients.stats_view import StatsSnapshot
 from clients.sync import SyncClient
-from tests.conftest import eventually
+from tests.conftest import BrokerFactory, eventually
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
 
@@ -102,7 +102,10 @@ async def linemq_stats(broker: Broker, *args: str) -> asyncio.subprocess.Process
     )
 
 
-async def test_stats_command_prints_tables_and_json(broker: Broker) -> None:
+async def test_stats_command_prints_tables_and_json(brokers: BrokerFactory) -> None:
+    # The CLI runs as a subprocess, slow to start on a loaded machine: the held message
+    # must not time out (and dead-letter) meanwhile, or lag reads 0.
+    broker = await brokers.start(ack_timeout=60.0)
     consumer = await traffic(broker)
     proc = await linemq_stats(broker)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
