@@ -369,7 +369,7 @@ class Router:
             log.warning("consumer_dead", reason="heartbeat timeout", groups=list(client.members))
             self._liveness.pop(client, None)
             self.disconnect(client)
-            client.sender.kill("heartbeat timeout")
+            client.sender.kill("heartbeat timeout", notice=True)
         self._arm_liveness()
 
     def close(self) -> None:
