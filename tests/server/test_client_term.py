@@ -9,7 +9,7 @@ import pytest
 from broker.server.app import Broker
 from clients.aio import Client, Message
 from clients.dead_letters import DeadLetter
-from clients.errors import NotFound
+from clients.errors import ConnectionLost, NotFound
 from clients.protocol import encode_nack, encode_term
 from clients.sync import SyncClient
 from tests.conftest import BrokerFactory
@@ -59,3 +59,13 @@ def test_encoders() -> None:
     for bad in ("", " \n "):
         with pytest.raises(ValueError, match="reason must not be empty"):
             encode_term("m1", bad)
+
+
+async def test_a_client_that_stops_heartbeating_hears_why_it_was_dropped(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(heartbeat_timeout=0.3)
+    async with Client(port=broker.port, heartbeat_interval=60, reconnect=None) as c:
+        sub = await c.subscribe("jobs", "workers")
+        with pytest.raises(ConnectionLost, match="broker closed the connection: heartbeat timeout"):
+            await asyncio.wait_for(sub.next(), 5)
