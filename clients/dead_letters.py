@@ -58,6 +58,9 @@ class DeadLetter:
     """The ``PUT … id=`` it was published with (a replay does not carry it over)."""
     deliver_at: float | None = None
     expires_at: float | None = None
+    error: str | None = None
+    """The consumer's error text for the failure that dead-lettered it (``term(reason)``,
+    ``nack(reason=)``), None if it gave none."""
 
 
 def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> DeadLetter:
@@ -91,6 +94,7 @@ def parse_dead_letter(dlq_offset: int, obj: dict[str, Any], raw_json: str) -> De
         original=original,
         raw_json=raw_json,
         **_named_fields(_typed(obj, "msg", str), original or {}),
+        error=_optional(obj, "error", str),
     )
 
 

@@ -111,6 +111,7 @@ _PREFIXES: Final[tuple[tuple[str, type[BrokerError]], ...]] = (
     ("invalid ", InvalidRequest),
     ("n must ", InvalidRequest),
     ("delay must ", InvalidRequest),
+    ("reason must ", InvalidRequest),
     ("position must ", InvalidRequest),
     ("only dead-letter topics", InvalidRequest),
     ("payload must ", InvalidRequest),

@@ -49,6 +49,7 @@ from clients.protocol import (
     StatLine,
     encode_ack,
     encode_nack,
+    encode_term,
     encode_touch,
     parse_server_line,
 )
@@ -127,9 +128,16 @@ class Pipeline:
         """Acknowledge a group delivery held by this connection."""
         await self._request(encode_ack(message_id))
 
-    async def nack(self, message_id: str, delay: Duration | None = None) -> None:
-        """Give a delivery back: redelivered at once, or after ``delay`` (``"5s"``, 1.5…)."""
-        await self._request(encode_nack(message_id, delay))
+    async def nack(
+        self, message_id: str, delay: Duration | None = None, reason: str | None = None
+    ) -> None:
+        """Give a delivery back: redelivered at once, or after ``delay`` (``"5s"``, 1.5…);
+        ``reason``: the error text kept with the attempt."""
+        await self._request(encode_nack(message_id, delay, reason))
+
+    async def term(self, message_id: str, reason: str | None = None) -> None:
+        """Fail a delivery for good: dead-lettered now, with ``reason`` as its error text."""
+        await self._request(encode_term(message_id, reason))
 
     async def touch(self, message_id: str) -> None:
         """Restart a delivery's ack timer, for long jobs."""

@@ -220,15 +220,36 @@ def encode_ack(message_id: str) -> bytes:
     return f"ACK {_check_id(message_id)}\n".encode()
 
 
-def encode_nack(message_id: str, delay: Duration | None = None) -> bytes:
-    """``NACK <id> [seconds]``; ``delay`` as everywhere: ``"5s"``, ``1.5``, ``timedelta``."""
-    if delay is None:
-        return f"NACK {_check_id(message_id)}\n".encode()
-    delay = to_seconds(delay)  # the broker's parser: refuses negative, NaN, over 365 days
-    # Whole seconds go out as ints so "NACK id 5" reads the way a human would type it.
-    # Seconds, not "5s": brokers from before durations on NACK read only numbers.
-    seconds = str(int(delay)) if delay.is_integer() else repr(delay)
-    return f"NACK {_check_id(message_id)} {seconds}\n".encode()
+def encode_nack(message_id: str, delay: Duration | None = None, reason: str | None = None) -> bytes:
+    """``NACK <id> [seconds] [reason=<text>]``; ``delay`` as everywhere: ``"5s"``, ``1.5``,
+    ``timedelta``; ``reason`` is kept with the attempt (and in the dead letter, if it is one)."""
+    words = ["NACK", _check_id(message_id)]
+    if delay is not None:
+        delay = to_seconds(delay)  # the broker's parser: refuses negative, NaN, over 365 days
+        # Whole seconds go out as ints so "NACK id 5" reads the way a human would type it.
+        # Seconds, not "5s": brokers from before durations on NACK read only numbers.
+        words.append(str(int(delay)) if delay.is_integer() else repr(delay))
+    if reason is not None:
+        words.append("reason=" + one_line_reason(reason))
+    return (" ".join(words) + "\n").encode()
+
+
+def encode_term(message_id: str, reason: str | None = None) -> bytes:
+    """``TERM <id> [reason text]``: dead-letter a held delivery now, with why."""
+    if reason is None:
+        return f"TERM {_check_id(message_id)}\n".encode()
+    return f"TERM {_check_id(message_id)} {one_line_reason(reason)}\n".encode()
+
+
+def one_line_reason(reason: str) -> str:
+    """A failure text as one protocol line: line breaks become spaces (an exception's
+    multi-line text is fine), NULs go; ValueError if nothing is left. The broker keeps at
+    most 1,000 bytes of it."""
+    text = reason.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    text = text.replace("\x00", "").strip(" \t")
+    if not text:
+        raise ValueError("reason must not be empty")
+    return text
 
 
 def encode_touch(message_id: str) -> bytes:

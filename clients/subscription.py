@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A delivered (or historical) message; ``ack``/``nack``/``touch`` for group deliveries.
+    """A delivered (or historical) message; ``ack``/``nack``/``term``/``touch`` for groups.
 
     ``payload`` is the exact bytes over protocol v2; ``text`` is its UTF-8 view
     (invalid bytes replaced). Over v1 the broker sends one line of text, so
@@ -59,9 +59,14 @@ class Message:
         """Done with it: the group never delivers it again."""
         await self._settler().ack(self.id)
 
-    async def nack(self, delay: Duration | None = None) -> None:
-        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``)."""
-        await self._settler().nack(self.id, delay)
+    async def nack(self, delay: Duration | None = None, reason: str | None = None) -> None:
+        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``).
+        ``reason`` (an error text) is kept with the attempt and shown in the dead letter."""
+        await self._settler().nack(self.id, delay, reason)
+
+    async def term(self, reason: str | None = None) -> None:
+        """Fail it for good: dead-lettered now, no retries left, with ``reason`` as its error."""
+        await self._settler().term(self.id, reason)
 
     async def touch(self) -> None:
         """Still working on it: restart the ack timer."""

@@ -61,10 +61,16 @@ class SyncMessage:
         client, message = self._bound()
         client._call(message.ack())
 
-    def nack(self, delay: Duration | None = None) -> None:
-        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``)."""
+    def nack(self, delay: Duration | None = None, reason: str | None = None) -> None:
+        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``).
+        ``reason`` (an error text) is kept with the attempt and shown in the dead letter."""
         client, message = self._bound()
-        client._call(message.nack(delay))
+        client._call(message.nack(delay, reason))
+
+    def term(self, reason: str | None = None) -> None:
+        """Fail it for good: dead-lettered now, no retries left, with ``reason`` as its error."""
+        client, message = self._bound()
+        client._call(message.term(reason))
 
     def touch(self) -> None:
         """Still working on it: restart the ack timer."""
@@ -283,8 +289,13 @@ class SyncClient:
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))
 
-    def nack(self, message_id: str, delay: Duration | None = None) -> None:
-        self._call(self._client.nack(message_id, delay))
+    def nack(
+        self, message_id: str, delay: Duration | None = None, reason: str | None = None
+    ) -> None:
+        self._call(self._client.nack(message_id, delay, reason))
+
+    def term(self, message_id: str, reason: str | None = None) -> None:
+        self._call(self._client.term(message_id, reason))
 
     def touch(self, message_id: str) -> None:
         self._call(self._client.touch(message_id))

@@ -26,7 +26,7 @@ class _Gone:
     def send(self, data: bytes) -> None:
         pass
 
-    def kill(self, reason: str) -> None:
+    def kill(self, reason: str, *, notice: bool = False) -> None:
         pass
 
     async def writable(self) -> None:

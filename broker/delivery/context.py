@@ -22,7 +22,9 @@ class Sender(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
-    def kill(self, reason: str) -> None: ...
+    def kill(self, reason: str, *, notice: bool = False) -> None:
+        """Drop the connection; ``notice``: the transport is healthy, so a connection that
+        asked for notices is told ``CLOSING <reason>`` first."""
 
     async def writable(self) -> None:
         """Return once the client has read enough that more may be sent."""

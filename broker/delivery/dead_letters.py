@@ -280,6 +280,8 @@ def build_letter(
         "last_delivery_ts": p.last_ts or None,
         "dead_ts": time.time(),
     }
+    if p.error:  # the consumer's text for the last failure (NACK reason=, TERM)
+        letter["error"] = p.error
     if record.meta is not None:
         # What a replay needs to publish the message exactly as it was (v2 publishes).
         letter["original"] = record.meta.encode()

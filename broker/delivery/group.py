@@ -27,7 +27,7 @@ import structlog
 
 from broker.delivery.clients import ClientState
 from broker.delivery.context import DeliveryContext
-from broker.delivery.group_failures import GroupFailures
+from broker.delivery.group_failures import TERMINATED, GroupFailures
 from broker.delivery.group_state import GroupState, Pending, Phase
 from broker.delivery.holdings import Holdings
 from broker.delivery.log_reads import LogReads
@@ -150,9 +150,9 @@ class ConsumerGroup(GroupFailures):
         self._deadlines.adopt(ps)
         return ps
 
-    def nack(self, p: Pending, delay: float) -> None:
+    def nack(self, p: Pending, delay: float, error: str | None = None) -> None:
         self.take_back(p, "nacked")
-        self._fail(p, "nacked", delay=delay)
+        self._fail(p, "nacked", delay=delay, error=error)
         self.pump()
 
     def touch(self, p: Pending) -> None:
@@ -434,8 +434,11 @@ class ConsumerGroup(GroupFailures):
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._expire(p)
             return
-        if p.attempts and self.ctx.policy.should_dead_letter(p.attempts):
-            # Out of attempts already (e.g. it was in flight each time the broker died).
+        if p.attempts and (
+            p.reason == TERMINATED or self.ctx.policy.should_dead_letter(p.attempts)
+        ):
+            # Out of attempts already (e.g. it was in flight each time the broker died),
+            # or a TERM whose letter a crash kept from being written.
             self._dead_letter(p)
             return
         p.attempts += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from broker.delivery.group import Member
 
 log = structlog.get_logger(__name__)
+
+TERMINATED: Final = "terminated"
+"""The failure reason of a ``TERM``: a message marked so is dead-lettered, never delivered."""
 
 
 class GroupFailures:
@@ -57,8 +60,28 @@ class GroupFailures:
         member.client.forget(p.id, "already acknowledged" if why == "acked" else why, p)
         p.member = None
 
-    def _fail(self, p: Pending, reason: str, *, delay: float | None = None) -> None:
+    def term(self, p: Pending, error: str | None) -> None:
+        """``TERM``: dead-letter now, whatever attempts are left.
+
+        The decision is journaled first (a retry marked ``terminated``, with the
+        consumer's text), so the reply waits for a line that a crash cannot lose:
+        if the letter itself is not written yet, the next delivery of the message
+        after a restart dead-letters it instead (``_deliver``).
+        """
+        self.take_back(p, TERMINATED)
+        p.reason = TERMINATED
+        p.error = error or ""
+        p.phase = Phase.WAITING
+        p.retry_at = 0.0
+        self.state.failed(p)
+        self._dead_letter(p)
+        self.pump()
+
+    def _fail(
+        self, p: Pending, reason: str, *, delay: float | None = None, error: str | None = None
+    ) -> None:
         p.reason = reason
+        p.error = error or ""
         if self.ctx.policy.should_dead_letter(p.attempts):
             self._dead_letter(p)
             return

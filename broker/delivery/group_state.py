@@ -64,6 +64,7 @@ class Pending:
     __slots__ = (
         "attempts",
         "deadline",
+        "error",
         "first_ts",
         "id",
         "last_ts",
@@ -86,6 +87,7 @@ class Pending:
         self.phase = Phase.WAITING
         self.retry_at = 0.0
         self.reason = ""
+        self.error = ""  # the consumer's text for the last failure (NACK reason=, TERM)
         self.id = ""
         self.member: Any = None
         self.deadline = 0.0
@@ -185,7 +187,10 @@ class GroupState:
         self.journal.append_line(b"".join(lines))
 
     def failed(self, p: Pending) -> None:
-        self._record({"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason})
+        entry = {"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason}
+        if p.error:
+            entry["err"] = p.error
+        self._record(entry)
 
     def acked(self, offsets: list[int]) -> None:
         """Acks read together (each one held: a ``Pending`` or a row): one journal line."""
@@ -260,6 +265,7 @@ class GroupState:
             p.attempts = e["a"]
             p.retry_at = e["at"]
             p.reason = e.get("why", "")
+            p.error = e.get("err", "")
             p.phase = Phase.WAITING
         elif kind == "t":
             self._taken(e["o"], e["n"])
@@ -376,6 +382,7 @@ class GroupState:
             "paused": self.paused,
             "pending": [
                 [p.offset, p.attempts, p.first_ts, p.last_ts, p.retry_at, p.reason, p.phase.value]
+                + ([p.error] if p.error else [])
                 for p in self.pending.values()
             ]
             + [
@@ -388,10 +395,14 @@ class GroupState:
     def _restore(self, e: dict[str, Any]) -> None:
         """All or nothing: a snapshot that does not make sense raises before changing a thing."""
         pending: dict[int, Pending] = {}
-        for offset, attempts, first_ts, last_ts, retry_at, reason, phase in e["pending"]:
+        for row in e["pending"]:
+            offset, attempts, first_ts, last_ts, retry_at, reason, phase, *error = row
+            if len(error) > 1:
+                raise ValueError(f"snapshot row of {len(row)} fields")
             p = pending[int(offset)] = Pending(int(offset))
             p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
             p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
+            p.error = str(error[0]) if error else ""
         start, cursor = int(e["start"]), int(e["cursor"])
         completed, dead = int(e["completed"]), int(e["dead"])
         self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead

@@ -315,10 +315,19 @@ class Router:
             group.acked(offsets)
         return results
 
-    def nack(self, client: ClientState, id: str, delay: float | None) -> Journal:
+    def nack(
+        self, client: ClientState, id: str, delay: float | None, reason: str | None = None
+    ) -> Journal:
         p = self._holder(client, id)
         group: ConsumerGroup = p.member.group
-        group.nack(p, delay or 0.0)
+        group.nack(p, delay or 0.0, reason)
+        return group.state.journal
+
+    def term(self, client: ClientState, id: str, reason: str | None) -> Journal:
+        """``TERM``: the journal whose write makes the dead-lettering stick."""
+        p = self._holder(client, id)
+        group: ConsumerGroup = p.member.group
+        group.term(p, reason)
         return group.state.journal
 
     def touch(self, client: ClientState, id: str) -> None:
@@ -360,7 +369,7 @@ class Router:
             log.warning("consumer_dead", reason="heartbeat timeout", groups=list(client.members))
             self._liveness.pop(client, None)
             self.disconnect(client)
-            client.sender.kill("heartbeat timeout")
+            client.sender.kill("heartbeat timeout", notice=True)
         self._arm_liveness()
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from broker.protocol.commands import (
     Seek,
     Stats,
     Sub,
+    Term,
     Touch,
     Unsub,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Seek",
     "Stats",
     "Sub",
+    "Term",
     "Touch",
     "Unsub",
     "build_put",

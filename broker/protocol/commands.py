@@ -81,6 +81,16 @@ class Ack:
 class Nack:
     id: str
     delay: float | None = None
+    reason: str | None = None
+    """Why the consumer failed it (``reason=<text>``), bounded, stored with the attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """Fail a held message for good: it is dead-lettered now, with ``reason`` if given."""
+
+    id: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,7 @@ Command = (
     | History
     | Ack
     | Nack
+    | Term
     | Touch
     | Groups
     | DlqList

@@ -31,6 +31,7 @@ from broker.protocol.commands import (
     Seek,
     Stats,
     Sub,
+    Term,
     Touch,
     Unsub,
 )
@@ -45,6 +46,9 @@ from broker.protocol.names import (
 from broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
+MAX_REASON_BYTES: Final = 1000
+"""A consumer's failure text (``TERM``, ``NACK ... reason=``) is cut to this many bytes."""
+REASON_CUT: Final = "...[truncated]"
 DEFAULT_DLQ_LIST: Final = 100
 
 _WHITESPACE: Final = " \t"
@@ -217,12 +221,20 @@ def _touch(rest: str) -> Command:
     return Touch(_one_id(rest, "TOUCH <message_id>"))
 
 
+NACK_USAGE: Final = "usage: NACK <message_id> [delay_seconds] [reason=<text>]"
+
+
 def _nack(rest: str) -> Command:
-    args = rest.split()
+    """``NACK <id> [delay] [reason=<text...>]``: the reason, last, runs to the end of the line."""
+    head, sep, reason = rest.partition("reason=")
+    if sep and head and not head[-1].isspace():
+        head, sep, reason = rest, "", ""  # "reason=" inside a word is no reason
+    args = head.split()
     if not 1 <= len(args) <= 2:
-        raise ProtocolError("usage: NACK <message_id> [delay_seconds]")
+        raise ProtocolError(NACK_USAGE if sep else "usage: NACK <message_id> [delay_seconds]")
+    text = _reason(reason) if sep else None
     if len(args) == 1:
-        return Nack(args[0])
+        return Nack(args[0], None, text)
     try:
         delay = float(args[1])
     except ValueError:
@@ -232,7 +244,28 @@ def _nack(rest: str) -> Command:
             delay = math.nan
     if not (0 <= delay <= 365 * 86400):
         raise ProtocolError("delay must be a number of seconds between 0 and 31536000")
-    return Nack(args[0], delay)
+    return Nack(args[0], delay, text)
+
+
+def _term(rest: str) -> Command:
+    """``TERM <id> [reason text]``: everything after the id is the reason."""
+    parts = rest.split(None, 1)
+    if not parts:
+        raise ProtocolError("usage: TERM <message_id> [reason text]")
+    reason = parts[1].strip(_WHITESPACE) if len(parts) == 2 else ""
+    return Term(parts[0], _reason(reason) if reason else None)
+
+
+def _reason(text: str) -> str:
+    """A consumer's failure text, trimmed and cut to ``MAX_REASON_BYTES`` (whole characters)."""
+    text = text.strip(_WHITESPACE)
+    if not text:
+        raise ProtocolError("reason must not be empty")
+    raw = text.encode()
+    if len(raw) <= MAX_REASON_BYTES:
+        return text
+    keep = MAX_REASON_BYTES - len(REASON_CUT)
+    return raw[:keep].decode("utf-8", "ignore") + REASON_CUT
 
 
 def _auth(rest: str) -> Command:
@@ -316,6 +349,7 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "HISTORY": _history,
     "ACK": _ack,
     "NACK": _nack,
+    "TERM": _term,
     "TOUCH": _touch,
     "GROUPS": _groups,
     "DLQ": _dlq,

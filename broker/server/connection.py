@@ -30,6 +30,7 @@ from broker.protocol import (
     replies,
 )
 from broker.protocol.runs import ack_ids, only_argument, pub_bodies
+from broker.protocol.v2 import closing
 from broker.server.auth import User
 from broker.storage.topic_log import TopicLog
 
@@ -576,8 +577,15 @@ class Connection(asyncio.Protocol):
         self._closing = True
         self._queue(data)
 
-    def kill(self, reason: str) -> None:
-        if self.transport is None or self.transport.is_closing():
+    def kill(self, reason: str, *, notice: bool = False) -> None:
+        """Drop the connection now, with what it was still owed.
+
+        ``notice`` (a member declared dead: its socket is fine) tells a connection that
+        asked for notices ``CLOSING <reason>`` first, if nothing is still queued in the
+        transport ahead of it. A slow consumer is cut silently: its buffer is full.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         log.warning("connection_dropped", peer=self.peer, reason=reason)
         self.close_reason = self.close_reason or reason
@@ -585,4 +593,8 @@ class Connection(asyncio.Protocol):
         self._held.clear()
         self._held_bytes = 0
         self._out.clear()
-        self.transport.abort()
+        if notice and self.notices and not transport.get_write_buffer_size():
+            transport.write(closing(reason))
+            transport.close()
+            return
+        transport.abort()

@@ -36,6 +36,7 @@ from broker.protocol import (
     Seek,
     Stats,
     Sub,
+    Term,
     Touch,
     Unsub,
     is_pattern,
@@ -78,6 +79,7 @@ class Handlers:
             History: self.cmd_HISTORY,
             Ack: self.cmd_ACK,
             Nack: self.cmd_NACK,
+            Term: self.cmd_TERM,
             Touch: self.cmd_TOUCH,
             Groups: self.cmd_GROUPS,
             DlqList: self.cmd_DLQ,
@@ -303,11 +305,19 @@ class Handlers:
 
     def cmd_NACK(self, conn: Connection, cmd: Nack) -> None:
         try:
-            journal = self.router.nack(conn.client, cmd.id, cmd.delay)
+            journal = self.router.nack(conn.client, cmd.id, cmd.delay, cmd.reason)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return
         self.broker.reply_after_write(conn, journal, replies.NACK_RECEIVED)
+
+    def cmd_TERM(self, conn: Connection, cmd: Term) -> None:
+        try:
+            journal = self.router.term(conn.client, cmd.id, cmd.reason)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        self.broker.reply_after_write(conn, journal, replies.TERMINATED)
 
     def cmd_TOUCH(self, conn: Connection, cmd: Touch) -> None:
         try:

@@ -50,7 +50,13 @@ export class Backoff {
   }
 }
 
-/** One delivered message; group messages can be acked, nacked and touched. */
+/** A failure text as one protocol line: line breaks become spaces, NULs go (the broker keeps 1,000 bytes). */
+function oneLine(reason) {
+  const text = String(reason).replace(/\r\n|\r|\n/g, ' ').replaceAll('\0', '').replace(/^[ \t]+|[ \t]+$/g, '');
+  return text || undefined;
+}
+
+/** One delivered message; group messages can be acked, nacked, terminated and touched. */
 export class Message {
   constructor(client, generation, topic, id, offset, ts, text, group) {
     Object.assign(this, { topic, id, offset, ts, text, group });
@@ -62,9 +68,24 @@ export class Message {
     return this._settle(`ACK ${this.id}`);
   }
 
-  /** Redeliver now, or after `delaySeconds`. */
-  nack(delaySeconds) {
-    return this._settle(delaySeconds === undefined ? `NACK ${this.id}` : `NACK ${this.id} ${delaySeconds}`);
+  /** Redeliver now, or after `delaySeconds`; `reason` (an error text) is kept with the attempt. */
+  nack(delaySeconds, reason) {
+    const line = delaySeconds === undefined ? `NACK ${this.id}` : `NACK ${this.id} ${delaySeconds}`;
+    return this._settleWith(line, 'reason=', reason);
+  }
+
+  /** Fail it for good: dead-lettered now (no retries left), with `reason` as its error text. */
+  term(reason) {
+    return this._settleWith(`TERM ${this.id}`, '', reason);
+  }
+
+  _settleWith(line, prefix, reason) {
+    if (reason === undefined) return this._settle(line);
+    const text = oneLine(reason);
+    if (text === undefined) {
+      return Promise.reject(new LinemqError('reason must not be empty', 'invalid_request'));
+    }
+    return this._settle(`${line} ${prefix}${text}`);
   }
 
   touch() {

@@ -97,3 +97,29 @@ def test_deliveries_and_acks_read_together_take_a_line_each_and_replay(tmp_path:
     assert set(again.pending) == {2, 4, 8, 10}
     assert again.cursor == 11 and again.acked_count == 6 and again.completed == 6
     assert all(p.attempts == 1 and p.first_ts == 1000.5 for p in again.pending.values())
+
+
+def test_a_consumers_failure_text_survives_replay_and_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "g.journal"
+    state = open_state(path)
+    state.create(1)
+    deliver(state, 1)
+    deliver(state, 2)
+    for offset, text in ((1, 'db "down"'), (2, "")):
+        p = state.pending[offset]
+        p.reason, p.error, p.phase = "terminated", text, Phase.WAITING
+        state.failed(p)
+    state.journal.write()
+    state.journal.close()
+    again = open_state(path)
+    assert [(p.reason, p.error) for p in again.pending.values()] == [
+        ("terminated", 'db "down"'),
+        ("terminated", ""),
+    ]
+    again.journal.rewrite_now(again.snapshot_entries())
+    again.journal.close()
+    snap = open_state(path)
+    assert [(p.reason, p.error) for p in snap.pending.values()] == [
+        ("terminated", 'db "down"'),
+        ("terminated", ""),
+    ]

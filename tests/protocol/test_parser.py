@@ -24,11 +24,13 @@ from broker.protocol import (
     Quit,
     Replay,
     Sub,
+    Term,
     Touch,
     Unsub,
     is_valid_name,
     parse_line,
 )
+from broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
 
 
 @pytest.mark.parametrize(
@@ -242,3 +244,52 @@ def test_crlf_line_exactly_at_the_limit_is_accepted() -> None:
         b"x" * 10 + b"\r",
         LINE_TOO_LONG,
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        (b"NACK m1 reason=db down", Nack("m1", None, "db down")),
+        (b"NACK m1 5s reason=db down", Nack("m1", 5.0, "db down")),
+        (b"NACK m1 2.5 reason= a=b reason=c ", Nack("m1", 2.5, "a=b reason=c")),
+        (b"NACK m1\treason=x", Nack("m1", None, "x")),
+        (b"TERM m1", Term("m1")),
+        (b"TERM m1   ", Term("m1")),
+        (b'term m1 bad input: "x" \\ 5', Term("m1", 'bad input: "x" \\ 5')),
+        ("TERM m1 ünïcode ✓".encode(), Term("m1", "ünïcode ✓")),
+    ],
+)
+def test_consumer_failure_texts(line: bytes, command: object) -> None:
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"TERM", "usage: TERM <message_id> [reason text]"),
+        (b"TERM  ", "usage: TERM <message_id> [reason text]"),
+        (b"NACK m1 reason=", "reason must not be empty"),
+        (b"NACK m1 reason=  ", "reason must not be empty"),
+        (b"NACK m1 1 2 reason=x", "usage: NACK <message_id> [delay_seconds] [reason=<text>]"),
+        (b"NACK reason=x", "usage: NACK <message_id> [delay_seconds] [reason=<text>]"),
+        (b"NACK m1 soon reason=x", "delay must be a number of seconds between 0 and 31536000"),
+        # Forms refused before reasons existed are refused as before.
+        (b"NACK m1 1 2", "usage: NACK <message_id> [delay_seconds]"),
+        (b"NACK m1 xreason=x", "delay must be a number of seconds between 0 and 31536000"),
+        (b"NACK m1 db down", "usage: NACK <message_id> [delay_seconds]"),
+    ],
+)
+def test_consumer_failure_text_errors(line: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_line(line)
+    assert info.value.reason == reason
+
+
+def test_a_long_reason_is_cut_to_whole_characters_with_a_marker() -> None:
+    cmd = parse_line(("TERM m1 " + "é" * 800).encode())
+    assert isinstance(cmd, Term) and cmd.reason is not None
+    assert cmd.reason.endswith(REASON_CUT)
+    assert len(cmd.reason.encode()) <= MAX_REASON_BYTES
+    assert cmd.reason[: -len(REASON_CUT)] == "é" * ((MAX_REASON_BYTES - len(REASON_CUT)) // 2)
+    exact = "x" * MAX_REASON_BYTES
+    assert parse_line(f"NACK m1 reason={exact}".encode()) == Nack("m1", None, exact)

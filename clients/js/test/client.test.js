@@ -94,6 +94,27 @@ describe('against one broker', () => {
     await assert.rejects(got[1].ack(), BrokerError); // acked already: the broker says so
   });
 
+  test('term dead-letters a message at once, with the reason; nack carries one too', async () => {
+    const got = [];
+    const outcomes = [];
+    await client.subscribeGroup('js.poison', 'workers', async (m) => {
+      got.push(m);
+      if (m.text === 'poison') outcomes.push(await m.term('bad input:\n"x"'));
+      else outcomes.push(await m.nack(0, 'db down'));
+    });
+    await client.publish('js.poison', 'poison');
+    await client.publish('js.poison', 'flaky');
+    await eventually(() => outcomes.length >= 2);
+    const lines = await rawCommand(broker.port, ['DLQ js.poison'], 'OK dlq end');
+    const letter = JSON.parse(lines[0].split(' ').slice(3).join(' '));
+    assert.equal(letter.msg, 'poison');
+    assert.equal(letter.reason, 'terminated');
+    assert.equal(letter.error, 'bad input: "x"');
+    assert.equal(got.filter((m) => m.text === 'poison').length, 1, 'never redelivered');
+    await assert.rejects(got[0].term(' \n '), { code: 'invalid_request' });
+    await assert.rejects(got[0].term('again'), BrokerError); // not held any more
+  });
+
   test('fanout and a group on one topic need two clients', async () => {
     await client.subscribe('js.both', () => {});
     await assert.rejects(client.subscribeGroup('js.both', 'g', () => {}), { code: 'ambiguous_subscription' });
