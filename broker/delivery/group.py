@@ -485,6 +485,16 @@ class ConsumerGroup(GroupFailures):
             "expired": self.state.expired_count,
         }
 
+    def delete(self) -> None:
+        """The group is deleted: what its members hold is forgotten (a later ACK of it is
+        refused, saying why) and nothing more is delivered or journaled."""
+        for member in self.members:
+            self.unpack(member, list(member.holdings.rows()))
+        for p in self._deadlines.held_by(None):
+            self.take_back(p, "group deleted")
+        self.members.clear()
+        self.close()
+
     def close(self) -> None:
         self._closed = True
         self._reads.closed = True

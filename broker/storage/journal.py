@@ -348,6 +348,28 @@ class Journal:
         if self._files is not None:
             self._files.used(self)
 
+    def delete(self) -> None:
+        """Gone for good: the file is unlinked and buffered entries dropped.
+
+        On the loop, so that a journal of the same name made later (a group created
+        again) is never the one removed; ``fsync_dir`` of the folder makes it durable.
+        """
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+        self._sealing = False
+        self._closed = True  # a rewrite still running gives up and removes its file
+        self._pending = []
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._dirty = self._dir_dirty = False
+        if self._files is not None:
+            self._files.forget(self)
+        if fd is not None:
+            os.close(fd)
+        self._tmp.unlink(missing_ok=True)
+
     def close(self) -> None:
         self._sealing = False  # a rewrite still running gives up (the fd is gone)
         self._closed = True
