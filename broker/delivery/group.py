@@ -339,15 +339,21 @@ class ConsumerGroup(GroupFailures):
             cursor = self.state.cursor
         if cursor > self.log.written_offset:
             return False
-        records = self.log.read_cached(cursor, count)
+        records = self._reads.ahead(cursor, count)
+        if records is None:
+            records = self.log.read_cached(cursor, count)
         if records is None:
             self._reads.fetch(cursor, self._fetched)
             return False
         return self._take_records(records)
 
     def _fetched(self, offset: int, records: list[Record]) -> None:
+        """A read from disk (``DISK_READ`` records): at most ``LOOKAHEAD`` are taken ahead
+        of delivery (GROUPS' ``waiting`` promises it); the rest are kept for the next takes."""
         if offset == self.state.cursor:
-            self._take_records(records)
+            room = max(1, LOOKAHEAD - self._queue.ready)
+            self._reads.keep(records[room:])
+            self._take_records(records[:room])
         self.pump()
 
     def _take_records(self, records: list[Record]) -> bool:
@@ -471,7 +477,7 @@ class ConsumerGroup(GroupFailures):
             "lag": max(0, self.log.last_offset - self.state.cursor + 1) + pending,
             "acked": self.state.acked_count,
             "dead": self.state.dead,
-            "next_offset": self.state.cursor,
+            "next_offset": self.state.next_undelivered,
             "paused": int(self.state.paused),
         }
 
