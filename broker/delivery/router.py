@@ -47,6 +47,8 @@ class Router:
         # A leading dot: no topic name can make it (groups/<topic>/ are topics' folders).
         self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
         self._known_topics: set[str] = set()
+        # Counters of deleted groups, so broker-wide totals summed over groups never fall.
+        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0}
 
     # -- start-up -----------------------------------------------------------------
 
@@ -360,6 +362,11 @@ class Router:
                 if not client.members:
                     self._liveness.pop(client, None)
             group.delete()
+            retired = self.retired
+            retired["delivered"] += group.delivered
+            retired["redelivered"] += group.redelivered
+            retired["acked"] += group.state.acked_count
+            retired["dead"] += group.state.dead
             del self.groups[group.topic][name]
             if not self.groups[group.topic]:
                 del self.groups[group.topic]

@@ -133,3 +133,23 @@ async def test_kill9_right_after_ok_deleted_does_not_bring_a_group_back(
     assert await w.cmd("PUB jobs.b y") == "OK published"
     assert await groups(w, "jobs.b") == []
     assert not [e for e in proc.events() if e.get("event") == "group_recovered"]
+
+
+async def test_broker_totals_do_not_fall_when_a_group_is_deleted(brokers: BrokerFactory) -> None:
+    """Prometheus reads a falling counter as a reset: the deleted group's counts stay in."""
+    broker = await brokers.start()
+    consumer = await member(broker.port, "jobs", "workers")
+    assert await consumer.cmd("PUB jobs one") == "OK published"
+    got = await next_msg(consumer)
+    assert await consumer.cmd(f"ACK {got.id}") == "OK ack_received"
+
+    async def broker_stats() -> dict[str, str]:
+        await consumer.send("STATS\n")
+        line = (await consumer.until("OK stats end"))[0]
+        return dict(f.split("=") for f in line.split(" ")[2:])
+
+    before = await broker_stats()
+    assert (before["acked"], before["delivered"]) == ("1", "1")
+    assert await consumer.cmd("DELETE jobs workers force") == "OK deleted jobs workers"
+    after = await broker_stats()
+    assert (after["acked"], after["delivered"], after["redelivered"]) == ("1", "1", "0")
