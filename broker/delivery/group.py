@@ -474,12 +474,18 @@ class ConsumerGroup(GroupFailures):
             "members": len(self.members),
             "inflight": inflight,
             "waiting": pending - inflight,
-            "lag": max(0, self.log.last_offset - self.state.cursor + 1) + pending,
+            "lag": self.lag(pending),
             "acked": self.state.acked_count,
             "dead": self.state.dead,
             "next_offset": self.state.next_undelivered,
             "paused": int(self.state.paused),
         }
+
+    def lag(self, pending: int | None = None) -> int:
+        """Messages not finished: not yet taken + pending (cheap: for every chart sample)."""
+        if pending is None:
+            pending = self.state.count
+        return max(0, self.log.last_offset - self.state.cursor + 1) + pending
 
     def counters(self) -> dict[str, int]:
         """``info()`` plus counters since the broker started (for STATS and metrics)."""

@@ -47,6 +47,8 @@ class LogReads:
         """Up to ``count`` records from ``offset`` on, out of what the last ``fetch`` read
         beyond what its caller took (``keep``); None if that does not start at ``offset``."""
         ahead = self._ahead
+        if not ahead:
+            return None
         i = 0
         while i < len(ahead) and ahead[i].offset < offset:
             i += 1
