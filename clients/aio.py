@@ -25,7 +25,13 @@ from typing import Final, Self
 
 from clients.backoff import Retry
 from clients.errors import BrokerError, ConnectionLost, InvalidRequest, ProtocolError, Timeout
-from clients.operator_verbs import encode_pause, encode_purge_dlq, encode_resume, parse_purged
+from clients.operator_verbs import (
+    encode_delete_group,
+    encode_pause,
+    encode_purge_dlq,
+    encode_resume,
+    parse_purged,
+)
 from clients.options import Duration, Position, to_seconds
 from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
 from clients.protocol import (
@@ -348,6 +354,11 @@ class Client(Pipeline):
 
     async def resume(self, topic: str, group: str) -> None:
         await self._request(encode_resume(topic, group))
+
+    async def delete_group(self, topic: str, group: str, *, force: bool = False) -> None:
+        """Delete a consumer group for good (``topic`` may be a wildcard). The broker refuses
+        a group with members (``BrokerError: group has members``) unless ``force``."""
+        await self._request(encode_delete_group(topic, group, force=force))
 
     async def purge_dlq(self, topic: str) -> int:
         """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""

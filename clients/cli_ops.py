@@ -1,5 +1,5 @@
-"""Operator commands of the ``linemq`` CLI: ping, topics, groups, pause, resume, dlq
-(list, replay, purge) and stats.
+"""Operator commands of the ``linemq`` CLI: ping, topics, groups (show, delete), pause,
+resume, dlq (list, replay, purge) and stats.
 
 Each prints a table (``clients/cli_output.py``: one style, never cut when piped)
 or, with ``--json``, one JSON object per line. The message commands live in
@@ -35,7 +35,7 @@ from clients.cli_output import (
 )
 from clients.errors import ConnectionLost, Timeout
 from clients.options import format_priority
-from clients.protocol import DeadLetter, check_name
+from clients.protocol import DeadLetter, check_name, check_topic_or_pattern
 from clients.stats_view import StatsSnapshot, render, topics_table
 
 COUNT_HELP: Final = "How many (server default 100)."
@@ -107,12 +107,30 @@ def topics(as_json: bool, endpoint: Endpoint) -> None:
     run(main(), endpoint)
 
 
-@click.command()
+class _Groups(click.Group):
+    """``groups TOPIC`` lists (``groups show TOPIC``); ``groups delete TOPIC GROUP`` deletes.
+
+    A first word that is not a subcommand is a topic, so ``linemq groups jobs`` works as it
+    always did; a topic named like a subcommand is listed with ``groups show NAME``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Groups)
+def groups() -> None:
+    """Show the consumer groups of a topic (linemq groups TOPIC), or delete one."""
+
+
+@groups.command("show")
 @click.argument("topic")
 @json_option
 @connection_options
-def groups(topic: str, as_json: bool, endpoint: Endpoint) -> None:
-    """Show the consumer groups of TOPIC with their counters."""
+def groups_show(topic: str, as_json: bool, endpoint: Endpoint) -> None:
+    """Show the consumer groups of TOPIC with their counters (also: linemq groups TOPIC)."""
 
     async def main() -> None:
         async with endpoint.client(protocol=1) as c:
@@ -130,6 +148,42 @@ def groups(topic: str, as_json: bool, endpoint: Endpoint) -> None:
         for g in infos:
             add_row(t, g.group, *(str(g.stats.get(k, "")) for k in keys))
         show(t)
+
+    run(main(), endpoint)
+
+
+@groups.command("delete")
+@click.argument("topic")
+@click.argument("group")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete it even while members are connected.")
+@json_option
+@connection_options
+def groups_delete(
+    topic: str, group: str, yes: bool, force: bool, as_json: bool, endpoint: Endpoint
+) -> None:
+    """Delete consumer GROUP of TOPIC for good (DELETE TOPIC GROUP); TOPIC may be a wildcard.
+
+    Its position and pending messages are forgotten; a later subscriber to GROUP starts a
+    new group at the next message. Asks first on a terminal; elsewhere --yes is required.
+    """
+    try:
+        check_topic_or_pattern(topic)
+        check_name(group, "group")
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"delete forgets group {group} of {topic}: add --yes")
+        click.confirm(f"Delete group {group} of {topic} for good?", abort=True, err=True)
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            await c.delete_group(topic, group, force=force)
+        if as_json:
+            emit_json({"topic": topic, "group": group, "deleted": True})
+        else:
+            click.echo(f"deleted {topic} {group}")
 
     run(main(), endpoint)
 

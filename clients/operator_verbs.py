@@ -1,12 +1,14 @@
-"""Lines of the operator verbs ``PAUSE``, ``RESUME`` and ``PURGE``: pure encoders and parsers.
+"""Lines of the operator verbs ``PAUSE``, ``RESUME``, ``PURGE`` and ``DELETE``: pure encoders
+and parsers.
 
 Kept apart from ``clients/protocol.py`` so the commands that run a broker (rather
-than move messages) stay together; ``Client.pause``/``resume``/``purge_dlq`` send them.
+than move messages) stay together; ``Client.pause``/``resume``/``purge_dlq``/``delete_group``
+send them.
 """
 
 from __future__ import annotations
 
-from clients.protocol import ProtocolError, check_name
+from clients.protocol import ProtocolError, check_name, check_topic_or_pattern
 
 DLQ_SUFFIX = ".dlq"
 
@@ -30,3 +32,11 @@ def parse_purged(ok_text: str) -> int:
     if word != "purged" or not count.isdigit():
         raise ProtocolError(f"unexpected reply to PURGE: OK {ok_text!r}")
     return int(count)
+
+
+def encode_delete_group(topic: str, group: str, *, force: bool = False) -> bytes:
+    """``DELETE <topic> <group> [force]``; ``topic`` may be a pattern (a wildcard group)."""
+    words = ["DELETE", check_topic_or_pattern(topic), check_name(group, "group")]
+    if force:
+        words.append("force")
+    return (" ".join(words) + "\n").encode()

@@ -283,6 +283,9 @@ class SyncClient:
     def resume(self, topic: str, group: str) -> None:
         self._call(self._client.resume(topic, group))
 
+    def delete_group(self, topic: str, group: str, *, force: bool = False) -> None:
+        self._call(self._client.delete_group(topic, group, force=force))
+
     def purge_dlq(self, topic: str) -> int:
         return self._call(self._client.purge_dlq(topic))
 

@@ -339,15 +339,21 @@ class ConsumerGroup(GroupFailures):
             cursor = self.state.cursor
         if cursor > self.log.written_offset:
             return False
-        records = self.log.read_cached(cursor, count)
+        records = self._reads.ahead(cursor, count)
+        if records is None:
+            records = self.log.read_cached(cursor, count)
         if records is None:
             self._reads.fetch(cursor, self._fetched)
             return False
         return self._take_records(records)
 
     def _fetched(self, offset: int, records: list[Record]) -> None:
+        """A read from disk (``DISK_READ`` records): at most ``LOOKAHEAD`` are taken ahead
+        of delivery (GROUPS' ``waiting`` promises it); the rest are kept for the next takes."""
         if offset == self.state.cursor:
-            self._take_records(records)
+            room = max(1, LOOKAHEAD - self._queue.ready)
+            self._reads.keep(records[room:])
+            self._take_records(records[:room])
         self.pump()
 
     def _take_records(self, records: list[Record]) -> bool:
@@ -471,12 +477,18 @@ class ConsumerGroup(GroupFailures):
             "members": len(self.members),
             "inflight": inflight,
             "waiting": pending - inflight,
-            "lag": max(0, self.log.last_offset - self.state.cursor + 1) + pending,
+            "lag": self.lag(pending),
             "acked": self.state.acked_count,
             "dead": self.state.dead,
-            "next_offset": self.state.cursor,
+            "next_offset": self.state.next_undelivered,
             "paused": int(self.state.paused),
         }
+
+    def lag(self, pending: int | None = None) -> int:
+        """Messages not finished: not yet taken + pending (cheap: for every chart sample)."""
+        if pending is None:
+            pending = self.state.count
+        return max(0, self.log.last_offset - self.state.cursor + 1) + pending
 
     def counters(self) -> dict[str, int]:
         """``info()`` plus counters since the broker started (for STATS and metrics)."""
@@ -487,6 +499,16 @@ class ConsumerGroup(GroupFailures):
             "dropped": self.state.dropped,
             "expired": self.state.expired_count,
         }
+
+    def delete(self) -> None:
+        """The group is deleted: what its members hold is forgotten (a later ACK of it is
+        refused, saying why) and nothing more is delivered or journaled."""
+        for member in self.members:
+            self.unpack(member, list(member.holdings.rows()))
+        for p in self._deadlines.held_by(None):
+            self.take_back(p, "group deleted")
+        self.members.clear()
+        self.close()
 
     def close(self) -> None:
         self._closed = True

@@ -157,7 +157,8 @@ class GroupState:
                 pending=len(self.pending),
                 guarantee="at-least-once: what lost lines said is delivered again, never skipped",
             )
-        if entries and (lost or self.journal.needs_rewrite):
+        untaken = self._untake()
+        if entries and (lost or untaken or self.journal.needs_rewrite):
             self.journal.rewrite_now(self.snapshot_entries())
         for p in self.pending.values():
             if p.phase is Phase.IN_FLIGHT:
@@ -167,6 +168,18 @@ class GroupState:
                 p.retry_at = 0.0
                 p.reason = p.reason or "broker_restart"
         return bool(entries)
+
+    def _untake(self) -> int:
+        """Messages taken ahead of delivery and never delivered, just below the cursor, go
+        back to the log: the read-ahead belongs to a running group with members, so after
+        a restart ``waiting`` counts only what was delivered, and the cursor is the next
+        message never delivered. Returns how many (the caller writes a snapshot then)."""
+        pending, cursor = self.pending, self.cursor
+        while (p := pending.get(cursor - 1)) is not None and not (p.first_ts or p.attempts):
+            del pending[cursor - 1]
+            cursor -= 1
+        untaken, self.cursor = self.cursor - cursor, cursor
+        return untaken
 
     # -- live changes (each one journaled) ----------------------------------------
 
@@ -343,6 +356,12 @@ class GroupState:
     def count(self) -> int:
         """Messages pending: taken from the log and not done."""
         return len(self.pending) + sum(h.left for h in self.holdings)
+
+    @property
+    def next_undelivered(self) -> int:
+        """The lowest offset never delivered: one taken ahead (priorities reorder what is
+        taken), else the cursor. A scan of what is pending: for inspection only."""
+        return min((o for o, p in self.pending.items() if not p.first_ts), default=self.cursor)
 
     @property
     def floor(self) -> int:

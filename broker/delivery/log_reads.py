@@ -24,6 +24,7 @@ class LogReads:
         self.batch = batch  # records per read from disk
         self._spawn = spawn
         self.fetching = False
+        self._ahead: list[Record] = []  # read by ``fetch`` and not handed out yet
         self._recalls: list[tuple[int, Callable[[Record | None], None]]] = []
         self._recalling = False
         self.closed = False
@@ -41,6 +42,25 @@ class LogReads:
             self.fetching = False
         if not self.closed:
             then(offset, records)
+
+    def ahead(self, offset: int, count: int) -> list[Record] | None:
+        """Up to ``count`` records from ``offset`` on, out of what the last ``fetch`` read
+        beyond what its caller took (``keep``); None if that does not start at ``offset``."""
+        ahead = self._ahead
+        if not ahead:
+            return None
+        i = 0
+        while i < len(ahead) and ahead[i].offset < offset:
+            i += 1
+        if i == len(ahead) or ahead[i].offset != offset:
+            self._ahead = []
+            return None
+        self._ahead = ahead[i + count :]
+        return ahead[i : i + count]
+
+    def keep(self, records: list[Record]) -> None:
+        """Records a fetch read that the caller does not take yet (see ``ahead``)."""
+        self._ahead = records
 
     async def records_at(self, offsets: list[int]) -> dict[int, Record]:
         """The records at ``offsets`` (sorted) that still exist."""

@@ -8,6 +8,7 @@ message.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from broker.protocol import topic_matches
@@ -20,6 +21,7 @@ class PatternRegistry:
         self.groups: set[tuple[str, str]] = set()
         self.members: dict[tuple[str, str], dict[Any, None]] = {}
         self.fanout = FanoutPatterns()
+        self._saving = asyncio.Lock()  # one rewrite of the journal at a time
 
     def open(self) -> None:
         """A damaged line loses one registration (reported); the journal is then rewritten."""
@@ -34,6 +36,18 @@ class PatternRegistry:
         if (pattern, group) not in self.groups:
             self.groups.add((pattern, group))
             self.journal.append({"p": pattern, "g": group})
+
+    def unregister(self, pattern: str, group: str) -> list[Any]:
+        """Forget a pattern group; returns the clients that were its members."""
+        self.groups.discard((pattern, group))
+        return list(self.members.pop((pattern, group), {}))
+
+    async def save(self) -> None:
+        """Rewrite the journal as the registrations now (after ``unregister``), durably."""
+        async with self._saving:
+            entries: list[dict[str, object]] = [{"p": p, "g": g} for p, g in sorted(self.groups)]
+            await self.journal.rewrite_off_loop(entries)
+            await asyncio.to_thread(self.journal.sync)
 
     def matching(self, topic: str) -> list[tuple[str, str]]:
         return sorted((p, g) for p, g in self.groups if topic_matches(p, topic))

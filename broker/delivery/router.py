@@ -47,6 +47,8 @@ class Router:
         # A leading dot: no topic name can make it (groups/<topic>/ are topics' folders).
         self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
         self._known_topics: set[str] = set()
+        # Counters of deleted groups, so broker-wide totals summed over groups never fall.
+        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0}
 
     # -- start-up -----------------------------------------------------------------
 
@@ -340,6 +342,47 @@ class Router:
             raise DeliveryError(f"no group {name} on {topic}")
         group.set_paused(paused)
         return group.state.journal
+
+    def delete(self, topic: str, name: str, force: bool) -> list[Path]:
+        """Delete a group (``topic`` a pattern: its registration and its group on every
+        topic it matches). Refused while it has members, unless ``force``: they are
+        dropped from it, and what they hold is forgotten. Returns the folders whose
+        entries ``fsync_dir`` must make durable (the journals are unlinked already)."""
+        key = (topic, name)
+        if is_pattern(topic):
+            found = [
+                gs[name] for t, gs in self.groups.items() if name in gs and topic_matches(topic, t)
+            ]
+            registered = key in self.patterns.groups
+        else:
+            found = [g] if (g := self.groups.get(topic, {}).get(name)) is not None else []
+            registered = False
+        if not found and not registered:
+            raise DeliveryError(f"no group {name} on {topic}")
+        if not force and (self.patterns.members.get(key) or any(g.members for g in found)):
+            raise DeliveryError("group has members")
+        folders = []
+        for group in found:
+            group.state.journal.delete()  # first: if the file cannot go, nothing has changed
+            folders.append(group.state.journal.path.parent)
+            for member in group.members:
+                client = member.client
+                client.members.pop((group.topic, name), None)
+                if not client.members:
+                    self._liveness.pop(client, None)
+            group.delete()
+            retired = self.retired
+            retired["delivered"] += group.delivered
+            retired["redelivered"] += group.redelivered
+            retired["acked"] += group.state.acked_count
+            retired["dead"] += group.state.dead
+            del self.groups[group.topic][name]
+            if not self.groups[group.topic]:
+                del self.groups[group.topic]
+        if registered:
+            for client in self.patterns.unregister(topic, name):
+                client.patterns.discard(key)
+        return folders
 
     def deleted_before(self, topic: str) -> None:
         """Retention or a purge removed old records: let groups skip past them."""

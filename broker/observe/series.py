@@ -56,7 +56,7 @@ class Series:
             ring = self.lags.get(key)
             if ring is None:  # a new group: no value for the points before it existed
                 ring = self.lags[key] = deque([None] * (len(self.times) - 1), self.samples)
-            ring.append(group.info()["lag"])
+            ring.append(group.lag())
 
     async def run(self) -> None:
         """Sample until cancelled (the HTTP server's lifetime)."""

@@ -58,7 +58,7 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
         "topics": len(broker.store.topics()),
         "published": counts["published"],
         "delivered": counts["delivered"],
-        "redelivered": sum(g.redelivered for g in all_groups),
+        "redelivered": sum(g.redelivered for g in all_groups) + router.retired["redelivered"],
         "acked": counts["acked"],
         "dead_lettered": counts["dead_lettered"],
         "inflight": sum(g.info()["inflight"] for g in all_groups),
@@ -74,11 +74,12 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
 
 def totals(broker: Broker, groups: list[ConsumerGroup]) -> dict[str, int]:
     """The message counters the dashboard charts as rates (see ``series``)."""
+    retired = broker.router.retired  # deleted groups: a total never falls while running
     return {
         "published": sum(broker.published.values()),
-        "delivered": sum(g.delivered for g in groups) + broker.fanout_sent,
-        "acked": sum(g.state.acked_count for g in groups),
-        "dead_lettered": sum(g.state.dead for g in groups),
+        "delivered": sum(g.delivered for g in groups) + broker.fanout_sent + retired["delivered"],
+        "acked": sum(g.state.acked_count for g in groups) + retired["acked"],
+        "dead_lettered": sum(g.state.dead for g in groups) + retired["dead"],
     }
 
 

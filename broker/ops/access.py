@@ -76,6 +76,7 @@ _ERRORS: Final[dict[int, type[web.HTTPException]]] = {
     400: web.HTTPBadRequest,
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
+    409: web.HTTPConflict,
     415: web.HTTPUnsupportedMediaType,
     503: web.HTTPServiceUnavailable,
 }

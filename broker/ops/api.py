@@ -1,7 +1,7 @@
 """The JSON API under ``/api/``: what the dashboard reads and the buttons it has.
 
 Each handler does what the matching line-protocol command does (``STATS``,
-``DLQ``, ``REPLAY``, ``PURGE``, ``PAUSE``/``RESUME``) with the same permission
+``DLQ``, ``REPLAY``, ``PURGE``, ``PAUSE``/``RESUME``, ``DELETE``) with the same permission
 checks (README's Security table). Changes only reach memory and the broker's
 write buffers, so each one asks the commit tick to run and waits for it (and for the fsync under
 ``--fsync always``) before answering: a 200 promises what an ``OK`` does.
@@ -24,7 +24,7 @@ from broker.delivery.dead_letters import DeadLetterNotFound
 from broker.delivery.router import DeliveryError
 from broker.observe.stats import Snapshot, collect, filter_snapshot
 from broker.ops.access import broker_of, json_error, require, user_of, visible_topics
-from broker.protocol import is_valid_name
+from broker.protocol import is_pattern, is_valid_name, is_valid_pattern
 from broker.storage.records import StorageError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/dlq/purge", dlq_purge)
     app.router.add_post("/api/groups/pause", group_pause)
     app.router.add_post("/api/groups/resume", group_resume)
+    app.router.add_post("/api/groups/delete", group_delete)
 
 
 def snapshot_json(snap: Snapshot) -> dict[str, Any]:
@@ -151,6 +152,29 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
     event = "group_paused" if paused else "group_resumed"
     log.info(event, topic=topic, group=group, via="http", **_who(request))
     return _json({"topic": topic, "group": group, "paused": paused})
+
+
+async def group_delete(request: web.Request) -> web.Response:
+    """``{"topic": T, "group": G, "force": false}``: ``DELETE T G [force]``; T may be a pattern."""
+    body = await _body(request)
+    topic = body.get("topic")
+    if not (isinstance(topic, str) and is_valid_pattern(topic) and is_pattern(topic)):
+        topic = _check_name(topic)
+    group = _check_name(body.get("group"), "group")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise json_error(400, '"force" must be true or false')
+    require(request, topic, "manage")
+    broker = broker_of(request)
+    try:
+        await broker.delete_group(topic, group, force)
+    except DeliveryError as e:
+        raise json_error(409 if e.reason == "group has members" else 404, e.reason) from None
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
+    await _committed(broker)
+    log.warning("group_deleted", topic=topic, group=group, force=force, via="http", **_who(request))
+    return _json({"topic": topic, "group": group, "deleted": True})
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -127,6 +127,15 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete a consumer group (``topic`` may be a pattern); ``force``: even with members."""
+
+    topic: str
+    group: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Purge:
     """Empty a dead-letter topic (only ``<topic>.dlq`` names)."""
 
@@ -161,6 +170,7 @@ Command = (
     | Pause
     | Resume
     | Purge
+    | Delete
     | Seek
     | Hello
     | PutHeader

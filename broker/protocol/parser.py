@@ -15,6 +15,7 @@ from broker.protocol.commands import (
     Ack,
     Auth,
     Command,
+    Delete,
     DlqList,
     Groups,
     Heartbeat,
@@ -328,6 +329,16 @@ def _resume(rest: str) -> Command:
     return Resume(*_group_args(rest, "RESUME <topic> <group>"))
 
 
+def _delete(rest: str) -> Command:
+    args = rest.split()
+    force = len(args) == 3 and args[2].lower() == "force"
+    if len(args) != 2 and not force:
+        raise ProtocolError("usage: DELETE <topic> <group> [force]")
+    name = args[0]
+    topic = name if is_valid_pattern(name) and is_pattern(name) else _topic(name)
+    return Delete(topic, _group(args[1]), force)
+
+
 def _purge(rest: str) -> Command:
     args = rest.split()
     if len(args) != 1:
@@ -361,4 +372,5 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "PAUSE": _pause,
     "RESUME": _resume,
     "PURGE": _purge,
+    "DELETE": _delete,
 }

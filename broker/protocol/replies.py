@@ -115,6 +115,10 @@ def resumed(topic: str, group: str) -> bytes:
     return f"OK resumed {topic} {group}\n".encode()
 
 
+def deleted(topic: str, group: str) -> bytes:
+    return f"OK deleted {topic} {group}\n".encode()
+
+
 def purged(count: int) -> bytes:
     return f"OK purged {count}\n".encode()
 

@@ -27,7 +27,7 @@ from broker.delivery.dead_letters import DeadLetters
 from broker.delivery.router import Router
 from broker.observe.histogram import Histogram
 from broker.observe.stats import HttpServer
-from broker.protocol import LineFramer, replies
+from broker.protocol import LineFramer, is_pattern, replies
 from broker.protocol.v2 import Put, closing, put_reply
 from broker.server import upkeep
 from broker.server.auth import Users, exposed_addresses, load_users
@@ -39,6 +39,7 @@ from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
 from broker.storage.damage import DamageReport
+from broker.storage.fsio import fsync_dir
 from broker.storage.handles import raise_open_files_limit
 from broker.storage.records import Meta, Record, StorageError
 from broker.storage.store import FileStore
@@ -181,6 +182,19 @@ class Broker:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("stopped")
+
+    async def delete_group(self, topic: str, group: str, force: bool) -> None:
+        """Delete a consumer group (router.delete); returns once that is durable on disk,
+        so a crash after ``OK deleted`` never brings it back."""
+        folders = self.router.delete(topic, group, force)
+        self.schedule()  # members' replies and the groups' last writes settle
+        try:
+            if is_pattern(topic):
+                await self.router.patterns.save()
+            for folder in sorted(set(folders)):
+                await asyncio.to_thread(fsync_dir, folder)
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
 
     async def purge(self, topic: str) -> int:
         """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""

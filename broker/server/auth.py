@@ -77,7 +77,10 @@ class User:
         return any(topic_matches(p, topic) for p in self.subscribe)
 
     def may_manage(self, topic: str) -> bool:
+        """A wildcard (``DELETE orders.* billing``): as for subscribe, all it could match."""
         topic = source_topic(topic)
+        if is_pattern(topic):
+            return any(pattern_covers(p, topic) for p in self.manage)
         return any(topic_matches(p, topic) for p in self.manage)
 
 

@@ -21,6 +21,7 @@ from broker.protocol import (
     Ack,
     Auth,
     Command,
+    Delete,
     DlqList,
     Groups,
     Heartbeat,
@@ -88,6 +89,7 @@ class Handlers:
             Pause: self.cmd_PAUSE,
             Resume: self.cmd_RESUME,
             Purge: self.cmd_PURGE,
+            Delete: self.cmd_DELETE,
             Hello: self.cmd_HELLO,
             Seek: self.cmd_SEEK,
             Put: self.cmd_PUT,
@@ -398,6 +400,22 @@ class Handlers:
             return replies.purged(count)
 
         self._later(conn, purge)
+
+    def cmd_DELETE(self, conn: Connection, cmd: Delete) -> None:
+        if not self._may(conn, cmd.topic, "manage"):
+            return
+
+        async def delete() -> bytes:
+            try:
+                await self.broker.delete_group(cmd.topic, cmd.group, cmd.force)
+            except DeliveryError as e:
+                return replies.err(e.reason)
+            log.warning(
+                "group_deleted", topic=cmd.topic, group=cmd.group, force=cmd.force, user=_name(conn)
+            )
+            return replies.deleted(cmd.topic, cmd.group)
+
+        self._later(conn, delete, block=True)
 
     # -- operations ----------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Journal:
         self._files = files
         self._damage = damage
         self._closed = False
+        self._deleted = False
         self.version = FORMAT  # what replay() found: 1 for a journal of an earlier release
         self.damaged = 0  # lines replay() found damaged (reported, skipped)
 
@@ -219,6 +220,8 @@ class Journal:
         """
         if self._sealing:
             return False
+        if self._deleted:  # a late append (a task of its owner still finishing): nowhere to go
+            self._pending = []
         if not self._pending:
             return True
         data, self._pending = b"".join(self._pending), []
@@ -347,6 +350,29 @@ class Journal:
             os.close(old)
         if self._files is not None:
             self._files.used(self)
+
+    def delete(self) -> None:
+        """Gone for good: the file is unlinked and buffered entries dropped.
+
+        On the loop, so that a journal of the same name made later (a group created
+        again) is never the one removed; ``fsync_dir`` of the folder makes it durable.
+        """
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+        self._sealing = False
+        self._closed = True  # a rewrite still running gives up and removes its file
+        self._deleted = True  # and a late append never creates the file again
+        self._pending = []
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._dirty = self._dir_dirty = False
+        if self._files is not None:
+            self._files.forget(self)
+        if fd is not None:
+            os.close(fd)
+        self._tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._sealing = False  # a rewrite still running gives up (the fd is gone)

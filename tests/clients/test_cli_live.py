@@ -8,6 +8,8 @@ broker serves the module.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -75,7 +77,8 @@ def test_every_option_has_help() -> None:
 
 
 def test_every_data_command_takes_json() -> None:
-    data = {"pub", "sub", "history", "seek", "ping", "topics", "groups", "pause", "resume"}
+    data = {"pub", "sub", "history", "seek", "ping", "topics", "pause", "resume"}
+    data |= {"groups show", "groups delete"}
     data |= {"dlq list", "dlq replay", "dlq purge", "stats", "bench"}
     for path, command in commands(main):
         name = path.removeprefix("linemq ")
@@ -210,6 +213,62 @@ def test_groups_pause_and_resume(port: int) -> None:
     assert json_lines(linemq(port, "groups", "paused", "--json"))[0]["paused"] == 0
     assert ok(linemq(port, "groups", "nogroups")) == "no consumer groups on nogroups\n"
     assert ok(linemq(port, "groups", "nogroups", "--json")) == ""
+
+
+def test_groups_delete_asks_needs_yes_in_a_script_and_deletes(port: int) -> None:
+    publish(port, "retired", "a")
+    ok(linemq(port, "sub", "retired", "-g", "typo", "--from", "earliest", "-n", "1"))
+    ok(linemq(port, "sub", "retired", "-g", "keep", "--from", "earliest", "-n", "1"))
+    refused = linemq(port, "groups", "delete", "retired", "typo")  # not a terminal
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert ok(linemq(port, "groups", "delete", "retired", "typo", "--yes")) == (
+        "deleted retired typo\n"
+    )
+    assert [g["group"] for g in json_lines(linemq(port, "groups", "retired", "--json"))] == ["keep"]
+    assert [
+        g["group"] for g in json_lines(linemq(port, "groups", "show", "retired", "--json"))
+    ] == ["keep"]
+    again = linemq(port, "groups", "delete", "retired", "typo", "-y")
+    assert (again.exit_code, again.stderr) == (1, "ERR no group typo on retired\n")
+    assert json_lines(linemq(port, "groups", "delete", "retired", "keep", "-y", "--json")) == [
+        {"topic": "retired", "group": "keep", "deleted": True}
+    ]
+    assert linemq(port, "groups", "delete", "retired", "bad group", "-y").exit_code == 2
+    # A wildcard group, and --force while a member is connected.
+    with SyncClient(port=port) as member:
+        member.subscribe("retired.*", "wild")
+        busy = linemq(port, "groups", "delete", "retired.*", "wild", "-y")
+        assert (busy.exit_code, busy.stderr) == (1, "ERR group has members\n")
+        forced = linemq(port, "groups", "delete", "retired.*", "wild", "-y", "--force")
+        assert ok(forced) == "deleted retired.* wild\n"
+
+
+def answer_on_a_terminal(port: int, answer: str, *args: str) -> tuple[int, str]:
+    """Run ``linemq <args>`` with a terminal as stdin and stderr, typing ``answer``."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from broker.cli import main; main()", *args, "--port", str(port)],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    os.write(leader, answer.encode())
+    out, _ = proc.communicate(timeout=30)
+    os.close(leader)
+    return proc.returncode, out.decode()
+
+
+def test_groups_delete_confirms_on_a_terminal(port: int) -> None:
+    publish(port, "asked", "a")
+    ok(linemq(port, "sub", "asked", "-g", "g", "--from", "earliest", "-n", "1"))
+    assert answer_on_a_terminal(port, "n\n", "groups", "delete", "asked", "g") == (1, "")
+    assert len(json_lines(linemq(port, "groups", "asked", "--json"))) == 1
+    assert answer_on_a_terminal(port, "y\n", "groups", "delete", "asked", "g") == (
+        0,
+        "deleted asked g\n",
+    )
+    assert json_lines(linemq(port, "groups", "asked", "--json")) == []
 
 
 def dead_letter(port: int, topic: str, text: str) -> str:

@@ -1,4 +1,5 @@
-"""``Client.pause``/``resume``/``purge_dlq`` (and the sync ones) against a real broker."""
+"""``Client.pause``/``resume``/``purge_dlq``/``delete_group`` (and the sync ones) against a real
+broker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import pytest
 from broker.server.app import Broker
 from clients import Client
 from clients.aio import BrokerError
-from clients.operator_verbs import encode_pause, encode_purge_dlq, encode_resume, parse_purged
+from clients.operator_verbs import (
+    encode_delete_group,
+    encode_pause,
+    encode_purge_dlq,
+    encode_resume,
+    parse_purged,
+)
 from clients.protocol import ProtocolError
 from clients.sync import SyncClient
 from tests.conftest import BrokerFactory
@@ -64,3 +71,29 @@ async def dead_letters(c: Client, topic: str, n: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{topic} never had {n} dead letters")
+
+
+def test_delete_group_encoder_takes_patterns_and_force() -> None:
+    assert encode_delete_group("jobs", "typo") == b"DELETE jobs typo\n"
+    assert encode_delete_group("jobs.*", "w", force=True) == b"DELETE jobs.* w force\n"
+    with pytest.raises(ValueError):
+        encode_delete_group("jobs", "bad group")
+
+
+async def test_delete_group_needs_force_while_members_are_connected(broker: Broker) -> None:
+    async with Client(port=broker.port) as member, Client(port=broker.port) as admin:
+        await member.subscribe_to("jobs", "workers")
+        with pytest.raises(BrokerError, match="group has members"):
+            await admin.delete_group("jobs", "workers")
+        await admin.delete_group("jobs", "workers", force=True)
+        assert await admin.groups("jobs") == []
+        with pytest.raises(BrokerError, match="no group workers on jobs"):
+            await admin.delete_group("jobs", "workers")
+
+    def sync_delete() -> list[object]:
+        with SyncClient(port=broker.port) as s:
+            s.subscribe("jobs", "again").unsubscribe()
+            s.delete_group("jobs", "again")
+            return list(s.groups("jobs"))
+
+    assert await asyncio.to_thread(sync_delete) == []

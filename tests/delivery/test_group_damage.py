@@ -184,8 +184,9 @@ def test_an_earlier_format_snapshot_with_a_damaged_field_does_not_stop_anything(
     }
     path.write_bytes(orjson.dumps(snap) + b'\n{"e":"t","o":11,"n":2}\n{"e":"a","o":11}\n')
     again = open_state(path, fallback=1)
-    assert again.cursor == 13
-    assert set(again.pending) >= {8, 9, 12}  # never skipped (1..10 come again: floor unknown)
+    # 12 was taken ahead and never delivered: it goes back to the log (the cursor).
+    assert again.cursor == 12
+    assert set(again.pending) >= {8, 9}  # never skipped (1..10 come again: floor unknown)
     assert Journal(path).replay()[0] == {"e": "floor", "o": 1}  # rewritten in format 2
 
 

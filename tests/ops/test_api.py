@@ -1,4 +1,4 @@
-"""The JSON API: stats, dead letters, replay, purge, pause and resume."""
+"""The JSON API: stats, dead letters, replay, purge, pause, resume and group deletion."""
 
 from __future__ import annotations
 
@@ -199,3 +199,29 @@ async def test_on_loopback_only_requests_naming_a_loopback_host_are_answered(
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
             async with s.get(url + "/api/stats", headers={"Host": host}) as r:
                 assert r.status == 200, host
+
+
+async def test_delete_a_group(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(http_port=0)
+    consumer = await member(broker.port, "jobs", "workers")
+    http = Http(broker)
+    body = {"topic": "jobs", "group": "workers"}
+    assert await http.post("/api/groups/delete", body, 409) == {"error": "group has members"}
+    assert await http.post("/api/groups/delete", {**body, "force": "yes"}, 400) == {
+        "error": '"force" must be true or false'
+    }
+    assert await http.post("/api/groups/delete", {**body, "force": True}) == {
+        **body,
+        "deleted": True,
+    }
+    assert (await http.get_json("/api/stats"))["groups"] == []
+    _, metrics = await http.get("/metrics")
+    assert 'group="workers"' not in metrics
+    assert await http.post("/api/groups/delete", body, 404) == {"error": "no group workers on jobs"}
+    assert await consumer.cmd("SUB jobs.* billing") == "OK subscribed jobs.* in group billing"
+    assert await consumer.cmd("UNSUB jobs.* billing") == "OK unsubscribed jobs.* from group billing"
+    pattern = {"topic": "jobs.*", "group": "billing"}
+    assert await http.post("/api/groups/delete", pattern) == {**pattern, "deleted": True}
+    assert await http.post("/api/groups/delete", {"topic": "jobs..x", "group": "g"}, 400) == {
+        "error": "invalid topic name"
+    }

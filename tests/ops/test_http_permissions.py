@@ -31,6 +31,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str | None]] = [
     ("POST", "/api/groups/resume", {"topic": "orders", "group": "workers"}, "manage"),
     ("POST", "/api/dlq/replay", {"topic": "orders", "all": True}, "manage"),
     ("POST", "/api/dlq/purge", {"topic": "orders"}, "manage"),
+    ("POST", "/api/groups/delete", {"topic": "orders", "group": "workers"}, "manage"),
 ]
 
 

@@ -47,6 +47,7 @@ VERBS: list[tuple[str, str | None, str]] = [
     ("RESUME orders workers", "manage", "OK resumed orders workers"),
     ("REPLAY orders ALL", "manage", "OK replayed "),
     ("PURGE orders.dlq", "manage", "OK purged "),
+    ("DELETE orders workers", "manage", "OK deleted orders workers"),
 ]
 
 
@@ -243,3 +244,18 @@ def test_new_user_grants_manage_patterns_and_a_missing_key_grants_none(tmp_path:
     assert ops.may_manage("orders.dlq") and ops.may_manage("jobs.eu")
     assert not ops.may_manage("payments")
     assert old.manage == () and not old.may_manage("orders")
+
+
+async def test_deleting_a_wildcard_group_needs_manage_on_all_it_could_match(
+    brokers: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = await start(brokers, tmp_path)
+    admin = await wire(broker, ADMIN)
+    assert await admin.cmd("SUB orders.> billing") == "OK subscribed orders.> in group billing"
+    assert (
+        await admin.cmd("UNSUB orders.> billing") == "OK unsubscribed orders.> from group billing"
+    )
+    operator = await wire(broker, TOKENS["manage"])  # manage on orders only
+    assert await operator.cmd("DELETE orders.> billing") == DENIED
+    assert await operator.cmd("DELETE orders.* billing") == DENIED
+    assert await admin.cmd("DELETE orders.> billing") == "OK deleted orders.> billing"

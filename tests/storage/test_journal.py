@@ -227,3 +227,23 @@ def test_failed_write_truncates_back(
     j.append({"n": 3})
     j.close()
     assert Journal(path).replay() == [{"n": 1}, {"n": 3}]
+
+
+async def test_a_deleted_journal_never_comes_back(tmp_path: pathlib.Path) -> None:
+    """A group's late task appending after DELETE must not create the file again, and a
+    rewrite under way gives up and leaves nothing behind."""
+    path = tmp_path / "g.journal"
+    files = OpenFiles(4)
+    j = Journal(path, files=files)
+    j.append({"e": "start", "o": 1})
+    assert j.write()
+    j.sync()
+    rewrite = asyncio.ensure_future(j.rewrite_off_loop([{"e": "floor", "o": 1}]))
+    j.append({"e": "a", "o": 1})
+    j.delete()
+    assert not path.exists() and len(files) == 0
+    assert await rewrite is False
+    j.append({"e": "g", "o": 2})  # late
+    assert j.write()
+    j.sync()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
