@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Final
 
 from crc32c import crc32c
@@ -25,21 +25,19 @@ CHECK_FIELD: Final = b',"c":'
 CHECK_SUFFIX: Final = b',"c":%d}\n'  # formatted with the CRC, after the body
 _MAX_DIGITS: Final = 10  # 2**32 - 1 has ten digits
 _BODY: Final = itemgetter(slice(None, -1))  # a dump without its closing brace
-_CLOSED: Final = methodcaller("endswith", b"}")
 
 
 def py_seal(dumped: bytes) -> bytes:
-    """A line from an object's JSON (``dumped`` ends with ``}``): the check added, then LF."""
-    if not dumped.endswith(b"}"):
-        raise ValueError("a dump to seal must end with '}'")
+    """A line from an object's JSON (``dumped`` ends with ``}``): the check added, then LF.
+
+    Unlike the C one, trusted to get dumps of objects: a check here cost the fallback 7%.
+    """
     body = dumped[:-1]
     return body + (CHECK_SUFFIX % crc32c(body))
 
 
 def py_seal_run(dumps: list[bytes]) -> list[bytes]:
     """``py_seal`` of each dump, the per-line loops in C: a run is the pipelined hot path."""
-    if not all(map(_CLOSED, dumps)):
-        raise ValueError("a dump to seal must end with '}'")
     bodies = list(map(_BODY, dumps))
     return list(map(bytes.__add__, bodies, map(CHECK_SUFFIX.__mod__, map(crc32c, bodies))))
 
