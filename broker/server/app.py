@@ -38,6 +38,7 @@ from broker.server.handlers import Handlers
 from broker.server.ids import IdGenerator
 from broker.server.put_records import record_text, stored_meta
 from broker.server.tls import tls_context
+from broker.storage import checksum
 from broker.storage.damage import DamageReport
 from broker.storage.fsio import fsync_dir
 from broker.storage.handles import raise_open_files_limit
@@ -141,6 +142,7 @@ class Broker:
             fsync=self.config.fsync,
             auth=self.users is not None,
             tls=self.ssl is not None,
+            checksums=checksum.IMPLEMENTATION,
             topics=len(self.store.topics()),
             recovery_ms=round((time.perf_counter() - started) * 1000, 1),
         )
