@@ -199,10 +199,12 @@ class Client(Pipeline):
         self.protocol = 2
         self.server_settings = _settings(text)
 
-    async def close(self) -> None:
+    async def close(self, *, wait: bool = True) -> None:
         """Say ``QUIT`` and wait for ``OK bye``; fine if the server is already gone.
 
         Stops reconnecting, and ends every subscription (``StopAsyncIteration``).
+        ``wait=False`` (leaving on Ctrl-C or a cancel) sends ``QUIT`` without waiting
+        for its reply: a request cut off mid-way may still be answered first.
         """
         self._closing = True
         task, self._reconnect_task = self._reconnect_task, None
@@ -215,8 +217,11 @@ class Client(Pipeline):
         if link is not None:
             with contextlib.suppress(ConnectionLost):
                 (bye,) = self._send(link, QUIT, 1)
-                with contextlib.suppress(ConnectionError, BrokerError, TimeoutError):
-                    await asyncio.wait_for(bye.future, self.timeout)
+                if wait:
+                    with contextlib.suppress(ConnectionError, BrokerError, TimeoutError):
+                        await asyncio.wait_for(bye.future, self.timeout)
+                else:  # its outcome is nobody's business: never "exception not retrieved"
+                    bye.future.add_done_callback(lambda f: f.cancelled() or f.exception())
             writer = link.writer
             writer.close()
             with contextlib.suppress(OSError):
@@ -234,7 +239,10 @@ class Client(Pipeline):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        cut_off = exc_type is not None and issubclass(
+            exc_type, asyncio.CancelledError | KeyboardInterrupt
+        )
+        await self.close(wait=not cut_off)
 
     # --- commands ----------------------------------------------------------
 
