@@ -20,9 +20,9 @@ from pathlib import Path
 
 import uvloop
 
-from broker.config import Config
-from broker.delivery.clients import GONE
-from broker.server.app import Broker
+from linemq.broker.config import Config
+from linemq.broker.delivery.clients import GONE
+from linemq.broker.server.app import Broker
 
 
 async def measure(total: int, members: int, size: int) -> int:

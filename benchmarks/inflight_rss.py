@@ -18,10 +18,10 @@ import asyncio
 import json
 import time
 
-from broker.bench.linemq_driver import LinemqDriver
-from broker.bench.runner import Progress, run_phase
-from broker.bench.servers import HOST, Server, Servers, terminate_on_sigterm
-from broker.bench.workloads import Job
+from linemq.tools.bench.linemq_driver import LinemqDriver
+from linemq.tools.bench.runner import Progress, run_phase
+from linemq.tools.bench.servers import HOST, Server, Servers, terminate_on_sigterm
+from linemq.tools.bench.workloads import Job
 
 
 async def hold(port: int, members: int, total: int, ack: bool = False) -> list[object]:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from broker.bench.servers import HOST, Servers, available
+from linemq.tools.bench.servers import HOST, Servers, available
 
 WARM = 500
 PAYLOAD = b"x" * 100

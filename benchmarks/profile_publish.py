@@ -21,9 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from broker.bench.runner import Progress, run_phase
-from broker.bench.servers import HOST, Servers, terminate_on_sigterm
-from broker.bench.workloads import Job
+from linemq.tools.bench.runner import Progress, run_phase
+from linemq.tools.bench.servers import HOST, Servers, terminate_on_sigterm
+from linemq.tools.bench.workloads import Job
 
 
 def _function(frame: str) -> str:

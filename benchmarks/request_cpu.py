@@ -37,8 +37,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.bench import steal
-from broker.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
+from linemq.tools.bench import steal
+from linemq.tools.bench.servers import HOST, Servers, available, free_port, terminate_on_sigterm
 
 ECHO = """
 import asyncio, sys, uvloop

@@ -31,8 +31,8 @@ from typing import Any
 
 import uvloop
 
-from broker.config import Config
-from broker.server.app import Broker
+from linemq.broker.config import Config
+from linemq.broker.server.app import Broker
 
 WARMUP = 300
 REQUESTS = {"PUB": b"PUB t " + b"x" * 100 + b"\n", "PING": b"PING\n"}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from broker.bench.runner import Progress, run_phase
-from broker.bench.servers import HOST, Servers, ping_once, terminate_on_sigterm
-from broker.bench.workloads import Job
+from linemq.tools.bench.runner import Progress, run_phase
+from linemq.tools.bench.servers import HOST, Servers, ping_once, terminate_on_sigterm
+from linemq.tools.bench.workloads import Job
 
 
 def main() -> None:

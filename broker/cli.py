@@ -8,14 +8,14 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from broker.config import Config, parse_age, parse_size, parse_topic_retention
-from broker.logsetup import configure_logging
+from linemq.broker.config import Config, parse_age, parse_size, parse_topic_retention
+from linemq.broker.logsetup import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +45,41 @@ class _Parsed(click.ParamType[Any]):
             self.fail(str(e), param, ctx)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Loads the client, tool and verify commands only when one of them runs.
+
+    ``linemq serve`` then imports neither the client nor bench and torture.
+    """
+
+    # command name -> module that defines it (as a click command of that name)
+    LAZY: dict[str, str] = {
+        **dict.fromkeys(
+            [
+                "pub", "sub", "history", "seek", "ping", "topics",
+                "groups", "pause", "resume", "dlq", "stats",
+            ],
+            "linemq.clients.cli",
+        ),
+        "bench": "linemq.tools.bench.cli",
+        "torture": "linemq.tools.torture",
+        "verify": "linemq.broker.verify_command",
+    }  # fmt: skip
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in self.LAZY:
+            return command
+        import importlib
+
+        module = importlib.import_module(self.LAZY[cmd_name])
+        found = getattr(module, cmd_name, None)
+        return found if isinstance(found, click.Command) else None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="linemq")
 def main() -> None:
     """linemq: a durable message broker you can drive with netcat."""
@@ -263,11 +297,9 @@ def serve(**options: Any) -> None:
 
 
 def run(config: Config) -> None:
-    import uvloop
-
-    from broker.server.app import Broker
-    from broker.server.auth import AuthError
-    from broker.server.tls import TLSConfigError
+    from linemq.broker.server.app import Broker
+    from linemq.broker.server.auth import AuthError
+    from linemq.broker.server.tls import TLSConfigError
 
     async def serve_forever() -> None:
         try:
@@ -277,7 +309,10 @@ def run(config: Config) -> None:
             sys.exit(1)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, broker.request_stop)
+            try:
+                loop.add_signal_handler(sig, broker.request_stop)
+            except NotImplementedError:  # Windows: no loop signal handlers
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(broker.request_stop))
         try:
             await broker.start()
         except OSError as e:
@@ -287,7 +322,17 @@ def run(config: Config) -> None:
         await broker.serve_until_stopped()
         await broker.stop()
 
-    uvloop.run(serve_forever())
+    run_loop(serve_forever())
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where it is installed (not on Windows), asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _calm_gc() -> None:
@@ -340,8 +385,8 @@ def new_user(
     """
     import tomli_w
 
-    from broker.protocol.names import is_valid_pattern
-    from broker.server.auth import hash_token, new_token
+    from linemq.broker.protocol.names import is_valid_pattern
+    from linemq.broker.server.auth import hash_token, new_token
 
     for pattern in (*publish, *subscribe, *manage):
         if not is_valid_pattern(pattern):
@@ -373,19 +418,3 @@ def new_user(
     # TOML is UTF-8 whatever the locale: a name like "team-🚀" is written as itself.
     sys.stdout.buffer.write(tomli_w.dumps({"users": [entry]}).encode())
     sys.stdout.flush()
-
-
-def _attach_client_commands() -> None:
-    from broker.bench.cli import bench
-    from broker.torture import torture
-    from broker.verify_command import verify
-    from clients.cli import client_commands
-
-    for command in client_commands:
-        main.add_command(command)
-    main.add_command(bench)
-    main.add_command(torture)
-    main.add_command(verify)
-
-
-_attach_client_commands()

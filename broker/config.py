@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from broker.protocol.durations import parse_duration
-from broker.protocol.names import topic_matches
+from linemq.broker.protocol.durations import parse_duration
+from linemq.broker.protocol.names import topic_matches
 
 FsyncPolicy = Literal["always", "interval", "never"]
 

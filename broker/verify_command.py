@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from broker.delivery.journal_verify import repair_journals, verify_journals
-from broker.storage.damage import Damage
-from broker.storage.verify import repair_topics, verify_topics
+from linemq.broker.delivery.journal_verify import repair_journals, verify_journals
+from linemq.broker.storage.damage import Damage
+from linemq.broker.storage.verify import repair_topics, verify_topics
 
 # What is checked, in order: each finds damage (reading only) and repairs it.
 CHECKS: list[tuple[str, Callable[[Path], list[Damage]], Callable[[Path], list[str]]]] = [

@@ -1,8 +1,8 @@
 """linemq clients: an asyncio client, a blocking wrapper, and the client CLI commands."""
 
-from clients.aio import Client, GroupInfo, Message, Subscription
-from clients.backoff import ExponentialBackoff, Retry
-from clients.errors import (
+from linemq.clients.aio import Client, GroupInfo, Message, Subscription
+from linemq.clients.backoff import ExponentialBackoff, Retry
+from linemq.clients.errors import (
     AuthFailed,
     BrokerError,
     ConnectionLost,
@@ -15,7 +15,7 @@ from clients.errors import (
     StorageUnavailable,
     Timeout,
 )
-from clients.protocol import DeadLetter, PublishResult, Replayed
+from linemq.clients.protocol import DeadLetter, PublishResult, Replayed
 
 __all__ = [
     "AuthFailed",

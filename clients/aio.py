@@ -23,18 +23,24 @@ from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
-from clients.backoff import Retry
-from clients.errors import BrokerError, ConnectionLost, InvalidRequest, ProtocolError, Timeout
-from clients.operator_verbs import (
+from linemq.clients.backoff import Retry
+from linemq.clients.errors import (
+    BrokerError,
+    ConnectionLost,
+    InvalidRequest,
+    ProtocolError,
+    Timeout,
+)
+from linemq.clients.operator_verbs import (
     encode_delete_group,
     encode_pause,
     encode_purge_dlq,
     encode_resume,
     parse_purged,
 )
-from clients.options import Duration, Position, to_seconds
-from clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
-from clients.protocol import (
+from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
+from linemq.clients.protocol import (
     PING,
     QUIT,
     Closing,
@@ -64,7 +70,7 @@ from clients.protocol import (
     parse_seek,
     parse_server_line,
 )
-from clients.subscription import Message, Subscribing, Subscription, to_message
+from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8888

@@ -19,18 +19,18 @@ from typing import Any, BinaryIO, Final, TextIO
 
 import click
 
-from clients.aio import BrokerError, Client, Message
-from clients.cli_common import Endpoint, connection_options, old_spelling, run
-from clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
-from clients.cli_output import (
+from linemq.clients.aio import BrokerError, Client, Message
+from linemq.clients.cli_common import Endpoint, connection_options, old_spelling, run
+from linemq.clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
+from linemq.clients.cli_output import (
     UNSAFE_ON_TERMINAL,
     emit_json,
     escape_payload,
     is_terminal,
     json_option,
 )
-from clients.options import PRIORITIES, is_pattern
-from clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
+from linemq.clients.options import PRIORITIES, is_pattern
+from linemq.clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
 
 PUB_BATCH: Final = 1000
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
-from clients.protocol import ProtocolError
+from linemq.clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
+from linemq.clients.protocol import ProtocolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,9 +19,9 @@ from typing import Final
 import click
 from rich.live import Live
 
-from clients.aio import BrokerError
-from clients.cli_common import Endpoint, connection_options, run
-from clients.cli_output import (
+from linemq.clients.aio import BrokerError
+from linemq.clients.cli_common import Endpoint, connection_options, run
+from linemq.clients.cli_output import (
     add_row,
     emit_json,
     escape_payload,
@@ -33,10 +33,10 @@ from clients.cli_output import (
     terminal_console,
     terminal_safe,
 )
-from clients.errors import ConnectionLost, Timeout
-from clients.options import format_priority
-from clients.protocol import DeadLetter, check_name, check_topic_or_pattern
-from clients.stats_view import StatsSnapshot, render, topics_table
+from linemq.clients.errors import ConnectionLost, Timeout
+from linemq.clients.options import format_priority
+from linemq.clients.protocol import DeadLetter, check_name, check_topic_or_pattern
+from linemq.clients.stats_view import StatsSnapshot, render, topics_table
 
 COUNT_HELP: Final = "How many (server default 100)."
 

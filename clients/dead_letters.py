@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from clients.options import PRIORITY_NAMES
+from linemq.clients.options import PRIORITY_NAMES
 
 _T = TypeVar("_T")
 

@@ -8,7 +8,7 @@ send them.
 
 from __future__ import annotations
 
-from clients.protocol import ProtocolError, check_name, check_topic_or_pattern
+from linemq.clients.protocol import ProtocolError, check_name, check_topic_or_pattern
 
 DLQ_SUFFIX = ".dlq"
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from broker.protocol import durations
+from linemq.broker.protocol import durations
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}

@@ -22,8 +22,8 @@ import contextlib
 from collections import deque
 from typing import Final
 
-from clients.backoff import Retry
-from clients.errors import (
+from linemq.clients.backoff import Retry
+from linemq.clients.errors import (
     CLOSING_REASONS,
     BrokerError,
     ConnectionLost,
@@ -32,8 +32,8 @@ from clients.errors import (
     Timeout,
     error_for,
 )
-from clients.options import Duration
-from clients.protocol import (
+from linemq.clients.options import Duration
+from linemq.clients.protocol import (
     HEARTBEAT,
     BlockLine,
     Closing,
@@ -53,7 +53,7 @@ from clients.protocol import (
     encode_touch,
     parse_server_line,
 )
-from clients.subscription import Subscription, to_message
+from linemq.clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
 # offset and ts, and a DLQ line wraps the message in JSON, so this is well above

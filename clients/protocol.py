@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from clients.dead_letters import DeadLetter, Replayed
-from clients.errors import ProtocolError
-from clients.options import (
+from linemq.clients.dead_letters import DeadLetter, Replayed
+from linemq.clients.errors import ProtocolError
+from linemq.clients.options import (
     Duration,
     Position,
     check_token,
@@ -29,7 +29,7 @@ from clients.options import (
     is_valid_pattern,
     to_seconds,
 )
-from clients.replies import (
+from linemq.clients.replies import (
     BlockLine,
     Closing,
     DlqLine,

@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from clients.dead_letters import DeadLetter, parse_dead_letter
-from clients.errors import ProtocolError
-from clients.options import PRIORITIES, format_priority, unescape_value
+from linemq.clients.dead_letters import DeadLetter, parse_dead_letter
+from linemq.clients.errors import ProtocolError
+from linemq.clients.options import PRIORITIES, format_priority, unescape_value
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from clients.cli_output import add_row, table
-from clients.protocol import StatLine
+from linemq.clients.cli_output import add_row, table
+from linemq.clients.protocol import StatLine
 
 Fields = Mapping[str, int | float]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from clients.options import MAX_DURATION, Duration, Position, is_pattern, topic_matches
-from clients.protocol import Frame, HistoryLine, Msg, encode_sub, encode_unsub
+from linemq.clients.options import MAX_DURATION, Duration, Position, is_pattern, topic_matches
+from linemq.clients.protocol import Frame, HistoryLine, Msg, encode_sub, encode_unsub
 
 RESUME_MARGIN: Final = 1.0
 """Seconds added when a fanout subscription that saw nothing resumes by time: more than
@@ -24,7 +24,7 @@ a round trip, so nothing published while it was away is missed (at worst a messa
 just before it subscribed is delivered)."""
 
 if TYPE_CHECKING:
-    from clients.pipeline import Pipeline
+    from linemq.clients.pipeline import Pipeline
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from clients.aio import (
+from linemq.clients.aio import (
     _DEFAULT_RETRY,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -29,10 +29,10 @@ from clients.aio import (
     Message,
     Subscription,
 )
-from clients.backoff import Retry
-from clients.errors import Timeout
-from clients.options import Duration, Position, to_seconds
-from clients.protocol import DeadLetter, PublishResult, StatLine
+from linemq.clients.backoff import Retry
+from linemq.clients.errors import Timeout
+from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 
 _T = TypeVar("_T")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from broker.config import Config
-from broker.server.app import Broker
+from linemq.broker.config import Config
+from linemq.broker.server.app import Broker
 
 # A shell that starts the suite in the background (`pytest &`, a CI script's `cmd &`) makes
 # it ignore SIGINT, and child processes inherit that: the Ctrl-C tests would then wait on
@@ -88,7 +88,7 @@ class BrokerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "broker",
+            "linemq.broker",
             "--port",
             "0",
             "--data-dir",

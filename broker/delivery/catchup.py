@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final
 
-from broker.delivery.clients import ClientState
-from broker.delivery.wire import deliveries
+from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.wire import deliveries
 
 if TYPE_CHECKING:
-    from broker.delivery.router import Router
+    from linemq.broker.delivery.router import Router
 
 CHUNK: Final = 1000
 CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads

@@ -6,11 +6,11 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from broker.delivery.context import Sender
+from linemq.broker.delivery.context import Sender
 
 if TYPE_CHECKING:
-    from broker.delivery.group import Member
-    from broker.delivery.group_state import Pending
+    from linemq.broker.delivery.group import Member
+    from linemq.broker.delivery.group_state import Pending
 
 FORGOTTEN_IDS: Final = 256
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from broker.config import Config
-from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
-from broker.observe.histogram import Histogram
-from broker.storage.damage import DamageReport
-from broker.storage.journal import Journal, OpenFiles
-from broker.storage.records import Meta, Record
+from linemq.broker.config import Config
+from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from linemq.broker.observe.histogram import Histogram
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.journal import Journal, OpenFiles
+from linemq.broker.storage.records import Meta, Record
 
 
 class Sender(Protocol):

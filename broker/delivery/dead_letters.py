@@ -29,11 +29,11 @@ from typing import Any, Final, cast
 import orjson
 import structlog
 
-from broker.delivery.group_state import Pending
-from broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
-from broker.storage.journal import Journal
-from broker.storage.records import Meta, Record
-from broker.storage.store import Store
+from linemq.broker.delivery.group_state import Pending
+from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
+from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
 

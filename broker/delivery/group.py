@@ -25,17 +25,17 @@ from typing import Final
 
 import structlog
 
-from broker.delivery.clients import ClientState
-from broker.delivery.context import DeliveryContext
-from broker.delivery.group_failures import TERMINATED, GroupFailures
-from broker.delivery.group_state import GroupState, Pending, Phase
-from broker.delivery.holdings import Holdings
-from broker.delivery.log_reads import LogReads
-from broker.delivery.scheduler import ReadyQueue
-from broker.delivery.timers import AckDeadlines, DueHeap
-from broker.delivery.wire import deliveries, group_deliveries
-from broker.storage.records import Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.context import DeliveryContext
+from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
+from linemq.broker.delivery.group_state import GroupState, Pending, Phase
+from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.log_reads import LogReads
+from linemq.broker.delivery.scheduler import ReadyQueue
+from linemq.broker.delivery.timers import AckDeadlines, DueHeap
+from linemq.broker.delivery.wire import deliveries, group_deliveries
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from broker.delivery.context import DeliveryContext
-from broker.delivery.dead_letters import encode_letter
-from broker.delivery.group_state import GroupState, Pending, Phase
-from broker.delivery.holdings import Holdings
-from broker.delivery.scheduler import ReadyQueue
-from broker.delivery.timers import AckDeadlines
-from broker.protocol import dead_letter_topic
-from broker.storage.records import StorageError
+from linemq.broker.delivery.context import DeliveryContext
+from linemq.broker.delivery.dead_letters import encode_letter
+from linemq.broker.delivery.group_state import GroupState, Pending, Phase
+from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.scheduler import ReadyQueue
+from linemq.broker.delivery.timers import AckDeadlines
+from linemq.broker.protocol import dead_letter_topic
+from linemq.broker.storage.records import StorageError
 
 if TYPE_CHECKING:
-    from broker.delivery.group import Member
+    from linemq.broker.delivery.group import Member
 
 log = structlog.get_logger(__name__)
 

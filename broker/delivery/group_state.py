@@ -34,10 +34,10 @@ from typing import Any, Final
 
 import structlog
 
-from broker.delivery.holdings import Holdings
-from broker.storage.checksum import seal
-from broker.storage.journal import Journal
-from broker.storage.records import Record
+from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.storage.checksum import seal
+from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.records import Record
 
 log = structlog.get_logger(__name__)
 

@@ -13,13 +13,13 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from broker.delivery.dead_letters import is_replay_entry
-from broker.delivery.group_state import GroupState, is_event
-from broker.delivery.patterns import is_pattern_entry
-from broker.delivery.router import OLD_PATTERNS_FILE, PATTERNS_FILE, migrate_patterns
-from broker.protocol import is_valid_name
-from broker.storage.damage import JOURNAL_LINE, UNOPENABLE, Damage, DamageReport
-from broker.storage.journal import Journal, scan_journal
+from linemq.broker.delivery.dead_letters import is_replay_entry
+from linemq.broker.delivery.group_state import GroupState, is_event
+from linemq.broker.delivery.patterns import is_pattern_entry
+from linemq.broker.delivery.router import OLD_PATTERNS_FILE, PATTERNS_FILE, migrate_patterns
+from linemq.broker.protocol import is_valid_name
+from linemq.broker.storage.damage import JOURNAL_LINE, UNOPENABLE, Damage, DamageReport
+from linemq.broker.storage.journal import Journal, scan_journal
 
 Valid = Callable[[dict[str, object]], bool]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 
-from broker.storage.records import Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.topic_log import TopicLog
 
 Spawn = Callable[[Coroutine[object, object, None]], None]
 

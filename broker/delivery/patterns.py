@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from broker.protocol import topic_matches
-from broker.storage.journal import Journal
+from linemq.broker.protocol import topic_matches
+from linemq.broker.storage.journal import Journal
 
 
 class PatternRegistry:

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import structlog
 
-from broker.delivery.catchup import catch_up
-from broker.delivery.clients import ClientState
-from broker.delivery.context import DeliveryContext, Sender
-from broker.delivery.group import ConsumerGroup
-from broker.delivery.group_state import GroupState, Pending
-from broker.delivery.patterns import PatternRegistry
-from broker.delivery.wire import deliveries
-from broker.protocol import Position, is_pattern, is_valid_name, topic_matches
-from broker.protocol.names import is_dead_letter_topic
-from broker.storage.damage import UNOPENABLE, Damage
-from broker.storage.journal import Journal
-from broker.storage.records import Record
-from broker.storage.store import Store
+from linemq.broker.delivery.catchup import catch_up
+from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.context import DeliveryContext, Sender
+from linemq.broker.delivery.group import ConsumerGroup
+from linemq.broker.delivery.group_state import GroupState, Pending
+from linemq.broker.delivery.patterns import PatternRegistry
+from linemq.broker.delivery.wire import deliveries
+from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
+from linemq.broker.protocol.names import is_dead_letter_topic
+from linemq.broker.storage.damage import UNOPENABLE, Damage
+from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
 

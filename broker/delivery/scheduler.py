@@ -14,8 +14,8 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from broker.delivery.group_state import Pending
-from broker.storage.records import NORMAL_PRIORITY
+from linemq.broker.delivery.group_state import Pending
+from linemq.broker.storage.records import NORMAL_PRIORITY
 
 
 def key_of(p: Pending) -> str | None:

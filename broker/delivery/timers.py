@@ -12,8 +12,8 @@ import heapq
 import time
 from collections.abc import Callable
 
-from broker.delivery.group_state import Pending
-from broker.delivery.holdings import Holdings
+from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.holdings import Holdings
 
 Expired = Callable[[list[Pending], list[tuple[Holdings, list[int]]]], None]
 """Called with the expired ``Pending``s and, per member's holdings, the expired rows."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from broker.protocol import replies
-from broker.protocol.v2 import frame
-from broker.storage.records import Record
+from linemq.broker.protocol import replies
+from linemq.broker.protocol.v2 import frame
+from linemq.broker.storage.records import Record
 
 if TYPE_CHECKING:
-    from broker.delivery.group_state import Pending
+    from linemq.broker.delivery.group_state import Pending
 
 
 def deliveries(

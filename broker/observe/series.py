@@ -14,10 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from broker.observe.stats import totals
+from linemq.broker.observe.stats import totals
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 SAMPLES: Final = 180
 RATES: Final = ("published", "delivered", "acked", "dead_lettered")

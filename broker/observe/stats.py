@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from broker.delivery.group import ConsumerGroup
+from linemq.broker.delivery.group import ConsumerGroup
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 
 class HttpServer(Protocol):

@@ -23,10 +23,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from broker.server.auth import Permission, User, auth_delay, is_loopback
+from linemq.broker.server.auth import Permission, User, auth_delay, is_loopback
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 log = structlog.get_logger(__name__)
 

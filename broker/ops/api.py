@@ -20,15 +20,15 @@ import orjson
 import structlog
 from aiohttp import web
 
-from broker.delivery.dead_letters import DeadLetterNotFound
-from broker.delivery.router import DeliveryError
-from broker.observe.stats import Snapshot, collect, filter_snapshot
-from broker.ops.access import broker_of, json_error, require, user_of, visible_topics
-from broker.protocol import is_pattern, is_valid_name, is_valid_pattern
-from broker.storage.records import StorageError
+from linemq.broker.delivery.dead_letters import DeadLetterNotFound
+from linemq.broker.delivery.router import DeliveryError
+from linemq.broker.observe.stats import Snapshot, collect, filter_snapshot
+from linemq.broker.ops.access import broker_of, json_error, require, user_of, visible_topics
+from linemq.broker.protocol import is_pattern, is_valid_name, is_valid_pattern
+from linemq.broker.storage.records import StorageError
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 log = structlog.get_logger(__name__)
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Final
 import orjson
 from aiohttp import web
 
-from broker.observe.series import Series
-from broker.ops.access import visible_topics
+from linemq.broker.observe.series import Series
+from linemq.broker.ops.access import visible_topics
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 SERIES: Final[web.AppKey[Series]] = web.AppKey("linemq_series")
 

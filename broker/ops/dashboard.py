@@ -33,7 +33,7 @@ HEADERS: Final = {
 
 def add_dashboard_routes(app: web.Application) -> None:
     """Read the files once (they are small) and serve them from memory."""
-    folder = resources.files("broker.ops") / "static"
+    folder = resources.files("linemq.broker.ops") / "static"
     for path, (name, content_type) in STATIC.items():
         body = (folder / name).read_bytes()
         app.router.add_get(path, _serve(body, content_type))

@@ -17,13 +17,19 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from aiohttp import web
 
-from broker.ops import api, metrics
-from broker.ops.access import BROKER, auth_middleware, broker_of, host_middleware, visible_topics
-from broker.ops.charts import add_chart_routes
-from broker.ops.dashboard import add_dashboard_routes
+from linemq.broker.ops import api, metrics
+from linemq.broker.ops.access import (
+    BROKER,
+    auth_middleware,
+    broker_of,
+    host_middleware,
+    visible_topics,
+)
+from linemq.broker.ops.charts import add_chart_routes
+from linemq.broker.ops.dashboard import add_dashboard_routes
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 log = structlog.get_logger(__name__)
 

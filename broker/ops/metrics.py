@@ -31,11 +31,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from broker.observe.histogram import Histogram
-from broker.observe.stats import collect, filter_snapshot
+from linemq.broker.observe.histogram import Histogram
+from linemq.broker.observe.stats import collect, filter_snapshot
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX: Final = "linemq"

@@ -1,6 +1,6 @@
 """The wire protocol, pure: bytes in, commands out; replies built as bytes. No I/O here."""
 
-from broker.protocol.commands import (
+from linemq.broker.protocol.commands import (
     Ack,
     Auth,
     Command,
@@ -25,9 +25,9 @@ from broker.protocol.commands import (
     Touch,
     Unsub,
 )
-from broker.protocol.errors import ProtocolError
-from broker.protocol.framing import BAD_TERMINATOR, LINE_TOO_LONG, LineFramer
-from broker.protocol.names import (
+from linemq.broker.protocol.errors import ProtocolError
+from linemq.broker.protocol.framing import BAD_TERMINATOR, LINE_TOO_LONG, LineFramer
+from linemq.broker.protocol.names import (
     dead_letter_topic,
     is_pattern,
     is_valid_name,
@@ -35,8 +35,8 @@ from broker.protocol.names import (
     is_valid_topic,
     topic_matches,
 )
-from broker.protocol.parser import parse_line
-from broker.protocol.v2 import Hello, Put, PutHeader, build_put
+from linemq.broker.protocol.parser import parse_line
+from linemq.broker.protocol.v2 import Hello, Put, PutHeader, build_put
 
 __all__ = [
     "BAD_TERMINATOR",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.protocol.v2 import Hello, Put, PutHeader
+from linemq.broker.protocol.v2 import Hello, Put, PutHeader
 
 
 @dataclass(frozen=True, slots=True)

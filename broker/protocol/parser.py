@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Final
 
-from broker.protocol.commands import (
+from linemq.broker.protocol.commands import (
     Ack,
     Auth,
     Command,
@@ -36,15 +36,15 @@ from broker.protocol.commands import (
     Touch,
     Unsub,
 )
-from broker.protocol.errors import ProtocolError
-from broker.protocol.names import (
+from linemq.broker.protocol.errors import ProtocolError
+from linemq.broker.protocol.names import (
     NO_DEAD_LETTER_TOPIC,
     is_pattern,
     is_valid_name,
     is_valid_pattern,
     is_valid_topic,
 )
-from broker.protocol.v2 import PutHeader, parse_duration, parse_hello
+from linemq.broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
 MAX_REASON_BYTES: Final = 1000

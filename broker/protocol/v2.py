@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from broker.protocol import durations
-from broker.protocol.durations import MAX_WIRE_DURATION
-from broker.protocol.errors import ProtocolError
-from broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_topic
-from broker.protocol.replies import ts_text
+from linemq.broker.protocol import durations
+from linemq.broker.protocol.durations import MAX_WIRE_DURATION
+from linemq.broker.protocol.errors import ProtocolError
+from linemq.broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_topic
+from linemq.broker.protocol.replies import ts_text
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}

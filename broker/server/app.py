@@ -21,30 +21,30 @@ from typing import Final
 
 import structlog
 
-from broker.config import Config
-from broker.delivery.context import DeliveryContext
-from broker.delivery.dead_letters import DeadLetters
-from broker.delivery.router import Router
-from broker.observe.histogram import Histogram
-from broker.observe.stats import HttpServer
-from broker.protocol import LineFramer, is_pattern, replies
-from broker.protocol.v2 import Put, closing, put_reply
-from broker.server import upkeep
-from broker.server.auth import Users, exposed_addresses, load_users
-from broker.server.connection import Connection, Slot
-from broker.server.dedup import DedupIndex
-from broker.server.durability import Durability, Syncable, Writable
-from broker.server.handlers import Handlers
-from broker.server.ids import IdGenerator
-from broker.server.put_records import record_text, stored_meta
-from broker.server.tls import tls_context
-from broker.storage import checksum
-from broker.storage.damage import DamageReport
-from broker.storage.fsio import fsync_dir
-from broker.storage.handles import raise_open_files_limit
-from broker.storage.records import Meta, Record, StorageError
-from broker.storage.store import FileStore
-from broker.storage.topic_log import TopicLog
+from linemq.broker.config import Config
+from linemq.broker.delivery.context import DeliveryContext
+from linemq.broker.delivery.dead_letters import DeadLetters
+from linemq.broker.delivery.router import Router
+from linemq.broker.observe.histogram import Histogram
+from linemq.broker.observe.stats import HttpServer
+from linemq.broker.protocol import LineFramer, is_pattern, replies
+from linemq.broker.protocol.v2 import Put, closing, put_reply
+from linemq.broker.server import upkeep
+from linemq.broker.server.auth import Users, exposed_addresses, load_users
+from linemq.broker.server.connection import Connection, Slot
+from linemq.broker.server.dedup import DedupIndex
+from linemq.broker.server.durability import Durability, Syncable, Writable
+from linemq.broker.server.handlers import Handlers
+from linemq.broker.server.ids import IdGenerator
+from linemq.broker.server.put_records import record_text, stored_meta
+from linemq.broker.server.tls import tls_context
+from linemq.broker.storage import checksum
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.handles import raise_open_files_limit
+from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.store import FileStore
+from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +114,7 @@ class Broker:
         )
         self.http: HttpServer | None = None
         if self.config.http_port is not None:
-            from broker.ops.http import start_http
+            from linemq.broker.ops.http import start_http
 
             self.http = await start_http(self, self.config.http_host, self.config.http_port)
         self._server = await loop.create_server(

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from broker.config import Config
-from broker.protocol.names import is_pattern, pattern_covers, source_topic, topic_matches
+from linemq.broker.config import Config
+from linemq.broker.protocol.names import is_pattern, pattern_covers, source_topic, topic_matches
 
 TOKEN_BYTES: Final = 32
 PERMISSIONS: Final = ("publish", "subscribe", "manage")

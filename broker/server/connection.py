@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
-from broker.delivery.clients import GONE, ClientState
-from broker.protocol import (
+from linemq.broker.delivery.clients import GONE, ClientState
+from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Command,
@@ -29,13 +29,13 @@ from broker.protocol import (
     parse_line,
     replies,
 )
-from broker.protocol.runs import ack_ids, only_argument, pub_bodies
-from broker.protocol.v2 import closing
-from broker.server.auth import User
-from broker.storage.topic_log import TopicLog
+from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies
+from linemq.broker.protocol.v2 import closing
+from linemq.broker.server.auth import User
+from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
+    from linemq.broker.server.app import Broker
 
 log = structlog.get_logger(__name__)
 

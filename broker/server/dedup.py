@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from broker.storage.records import Record
+from linemq.broker.storage.records import Record
 
 
 class DedupIndex:

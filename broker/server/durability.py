@@ -15,8 +15,8 @@ from typing import Protocol
 
 import structlog
 
-from broker.config import FsyncPolicy
-from broker.storage.records import StorageError
+from linemq.broker.config import FsyncPolicy
+from linemq.broker.storage.records import StorageError
 
 log = structlog.get_logger(__name__)
 

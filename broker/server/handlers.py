@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from broker.delivery.dead_letters import DeadLetterNotFound
-from broker.delivery.router import DeliveryError
-from broker.delivery.wire import deliveries
-from broker.observe.stats import collect, filter_snapshot
-from broker.protocol import (
+from linemq.broker.delivery.dead_letters import DeadLetterNotFound
+from linemq.broker.delivery.router import DeliveryError
+from linemq.broker.delivery.wire import deliveries
+from linemq.broker.observe.stats import collect, filter_snapshot
+from linemq.broker.protocol import (
     Ack,
     Auth,
     Command,
@@ -43,16 +43,16 @@ from broker.protocol import (
     is_pattern,
     replies,
 )
-from broker.protocol.names import is_dead_letter_topic
-from broker.protocol.v2 import Hello, Put, hello
-from broker.server.auth import Permission, auth_delay
-from broker.server.connection import Connection
-from broker.storage.records import Record, StorageError
-from broker.storage.topic_log import TopicLog
+from linemq.broker.protocol.names import is_dead_letter_topic
+from linemq.broker.protocol.v2 import Hello, Put, hello
+from linemq.broker.server.auth import Permission, auth_delay
+from linemq.broker.server.connection import Connection
+from linemq.broker.storage.records import Record, StorageError
+from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
-    from broker.server.app import Broker
-    from broker.storage.journal import Journal
+    from linemq.broker.server.app import Broker
+    from linemq.broker.storage.journal import Journal
 
 log = structlog.get_logger(__name__)
 

@@ -7,8 +7,8 @@ the metadata, with a readable stand-in as the text (protocol.md, "Protocol v2").
 
 from __future__ import annotations
 
-from broker.protocol.v2 import Put, v1_text
-from broker.storage.records import Meta
+from linemq.broker.protocol.v2 import Put, v1_text
+from linemq.broker.storage.records import Meta
 
 
 def stored_meta(put: Put, now: float) -> Meta:

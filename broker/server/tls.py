@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from broker.config import Config
+from linemq.broker.config import Config
 
 
 class TLSConfigError(ValueError):

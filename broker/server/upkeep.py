@@ -11,11 +11,11 @@ import time
 
 import structlog
 
-from broker.config import Config
-from broker.delivery.router import Router
-from broker.server.dedup import DedupIndex
-from broker.storage.store import FileStore
-from broker.storage.topic_log import TopicLog
+from linemq.broker.config import Config
+from linemq.broker.delivery.router import Router
+from linemq.broker.server.dedup import DedupIndex
+from linemq.broker.storage.store import FileStore
+from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 

@@ -64,7 +64,7 @@ def _load() -> tuple[
     """The C sealer if it is built and not refused by ``LINEMQ_PURE_PYTHON``, else Python's."""
     if os.environ.get("LINEMQ_PURE_PYTHON", "0") in ("", "0"):
         try:
-            from broker.storage import _seal
+            from linemq.broker.storage import _seal
         except ImportError:
             pass
         else:

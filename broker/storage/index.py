@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from broker.storage.segment import SEGMENT_VERSION, idx_path, log_path, read_head
+from linemq.broker.storage.segment import SEGMENT_VERSION, idx_path, log_path, read_head
 
 INDEX_ENTRY: Final = struct.Struct("<QQ")
 INDEX_INTERVAL: Final = 4096

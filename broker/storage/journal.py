@@ -38,10 +38,10 @@ from typing import Final, NoReturn
 import orjson
 import structlog
 
-from broker.storage.checksum import seal, unseal
-from broker.storage.damage import JOURNAL_LINE, Damage, DamageReport
-from broker.storage.fsio import fsync_dir, rollback, write_all
-from broker.storage.records import StorageError
+from linemq.broker.storage.checksum import seal, unseal
+from linemq.broker.storage.damage import JOURNAL_LINE, Damage, DamageReport
+from linemq.broker.storage.fsio import fsync_dir, rollback, write_all
+from linemq.broker.storage.records import StorageError
 
 log = structlog.get_logger(__name__)
 

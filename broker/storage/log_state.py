@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Final
 
-from broker.storage.index import INDEX_INTERVAL, SegmentIndex, index_due
-from broker.storage.records import Record
+from linemq.broker.storage.index import INDEX_INTERVAL, SegmentIndex, index_due
+from linemq.broker.storage.records import Record
 
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 

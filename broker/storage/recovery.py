@@ -17,10 +17,10 @@ from typing import BinaryIO, Final
 
 import structlog
 
-from broker.storage.checksum import CHECK_FIELD
-from broker.storage.fsio import write_all
-from broker.storage.index import INDEX_ENTRY, SegmentIndex, encode_entries, index_due
-from broker.storage.segment import (
+from linemq.broker.storage.checksum import CHECK_FIELD
+from linemq.broker.storage.fsio import write_all
+from linemq.broker.storage.index import INDEX_ENTRY, SegmentIndex, encode_entries, index_due
+from linemq.broker.storage.segment import (
     MAX_HEADER,
     HeaderDamaged,
     decode_header,

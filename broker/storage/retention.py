@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from broker.storage.fsio import fsync_dir
-from broker.storage.records import Record
-from broker.storage.segment import (
+from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.segment import (
     decode_record,
     idx_path,
     log_path,
@@ -30,8 +30,8 @@ from broker.storage.segment import (
 )
 
 if TYPE_CHECKING:
-    from broker.storage.index import SealedCache
-    from broker.storage.tail_cache import TailCache
+    from linemq.broker.storage.index import SealedCache
+    from linemq.broker.storage.tail_cache import TailCache
 
 log = structlog.get_logger(__name__)
 

@@ -24,8 +24,8 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from broker.storage.checksum import CHECK_FIELD, check, seal, seal_run
-from broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.checksum import CHECK_FIELD, check, seal, seal_run
+from linemq.broker.storage.records import Meta, Record, StorageError
 
 SEGMENT_VERSION: Final = 2
 READABLE_VERSIONS: Final = (1, 2)

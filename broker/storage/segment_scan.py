@@ -14,9 +14,9 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from broker.storage.checksum import check
-from broker.storage.records import Record
-from broker.storage.segment import READ_CHUNK, SEGMENT_VERSION, decode_record, record_of
+from linemq.broker.storage.checksum import check
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.segment import READ_CHUNK, SEGMENT_VERSION, decode_record, record_of
 
 # report(byte position, first lost offset, last lost offset, reason); offsets None if unknown
 Report = Callable[[int, int | None, int | None, str], None]

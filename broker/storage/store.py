@@ -8,10 +8,10 @@ from typing import Final, Protocol
 
 import structlog
 
-from broker.storage.damage import UNOPENABLE, Damage, DamageReport
-from broker.storage.handles import HandleBudget, budget_for
-from broker.storage.records import StorageError
-from broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
+from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
+from linemq.broker.storage.handles import HandleBudget, budget_for
+from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
 
 log = structlog.get_logger(__name__)
 

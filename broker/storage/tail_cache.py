@@ -11,7 +11,7 @@ from collections import deque
 from operator import attrgetter
 from typing import Final
 
-from broker.storage.records import Record
+from linemq.broker.storage.records import Record
 
 TAIL_RECORDS: Final = 4096
 TAIL_MSG_BYTES: Final = 4 * 1024 * 1024

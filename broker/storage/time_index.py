@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-from broker.storage.segment import decode_record, iter_lines, log_path, read_head
+from linemq.broker.storage.segment import decode_record, iter_lines, log_path, read_head
 
 if TYPE_CHECKING:
-    from broker.storage.index import SealedCache, SegmentIndex
-    from broker.storage.log_state import Active
-    from broker.storage.records import Record
+    from linemq.broker.storage.index import SealedCache, SegmentIndex
+    from linemq.broker.storage.log_state import Active
+    from linemq.broker.storage.records import Record
 
 PROBE_CHUNK: Final = 512
 

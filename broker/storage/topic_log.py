@@ -20,10 +20,10 @@ from typing import Final
 
 import structlog
 
-from broker.storage.damage import LOST_OFFSETS, RECORD, SEGMENT, Damage, DamageReport
-from broker.storage.fsio import fsync_dir, rollback, write_all
-from broker.storage.handles import HandleBudget
-from broker.storage.index import (
+from linemq.broker.storage.damage import LOST_OFFSETS, RECORD, SEGMENT, Damage, DamageReport
+from linemq.broker.storage.fsio import fsync_dir, rollback, write_all
+from linemq.broker.storage.handles import HandleBudget
+from linemq.broker.storage.index import (
     INDEX_ENTRY,
     SealedCache,
     SealedSegment,
@@ -31,12 +31,12 @@ from broker.storage.index import (
     encode_entries,
     index_due,
 )
-from broker.storage.log_state import Active, Batch
-from broker.storage.log_state import check_topic_name as check_topic_name
-from broker.storage.records import Meta, Record, StorageError
-from broker.storage.recovery import recover_last_segment
-from broker.storage.retention import RetentionMixin, newest_record, sealed_sizes
-from broker.storage.segment import (
+from linemq.broker.storage.log_state import Active, Batch
+from linemq.broker.storage.log_state import check_topic_name as check_topic_name
+from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.recovery import recover_last_segment
+from linemq.broker.storage.retention import RetentionMixin, newest_record, sealed_sizes
+from linemq.broker.storage.segment import (
     encode_header,
     encode_record,
     encode_run,
@@ -44,9 +44,9 @@ from broker.storage.segment import (
     list_segments,
     log_path,
 )
-from broker.storage.segment_scan import LineScan, Report, read_segment
-from broker.storage.tail_cache import TailCache
-from broker.storage.time_index import TimeLookupMixin
+from linemq.broker.storage.segment_scan import LineScan, Report, read_segment
+from linemq.broker.storage.tail_cache import TailCache
+from linemq.broker.storage.time_index import TimeLookupMixin
 
 log = structlog.get_logger(__name__)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from broker.storage.damage import INDEX, RECORD, SEGMENT, UNOPENABLE, Damage, DamageReport
-from broker.storage.index import INDEX_ENTRY, SegmentIndex
-from broker.storage.log_state import check_topic_name
-from broker.storage.records import StorageError
-from broker.storage.segment import (
+from linemq.broker.storage.damage import INDEX, RECORD, SEGMENT, UNOPENABLE, Damage, DamageReport
+from linemq.broker.storage.index import INDEX_ENTRY, SegmentIndex
+from linemq.broker.storage.log_state import check_topic_name
+from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.segment import (
     SegmentFormatError,
     decode_record,
     idx_path,
@@ -23,9 +23,9 @@ from broker.storage.segment import (
     log_path,
     read_head,
 )
-from broker.storage.segment_scan import LineScan, read_segment
-from broker.storage.time_index import line_at
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.segment_scan import LineScan, read_segment
+from linemq.broker.storage.time_index import line_at
+from linemq.broker.storage.topic_log import TopicLog
 
 
 def _topic_dirs(data_dir: pathlib.Path) -> list[tuple[str, pathlib.Path]]:

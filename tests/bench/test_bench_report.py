@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broker.bench.report import combine, round_ratios, table
-from broker.bench.suite import Options, SuiteResult
+from linemq.tools.bench.report import combine, round_ratios, table
+from linemq.tools.bench.suite import Options, SuiteResult
 
 MACHINE = {"nproc": "2", "cpu": "test CPU", "ram": "1 GiB"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.bench.workloads import PubCycle, topic_names
+from linemq.tools.bench.workloads import PubCycle, topic_names
 
 SMALL = [
     "--count", "1000", "--latency-count", "200", "--e2e-count", "1000",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.bench.report import steal_notes, table
-from broker.bench.steal import CpuTimes, parse_stat, sample, stolen_percent
-from broker.bench.suite import Options, SuiteResult
+from linemq.tools.bench.report import steal_notes, table
+from linemq.tools.bench.steal import CpuTimes, parse_stat, sample, stolen_percent
+from linemq.tools.bench.suite import Options, SuiteResult
 
 STAT = """cpu  100 5 50 800 10 0 5 30 7 0
 cpu0 50 2 25 400 5 0 2 15 0 0

@@ -22,10 +22,10 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-import clients.cli_output
-from broker.cli import main
-from clients.aio import Client
-from clients.sync import SyncClient
+from linemq.broker.cli import main
+from linemq.clients import cli_output
+from linemq.clients.aio import Client
+from linemq.clients.sync import SyncClient
 from tests.conftest import BrokerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -313,7 +313,7 @@ def test_dlq_list_replay_and_purge(port: int) -> None:
 
 def test_dlq_list_on_a_terminal_fits_the_screen(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     dead_letter(port, "deadwide", "y" * 300)
-    monkeypatch.setattr(clients.cli_output, "is_terminal", lambda: True)
+    monkeypatch.setattr(cli_output, "is_terminal", lambda: True)
     out = ok(linemq(port, "dlq", "list", "deadwide", env={"COLUMNS": "120"}))
     assert all(len(line) <= 120 for line in out.splitlines())
     assert out.splitlines()[1].rstrip().endswith("…")
@@ -331,7 +331,16 @@ def test_stats_piped_is_plain_and_never_cut(port: int) -> None:
 
 def test_stats_watch_piped_writes_each_snapshot_as_it_comes(port: int) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clients.cli", "stats", "--watch", "0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "linemq.clients.cli",
+            "stats",
+            "--watch",
+            "0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO_ROOT,

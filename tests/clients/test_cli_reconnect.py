@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from clients import Client
+from linemq.clients import Client
 from tests.conftest import BrokerProcess
 
 

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from broker.server.app import Broker
-from clients.cli import display_line
-from clients.cli_output import terminal_safe
-from clients.subscription import Message
+from linemq.broker.server.app import Broker
+from linemq.clients.cli import display_line
+from linemq.clients.cli_output import terminal_safe
+from linemq.clients.subscription import Message
 from tests.conftest import BrokerFactory
 from tests.wire import Wire
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from clients.aio import BrokerError, Client
+from linemq.clients.aio import BrokerError, Client
 
 if TYPE_CHECKING:
     from conftest import FakeBroker

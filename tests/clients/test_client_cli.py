@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from click.testing import CliRunner, Result
 
-from clients.cli import cli, client_commands
+from linemq.clients.cli import cli, client_commands
 from tests.clients.conftest import DEAD_LETTER
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ async def test_sub_exits_cleanly_on_ctrl_c(fake_broker: FakeBroker) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "clients.cli",
+        "linemq.clients.cli",
         "sub",
         "chat",
         "--port",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.protocol import (
+from linemq.clients.protocol import (
     HEARTBEAT,
     PING,
     QUIT,

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.aio import Client
-from clients.options import escape_value, format_duration, topic_matches, unescape_value
-from clients.protocol import (
+from linemq.clients.aio import Client
+from linemq.clients.options import escape_value, format_duration, topic_matches, unescape_value
+from linemq.clients.protocol import (
     FrameHead,
     ProtocolError,
     PublishResult,

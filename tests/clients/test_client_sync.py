@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from clients.aio import BrokerError
-from clients.sync import SyncClient
+from linemq.clients.aio import BrokerError
+from linemq.clients.sync import SyncClient
 
 if TYPE_CHECKING:
     from conftest import FakeBroker

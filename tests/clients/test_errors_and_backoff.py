@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clients import (
+from linemq.clients import (
     AuthFailed,
     BrokerError,
     ConnectionLost,
@@ -19,7 +19,7 @@ from clients import (
     StorageUnavailable,
     Timeout,
 )
-from clients.errors import error_for
+from linemq.clients.errors import error_for
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_put_dead_letter_has_named_fields_not_storage_keys() -> None:
     import base64
     import json
 
-    from clients.protocol import DlqLine, encode_nack, parse_server_line
+    from linemq.clients.protocol import DlqLine, encode_nack, parse_server_line
 
     letter = {
         "topic": "jobs", "id": "msg_1_a", "offset": 4, "ts": 10.5, "msg": "\\u0000bin",

@@ -7,18 +7,18 @@ import asyncio
 
 import pytest
 
-from broker.server.app import Broker
-from clients import Client
-from clients.aio import BrokerError
-from clients.operator_verbs import (
+from linemq.broker.server.app import Broker
+from linemq.clients import Client
+from linemq.clients.aio import BrokerError
+from linemq.clients.operator_verbs import (
     encode_delete_group,
     encode_pause,
     encode_purge_dlq,
     encode_resume,
     parse_purged,
 )
-from clients.protocol import ProtocolError
-from clients.sync import SyncClient
+from linemq.clients.protocol import ProtocolError
+from linemq.clients.sync import SyncClient
 from tests.conftest import BrokerFactory
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clients import Client, ConnectionLost, ExponentialBackoff, NotFound, Retry, Timeout
-from clients.sync import SyncClient
+from linemq.clients import Client, ConnectionLost, ExponentialBackoff, NotFound, Retry, Timeout
+from linemq.clients.sync import SyncClient
 from tests.clients.conftest import FakeBroker
 from tests.conftest import BrokerFactory, BrokerProcess, eventually
 

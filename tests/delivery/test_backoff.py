@@ -1,6 +1,6 @@
 """Retry policy is pure: tested without sleeping."""
 
-from broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 
 
 def test_backoff_doubles_from_base_up_to_the_cap() -> None:

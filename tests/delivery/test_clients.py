@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.delivery.clients import FORGOTTEN_IDS, GONE, ClientState
+from linemq.broker.delivery.clients import FORGOTTEN_IDS, GONE, ClientState
 
 
 def test_the_newest_reasons_are_kept_and_the_memory_is_bounded() -> None:

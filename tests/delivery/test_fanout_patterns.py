@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import broker.delivery.patterns as patterns_module
-from broker.delivery.patterns import FanoutPatterns
-from broker.protocol import topic_matches
+import linemq.broker.delivery.patterns as patterns_module
+from linemq.broker.delivery.patterns import FanoutPatterns
+from linemq.broker.protocol import topic_matches
 
 TOKENS = ["a", "b", "c"]
 _topic = st.lists(st.sampled_from(TOKENS), min_size=1, max_size=4).map(".".join)

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import broker.storage.journal as journal_module
-from broker.delivery.group_state import GroupState, Phase
-from broker.storage.checksum import unseal
-from broker.storage.damage import DamageReport
-from broker.storage.journal import Journal
-from broker.storage.records import Record
+import linemq.broker.storage.journal as journal_module
+from linemq.broker.delivery.group_state import GroupState, Phase
+from linemq.broker.storage.checksum import unseal
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.records import Record
 
 
 def open_state(path: Path, fallback: int = 1, report: DamageReport | None = None) -> GroupState:

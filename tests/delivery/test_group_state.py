@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.delivery.group_state import GroupState, Phase
-from broker.storage.checksum import unseal
-from broker.storage.journal import Journal
+from linemq.broker.delivery.group_state import GroupState, Phase
+from linemq.broker.storage.checksum import unseal
+from linemq.broker.storage.journal import Journal
 
 
 def open_state(path: Path) -> GroupState:

@@ -8,8 +8,8 @@ from unittest import mock
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.delivery import holdings as holdings_module
-from broker.delivery.holdings import Holdings
+from linemq.broker.delivery import holdings as holdings_module
+from linemq.broker.delivery.holdings import Holdings
 
 Row = tuple[int, str, float, float]  # offset, id, sent, deadline
 

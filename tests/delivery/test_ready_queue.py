@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.delivery.group_state import Pending
-from broker.delivery.scheduler import ReadyQueue, priority_of
-from broker.storage.records import NORMAL_PRIORITY, Meta
+from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.scheduler import ReadyQueue, priority_of
+from linemq.broker.storage.records import NORMAL_PRIORITY, Meta
 
 
 def pending(offset: int, priority: int | None) -> Pending:

@@ -25,8 +25,8 @@ import structlog
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from broker.config import Config
-from broker.server.app import Broker
+from linemq.broker.config import Config
+from linemq.broker.server.app import Broker
 from tests.conftest import FAST
 
 MAX_LINE = 4096

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.protocol.names import is_valid_topic
-from broker.storage.damage import UNOPENABLE
-from broker.storage.records import Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.protocol.names import is_valid_topic
+from linemq.broker.storage.damage import UNOPENABLE
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.topic_log import TopicLog
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

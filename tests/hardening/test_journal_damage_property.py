@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.config import Config
-from broker.server.app import Broker
+from linemq.broker.config import Config
+from linemq.broker.server.app import Broker
 from tests.conftest import FAST
 from tests.server.groupwire import member, parse_msg
 from tests.wire import Wire

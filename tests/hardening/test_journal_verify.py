@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.delivery.journal_verify import repair_journals, verify_journals
-from broker.storage.damage import JOURNAL_LINE, UNOPENABLE
+from linemq.broker.delivery.journal_verify import repair_journals, verify_journals
+from linemq.broker.storage.damage import JOURNAL_LINE, UNOPENABLE
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

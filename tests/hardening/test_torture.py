@@ -10,9 +10,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from broker.cli import main
-from broker.torture import CycleResult, corrupt, run_torture
-from broker.torture.disk import Destroyed, DiskDamage, damage_disk, unreported
+from linemq.broker.cli import main
+from linemq.tools.torture import CycleResult, corrupt, run_torture
+from linemq.tools.torture.disk import Destroyed, DiskDamage, damage_disk, unreported
 
 
 def test_three_kill9_cycles_with_corruption_keep_every_promise(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from broker.cli import main
+from linemq.broker.cli import main
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

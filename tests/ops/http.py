@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import eventually
 from tests.server.groupwire import next_msg
 from tests.wire import Wire

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter
 from tests.server.users import ADMIN, TEAM, TOKENS, start

@@ -9,10 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from broker.observe import stats
-from broker.ops import metrics
-from broker.ops.metrics import BROKER_FIELDS, GROUP_FIELDS, TOPIC_FIELDS
-from broker.server.app import Broker
+from linemq.broker.observe import stats
+from linemq.broker.ops import metrics
+from linemq.broker.ops.metrics import BROKER_FIELDS, GROUP_FIELDS, TOPIC_FIELDS
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter
 from tests.server.groupwire import member, next_msg
@@ -127,7 +127,7 @@ async def test_process_platform_and_gc_metrics_are_exported(brokers: BrokerFacto
 async def test_metrics_with_auth_show_process_metrics_but_only_readable_topics(
     brokers: BrokerFactory, tmp_path: Any
 ) -> None:
-    from broker.server.auth import hash_token
+    from linemq.broker.server.auth import hash_token
 
     users = tmp_path / "users.toml"
     users.write_text(

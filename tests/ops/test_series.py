@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from broker.observe.series import RATES, Series
-from broker.server.auth import hash_token
+from linemq.broker.observe.series import RATES, Series
+from linemq.broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter, wire
 from tests.server.groupwire import member, next_msg

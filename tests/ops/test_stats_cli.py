@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from broker.protocol.commands import Command, Stats
-from broker.server.app import Broker
-from broker.server.connection import Connection
-from clients import Client
-from clients.protocol import ProtocolError, StatLine, encode_stats, parse_server_line
-from clients.stats_view import StatsSnapshot
-from clients.sync import SyncClient
+from linemq.broker.protocol.commands import Command, Stats
+from linemq.broker.server.app import Broker
+from linemq.broker.server.connection import Connection
+from linemq.clients import Client
+from linemq.clients.protocol import ProtocolError, StatLine, encode_stats, parse_server_line
+from linemq.clients.stats_view import StatsSnapshot
+from linemq.clients.sync import SyncClient
 from tests.conftest import BrokerFactory, eventually
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from broker.config import parse_age
-from broker.protocol.durations import parse_duration, to_seconds
-from broker.protocol.v2 import parse_duration as wire_duration
-from clients.options import format_duration
-from clients.options import parse_duration as client_duration
+from linemq.broker.config import parse_age
+from linemq.broker.protocol.durations import parse_duration, to_seconds
+from linemq.broker.protocol.v2 import parse_duration as wire_duration
+from linemq.clients.options import format_duration
+from linemq.clients.options import parse_duration as client_duration
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.protocol import LINE_TOO_LONG, LineFramer
+from linemq.broker.protocol import LINE_TOO_LONG, LineFramer
 
 
 def pull(framer: LineFramer, data: bytes, want: list[int]) -> list[object]:

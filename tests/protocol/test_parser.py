@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.protocol import (
+from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Ack,
@@ -30,7 +30,7 @@ from broker.protocol import (
     is_valid_name,
     parse_line,
 )
-from broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
+from linemq.broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
 
 
 @pytest.mark.parametrize(

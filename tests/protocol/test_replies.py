@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.protocol import replies
-from broker.storage.records import Record
+from linemq.broker.protocol import replies
+from linemq.broker.storage.records import Record
 
 times = st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1.5, 1795450420.35]))
 

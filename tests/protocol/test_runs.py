@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.protocol.runs import ack_ids, only_argument, pub_bodies
+from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies
 
 # Bytes a client might send after "ACK " or "PUB t ": printable, spaces, controls, UTF-8, junk.
 arg = st.one_of(

@@ -7,8 +7,8 @@ import json
 import re
 import sys
 
-from broker.server.app import Broker
-from clients import Client
+from linemq.broker.server.app import Broker
+from linemq.clients import Client
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

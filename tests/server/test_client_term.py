@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from broker.server.app import Broker
-from clients.aio import Client, Message
-from clients.dead_letters import DeadLetter
-from clients.errors import ConnectionLost, NotFound
-from clients.protocol import encode_nack, encode_term
-from clients.sync import SyncClient
+from linemq.broker.server.app import Broker
+from linemq.clients.aio import Client, Message
+from linemq.clients.dead_letters import DeadLetter
+from linemq.clients.errors import ConnectionLost, NotFound
+from linemq.clients.protocol import encode_nack, encode_term
+from linemq.clients.sync import SyncClient
 from tests.conftest import BrokerFactory
 
 

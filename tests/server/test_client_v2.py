@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.server.app import Broker
-from clients.aio import BrokerError, Client, Message, Subscription
-from clients.sync import SyncClient
+from linemq.broker.server.app import Broker
+from linemq.clients.aio import BrokerError, Client, Message, Subscription
+from linemq.clients.sync import SyncClient
 from tests.conftest import BrokerFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +179,7 @@ async def linemq(broker: Broker, *args: str, stdin: bytes | None = None) -> Run:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "clients.cli",
+        "linemq.clients.cli",
         *args,
         "--port",
         str(broker.port),

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.wire import Wire
 

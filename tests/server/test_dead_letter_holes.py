@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import broker.protocol.parser as parser
-from broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_name, is_valid_topic
-from broker.server.app import Broker
-from broker.storage.store import FileStore
+import linemq.broker.protocol.parser as parser
+from linemq.broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_name, is_valid_topic
+from linemq.broker.server.app import Broker
+from linemq.broker.storage.store import FileStore
 from tests.conftest import BrokerFactory, BrokerProcess, eventually
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from broker.delivery import group_state
-from broker.server.app import Broker
+from linemq.broker.delivery import group_state
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg, parse_msg
 from tests.wire import Wire

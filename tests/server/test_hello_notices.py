@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.wire import Wire
 

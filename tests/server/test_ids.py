@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from broker.server.ids import IdGenerator
+from linemq.broker.server.ids import IdGenerator
 
 ID = re.compile(r"msg_\d+_[0-9a-f]{8}")
 

@@ -81,7 +81,7 @@ async def test_disk_full_is_an_err_and_publishing_recovers(tmp_path: Path) -> No
             [
                 sys.executable,
                 "-m",
-                "broker",
+                "linemq.broker",
                 "--port",
                 "0",
                 "--data-dir",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from broker.config import parse_age, parse_size, parse_topic_retention
-from broker.server.app import Broker
+from linemq.broker.config import parse_age, parse_size, parse_topic_retention
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory, eventually
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire

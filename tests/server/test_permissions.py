@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory, eventually
 from tests.ops.http import dead_letter, wire
 from tests.server.groupwire import next_msg
@@ -228,8 +228,8 @@ async def test_stats_shows_only_what_the_user_may_read(
 def test_new_user_grants_manage_patterns_and_a_missing_key_grants_none(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from broker.cli import main
-    from broker.server.auth import load_users
+    from linemq.broker.cli import main
+    from linemq.broker.server.auth import load_users
 
     result = CliRunner().invoke(
         main, ["auth", "new-user", "ops", "-s", "orders", "-m", "orders", "--manage", "jobs.*"]

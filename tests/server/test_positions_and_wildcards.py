@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg, parse_msg
 from tests.wire import Wire

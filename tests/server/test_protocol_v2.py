@@ -7,7 +7,7 @@ import json
 import re
 import time
 
-from broker.server.app import Broker
+from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg
 from tests.server.v2wire import put, read_frame

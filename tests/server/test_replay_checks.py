@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from broker.server.app import Broker
-from clients import Client
+from linemq.broker.server.app import Broker
+from linemq.clients import Client
 from tests.conftest import BrokerFactory, eventually
 from tests.ops.http import Http, dead_letter
 from tests.server.v2wire import read_frame

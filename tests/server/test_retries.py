@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable
 
-from broker.storage.tail_cache import TAIL_RECORDS
+from linemq.broker.storage.tail_cache import TAIL_RECORDS
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import Delivery, member, next_msg, parse_msg
 from tests.wire import Wire

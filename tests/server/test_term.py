@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
+from linemq.broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import member, next_msg, parse_msg
 from tests.server.test_retries import publish

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from storage_helpers import OpenLog
 
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.topic_log import TopicLog
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable
 
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.topic_log import TopicLog
 
 OpenLog = Callable[..., TopicLog]
 

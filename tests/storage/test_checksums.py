@@ -11,10 +11,10 @@ import orjson
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage.checksum import check, seal
-from broker.storage.damage import RECORD, SEGMENT
-from broker.storage.retention import newest_record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.checksum import check, seal
+from linemq.broker.storage.damage import RECORD, SEGMENT
+from linemq.broker.storage.retention import newest_record
+from linemq.broker.storage.topic_log import TopicLog
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -145,8 +145,8 @@ def test_time_lookup_and_retention_reads_skip_damaged_records(
 
 
 def test_decode_lines_checks_every_line_of_a_version_2_chunk() -> None:
-    from broker.storage.segment import encode_record
-    from broker.storage.segment_scan import LineScan, decode_lines
+    from linemq.broker.storage.segment import encode_record
+    from linemq.broker.storage.segment_scan import LineScan, decode_lines
 
     lines = [encode_record(o, f"msg_{o}", 1.0, f"m{o}") for o in range(1, 11)]
     lines[4] = lines[4].replace(b"m5", b"m6")
@@ -195,7 +195,7 @@ def test_a_data_dir_of_the_previous_release_is_served_identically(tmp_path: path
 def test_header_of_a_later_version_is_refused_not_taken_for_damage(
     open_log: OpenLog, tmp_path: pathlib.Path
 ) -> None:
-    from broker.storage.segment import SegmentFormatError
+    from linemq.broker.storage.segment import SegmentFormatError
 
     log = open_log()
     fill(log, 5)

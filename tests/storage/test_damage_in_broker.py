@@ -6,7 +6,7 @@ import pathlib
 
 import orjson
 
-from broker.storage.checksum import seal
+from linemq.broker.storage.checksum import seal
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http
 from tests.server.groupwire import member, next_msg, parse_msg

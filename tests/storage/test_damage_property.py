@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.config import Config
-from broker.server.app import Broker
-from broker.storage.damage import Damage
-from broker.storage.records import Record
+from linemq.broker.config import Config
+from linemq.broker.server.app import Broker
+from linemq.broker.storage.damage import Damage
+from linemq.broker.storage.records import Record
 from tests.wire import Wire
 
 TOPICS = ("a", "b")

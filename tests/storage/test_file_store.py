@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pathlib
 
-from broker.storage import FileStore, Store
+from linemq.broker.storage import FileStore, Store
 
 
 def test_get_never_creates_anything(tmp_path: pathlib.Path) -> None:

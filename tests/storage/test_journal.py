@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from broker.storage import Journal, StorageError
-from broker.storage.damage import DamageReport
-from broker.storage.journal import OpenFiles
+from linemq.broker.storage import Journal, StorageError
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.journal import OpenFiles
 
 
 def test_append_write_replay_round_trip(tmp_path: pathlib.Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.storage.handles import HandleBudget, budget_for
+from linemq.broker.storage.handles import HandleBudget, budget_for
 from tests.wire import Wire
 
 LIMIT = 256
@@ -29,7 +29,7 @@ class _Broker:
 
     def __init__(self, data_dir: Path) -> None:
         self.log_path = data_dir.parent / f"broker-{time.monotonic_ns()}.log"
-        cmd = [sys.executable, "-m", "broker", "--port", "0", "--data-dir", str(data_dir)]
+        cmd = [sys.executable, "-m", "linemq.broker", "--port", "0", "--data-dir", str(data_dir)]
         cmd += ["--log-format", "json", "--fsync-interval-ms", "50"]
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(

@@ -9,11 +9,11 @@ import threading
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage import retention as retention_mod
-from broker.storage import topic_log as topic_log_mod
-from broker.storage.records import StorageError
-from broker.storage.retention import RetentionResult, newest_record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage import retention as retention_mod
+from linemq.broker.storage import topic_log as topic_log_mod
+from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.retention import RetentionResult, newest_record
+from linemq.broker.storage.topic_log import TopicLog
 
 T0 = 1700000000.0  # fill() stamps record i with T0 + i
 

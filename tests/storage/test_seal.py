@@ -20,11 +20,11 @@ from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.storage import checksum
-from broker.storage.checksum import py_check, py_seal, py_seal_run
+from linemq.broker.storage import checksum
+from linemq.broker.storage.checksum import py_check, py_seal, py_seal_run
 
 try:
-    from broker.storage import _seal
+    from linemq.broker.storage import _seal
 except ImportError:
     if os.environ.get("CI"):
         raise  # CI builds the extension: a missing one is a failure there

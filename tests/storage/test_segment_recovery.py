@@ -7,10 +7,10 @@ import orjson
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage import index as index_mod
-from broker.storage.checksum import seal
-from broker.storage.index import INDEX_ENTRY
-from broker.storage.segment import SegmentFormatError, encode_header, encode_record
+from linemq.broker.storage import index as index_mod
+from linemq.broker.storage.checksum import seal
+from linemq.broker.storage.index import INDEX_ENTRY
+from linemq.broker.storage.segment import SegmentFormatError, encode_header, encode_record
 
 
 def _last_segment(tmp_path: pathlib.Path) -> pathlib.Path:

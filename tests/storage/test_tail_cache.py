@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.storage.records import Record
-from broker.storage.tail_cache import TailCache
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.tail_cache import TailCache
 
 
 def walk(records: list[Record], start: int, max_count: int, max_bytes: int) -> list[Record]:

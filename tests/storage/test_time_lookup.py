@@ -9,10 +9,10 @@ import threading
 import pytest
 from storage_helpers import OpenLog
 
-from broker.storage import segment as segment_mod
-from broker.storage import time_index as time_index_mod
-from broker.storage.records import Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage import segment as segment_mod
+from linemq.broker.storage import time_index as time_index_mod
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.topic_log import TopicLog
 
 T0 = 1700000000.0
 

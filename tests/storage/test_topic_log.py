@@ -8,10 +8,10 @@ import time
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage import segment_scan
-from broker.storage.checksum import seal
-from broker.storage.records import Meta, Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage import segment_scan
+from linemq.broker.storage.checksum import seal
+from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.topic_log import TopicLog
 
 
 def test_append_write_read_round_trip(open_log: OpenLog) -> None:

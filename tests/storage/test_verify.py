@@ -7,9 +7,9 @@ import pathlib
 
 from storage_helpers import fill, segment_files
 
-from broker.storage.damage import INDEX, RECORD, SEGMENT
-from broker.storage.topic_log import TopicLog
-from broker.storage.verify import repair_topics, verify_topics
+from linemq.broker.storage.damage import INDEX, RECORD, SEGMENT
+from linemq.broker.storage.topic_log import TopicLog
+from linemq.broker.storage.verify import repair_topics, verify_topics
 
 
 def _data(tmp_path: pathlib.Path) -> pathlib.Path:

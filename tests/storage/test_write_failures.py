@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage.records import StorageError
-from broker.storage.segment import decode_record
+from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.segment import decode_record
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def test_failed_write_into_new_segment_removes_it(
 _EFBIG_CHILD = textwrap.dedent(
     """
     import pathlib, resource, signal, sys
-    from broker.storage import FileStore, StorageError
+    from linemq.broker.storage import FileStore, StorageError
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
@@ -139,7 +139,7 @@ def test_efbig_for_real_leaves_only_whole_records(tmp_path: pathlib.Path) -> Non
     lines = data.split(b"\n")[1:-1]
     assert [decode_record(line).offset for line in lines] == list(range(1, int(last) + 1))  # type: ignore[union-attr]
 
-    from broker.storage import FileStore
+    from linemq.broker.storage import FileStore
 
     store = FileStore(tmp_path)
     store.open()

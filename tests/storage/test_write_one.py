@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from storage_helpers import OpenLog, fill, segment_files
 
-from broker.storage.records import Record
-from broker.storage.topic_log import TopicLog
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.topic_log import TopicLog
 
 
 def _lone(log: TopicLog, msg: str, ts: float, id: str) -> None:

@@ -1,5 +1,5 @@
 // Starts a real linemq broker in a subprocess for the tests, as tests/conftest.py does:
-// `python -m broker --port 0 --log-format json`, the port read from the `listening` log event.
+// `python -m linemq.broker --port 0 --log-format json`, the port read from the `listening` log event.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,7 +22,7 @@ export class BrokerProcess {
 
   /** Start (or restart on the same port and data) and resolve once it listens. */
   start() {
-    const args = ['-m', 'broker', '--port', String(this.port), '--data-dir', this.dataDir];
+    const args = ['-m', 'linemq.broker', '--port', String(this.port), '--data-dir', this.dataDir];
     args.push('--log-format', 'json', ...this.args);
     const proc = spawn(PYTHON, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = proc;

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from broker.bench.driver import TS_DIGITS, Counter, Driver, Sink
-from broker.bench.linemq_driver import LinemqDriver
-from broker.bench.nats_driver import NatsDriver
-from broker.bench.redis_driver import RedisDriver
+from linemq.tools.bench.driver import TS_DIGITS, Counter, Driver, Sink
+from linemq.tools.bench.linemq_driver import LinemqDriver
+from linemq.tools.bench.nats_driver import NatsDriver
+from linemq.tools.bench.redis_driver import RedisDriver
 
 JobKind = Literal["pub", "rtt", "rate", "consume", "idle"]
 DRIVERS: dict[str, type[Driver]] = {

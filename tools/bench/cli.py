@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from broker.bench.runner import Progress
-    from broker.bench.servers import Server
-    from broker.bench.suite import Options, SuiteResult
+    from linemq.tools.bench.runner import Progress
+    from linemq.tools.bench.servers import Server
+    from linemq.tools.bench.suite import Options, SuiteResult
 
 # The bench modules are imported when the command runs: `linemq serve` loads this file too,
 # and its start-up time is one of the things measured.
@@ -147,9 +147,9 @@ def _compare(value: str) -> list[str]:
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def bench(**o: Any) -> None:
     """Measure linemq: publish throughput and latency, end to end, memory, restart."""
-    from broker.bench.report import document, table
-    from broker.bench.runner import Progress
-    from broker.bench.servers import (
+    from linemq.tools.bench.report import document, table
+    from linemq.tools.bench.runner import Progress
+    from linemq.tools.bench.servers import (
         BINARIES,
         Server,
         Servers,
@@ -159,7 +159,7 @@ def bench(**o: Any) -> None:
         raise_fd_limit,
         terminate_on_sigterm,
     )
-    from broker.bench.suite import Options
+    from linemq.tools.bench.suite import Options
 
     terminate_on_sigterm()
     server_cpus, loadgen_cpus = pin_split() if o["pin"] else (None, None)
@@ -241,7 +241,7 @@ def _run_external(target: Server, host: str, opts: Options, progress: Progress) 
 
 def _run(server: Server, opts: Options, progress: Progress) -> SuiteResult:
     """The suite against one server, stopped afterwards: the next system runs alone."""
-    from broker.bench.suite import run_suite
+    from linemq.tools.bench.suite import run_suite
 
     try:
         return run_suite(server, opts, progress)

@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.torture.model import GROUP, TOPIC
+from linemq.tools.torture.model import GROUP, TOPIC
 
 SEGMENT_GLOB = "[0-9]" * 20 + ".log"
 MAX_FLIPS = 3

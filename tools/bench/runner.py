@@ -20,7 +20,7 @@ from multiprocessing.context import ForkContext
 from multiprocessing.queues import Queue
 from typing import Any, TextIO
 
-from broker.bench.workloads import Job, JobResult, Shared, run_job
+from linemq.tools.bench.workloads import Job, JobResult, Shared, run_job
 
 PROGRESS_EVERY = 0.25
 

@@ -104,7 +104,7 @@ class BrokerChild:
     async def start(self) -> None:
         self.starts += 1
         self.log_path = self.log_dir / f"broker-{self.starts:03d}.log"
-        cmd = [sys.executable, "-m", "broker", "--host", HOST, "--port", "0"]
+        cmd = [sys.executable, "-m", "linemq.broker", "--host", HOST, "--port", "0"]
         cmd += ["--data-dir", str(self.data_dir), "--log-format", "json", *self.args]
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(

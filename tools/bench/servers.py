@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from broker.bench.workloads import rss_kb
+from linemq.tools.bench.workloads import rss_kb
 
 HOST: Final = "127.0.0.1"
 START_TIMEOUT: Final = 30.0
@@ -87,7 +87,7 @@ class Server:
         port = str(self.port)
         if self.system == "linemq":
             return [
-                sys.executable, "-m", "broker", "--host", HOST, "--port", port,
+                sys.executable, "-m", "linemq.broker", "--host", HOST, "--port", port,
                 "--data-dir", d, "--log-format", "json", "--fsync", "interval",
                 *self.extra_args,
             ]  # fmt: skip

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.torture.model import (
+from linemq.tools.torture.model import (
     GROUP,
     HISTORY_MAX,
     HOST,

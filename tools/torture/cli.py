@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from broker.torture.model import CycleResult
-from broker.torture.runner import run_torture
+from linemq.tools.torture.model import CycleResult
+from linemq.tools.torture.runner import run_torture
 
 
 def _print_cycle(total: int) -> Callable[[CycleResult], None]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker.torture.clients import (
+from linemq.tools.torture.clients import (
     check_start_log,
     check_store,
     consumer,
@@ -19,8 +19,8 @@ from broker.torture.clients import (
     publisher,
     request,
 )
-from broker.torture.disk import DiskDamage, damage_disk, reported_offsets, unreported
-from broker.torture.model import (
+from linemq.tools.torture.disk import DiskDamage, damage_disk, reported_offsets, unreported
+from linemq.tools.torture.model import (
     GROUP,
     TOPIC,
     BrokerChild,

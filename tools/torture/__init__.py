@@ -11,9 +11,9 @@ phase without kills drains the group so that every stored message is shown to ha
 been delivered. Only 127.0.0.1 is used.
 """
 
-from broker.torture.cli import torture
-from broker.torture.clients import corrupt
-from broker.torture.model import CycleResult, TortureReport
-from broker.torture.runner import run_torture
+from linemq.tools.torture.cli import torture
+from linemq.tools.torture.clients import corrupt
+from linemq.tools.torture.model import CycleResult, TortureReport
+from linemq.tools.torture.runner import run_torture
 
 __all__ = ["CycleResult", "TortureReport", "corrupt", "run_torture", "torture"]

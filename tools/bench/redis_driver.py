@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from broker.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
+from linemq.tools.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
 
 READ_COUNT: Final = 256  # entries per XREADGROUP, like linemq's --max-inflight 256
 BLOCK_MS: Final = b"100"

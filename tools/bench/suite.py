@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from broker.bench import steal
-from broker.bench.driver import Driver
-from broker.bench.runner import PhaseResult, Progress, run_phase
-from broker.bench.servers import HOST, Server
-from broker.bench.workloads import DRIVERS, Job, JobResult, topic_names
+from linemq.tools.bench import steal
+from linemq.tools.bench.driver import Driver
+from linemq.tools.bench.runner import PhaseResult, Progress, run_phase
+from linemq.tools.bench.servers import HOST, Server
+from linemq.tools.bench.workloads import DRIVERS, Job, JobResult, topic_names
 
 GROUP = "bench"
 MAX_E2E_CONSUMERS = 256  # a spread end-to-end run has a group of K members on every topic

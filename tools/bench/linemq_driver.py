@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.bench.driver import Conn, Driver, Sink, open_conn
+from linemq.tools.bench.driver import Conn, Driver, Sink, open_conn
 
 
 class LineReplies:

@@ -7,9 +7,9 @@ import math
 import statistics
 from typing import Any, Final, Literal
 
-from broker.bench.suite import Options, SuiteResult
-from clients.cli_output import add_row, plain
-from clients.cli_output import table as plain_table
+from linemq.clients.cli_output import add_row, plain
+from linemq.clients.cli_output import table as plain_table
+from linemq.tools.bench.suite import Options, SuiteResult
 
 Better = Literal["higher", "lower", ""]
 

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Final
 
-from broker.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
+from linemq.tools.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
 
 BATCH: Final = 256  # messages per pull request, like linemq's --max-inflight 256
 PULLS_IN_FLIGHT: Final = 2
