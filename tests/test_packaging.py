@@ -70,3 +70,11 @@ def test_the_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
     assert "linemq/broker/ops/static/app.js" in names
     assert "linemq/tools/bench/cli.py" in names
     assert "linemq/py.typed" in names
+
+
+def test_the_lazy_command_list_names_every_client_command() -> None:
+    from linemq.broker.cli import _LazyGroup
+    from linemq.clients.cli import client_commands
+
+    lazy_client = {n for n, m in _LazyGroup.LAZY.items() if m == "linemq.clients.cli"}
+    assert lazy_client == {c.name for c in client_commands}
