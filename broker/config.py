@@ -8,7 +8,7 @@ from typing import Literal
 
 from linemq.broker.protocol.durations import parse_duration
 from linemq.broker.protocol.names import topic_matches
-from linemq.broker.protocol.sizes import parse_size
+from linemq.broker.protocol.sizes import parse_size as parse_size  # the flags read it here
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
