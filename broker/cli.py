@@ -297,13 +297,20 @@ def serve(**options: Any) -> None:
 
 
 def run(config: Config) -> None:
+    from linemq.broker.auth import AuthError
     from linemq.broker.server.app import Broker
-    from linemq.broker.server.auth import AuthError
+    from linemq.broker.server.face import StartHttp
     from linemq.broker.server.tls import TLSConfigError
+
+    http: StartHttp | None = None
+    if config.http_port is not None:  # the HTTP side (and aiohttp) loads only when asked for
+        from linemq.broker.ops.http import start_http
+
+        http = start_http
 
     async def serve_forever() -> None:
         try:
-            broker = Broker(config)
+            broker = Broker(config, http=http)
         except (AuthError, TLSConfigError, ssl.SSLError, OSError) as e:
             click.echo(f"linemq: {e}", err=True)
             sys.exit(1)
@@ -385,8 +392,8 @@ def new_user(
     """
     import tomli_w
 
+    from linemq.broker.auth import hash_token, new_token
     from linemq.broker.protocol.names import is_valid_pattern
-    from linemq.broker.server.auth import hash_token, new_token
 
     for pattern in (*publish, *subscribe, *manage):
         if not is_valid_pattern(pattern):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from linemq.broker.auth import Permission, auth_delay
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.delivery.wire import deliveries
@@ -45,13 +46,12 @@ from linemq.broker.protocol import (
 )
 from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
-from linemq.broker.server.auth import Permission, auth_delay
 from linemq.broker.server.connection import Connection
+from linemq.broker.server.core import Core
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
     from linemq.broker.storage.journal import Journal
 
 log = structlog.get_logger(__name__)
@@ -66,7 +66,7 @@ DEAD_LETTERS_WRITTEN_BY_BROKER: Final = "dead-letter topics are written by the b
 
 
 class Handlers:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Core) -> None:
         self.broker = broker
         self.router = broker.router
         self._table: dict[type[Any], Callable[[Connection, Any], None]] = {
@@ -422,7 +422,7 @@ class Handlers:
     def cmd_STATS(self, conn: Connection, cmd: Stats) -> None:
         if cmd.topic is not None and not self._may(conn, cmd.topic, "subscribe"):
             return
-        snap = collect(self.broker, cmd.topic)
+        snap = collect(self.broker.face, cmd.topic)
         if conn.user is not None:  # as the HTTP API and /metrics: only what the user may read
             snap = filter_snapshot(snap, conn.user.may_subscribe)
         lines = [replies.stat_line("broker", (), snap.broker)]
