@@ -19,6 +19,7 @@ from typing import Any, Final
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.router import DeliveryError
@@ -118,10 +119,7 @@ async def dlq_purge(request: web.Request) -> web.Response:
     require(request, topic, "manage")
     dlq = topic + ".dlq"
     broker = broker_of(request)
-    try:
-        count = await broker.purge(dlq)
-    except StorageError as e:
-        raise json_error(503, f"storage unavailable: {e}") from None
+    count = await broker.purge(dlq)  # StorageError: 503 (storage_failures)
     await _committed(broker)
     log.warning("topic_purged", topic=dlq, records=count, via="http", **_who(request))
     return _json({"purged": count})
@@ -167,14 +165,21 @@ async def group_delete(request: web.Request) -> web.Response:
         await broker.delete_group(topic, group, force)
     except DeliveryError as e:
         raise json_error(409 if e.reason == "group has members" else 404, e.reason) from None
-    except StorageError as e:
-        raise json_error(503, f"storage unavailable: {e}") from None
     await _committed(broker)
     log.warning("group_deleted", topic=topic, group=group, force=force, via="http", **_who(request))
     return _json({"topic": topic, "group": group, "deleted": True})
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+@web.middleware
+async def storage_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one answer to a storage failure, whatever the route: 503 and the ERR's reason."""
+    try:
+        return await handler(request)
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
 
 
 async def _committed(broker: Operations) -> None:

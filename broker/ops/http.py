@@ -70,7 +70,8 @@ async def start_http(broker: Operations) -> OpsServer:
 
 def build_app(broker: Operations) -> web.Application:
     app = web.Application(
-        middlewares=[host_middleware(broker), auth_middleware(broker)], client_max_size=MAX_BODY
+        middlewares=[host_middleware(broker), auth_middleware(broker), api.storage_failures],
+        client_max_size=MAX_BODY,
     )
     app[BROKER] = broker
     app[METRICS] = metrics.Metrics(broker)

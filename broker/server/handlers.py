@@ -390,10 +390,7 @@ class Handlers:
             return
 
         async def purge() -> bytes:
-            try:
-                count = await self.broker.purge(cmd.topic)
-            except StorageError as e:
-                return replies.err(f"storage unavailable: {e}")
+            count = await self.broker.purge(cmd.topic)  # StorageError: see _later
             log.warning(
                 "topic_purged", topic=cmd.topic, records=count, peer=conn.peer, user=_name(conn)
             )
@@ -531,7 +528,7 @@ class Handlers:
             try:
                 data = await work()
             except StorageError as e:  # a topic that could not be opened, a failed write
-                data = replies.err(f"storage unavailable: {e}")
+                data = storage_unavailable(e)
             except Exception:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")
@@ -542,6 +539,11 @@ class Handlers:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def storage_unavailable(error: StorageError) -> bytes:
+    """The one ERR for a storage failure met by a command (PUB's own are app.py's)."""
+    return replies.err(f"storage unavailable: {error}")
 
 
 def _name(conn: Connection) -> str | None:
