@@ -45,9 +45,10 @@ def parse_duration(text: str) -> float:
     return durations.parse_duration(text, max_seconds=MAX_DURATION)
 
 
-def to_seconds(value: Duration) -> float:
-    """A ``Duration`` in seconds: ValueError for negative, non-finite or over 365 days."""
-    return durations.to_seconds(value, max_seconds=MAX_DURATION)
+def to_seconds(value: Duration, *, min_seconds: float = 0.0) -> float:
+    """A ``Duration`` in seconds: ValueError for negative, non-finite, under ``min_seconds``
+    or over 365 days."""
+    return durations.to_seconds(value, max_seconds=MAX_DURATION, min_seconds=min_seconds)
 
 
 def format_duration(value: Duration) -> str:
