@@ -111,8 +111,6 @@ def modules() -> dict[str, Path]:
     found = {}
     for package, folder in FOLDERS.items():
         for path in folder.rglob("*.py"):
-            if ".venv" in path.parts or "build" in path.relative_to(ROOT).parts[:1]:
-                continue
             parts = list(path.relative_to(folder).with_suffix("").parts)
             if package != "linemq" or len(parts) == 1:  # linemq/ holds only the top
                 if parts[-1] == "__init__":
