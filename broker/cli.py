@@ -9,6 +9,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import click
 
 from linemq.broker.config import Config, parse_age, parse_size, parse_topic_retention
 from linemq.broker.logsetup import configure_logging
+from linemq.broker.protocol.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +45,12 @@ class _Parsed(click.ParamType[Any]):
             return self.parse(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+def _duration(minimum: float) -> _Parsed:
+    """A duration flag: ``30`` (seconds), ``30s``, ``500ms``, ``2m``; at least ``minimum``
+    seconds, never negative, NaN or infinite (which a float flag let through)."""
+    return _Parsed(partial(parse_duration, min_seconds=minimum), "DURATION")
 
 
 class _LazyGroup(click.Group):
@@ -126,7 +134,7 @@ def main() -> None:
 )
 @_opt(
     "--write-timeout",
-    type=click.FloatRange(min=0.001),
+    type=_duration(0.001),
     default=DEFAULTS.write_timeout,
     help="Seconds a client may read nothing of a HISTORY, DLQ or catch-up reply before "
     "it is disconnected.",
@@ -163,25 +171,25 @@ def main() -> None:
 )
 @_opt(
     "--ack-timeout",
-    type=click.FloatRange(min=0.001),
+    type=_duration(0.001),
     default=DEFAULTS.ack_timeout,
     help="Seconds a member has to ACK before the message is retried.",
 )
 @_opt(
     "--heartbeat-timeout",
-    type=click.FloatRange(min=0.001),
+    type=_duration(0.001),
     default=DEFAULTS.heartbeat_timeout,
     help="Seconds of silence after which a group member is declared dead.",
 )
 @_opt(
     "--retry-backoff-base",
-    type=click.FloatRange(min=0),
+    type=_duration(0),
     default=DEFAULTS.retry_backoff_base,
     help="Seconds before the first retry; each further retry waits twice as long.",
 )
 @_opt(
     "--retry-backoff-max",
-    type=click.FloatRange(min=0),
+    type=_duration(0),
     default=DEFAULTS.retry_backoff_max,
     help="Longest wait between retries, in seconds.",
 )
@@ -235,7 +243,7 @@ def main() -> None:
 @_opt("--http-host", default=DEFAULTS.http_host, help="Address for --http-port.")
 @_opt(
     "--sample-interval",
-    type=click.FloatRange(min=0.01),
+    type=_duration(0.01),
     default=DEFAULTS.sample_interval,
     help="Seconds between the dashboard charts' samples (180 kept: 15 min at 5 s).",
 )
@@ -247,7 +255,7 @@ def main() -> None:
 )
 @_opt(
     "--auth-timeout",
-    type=click.FloatRange(min=0.001),
+    type=_duration(0.001),
     default=DEFAULTS.auth_timeout,
     help="Seconds a connection may stay unauthenticated (with --auth-file).",
 )
@@ -297,13 +305,20 @@ def serve(**options: Any) -> None:
 
 
 def run(config: Config) -> None:
+    from linemq.broker.auth import AuthError
     from linemq.broker.server.app import Broker
-    from linemq.broker.server.auth import AuthError
+    from linemq.broker.server.face import StartHttp
     from linemq.broker.server.tls import TLSConfigError
+
+    http: StartHttp | None = None
+    if config.http_port is not None:  # the HTTP side (and aiohttp) loads only when asked for
+        from linemq.broker.ops.http import start_http
+
+        http = start_http
 
     async def serve_forever() -> None:
         try:
-            broker = Broker(config)
+            broker = Broker(config, http=http)
         except (AuthError, TLSConfigError, ssl.SSLError, OSError) as e:
             click.echo(f"linemq: {e}", err=True)
             sys.exit(1)
@@ -385,8 +400,8 @@ def new_user(
     """
     import tomli_w
 
+    from linemq.broker.auth import hash_token, new_token
     from linemq.broker.protocol.names import is_valid_pattern
-    from linemq.broker.server.auth import hash_token, new_token
 
     for pattern in (*publish, *subscribe, *manage):
         if not is_valid_pattern(pattern):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from linemq.broker.protocol.durations import parse_duration
 from linemq.broker.protocol.names import topic_matches
+from linemq.broker.protocol.sizes import parse_size as parse_size  # the flags read it here
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -23,21 +24,9 @@ class TopicRetention:
     max_age: float = 0.0
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """``1048576``, ``64MiB``, ``1GB`` to bytes."""
-    number = text.strip().rstrip("bBiIkKmMgGtT")
-    unit = text.strip()[len(number) :].lower()
-    if unit not in _SIZE_UNITS or not number:
-        raise ValueError(f"not a size: {text!r} (try 500MB or 1GiB)")
-    return int(float(number) * _SIZE_UNITS[unit])
-
-
 def parse_age(text: str) -> float:
-    """``3600``, ``90s``, ``15m``, ``12h``, ``7d`` to seconds: the wire's duration syntax."""
+    """``3600``, ``90s``, ``15m``, ``12h``, ``7d`` to seconds: the wire's duration syntax
+    (``protocol/durations.py``: negative and non-finite values refused)."""
     return parse_duration(text)
 
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Final, TextIO
 import click
 
 from linemq.clients.aio import BrokerError, Client, Message
-from linemq.clients.cli_common import Endpoint, connection_options, old_spelling, run
+from linemq.clients.cli_common import Endpoint, Seconds, connection_options, old_spelling, run
 from linemq.clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
 from linemq.clients.cli_output import (
     UNSAFE_ON_TERMINAL,
@@ -204,7 +204,7 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
 )
 @click.option(
     "--heartbeat-interval",
-    type=click.FloatRange(min=0.01),
+    type=Seconds(0.01),
     default=10.0,
     show_default=True,
     help="Seconds between HEARTBEATs while in a group; keep it under the broker's "

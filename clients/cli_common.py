@@ -22,9 +22,28 @@ from typing import Any, TypeVar, cast
 import click
 
 from linemq.clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
+from linemq.clients.options import to_seconds
 from linemq.clients.protocol import ProtocolError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Seconds(click.ParamType[float]):
+    """A duration option: ``5`` (seconds), ``2.5``, ``500ms``, ``1m``, as the broker reads
+    them; at least ``minimum`` seconds, never negative, NaN or infinite."""
+
+    name = "DURATION"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        self.minimum = minimum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            return to_seconds(value, min_seconds=self.minimum)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import click
 from rich.live import Live
 
 from linemq.clients.aio import BrokerError
-from linemq.clients.cli_common import Endpoint, connection_options, run
+from linemq.clients.cli_common import Endpoint, Seconds, connection_options, run
 from linemq.clients.cli_output import (
     add_row,
     emit_json,
@@ -53,7 +53,7 @@ COUNT_HELP: Final = "How many (server default 100)."
 @click.option(
     "-i",
     "--interval",
-    type=click.FloatRange(min=0),
+    type=Seconds(0),
     default=1.0,
     show_default=True,
     help="Seconds between PINGs.",
@@ -348,7 +348,7 @@ def dlq_purge(topic: str, yes: bool, as_json: bool, endpoint: Endpoint) -> None:
 @click.argument("topic", required=False)
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(0.1),
     is_flag=False,
     flag_value=2.0,
     default=None,

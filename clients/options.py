@@ -2,10 +2,10 @@
 
 Durations (``250ms``, ``1.5s``), start positions (``earliest``, ``time:…``,
 ``ago:…``), priorities, ``key=``/``id=`` tokens, percent-escaped header values and
-topic patterns. The rules mirror ``broker/protocol/v2.py``, ``parser.py`` and
-``names.py``; durations are parsed by ``broker/protocol/durations.py`` itself, a
-pure module shared with the broker. Anything refused here would be an ``ERR``
-from the broker, so it is caught before a byte is sent.
+topic patterns. The rules mirror ``broker/protocol/v2.py`` and ``parser.py``;
+durations and names are checked by ``broker/protocol/durations.py`` and
+``names.py`` themselves, pure modules shared with the broker. Anything refused
+here would be an ``ERR`` from the broker, so it is caught before a byte is sent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from linemq.broker.protocol import durations
+from linemq.broker.protocol import durations, names
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
@@ -27,7 +27,6 @@ EDGE_POSITIONS: Final = ("earliest", "latest")
 
 _TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 _HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-_NAME_TOKEN: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
 Duration = durations.Duration
 """Seconds as a number, a ``timedelta``, or text like ``"5m"`` (the broker's own syntax)."""
@@ -46,9 +45,10 @@ def parse_duration(text: str) -> float:
     return durations.parse_duration(text, max_seconds=MAX_DURATION)
 
 
-def to_seconds(value: Duration) -> float:
-    """A ``Duration`` in seconds: ValueError for negative, non-finite or over 365 days."""
-    return durations.to_seconds(value, max_seconds=MAX_DURATION)
+def to_seconds(value: Duration, *, min_seconds: float = 0.0) -> float:
+    """A ``Duration`` in seconds: ValueError for negative, non-finite, under ``min_seconds``
+    or over 365 days."""
+    return durations.to_seconds(value, max_seconds=MAX_DURATION, min_seconds=min_seconds)
 
 
 def format_duration(value: Duration) -> str:
@@ -145,33 +145,8 @@ def unescape_value(text: str) -> str:
     return unquote_to_bytes(text).decode()
 
 
-# --- topic patterns (NATS style, as broker/protocol/names.py) ----------------
+# --- topic patterns: the broker's own rules (broker/protocol/names.py) ---------
 
-
-def is_pattern(name: str) -> bool:
-    return "*" in name or ">" in name
-
-
-def is_valid_pattern(pattern: str) -> bool:
-    """Dot-separated name tokens, any of which may be ``*``, or ``>`` as the last one."""
-    if not pattern or len(pattern) > 200 or pattern.startswith("."):
-        return False
-    tokens = pattern.split(".")
-    for i, token in enumerate(tokens):
-        if token == "*" or (token == ">" and i == len(tokens) - 1):
-            continue
-        if _NAME_TOKEN.fullmatch(token) is None:
-            return False
-    return True
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    """``*`` matches one dot-separated token; a trailing ``>`` matches one or more."""
-    want = pattern.split(".")
-    have = topic.split(".")
-    for i, token in enumerate(want):
-        if token == ">" and i == len(want) - 1:
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(have) == len(want)
+is_pattern = names.is_pattern
+is_valid_pattern = names.is_valid_pattern
+topic_matches = names.topic_matches

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
+from linemq.broker.protocol import names
 from linemq.clients.dead_letters import DeadLetter, Replayed
 from linemq.clients.errors import ProtocolError
 from linemq.clients.options import (
@@ -75,7 +76,7 @@ __all__ = [
     "v1_text",
 ]
 
-MAX_NAME_LENGTH: Final = 200
+MAX_NAME_LENGTH: Final = names.MAX_NAME_LENGTH
 MAX_NACK_DELAY: Final = 365 * 86400
 DEFAULT_DLQ_COUNT: Final = 100
 REPLAY_ALL: Final = "ALL"
@@ -84,8 +85,6 @@ PING: Final = b"PING\n"
 QUIT: Final = b"QUIT\n"
 HEARTBEAT: Final = b"HEARTBEAT\n"
 
-# Same rule as the broker (broker/protocol/names.py); names end up as file names there.
-_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 _ID: Final = re.compile(r"[^\s\x00]+")
 _FORBIDDEN_IN_TEXT: Final = ("\n", "\r", "\x00")
 
@@ -94,13 +93,25 @@ _FORBIDDEN_IN_TEXT: Final = ("\n", "\r", "\x00")
 
 
 def check_name(name: str, kind: str = "topic") -> str:
-    """Raise ValueError unless ``name`` is a valid topic or group name."""
-    if _NAME.fullmatch(name) is None or name.startswith(".") or ".." in name:
+    """Raise ValueError unless ``name`` is a valid topic or group name (the broker's rule,
+    ``broker/protocol/names.py``: names end up as file names there)."""
+    if not names.is_valid_name(name):
         raise ValueError(
             f"invalid {kind} name {name!r}: use 1-{MAX_NAME_LENGTH} of [A-Za-z0-9_.-], "
             "not starting with '.' and without '..'"
         )
     return name
+
+
+def check_new_topic(topic: str) -> str:
+    """A topic that PUB, PUT or a SUB may create: its dead-letter topic must be valid too."""
+    if not names.is_valid_topic(check_name(topic)):
+        raise ValueError(
+            f"invalid topic name {topic!r}: it must not end in '.' and may be "
+            f"{MAX_NAME_LENGTH - len(names.DLQ_SUFFIX)} characters at most, so that "
+            "<topic>.dlq is valid"
+        )
+    return topic
 
 
 def _check_id(message_id: str) -> str:
@@ -125,11 +136,14 @@ def _check_count(n: int) -> int:
 
 
 def encode_pub(topic: str, text: str) -> bytes:
-    return f"PUB {check_name(topic)} {_check_text(text)}\n".encode()
+    return f"PUB {check_new_topic(topic)} {_check_text(text)}\n".encode()
 
 
-def check_topic_or_pattern(topic: str) -> str:
-    """A topic name, or a wildcard pattern (``orders.*``, ``orders.>``) for SUB/UNSUB."""
+def check_topic_or_pattern(topic: str, *, new: bool = False) -> str:
+    """A topic name, or a wildcard pattern (``orders.*``, ``orders.>``) for SUB/UNSUB.
+
+    ``new``: a topic the command may create (SUB), checked as ``check_new_topic``.
+    """
     if is_pattern(topic):
         if not is_valid_pattern(topic):
             raise ValueError(
@@ -137,7 +151,7 @@ def check_topic_or_pattern(topic: str) -> str:
                 "'>' as the last token for one or more"
             )
         return topic
-    return check_name(topic)
+    return check_new_topic(topic) if new else check_name(topic)
 
 
 def encode_sub(topic: str, group: str | None = None, start: Position | None = None) -> bytes:
@@ -146,7 +160,7 @@ def encode_sub(topic: str, group: str | None = None, start: Position | None = No
     ``start`` replays from there for fanout; for a group it only counts when the
     SUB creates the group. The broker refuses it for a wildcard fanout SUB.
     """
-    words = ["SUB", check_topic_or_pattern(topic)]
+    words = ["SUB", check_topic_or_pattern(topic, new=True)]
     if group is not None:
         words.append(check_name(group, "group"))
     if start is not None:
@@ -195,7 +209,7 @@ def encode_put(
     data = payload.encode() if isinstance(payload, str) else bytes(payload)
     if delay is not None and at is not None:
         raise ValueError("give delay or at, not both")
-    words = ["PUT", check_name(topic), str(len(data))]
+    words = ["PUT", check_new_topic(topic), str(len(data))]
     if key is not None:
         words.append("key=" + check_token(key, "key"))
     if priority is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from linemq.broker.config import Config
+from linemq.broker.ops.http import start_http
 from linemq.broker.server.app import Broker
 
 # A shell that starts the suite in the background (`pytest &`, a CI script's `cmd &`) makes
@@ -43,7 +44,7 @@ class BrokerFactory:
 
     async def start(self, **overrides: Any) -> Broker:
         options: dict[str, Any] = {"port": 0, "data_dir": self.data_dir, **FAST, **overrides}
-        broker = Broker(Config(**options))
+        broker = Broker(Config(**options), http=start_http)
         await broker.start()
         self.running.append(broker)
         return broker
@@ -56,7 +57,7 @@ class BrokerFactory:
         config = broker.config
         await self.stop(broker)
         options = {**dataclasses.asdict(config), "port": 0, **overrides}
-        new = Broker(Config(**options))
+        new = Broker(Config(**options), http=start_http)
         await new.start()
         self.running.append(new)
         return new

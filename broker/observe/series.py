@@ -12,12 +12,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from linemq.broker.observe.stats import totals
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.observe.stats import Figures, totals
 
 SAMPLES: Final = 180
 RATES: Final = ("published", "delivered", "acked", "dead_lettered")
@@ -26,8 +23,8 @@ RATES: Final = ("published", "delivered", "acked", "dead_lettered")
 class Series:
     """Rings of per-second rates and per-group lag, one point per sample, all aligned."""
 
-    def __init__(self, broker: Broker, interval: float, samples: int = SAMPLES) -> None:
-        self.broker = broker
+    def __init__(self, figures: Figures, interval: float, samples: int = SAMPLES) -> None:
+        self.figures = figures
         self.interval = interval
         self.samples = samples
         self.times: deque[float] = deque(maxlen=samples)
@@ -38,8 +35,8 @@ class Series:
 
     def sample(self) -> None:
         """Append one point; the first call only takes the counters a rate starts from."""
-        groups = {(t, n): g for t, gs in self.broker.router.groups.items() for n, g in gs.items()}
-        counts = totals(self.broker, list(groups.values()))
+        groups = {(t, n): g for t, n, g in self.figures.all_groups()}
+        counts = totals(self.figures)
         now = time.monotonic()
         last, elapsed = self._last, now - self._last_at
         self._last, self._last_at = counts, now

@@ -1,25 +1,68 @@
-"""One snapshot of the broker's counters, shared by ``STATS``, ``/metrics`` and the dashboard."""
+"""One snapshot of the broker's counters, shared by ``STATS``, ``/metrics`` and the dashboard.
+
+It reads the broker through ``Figures``, a few read-only questions the broker answers
+(``server/face.py`` does), so nothing here knows how the broker, its groups or its
+logs are built: observe sits below them and imports none of them.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-from linemq.broker.delivery.group import ConsumerGroup
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from typing import Protocol
 
 
-class HttpServer(Protocol):
-    """The operations HTTP endpoint (``--http-port``) as the broker sees it."""
+class TopicFigures(Protocol):
+    """What the counters read of one topic's log."""
 
     @property
-    def port(self) -> int: ...
+    def last_offset(self) -> int: ...
+    @property
+    def first_offset(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def segment_count(self) -> int: ...
 
-    async def close(self) -> None: ...
+
+class GroupFigures(Protocol):
+    """What the counters read of one consumer group."""
+
+    def counters(self) -> dict[str, int]:
+        """Every ``STATS`` group field: inflight, lag, acked, dead, delivered..."""
+        ...
+
+    def lag(self) -> int:
+        """Messages not finished; cheap, read for every chart sample."""
+        ...
+
+
+class Figures(Protocol):
+    """The broker as its counters see it; every call is cheap and reads memory only."""
+
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def connection_count(self) -> int: ...
+    @property
+    def fanout_sent(self) -> int:
+        """Fanout deliveries since start (group deliveries are the groups' counters)."""
+        ...
+
+    @property
+    def retired(self) -> Mapping[str, int]:
+        """Counters of deleted groups, so that a total never falls while running."""
+        ...
+
+    def topic_names(self) -> list[str]: ...
+    def topic(self, name: str) -> TopicFigures | None: ...
+    def published(self, topic: str) -> int: ...
+    def published_total(self) -> int: ...
+    def subscribers(self, topic: str) -> int: ...
+    def groups_of(self, topic: str) -> Mapping[str, GroupFigures]: ...
+    def all_groups(self) -> Iterable[tuple[str, str, GroupFigures]]: ...
+    def damage_counts(self) -> dict[str, int]: ...
 
 
 @dataclass(slots=True)
@@ -29,57 +72,62 @@ class Snapshot:
     groups: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
 
 
-def collect(broker: Broker, topic: str | None = None) -> Snapshot:
+def collect(figures: Figures, topic: str | None = None) -> Snapshot:
     """Counters of every topic (or just ``topic``), its groups, and the broker as a whole."""
     snap = Snapshot()
-    router = broker.router
-    names = [topic] if topic is not None else sorted(broker.store.topics())
+    names = [topic] if topic is not None else sorted(figures.topic_names())
     for name in names:
-        log = broker.store.get(name)
-        groups = router.groups.get(name, {})
+        log = figures.topic(name)
+        groups = figures.groups_of(name)
         if log is None and not groups:
             continue
         snap.topics[name] = {
-            "published": broker.published.get(name, 0),
+            "published": figures.published(name),
             "last_offset": log.last_offset if log else 0,
             "first_offset": log.first_offset if log else 0,
             "bytes": log.size_bytes if log else 0,
             "segments": log.segment_count if log else 0,
-            "subscribers": len(router.fanout.get(name, ())),
+            "subscribers": figures.subscribers(name),
             "groups": len(groups),
         }
         for group_name, group in sorted(groups.items()):
             snap.groups.append((name, group_name, group.counters()))
-    all_groups = [g for gs in router.groups.values() for g in gs.values()]
-    counts = totals(broker, all_groups)
+    every = [group.counters() for _, _, group in figures.all_groups()]
+    counts = _totals(figures, every)
+    retired = figures.retired
     snap.broker = {
-        "uptime_seconds": round(time.time() - broker.started_at, 3),
-        "connections": len(broker.connections),
-        "topics": len(broker.store.topics()),
+        "uptime_seconds": round(time.time() - figures.started_at, 3),
+        "connections": figures.connection_count,
+        "topics": len(figures.topic_names()),
         "published": counts["published"],
         "delivered": counts["delivered"],
-        "redelivered": sum(g.redelivered for g in all_groups) + router.retired["redelivered"],
+        "redelivered": sum(c["redelivered"] for c in every) + retired["redelivered"],
         "acked": counts["acked"],
         "dead_lettered": counts["dead_lettered"],
-        "inflight": sum(g.info()["inflight"] for g in all_groups),
+        "inflight": sum(c["inflight"] for c in every),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
     }
     if topic is None:  # what storage found damaged since start, by kind (see storage.damage)
-        damage = broker.damage.counts()
-        snap.broker.update({f"damage_{kind}": n for kind, n in damage.items()})
+        snap.broker.update({f"damage_{kind}": n for kind, n in figures.damage_counts().items()})
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap
 
 
-def totals(broker: Broker, groups: list[ConsumerGroup]) -> dict[str, int]:
+def totals(figures: Figures) -> dict[str, int]:
     """The message counters the dashboard charts as rates (see ``series``)."""
-    retired = broker.router.retired  # deleted groups: a total never falls while running
+    return _totals(figures, [group.counters() for _, _, group in figures.all_groups()])
+
+
+def _totals(figures: Figures, counters: list[dict[str, int]]) -> dict[str, int]:
+    retired = figures.retired
     return {
-        "published": sum(broker.published.values()),
-        "delivered": sum(g.delivered for g in groups) + broker.fanout_sent + retired["delivered"],
-        "acked": sum(g.state.acked_count for g in groups) + retired["acked"],
-        "dead_lettered": sum(g.state.dead for g in groups) + retired["dead"],
+        "published": figures.published_total(),
+        "delivered": sum(c["delivered"] for c in counters)
+        + figures.fanout_sent
+        + retired["delivered"],
+        "acked": sum(c["acked"] for c in counters) + retired["acked"],
+        "dead_lettered": sum(c["dead"] for c in counters) + retired["dead"],
     }
 
 

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import orjson
 import structlog
@@ -23,14 +23,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from linemq.broker.server.auth import Permission, User, auth_delay, is_loopback
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.auth import Permission, User, auth_delay, is_loopback
+from linemq.broker.ops.port import Operations
 
 log = structlog.get_logger(__name__)
 
-BROKER: Final[web.AppKey[Broker]] = web.AppKey("linemq_broker")
+BROKER: Final[web.AppKey[Operations]] = web.AppKey("linemq_broker")
 USER: Final[web.RequestKey[User | None]] = web.RequestKey("linemq_user")
 FAILURES_KEPT: Final = 10_000
 """Client addresses whose failed attempts are remembered (the oldest are forgotten first)."""
@@ -43,7 +41,7 @@ def guarded(path: str) -> bool:
     return path == "/metrics" or path.startswith("/api/")
 
 
-def broker_of(request: web.Request) -> Broker:
+def broker_of(request: web.Request) -> Operations:
     return request.app[BROKER]
 
 
@@ -104,7 +102,7 @@ class AuthFailures:
         self._by_peer.pop(peer, None)
 
 
-def auth_middleware(broker: Broker) -> Middleware:
+def auth_middleware(broker: Operations) -> Middleware:
     failures = AuthFailures()
 
     @web.middleware
@@ -133,7 +131,7 @@ def auth_middleware(broker: Broker) -> Middleware:
     return middleware
 
 
-def host_middleware(broker: Broker) -> Middleware:
+def host_middleware(broker: Operations) -> Middleware:
     """On a loopback address, answer only requests that name a loopback host.
 
     A web page can make its own name resolve to 127.0.0.1 ("DNS rebinding") and

@@ -14,27 +14,25 @@ grants, so another web page cannot press the buttons on a broker without auth.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.observe.stats import Snapshot, collect, filter_snapshot
 from linemq.broker.ops.access import broker_of, json_error, require, user_of, visible_topics
-from linemq.broker.protocol import is_pattern, is_valid_name, is_valid_pattern
+from linemq.broker.ops.port import Operations
+from linemq.broker.protocol.names import is_pattern, is_valid_name, is_valid_pattern
 from linemq.broker.storage.records import StorageError
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_DLQ_COUNT: Final = 100
 MAX_DLQ_COUNT: Final = 100_000
-DURABLE_POLL: Final = 0.002
 DURABLE_TIMEOUT: Final = 30.0
 
 
@@ -81,7 +79,7 @@ async def dlq_list(request: web.Request) -> web.Response:
         raise json_error(400, "n must be an integer") from None
     if n < 0:
         raise json_error(400, "n must not be negative")
-    letters = await broker_of(request).dead_letters.list(topic, min(n, MAX_DLQ_COUNT))
+    letters = await broker_of(request).dead_letters(topic, min(n, MAX_DLQ_COUNT))
     out = [{**orjson.loads(text), "dlq_offset": offset} for offset, text in letters]
     return _json({"topic": topic, "letters": out})
 
@@ -98,7 +96,7 @@ async def dlq_replay(request: web.Request) -> web.Response:
     require(request, topic, "manage")
     broker = broker_of(request)
     try:
-        done = await broker.dead_letters.replay(topic, target)
+        done = await broker.replay(topic, target)
     except DeadLetterNotFound as e:
         raise json_error(404, str(e)) from None
     await _committed(broker)
@@ -121,10 +119,7 @@ async def dlq_purge(request: web.Request) -> web.Response:
     require(request, topic, "manage")
     dlq = topic + ".dlq"
     broker = broker_of(request)
-    try:
-        count = await broker.purge(dlq)
-    except StorageError as e:
-        raise json_error(503, f"storage unavailable: {e}") from None
+    count = await broker.purge(dlq)  # StorageError: 503 (storage_failures)
     await _committed(broker)
     log.warning("topic_purged", topic=dlq, records=count, via="http", **_who(request))
     return _json({"purged": count})
@@ -145,7 +140,7 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
     require(request, topic, "manage")
     broker = broker_of(request)
     try:
-        broker.router.pause(topic, group, paused)
+        broker.pause(topic, group, paused)
     except DeliveryError as e:
         raise json_error(404, e.reason) from None
     await _committed(broker)
@@ -170,8 +165,6 @@ async def group_delete(request: web.Request) -> web.Response:
         await broker.delete_group(topic, group, force)
     except DeliveryError as e:
         raise json_error(409 if e.reason == "group has members" else 404, e.reason) from None
-    except StorageError as e:
-        raise json_error(503, f"storage unavailable: {e}") from None
     await _committed(broker)
     log.warning("group_deleted", topic=topic, group=group, force=force, via="http", **_who(request))
     return _json({"topic": topic, "group": group, "deleted": True})
@@ -180,21 +173,22 @@ async def group_delete(request: web.Request) -> web.Response:
 # -- helpers ---------------------------------------------------------------------
 
 
-async def _committed(broker: Broker) -> None:
-    """Wait until the change is written and, per ``--fsync``, durable, as before an ``OK``.
+@web.middleware
+async def storage_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one answer to a storage failure, whatever the route: 503 and the ERR's reason."""
+    try:
+        return await handler(request)
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
 
-    ``schedule`` queues the commit tick with ``call_soon``, so yielding once lets it
-    run first; its generation is then ``gen - 1``, durable once ``durable_gen`` has
-    caught up (at once unless ``--fsync always``).
-    """
-    broker.schedule()
-    await asyncio.sleep(0)
-    gen = broker.gen - 1
-    deadline = asyncio.get_running_loop().time() + DURABLE_TIMEOUT
-    while broker.durable_gen < gen:
-        if asyncio.get_running_loop().time() > deadline:
-            raise json_error(503, "storage unavailable: fsync did not finish in time")
-        await asyncio.sleep(DURABLE_POLL)
+
+async def _committed(broker: Operations) -> None:
+    """Wait until the change is written and, per ``--fsync``, durable, as before an ``OK``."""
+    try:
+        async with asyncio.timeout(DURABLE_TIMEOUT):
+            await broker.durable()
+    except TimeoutError:
+        raise json_error(503, "storage unavailable: fsync did not finish in time") from None
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import orjson
 from aiohttp import web
 
 from linemq.broker.observe.series import Series
 from linemq.broker.ops.access import visible_topics
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.ops.port import Operations
 
 SERIES: Final[web.AppKey[Series]] = web.AppKey("linemq_series")
 
 
-def add_chart_routes(app: web.Application, broker: Broker) -> None:
+def add_chart_routes(app: web.Application, broker: Operations) -> None:
     app[SERIES] = Series(broker, broker.config.sample_interval)
     app.cleanup_ctx.append(_sampling)
     app.router.add_get("/api/series", series)

@@ -12,7 +12,7 @@ open, so probes work without secrets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -27,9 +27,7 @@ from linemq.broker.ops.access import (
 )
 from linemq.broker.ops.charts import add_chart_routes
 from linemq.broker.ops.dashboard import add_dashboard_routes
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.ops.port import Operations
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +38,7 @@ SHUTDOWN: Final = 5.0
 
 
 class OpsServer:
-    """A running HTTP server; satisfies ``broker.observe.stats.HttpServer``."""
+    """A running HTTP server; satisfies ``server.face.HttpServer``."""
 
     def __init__(self, runner: web.AppRunner, port: int) -> None:
         self._runner = runner
@@ -54,8 +52,11 @@ class OpsServer:
         await self._runner.cleanup()
 
 
-async def start_http(broker: Broker, host: str, port: int) -> OpsServer:
-    """Listen on ``host:port`` (0 picks a free port) and return the running server."""
+async def start_http(broker: Operations) -> OpsServer:
+    """Listen on ``--http-host:--http-port`` (0 picks a free port); the running server."""
+    host, port = broker.config.http_host, broker.config.http_port
+    if port is None:
+        raise ValueError("start_http needs config.http_port")
     runner = web.AppRunner(
         build_app(broker), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN
     )
@@ -67,9 +68,10 @@ async def start_http(broker: Broker, host: str, port: int) -> OpsServer:
     return OpsServer(runner, bound)
 
 
-def build_app(broker: Broker) -> web.Application:
+def build_app(broker: Operations) -> web.Application:
     app = web.Application(
-        middlewares=[host_middleware(broker), auth_middleware(broker)], client_max_size=MAX_BODY
+        middlewares=[host_middleware(broker), auth_middleware(broker), api.storage_failures],
+        client_max_size=MAX_BODY,
     )
     app[BROKER] = broker
     app[METRICS] = metrics.Metrics(broker)
@@ -92,7 +94,7 @@ async def _readyz(request: web.Request) -> web.Response:
     if not broker.ready:
         return web.Response(text="not ready\n", status=503)
     lines = ["ready\n"]
-    for damage in broker.damage.unopenable():
+    for damage in broker.unopenable():
         what = f"group {damage.topic} {damage.group}" if damage.group else f"topic {damage.topic}"
         lines.append(f"unopenable {what}: {damage.reason}\n")
     return web.Response(text="".join(lines))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -33,9 +33,7 @@ from prometheus_client.registry import Collector
 
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.observe.stats import collect, filter_snapshot
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.ops.port import Operations
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX: Final = "linemq"
@@ -113,7 +111,7 @@ class Metrics:
     see depends on the token it brings (``visible``).
     """
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Operations) -> None:
         self.broker = broker
         self.registry = CollectorRegistry(auto_describe=False)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -136,7 +134,7 @@ class _Chain(Collector):
 class BrokerCollector(Collector):
     """Metric families of one broker; ``visible`` limits topics to what a user may read."""
 
-    def __init__(self, broker: Broker, visible: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, broker: Operations, visible: Callable[[str], bool] | None = None) -> None:
         self.broker = broker
         self.visible = visible
 
@@ -152,7 +150,7 @@ class BrokerCollector(Collector):
             "journal_line, unopenable): each place counted once.",
             labels=["kind"],
         )
-        for kind, n in self.broker.damage.counts().items():
+        for kind, n in self.broker.damage_counts().items():
             damage.add_metric([kind], n)
         yield damage
         topics = [(("topic",), (t,), f) for t, f in snap.topics.items()]
@@ -167,7 +165,7 @@ class BrokerCollector(Collector):
         yield _histogram(
             f"{PREFIX}_deliver_latency_seconds",
             "From publish to first delivery, per group delivery.",
-            self.broker.router.ctx.deliver_latency,
+            self.broker.deliver_latency,
         )
 
 

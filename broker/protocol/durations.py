@@ -31,22 +31,26 @@ Duration = float | int | str | timedelta
 """Seconds as a number, a ``timedelta``, or text such as ``"5s"`` or ``"1.5h"``."""
 
 
-def parse_duration(text: str, *, max_seconds: float | None = None) -> float:
+def parse_duration(
+    text: str, *, max_seconds: float | None = None, min_seconds: float = 0.0
+) -> float:
     """Seconds from ``500ms``, ``5s``, ``2m``, ``1h``, ``1d``, ``1w`` or bare seconds.
 
-    Raises ValueError for anything else, and for more than ``max_seconds``.
+    Raises ValueError for anything else, and outside ``min_seconds``..``max_seconds``.
     """
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"invalid duration {text!r}: use e.g. 500ms, 5s, 2m, 1h, 1d")
     seconds = float(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    return _bounded(seconds, text, max_seconds)
+    return _bounded(seconds, text, max_seconds, min_seconds)
 
 
-def to_seconds(value: Duration, *, max_seconds: float | None = None) -> float:
+def to_seconds(
+    value: Duration, *, max_seconds: float | None = None, min_seconds: float = 0.0
+) -> float:
     """Any accepted form (number, ``timedelta`` or text) to seconds, checked the same way."""
     if isinstance(value, str):
-        return parse_duration(value, max_seconds=max_seconds)
+        return parse_duration(value, max_seconds=max_seconds, min_seconds=min_seconds)
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, timedelta):
@@ -55,12 +59,14 @@ def to_seconds(value: Duration, *, max_seconds: float | None = None) -> float:
         seconds = float(value)
     else:
         raise ValueError(f"invalid duration {value!r}: use seconds, a timedelta or text like 5s")
-    return _bounded(seconds, value, max_seconds)
+    return _bounded(seconds, value, max_seconds, min_seconds)
 
 
-def _bounded(seconds: float, value: object, max_seconds: float | None) -> float:
+def _bounded(seconds: float, value: object, max_seconds: float | None, min_seconds: float) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"invalid duration {value!r}: must be finite and not negative")
     if max_seconds is not None and seconds > max_seconds:
         raise ValueError(f"duration {value!r} is over {max_seconds:g} seconds")
+    if seconds < min_seconds:
+        raise ValueError(f"duration {value!r} is under {min_seconds:g} seconds")
     return seconds

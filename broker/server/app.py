@@ -21,22 +21,23 @@ from typing import Final
 
 import structlog
 
+from linemq.broker.auth import Users, exposed_addresses, load_users
 from linemq.broker.config import Config
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
 from linemq.broker.observe.histogram import Histogram
-from linemq.broker.observe.stats import HttpServer
 from linemq.broker.protocol import LineFramer, is_pattern, replies
 from linemq.broker.protocol.v2 import Put, closing, put_reply
 from linemq.broker.server import upkeep
-from linemq.broker.server.auth import Users, exposed_addresses, load_users
 from linemq.broker.server.connection import Connection, Slot
 from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.server.durability import Durability, Syncable, Writable
+from linemq.broker.server.face import BrokerFace, HttpServer, StartHttp
 from linemq.broker.server.handlers import Handlers
 from linemq.broker.server.ids import IdGenerator
 from linemq.broker.server.put_records import record_text, stored_meta
+from linemq.broker.server.tickets import Tickets
 from linemq.broker.server.tls import tls_context
 from linemq.broker.storage import checksum
 from linemq.broker.storage.damage import DamageReport
@@ -54,8 +55,14 @@ replay), so that their replies still go out before ``ERR server shutting down``.
 
 
 class Broker:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, http: StartHttp | None = None) -> None:
+        """``http`` starts the HTTP side for ``--http-port`` (the CLI passes ``ops``' own)."""
+        if config.http_port is not None and http is None:
+            raise ValueError("http_port is set but no HTTP side was given to start")
         self.config = config
+        self._start_http = http
+        self.face = BrokerFace(self)  # all that STATS and the HTTP side see of the broker
+        self.tickets = Tickets()
         self.damage = DamageReport()  # what storage and journals found damaged on disk
         self.store = FileStore(
             Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
@@ -113,10 +120,8 @@ class Broker:
             upkeep.retention_loop(self.store, self.router, self.config)
         )
         self.http: HttpServer | None = None
-        if self.config.http_port is not None:
-            from linemq.broker.ops.http import start_http
-
-            self.http = await start_http(self, self.config.http_host, self.config.http_port)
+        if self._start_http is not None and self.config.http_port is not None:
+            self.http = await self._start_http(self.face)
         self._server = await loop.create_server(
             lambda: Connection(self),
             self.config.host,
@@ -411,6 +416,7 @@ class Broker:
             or self.holding
             or ctx.to_pump
             or ctx.dirty_journals
+            or self.tickets
         ):
             return  # all a written-through publish asked for: the rest of its iteration batches
         self._ticking = True
@@ -480,6 +486,16 @@ class Broker:
             slot.gen = gen
         return True
 
+    def committed(self) -> asyncio.Future[None]:
+        """A ticket: done once every change made so far is written and durable per --fsync.
+
+        The next tick writes those changes as generation ``gen``; a waiting ticket makes
+        that tick run even with nothing to write, so the ticket is always settled.
+        """
+        ticket = self.tickets.take(self.gen)
+        self.schedule()
+        return ticket
+
     def reply_after_write(
         self, conn: Connection, target: Writable, reply: bytes, count: int = 1
     ) -> None:
@@ -497,6 +513,8 @@ class Broker:
         """Release what waited for ``gen`` (0: nothing new) and flush every connection."""
         if gen > self.durable_gen:
             self.durable_gen = gen
+            if self.tickets:
+                self.tickets.settle(gen)
         for conn in list(self.holding):
             conn.release(self.durable_gen)
         self._flush_outputs()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
+from linemq.broker.auth import User
 from linemq.broker.delivery.clients import GONE, ClientState
 from linemq.broker.protocol import (
     BAD_TERMINATOR,
@@ -31,7 +32,6 @@ from linemq.broker.protocol import (
 )
 from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies
 from linemq.broker.protocol.v2 import closing
-from linemq.broker.server.auth import User
 from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:

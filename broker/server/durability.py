@@ -80,7 +80,9 @@ class Durability:
                 files, gen = list(self._dirty), self._written_gen
                 self._dirty.clear()
                 await asyncio.to_thread(_sync_all, files)
-                self.on_durable(gen)
+                # Nothing new dirty: the generations written meanwhile wrote nothing
+                # this fsync did not cover, so they are durable too.
+                self.on_durable(gen if self._dirty else self._written_gen)
         finally:
             self._syncing = None
 

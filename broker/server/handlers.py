@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from linemq.broker.auth import Permission, auth_delay
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.delivery.wire import deliveries
@@ -45,13 +46,12 @@ from linemq.broker.protocol import (
 )
 from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
-from linemq.broker.server.auth import Permission, auth_delay
 from linemq.broker.server.connection import Connection
+from linemq.broker.server.core import Core
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
     from linemq.broker.storage.journal import Journal
 
 log = structlog.get_logger(__name__)
@@ -66,7 +66,7 @@ DEAD_LETTERS_WRITTEN_BY_BROKER: Final = "dead-letter topics are written by the b
 
 
 class Handlers:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Core) -> None:
         self.broker = broker
         self.router = broker.router
         self._table: dict[type[Any], Callable[[Connection, Any], None]] = {
@@ -390,10 +390,7 @@ class Handlers:
             return
 
         async def purge() -> bytes:
-            try:
-                count = await self.broker.purge(cmd.topic)
-            except StorageError as e:
-                return replies.err(f"storage unavailable: {e}")
+            count = await self.broker.purge(cmd.topic)  # StorageError: see _later
             log.warning(
                 "topic_purged", topic=cmd.topic, records=count, peer=conn.peer, user=_name(conn)
             )
@@ -422,7 +419,7 @@ class Handlers:
     def cmd_STATS(self, conn: Connection, cmd: Stats) -> None:
         if cmd.topic is not None and not self._may(conn, cmd.topic, "subscribe"):
             return
-        snap = collect(self.broker, cmd.topic)
+        snap = collect(self.broker.face, cmd.topic)
         if conn.user is not None:  # as the HTTP API and /metrics: only what the user may read
             snap = filter_snapshot(snap, conn.user.may_subscribe)
         lines = [replies.stat_line("broker", (), snap.broker)]
@@ -531,7 +528,7 @@ class Handlers:
             try:
                 data = await work()
             except StorageError as e:  # a topic that could not be opened, a failed write
-                data = replies.err(f"storage unavailable: {e}")
+                data = storage_unavailable(e)
             except Exception:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")
@@ -542,6 +539,11 @@ class Handlers:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def storage_unavailable(error: StorageError) -> bytes:
+    """The one ERR for a storage failure met by a command (PUB's own are app.py's)."""
+    return replies.err(f"storage unavailable: {error}")
 
 
 def _name(conn: Connection) -> str | None:

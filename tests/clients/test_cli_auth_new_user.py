@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from linemq.broker.auth import AuthError, load_users
 from linemq.broker.cli import main
-from linemq.broker.server.auth import AuthError, load_users
 from tests.conftest import BrokerProcess
 
 NAME = 'team-🚀 "quoted" \\ back'

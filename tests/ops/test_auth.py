@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from linemq.broker.auth import hash_token
 from linemq.broker.server.app import Broker
-from linemq.broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter
 

@@ -13,8 +13,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
+from linemq.broker.auth import hash_token
 from linemq.broker.server.app import Broker
-from linemq.broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 from tests.ops.browser import WAIT, needs_chromium, wait_for
 from tests.ops.http import Http, dead_letter, wire

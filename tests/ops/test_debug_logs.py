@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from linemq.broker.server.auth import hash_token
+from linemq.broker.auth import hash_token
 from tests.conftest import BrokerProcess, eventually
 from tests.server.groupwire import member
 from tests.wire import Wire

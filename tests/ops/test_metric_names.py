@@ -45,7 +45,7 @@ async def families(broker: Broker) -> dict[str, Any]:
 async def test_every_stats_field_has_a_declared_metric(brokers: BrokerFactory) -> None:
     """A new STATS field must get a name and a type here, or this test fails."""
     broker = await busy_broker(brokers)
-    snap = stats.collect(broker)
+    snap = stats.collect(broker.face)
     # damage_<kind> fields are one labelled family, linemq_storage_damage_total{kind=...}
     damage = {k for k in snap.broker if k.startswith("damage_")}
     assert damage == {f"damage_{kind}" for kind in broker.damage.counts()}
@@ -64,7 +64,7 @@ async def test_an_undeclared_field_is_not_exported_as_a_gauge(
 ) -> None:
     broker = await busy_broker(brokers)
 
-    def with_extra(b: Broker, topic: str | None = None) -> stats.Snapshot:
+    def with_extra(b: stats.Figures, topic: str | None = None) -> stats.Snapshot:
         snap = stats.collect(b, topic)
         snap.broker["shiny_new_counter"] = 7
         return snap
@@ -127,7 +127,7 @@ async def test_process_platform_and_gc_metrics_are_exported(brokers: BrokerFacto
 async def test_metrics_with_auth_show_process_metrics_but_only_readable_topics(
     brokers: BrokerFactory, tmp_path: Any
 ) -> None:
-    from linemq.broker.server.auth import hash_token
+    from linemq.broker.auth import hash_token
 
     users = tmp_path / "users.toml"
     users.write_text(

@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from linemq.broker.auth import hash_token
 from linemq.broker.observe.series import RATES, Series
-from linemq.broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http, dead_letter, wire
 from tests.server.groupwire import member, next_msg
@@ -101,7 +101,7 @@ async def test_a_group_created_later_has_no_values_before_it_existed(
     brokers: BrokerFactory,
 ) -> None:
     broker = await brokers.start(http_port=0)
-    series = Series(broker, interval=1.0, samples=4)
+    series = Series(broker.face, interval=1.0, samples=4)
     series.sample()  # the counters rates start from: no point yet
     assert series.to_json()["times"] == []
     series.sample()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from linemq.broker.cli import main
 from linemq.broker.config import parse_age
 from linemq.broker.protocol.durations import parse_duration, to_seconds
 from linemq.broker.protocol.v2 import parse_duration as wire_duration
+from linemq.clients.cli_common import Seconds
 from linemq.clients.options import format_duration
 from linemq.clients.options import parse_duration as client_duration
 
@@ -53,3 +57,50 @@ def test_the_wire_and_the_client_stop_at_365_days_the_flags_do_not() -> None:
         format_duration(timedelta(days=400))
     assert format_duration(timedelta(milliseconds=250)) == "250ms"
     assert format_duration("1w") == "1w"
+
+
+def _serve_option(flag: str) -> click.Parameter:
+    serve = main.get_command(click.Context(main), "serve")
+    assert serve is not None
+    (option,) = [p for p in serve.params if flag in p.opts]
+    return option
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "seconds"),
+    [("--ack-timeout", "30", 30.0), ("--ack-timeout", "500ms", 0.5), ("--ack-timeout", "2m", 120),
+     ("--write-timeout", "1.5", 1.5), ("--retry-backoff-base", "0", 0.0),
+     ("--sample-interval", "5s", 5.0), ("--auth-timeout", "1h", 3600)],
+)  # fmt: skip
+def test_serve_duration_flags_read_the_one_syntax(flag: str, text: str, seconds: float) -> None:
+    option = _serve_option(flag)
+    assert option.type.convert(text, option, None) == seconds
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--ack-timeout", "nan"), ("--ack-timeout", "inf"), ("--ack-timeout", "-1"),
+     ("--ack-timeout", "0"), ("--heartbeat-timeout", "1e400"), ("--write-timeout", "-5s"),
+     ("--retry-backoff-max", "nan"), ("--sample-interval", "1ms"), ("--auth-timeout", "inf")],
+)  # fmt: skip
+def test_serve_refuses_nan_infinite_negative_or_too_short_durations(flag: str, value: str) -> None:
+    """A float flag used to take ``nan`` and ``inf``, and every timer then misbehaved."""
+    result = CliRunner().invoke(main, ["serve", f"{flag}={value}"])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{flag}'" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ping", "--interval", "nan"], ["ping", "--interval", "-1"], ["stats", "--watch", "inf"],
+     ["stats", "--watch=0.01"], ["sub", "t", "g", "--heartbeat-interval", "nan"]],
+)  # fmt: skip
+def test_client_commands_refuse_bad_durations_before_connecting(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output
+
+
+def test_client_duration_options_read_the_one_syntax() -> None:
+    assert Seconds(0.1).convert("500ms", None, None) == 0.5
+    assert Seconds().convert("2", None, None) == 2.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from linemq.broker.server.auth import hash_token
+from linemq.broker.auth import hash_token
 from tests.conftest import BrokerProcess
 from tests.wire import Wire
 

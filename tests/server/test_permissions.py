@@ -228,8 +228,8 @@ async def test_stats_shows_only_what_the_user_may_read(
 def test_new_user_grants_manage_patterns_and_a_missing_key_grants_none(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
+    from linemq.broker.auth import load_users
     from linemq.broker.cli import main
-    from linemq.broker.server.auth import load_users
 
     result = CliRunner().invoke(
         main, ["auth", "new-user", "ops", "-s", "orders", "-m", "orders", "--manage", "jobs.*"]

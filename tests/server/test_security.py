@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from linemq.broker.auth import hash_token
 from linemq.broker.protocol.names import topic_matches
-from linemq.broker.server.auth import hash_token
 from linemq.clients import BrokerError, Client
 from tests.conftest import BrokerFactory
 from tests.wire import Wire
@@ -125,7 +125,7 @@ async def test_client_library_sends_its_token(brokers: BrokerFactory, tmp_path: 
 
 
 def test_auth_file_refuses_plain_tokens(tmp_path: Path) -> None:
-    from linemq.broker.server.auth import AuthError, load_users
+    from linemq.broker.auth import AuthError, load_users
 
     path = tmp_path / "bad.toml"
     path.write_text('[[users]]\nname = "x"\ntoken = "plain"\ntoken_sha256 = "' + "0" * 64 + '"\n')

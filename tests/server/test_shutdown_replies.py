@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from linemq.broker.server.auth import hash_token
+from linemq.broker.auth import hash_token
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.wire import Wire
 

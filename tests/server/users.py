@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from linemq.broker.auth import hash_token
 from linemq.broker.server.app import Broker
-from linemq.broker.server.auth import hash_token
 from tests.conftest import BrokerFactory
 
 ADMIN = "admin-token"
