@@ -208,10 +208,6 @@ class Worker:
         """Handlers running now."""
         return len(self._running)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def stop(self) -> None:
         """Start nothing new, let running handlers finish (up to ``grace``), then leave.
 
@@ -263,11 +259,6 @@ class Worker:
         self.stop()
         if self._background is not None:
             await self._background
-
-    async def wait(self) -> None:
-        """Inside ``async with``: return when the worker has stopped (``stop()``)."""
-        if self._background is not None:
-            await asyncio.shield(self._background)
 
     def _check_concurrency(self) -> None:
         limit = self.client.server_settings.get("max_inflight")
