@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from linemq.clients.cli_work import failure_reason
 from linemq.clients.sync import SyncClient
-from tests.conftest import BrokerFactory
+from tests.conftest import BrokerFactory, BrokerProcess
 
 SCRIPT = """\
 payload=$(cat)
@@ -170,3 +170,33 @@ async def test_a_command_past_its_timeout_is_killed_and_nacked(
     letters = await asyncio.to_thread(scenario)
     assert letters == [("nacked", "HandlerTimeout: handler timed out after 0.2 s")]
     assert time.monotonic() - started_at < 8, "the sleep was killed with its shell"
+
+
+async def test_a_broker_sigterm_waits_for_the_running_command_and_work_carries_on(
+    broker_process: Callable[..., BrokerProcess], tmp_path: Path, started: list[WorkProcess]
+) -> None:
+    broker = broker_process("--shutdown-grace", "5s", "--ack-timeout", "30")
+    command = (
+        'read -r p; echo "start $p $LINEMQ_ATTEMPT" >> "$OUT"; sleep 0.4; echo "end $p" >> "$OUT"'
+    )
+    w = WorkProcess(broker.port, tmp_path / "out.txt", "jobs", "-g", "w", command)
+    started.append(w)
+
+    def scenario() -> list[str]:
+        nonlocal broker
+        with SyncClient(port=broker.port) as c:
+            while not c.groups("jobs"):
+                time.sleep(0.02)
+            c.publish("jobs", "first")
+        w.wait_for(1)
+        assert broker.terminate() == 0  # waits in its grace for the command's ack
+        broker = broker_process("--port", str(broker.port), data_dir=broker.data_dir)
+        with SyncClient(port=broker.port) as c:
+            c.publish("jobs", "second")
+            lines = w.wait_for(4)
+            [info] = c.groups("jobs")
+            assert (info.acked, info.inflight) == (2, 0)
+        return lines
+
+    lines = await asyncio.to_thread(scenario)
+    assert lines == ["start first 1", "end first", "start second 1", "end second"]
