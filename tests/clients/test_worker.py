@@ -319,3 +319,16 @@ async def test_deliveries_of_a_lost_connection_are_dropped_and_redelivered_ones_
         await eventually(lambda: w.stats.acked == 3 and w.stats.lost == 1)
     assert handled[0] == ("a", 1)
     assert sorted(handled[1:]) == [("a", 2), ("b", 2), ("c", 2)], "b and c ran once, redelivered"
+
+
+async def test_concurrency_above_the_brokers_max_inflight_is_warned_about(
+    brokers: BrokerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = await brokers.start(max_inflight=2)
+
+    async def handler(m: Message) -> None:
+        pass
+
+    async with Client(port=broker.port) as c, c.worker("jobs", "w", handler, concurrency=5):
+        pass
+    assert "concurrency 5 is more than the broker's max_inflight 2 per connection" in caplog.text
