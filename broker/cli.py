@@ -64,7 +64,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(
             [
                 "pub", "sub", "history", "seek", "ping", "topics",
-                "groups", "pause", "resume", "dlq", "stats",
+                "groups", "pause", "resume", "dlq", "stats", "work",
             ],
             "linemq.clients.cli",
         ),
@@ -182,6 +182,13 @@ def main() -> None:
     help="Seconds of silence after which a group member is declared dead.",
 )
 @_opt(
+    "--shutdown-grace",
+    type=_Parsed(parse_age, "DURATION"),
+    default="5s",
+    help="On SIGTERM, how long to wait for messages in flight to be acked before stopping "
+    "(no new deliveries meanwhile; 0: stop at once).",
+)
+@_opt(
     "--retry-backoff-base",
     type=_duration(0),
     default=DEFAULTS.retry_backoff_base,
@@ -297,7 +304,8 @@ def main() -> None:
     help="console: for people; json: one JSON object per line, for log collectors.",
 )
 def serve(**options: Any) -> None:
-    """Run the broker (Ctrl-C or SIGTERM: flush, fsync, say goodbye, exit 0)."""
+    """Run the broker (Ctrl-C or SIGTERM: wait --shutdown-grace for acks of messages in
+    flight, then flush, fsync, say goodbye, exit 0; a second signal stops at once)."""
     options["topic_retention"] = tuple(options["topic_retention"])
     config = Config(**options)
     configure_logging(config.log_level, config.log_format)

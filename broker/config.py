@@ -65,6 +65,7 @@ class Config:
     max_inflight: int = 5
     ack_timeout: float = 30.0
     heartbeat_timeout: float = 30.0
+    shutdown_grace: float = 5.0
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 60.0
     max_retries: int = 3

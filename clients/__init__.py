@@ -16,6 +16,7 @@ from linemq.clients.errors import (
     Timeout,
 )
 from linemq.clients.protocol import DeadLetter, PublishResult, Replayed
+from linemq.clients.worker import RetryLater, Terminate, Worker, WorkerStats
 
 __all__ = [
     "AuthFailed",
@@ -35,7 +36,11 @@ __all__ = [
     "PublishResult",
     "Replayed",
     "Retry",
+    "RetryLater",
     "StorageUnavailable",
     "Subscription",
+    "Terminate",
     "Timeout",
+    "Worker",
+    "WorkerStats",
 ]

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, Unpack
 
 from linemq.clients.backoff import Retry
 from linemq.clients.errors import (
@@ -71,6 +71,7 @@ from linemq.clients.protocol import (
     parse_server_line,
 )
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
+from linemq.clients.worker import Handler, Worker, WorkerOptions
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8888
@@ -88,6 +89,7 @@ __all__ = [
     "Message",
     "PublishResult",
     "Subscription",
+    "Worker",
 ]
 
 _DEFAULT_RETRY: Final = Retry()
@@ -403,6 +405,31 @@ class Client(Pipeline):
     ) -> Subscription:
         """The same as ``await subscribe(...)`` (kept for older code)."""
         return await self.subscribe(topic, group, start)
+
+    def worker(
+        self, topic: str, group: str, handler: Handler, **options: Unpack[WorkerOptions]
+    ) -> Worker:
+        """A ``Worker`` running ``await handler(message)`` for each delivery of ``group``:
+        ``async with client.worker(...) as w:``, or ``await w.run()``. See ``process``."""
+        return Worker(self, topic, group, handler, **options)
+
+    async def process(
+        self, topic: str, group: str, handler: Handler, **options: Unpack[WorkerOptions]
+    ) -> None:
+        """Work through ``group``'s messages until cancelled; a cancel drains first.
+
+        ``handler`` returns: ACK. Raises ``Terminate(reason)``: TERM (dead-lettered now).
+        Raises ``RetryLater(delay, reason)``: NACK with that delay. Raises anything else:
+        NACK with the exception's text as the reason, after ``retry_backoff``'s delay for
+        the delivery's attempt if given (else the broker's retry policy). Options:
+        ``concurrency`` (1) handlers at once (one connection holds at most the broker's
+        ``--max-inflight``); ``timeout`` cancels a handler that runs longer and nacks
+        its message; held messages are touched every third of the broker's ack timeout
+        (``touch_every``) unless ``auto_extend=False``; on cancel, running handlers get
+        ``grace`` (30 s) to finish and be settled, the rest are given back (UNSUB)
+        without an attempt counted; ``start`` places a group this creates.
+        """
+        await Worker(self, topic, group, handler, **options).run()
 
 
 def _settings(hello_text: str) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """Client commands for the ``linemq`` CLI: pub, sub, history, seek (and, from ``cli_ops``,
-ping, topics, groups, pause, resume, dlq, stats).
+ping, topics, groups, pause, resume, dlq, stats; from ``cli_work``, work).
 
 Exported as ``client_commands`` so the server's CLI group can attach them, and
 as the standalone ``cli`` group. Output is the server's own lines where there is
@@ -29,6 +29,7 @@ from linemq.clients.cli_output import (
     is_terminal,
     json_option,
 )
+from linemq.clients.cli_work import work
 from linemq.clients.options import PRIORITIES, is_pattern
 from linemq.clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
 
@@ -396,6 +397,7 @@ client_commands: list[click.Command] = [
     resume,
     dlq,
     stats,
+    work,
 ]
 
 

@@ -11,8 +11,10 @@ counted payload, which the reader takes before the next line.
 A link that dies fails its waiters with ``ConnectionLost`` (their outcome is
 unknown) and, with a ``Retry`` policy, a background task opens a new link with
 backoff and re-sends every subscription's ``SUB`` before requests flow again.
-``CLOSING``, an ``ERR`` with no request outstanding, and the ``ERR`` texts a
-broker only sends as it hangs up end a link; they are never taken as a reply.
+An ``ERR`` with no request outstanding, and the ``ERR`` texts a broker only sends
+as it hangs up, end a link; they are never taken as a reply. ``CLOSING`` is never
+a reply either, but the link is read on until the broker closes it: in a shutdown
+grace the broker still answers (the acks of what we hold) before it hangs up.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class _Waiter:
 class Link:
     """One TCP connection: its streams, the waiters for its replies, its reader task."""
 
-    __slots__ = ("reader", "reason", "task", "waiters", "writer")
+    __slots__ = ("closing", "reader", "reason", "task", "waiters", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -85,6 +87,7 @@ class Link:
         self.waiters: deque[_Waiter] = deque()
         self.task: asyncio.Task[None] | None = None
         self.reason: str | None = None  # set before we abort it ourselves
+        self.closing: str | None = None  # the broker said CLOSING: why, when it hangs up
 
 
 class Pipeline:
@@ -120,6 +123,13 @@ class Pipeline:
     def connected(self) -> bool:
         """Whether a link is up right now (False while reconnecting)."""
         return self._link is not None
+
+    @property
+    def server_closing(self) -> str | None:
+        """Why the broker is ending the current connection (it said ``CLOSING``: shutting
+        down, and for now still answering), else None."""
+        link = self._link
+        return None if link is None else link.closing
 
     async def heartbeat(self) -> None:
         await self._request(HEARTBEAT)
@@ -317,26 +327,27 @@ class Pipeline:
                     frame = line.complete(await link.reader.readexactly(line.nbytes + 1))
                     self._route(link, frame)
                     continue
+                if isinstance(line, Closing):
+                    link.closing = f"broker closed the connection: {line.reason}"
+                    continue  # what it still answers counts: read on until it hangs up
                 closing = self._closing_reason(link, line)
                 if closing is not None:
                     reason = closing
                     break
                 self._route(link, line)
         except asyncio.IncompleteReadError:
-            reason = "connection closed by server"
+            reason = link.closing or "connection closed by server"
         except asyncio.LimitOverrunError:
             reason = f"server line longer than {READ_LIMIT} bytes"
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
         except OSError as exc:
-            reason = f"connection lost: {exc}"
+            reason = link.closing or f"connection lost: {exc}"
         self._link_lost(link, link.reason or reason)
 
     @staticmethod
     def _closing_reason(link: Link, line: ServerLine) -> str | None:
-        """Why the broker is hanging up, if this line says so rather than answering."""
-        if isinstance(line, Closing):
-            return f"broker closed the connection: {line.reason}"
+        """Why the broker is hanging up, if this ``ERR`` says so rather than answering."""
         if isinstance(line, Err) and (not link.waiters or line.reason in CLOSING_REASONS):
             return f"broker closed the connection: {line.reason}"
         return None

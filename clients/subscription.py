@@ -138,6 +138,9 @@ class Subscription:
         self.last_offset: int | None = None
         """The offset of the last fanout delivery received, where a resume starts after."""
         self._confirmed_at: float | None = None
+        self.epoch = 0
+        """How many connections this subscription outlived. A group delivery taken (``next``)
+        in an earlier epoch was taken back by the broker, and is redelivered."""
 
     async def start(self) -> Self:
         """Send ``SUB`` and wait for its ``OK``; idempotent."""
@@ -220,6 +223,7 @@ class Subscription:
 
     def _link_lost(self) -> None:
         """Drop queued group deliveries: the broker takes them back and redelivers them."""
+        self.epoch += 1
         if self.group is None:
             return
         kept = [item for item in _drain(self._queue) if isinstance(item, _End)]

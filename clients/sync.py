@@ -12,11 +12,12 @@ import asyncio
 import ssl as ssl_
 import threading
 import warnings
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from linemq.clients.aio import (
     _DEFAULT_RETRY,
@@ -33,6 +34,7 @@ from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
 from linemq.clients.options import Duration, Position, to_seconds
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
+from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
 
 _T = TypeVar("_T")
 
@@ -83,6 +85,25 @@ class SyncMessage:
         return self._client, self._message
 
 
+def _sync_message(client: SyncClient, m: Message) -> SyncMessage:
+    return SyncMessage(
+        m.topic,
+        m.id,
+        m.offset,
+        m.ts,
+        m.text,
+        m.group,
+        m.raw,
+        m,
+        client if m.group is not None else None,
+        payload=m.payload,
+        headers=m.headers,
+        key=m.key,
+        priority=m.priority,
+        attempt=m.attempt,
+    )
+
+
 class SyncSubscription:
     """``for m in sub:`` blocks for each message; ``next(timeout)`` to wait a bounded time."""
 
@@ -105,23 +126,7 @@ class SyncSubscription:
             if isinstance(exc, Timeout) or seconds is None:
                 raise
             raise Timeout(f"no message within {seconds:g} s") from None
-        client = self._client if m.group is not None else None
-        return SyncMessage(
-            m.topic,
-            m.id,
-            m.offset,
-            m.ts,
-            m.text,
-            m.group,
-            m.raw,
-            m,
-            client,
-            payload=m.payload,
-            headers=m.headers,
-            key=m.key,
-            priority=m.priority,
-            attempt=m.attempt,
-        )
+        return _sync_message(self._client, m)
 
     def unsubscribe(self) -> None:
         self._client._call(self._sub.unsubscribe())
@@ -131,6 +136,49 @@ class SyncSubscription:
 
     def __next__(self) -> SyncMessage:
         return self.next()
+
+
+class SyncWorker:
+    """``SyncClient.worker(...)``: ``run()`` blocks until stopped; ``stop()`` from any thread.
+
+    The ``Worker`` runs on the client's loop; each handler runs in a pool thread of its own.
+    """
+
+    def __init__(self, client: SyncClient, worker: Worker, pool: ThreadPoolExecutor) -> None:
+        self._client = client
+        self._worker = worker
+        self._pool = pool
+
+    @property
+    def stats(self) -> WorkerStats:
+        return self._worker.stats
+
+    def stop(self) -> None:
+        """Start nothing new and drain (as ``Worker.stop``); a second call cuts it short."""
+        loop = self._client._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._worker.stop)
+
+    def run(self) -> None:
+        """Work until ``stop()``. Ctrl-C drains first (a second one cuts the grace short),
+        then raises ``KeyboardInterrupt``; a client that gave up raises ``ConnectionLost``."""
+        loop = self._client._loop
+        if loop is None:
+            raise ConnectionError("client is not connected")
+        future = asyncio.run_coroutine_threadsafe(self._worker.run(), loop)
+        interrupted = False
+        try:
+            while True:
+                try:
+                    future.result()
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.stop()
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if interrupted:
+            raise KeyboardInterrupt
 
 
 class SyncClient:
@@ -313,6 +361,33 @@ class SyncClient:
         """
         sub = self._call(self._client.subscribe_to(topic, group, start))
         return SyncSubscription(self, sub)
+
+    def worker(
+        self,
+        topic: str,
+        group: str,
+        handler: Callable[[SyncMessage], object],
+        **options: Unpack[WorkerOptions],
+    ) -> SyncWorker:
+        """As ``Client.worker``, with a blocking ``handler`` run in a pool of ``concurrency``
+        threads. A thread cannot be cancelled: past ``timeout`` (or the grace) the message
+        is nacked (or given back) and the handler left to finish, its result ignored."""
+        pool = ThreadPoolExecutor(options.get("concurrency", 1), "linemq-worker")
+
+        async def in_pool(m: Message) -> None:
+            await asyncio.get_running_loop().run_in_executor(pool, handler, _sync_message(self, m))
+
+        return SyncWorker(self, Worker(self._client, topic, group, in_pool, **options), pool)
+
+    def process(
+        self,
+        topic: str,
+        group: str,
+        handler: Callable[[SyncMessage], object],
+        **options: Unpack[WorkerOptions],
+    ) -> None:
+        """``worker(...).run()``: work until Ctrl-C, which drains first (see ``SyncWorker``)."""
+        self.worker(topic, group, handler, **options).run()
 
     def _call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         if self._loop is None:

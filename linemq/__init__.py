@@ -32,9 +32,13 @@ if TYPE_CHECKING:
         PublishResult,
         Replayed,
         Retry,
+        RetryLater,
         StorageUnavailable,
         Subscription,
+        Terminate,
         Timeout,
+        Worker,
+        WorkerStats,
     )
     from linemq.clients.sync import SyncClient
 
@@ -56,10 +60,14 @@ __all__ = [
     "PublishResult",
     "Replayed",
     "Retry",
+    "RetryLater",
     "StorageUnavailable",
     "Subscription",
     "SyncClient",
+    "Terminate",
     "Timeout",
+    "Worker",
+    "WorkerStats",
     "__version__",
 ]
 

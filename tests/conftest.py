@@ -32,6 +32,7 @@ FAST = {
     "retry_backoff_base": 0.05,
     "retry_backoff_max": 0.4,
     "fsync_interval_ms": 50,
+    "shutdown_grace": 0.0,  # tests that stop with messages in flight stop at once, as before
 }
 
 

@@ -49,6 +49,9 @@ class DeliveryContext:
     """Where damaged journal lines and unopenable groups are reported (the broker's one)."""
     files: OpenFiles = field(default_factory=lambda: OpenFiles(journal_fd_limit()))
     """Bounds the journals' open descriptors, however many groups there are."""
+    draining: bool = False
+    """The broker is stopping (``--shutdown-grace``): groups deliver nothing more, and
+    what is in flight may still be acked."""
 
     def journal(self, path: Path) -> Journal:
         """A journal the commit tick will write whenever something is appended to it."""

@@ -216,7 +216,7 @@ class ConsumerGroup(GroupFailures):
         """``now`` stamps every delivery of this pass: they leave together."""
         queue = self._queue
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
-        while not (self._closed or self.state.paused or self._loading):
+        while not (self._closed or self.state.paused or self._loading or self.ctx.draining):
             if more and queue.ready < LOOKAHEAD // 2:
                 # Delayed messages go to the timer heap, so keep taking until one is ready.
                 while (more := self._take(LOOKAHEAD - queue.ready)) and not queue.ready:
@@ -242,6 +242,8 @@ class ConsumerGroup(GroupFailures):
         it. Anything else (a record read from disk, ids of another width) is left to
         ``_pump``. Returns how many it delivered (up to ``LOOKAHEAD`` a call)."""
         if self._closed or self.state.paused or self._loading or self._reads.fetching:
+            return 0
+        if self.ctx.draining:
             return 0
         log_, cursor = self.log, self.state.cursor
         if not log_.first_offset <= cursor <= log_.written_offset:
@@ -483,6 +485,11 @@ class ConsumerGroup(GroupFailures):
             "next_offset": self.state.next_undelivered,
             "paused": int(self.state.paused),
         }
+
+    @property
+    def inflight(self) -> int:
+        """Deliveries waiting for an ack (what a stopping broker gives time to finish)."""
+        return len(self._deadlines)
 
     def lag(self, pending: int | None = None) -> int:
         """Messages not finished: not yet taken + pending (cheap: for every chart sample)."""

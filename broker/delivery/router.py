@@ -389,6 +389,15 @@ class Router:
         for group in self.groups.get(topic, {}).values():
             group.pump()
 
+    def stop_delivering(self) -> None:
+        """The broker is stopping: no group delivers again; acks, nacks and timeouts of
+        what is in flight still count."""
+        self.ctx.draining = True
+
+    def inflight(self) -> int:
+        """Deliveries waiting for an ack, over every group."""
+        return sum(g.inflight for gs in self.groups.values() for g in gs.values())
+
     def group_info(self, topic: str) -> list[tuple[str, dict[str, int]]]:
         return [(name, g.info()) for name, g in sorted(self.groups.get(topic, {}).items())]
 

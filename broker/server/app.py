@@ -15,6 +15,7 @@ without the tick; the next connection in the same iteration batches as usual.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Final
@@ -52,6 +53,9 @@ log = structlog.get_logger(__name__)
 STOP_GRACE: Final = 5.0
 """Seconds a stopping broker waits for commands already running (a HISTORY read, a
 replay), so that their replies still go out before ``ERR server shutting down``."""
+SHUTTING_DOWN: Final = "server shutting down"
+DRAIN_POLL: Final = 0.01
+"""Seconds between looks at what is still in flight during ``--shutdown-grace``."""
 
 
 class Broker:
@@ -85,6 +89,7 @@ class Broker:
         self._last_through: Connection | None = None  # see _written_through
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second stop request: skip the rest of the grace
         self.started_at = time.time()
         self.users: Users | None = (
             load_users(config.auth_file) if config.auth_file is not None else None
@@ -162,10 +167,15 @@ class Broker:
         await self._stopped.wait()
 
     def request_stop(self) -> None:
+        """Stop (see ``stop``); asked again while stopping, the rest of the grace is skipped."""
+        if self._stopped.is_set():
+            self._hurry.set()
         self._stopped.set()
 
     async def stop(self) -> None:
-        """Stop accepting, write and fsync everything, tell clients goodbye, close."""
+        """Stop accepting, give in-flight messages the grace to be acked, write and fsync
+        everything, tell clients goodbye, close."""
+        told = await self._drain()
         self.ready = False
         self._retention_task.cancel()
         if self.http is not None:
@@ -177,8 +187,11 @@ class Broker:
         await self.durability.close()
         self.router.close()
         for conn in list(self.connections):
-            reason = "server shutting down"
-            conn.shut_down(closing(reason) if conn.notices else replies.err(reason), reason)
+            reason = SHUTTING_DOWN
+            if conn in told:  # told as the grace began: what it is owed, then the close
+                conn.shut_down(b"", reason)
+            else:
+                conn.shut_down(closing(reason) if conn.notices else replies.err(reason), reason)
         self._flush_outputs()
         for conn in list(self.connections):
             if conn.transport is not None:
@@ -189,6 +202,37 @@ class Broker:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("stopped")
+
+    async def _drain(self) -> set[Connection]:
+        """``--shutdown-grace``: with messages in flight, stop listening and delivering, tell
+        connections that asked for notices ``CLOSING server shutting down`` (they stay open
+        and are answered), and wait until nothing is in flight, the grace is over, or a
+        second stop request. Acks received meanwhile are journaled like any: those messages
+        are not delivered again after a restart. Returns the connections told."""
+        grace = self.config.shutdown_grace
+        inflight = self.router.inflight()
+        if grace <= 0 or not inflight:
+            return set()
+        self.ready = False
+        if self._server is not None:
+            self._server.close()
+        self.router.stop_delivering()
+        told = {conn for conn in self.connections if conn.notices}
+        for conn in told:
+            conn.send(closing(SHUTTING_DOWN))
+        log.info("draining", inflight=inflight, grace=grace)
+        started = self.loop.time()
+        deadline = started + grace
+        while self.router.inflight() and not self._hurry.is_set():
+            left = deadline - self.loop.time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):  # a poll: acks come in on many paths
+                await asyncio.wait_for(self._hurry.wait(), min(left, DRAIN_POLL))
+        inflight = self.router.inflight()
+        waited = round(self.loop.time() - started, 3)
+        log.info("drained", inflight_left=inflight, waited_s=waited)
+        return told
 
     async def delete_group(self, topic: str, group: str, force: bool) -> None:
         """Delete a consumer group (router.delete); returns once that is durable on disk,

@@ -40,6 +40,7 @@ def test_commands_are_exported_for_the_server_cli() -> None:
         "resume",
         "dlq",
         "stats",
+        "work",
     }
     main = click.Group("linemq")
     for command in client_commands:
