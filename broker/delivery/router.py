@@ -16,6 +16,7 @@ from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
 from linemq.broker.delivery.group_state import GroupState, Pending
 from linemq.broker.delivery.patterns import PatternRegistry
+from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from linemq.broker.protocol.names import is_dead_letter_topic
@@ -49,6 +50,7 @@ class Router:
         self._known_topics: set[str] = set()
         # Counters of deleted groups, so broker-wide totals summed over groups never fall.
         self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0}
+        self.progress = ProgressBoard()  # TOUCH ... progress=, shown by STATUS
 
     # -- start-up -----------------------------------------------------------------
 
@@ -332,9 +334,11 @@ class Router:
         group.term(p, reason)
         return group.state.journal
 
-    def touch(self, client: ClientState, id: str) -> None:
+    def touch(self, client: ClientState, id: str) -> Pending:
+        """Restart the ack timer of what ``client`` holds as ``id``; returns it."""
         p = self._holder(client, id)
         p.member.group.touch(p)
+        return p
 
     def pause(self, topic: str, name: str, paused: bool) -> Journal:
         group = self.groups.get(topic, {}).get(name)

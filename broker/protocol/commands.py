@@ -95,7 +95,25 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
+    """``progress``: 0-100 if the consumer gave a number; ``note``: its text, if any."""
+
     id: str
+    progress: float | None = None
+    note: str | None = None
+
+    @property
+    def reports(self) -> bool:
+        """A ``TOUCH ... progress=``: something to show in ``STATUS``."""
+        return self.progress is not None or self.note is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where one message of ``topic`` is, by ``offset`` or by ``id`` (one of them is set)."""
+
+    topic: str
+    offset: int | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +154,15 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteTopic:
+    """Delete a topic, its dead letters and every group of both; ``force``: even with
+    subscribers or members attached."""
+
+    topic: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Purge:
     """Empty a dead-letter topic (only ``<topic>.dlq`` names)."""
 
@@ -171,6 +198,8 @@ Command = (
     | Resume
     | Purge
     | Delete
+    | DeleteTopic
+    | Status
     | Seek
     | Hello
     | PutHeader
