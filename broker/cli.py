@@ -56,7 +56,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(
             [
                 "pub", "sub", "history", "seek", "ping", "topics",
-                "groups", "pause", "resume", "dlq", "stats",
+                "groups", "pause", "resume", "dlq", "stats", "status",
             ],
             "linemq.clients.cli",
         ),

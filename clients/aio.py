@@ -31,6 +31,7 @@ from linemq.clients.errors import (
     ProtocolError,
     Timeout,
 )
+from linemq.clients.lookups import MessageStatus, encode_status, to_message_status
 from linemq.clients.operator_verbs import (
     encode_delete_group,
     encode_pause,
@@ -70,6 +71,7 @@ from linemq.clients.protocol import (
     parse_seek,
     parse_server_line,
 )
+from linemq.clients.replies import StatusLine
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -373,6 +375,12 @@ class Client(Pipeline):
         """Delete a consumer group for good (``topic`` may be a wildcard). The broker refuses
         a group with members (``BrokerError: group has members``) unless ``force``."""
         await self._request(encode_delete_group(topic, group, force=force))
+
+    async def status(self, topic: str, message: str | int) -> MessageStatus:
+        """Where a message (its id, or an int offset) is in each group of ``topic``:
+        ``NotFound`` if the topic or the message is not there."""
+        _, block = await self._request(encode_status(topic, message))
+        return to_message_status([line for line in block if isinstance(line, StatusLine)])
 
     async def purge_dlq(self, topic: str) -> int:
         """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""

@@ -21,6 +21,7 @@ import click
 
 from linemq.clients.aio import BrokerError, Client, Message
 from linemq.clients.cli_common import Endpoint, connection_options, old_spelling, run
+from linemq.clients.cli_jobs import status
 from linemq.clients.cli_ops import dlq, groups, pause, ping, resume, stats, topics
 from linemq.clients.cli_output import (
     UNSAFE_ON_TERMINAL,
@@ -396,6 +397,7 @@ client_commands: list[click.Command] = [
     resume,
     dlq,
     stats,
+    status,
 ]
 
 

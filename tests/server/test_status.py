@@ -3,6 +3,15 @@ TOUCH ... progress= shows in it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+
+import pytest
+
+from linemq import Client
+from linemq.broker.server.app import Broker
+from linemq.clients.errors import NotFound
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
@@ -128,3 +137,51 @@ async def test_touch_progress_is_checked_and_needs_a_held_message(brokers: Broke
     assert await consumer.cmd(f"ACK {held.id}") == "OK ack_received"
     reply = await consumer.cmd(f"TOUCH {held.id} progress=99")
     assert reply == f"ERR message {held.id} not found in pending messages (already acknowledged)"
+
+
+async def test_client_status_and_touch_progress(brokers: BrokerFactory) -> None:
+    broker = await brokers.start()
+    async with Client("127.0.0.1", broker.port) as c:
+        jobs = await c.subscribe("jobs", group="workers")
+        published = await c.put("jobs", b"job", key="k")
+        assert published is not None
+        m = await jobs.next()
+        await m.touch(progress=75, note="almost there")
+        found = await c.status("jobs", m.id)
+        assert (found.offset, found.id, found.fields["key"]) == (published.offset, m.id, "k")
+        place = found.group("workers")
+        assert place is not None and place.state == "inflight"
+        assert (place.attempts, place.progress, place.note) == (1, 75.0, "almost there")
+        await m.ack()
+        done = await c.status("jobs", published.offset)
+        assert [(g.group, g.state) for g in done.groups] == [("workers", "done")]
+        with pytest.raises(NotFound, match="no topic nowhere"):
+            await c.status("nowhere", 1)
+        with pytest.raises(NotFound, match="message 9 not found in jobs"):
+            await c.status("jobs", 9)
+        with pytest.raises(ValueError):
+            await m.touch(progress=120)
+
+        code, out, err = await linemq_cli(broker, "status", "jobs", "1", "--json")
+        assert code == 0, err
+        shown = json.loads(out)
+        assert shown["id"] == m.id and shown["groups"] == [{"group": "workers", "state": "done"}]
+        code, out, err = await linemq_cli(broker, "status", "jobs", "5")
+        assert (code, err.strip()) == (1, "ERR message 5 not found in jobs")
+
+
+async def linemq_cli(broker: Broker, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "linemq",
+        *args,
+        "--port",
+        str(broker.port),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -1,0 +1,75 @@
+"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is).
+
+Same output rules as ``cli_ops``: a table, or one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from linemq.clients.cli_common import Endpoint, connection_options, run
+from linemq.clients.cli_output import add_row, emit_json, json_option, show, table
+from linemq.clients.lookups import GroupPlace, MessageStatus
+from linemq.clients.protocol import check_name
+
+DETAIL_SKIP = frozenset({"state", "attempt", "attempts", "member", "progress", "note"})
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("message")
+@json_option
+@connection_options
+def status(topic: str, message: str, as_json: bool, endpoint: Endpoint) -> None:
+    """Where MESSAGE (an id, or an offset) of TOPIC is in each of its consumer groups:
+    waiting, in flight (member, attempt, progress), done or dead-lettered (STATUS)."""
+    try:
+        check_name(topic)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    what: str | int = int(message) if message.isascii() and message.isdigit() else message
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            found = await c.status(topic, what)
+        if as_json:
+            emit_json(_as_json(found))
+            return
+        when = datetime.fromtimestamp(found.ts).isoformat(sep=" ", timespec="milliseconds")
+        extra = "".join(f" {k}={v}" for k, v in found.fields.items() if k != "ts")
+        click.echo(f"{found.topic} {found.offset} {found.id} published {when}{extra}")
+        if not found.groups:
+            click.echo(f"no consumer groups on {topic}")
+            return
+        t = table("GROUP", "STATE", "ATTEMPTS", "MEMBER", "PROGRESS", "DETAIL", right=("ATTEMPTS",))
+        for g in found.groups:
+            add_row(t, g.group, g.state, str(g.attempts), g.member or "", _progress(g), _detail(g))
+        show(t)
+
+    run(main(), endpoint)
+
+
+def _progress(g: GroupPlace) -> str:
+    parts = []
+    if g.progress is not None:
+        parts.append(f"{g.progress:g}%")
+    if g.note:
+        parts.append(g.note)
+    return " ".join(parts)
+
+
+def _detail(g: GroupPlace) -> str:
+    return " ".join(f"{k}={v}" for k, v in g.fields.items() if k not in DETAIL_SKIP)
+
+
+def _as_json(found: MessageStatus) -> dict[str, object]:
+    return {
+        "topic": found.topic,
+        "offset": found.offset,
+        "id": found.id,
+        "ts": found.ts,
+        **{k: v for k, v in found.fields.items() if k != "ts"},
+        "groups": [{"group": g.group, **g.fields} for g in found.groups],
+    }
