@@ -34,10 +34,12 @@ from linemq.clients.errors import (
 from linemq.clients.lookups import MessageStatus, encode_status, to_message_status
 from linemq.clients.operator_verbs import (
     encode_delete_group,
+    encode_delete_topic,
     encode_pause,
     encode_purge_dlq,
     encode_resume,
     parse_purged,
+    parse_topic_deleted,
 )
 from linemq.clients.options import Duration, Position, to_seconds
 from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
@@ -381,6 +383,13 @@ class Client(Pipeline):
         ``NotFound`` if the topic or the message is not there."""
         _, block = await self._request(encode_status(topic, message))
         return to_message_status([line for line in block if isinstance(line, StatusLine)])
+
+    async def delete_topic(self, topic: str, *, force: bool = False) -> None:
+        """Delete a topic, its dead letters and every group of both, for good (``DELETE``).
+        The broker refuses while clients subscribe to it (``BrokerError: topic has
+        subscribers``) unless ``force``; ``NotFound`` for an unknown topic."""
+        text, _ = await self._request(encode_delete_topic(topic, force=force))
+        parse_topic_deleted(text, topic)
 
     async def purge_dlq(self, topic: str) -> int:
         """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""

@@ -1,15 +1,18 @@
-"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is).
+"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is) and
+``topics delete`` (with ``topics``, from cli_ops, as ``topics list``).
 
 Same output rules as ``cli_ops``: a table, or one JSON object with ``--json``.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
 
 from linemq.clients.cli_common import Endpoint, connection_options, run
+from linemq.clients.cli_ops import topics as topics_list
 from linemq.clients.cli_output import add_row, emit_json, json_option, show, table
 from linemq.clients.lookups import GroupPlace, MessageStatus
 from linemq.clients.protocol import check_name
@@ -73,3 +76,50 @@ def _as_json(found: MessageStatus) -> dict[str, object]:
         **{k: v for k, v in found.fields.items() if k != "ts"},
         "groups": [{"group": g.group, **g.fields} for g in found.groups],
     }
+
+
+class _Topics(click.Group):
+    """``topics`` lists (``topics list``), as it always did; ``topics delete TOPIC`` deletes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Topics)
+def topics() -> None:
+    """List the broker's topics (linemq topics), or delete one."""
+
+
+topics.add_command(topics_list, "list")
+
+
+@topics.command("delete")
+@click.argument("topic")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete it even while clients subscribe to it.")
+@json_option
+@connection_options
+def topics_delete(topic: str, yes: bool, force: bool, as_json: bool, endpoint: Endpoint) -> None:
+    """Delete TOPIC for good: its messages, its dead letters and every consumer group of
+    both (DELETE TOPIC). A topic made again under the name goes on at the next offset.
+    Asks first on a terminal; elsewhere --yes is required."""
+    try:
+        check_name(topic)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"delete removes topic {topic} and its groups: add --yes")
+        click.confirm(f"Delete topic {topic}, its dead letters and groups?", abort=True, err=True)
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            await c.delete_topic(topic, force=force)
+        if as_json:
+            emit_json({"topic": topic, "deleted": True})
+        else:
+            click.echo(f"deleted {topic}")
+
+    run(main(), endpoint)

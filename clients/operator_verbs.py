@@ -34,6 +34,16 @@ def parse_purged(ok_text: str) -> int:
     return int(count)
 
 
+def encode_delete_topic(topic: str, *, force: bool = False) -> bytes:
+    """``DELETE <topic> [force=true]``: a topic, its dead letters and their groups."""
+    return f"DELETE {check_name(topic)}{' force=true' if force else ''}\n".encode()
+
+
+def parse_topic_deleted(ok_text: str, topic: str) -> None:
+    if ok_text != f"deleted {topic}":
+        raise ProtocolError(f"unexpected reply to DELETE: OK {ok_text!r}")
+
+
 def encode_delete_group(topic: str, group: str, *, force: bool = False) -> bytes:
     """``DELETE <topic> <group> [force]``; ``topic`` may be a pattern (a wildcard group)."""
     words = ["DELETE", check_topic_or_pattern(topic), check_name(group, "group")]

@@ -288,6 +288,9 @@ class SyncClient:
     def delete_group(self, topic: str, group: str, *, force: bool = False) -> None:
         self._call(self._client.delete_group(topic, group, force=force))
 
+    def delete_topic(self, topic: str, *, force: bool = False) -> None:
+        self._call(self._client.delete_topic(topic, force=force))
+
     def purge_dlq(self, topic: str) -> int:
         return self._call(self._client.purge_dlq(topic))
 

@@ -115,6 +115,15 @@ class DeadLetters:
             log.warning("replays_recovered", topic=topic, letters=len(found))
         return found
 
+    def forget(self, topic: str) -> None:
+        """``<topic>.dlq`` was deleted: its replay records go too (their letters are gone,
+        and the offsets they name are never used again)."""
+        entry = self._replays.pop(topic, None)
+        if entry is not None:
+            entry[0].delete()
+        else:
+            (self.replays_dir / f"{topic}.journal").unlink(missing_ok=True)
+
     def journals(self) -> list[Journal]:
         return [journal for journal, _ in self._replays.values()]
 

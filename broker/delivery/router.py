@@ -388,6 +388,18 @@ class Router:
                 client.patterns.discard(key)
         return folders
 
+    def drop_topic(self, topic: str) -> list[Path]:
+        """``DELETE <topic>``: every group of it goes (as ``delete`` with force), its fanout
+        subscribers get nothing more, and the name is forgotten, so wildcard groups make
+        their group again if the topic comes back. Returns folders to ``fsync_dir``."""
+        folders = []
+        for name in list(self.groups.get(topic, {})):
+            folders += self.delete(topic, name, True)
+        for client in list(self.fanout.pop(topic, {})):
+            client.topics.discard(topic)
+        self._known_topics.discard(topic)
+        return folders
+
     def deleted_before(self, topic: str) -> None:
         """Retention or a purge removed old records: let groups skip past them."""
         for group in self.groups.get(topic, {}).values():

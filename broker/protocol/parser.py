@@ -16,6 +16,7 @@ from linemq.broker.protocol.commands import (
     Auth,
     Command,
     Delete,
+    DeleteTopic,
     DlqList,
     Groups,
     Heartbeat,
@@ -53,7 +54,8 @@ MAX_REASON_BYTES: Final = 1000
 REASON_CUT: Final = "...[truncated]"
 MAX_NOTE_BYTES: Final = 200
 """A progress note (``TOUCH <id> progress=50 <note>``) is cut to this many bytes."""
-
+FORCE_TOPIC: Final = "force=true"
+"""``DELETE <topic> force=true``: a bare ``force`` there would name a group called force."""
 DEFAULT_DLQ_LIST: Final = 100
 
 _WHITESPACE: Final = " \t"
@@ -376,6 +378,8 @@ def _resume(rest: str) -> Command:
 
 def _delete(rest: str) -> Command:
     args = rest.split()
+    if len(args) == 1 or (len(args) == 2 and args[1] == FORCE_TOPIC):
+        return DeleteTopic(_topic(args[0]), len(args) == 2)
     force = len(args) == 3 and args[2].lower() == "force"
     if len(args) != 2 and not force:
         raise ProtocolError("usage: DELETE <topic> <group> [force]")

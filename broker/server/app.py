@@ -198,6 +198,11 @@ class Broker:
         except OSError as exc:
             raise StorageError(str(exc)) from exc
 
+    def flush(self) -> None:
+        """Write what was appended so far now, as the next tick would (a topic about to be
+        deleted must have nothing left to write)."""
+        self._tick()
+
     async def purge(self, topic: str) -> int:
         """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""
         return await upkeep.purge(self.store, self.router, topic)

@@ -55,6 +55,11 @@ class DedupIndex:
             if pid is not None and seen.get(pid) is record:
                 del seen[pid]
 
+    def drop(self, topic: str) -> None:
+        """The topic was deleted: its publisher ids are forgotten with it."""
+        self._seen.pop(topic, None)
+        (self.marker_dir / topic).unlink(missing_ok=True)
+
     def _expire(self, seen: OrderedDict[str, Record], now: float) -> None:
         horizon = now - self.window
         while seen:

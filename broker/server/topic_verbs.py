@@ -23,9 +23,10 @@ from linemq.broker.delivery.lookup import (
 )
 from linemq.broker.delivery.progress import Progress
 from linemq.broker.delivery.router import DeliveryError
-from linemq.broker.protocol import Status, Touch, replies
+from linemq.broker.protocol import DeleteTopic, Status, Touch, replies
 from linemq.broker.server.auth import Permission
 from linemq.broker.server.connection import Connection
+from linemq.broker.server.topic_deletion import delete_topic
 
 if TYPE_CHECKING:
     from linemq.broker.server.app import Broker
@@ -56,7 +57,23 @@ class TopicVerbs:
         self.broker = tools.broker
 
     def table(self) -> dict[type[Any], Callable[[Connection, Any], None]]:
-        return {Status: self.cmd_STATUS, Touch: self.cmd_TOUCH}
+        return {Status: self.cmd_STATUS, Touch: self.cmd_TOUCH, DeleteTopic: self.cmd_DELETE}
+
+    def cmd_DELETE(self, conn: Connection, cmd: DeleteTopic) -> None:
+        """``DELETE <topic> [force=true]`` (a group's ``DELETE`` is ``Handlers.cmd_DELETE``)."""
+        if not self.tools._may(conn, cmd.topic, "manage"):
+            return
+
+        async def delete() -> bytes:
+            try:
+                await delete_topic(self.broker, cmd.topic, cmd.force)
+            except DeliveryError as e:
+                return replies.err(e.reason)
+            user = conn.user.name if conn.user is not None else None
+            log.warning("topic_deleted", topic=cmd.topic, force=cmd.force, user=user)
+            return replies.topic_deleted(cmd.topic)
+
+        self.tools._later(conn, delete, block=True)
 
     def cmd_TOUCH(self, conn: Connection, cmd: Touch) -> None:
         """``OK touched`` as before; ``progress=`` is also recorded for ``STATUS``."""

@@ -12,6 +12,8 @@ from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Ack,
+    Delete,
+    DeleteTopic,
     DlqList,
     Groups,
     Heartbeat,
@@ -304,6 +306,9 @@ def test_a_long_reason_is_cut_to_whole_characters_with_a_marker() -> None:
         (b"TOUCH m progress=50", Touch("m", 50.0)),
         (b"TOUCH m progress=12.5% two  of five ", Touch("m", 12.5, "two  of five")),
         (b"TOUCH m progress=uploading parts", Touch("m", None, "uploading parts")),
+        (b"DELETE chat", DeleteTopic("chat")),
+        (b"DELETE chat force=true", DeleteTopic("chat", True)),
+        (b"DELETE chat force", Delete("chat", "force")),  # a group named force, as before
     ],
 )
 def test_parses_lookup_and_deletion_commands(line: bytes, command: object) -> None:
@@ -320,6 +325,7 @@ def test_parses_lookup_and_deletion_commands(line: bytes, command: object) -> No
         (b"TOUCH m progress= ", "progress must be a number from 0 to 100, or text"),
         (b"TOUCH m n progress=5", "usage: TOUCH <message_id> [progress=<0-100|text>]"),
         (b"TOUCH m later", "usage: TOUCH <message_id>"),
+        (b"DELETE orders.*", "invalid topic name"),
     ],
 )
 def test_lookup_and_deletion_errors(line: bytes, reason: str) -> None:

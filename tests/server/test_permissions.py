@@ -47,7 +47,9 @@ VERBS: list[tuple[str, str | None, str]] = [
     ("RESUME orders workers", "manage", "OK resumed orders workers"),
     ("REPLAY orders ALL", "manage", "OK replayed "),
     ("PURGE orders.dlq", "manage", "OK purged "),
+    ("STATUS orders 1", "subscribe", "MESSAGE orders 1 "),
     ("DELETE orders workers", "manage", "OK deleted orders workers"),
+    ("DELETE orders", "manage", "OK deleted orders"),
 ]
 
 

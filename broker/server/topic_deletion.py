@@ -1,0 +1,78 @@
+"""``DELETE <topic>``: a topic, its dead letters, and every group of both, for good.
+
+The in-memory part happens in one step on the loop, so nothing can publish to
+the old log or join its groups in between: what was appended is written first,
+the logs are detached from the store (a publish to the name meanwhile gets
+``ERR storage unavailable: topic <t> is being deleted``), connections forget
+them, and the groups are deleted as ``DELETE <topic> <group> force`` does. The
+file work then runs in worker threads (store.bury: tombstone, then the files),
+and the reply waits for it, so a crash after ``OK deleted`` never brings the
+topic back, and a topic made again under its name never reuses an offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from linemq.broker.delivery.router import DeliveryError
+from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
+from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.records import StorageError
+
+if TYPE_CHECKING:
+    from linemq.broker.server.app import Broker
+
+
+async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
+    """Delete ``topic`` (and ``<topic>.dlq``; a ``.dlq`` name: only that topic). Refused
+    with ``DeliveryError`` for an unknown topic, or one with subscribers unless ``force``."""
+    store, router = broker.store, broker.router
+    names = [topic] if is_dead_letter_topic(topic) else [topic, f"{topic}.dlq"]
+    if store.get(topic) is None and not router.groups.get(topic):
+        raise DeliveryError(f"no topic {topic}")
+    if not force and _attached(broker, names):
+        raise DeliveryError("topic has subscribers")
+    broker.flush()
+    logs = [(name, store.detach(name)) for name in names]
+    folders: list[Path] = []
+    for name in names:
+        key = name.encode()
+        for conn in broker.connections:
+            conn.vetted.pop(key, None)
+            conn.client.topics.discard(name)  # a catch-up reader stops too
+        folders += router.drop_topic(name)
+        broker.dedup.drop(name)
+    broker.dead_letters.forget(source_topic(topic))
+    broker.schedule()  # members' replies and the groups' last writes settle
+    try:
+        for name, topic_log in logs:
+            await asyncio.to_thread(store.bury, name, topic_log)
+        for folder in sorted(set(folders)):
+            await asyncio.to_thread(_settle_folder, folder)
+    except OSError as exc:
+        raise StorageError(str(exc)) from exc
+
+
+def _attached(broker: Broker, names: list[str]) -> bool:
+    """Whether a connection subscribes to one of ``names`` or is a member of a group on it."""
+    for conn in broker.connections:
+        client = conn.client
+        if any(name in client.topics for name in names):
+            return True
+        if any(t in names for t, _ in client.members):
+            return True
+    return False
+
+
+def _settle_folder(folder: Path) -> None:
+    """Make the journals' removal durable; the topic's group folder goes if it is empty."""
+    if not folder.is_dir():
+        return
+    fsync_dir(folder)
+    with contextlib.suppress(OSError):  # not empty: a group made again meanwhile
+        os.rmdir(folder)
+        fsync_dir(folder.parent)
