@@ -240,6 +240,19 @@ def main() -> None:
     help="Seconds between the dashboard charts' samples (180 kept: 15 min at 5 s).",
 )
 @_opt(
+    "--max-failure-rate",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    help="/readyz answers 503 while a group's failed deliveries over its outcomes in "
+    "--failure-rate-window pass this (0.5: half). Off if unset.",
+)
+@_opt(
+    "--failure-rate-window",
+    type=_Parsed(parse_age, "DURATION"),
+    default="5m",
+    help="The window of --max-failure-rate (and of /readyz?max_failure_rate=).",
+)
+@_opt(
     "--auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,

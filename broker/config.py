@@ -88,6 +88,8 @@ class Config:
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     sample_interval: float = 5.0
+    max_failure_rate: float | None = None
+    failure_rate_window: float = 300.0
     auth_file: Path | None = None
     auth_timeout: float = 10.0
     max_unauthenticated: int = 500

@@ -87,6 +87,7 @@ class ConsumerGroup(GroupFailures):
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
+        self.failures: dict[str, int] = {}  # failed attempts since start, by reason (STATS)
         # Pending messages from before a restart need their records (key, priority,
         # delay) before anything can be scheduled.
         self._loading = bool(state.pending)

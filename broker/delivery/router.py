@@ -49,7 +49,7 @@ class Router:
         self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
         self._known_topics: set[str] = set()
         # Counters of deleted groups, so broker-wide totals summed over groups never fall.
-        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0}
+        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0, "failures": 0}
         self.progress = ProgressBoard()  # TOUCH ... progress=, shown by STATUS
 
     # -- start-up -----------------------------------------------------------------
@@ -380,6 +380,7 @@ class Router:
             retired["redelivered"] += group.redelivered
             retired["acked"] += group.state.acked_count
             retired["dead"] += group.state.dead
+            retired["failures"] += sum(group.failures.values())
             del self.groups[group.topic][name]
             if not self.groups[group.topic]:
                 del self.groups[group.topic]

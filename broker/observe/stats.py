@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
+from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.group import ConsumerGroup
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
             "groups": len(groups),
         }
         for group_name, group in sorted(groups.items()):
-            snap.groups.append((name, group_name, group.counters()))
+            snap.groups.append((name, group_name, {**group.counters(), **failure_counts(group)}))
     all_groups = [g for gs in router.groups.values() for g in gs.values()]
     counts = totals(broker, all_groups)
     snap.broker = {
@@ -62,6 +63,9 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
         "acked": counts["acked"],
         "dead_lettered": counts["dead_lettered"],
         "inflight": sum(g.info()["inflight"] for g in all_groups),
+        "failures": sum(sum(g.failures.values()) for g in all_groups) + router.retired["failures"],
+        "subscribers": sum(1 for c in broker.connections if _subscribes(c.client)),
+        "memberships": sum(len(g.members) for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
     }
     if topic is None:  # what storage found damaged since start, by kind (see storage.damage)
@@ -70,6 +74,27 @@ def collect(broker: Broker, topic: str | None = None) -> Snapshot:
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap
+
+
+FAILURE_FIELDS: Final = {
+    "nacked": "nacks",
+    "ack_timeout": "ack_timeouts",
+    "consumer_dead": "consumer_deaths",
+    "terminated": "terms",
+}
+"""A group's failed attempts by reason (``GroupFailures``), as STATS names them."""
+
+
+def failure_counts(group: ConsumerGroup) -> dict[str, int]:
+    """Failed attempts since the broker started: in all (``failures``) and by kind."""
+    counts = group.failures
+    out = {"failures": sum(counts.values())}
+    out.update({name: counts.get(reason, 0) for reason, name in FAILURE_FIELDS.items()})
+    return out
+
+
+def _subscribes(client: ClientState) -> bool:
+    return bool(client.topics or client.members or client.patterns)
 
 
 def totals(broker: Broker, groups: list[ConsumerGroup]) -> dict[str, int]:
