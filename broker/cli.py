@@ -56,7 +56,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(
             [
                 "pub", "sub", "history", "seek", "ping", "topics",
-                "groups", "pause", "resume", "dlq", "stats", "status",
+                "groups", "pause", "resume", "dlq", "stats", "status", "clean",
             ],
             "linemq.clients.cli",
         ),
@@ -219,6 +219,13 @@ def main() -> None:
     type=_Parsed(parse_topic_retention, "PATTERN=bytes:SIZE,age:DURATION"),
     multiple=True,
     help="Per-topic override, e.g. 'orders.*=bytes:1GiB,age:7d' (repeat; first match wins).",
+)
+@_opt(
+    "--dlq-max-letters",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.dlq_max_letters,
+    help="Keep the newest N dead letters of each topic; older ones are no longer listed "
+    "or replayed, and their segments are deleted (0: keep all).",
 )
 @_opt(
     "--retention-check-ms",

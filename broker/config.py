@@ -84,6 +84,7 @@ class Config:
     retention_bytes: int = 0
     retention_age: float = 0.0
     topic_retention: tuple[TopicRetention, ...] = ()
+    dlq_max_letters: int = 0
     retention_check_ms: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int | None = None

@@ -33,11 +33,13 @@ from linemq.clients.errors import (
 )
 from linemq.clients.lookups import MessageStatus, encode_status, to_message_status
 from linemq.clients.operator_verbs import (
+    encode_clean,
     encode_delete_group,
     encode_delete_topic,
     encode_pause,
     encode_purge_dlq,
     encode_resume,
+    parse_cleaned,
     parse_purged,
     parse_topic_deleted,
 )
@@ -391,10 +393,21 @@ class Client(Pipeline):
         text, _ = await self._request(encode_delete_topic(topic, force=force))
         parse_topic_deleted(text, topic)
 
-    async def purge_dlq(self, topic: str) -> int:
-        """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""
-        text, _ = await self._request(encode_purge_dlq(topic))
+    async def purge_dlq(self, topic: str, letter: str | None = None) -> int:
+        """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``), or only ``letter``
+        (its dlq offset, dlq id, or the message's id); return how many."""
+        text, _ = await self._request(encode_purge_dlq(topic, letter))
         return parse_purged(text)
+
+    async def clean(
+        self, topic: str, *, older: Duration | None = None, keep: int | None = None
+    ) -> int:
+        """Delete ``topic``'s oldest whole segments that every group has finished and that are
+        ``older`` than that and/or beyond the newest ``keep`` messages (``CLEAN``); return how
+        many messages went."""
+        seconds = None if older is None else to_seconds(older)
+        text, _ = await self._request(encode_clean(topic, seconds, keep))
+        return parse_cleaned(text)
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None

@@ -1,5 +1,5 @@
-"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is) and
-``topics delete`` (with ``topics``, from cli_ops, as ``topics list``).
+"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is), ``clean``
+(acked history) and ``topics delete`` (with ``topics``, from cli_ops, as ``topics list``).
 
 Same output rules as ``cli_ops``: a table, or one JSON object with ``--json``.
 """
@@ -15,6 +15,7 @@ from linemq.clients.cli_common import Endpoint, connection_options, run
 from linemq.clients.cli_ops import topics as topics_list
 from linemq.clients.cli_output import add_row, emit_json, json_option, show, table
 from linemq.clients.lookups import GroupPlace, MessageStatus
+from linemq.clients.options import parse_duration
 from linemq.clients.protocol import check_name
 
 DETAIL_SKIP = frozenset({"state", "attempt", "attempts", "member", "progress", "note"})
@@ -121,5 +122,35 @@ def topics_delete(topic: str, yes: bool, force: bool, as_json: bool, endpoint: E
             emit_json({"topic": topic, "deleted": True})
         else:
             click.echo(f"deleted {topic}")
+
+    run(main(), endpoint)
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--older", default=None, help="Only segments whose newest message is older (7d).")
+@click.option("--keep", type=click.IntRange(min=0), default=None, help="Keep the newest N.")
+@json_option
+@connection_options
+def clean(
+    topic: str, older: str | None, keep: int | None, as_json: bool, endpoint: Endpoint
+) -> None:
+    """Delete TOPIC's oldest whole segments that every consumer group has finished, older
+    than --older and/or beyond the newest --keep messages (CLEAN), and print how many."""
+    try:
+        check_name(topic)
+        seconds = parse_duration(older) if older is not None else None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if seconds is None and keep is None:
+        raise click.UsageError("give --older, --keep, or both")
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            count = await c.clean(topic, older=seconds, keep=keep)
+        if as_json:
+            emit_json({"topic": topic, "cleaned": count})
+        else:
+            click.echo(f"cleaned {count}")
 
     run(main(), endpoint)

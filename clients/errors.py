@@ -114,6 +114,8 @@ _PREFIXES: Final[tuple[tuple[str, type[BrokerError]], ...]] = (
     ("delay must ", InvalidRequest),
     ("reason must ", InvalidRequest),
     ("progress must ", InvalidRequest),
+    ("older must ", InvalidRequest),
+    ("keep must ", InvalidRequest),
     ("position must ", InvalidRequest),
     ("only dead-letter topics", InvalidRequest),
     ("payload must ", InvalidRequest),

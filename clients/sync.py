@@ -291,8 +291,11 @@ class SyncClient:
     def delete_topic(self, topic: str, *, force: bool = False) -> None:
         self._call(self._client.delete_topic(topic, force=force))
 
-    def purge_dlq(self, topic: str) -> int:
-        return self._call(self._client.purge_dlq(topic))
+    def purge_dlq(self, topic: str, letter: str | None = None) -> int:
+        return self._call(self._client.purge_dlq(topic, letter))
+
+    def clean(self, topic: str, *, older: Duration | None = None, keep: int | None = None) -> int:
+        return self._call(self._client.clean(topic, older=older, keep=keep))
 
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))

@@ -3,6 +3,7 @@
 from linemq.broker.protocol.commands import (
     Ack,
     Auth,
+    Clean,
     Command,
     Delete,
     DeleteTopic,
@@ -45,6 +46,7 @@ __all__ = [
     "LINE_TOO_LONG",
     "Ack",
     "Auth",
+    "Clean",
     "Command",
     "Delete",
     "DeleteTopic",

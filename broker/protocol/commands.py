@@ -163,10 +163,22 @@ class DeleteTopic:
 
 
 @dataclass(frozen=True, slots=True)
-class Purge:
-    """Empty a dead-letter topic (only ``<topic>.dlq`` names)."""
+class Clean:
+    """Delete the oldest whole segments of ``topic`` that every group has finished, and that
+    are older than ``older`` seconds and/or beyond the newest ``keep`` messages."""
 
     topic: str
+    older: float | None = None
+    keep: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """Empty a dead-letter topic (only ``<topic>.dlq`` names), or remove one ``letter`` of it
+    (a dlq offset, a dlq id, or the original message's id)."""
+
+    topic: str
+    letter: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +212,7 @@ Command = (
     | Delete
     | DeleteTopic
     | Status
+    | Clean
     | Seek
     | Hello
     | PutHeader

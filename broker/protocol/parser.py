@@ -14,6 +14,7 @@ from typing import Final
 from linemq.broker.protocol.commands import (
     Ack,
     Auth,
+    Clean,
     Command,
     Delete,
     DeleteTopic,
@@ -259,6 +260,34 @@ def _percent(word: str) -> float | None:
     return value
 
 
+CLEAN_USAGE: Final = "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"
+
+
+def _clean(rest: str) -> Command:
+    """``CLEAN <topic> [acked] older=<duration> keep=<n>``: either option, or both."""
+    args = rest.split()
+    if len(args) > 1 and args[1] == "acked":
+        del args[1]
+    if not 2 <= len(args) <= 3:
+        raise ProtocolError(CLEAN_USAGE)
+    older: float | None = None
+    keep: int | None = None
+    for arg in args[1:]:
+        key, _, value = arg.partition("=")
+        if key == "older" and older is None:
+            try:
+                older = parse_duration(value)
+            except (ValueError, ProtocolError):
+                raise ProtocolError("older must be a duration (30s, 12h, 7d)") from None
+        elif key == "keep" and keep is None:
+            if not (value.isascii() and value.isdigit()):
+                raise ProtocolError("keep must be a non-negative integer")
+            keep = int(value)
+        else:
+            raise ProtocolError(CLEAN_USAGE)
+    return Clean(_topic(args[0]), older, keep)
+
+
 def _status(rest: str) -> Command:
     args = rest.split()
     if len(args) != 2:
@@ -390,12 +419,12 @@ def _delete(rest: str) -> Command:
 
 def _purge(rest: str) -> Command:
     args = rest.split()
-    if len(args) != 1:
+    if not 1 <= len(args) <= 2:
         raise ProtocolError("usage: PURGE <topic>.dlq")
     topic = _topic(args[0])
     if not topic.endswith(".dlq"):
         raise ProtocolError("only dead-letter topics (<topic>.dlq) can be purged")
-    return Purge(topic)
+    return Purge(topic, args[1] if len(args) == 2 else None)
 
 
 _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
@@ -423,4 +452,5 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "PURGE": _purge,
     "DELETE": _delete,
     "STATUS": _status,
+    "CLEAN": _clean,
 }

@@ -142,5 +142,9 @@ def group_status(
     return f"STATUS {topic} {offset} {group} state={state}{pairs}\n".encode()
 
 
+def cleaned(count: int) -> bytes:
+    return f"OK cleaned {count}\n".encode()
+
+
 def topic_deleted(topic: str) -> bytes:
     return f"OK deleted {topic}\n".encode()

@@ -102,7 +102,11 @@ class Broker:
         await upkeep.load_dedup(self.store, self.dedup, self.config.dedup_window)
         upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
-            self.store, data_dir / "replays", self._publish_internal, ctx.journal
+            self.store,
+            data_dir / "replays",
+            self._publish_internal,
+            ctx.journal,
+            max_letters=self.config.dlq_max_letters,
         )
         self.handlers = Handlers(self)
         self.durability = Durability(

@@ -46,7 +46,7 @@ from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
 from linemq.broker.server.auth import Permission, auth_delay
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.topic_verbs import TopicVerbs
+from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.topic_log import TopicLog
 
@@ -379,6 +379,9 @@ class Handlers:
 
     def cmd_PURGE(self, conn: Connection, cmd: Purge) -> None:
         if not self._may(conn, cmd.topic, "manage"):  # <t>.dlq: manage on <t>
+            return
+        if cmd.letter is not None:
+            self._later(conn, lambda: remove_letter(self.broker, conn, cmd), durable=True)
             return
 
         async def purge() -> bytes:

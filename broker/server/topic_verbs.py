@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.lookup import (
     dead_letters_of,
     find_record,
@@ -23,10 +24,12 @@ from linemq.broker.delivery.lookup import (
 )
 from linemq.broker.delivery.progress import Progress
 from linemq.broker.delivery.router import DeliveryError
-from linemq.broker.protocol import DeleteTopic, Status, Touch, replies
+from linemq.broker.protocol import Clean, DeleteTopic, Purge, Status, Touch, replies
+from linemq.broker.protocol.names import source_topic
 from linemq.broker.server.auth import Permission
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.topic_deletion import delete_topic
+from linemq.broker.server.upkeep import drop_below
 
 if TYPE_CHECKING:
     from linemq.broker.server.app import Broker
@@ -57,7 +60,35 @@ class TopicVerbs:
         self.broker = tools.broker
 
     def table(self) -> dict[type[Any], Callable[[Connection, Any], None]]:
-        return {Status: self.cmd_STATUS, Touch: self.cmd_TOUCH, DeleteTopic: self.cmd_DELETE}
+        return {
+            Status: self.cmd_STATUS,
+            Touch: self.cmd_TOUCH,
+            DeleteTopic: self.cmd_DELETE,
+            Clean: self.cmd_CLEAN,
+        }
+
+    def cmd_CLEAN(self, conn: Connection, cmd: Clean) -> None:
+        if not self.tools._may(conn, cmd.topic, "manage"):
+            return
+
+        async def clean() -> bytes:
+            topic_log = self.broker.store.get(cmd.topic)
+            if topic_log is None:
+                return replies.err(f"no topic {cmd.topic}")
+            groups = self.broker.router.groups.get(cmd.topic, {}).values()
+            # Below every group's floor: each group acked (or otherwise finished) it.
+            limit = min((g.state.floor for g in groups), default=topic_log.last_offset + 1)
+            if cmd.keep is not None:
+                limit = min(limit, topic_log.last_offset - cmd.keep + 1)
+            count = await drop_below(topic_log, self.broker.router, limit, time.time(), cmd.older)
+            user = conn.user.name if conn.user is not None else None
+            log.warning(
+                "topic_cleaned", topic=cmd.topic, older=cmd.older, keep=cmd.keep,
+                records=count, user=user,
+            )  # fmt: skip
+            return replies.cleaned(count)
+
+        self.tools._later(conn, clean)
 
     def cmd_DELETE(self, conn: Connection, cmd: DeleteTopic) -> None:
         """``DELETE <topic> [force=true]`` (a group's ``DELETE`` is ``Handlers.cmd_DELETE``)."""
@@ -113,8 +144,14 @@ class TopicVerbs:
         dlq = self.broker.store.get(topic + ".dlq")
         if dlq is not None and any(p.state == "done" for p in places):
             letters = await asyncio.to_thread(dead_letters_of, dlq, message, topic)
+            dead_letters = self.broker.dead_letters
+            await dead_letters.load(topic)
+            removed, kept = dead_letters.removed(topic), dead_letters.first_kept(topic)
             for place in places:
-                if place.state == "done" and place.group in letters:
+                letter = letters.get(place.group)
+                if letter is None or int(letter["dlq_offset"]) in removed:
+                    continue
+                if place.state == "done" and int(letter["dlq_offset"]) >= kept:
                     place.state, place.fields = "dead", letters[place.group]
         fields = message_fields(message, now)
         lines = [replies.message_status(topic, message.offset, message.id, fields)]
@@ -123,3 +160,16 @@ class TopicVerbs:
         ]
         lines.append(replies.STATUS_END)
         return b"".join(lines)
+
+
+async def remove_letter(broker: Broker, conn: Connection, cmd: Purge) -> bytes:
+    """``PURGE <topic>.dlq <letter>``: ``OK purged <n>`` once the removal is journaled."""
+    assert cmd.letter is not None
+    topic = source_topic(cmd.topic)
+    try:
+        count = await broker.dead_letters.remove(topic, cmd.letter)
+    except DeadLetterNotFound as e:
+        return replies.err(str(e))
+    user = conn.user.name if conn.user is not None else None
+    log.warning("dead_letter_removed", topic=topic, letter=cmd.letter, count=count, user=user)
+    return replies.purged(count)

@@ -39,6 +39,7 @@ def test_commands_are_exported_for_the_server_cli() -> None:
         "pause",
         "resume",
         "status",
+        "clean",
         "dlq",
         "stats",
     }

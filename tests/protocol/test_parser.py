@@ -12,6 +12,7 @@ from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Ack,
+    Clean,
     Delete,
     DeleteTopic,
     DlqList,
@@ -23,6 +24,7 @@ from linemq.broker.protocol import (
     Ping,
     ProtocolError,
     Pub,
+    Purge,
     Quit,
     Replay,
     Status,
@@ -309,6 +311,9 @@ def test_a_long_reason_is_cut_to_whole_characters_with_a_marker() -> None:
         (b"DELETE chat", DeleteTopic("chat")),
         (b"DELETE chat force=true", DeleteTopic("chat", True)),
         (b"DELETE chat force", Delete("chat", "force")),  # a group named force, as before
+        (b"PURGE chat.dlq 7", Purge("chat.dlq", "7")),
+        (b"CLEAN chat acked older=7d", Clean("chat", 7 * 86400.0)),
+        (b"CLEAN chat keep=10 older=1h", Clean("chat", 3600.0, 10)),
     ],
 )
 def test_parses_lookup_and_deletion_commands(line: bytes, command: object) -> None:
@@ -326,6 +331,10 @@ def test_parses_lookup_and_deletion_commands(line: bytes, command: object) -> No
         (b"TOUCH m n progress=5", "usage: TOUCH <message_id> [progress=<0-100|text>]"),
         (b"TOUCH m later", "usage: TOUCH <message_id>"),
         (b"DELETE orders.*", "invalid topic name"),
+        (b"PURGE chat.dlq 1 2", "usage: PURGE <topic>.dlq"),
+        (b"CLEAN chat", "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"),
+        (b"CLEAN chat keep=1 keep=2", "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"),
+        (b"CLEAN chat keep=-1", "keep must be a non-negative integer"),
     ],
 )
 def test_lookup_and_deletion_errors(line: bytes, reason: str) -> None:
