@@ -46,6 +46,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/groups/pause", group_pause)
     app.router.add_post("/api/groups/resume", group_resume)
     app.router.add_post("/api/groups/delete", group_delete)
+    app.router.add_post("/api/topics/delete", topic_delete)
 
 
 def snapshot_json(snap: Snapshot) -> dict[str, Any]:
@@ -175,6 +176,26 @@ async def group_delete(request: web.Request) -> web.Response:
     await _committed(broker)
     log.warning("group_deleted", topic=topic, group=group, force=force, via="http", **_who(request))
     return _json({"topic": topic, "group": group, "deleted": True})
+
+
+async def topic_delete(request: web.Request) -> web.Response:
+    """``{"topic": T, "force": false}``: ``DELETE T [force=true]``."""
+    body = await _body(request)
+    topic = _check_name(body.get("topic"))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise json_error(400, '"force" must be true or false')
+    require(request, topic, "manage")
+    broker = broker_of(request)
+    try:
+        await broker.delete_topic(topic, force)
+    except DeliveryError as e:
+        raise json_error(409 if e.reason == "topic has subscribers" else 404, e.reason) from None
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
+    await _committed(broker)
+    log.warning("topic_deleted", topic=topic, force=force, via="http", **_who(request))
+    return _json({"topic": topic, "deleted": True})
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ from linemq.broker.server.handlers import Handlers
 from linemq.broker.server.ids import IdGenerator
 from linemq.broker.server.put_records import record_text, stored_meta
 from linemq.broker.server.tls import tls_context
+from linemq.broker.server.topic_deletion import delete_topic
 from linemq.broker.storage import checksum
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.fsio import fsync_dir
@@ -201,6 +202,10 @@ class Broker:
                 await asyncio.to_thread(fsync_dir, folder)
         except OSError as exc:
             raise StorageError(str(exc)) from exc
+
+    async def delete_topic(self, topic: str, force: bool) -> None:
+        """``DELETE <topic>`` (topic_deletion.py); returns once the removal is durable."""
+        await delete_topic(self, topic, force)
 
     def flush(self) -> None:
         """Write what was appended so far now, as the next tick would (a topic about to be

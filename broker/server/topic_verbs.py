@@ -28,7 +28,6 @@ from linemq.broker.protocol import Clean, DeleteTopic, Purge, Status, Touch, rep
 from linemq.broker.protocol.names import source_topic
 from linemq.broker.server.auth import Permission
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.topic_deletion import delete_topic
 from linemq.broker.server.upkeep import drop_below
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ class TopicVerbs:
 
         async def delete() -> bytes:
             try:
-                await delete_topic(self.broker, cmd.topic, cmd.force)
+                await self.broker.delete_topic(cmd.topic, cmd.force)
             except DeliveryError as e:
                 return replies.err(e.reason)
             user = conn.user.name if conn.user is not None else None

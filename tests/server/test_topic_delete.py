@@ -12,6 +12,7 @@ import pytest
 from linemq import Client
 from linemq.clients.errors import BrokerError, NotFound
 from tests.conftest import BrokerFactory, BrokerProcess
+from tests.ops.http import Http
 from tests.server.groupwire import member, next_msg
 from tests.server.test_status import linemq_cli
 from tests.wire import Wire
@@ -163,3 +164,17 @@ async def test_client_and_cli_delete_a_topic(brokers: BrokerFactory) -> None:
     assert (code, json.loads(out)) == (0, {"topic": "jobs", "deleted": True}), err
     code, out, err = await linemq_cli(broker, "topics", "delete", "jobs", "--yes")
     assert (code, err.strip()) == (1, "ERR no topic jobs")
+
+
+async def test_http_deletes_a_topic_as_the_verb_does(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(http_port=0)
+    fan = await Wire.open(broker.port)
+    assert await fan.cmd("SUB jobs") == "OK subscribed jobs"
+    assert await fan.cmd("PUB jobs one") == "OK published"
+    http = Http(broker)
+    refused = await http.post("/api/topics/delete", {"topic": "jobs"}, status=409)
+    assert refused == {"error": "topic has subscribers"}
+    done = await http.post("/api/topics/delete", {"topic": "jobs", "force": True})
+    assert done == {"topic": "jobs", "deleted": True}
+    missing = await http.post("/api/topics/delete", {"topic": "jobs"}, status=404)
+    assert missing == {"error": "no topic jobs"}
