@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import pytest
 
 from linemq import Client
 from linemq.clients.errors import NotFound
-from tests.conftest import BrokerFactory
+from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import member, next_msg
 from tests.server.test_status import linemq_cli
 from tests.wire import Wire
@@ -156,3 +157,18 @@ async def test_client_and_cli_clean_and_remove_one_letter(brokers: BrokerFactory
     assert json.loads(out)["cleaned"] > 0
     code, out, err = await linemq_cli(broker, "clean", "jobs")
     assert code == 2 and "--older" in err
+
+
+async def test_a_removed_letter_stays_removed_after_kill9(
+    broker_process: Callable[..., BrokerProcess],
+) -> None:
+    proc = broker_process("--max-retries", "0")
+    admin = await Wire.open(proc.port)
+    ids = await dead_letters(proc.port, admin, 2)
+    assert await admin.cmd(f"PURGE jobs.dlq {ids[1]}") == "OK purged 1"
+    proc.kill9()
+    await admin.close()
+    proc = broker_process("--max-retries", "0", data_dir=proc.data_dir)
+    admin = await Wire.open(proc.port)
+    assert await dlq_offsets(admin, "jobs") == [1]
+    await admin.close()
