@@ -43,7 +43,7 @@ def first_offset(stat_lines: list[str], topic: str) -> int:
 async def test_one_dead_letter_is_removed_by_offset_dlq_id_or_message_id(
     brokers: BrokerFactory,
 ) -> None:
-    broker = await brokers.start(max_retries=0)
+    broker = await brokers.start(max_retries=0, ack_timeout=30.0)
     admin = await Wire.open(broker.port)
     ids = await dead_letters(broker.port, admin, 4)
     await admin.send("DLQ jobs 10\n")
@@ -71,7 +71,7 @@ async def test_one_dead_letter_is_removed_by_offset_dlq_id_or_message_id(
 
 
 async def test_clean_drops_only_segments_every_group_finished(brokers: BrokerFactory) -> None:
-    broker = await brokers.start(segment_bytes=4096, max_inflight=100)
+    broker = await brokers.start(segment_bytes=4096, max_inflight=100, ack_timeout=30.0)
     admin = await Wire.open(broker.port)
     assert await admin.cmd("SUB jobs idle") == "OK subscribed jobs in group idle"
     assert (await admin.cmd("UNSUB jobs idle")).startswith("OK unsubscribed")
@@ -116,7 +116,11 @@ async def test_dead_letters_past_the_limit_are_not_listed_nor_kept(
     brokers: BrokerFactory,
 ) -> None:
     broker = await brokers.start(
-        max_retries=0, dlq_max_letters=3, segment_bytes=4096, retention_check_ms=20
+        max_retries=0,
+        dlq_max_letters=3,
+        segment_bytes=4096,
+        retention_check_ms=20,
+        ack_timeout=30.0,
     )
     admin = await Wire.open(broker.port)
     await dead_letters(broker.port, admin, 30)
@@ -136,7 +140,7 @@ async def test_dead_letters_past_the_limit_are_not_listed_nor_kept(
 
 
 async def test_client_and_cli_clean_and_remove_one_letter(brokers: BrokerFactory) -> None:
-    broker = await brokers.start(max_retries=0, segment_bytes=4096)
+    broker = await brokers.start(max_retries=0, segment_bytes=4096, ack_timeout=30.0)
     admin = await Wire.open(broker.port)
     ids = await dead_letters(broker.port, admin, 3)
     async with Client("127.0.0.1", broker.port) as c:

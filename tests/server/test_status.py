@@ -90,7 +90,7 @@ async def test_status_follows_a_message_through_every_state(brokers: BrokerFacto
 
 
 async def test_status_of_what_is_not_there_says_why(brokers: BrokerFactory) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     w = await Wire.open(broker.port)
     assert await w.cmd("STATUS nowhere 1") == "ERR no topic nowhere"
     assert await w.cmd("PUB jobs one") == "OK published"
@@ -108,7 +108,7 @@ async def test_status_of_what_is_not_there_says_why(brokers: BrokerFactory) -> N
 
 
 async def test_status_shows_a_delayed_retry_and_v2_fields(brokers: BrokerFactory) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     consumer = await member(broker.port, "jobs", "workers")
     admin = await Wire.open(broker.port)
     await admin.send("PUT jobs 2 key=k1 priority=high ttl=1h\nhi\n")
@@ -124,7 +124,7 @@ async def test_status_shows_a_delayed_retry_and_v2_fields(brokers: BrokerFactory
 
 
 async def test_touch_progress_is_checked_and_needs_a_held_message(brokers: BrokerFactory) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     consumer = await member(broker.port, "jobs", "workers")
     assert await consumer.cmd("PUB jobs one") == "OK published"
     held = await next_msg(consumer)
@@ -140,7 +140,7 @@ async def test_touch_progress_is_checked_and_needs_a_held_message(brokers: Broke
 
 
 async def test_client_status_and_touch_progress(brokers: BrokerFactory) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     async with Client("127.0.0.1", broker.port) as c:
         jobs = await c.subscribe("jobs", group="workers")
         published = await c.put("jobs", b"job", key="k")

@@ -28,7 +28,7 @@ async def test_delete_removes_log_dead_letters_groups_and_their_files(
     brokers: BrokerFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    broker = await brokers.start(max_retries=0)
+    broker = await brokers.start(max_retries=0, ack_timeout=30.0)
     consumer = await member(broker.port, "jobs", "workers")
     admin = await Wire.open(broker.port)
     for i in range(3):
@@ -76,7 +76,7 @@ async def test_delete_removes_log_dead_letters_groups_and_their_files(
 async def test_subscribers_and_members_need_force_and_then_get_nothing_more(
     brokers: BrokerFactory,
 ) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     fan = await Wire.open(broker.port)
     assert await fan.cmd("SUB jobs") == "OK subscribed jobs"
     admin = await Wire.open(broker.port)
@@ -103,7 +103,7 @@ async def test_subscribers_and_members_need_force_and_then_get_nothing_more(
 
 
 async def test_a_dead_letter_topic_alone_and_wildcard_groups(brokers: BrokerFactory) -> None:
-    broker = await brokers.start(max_retries=0)
+    broker = await brokers.start(max_retries=0, ack_timeout=30.0)
     worker = await member(broker.port, "orders.*", "billing")
     admin = await Wire.open(broker.port)
     assert await admin.cmd("PUB orders.eu a") == "OK published"
@@ -143,7 +143,7 @@ async def test_delete_survives_kill9_right_after_its_reply(
 
 
 async def test_client_and_cli_delete_a_topic(brokers: BrokerFactory) -> None:
-    broker = await brokers.start()
+    broker = await brokers.start(ack_timeout=30.0)
     async with Client("127.0.0.1", broker.port) as c:
         sub = await c.subscribe("jobs")
         await c.publish("jobs", "one")
@@ -167,7 +167,7 @@ async def test_client_and_cli_delete_a_topic(brokers: BrokerFactory) -> None:
 
 
 async def test_http_deletes_a_topic_as_the_verb_does(brokers: BrokerFactory) -> None:
-    broker = await brokers.start(http_port=0)
+    broker = await brokers.start(http_port=0, ack_timeout=30.0)
     fan = await Wire.open(broker.port)
     assert await fan.cmd("SUB jobs") == "OK subscribed jobs"
     assert await fan.cmd("PUB jobs one") == "OK published"
