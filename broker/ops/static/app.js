@@ -136,6 +136,8 @@ function renderBroker(b) {
     ["Delivered", fmtInt(b.delivered)],
     ["In flight", fmtInt(b.inflight)],
     ["Dead-lettered", fmtInt(b.dead_lettered)],
+    ["Failed deliveries", fmtInt(b.failures)],
+    ["Subscribers", fmtInt(b.subscribers)],
     ["On disk", b.bytes_on_disk === undefined ? "–" : fmtBytes(b.bytes_on_disk)],
   ];
   $("broker").replaceChildren(...items.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
@@ -173,6 +175,7 @@ function renderGroups(groups) {
       { text: fmtRate(state.rates.get("group:" + g.topic + "\n" + g.group)), cls: "num" },
       { text: fmtInt(g.acked), cls: "num" },
       { text: fmtInt(g.dead), cls: "num" },
+      { text: fmtInt(g.failures), cls: "num" },
       {
         sig: paused ? "paused" : "running",
         node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
