@@ -32,7 +32,7 @@ import structlog
 from linemq.broker.delivery.group_state import Pending
 from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
 from linemq.broker.storage.journal import Journal
-from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
@@ -129,7 +129,10 @@ class DeadLetters:
         if entry is not None:
             entry[0].delete()
         else:
-            (self.replays_dir / f"{topic}.journal").unlink(missing_ok=True)
+            try:
+                (self.replays_dir / f"{topic}.journal").unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(str(exc)) from exc
 
     def first_kept(self, topic: str) -> int:
         """The oldest dlq offset ``--dlq-max-letters`` keeps (1 without a limit)."""

@@ -2,9 +2,10 @@
 
 The in-memory part happens in one step on the loop, so nothing can publish to
 the old log or join its groups in between: what was appended is written first,
-the logs are detached from the store (a publish to the name meanwhile gets
-``ERR storage unavailable: topic <t> is being deleted``), connections forget
-them, and the groups are deleted as ``DELETE <topic> <group> force`` does. The
+the groups are deleted as ``DELETE <topic> <group> force`` does, then the logs
+are detached from the store (a publish to the name meanwhile gets
+``ERR storage unavailable: topic <t> is being deleted``) and connections forget
+them. The
 file work then runs in worker threads (store.bury: tombstone, then the files),
 and the reply waits for it, so a crash after ``OK deleted`` never brings the
 topic back, and a topic made again under its name never reuses an offset.
@@ -37,16 +38,18 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
     if not force and _attached(broker, names):
         raise DeliveryError("topic has subscribers")
     broker.flush()
-    logs = [(name, store.detach(name)) for name in names]
+    # What can fail (unlinking journals) goes first: if it does, the logs are still served.
     folders: list[Path] = []
+    for name in names:
+        folders += router.drop_topic(name)
+    broker.dead_letters.forget(source_topic(topic))
+    logs = [(name, store.detach(name)) for name in names]
     for name in names:
         key = name.encode()
         for conn in broker.connections:
             conn.vetted.pop(key, None)
             conn.client.topics.discard(name)  # a catch-up reader stops too
-        folders += router.drop_topic(name)
         broker.dedup.drop(name)
-    broker.dead_letters.forget(source_topic(topic))
     broker.schedule()  # members' replies and the groups' last writes settle
     try:
         for name, topic_log in logs:
