@@ -18,6 +18,7 @@ A group's state for the message:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,10 +26,13 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.group_state import Phase
 from linemq.broker.delivery.progress import ProgressBoard
-from linemq.broker.protocol.v2 import PRIORITY_NAMES, escape_value
+from linemq.broker.delivery.router import Router
+from linemq.broker.protocol.v2 import PRIORITY_NAMES
 from linemq.broker.storage.records import Record
+from linemq.broker.storage.store import Store
 from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
@@ -43,6 +47,14 @@ ID_SLACK: Final = 1.0
 DLQ_SCAN: Final = 1000
 
 
+class NotThere(Exception):
+    """The topic or the message is not there; ``reason`` is the ERR text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(slots=True)
 class Place:
     """One group's state for the message, and the ``key=value`` fields that go with it."""
@@ -50,6 +62,46 @@ class Place:
     group: str
     state: str
     fields: dict[str, str] = field(default_factory=dict)
+
+
+async def message_status(
+    store: Store,
+    router: Router,
+    dead_letters: DeadLetters,
+    topic: str,
+    offset: int | None,
+    id: str | None,
+) -> tuple[Record, dict[str, str], list[Place]]:
+    """The message, what its ``MESSAGE`` line says, and its place in each group (sorted);
+    ``NotThere`` if the topic or the message is not there. Field values are raw text."""
+    log = store.get(topic)
+    if log is None:
+        raise NotThere(f"no topic {topic}")
+    cached = log.read_cached(offset, 1) if offset is not None else None
+    if cached and cached[0].offset == offset:
+        record: Record | None = cached[0]
+    else:
+        record = await asyncio.to_thread(find_record, log, offset, id)
+    if record is None:
+        what = id if id is not None else str(offset)
+        gone = await asyncio.to_thread(is_deleted, log, offset, id)
+        raise NotThere(f"message {what} not found in {topic}" + (" (deleted)" * gone))
+    now = time.time()
+    groups = sorted(router.groups.get(topic, {}).items())
+    places = [place_in(group, record.offset, router.progress, now) for _, group in groups]
+    dlq = store.get(topic + ".dlq")
+    if dlq is not None and any(p.state == "done" for p in places):
+        letters = await asyncio.to_thread(dead_letters_of, dlq, record, topic)
+        await dead_letters.load(topic)
+        removed, kept = dead_letters.removed(topic), dead_letters.first_kept(topic)
+        for place in places:
+            letter = letters.get(place.group)
+            if place.state != "done" or letter is None:
+                continue
+            dlq_offset = int(letter["dlq_offset"])
+            if dlq_offset not in removed and dlq_offset >= kept:
+                place.state, place.fields = "dead", letter
+    return record, message_fields(record, now), places
 
 
 def find_record(log: TopicLog, offset: int | None, id: str | None) -> Record | None:
@@ -103,7 +155,7 @@ def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: fl
                 if report.percent is not None:
                     place.fields["progress"] = _number(report.percent)
                 if report.note is not None:
-                    place.fields["note"] = escape(report.note)
+                    place.fields["note"] = report.note
                 place.fields["progress_ts"] = repr(report.ts)
             return place
         place = Place(group.name, "waiting", {"attempts": str(p.attempts)})
@@ -115,7 +167,7 @@ def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: fl
         if p.reason:
             place.fields["reason"] = p.reason
         if p.error:
-            place.fields["error"] = escape(p.error)
+            place.fields["error"] = p.error
         return place
     for member in group.members:
         held = member.holdings
@@ -177,9 +229,9 @@ def dead_letters_of(dlq: TopicLog, record: Record, topic: str) -> dict[str, dict
             if isinstance(letter.get("attempts"), int):
                 fields["attempts"] = str(letter["attempts"])
             if isinstance(letter.get("reason"), str):
-                fields["reason"] = escape(letter["reason"])
+                fields["reason"] = letter["reason"]
             if isinstance(letter.get("error"), str):
-                fields["error"] = escape(letter["error"])
+                fields["error"] = letter["error"]
             found[str(letter.get("group"))] = fields
         start = records[-1].offset + 1
     return found
@@ -192,7 +244,7 @@ def message_fields(record: Record, now: float | None = None) -> dict[str, str]:
     if meta is None:
         return fields
     if meta.key is not None:
-        fields["key"] = escape(meta.key)
+        fields["key"] = meta.key
     if meta.priority != 1:
         fields["priority"] = PRIORITY_NAMES.get(meta.priority, str(meta.priority))
     if meta.deliver_at:
@@ -202,11 +254,6 @@ def message_fields(record: Record, now: float | None = None) -> dict[str, str]:
         if meta.expires_at <= (time.time() if now is None else now):
             fields["expired"] = "1"
     return fields
-
-
-def escape(text: str) -> str:
-    """A text value on a ``key=value`` line: percent-escaped as v2 header values are."""
-    return escape_value(text)
 
 
 def _number(value: float) -> str:

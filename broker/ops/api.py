@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
+from linemq.broker.delivery.lookup import NotThere, message_status
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.observe.stats import Snapshot, collect, filter_snapshot
 from linemq.broker.ops.access import broker_of, json_error, require, user_of, visible_topics
@@ -41,6 +42,7 @@ DURABLE_TIMEOUT: Final = 30.0
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/dlq", dlq_list)
+    app.router.add_get("/api/status", message_status_json)
     app.router.add_post("/api/dlq/replay", dlq_replay)
     app.router.add_post("/api/dlq/purge", dlq_purge)
     app.router.add_post("/api/groups/pause", group_pause)
@@ -85,6 +87,32 @@ async def dlq_list(request: web.Request) -> web.Response:
     letters = await broker_of(request).dead_letters.list(topic, min(n, MAX_DLQ_COUNT))
     out = [{**orjson.loads(text), "dlq_offset": offset} for offset, text in letters]
     return _json({"topic": topic, "letters": out})
+
+
+async def message_status_json(request: web.Request) -> web.Response:
+    """Where a message (``message``: an id or an offset) of a topic is (``STATUS``)."""
+    topic = _check_name(request.query.get("topic", ""))
+    require(request, topic, "subscribe")
+    message = request.query.get("message", "")
+    if not message or any(c.isspace() for c in message):
+        raise json_error(400, "give message=<id or offset>")
+    by_offset = message.isascii() and message.isdigit()
+    broker = broker_of(request)
+    try:
+        record, fields, places = await message_status(
+            broker.store,
+            broker.router,
+            broker.dead_letters,
+            topic,
+            int(message) if by_offset else None,
+            None if by_offset else message,
+        )
+    except NotThere as e:
+        raise json_error(404, e.reason) from None
+    body: dict[str, Any] = {"topic": topic, "offset": record.offset, "id": record.id}
+    body.update({**fields, "ts": record.ts})
+    body["groups"] = [{"group": p.group, "state": p.state, **p.fields} for p in places]
+    return _json(body)
 
 
 async def dlq_replay(request: web.Request) -> web.Response:

@@ -7,7 +7,6 @@ check and its in-order reply slots (``HandlerTools``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,17 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
-from linemq.broker.delivery.lookup import (
-    dead_letters_of,
-    find_record,
-    is_deleted,
-    message_fields,
-    place_in,
-)
+from linemq.broker.delivery.lookup import NotThere, message_status
 from linemq.broker.delivery.progress import Progress
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.protocol import Clean, DeleteTopic, Purge, Status, Touch, replies
 from linemq.broker.protocol.names import source_topic
+from linemq.broker.protocol.v2 import escape_value
 from linemq.broker.server.auth import Permission
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.upkeep import drop_below
@@ -124,38 +118,18 @@ class TopicVerbs:
         self.tools._later(conn, lambda: self._status(cmd))
 
     async def _status(self, cmd: Status) -> bytes:
-        topic, router = cmd.topic, self.broker.router
-        log_ = self.broker.store.get(topic)
-        if log_ is None:
-            return replies.err(f"no topic {topic}")
-        record = log_.read_cached(cmd.offset, 1) if cmd.offset is not None else None
-        if not record or record[0].offset != cmd.offset:
-            found = await asyncio.to_thread(find_record, log_, cmd.offset, cmd.id)
-            record = [found] if found is not None else []
-        if not record:
-            what = cmd.id if cmd.id is not None else str(cmd.offset)
-            gone = await asyncio.to_thread(is_deleted, log_, cmd.offset, cmd.id)
-            return replies.err(f"message {what} not found in {topic}" + (" (deleted)" * gone))
-        message = record[0]
-        now = time.time()
-        groups = sorted(router.groups.get(topic, {}).items())
-        places = [place_in(group, message.offset, router.progress, now) for _, group in groups]
-        dlq = self.broker.store.get(topic + ".dlq")
-        if dlq is not None and any(p.state == "done" for p in places):
-            letters = await asyncio.to_thread(dead_letters_of, dlq, message, topic)
-            dead_letters = self.broker.dead_letters
-            await dead_letters.load(topic)
-            removed, kept = dead_letters.removed(topic), dead_letters.first_kept(topic)
-            for place in places:
-                letter = letters.get(place.group)
-                if letter is None or int(letter["dlq_offset"]) in removed:
-                    continue
-                if place.state == "done" and int(letter["dlq_offset"]) >= kept:
-                    place.state, place.fields = "dead", letters[place.group]
-        fields = message_fields(message, now)
-        lines = [replies.message_status(topic, message.offset, message.id, fields)]
+        broker = self.broker
+        try:
+            record, fields, places = await message_status(
+                broker.store, broker.router, broker.dead_letters, cmd.topic, cmd.offset, cmd.id
+            )
+        except NotThere as e:
+            return replies.err(e.reason)
+        topic, offset = cmd.topic, record.offset
+        lines = [replies.message_status(topic, offset, record.id, _escaped(fields))]
         lines += [
-            replies.group_status(topic, message.offset, p.group, p.state, p.fields) for p in places
+            replies.group_status(topic, offset, p.group, p.state, _escaped(p.fields))
+            for p in places
         ]
         lines.append(replies.STATUS_END)
         return b"".join(lines)
@@ -172,3 +146,8 @@ async def remove_letter(broker: Broker, conn: Connection, cmd: Purge) -> bytes:
     user = conn.user.name if conn.user is not None else None
     log.warning("dead_letter_removed", topic=topic, letter=cmd.letter, count=count, user=user)
     return replies.purged(count)
+
+
+def _escaped(fields: dict[str, str]) -> dict[str, str]:
+    """Text values (an error, a note, a key) percent-escaped as v2 header values are."""
+    return {k: escape_value(v) for k, v in fields.items()}

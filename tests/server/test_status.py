@@ -13,6 +13,7 @@ from linemq import Client
 from linemq.broker.server.app import Broker
 from linemq.clients.errors import NotFound
 from tests.conftest import BrokerFactory
+from tests.ops.http import Http
 from tests.server.groupwire import member, next_msg
 from tests.wire import Wire
 
@@ -185,3 +186,27 @@ async def linemq_cli(broker: Broker, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_http_status_gives_the_same_answer_as_json(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(http_port=0, ack_timeout=30.0)
+    worker = await member(broker.port, "jobs", "workers")
+    assert await worker.cmd("PUB jobs one") == "OK published"
+    held = await next_msg(worker)
+    assert await worker.cmd(f"TOUCH {held.id} progress=10 two words") == "OK touched"
+    http = Http(broker)
+    found = await http.get_json(f"/api/status?topic=jobs&message={held.id}")
+    assert (found["offset"], found["id"], found["ts"]) == (1, held.id, held.ts)
+    [group] = found["groups"]
+    assert (group["group"], group["state"], group["progress"], group["note"]) == (
+        "workers",
+        "inflight",
+        "10",
+        "two words",
+    )
+    assert await http.get_json("/api/status?topic=jobs&message=1") == found
+    missing = await http.get_json("/api/status?topic=jobs&message=5", status=404)
+    assert missing == {"error": "message 5 not found in jobs"}
+    assert await http.get_json("/api/status?topic=nowhere&message=1", status=404) == {
+        "error": "no topic nowhere"
+    }
