@@ -64,7 +64,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(
             [
                 "pub", "sub", "history", "seek", "ping", "topics",
-                "groups", "pause", "resume", "dlq", "stats", "work",
+                "groups", "pause", "resume", "dlq", "stats", "status", "clean", "work",
             ],
             "linemq.clients.cli",
         ),
@@ -236,6 +236,13 @@ def main() -> None:
     help="Per-topic override, e.g. 'orders.*=bytes:1GiB,age:7d' (repeat; first match wins).",
 )
 @_opt(
+    "--dlq-max-letters",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.dlq_max_letters,
+    help="Keep the newest N dead letters of each topic; older ones are no longer listed "
+    "or replayed, and their segments are deleted (0: keep all).",
+)
+@_opt(
     "--retention-check-ms",
     type=click.IntRange(min=1),
     default=DEFAULTS.retention_check_ms,
@@ -253,6 +260,19 @@ def main() -> None:
     type=_duration(0.01),
     default=DEFAULTS.sample_interval,
     help="Seconds between the dashboard charts' samples (180 kept: 15 min at 5 s).",
+)
+@_opt(
+    "--max-failure-rate",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    help="/readyz answers 503 while a group's failed deliveries over its outcomes in "
+    "--failure-rate-window pass this (0.5: half). Off if unset.",
+)
+@_opt(
+    "--failure-rate-window",
+    type=_Parsed(parse_age, "DURATION"),
+    default="5m",
+    help="The window of --max-failure-rate (and of /readyz?max_failure_rate=).",
 )
 @_opt(
     "--auth-file",

@@ -74,10 +74,13 @@ class Config:
     retention_bytes: int = 0
     retention_age: float = 0.0
     topic_retention: tuple[TopicRetention, ...] = ()
+    dlq_max_letters: int = 0
     retention_check_ms: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     sample_interval: float = 5.0
+    max_failure_rate: float | None = None
+    failure_rate_window: float = 300.0
     auth_file: Path | None = None
     auth_timeout: float = 10.0
     max_unauthenticated: int = 500

@@ -31,12 +31,17 @@ from linemq.clients.errors import (
     ProtocolError,
     Timeout,
 )
+from linemq.clients.lookups import MessageStatus, encode_status, to_message_status
 from linemq.clients.operator_verbs import (
+    encode_clean,
     encode_delete_group,
+    encode_delete_topic,
     encode_pause,
     encode_purge_dlq,
     encode_resume,
+    parse_cleaned,
     parse_purged,
+    parse_topic_deleted,
 )
 from linemq.clients.options import Duration, Position, to_seconds
 from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
@@ -70,6 +75,7 @@ from linemq.clients.protocol import (
     parse_seek,
     parse_server_line,
 )
+from linemq.clients.replies import StatusLine
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 from linemq.clients.worker import Handler, Worker, WorkerOptions
 
@@ -376,10 +382,34 @@ class Client(Pipeline):
         a group with members (``BrokerError: group has members``) unless ``force``."""
         await self._request(encode_delete_group(topic, group, force=force))
 
-    async def purge_dlq(self, topic: str) -> int:
-        """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``); return how many."""
-        text, _ = await self._request(encode_purge_dlq(topic))
+    async def status(self, topic: str, message: str | int) -> MessageStatus:
+        """Where a message (its id, or an int offset) is in each group of ``topic``:
+        ``NotFound`` if the topic or the message is not there."""
+        _, block = await self._request(encode_status(topic, message))
+        return to_message_status([line for line in block if isinstance(line, StatusLine)])
+
+    async def delete_topic(self, topic: str, *, force: bool = False) -> None:
+        """Delete a topic, its dead letters and every group of both, for good (``DELETE``).
+        The broker refuses while clients subscribe to it (``BrokerError: topic has
+        subscribers``) unless ``force``; ``NotFound`` for an unknown topic."""
+        text, _ = await self._request(encode_delete_topic(topic, force=force))
+        parse_topic_deleted(text, topic)
+
+    async def purge_dlq(self, topic: str, letter: str | None = None) -> int:
+        """Delete every dead letter of ``topic`` (``PURGE <topic>.dlq``), or only ``letter``
+        (its dlq offset, dlq id, or the message's id); return how many."""
+        text, _ = await self._request(encode_purge_dlq(topic, letter))
         return parse_purged(text)
+
+    async def clean(
+        self, topic: str, *, older: Duration | None = None, keep: int | None = None
+    ) -> int:
+        """Delete ``topic``'s oldest whole segments that every group has finished and that are
+        ``older`` than that and/or beyond the newest ``keep`` messages (``CLEAN``); return how
+        many messages went."""
+        seconds = None if older is None else to_seconds(older)
+        text, _ = await self._request(encode_clean(topic, seconds, keep))
+        return parse_cleaned(text)
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None

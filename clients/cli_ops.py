@@ -319,23 +319,30 @@ def dlq_replay(
 
 @dlq.command("purge")
 @click.argument("topic")
+@click.option(
+    "--id",
+    "letter",
+    default=None,
+    help="Remove only this letter (dlq offset, dlq id or message id).",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @connection_options
-def dlq_purge(topic: str, yes: bool, as_json: bool, endpoint: Endpoint) -> None:
-    """Delete every dead letter of TOPIC (PURGE TOPIC.dlq) and print how many.
+def dlq_purge(topic: str, letter: str | None, yes: bool, as_json: bool, endpoint: Endpoint) -> None:
+    """Delete every dead letter of TOPIC (PURGE TOPIC.dlq), or one (--id), and print how many.
 
     Asks first on a terminal; elsewhere (a script, a pipe) --yes is required.
     """
     _check_names(topic)
+    what = f"dead letter {letter} of {topic}" if letter else f"every dead letter of {topic}"
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError(f"purge deletes every dead letter of {topic}: add --yes")
-        click.confirm(f"Delete every dead letter of {topic}?", abort=True, err=True)
+            raise click.UsageError(f"purge deletes {what}: add --yes")
+        click.confirm(f"Delete {what}?", abort=True, err=True)
 
     async def main() -> None:
         async with endpoint.client(protocol=1) as c:
-            count = await c.purge_dlq(topic)
+            count = await c.purge_dlq(topic, letter)
         if as_json:
             emit_json({"topic": topic, "purged": count})
         else:

@@ -34,6 +34,7 @@ from linemq.clients.errors import (
     Timeout,
     error_for,
 )
+from linemq.clients.lookups import encode_touch_progress
 from linemq.clients.options import Duration
 from linemq.clients.protocol import (
     HEARTBEAT,
@@ -55,6 +56,7 @@ from linemq.clients.protocol import (
     encode_touch,
     parse_server_line,
 )
+from linemq.clients.replies import StatusLine
 from linemq.clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
@@ -149,9 +151,15 @@ class Pipeline:
         """Fail a delivery for good: dead-lettered now, with ``reason`` as its error text."""
         await self._request(encode_term(message_id, reason))
 
-    async def touch(self, message_id: str) -> None:
-        """Restart a delivery's ack timer, for long jobs."""
-        await self._request(encode_touch(message_id))
+    async def touch(
+        self, message_id: str, progress: float | None = None, note: str | None = None
+    ) -> None:
+        """Restart a delivery's ack timer, for long jobs; ``progress`` (0-100) and ``note``
+        are recorded for ``STATUS``."""
+        if progress is None and note is None:
+            await self._request(encode_touch(message_id))
+        else:
+            await self._request(encode_touch_progress(message_id, progress, note))
 
     # --- opening (Client knows how) ----------------------------------------
 
@@ -360,7 +368,7 @@ class Pipeline:
                 if sub is not None:
                     client = self if sub.group is not None else None
                     sub._deliver(to_message(line, sub.group, client))
-            case HistoryLine() | GroupLine() | DlqLine() | StatLine() | Frame():
+            case HistoryLine() | GroupLine() | DlqLine() | StatLine() | StatusLine() | Frame():
                 if not link.waiters:
                     raise ProtocolError(f"{type(line).__name__} without a request")
                 link.waiters[0].block.append(line)

@@ -160,6 +160,18 @@ class FrameHead:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusLine:
+    """A line of a ``STATUS`` reply: ``MESSAGE`` (the message; ``name`` is its id) or
+    ``STATUS`` (one group; ``name`` is the group). ``fields`` are unescaped."""
+
+    kind: str
+    topic: str
+    offset: int
+    name: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class PublishResult:
     """What ``OK published|duplicate <offset> <id>`` says about a PUT."""
 
@@ -168,8 +180,10 @@ class PublishResult:
     duplicate: bool = False
 
 
-ServerLine = Ok | Err | Closing | Msg | HistoryLine | GroupLine | DlqLine | StatLine | FrameHead
-BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | Frame
+ServerLine = (
+    Ok | Err | Closing | Msg | HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | FrameHead
+)
+BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | Frame
 
 
 def parse_server_line(line: bytes) -> ServerLine:
@@ -197,6 +211,8 @@ def parse_server_line(line: bytes) -> ServerLine:
             return _dlq_line(rest, text)
         case "STAT":
             return _stat_line(rest, text)
+        case "MESSAGE" | "STATUS":
+            return _status_line(word.upper(), rest, text)
         case "MSG2" | "HISTORY2":
             return _frame_head(word.upper(), rest, text)
         case _:
@@ -337,3 +353,17 @@ def _dlq_line(rest: str, line: str) -> DlqLine:
     except (ValueError, TypeError, KeyError) as exc:
         raise ProtocolError(f"malformed dead letter ({exc}): {line[:200]!r}") from None
     return DlqLine(topic, int(dlq_offset), letter)
+
+
+def _status_line(kind: str, rest: str, line: str) -> StatusLine:
+    words = rest.split()
+    if len(words) < 3 or not words[1].isdigit():
+        raise ProtocolError(f"malformed {kind} line: {line[:200]!r}")
+    topic, offset, name, *pairs = words
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ProtocolError(f"malformed {kind} field {pair!r} in {line[:200]!r}")
+        fields[key] = unescape_value(value)
+    return StatusLine(kind, topic, int(offset), name, fields)

@@ -62,11 +62,15 @@ def render(
         f"connections {_n(b.get('connections'))}  topics {_n(b.get('topics'))}  ",
         f"published {_n(b.get('published'))}  delivered {_n(b.get('delivered'))}  ",
         f"inflight {_n(b.get('inflight'))}  dead-lettered {_n(b.get('dead_lettered'))}",
+        f"  subscribers {_n(b.get('subscribers'))}" if "subscribers" in b else "",
+        f"  failures {_n(b.get('failures'))}" if "failures" in b else "",
         f"  on disk {_bytes(b['bytes_on_disk'])}" if "bytes_on_disk" in b else "",
     )
     topics = topics_table(snap, previous, elapsed)
     columns = ["TOPIC", "GROUP"]
     keys = ["members", "inflight", "waiting", "lag", "acked", "dead", "delivered", "redelivered"]
+    if any("failures" in f for f in snap.groups.values()):  # brokers before it had none
+        keys.append("failures")
     for key in keys:
         columns.append(key.upper())
         if key == "delivered" and rates:

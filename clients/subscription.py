@@ -68,9 +68,10 @@ class Message:
         """Fail it for good: dead-lettered now, no retries left, with ``reason`` as its error."""
         await self._settler().term(self.id, reason)
 
-    async def touch(self) -> None:
-        """Still working on it: restart the ack timer."""
-        await self._settler().touch(self.id)
+    async def touch(self, progress: float | None = None, note: str | None = None) -> None:
+        """Still working on it: restart the ack timer; ``progress`` (0-100) and ``note`` say
+        how far, for ``Client.status``."""
+        await self._settler().touch(self.id, progress, note)
 
     def _settler(self) -> Pipeline:
         if self._client is None:

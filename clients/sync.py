@@ -32,6 +32,7 @@ from linemq.clients.aio import (
 )
 from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
+from linemq.clients.lookups import MessageStatus
 from linemq.clients.options import Duration, Position, to_seconds
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
@@ -74,10 +75,11 @@ class SyncMessage:
         client, message = self._bound()
         client._call(message.term(reason))
 
-    def touch(self) -> None:
-        """Still working on it: restart the ack timer."""
+    def touch(self, progress: float | None = None, note: str | None = None) -> None:
+        """Still working on it: restart the ack timer; ``progress`` and ``note`` as
+        ``Message.touch``."""
         client, message = self._bound()
-        client._call(message.touch())
+        client._call(message.touch(progress, note))
 
     def _bound(self) -> tuple[SyncClient, Message]:
         if self._message is None or self._client is None:
@@ -334,8 +336,14 @@ class SyncClient:
     def delete_group(self, topic: str, group: str, *, force: bool = False) -> None:
         self._call(self._client.delete_group(topic, group, force=force))
 
-    def purge_dlq(self, topic: str) -> int:
-        return self._call(self._client.purge_dlq(topic))
+    def delete_topic(self, topic: str, *, force: bool = False) -> None:
+        self._call(self._client.delete_topic(topic, force=force))
+
+    def purge_dlq(self, topic: str, letter: str | None = None) -> int:
+        return self._call(self._client.purge_dlq(topic, letter))
+
+    def clean(self, topic: str, *, older: Duration | None = None, keep: int | None = None) -> int:
+        return self._call(self._client.clean(topic, older=older, keep=keep))
 
     def ack(self, message_id: str) -> None:
         self._call(self._client.ack(message_id))
@@ -348,8 +356,13 @@ class SyncClient:
     def term(self, message_id: str, reason: str | None = None) -> None:
         self._call(self._client.term(message_id, reason))
 
-    def touch(self, message_id: str) -> None:
-        self._call(self._client.touch(message_id))
+    def touch(
+        self, message_id: str, progress: float | None = None, note: str | None = None
+    ) -> None:
+        self._call(self._client.touch(message_id, progress, note))
+
+    def status(self, topic: str, message: str | int) -> MessageStatus:
+        return self._call(self._client.status(topic, message))
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None

@@ -90,6 +90,7 @@ ALLOWED_VIOLATIONS: Final = {
     ("linemq.broker.delivery.wire", "linemq.broker.protocol.replies"),
     ("linemq.broker.delivery.wire", "linemq.broker.protocol.v2"),
     ("linemq.broker.delivery.dead_letters", "linemq.broker.protocol.v2"),
+    ("linemq.broker.delivery.lookup", "linemq.broker.protocol.v2"),
     ("linemq.broker.delivery.group_failures", "linemq.broker.protocol"),
     ("linemq.broker.delivery.journal_verify", "linemq.broker.protocol"),
     ("linemq.broker.delivery.patterns", "linemq.broker.protocol"),

@@ -51,6 +51,11 @@ class ClientState:
         "version",
     )
 
+    @property
+    def subscribes(self) -> bool:
+        """Subscribed to anything: a topic, a group or a pattern."""
+        return bool(self.topics or self.members or self.patterns)
+
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
         self.version = 1  # the protocol version the client asked for with HELLO

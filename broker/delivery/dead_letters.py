@@ -32,7 +32,7 @@ import structlog
 from linemq.broker.delivery.group_state import Pending
 from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
 from linemq.broker.storage.journal import Journal
-from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
@@ -63,23 +63,29 @@ class DeadLetters:
         replays_dir: Path,
         publish: Callable[[str, str, Meta | None], Record],
         new_journal: Callable[[Path], Journal] = Journal,
+        max_letters: int = 0,
     ) -> None:
         self.store = store
         self.replays_dir = replays_dir
         self.publish = publish
         self.new_journal = new_journal
+        self.max_letters = max_letters  # --dlq-max-letters: the newest kept (0: all)
         self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
+        self._removed: dict[str, set[int]] = {}  # letters removed one by one (PURGE ... <id>)
 
     async def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
         entry = self._replays.get(topic)
         if entry is None:
             journal = self.new_journal(self.replays_dir / f"{topic}.journal")
             done: dict[int, dict[str, Any]] = {}
+            removed = self._removed.setdefault(topic, set())
             entries = journal.replay(is_replay_entry)
             mark = None
             for e in entries:
                 if "mark" in e:
                     mark = cast(int, e["mark"])
+                elif "del" in e:
+                    removed.add(cast(int, e["del"]))
                 else:
                     done[cast(int, e["dlq"])] = e
             if journal.needs_rewrite:  # damage (reported) or a journal of an earlier format
@@ -115,6 +121,71 @@ class DeadLetters:
             log.warning("replays_recovered", topic=topic, letters=len(found))
         return found
 
+    def forget(self, topic: str) -> None:
+        """``<topic>.dlq`` was deleted: its replay records go too (their letters are gone,
+        and the offsets they name are never used again)."""
+        entry = self._replays.pop(topic, None)
+        self._removed.pop(topic, None)
+        if entry is not None:
+            entry[0].delete()
+        else:
+            try:
+                (self.replays_dir / f"{topic}.journal").unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(str(exc)) from exc
+
+    def first_kept(self, topic: str) -> int:
+        """The oldest dlq offset ``--dlq-max-letters`` keeps (1 without a limit)."""
+        dlq = self.store.get(topic + ".dlq")
+        if dlq is None or not self.max_letters:
+            return 1
+        return max(1, dlq.last_offset - self.max_letters + 1)
+
+    def removed(self, topic: str) -> frozenset[int]:
+        """Dlq offsets of letters removed one by one (as far as ``load`` read them)."""
+        return frozenset(self._removed.get(topic, ()))
+
+    async def remove(self, topic: str, letter: str) -> int:
+        """``PURGE <topic>.dlq <letter>``: remove the letter at that dlq offset, with that
+        dlq id, or every letter of the message with that original id; returns how many.
+
+        The removal is a line of the replay journal: the letter is never listed,
+        replayed or shown by ``STATUS`` again. Its record stays in ``<topic>.dlq`` (as
+        every record of a log does) until its segment is deleted (``PURGE``, ``CLEAN``,
+        retention).
+        """
+        dlq = self.store.get(topic + ".dlq")
+        journal, _ = await self._replay_log(topic)
+        removed = self._removed.setdefault(topic, set())
+        floor = self.first_kept(topic)
+        found: list[int] = []
+        offset = floor
+        by_offset = letter.isascii() and letter.isdigit()
+        if by_offset:
+            offset = max(int(letter), floor)
+        while dlq is not None:
+            records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
+            if not records:
+                break
+            for record in records:
+                if record.offset in removed:
+                    continue
+                if by_offset:
+                    if record.offset == int(letter):
+                        found.append(record.offset)
+                    break
+                if letter in (record.id, _letter(record).get("id")):
+                    found.append(record.offset)
+            if by_offset:
+                break
+            offset = records[-1].offset + 1
+        if not found:
+            raise DeadLetterNotFound(f"dead letter {letter} not found in {topic}.dlq")
+        for o in found:
+            journal.append({"del": o})
+            removed.add(o)
+        return len(found)
+
     def journals(self) -> list[Journal]:
         return [journal for journal, _ in self._replays.values()]
 
@@ -128,8 +199,12 @@ class DeadLetters:
         as far as ``load`` read them."""
         entry = self._replays.get(topic)
         replayed = entry[1] if entry is not None else {}
+        removed = self._removed.get(topic, ())
+        floor = self.first_kept(topic)
         out = []
         for record in records:
+            if record.offset in removed or record.offset < floor:
+                continue
             letter = _letter(record)
             done = replayed.get(record.offset)
             letter["replayed"] = (
@@ -152,14 +227,17 @@ class DeadLetters:
         """Republish the letter named by ``id`` (original or dlq id), or all not yet replayed."""
         dlq = self.store.get(topic + ".dlq")
         journal, replayed = await self._replay_log(topic)
+        removed = self._removed.get(topic, set())
         count = skipped = 0
-        offset = 1
+        offset = self.first_kept(topic)
         marked = False
         while dlq is not None:
             records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
             if not records:
                 break
             for record in records:
+                if record.offset in removed:
+                    continue
                 letter = _letter(record)
                 if id is None:
                     wanted = record.offset not in replayed
@@ -225,9 +303,11 @@ def _with_pid(meta: Meta | None, pid: str) -> Meta:
 
 
 def is_replay_entry(entry: dict[str, object]) -> bool:
-    """A line of a replay journal: a replayed letter, or a run's mark."""
+    """A line of a replay journal: a replayed letter, a run's mark, or a removed letter."""
     if "mark" in entry:
         return type(entry["mark"]) is int
+    if "del" in entry:
+        return type(entry["del"]) is int
     return all(type(entry.get(k)) is int for k in ("dlq", "offset")) and "id" in entry
 
 

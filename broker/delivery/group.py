@@ -87,6 +87,7 @@ class ConsumerGroup(GroupFailures):
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
+        self.failures: dict[str, int] = {}  # failed attempts since start, by reason (STATS)
         # Pending messages from before a restart need their records (key, priority,
         # delay) before anything can be scheduled.
         self._loading = bool(state.pending)
@@ -496,6 +497,10 @@ class ConsumerGroup(GroupFailures):
         if pending is None:
             pending = self.state.count
         return max(0, self.log.last_offset - self.state.cursor + 1) + pending
+
+    @property
+    def member_count(self) -> int:
+        return len(self.members)
 
     def counters(self) -> dict[str, int]:
         """``info()`` plus counters since the broker started (for STATS and metrics)."""

@@ -41,6 +41,7 @@ class GroupFailures:
     _deadlines: AckDeadlines
     _compacting: bool
     members: list[Member]
+    failures: dict[str, int]
 
     if TYPE_CHECKING:
 
@@ -69,6 +70,7 @@ class GroupFailures:
         after a restart dead-letters it instead (``_deliver``).
         """
         self.take_back(p, TERMINATED)
+        self.failures[TERMINATED] = self.failures.get(TERMINATED, 0) + 1
         p.reason = TERMINATED
         p.error = error or ""
         p.phase = Phase.WAITING
@@ -82,6 +84,7 @@ class GroupFailures:
     ) -> None:
         p.reason = reason
         p.error = error or ""
+        self.failures[reason] = self.failures.get(reason, 0) + 1
         if self.ctx.policy.should_dead_letter(p.attempts):
             self._dead_letter(p)
             return

@@ -16,6 +16,7 @@ from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
 from linemq.broker.delivery.group_state import GroupState, Pending
 from linemq.broker.delivery.patterns import PatternRegistry
+from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from linemq.broker.protocol.names import is_dead_letter_topic
@@ -48,7 +49,8 @@ class Router:
         self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
         self._known_topics: set[str] = set()
         # Counters of deleted groups, so broker-wide totals summed over groups never fall.
-        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0}
+        self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0, "failures": 0}
+        self.progress = ProgressBoard()  # TOUCH ... progress=, shown by STATUS
 
     # -- start-up -----------------------------------------------------------------
 
@@ -332,9 +334,11 @@ class Router:
         group.term(p, reason)
         return group.state.journal
 
-    def touch(self, client: ClientState, id: str) -> None:
+    def touch(self, client: ClientState, id: str) -> Pending:
+        """Restart the ack timer of what ``client`` holds as ``id``; returns it."""
         p = self._holder(client, id)
         p.member.group.touch(p)
+        return p
 
     def pause(self, topic: str, name: str, paused: bool) -> Journal:
         group = self.groups.get(topic, {}).get(name)
@@ -376,12 +380,25 @@ class Router:
             retired["redelivered"] += group.redelivered
             retired["acked"] += group.state.acked_count
             retired["dead"] += group.state.dead
+            retired["failures"] += sum(group.failures.values())
             del self.groups[group.topic][name]
             if not self.groups[group.topic]:
                 del self.groups[group.topic]
         if registered:
             for client in self.patterns.unregister(topic, name):
                 client.patterns.discard(key)
+        return folders
+
+    def drop_topic(self, topic: str) -> list[Path]:
+        """``DELETE <topic>``: every group of it goes (as ``delete`` with force), its fanout
+        subscribers get nothing more, and the name is forgotten, so wildcard groups make
+        their group again if the topic comes back. Returns folders to ``fsync_dir``."""
+        folders = []
+        for name in list(self.groups.get(topic, {})):
+            folders += self.delete(topic, name, True)
+        for client in list(self.fanout.pop(topic, {})):
+            client.topics.discard(topic)
+        self._known_topics.discard(topic)
         return folders
 
     def deleted_before(self, topic: str) -> None:

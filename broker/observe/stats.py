@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class TopicFigures(Protocol):
@@ -37,6 +37,14 @@ class GroupFigures(Protocol):
         """Messages not finished; cheap, read for every chart sample."""
         ...
 
+    @property
+    def failures(self) -> Mapping[str, int]:
+        """Failed attempts since the broker started, by reason (``GroupFailures``)."""
+        ...
+
+    @property
+    def member_count(self) -> int: ...
+
 
 class Figures(Protocol):
     """The broker as its counters see it; every call is cheap and reads memory only."""
@@ -60,6 +68,10 @@ class Figures(Protocol):
     def published(self, topic: str) -> int: ...
     def published_total(self) -> int: ...
     def subscribers(self, topic: str) -> int: ...
+    def subscribing_connections(self) -> int:
+        """Connections subscribed to anything: a topic, a group or a pattern."""
+        ...
+
     def groups_of(self, topic: str) -> Mapping[str, GroupFigures]: ...
     def all_groups(self) -> Iterable[tuple[str, str, GroupFigures]]: ...
     def damage_counts(self) -> dict[str, int]: ...
@@ -91,8 +103,9 @@ def collect(figures: Figures, topic: str | None = None) -> Snapshot:
             "groups": len(groups),
         }
         for group_name, group in sorted(groups.items()):
-            snap.groups.append((name, group_name, group.counters()))
-    every = [group.counters() for _, _, group in figures.all_groups()]
+            snap.groups.append((name, group_name, {**group.counters(), **failure_counts(group)}))
+    all_groups = [group for _, _, group in figures.all_groups()]
+    every = [group.counters() for group in all_groups]
     counts = _totals(figures, every)
     retired = figures.retired
     snap.broker = {
@@ -105,6 +118,9 @@ def collect(figures: Figures, topic: str | None = None) -> Snapshot:
         "acked": counts["acked"],
         "dead_lettered": counts["dead_lettered"],
         "inflight": sum(c["inflight"] for c in every),
+        "failures": sum(sum(g.failures.values()) for g in all_groups) + retired["failures"],
+        "subscribers": figures.subscribing_connections(),
+        "memberships": sum(g.member_count for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
     }
     if topic is None:  # what storage found damaged since start, by kind (see storage.damage)
@@ -112,6 +128,23 @@ def collect(figures: Figures, topic: str | None = None) -> Snapshot:
     if topic is not None:
         del snap.broker["bytes_on_disk"]
     return snap
+
+
+FAILURE_FIELDS: Final = {
+    "nacked": "nacks",
+    "ack_timeout": "ack_timeouts",
+    "consumer_dead": "consumer_deaths",
+    "terminated": "terms",
+}
+"""A group's failed attempts by reason (``GroupFailures``), as STATS names them."""
+
+
+def failure_counts(group: GroupFigures) -> dict[str, int]:
+    """Failed attempts since the broker started: in all (``failures``) and by kind."""
+    counts = group.failures
+    out = {"failures": sum(counts.values())}
+    out.update({name: counts.get(reason, 0) for reason, name in FAILURE_FIELDS.items()})
+    return out
 
 
 def totals(figures: Figures) -> dict[str, int]:

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
+from linemq.broker.delivery.lookup import NotThere
 from linemq.broker.delivery.router import DeliveryError
 from linemq.broker.observe.stats import Snapshot, collect, filter_snapshot
 from linemq.broker.ops.access import broker_of, json_error, require, user_of, visible_topics
@@ -39,11 +40,13 @@ DURABLE_TIMEOUT: Final = 30.0
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/dlq", dlq_list)
+    app.router.add_get("/api/status", message_status_json)
     app.router.add_post("/api/dlq/replay", dlq_replay)
     app.router.add_post("/api/dlq/purge", dlq_purge)
     app.router.add_post("/api/groups/pause", group_pause)
     app.router.add_post("/api/groups/resume", group_resume)
     app.router.add_post("/api/groups/delete", group_delete)
+    app.router.add_post("/api/topics/delete", topic_delete)
 
 
 def snapshot_json(snap: Snapshot) -> dict[str, Any]:
@@ -82,6 +85,27 @@ async def dlq_list(request: web.Request) -> web.Response:
     letters = await broker_of(request).dead_letters(topic, min(n, MAX_DLQ_COUNT))
     out = [{**orjson.loads(text), "dlq_offset": offset} for offset, text in letters]
     return _json({"topic": topic, "letters": out})
+
+
+async def message_status_json(request: web.Request) -> web.Response:
+    """Where a message (``message``: an id or an offset) of a topic is (``STATUS``)."""
+    topic = _check_name(request.query.get("topic", ""))
+    require(request, topic, "subscribe")
+    message = request.query.get("message", "")
+    if not message or any(c.isspace() for c in message):
+        raise json_error(400, "give message=<id or offset>")
+    by_offset = message.isascii() and message.isdigit()
+    broker = broker_of(request)
+    try:
+        record, fields, places = await broker.message_status(
+            topic, int(message) if by_offset else None, None if by_offset else message
+        )
+    except NotThere as e:
+        raise json_error(404, e.reason) from None
+    body: dict[str, Any] = {"topic": topic, "offset": record.offset, "id": record.id}
+    body.update({**fields, "ts": record.ts})
+    body["groups"] = [{"group": p.group, "state": p.state, **p.fields} for p in places]
+    return _json(body)
 
 
 async def dlq_replay(request: web.Request) -> web.Response:
@@ -168,6 +192,26 @@ async def group_delete(request: web.Request) -> web.Response:
     await _committed(broker)
     log.warning("group_deleted", topic=topic, group=group, force=force, via="http", **_who(request))
     return _json({"topic": topic, "group": group, "deleted": True})
+
+
+async def topic_delete(request: web.Request) -> web.Response:
+    """``{"topic": T, "force": false}``: ``DELETE T [force=true]``."""
+    body = await _body(request)
+    topic = _check_name(body.get("topic"))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise json_error(400, '"force" must be true or false')
+    require(request, topic, "manage")
+    broker = broker_of(request)
+    try:
+        await broker.delete_topic(topic, force)
+    except DeliveryError as e:
+        raise json_error(409 if e.reason == "topic has subscribers" else 404, e.reason) from None
+    except StorageError as e:
+        raise json_error(503, f"storage unavailable: {e}") from None
+    await _committed(broker)
+    log.warning("topic_deleted", topic=topic, force=force, via="http", **_who(request))
+    return _json({"topic": topic, "deleted": True})
 
 
 # -- helpers ---------------------------------------------------------------------

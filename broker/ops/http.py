@@ -12,11 +12,15 @@ open, so probes work without secrets.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Final
 
 import structlog
 from aiohttp import web
 
+from linemq.broker.observe.failure_rate import FailureRates
 from linemq.broker.ops import api, metrics
 from linemq.broker.ops.access import (
     BROKER,
@@ -32,6 +36,7 @@ from linemq.broker.ops.port import Operations
 log = structlog.get_logger(__name__)
 
 METRICS: Final[web.AppKey[metrics.Metrics]] = web.AppKey("linemq_metrics")
+FAILURES: Final[web.AppKey[FailureRates]] = web.AppKey("linemq_failure_rates")
 MAX_BODY: Final = 64 * 1024
 SHUTDOWN: Final = 5.0
 """Seconds a stopping broker gives HTTP requests in progress (they are all short)."""
@@ -75,6 +80,8 @@ def build_app(broker: Operations) -> web.Application:
     )
     app[BROKER] = broker
     app[METRICS] = metrics.Metrics(broker)
+    app[FAILURES] = FailureRates(broker, broker.config.failure_rate_window)
+    app.cleanup_ctx.append(_sampling_failures)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -89,10 +96,31 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """200 once serving; what could not be opened is listed, not a reason to stop traffic."""
+    """200 once serving; what could not be opened is listed, not a reason to stop traffic.
+
+    With a failure-rate threshold (``--max-failure-rate``, or ``?max_failure_rate=`` for
+    one probe), 503 while a group fails more than that share of its deliveries."""
     broker = broker_of(request)
     if not broker.ready:
         return web.Response(text="not ready\n", status=503)
+    threshold = broker.config.max_failure_rate
+    asked = request.query.get("max_failure_rate")
+    if asked is not None:
+        try:
+            threshold = float(asked)
+        except ValueError:
+            threshold = -1.0
+        if not 0 <= threshold <= 1:
+            return web.Response(text="max_failure_rate must be from 0 to 1\n", status=400)
+    failing = request.app[FAILURES].over(threshold) if threshold is not None else []
+    if failing:
+        window = request.app[FAILURES].window
+        lines = [f"failing: failure rate over {threshold} in the last {window:g}s\n"]
+        lines += [
+            f"failure_rate {r.topic} {r.group} {r.rate:.3f} failures={r.failures} acked={r.acked}\n"
+            for r in failing
+        ]
+        return web.Response(text="".join(lines), status=503)
     lines = ["ready\n"]
     for damage in broker.unopenable():
         what = f"group {damage.topic} {damage.group}" if damage.group else f"topic {damage.topic}"
@@ -103,3 +131,11 @@ async def _readyz(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render(visible_topics(request))
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+async def _sampling_failures(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.get_running_loop().create_task(app[FAILURES].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

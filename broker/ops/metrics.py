@@ -71,6 +71,14 @@ BROKER_FIELDS: Final[dict[str, Field]] = {
     "acked": _counter("acked", "Messages acknowledged by groups (durable)."),
     "dead_lettered": _counter("dead_lettered", "Messages moved to a dead-letter topic (durable)."),
     "inflight": _gauge("inflight", "Group deliveries waiting for an ack."),
+    "failures": _counter(
+        "failures",
+        "Failed group deliveries (nacks, ack timeouts, dead members, terms) since start.",
+    ),
+    "subscribers": _gauge(
+        "subscribers", "Connections with a subscription or a group membership (consumers)."
+    ),
+    "memberships": _gauge("memberships", "Group memberships, over every group."),
     "bytes_on_disk": _gauge(
         "storage_bytes", "Bytes of every topic's segment files.", deprecated="bytes_on_disk"
     ),
@@ -101,6 +109,16 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
     "expired": _counter(
         "expired", "Messages whose TTL passed before the group took them (durable)."
     ),
+    "failures": _counter("failures", "Failed deliveries of the group since the broker started."),
+    "nacks": _counter("nacks", "Deliveries of the group NACKed since the broker started."),
+    "ack_timeouts": _counter(
+        "ack_timeouts", "Deliveries of the group not acked in time since the broker started."
+    ),
+    "consumer_deaths": _counter(
+        "consumer_deaths",
+        "Deliveries whose member died or disconnected holding them, since the broker started.",
+    ),
+    "terms": _counter("terms", "Deliveries of the group TERMed since the broker started."),
 }
 
 

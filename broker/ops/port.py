@@ -16,9 +16,11 @@ from typing import Protocol
 from linemq.broker.auth import Users
 from linemq.broker.config import Config
 from linemq.broker.delivery.dead_letters import Replayed
+from linemq.broker.delivery.lookup import Place
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.observe.stats import Figures
 from linemq.broker.storage.damage import Damage
+from linemq.broker.storage.records import Record
 
 
 class Operations(Figures, Protocol):
@@ -57,6 +59,16 @@ class Operations(Figures, Protocol):
 
     def pause(self, topic: str, group: str, paused: bool) -> None:
         """``PAUSE``/``RESUME``; raises ``DeliveryError``."""
+        ...
+
+    async def delete_topic(self, topic: str, force: bool) -> None:
+        """``DELETE <topic>``: ``DeliveryError`` if refused."""
+        ...
+
+    async def message_status(
+        self, topic: str, offset: int | None, id: str | None
+    ) -> tuple[Record, dict[str, str], list[Place]]:
+        """``STATUS``: the message and its place in each group; ``NotThere`` if absent."""
         ...
 
     async def delete_group(self, topic: str, group: str, force: bool) -> None:

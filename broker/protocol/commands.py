@@ -95,7 +95,25 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
+    """``progress``: 0-100 if the consumer gave a number; ``note``: its text, if any."""
+
     id: str
+    progress: float | None = None
+    note: str | None = None
+
+    @property
+    def reports(self) -> bool:
+        """A ``TOUCH ... progress=``: something to show in ``STATUS``."""
+        return self.progress is not None or self.note is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where one message of ``topic`` is, by ``offset`` or by ``id`` (one of them is set)."""
+
+    topic: str
+    offset: int | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +154,31 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
-class Purge:
-    """Empty a dead-letter topic (only ``<topic>.dlq`` names)."""
+class DeleteTopic:
+    """Delete a topic, its dead letters and every group of both; ``force``: even with
+    subscribers or members attached."""
 
     topic: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Clean:
+    """Delete the oldest whole segments of ``topic`` that every group has finished, and that
+    are older than ``older`` seconds and/or beyond the newest ``keep`` messages."""
+
+    topic: str
+    older: float | None = None
+    keep: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """Empty a dead-letter topic (only ``<topic>.dlq`` names), or remove one ``letter`` of it
+    (a dlq offset, a dlq id, or the original message's id)."""
+
+    topic: str
+    letter: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +210,9 @@ Command = (
     | Resume
     | Purge
     | Delete
+    | DeleteTopic
+    | Status
+    | Clean
     | Seek
     | Hello
     | PutHeader

@@ -14,8 +14,10 @@ from typing import Final
 from linemq.broker.protocol.commands import (
     Ack,
     Auth,
+    Clean,
     Command,
     Delete,
+    DeleteTopic,
     DlqList,
     Groups,
     Heartbeat,
@@ -31,6 +33,7 @@ from linemq.broker.protocol.commands import (
     Resume,
     Seek,
     Stats,
+    Status,
     Sub,
     Term,
     Touch,
@@ -50,6 +53,10 @@ MAX_ECHO_CHARS: Final = 200
 MAX_REASON_BYTES: Final = 1000
 """A consumer's failure text (``TERM``, ``NACK ... reason=``) is cut to this many bytes."""
 REASON_CUT: Final = "...[truncated]"
+MAX_NOTE_BYTES: Final = 200
+"""A progress note (``TOUCH <id> progress=50 <note>``) is cut to this many bytes."""
+FORCE_TOPIC: Final = "force=true"
+"""``DELETE <topic> force=true``: a bare ``force`` there would name a group called force."""
 DEFAULT_DLQ_LIST: Final = 100
 
 _WHITESPACE: Final = " \t"
@@ -218,8 +225,77 @@ def _ack(rest: str) -> Command:
     return Ack(_one_id(rest, "ACK <message_id>"))
 
 
+TOUCH_PROGRESS_USAGE: Final = "usage: TOUCH <message_id> [progress=<0-100|text>]"
+
+
 def _touch(rest: str) -> Command:
-    return Touch(_one_id(rest, "TOUCH <message_id>"))
+    """``TOUCH <id> [progress=<0-100> [note...] | progress=<note...>]``: the rest of the line."""
+    head, sep, text = rest.partition("progress=")
+    if sep and head and not head[-1].isspace():
+        sep = ""  # "progress=" inside a word is no progress
+    if not sep:
+        return Touch(_one_id(rest, "TOUCH <message_id>"))
+    args = head.split()
+    if len(args) != 1:
+        raise ProtocolError(TOUCH_PROGRESS_USAGE)
+    text = text.strip(_WHITESPACE)
+    first, _, note = text.partition(" ")
+    percent = _percent(first)
+    if percent is None:
+        note = text  # no leading number: it is all a note
+    note = note.strip(_WHITESPACE)
+    if percent is None and not note:
+        raise ProtocolError("progress must be a number from 0 to 100, or text")
+    return Touch(args[0], percent, _reason(note, MAX_NOTE_BYTES) if note else None)
+
+
+def _percent(word: str) -> float | None:
+    """A progress percentage (``50``, ``12.5``, ``50%``); None if ``word`` is not a number."""
+    try:
+        value = float(word.removesuffix("%"))
+    except ValueError:
+        return None
+    if not 0 <= value <= 100:  # also NaN
+        raise ProtocolError("progress must be a number from 0 to 100, or text")
+    return value
+
+
+CLEAN_USAGE: Final = "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"
+
+
+def _clean(rest: str) -> Command:
+    """``CLEAN <topic> [acked] older=<duration> keep=<n>``: either option, or both."""
+    args = rest.split()
+    if len(args) > 1 and args[1] == "acked":
+        del args[1]
+    if not 2 <= len(args) <= 3:
+        raise ProtocolError(CLEAN_USAGE)
+    older: float | None = None
+    keep: int | None = None
+    for arg in args[1:]:
+        key, _, value = arg.partition("=")
+        if key == "older" and older is None:
+            try:
+                older = parse_duration(value)
+            except (ValueError, ProtocolError):
+                raise ProtocolError("older must be a duration (30s, 12h, 7d)") from None
+        elif key == "keep" and keep is None:
+            if not (value.isascii() and value.isdigit()):
+                raise ProtocolError("keep must be a non-negative integer")
+            keep = int(value)
+        else:
+            raise ProtocolError(CLEAN_USAGE)
+    return Clean(_topic(args[0]), older, keep)
+
+
+def _status(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 2:
+        raise ProtocolError("usage: STATUS <topic> <message_id>|<offset>")
+    topic = _topic(args[0])
+    if args[1].isascii() and args[1].isdigit():
+        return Status(topic, offset=int(args[1]))
+    return Status(topic, id=args[1])
 
 
 NACK_USAGE: Final = "usage: NACK <message_id> [delay_seconds] [reason=<text>]"
@@ -257,15 +333,15 @@ def _term(rest: str) -> Command:
     return Term(parts[0], _reason(reason) if reason else None)
 
 
-def _reason(text: str) -> str:
-    """A consumer's failure text, trimmed and cut to ``MAX_REASON_BYTES`` (whole characters)."""
+def _reason(text: str, limit: int = MAX_REASON_BYTES) -> str:
+    """A consumer's failure text, trimmed and cut to ``limit`` bytes (whole characters)."""
     text = text.strip(_WHITESPACE)
     if not text:
         raise ProtocolError("reason must not be empty")
     raw = text.encode()
-    if len(raw) <= MAX_REASON_BYTES:
+    if len(raw) <= limit:
         return text
-    keep = MAX_REASON_BYTES - len(REASON_CUT)
+    keep = limit - len(REASON_CUT)
     return raw[:keep].decode("utf-8", "ignore") + REASON_CUT
 
 
@@ -331,6 +407,8 @@ def _resume(rest: str) -> Command:
 
 def _delete(rest: str) -> Command:
     args = rest.split()
+    if len(args) == 1 or (len(args) == 2 and args[1] == FORCE_TOPIC):
+        return DeleteTopic(_topic(args[0]), len(args) == 2)
     force = len(args) == 3 and args[2].lower() == "force"
     if len(args) != 2 and not force:
         raise ProtocolError("usage: DELETE <topic> <group> [force]")
@@ -341,12 +419,12 @@ def _delete(rest: str) -> Command:
 
 def _purge(rest: str) -> Command:
     args = rest.split()
-    if len(args) != 1:
+    if not 1 <= len(args) <= 2:
         raise ProtocolError("usage: PURGE <topic>.dlq")
     topic = _topic(args[0])
     if not topic.endswith(".dlq"):
         raise ProtocolError("only dead-letter topics (<topic>.dlq) can be purged")
-    return Purge(topic)
+    return Purge(topic, args[1] if len(args) == 2 else None)
 
 
 _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
@@ -373,4 +451,6 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "RESUME": _resume,
     "PURGE": _purge,
     "DELETE": _delete,
+    "STATUS": _status,
+    "CLEAN": _clean,
 }

@@ -19,6 +19,7 @@ HISTORY_END: Final = b"OK history end\n"
 GROUPS_END: Final = b"OK groups end\n"
 DLQ_END: Final = b"OK dlq end\n"
 STATS_END: Final = b"OK stats end\n"
+STATUS_END: Final = b"OK status end\n"
 
 
 def err(reason: str) -> bytes:
@@ -125,3 +126,25 @@ def purged(count: int) -> bytes:
 
 def sought(topic: str, group: str, offset: int) -> bytes:
     return f"OK seek {topic} {group} {offset}\n".encode()
+
+
+def message_status(topic: str, offset: int, id: str, fields: Mapping[str, str]) -> bytes:
+    """``MESSAGE <topic> <offset> <id> k=v ...``: the first line of a ``STATUS`` reply."""
+    pairs = "".join(f" {k}={v}" for k, v in fields.items())
+    return f"MESSAGE {topic} {offset} {id}{pairs}\n".encode()
+
+
+def group_status(
+    topic: str, offset: int, group: str, state: str, fields: Mapping[str, str]
+) -> bytes:
+    """``STATUS <topic> <offset> <group> state=<state> k=v ...``: one per group."""
+    pairs = "".join(f" {k}={v}" for k, v in fields.items())
+    return f"STATUS {topic} {offset} {group} state={state}{pairs}\n".encode()
+
+
+def cleaned(count: int) -> bytes:
+    return f"OK cleaned {count}\n".encode()
+
+
+def topic_deleted(topic: str) -> bytes:
+    return f"OK deleted {topic}\n".encode()

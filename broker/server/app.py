@@ -40,6 +40,7 @@ from linemq.broker.server.ids import IdGenerator
 from linemq.broker.server.put_records import record_text, stored_meta
 from linemq.broker.server.tickets import Tickets
 from linemq.broker.server.tls import tls_context
+from linemq.broker.server.topic_deletion import delete_topic
 from linemq.broker.storage import checksum
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.fsio import fsync_dir
@@ -114,7 +115,11 @@ class Broker:
         await upkeep.load_dedup(self.store, self.dedup, self.config.dedup_window)
         upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
-            self.store, data_dir / "replays", self._publish_internal, ctx.journal
+            self.store,
+            data_dir / "replays",
+            self._publish_internal,
+            ctx.journal,
+            max_letters=self.config.dlq_max_letters,
         )
         self.handlers = Handlers(self)
         self.durability = Durability(
@@ -246,6 +251,15 @@ class Broker:
                 await asyncio.to_thread(fsync_dir, folder)
         except OSError as exc:
             raise StorageError(str(exc)) from exc
+
+    async def delete_topic(self, topic: str, force: bool) -> None:
+        """``DELETE <topic>`` (topic_deletion.py); returns once the removal is durable."""
+        await delete_topic(self, topic, force)
+
+    def flush(self) -> None:
+        """Write what was appended so far now, as the next tick would (a topic about to be
+        deleted must have nothing left to write)."""
+        self._tick()
 
     async def purge(self, topic: str) -> int:
         """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""

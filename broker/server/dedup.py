@@ -8,6 +8,7 @@ keeps start-up from reading topics that never did.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -54,6 +55,12 @@ class DedupIndex:
             pid = record.meta.pid if record.meta is not None else None
             if pid is not None and seen.get(pid) is record:
                 del seen[pid]
+
+    def drop(self, topic: str) -> None:
+        """The topic was deleted: its publisher ids are forgotten with it."""
+        self._seen.pop(topic, None)
+        with contextlib.suppress(OSError):  # a stale marker only costs a start-up read
+            (self.marker_dir / topic).unlink(missing_ok=True)
 
     def _expire(self, seen: OrderedDict[str, Record], now: float) -> None:
         horizon = now - self.window

@@ -15,11 +15,14 @@ from typing import Protocol
 
 from linemq.broker.auth import Users
 from linemq.broker.config import Config
+from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.dead_letters import DeadLetters, Replayed
 from linemq.broker.delivery.group import ConsumerGroup
+from linemq.broker.delivery.lookup import Place, message_status
 from linemq.broker.delivery.router import Router
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import Damage, DamageReport
+from linemq.broker.storage.records import Record
 from linemq.broker.storage.store import Store
 from linemq.broker.storage.topic_log import TopicLog
 
@@ -37,6 +40,11 @@ StartHttp = Callable[["BrokerFace"], Awaitable[HttpServer]]
 """Starts the HTTP side on ``--http-host:--http-port`` (the CLI passes ``ops.http.start_http``)."""
 
 
+class Connected(Protocol):
+    @property
+    def client(self) -> ClientState: ...
+
+
 class Parts(Protocol):
     """The broker's members this facade reads (``server.app.Broker`` has them)."""
 
@@ -49,7 +57,7 @@ class Parts(Protocol):
     @property
     def started_at(self) -> float: ...
     @property
-    def connections(self) -> Collection[object]: ...
+    def connections(self) -> Collection[Connected]: ...
     @property
     def store(self) -> Store: ...
     @property
@@ -67,6 +75,7 @@ class Parts(Protocol):
 
     async def purge(self, topic: str) -> int: ...
     async def delete_group(self, topic: str, group: str, force: bool) -> None: ...
+    async def delete_topic(self, topic: str, force: bool) -> None: ...
     def committed(self) -> Awaitable[None]: ...
 
 
@@ -108,6 +117,9 @@ class BrokerFace:
 
     def subscribers(self, topic: str) -> int:
         return len(self._broker.router.fanout.get(topic, ()))
+
+    def subscribing_connections(self) -> int:
+        return sum(1 for c in self._broker.connections if c.client.subscribes)
 
     def groups_of(self, topic: str) -> Mapping[str, ConsumerGroup]:
         return self._broker.router.groups.get(topic, {})
@@ -159,6 +171,15 @@ class BrokerFace:
 
     async def delete_group(self, topic: str, group: str, force: bool) -> None:
         await self._broker.delete_group(topic, group, force)
+
+    async def delete_topic(self, topic: str, force: bool) -> None:
+        await self._broker.delete_topic(topic, force)
+
+    async def message_status(
+        self, topic: str, offset: int | None, id: str | None
+    ) -> tuple[Record, dict[str, str], list[Place]]:
+        b = self._broker
+        return await message_status(b.store, b.router, b.dead_letters, topic, offset, id)
 
     def durable(self) -> Awaitable[None]:
         return self._broker.committed()

@@ -39,7 +39,6 @@ from linemq.broker.protocol import (
     Stats,
     Sub,
     Term,
-    Touch,
     Unsub,
     is_pattern,
     replies,
@@ -48,6 +47,7 @@ from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.core import Core
+from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.topic_log import TopicLog
 
@@ -81,7 +81,6 @@ class Handlers:
             Ack: self.cmd_ACK,
             Nack: self.cmd_NACK,
             Term: self.cmd_TERM,
-            Touch: self.cmd_TOUCH,
             Groups: self.cmd_GROUPS,
             DlqList: self.cmd_DLQ,
             Replay: self.cmd_REPLAY,
@@ -94,6 +93,7 @@ class Handlers:
             Seek: self.cmd_SEEK,
             Put: self.cmd_PUT,
         }
+        self._table.update(TopicVerbs(self).table())  # STATUS, DELETE <topic>, TOUCH
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def finish(self, timeout: float) -> None:
@@ -321,14 +321,6 @@ class Handlers:
             return
         self.broker.reply_after_write(conn, journal, replies.TERMINATED)
 
-    def cmd_TOUCH(self, conn: Connection, cmd: Touch) -> None:
-        try:
-            self.router.touch(conn.client, cmd.id)
-        except DeliveryError as e:
-            conn.reply(replies.err(e.reason))
-            return
-        conn.reply(replies.TOUCHED)
-
     def cmd_GROUPS(self, conn: Connection, cmd: Groups) -> None:
         if not self._may(conn, cmd.topic, "subscribe"):
             return
@@ -387,6 +379,9 @@ class Handlers:
 
     def cmd_PURGE(self, conn: Connection, cmd: Purge) -> None:
         if not self._may(conn, cmd.topic, "manage"):  # <t>.dlq: manage on <t>
+            return
+        if cmd.letter is not None:
+            self._later(conn, lambda: remove_letter(self.broker, conn, cmd), durable=True)
             return
 
         async def purge() -> bytes:

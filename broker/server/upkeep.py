@@ -7,12 +7,14 @@ worker threads, so none of it stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import structlog
 
 from linemq.broker.config import Config
 from linemq.broker.delivery.router import Router
+from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.topic_log import TopicLog
@@ -36,13 +38,35 @@ async def apply_retention(store: FileStore, router: Router, config: Config) -> N
     for name in store.topics():
         max_bytes, max_age = config.retention_for(name)
         topic_log = store.get(name)
-        if topic_log is None or not (max_bytes or max_age):
+        if topic_log is None:
+            continue
+        if config.dlq_max_letters and is_dead_letter_topic(name):
+            floor = topic_log.last_offset - config.dlq_max_letters + 1
+            await drop_below(topic_log, router, floor, now)
+        if not (max_bytes or max_age):
             continue
         result = topic_log.apply_retention(max_bytes or None, max_age or None, now, delete=False)
         if not result.segments:
             continue
         router.deleted_before(name)
         await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+
+
+async def drop_below(
+    topic_log: TopicLog, router: Router, floor: int, now: float, max_age: float | None = None
+) -> int:
+    """Drop the oldest whole sealed segments that end below ``floor`` (and, with ``max_age``,
+    whose newest record is older than that); returns how many records went."""
+    by_size = None if max_age else 0  # 0 bytes allowed: every sealed segment is a candidate
+    candidates = await asyncio.to_thread(topic_log.expired_segments, by_size, max_age, now)
+    prefix = list(itertools.takewhile(lambda s: s.last_offset < floor, candidates))
+    if not prefix:
+        return 0
+    result = topic_log.drop_segments(prefix)
+    if result.segments:
+        router.deleted_before(topic_log.name)
+        await asyncio.to_thread(topic_log.delete_files, list(result.paths))
+    return result.records
 
 
 async def purge(store: FileStore, router: Router, topic: str) -> int:

@@ -11,6 +11,7 @@ import structlog
 from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
 from linemq.broker.storage.handles import HandleBudget, budget_for
 from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.tombstones import load_floors, remove_directory, write_tombstone
 from linemq.broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,8 @@ class FileStore:
         # Topic logs keep two files open each; idle ones close theirs past this budget.
         self.handles = HandleBudget(budget_for(TOPIC_FILES_SHARE, 2))
         self._lock = threading.Lock()  # topic() may be reached from worker threads too
+        self._floors: dict[str, int] = {}  # deleted topics' next offsets (tombstones.py)
+        self._deleting: set[str] = set()
 
     def open(self) -> None:
         """Recover every topic; each costs a look at its last segment, not its whole log.
@@ -67,6 +70,7 @@ class FileStore:
         """
         self.topics_dir.mkdir(parents=True, exist_ok=True)
         self.handles.capacity = budget_for(TOPIC_FILES_SHARE, 2)  # the limit may have been raised
+        self._floors = load_floors(self.data_dir)
         for entry in sorted(self.topics_dir.iterdir()):
             if not entry.is_dir():
                 continue
@@ -104,7 +108,12 @@ class FileStore:
                 return existing
             if name in self._broken:
                 raise TopicUnavailable(f"topic {name} could not be opened: {self._broken[name]}")
+            if name in self._deleting:
+                raise TopicUnavailable(f"topic {name} is being deleted")
             created = self._open_log(name)
+            floor = self._floors.get(name)
+            if floor is not None:  # a deleted topic's name: its offsets never come back
+                created.continue_from(floor)
             self._logs[name] = created
             return created
 
@@ -113,6 +122,33 @@ class FileStore:
 
     def topics(self) -> list[str]:
         return sorted(self._logs)
+
+    def detach(self, name: str) -> TopicLog | None:
+        """Start deleting ``name``: it is no longer served, and cannot be made again until
+        ``bury`` has removed its files. Nothing may append to the log returned."""
+        with self._lock:
+            self._deleting.add(name)
+            return self._logs.pop(name, None)
+
+    def bury(self, name: str, topic_log: TopicLog | None) -> None:
+        """Close a detached log, record its next offset, remove its files (blocking: a worker
+        thread). A topic made later under ``name`` goes on from that offset."""
+        try:
+            next_offset = self._floors.get(name, 1)
+            if topic_log is not None:
+                topic_log.close()
+                next_offset = max(next_offset, topic_log.last_offset + 1)
+            if next_offset > 1:  # a topic that never held a message leaves no trace
+                write_tombstone(self.data_dir, name, next_offset)
+                with self._lock:
+                    self._floors[name] = next_offset
+            remove_directory(self.topics_dir, name)
+        except OSError as exc:
+            raise StorageError(f"could not delete topic {name}: {exc}") from exc
+        finally:
+            with self._lock:
+                self._deleting.discard(name)
+        log.warning("topic_files_deleted", topic=name, next_offset=next_offset)
 
     def pending_logs(self) -> list[TopicLog]:
         return [t for t in self._logs.values() if t.has_pending]

@@ -264,6 +264,18 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self.damage.report(lost)
         return True
 
+    def continue_from(self, next_offset: int) -> None:
+        """A new log under a deleted topic's name starts at ``next_offset`` (above every
+        offset the deleted one handed out), with an empty segment there, as a purge leaves.
+        Loop thread only, like ``write``."""
+        if next_offset <= self._last + 1:
+            return
+        self.write()
+        self._roll_empty(next_offset)
+        with self._lock:
+            self._last = self._written_last = next_offset - 1
+            self._tail = TailCache(next_offset)
+
     @property
     def last_offset(self) -> int:
         return self._last

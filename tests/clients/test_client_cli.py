@@ -38,6 +38,8 @@ def test_commands_are_exported_for_the_server_cli() -> None:
         "groups",
         "pause",
         "resume",
+        "status",
+        "clean",
         "dlq",
         "stats",
         "work",

@@ -108,3 +108,35 @@ async def test_dashboard_asks_for_a_token_when_auth_is_on(
     await asyncio.to_thread(browser.find_element(By.ID, "token").send_keys, TOKEN + "\n")
     await wait_for(browser, lambda d: "secrets" in d.find_element(By.ID, "topics").text)
     assert "signed in as ops" in browser.find_element(By.ID, "user").text
+
+
+async def test_look_a_message_up_and_see_its_progress(
+    brokers: BrokerFactory, browser: WebDriver
+) -> None:
+    broker = await brokers.start(http_port=0, ack_timeout=30.0)
+    worker = await member(broker.port, "jobs", "workers")
+    publisher = await wire(broker)
+    assert await publisher.cmd("PUB jobs resize image 7") == "OK published"
+    held = await next_msg(worker)
+    assert await worker.cmd(f"TOUCH {held.id} progress=40 <b>resizing</b>") == "OK touched"
+    assert broker.http is not None
+    await asyncio.to_thread(browser.get, f"http://127.0.0.1:{broker.http.port}/")
+
+    def fill(driver: WebDriver) -> None:
+        driver.find_element(By.ID, "lookup-topic").send_keys("jobs")
+        driver.find_element(By.ID, "lookup-message").send_keys(held.id)
+        driver.find_element(By.CSS_SELECTOR, "#lookup button").click()
+
+    await asyncio.to_thread(fill, browser)
+    table = await wait_for(
+        browser,
+        lambda d: (
+            d.find_element(By.ID, "lookup-groups").is_displayed()
+            and d.find_element(By.ID, "lookup-groups")
+        ),
+    )
+    assert isinstance(table, WebElement)
+    cells = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody td")]
+    assert cells[:3] == ["workers", "inflight", "1"]
+    assert cells[4] == "40% <b>resizing</b>"  # shown as text
+    assert held.id in browser.find_element(By.ID, "lookup-summary").text

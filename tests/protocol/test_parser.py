@@ -12,6 +12,9 @@ from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Ack,
+    Clean,
+    Delete,
+    DeleteTopic,
     DlqList,
     Groups,
     Heartbeat,
@@ -21,8 +24,10 @@ from linemq.broker.protocol import (
     Ping,
     ProtocolError,
     Pub,
+    Purge,
     Quit,
     Replay,
+    Status,
     Sub,
     Term,
     Touch,
@@ -30,7 +35,7 @@ from linemq.broker.protocol import (
     is_valid_name,
     parse_line,
 )
-from linemq.broker.protocol.parser import MAX_REASON_BYTES, REASON_CUT
+from linemq.broker.protocol.parser import MAX_NOTE_BYTES, MAX_REASON_BYTES, REASON_CUT
 
 
 @pytest.mark.parametrize(
@@ -293,3 +298,52 @@ def test_a_long_reason_is_cut_to_whole_characters_with_a_marker() -> None:
     assert cmd.reason[: -len(REASON_CUT)] == "é" * ((MAX_REASON_BYTES - len(REASON_CUT)) // 2)
     exact = "x" * MAX_REASON_BYTES
     assert parse_line(f"NACK m1 reason={exact}".encode()) == Nack("m1", None, exact)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        (b"STATUS chat 12", Status("chat", offset=12)),
+        (b"STATUS chat msg_1_0000abcd", Status("chat", id="msg_1_0000abcd")),
+        (b"TOUCH m progress=50", Touch("m", 50.0)),
+        (b"TOUCH m progress=12.5% two  of five ", Touch("m", 12.5, "two  of five")),
+        (b"TOUCH m progress=uploading parts", Touch("m", None, "uploading parts")),
+        (b"DELETE chat", DeleteTopic("chat")),
+        (b"DELETE chat force=true", DeleteTopic("chat", True)),
+        (b"DELETE chat force", Delete("chat", "force")),  # a group named force, as before
+        (b"PURGE chat.dlq 7", Purge("chat.dlq", "7")),
+        (b"CLEAN chat acked older=7d", Clean("chat", 7 * 86400.0)),
+        (b"CLEAN chat keep=10 older=1h", Clean("chat", 3600.0, 10)),
+    ],
+)
+def test_parses_lookup_and_deletion_commands(line: bytes, command: object) -> None:
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"STATUS chat", "usage: STATUS <topic> <message_id>|<offset>"),
+        (b"STATUS chat 1 2", "usage: STATUS <topic> <message_id>|<offset>"),
+        (b"TOUCH m progress=101", "progress must be a number from 0 to 100, or text"),
+        (b"TOUCH m progress=-1 x", "progress must be a number from 0 to 100, or text"),
+        (b"TOUCH m progress= ", "progress must be a number from 0 to 100, or text"),
+        (b"TOUCH m n progress=5", "usage: TOUCH <message_id> [progress=<0-100|text>]"),
+        (b"TOUCH m later", "usage: TOUCH <message_id>"),
+        (b"DELETE orders.*", "invalid topic name"),
+        (b"PURGE chat.dlq 1 2", "usage: PURGE <topic>.dlq"),
+        (b"CLEAN chat", "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"),
+        (b"CLEAN chat keep=1 keep=2", "usage: CLEAN <topic> [acked] older=<duration>|keep=<n>"),
+        (b"CLEAN chat keep=-1", "keep must be a non-negative integer"),
+    ],
+)
+def test_lookup_and_deletion_errors(line: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_line(line)
+    assert info.value.reason == reason
+
+
+def test_a_progress_note_is_cut_to_its_limit() -> None:
+    command = parse_line(b"TOUCH m progress=" + "é".encode() * 500)
+    assert isinstance(command, Touch) and command.note is not None
+    assert len(command.note.encode()) <= MAX_NOTE_BYTES and command.note.endswith(REASON_CUT)

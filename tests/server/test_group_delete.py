@@ -82,7 +82,8 @@ async def test_bad_delete_lines_get_usage_errors(brokers: BrokerFactory) -> None
     broker = await brokers.start()
     w = await Wire.open(broker.port)
     usage = "ERR usage: DELETE <topic> <group> [force]"
-    assert await w.cmd("DELETE jobs") == usage
+    assert await w.cmd("DELETE") == usage
+    assert await w.cmd("DELETE jobs") == "ERR no topic jobs"  # DELETE <topic>, added later
     assert await w.cmd("DELETE jobs workers now") == usage
     assert await w.cmd("DELETE jobs workers force extra") == usage
     assert await w.cmd("DELETE jobs nope") == "ERR no group nope on jobs"

@@ -47,7 +47,11 @@ VERBS: list[tuple[str, str | None, str]] = [
     ("RESUME orders workers", "manage", "OK resumed orders workers"),
     ("REPLAY orders ALL", "manage", "OK replayed "),
     ("PURGE orders.dlq", "manage", "OK purged "),
+    ("STATUS orders 1", "subscribe", "MESSAGE orders 1 "),
+    ("PURGE orders.dlq 999", "manage", "ERR dead letter 999 not found"),
+    ("CLEAN orders keep=1000", "manage", "OK cleaned 0"),
     ("DELETE orders workers", "manage", "OK deleted orders workers"),
+    ("DELETE orders", "manage", "OK deleted orders"),
 ]
 
 

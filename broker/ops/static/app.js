@@ -1,4 +1,5 @@
-// linemq dashboard: polls /api/stats, /api/series and /api/dlq, and calls the POST endpoints.
+// linemq dashboard: polls /api/stats, /api/series and /api/dlq, looks messages up with
+// /api/status, and calls the POST endpoints.
 // Every value from the broker goes into the page through textContent or a
 // data-* attribute, never as HTML: message texts are arbitrary.
 "use strict";
@@ -136,6 +137,8 @@ function renderBroker(b) {
     ["Delivered", fmtInt(b.delivered)],
     ["In flight", fmtInt(b.inflight)],
     ["Dead-lettered", fmtInt(b.dead_lettered)],
+    ["Failed deliveries", fmtInt(b.failures)],
+    ["Subscribers", fmtInt(b.subscribers)],
     ["On disk", b.bytes_on_disk === undefined ? "–" : fmtBytes(b.bytes_on_disk)],
   ];
   $("broker").replaceChildren(...items.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
@@ -173,6 +176,7 @@ function renderGroups(groups) {
       { text: fmtRate(state.rates.get("group:" + g.topic + "\n" + g.group)), cls: "num" },
       { text: fmtInt(g.acked), cls: "num" },
       { text: fmtInt(g.dead), cls: "num" },
+      { text: fmtInt(g.failures), cls: "num" },
       {
         sig: paused ? "paused" : "running",
         node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
@@ -236,6 +240,37 @@ function renderLetters(letters) {
       },
     ];
   });
+}
+
+// -- message lookup (STATUS) --------------------------------------------------------
+
+const STATUS_SHOWN = new Set(["group", "state", "attempt", "attempts", "member", "progress", "note"]);
+
+async function lookUp(topic, message) {
+  const params = new URLSearchParams({ topic, message });
+  try {
+    const found = await api("/api/status?" + params);
+    $("error").textContent = "";
+    $("lookup-summary").textContent =
+      `${found.topic} #${found.offset} ${found.id}, published ${fmtTime(found.ts)}`;
+    const rows = found.groups.map((g) => {
+      const progress = [g.progress === undefined ? "" : g.progress + "%", g.note || ""];
+      const detail = Object.entries(g).filter(([k]) => !STATUS_SHOWN.has(k));
+      return el("tr", {},
+        el("td", {}, g.group),
+        el("td", {}, g.state),
+        el("td", { class: "num" }, g.attempt || g.attempts || "0"),
+        el("td", {}, g.member || ""),
+        el("td", {}, progress.join(" ").trim()),
+        el("td", {}, detail.map(([k, v]) => `${k}=${v}`).join(" ")));
+    });
+    $("lookup-groups").tBodies[0].replaceChildren(...rows);
+    $("lookup-groups").hidden = false;
+  } catch (err) {
+    $("lookup-groups").hidden = true;
+    $("lookup-summary").textContent = "";
+    if (!(err instanceof AuthNeeded)) $("error").textContent = String(err.message || err);
+  }
 }
 
 // -- charts -----------------------------------------------------------------------
@@ -432,6 +467,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     location.reload();
+  });
+  $("lookup").addEventListener("submit", (event) => {
+    event.preventDefault();
+    lookUp($("lookup-topic").value.trim(), $("lookup-message").value.trim());
   });
   $("dlq-topic").addEventListener("change", (event) => {
     state.dlqTopic = event.target.value;

@@ -1,0 +1,260 @@
+"""``STATUS <topic> <id|offset>``: where one message is, in each group of its topic.
+
+Nothing here is kept per message for lookups: the answer is read from what the
+groups already hold (their cursor, what is pending, the members' rows) and, for
+a message a group has finished, from the dead-letter topic, read from the
+letters written since the message was published. It costs a few reads of the
+logs, in worker threads, and nothing on the delivery paths.
+
+A group's state for the message:
+
+- ``waiting``: not delivered yet, or waiting for its retry, its delay or a member;
+- ``inflight``: held by a member (its address), with the attempt and any progress;
+- ``dead``: dead-lettered by this group (the letter's reason, error and dlq offset);
+- ``done``: finished without a dead letter: acked, or expired (``ttl=``), or passed
+  over by a ``SEEK`` (the group keeps no per-message history to tell these apart);
+- ``before_start``: the group was created after the message, and never gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import orjson
+
+from linemq.broker.delivery.dead_letters import DeadLetters
+from linemq.broker.delivery.group_state import Phase
+from linemq.broker.delivery.progress import ProgressBoard
+from linemq.broker.delivery.router import Router
+from linemq.broker.protocol.v2 import PRIORITY_NAMES
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.store import Store
+from linemq.broker.storage.topic_log import TopicLog
+
+if TYPE_CHECKING:
+    from linemq.broker.delivery.clients import ClientState
+    from linemq.broker.delivery.group import ConsumerGroup
+
+ID_TIME: Final = re.compile(r"msg_(\d{1,15})_[0-9a-f]{8}")
+ID_SCAN: Final = 1000
+"""Records read at a time while looking for an id among those published in its millisecond."""
+ID_SLACK: Final = 1.0
+"""Seconds past an id's own time that its record may carry (ids and ts come from one clock read)."""
+DLQ_SCAN: Final = 1000
+
+
+class NotThere(Exception):
+    """The topic or the message is not there; ``reason`` is the ERR text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Place:
+    """One group's state for the message, and the ``key=value`` fields that go with it."""
+
+    group: str
+    state: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+async def message_status(
+    store: Store,
+    router: Router,
+    dead_letters: DeadLetters,
+    topic: str,
+    offset: int | None,
+    id: str | None,
+) -> tuple[Record, dict[str, str], list[Place]]:
+    """The message, what its ``MESSAGE`` line says, and its place in each group (sorted);
+    ``NotThere`` if the topic or the message is not there. Field values are raw text."""
+    log = store.get(topic)
+    if log is None:
+        raise NotThere(f"no topic {topic}")
+    cached = log.read_cached(offset, 1) if offset is not None else None
+    if cached and cached[0].offset == offset:
+        record: Record | None = cached[0]
+    else:
+        record = await asyncio.to_thread(find_record, log, offset, id)
+    if record is None:
+        what = id if id is not None else str(offset)
+        gone = await asyncio.to_thread(is_deleted, log, offset, id)
+        raise NotThere(f"message {what} not found in {topic}" + (" (deleted)" * gone))
+    now = time.time()
+    groups = sorted(router.groups.get(topic, {}).items())
+    places = [place_in(group, record.offset, router.progress, now) for _, group in groups]
+    dlq = store.get(topic + ".dlq")
+    if dlq is not None and any(p.state == "done" for p in places):
+        letters = await asyncio.to_thread(dead_letters_of, dlq, record, topic)
+        await dead_letters.load(topic)
+        removed, kept = dead_letters.removed(topic), dead_letters.first_kept(topic)
+        for place in places:
+            letter = letters.get(place.group)
+            if place.state != "done" or letter is None:
+                continue
+            dlq_offset = int(letter["dlq_offset"])
+            if dlq_offset not in removed and dlq_offset >= kept:
+                place.state, place.fields = "dead", letter
+    return record, message_fields(record, now), places
+
+
+def find_record(log: TopicLog, offset: int | None, id: str | None) -> Record | None:
+    """The stored record at ``offset``, or with ``id``; blocking reads (a worker thread)."""
+    if offset is not None:
+        if not log.first_offset <= offset <= log.written_offset:
+            return None
+        records = log.read(offset, 1)
+        return records[0] if records and records[0].offset == offset else None
+    assert id is not None
+    match = ID_TIME.fullmatch(id)
+    if match is None:
+        return None
+    at = int(match.group(1)) / 1000
+    start = log.offset_at(at - 0.001)  # a record's ts is at or after its id's millisecond
+    while start <= log.written_offset:
+        records = log.read(start, ID_SCAN)
+        if not records:
+            return None
+        for record in records:
+            if record.id == id:
+                return record
+            if record.ts > at + ID_SLACK:
+                return None
+        start = records[-1].offset + 1
+    return None
+
+
+def is_deleted(log: TopicLog, offset: int | None, id: str | None) -> bool:
+    """Whether a message that was not found was there once: below the oldest kept offset,
+    or (by id) published before the oldest kept record."""
+    if offset is not None:
+        return 0 < offset < log.first_offset
+    match = ID_TIME.fullmatch(id or "")
+    if match is None or log.first_offset == 1 or log.first_offset > log.written_offset:
+        return False
+    oldest = log.read(log.first_offset, 1)
+    return bool(oldest) and int(match.group(1)) / 1000 < oldest[0].ts - 0.001
+
+
+def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: float) -> Place:
+    """Where ``offset`` is in ``group`` now (``done`` may still turn out ``dead``)."""
+    state = group.state
+    p = state.pending.get(offset)
+    if p is not None:
+        if p.phase is Phase.IN_FLIGHT and p.member is not None:
+            place = Place(group.name, "inflight")
+            _holder_fields(place, p.member.client, p.attempts, p.last_ts)
+            report = progress.get(group, offset, p.attempts)
+            if report is not None:
+                if report.percent is not None:
+                    place.fields["progress"] = _number(report.percent)
+                if report.note is not None:
+                    place.fields["note"] = report.note
+                place.fields["progress_ts"] = repr(report.ts)
+            return place
+        place = Place(group.name, "waiting", {"attempts": str(p.attempts)})
+        due = p.retry_at
+        if not p.attempts and p.meta is not None:
+            due = max(due, p.meta.deliver_at)
+        if due > now:
+            place.fields["due_ts"] = repr(due)
+        if p.reason:
+            place.fields["reason"] = p.reason
+        if p.error:
+            place.fields["error"] = p.error
+        return place
+    for member in group.members:
+        held = member.holdings
+        row = held.first
+        while True:
+            try:
+                row = held.offsets.index(offset, row)
+            except ValueError:
+                break
+            if held.held[row]:
+                place = Place(group.name, "inflight")
+                _holder_fields(place, member.client, 1, held.sent[row])
+                return place
+            row += 1
+    if offset >= state.cursor:
+        return Place(group.name, "waiting", {"attempts": "0"})
+    if offset < state.start:
+        return Place(group.name, "before_start")
+    return Place(group.name, "done")
+
+
+def _holder_fields(place: Place, client: ClientState, attempt: int, sent: float) -> None:
+    place.fields["attempt"] = str(attempt)
+    place.fields["member"] = member_name(client)
+    place.fields["delivered_ts"] = repr(sent)
+
+
+def member_name(client: ClientState) -> str:
+    """The member's address as ``host:port`` (``[v6]:port``)."""
+    peer = getattr(client.sender, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "-"
+
+
+def dead_letters_of(dlq: TopicLog, record: Record, topic: str) -> dict[str, dict[str, str]]:
+    """The letters ``record`` of ``topic`` got, by group: read from the letters written since
+    it was published (blocking reads, for a worker thread)."""
+    found: dict[str, dict[str, str]] = {}
+    start = dlq.offset_at(record.ts)
+    needle = record.id
+    while start <= dlq.written_offset:
+        records = dlq.read(start, DLQ_SCAN)
+        if not records:
+            break
+        for letter_record in records:
+            if needle not in letter_record.msg:
+                continue
+            try:
+                letter = orjson.loads(letter_record.msg)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(letter, dict) or letter.get("id") != needle:
+                continue
+            if letter.get("offset") != record.offset or letter.get("topic") != topic:
+                continue
+            fields = {"dlq_offset": str(letter_record.offset)}
+            if isinstance(letter.get("attempts"), int):
+                fields["attempts"] = str(letter["attempts"])
+            if isinstance(letter.get("reason"), str):
+                fields["reason"] = letter["reason"]
+            if isinstance(letter.get("error"), str):
+                fields["error"] = letter["error"]
+            found[str(letter.get("group"))] = fields
+        start = records[-1].offset + 1
+    return found
+
+
+def message_fields(record: Record, now: float | None = None) -> dict[str, str]:
+    """What the ``MESSAGE`` line says about the record itself."""
+    fields = {"ts": repr(record.ts)}
+    meta = record.meta
+    if meta is None:
+        return fields
+    if meta.key is not None:
+        fields["key"] = meta.key
+    if meta.priority != 1:
+        fields["priority"] = PRIORITY_NAMES.get(meta.priority, str(meta.priority))
+    if meta.deliver_at:
+        fields["deliver_at"] = repr(meta.deliver_at)
+    if meta.expires_at:
+        fields["expires_at"] = repr(meta.expires_at)
+        if meta.expires_at <= (time.time() if now is None else now):
+            fields["expired"] = "1"
+    return fields
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)

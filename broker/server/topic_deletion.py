@@ -1,0 +1,101 @@
+"""``DELETE <topic>``: a topic, its dead letters, and every group of both, for good.
+
+The in-memory part happens in one step on the loop, so nothing can publish to
+the old log or join its groups in between: what was appended is written first,
+the groups are deleted as ``DELETE <topic> <group> force`` does, then the logs
+are detached from the store (a publish to the name meanwhile gets
+``ERR storage unavailable: topic <t> is being deleted``) and connections forget
+them. The
+file work then runs in worker threads (store.bury: tombstone, then the files),
+and the reply waits for it, so a crash after ``OK deleted`` never brings the
+topic back, and a topic made again under its name never reuses an offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Protocol
+
+from linemq.broker.delivery.dead_letters import DeadLetters
+from linemq.broker.delivery.router import DeliveryError, Router
+from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
+from linemq.broker.server.connection import Connection
+from linemq.broker.server.dedup import DedupIndex
+from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.store import FileStore
+
+
+class Broker(Protocol):
+    """The parts of ``server.app.Broker`` a deletion reaches into."""
+
+    @property
+    def store(self) -> FileStore: ...
+    @property
+    def router(self) -> Router: ...
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+    @property
+    def dedup(self) -> DedupIndex: ...
+    @property
+    def connections(self) -> Collection[Connection]: ...
+
+    def flush(self) -> None: ...
+    def schedule(self) -> None: ...
+
+
+async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
+    """Delete ``topic`` (and ``<topic>.dlq``; a ``.dlq`` name: only that topic). Refused
+    with ``DeliveryError`` for an unknown topic, or one with subscribers unless ``force``."""
+    store, router = broker.store, broker.router
+    names = [topic] if is_dead_letter_topic(topic) else [topic, f"{topic}.dlq"]
+    if store.get(topic) is None and not router.groups.get(topic):
+        raise DeliveryError(f"no topic {topic}")
+    if not force and _attached(broker, names):
+        raise DeliveryError("topic has subscribers")
+    broker.flush()
+    # What can fail (unlinking journals) goes first: if it does, the logs are still served.
+    folders: list[Path] = []
+    for name in names:
+        folders += router.drop_topic(name)
+    broker.dead_letters.forget(source_topic(topic))
+    logs = [(name, store.detach(name)) for name in names]
+    for name in names:
+        key = name.encode()
+        for conn in broker.connections:
+            conn.vetted.pop(key, None)
+            conn.client.topics.discard(name)  # a catch-up reader stops too
+        broker.dedup.drop(name)
+    broker.schedule()  # members' replies and the groups' last writes settle
+    try:
+        for name, topic_log in logs:
+            await asyncio.to_thread(store.bury, name, topic_log)
+        for folder in sorted(set(folders)):
+            await asyncio.to_thread(_settle_folder, folder)
+    except OSError as exc:
+        raise StorageError(str(exc)) from exc
+
+
+def _attached(broker: Broker, names: list[str]) -> bool:
+    """Whether a connection subscribes to one of ``names`` or is a member of a group on it."""
+    for conn in broker.connections:
+        client = conn.client
+        if any(name in client.topics for name in names):
+            return True
+        if any(t in names for t, _ in client.members):
+            return True
+    return False
+
+
+def _settle_folder(folder: Path) -> None:
+    """Make the journals' removal durable; the topic's group folder goes if it is empty."""
+    if not folder.is_dir():
+        return
+    fsync_dir(folder)
+    with contextlib.suppress(OSError):  # not empty: a group made again meanwhile
+        os.rmdir(folder)
+        fsync_dir(folder.parent)

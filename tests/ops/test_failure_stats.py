@@ -1,0 +1,110 @@
+"""Failure counters per group (STATS, /metrics), the broker-wide subscriber count, and the
+failure-rate check of /readyz."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import BrokerFactory, eventually
+from tests.ops.http import Http
+from tests.server.groupwire import member, next_msg
+from tests.wire import Wire
+
+
+def fields(line: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in line.split() if "=" in word)
+
+
+async def stats(w: Wire) -> dict[str, dict[str, str]]:
+    await w.send("STATS\n")
+    lines = await w.until("OK stats end")
+    return {
+        " ".join(w for w in line.split() if "=" not in w): fields(line)
+        for line in lines
+        if "=" in line
+    }
+
+
+async def test_failures_are_counted_by_kind_and_trip_the_readyz_check(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(
+        http_port=0, max_inflight=20, ack_timeout=1.0, retry_backoff_base=30, retry_backoff_max=60
+    )
+    http = Http(broker)
+    worker = await member(broker.port, "jobs", "workers")
+    fan = await Wire.open(broker.port)
+    assert await fan.cmd("SUB jobs") == "OK subscribed jobs"
+    admin = await Wire.open(broker.port)
+    for i in range(13):
+        assert await admin.cmd(f"PUB jobs m{i}") == "OK published"
+    ids = [(await next_msg(worker)).id for _ in range(13)]
+    # In one write, so that none of them times out first (under load too); ids[12] will.
+    lines = [f"NACK {id} 60" for id in ids[:9]] + [f"TERM {ids[9]} broken"]
+    lines += [f"ACK {id}" for id in ids[10:12]]
+    await worker.send("".join(f"{line}\n" for line in lines))
+    replies = [await worker.line() for _ in lines]
+    assert replies == ["OK nack_received"] * 9 + ["OK terminated"] + ["OK ack_received"] * 2
+
+    group_state = broker.router.groups["jobs"]["workers"]
+    await eventually(lambda: group_state.failures.get("ack_timeout") == 1)
+    group = (await stats(admin))["STAT group jobs workers"]
+    assert {k: group[k] for k in ("failures", "nacks", "terms", "ack_timeouts")} == {
+        "failures": "11",
+        "nacks": "9",
+        "terms": "1",
+        "ack_timeouts": "1",
+    }
+    assert group["consumer_deaths"] == "0"
+    broker_line = (await stats(admin))["STAT broker"]
+    assert (broker_line["subscribers"], broker_line["memberships"], broker_line["failures"]) == (
+        "2",
+        "1",
+        "11",
+    )
+
+    assert await http.get("/readyz") == (200, "ready\n")  # off by default
+    assert (await http.get("/readyz?max_failure_rate=0.9"))[0] == 200
+    status, body = await http.get("/readyz?max_failure_rate=0.5")
+    assert status == 503
+    assert body.splitlines()[1] == "failure_rate jobs workers 0.846 failures=11 acked=2"
+    assert (await http.get("/readyz?max_failure_rate=2"))[0] == 400
+
+    status, text = await http.get("/metrics")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    labels = (("group", "workers"), ("topic", "jobs"))
+    assert samples[("linemq_group_nacks_total", labels)] == 9
+    assert samples[("linemq_group_failures_total", labels)] == 11
+    assert samples[("linemq_subscribers", ())] == 2
+    assert samples[("linemq_memberships", ())] == 1
+    assert samples[("linemq_failures_total", ())] == 11
+
+    # A member that dies holding messages: counted, and the totals never fall after DELETE.
+    assert await admin.cmd("PUB jobs last") == "OK published"
+    await next_msg(worker)
+    await worker.close()
+    await eventually(lambda: broker.router.groups["jobs"]["workers"].members == [])
+    group = (await stats(admin))["STAT group jobs workers"]
+    assert group["consumer_deaths"] == "1"
+    total = int((await stats(admin))["STAT broker"]["failures"])
+    assert await admin.cmd("DELETE jobs workers") == "OK deleted jobs workers"
+    assert int((await stats(admin))["STAT broker"]["failures"]) == total
+
+
+async def test_the_configured_threshold_applies_to_every_probe(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(http_port=0, max_failure_rate=0.5, max_inflight=20)
+    http = Http(broker)
+    worker = await member(broker.port, "jobs", "workers")
+    admin = await Wire.open(broker.port)
+    assert await http.get("/readyz") == (200, "ready\n")
+    for i in range(10):
+        assert await admin.cmd(f"PUB jobs m{i}") == "OK published"
+    for id in [(await next_msg(worker)).id for _ in range(10)]:
+        assert await worker.cmd(f"NACK {id} 60") == "OK nack_received"
+    status, body = await http.get("/readyz")
+    assert status == 503 and body.startswith("failing: failure rate over 0.5 in the last 300s\n")
+    assert (await http.get("/readyz?max_failure_rate=1"))[0] == 200
