@@ -38,6 +38,7 @@ WINDOW_BYTES: Final = 4 << 20  # a publisher keeps at most this many payload byt
 MAX_CONSUMERS: Final = 2048  # consumer connections a point may open
 MANY_TOPICS: Final = 9_000  # from here linemq gets --max-topics above the point's topics
 PREFIX: Final = "sweep"
+WARM_PREFIX: Final = "warm"
 
 BrokerArgs = Callable[[str, Load], list[str]]
 
@@ -214,12 +215,13 @@ def _measure(
             note(f"{errors:,} error replies")
         return done
 
-    if not (load.groups or load.subscribers):
-        # Topics exist before the measured run: it times publishing, not creating topics.
-        warm = phase([throughput.warm_up(system, port, PREFIX, load)], load.topics, 0,
-                     f"{label} warm-up")  # fmt: skip
-        if warm.error or warm.timed_out:
-            return None
+    # A publish run finds its topics created (it times publishing, not creating topics);
+    # consumers start on topics of their own, so they get only the timed run's messages.
+    consumers = load.groups or load.subscribers
+    warm_jobs, n = throughput.warm_up(system, port, WARM_PREFIX if consumers else PREFIX, load)
+    warm = phase(warm_jobs, n, 0, f"{label} warm-up")
+    if warm.error or warm.timed_out:
+        return None
     throughput.run_prepare(driver, port, PREFIX, load)
     before = steal.sample()
     target = load.deliveries

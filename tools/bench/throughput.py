@@ -102,10 +102,15 @@ def jobs(system: str, port: int, prefix: str, load: Load) -> list[Job]:
     return interleave(consumers, publishers(system, port, prefix, load, wait))
 
 
-def warm_up(system: str, port: int, prefix: str, load: Load) -> Job:
-    """One publish to each topic, so a measured run finds every topic already created."""
-    return Job("pub", system, HOST, port, prefix, load.topics, min(load.window, load.topics),
-               load.size, topics=load.topics)  # fmt: skip
+def warm_up(system: str, port: int, prefix: str, load: Load) -> tuple[list[Job], int]:
+    """Untimed publishes first: to every topic, and a quarter of the run's messages at least.
+
+    A fresh server's first fraction of a second (allocations, the first file of each
+    topic) would otherwise weigh on a short point. The jobs, and how many they publish.
+    """
+    n = max(load.topics, load.count // 4)
+    warm = Load(n, load.conns, load.window, load.size, load.topics)
+    return publishers(system, port, prefix, warm), n
 
 
 def rate(phase: PhaseResult, load: Load) -> float | None:
