@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from linemq.tools.bench import steal, throughput
@@ -218,11 +218,14 @@ def _measure(
     # A publish run finds its topics created (it times publishing, not creating topics);
     # consumers start on topics of their own, so they get only the timed run's messages.
     consumers = load.groups or load.subscribers
-    warm_jobs, n = throughput.warm_up(system, port, WARM_PREFIX if consumers else PREFIX, load)
+    warm_prefix = WARM_PREFIX if consumers else PREFIX
+    throughput.run_prepare(driver, port, warm_prefix, replace(load, groups=0, subscribers=0))
+    warm_jobs, n = throughput.warm_up(system, port, warm_prefix, load)
     warm = phase(warm_jobs, n, 0, f"{label} warm-up")
     if warm.error or warm.timed_out:
         return None
-    throughput.run_prepare(driver, port, PREFIX, load)
+    if consumers:
+        throughput.run_prepare(driver, port, PREFIX, load)
     before = steal.sample()
     target = load.deliveries
     run = phase(throughput.jobs(system, port, PREFIX, load), target or load.count, target, label)
@@ -231,4 +234,8 @@ def _measure(
         note(f"the host stole {stolen:.0f}% of the CPU")
     if run.error or run.timed_out:
         return None
-    return throughput.rate(run, load)
+    got = throughput.rate(run, load)
+    if not got:
+        note("nothing was published or delivered")
+        return None
+    return got

@@ -69,9 +69,13 @@ def interleave(a: list[Job], b: list[Job]) -> list[Job]:
 
 
 async def prepare(driver: Driver, port: int, prefix: str, load: Load) -> None:
-    """Create every topic's groups before publishing: a group keeps what follows it."""
+    """Create every topic's groups before publishing: a group keeps what follows it.
+
+    Without groups, each topic still gets one call: NATS needs a stream to publish to.
+    """
     for topic in topic_names(prefix, load.topics):
-        for group in group_names(load.groups):
+        groups: list[str | None] = [*group_names(load.groups)] or [None]
+        for group in groups:
             await driver.prepare(HOST, port, topic, group, load.members)
 
 
