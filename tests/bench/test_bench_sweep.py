@@ -63,7 +63,7 @@ def _check_sweep(tmp_path: Path, systems: list[str]) -> None:
             if len(systems) > 1:
                 assert row[-1].endswith("x")
     notes = [line for line in done.stdout.splitlines() if line.startswith("- ")]
-    assert not notes  # nothing failed, timed out or got an error reply
+    assert all("the host stole" in n for n in notes), notes  # nothing failed or timed out
 
     root = ET.parse(plot).getroot()  # valid XML, an SVG with a panel per dimension
     assert root.tag == f"{SVG}svg"
