@@ -79,8 +79,10 @@ def run(
     context = _context(systems, started, load_before, server_cpus, loadgen_cpus, o["procs"])
     context += [f"{peer} skipped: {BINARIES[peer]} not installed" for peer in skipped]
     if o["plot"]:
-        caption = f"wall time per published message, linemq and peers alternating; {context[0]}"
-        Path(o["plot"]).write_text(render(sweep_report.panels(results, systems), caption))
+        rounds = f"medians of {opts.rounds} rounds, " if opts.rounds > 1 else ""
+        caption = f"wall time per published message ({rounds}systems alternating); {context[0]}"
+        svg = render(sweep_report.panels(results, systems), caption)
+        Path(o["plot"]).write_text(svg, encoding="utf-8")
     if o["as_json"]:
         doc = sweep_report.document(results, systems, opts, context)
         click.echo(json.dumps(doc, indent=2))
