@@ -72,6 +72,16 @@ def test_bench_topics_spreads_publishes_and_groups_over_topics() -> None:
     assert "end to end msg/s (group of 4, acking, 5 topics)" in done.stdout
 
 
+@pytest.mark.timeout(60)
+def test_bench_groups_and_subscribers_run_in_the_suite() -> None:
+    done = _bench("--groups", "2", "--subscribers", "3", "--no-restart", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "end to end msg/s (2 groups of 4, acking)" in done.stdout
+    assert "fanout msg/s (3 subscribers)" in done.stdout
+    notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
+    assert all("the host stole" in n for n in notes), notes  # every message reached everyone
+
+
 def test_pub_cycle_sends_each_publish_to_the_next_topic() -> None:
     encoded = [f"PUB t.{i} x\n".encode() for i in range(3)]
     cycle = PubCycle(encoded, start=1)

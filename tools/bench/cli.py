@@ -20,7 +20,45 @@ PEERS = ("redis", "nats")
 DEFAULT_BROKER_ARGS = ["--max-inflight", "256"]
 
 
-def _compare(value: str) -> list[str]:
+SWEEPABLE = ("topics", "groups", "subscribers", "size")
+
+
+class IntList(click.ParamType[tuple[int, ...]]):
+    """``N`` or ``N,M,...``: one value runs the suite with it, a list sweeps over it."""
+
+    name = "N[,N...]"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        out = []
+        for part in str(value).split(","):
+            try:
+                n = int(part.strip().replace("_", ""))
+            except ValueError:
+                self.fail(f"{part.strip()!r} is not a whole number", param, ctx)
+            if n < self.minimum:
+                self.fail(f"{n} is below {self.minimum}", param, ctx)
+            out.append(n)
+        return tuple(out)
+
+
+def _sweep(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for n in names:
+        if n not in SWEEPABLE:
+            raise click.BadParameter(f"cannot sweep {n!r} (choose from {', '.join(SWEEPABLE)})")
+    return names
+
+
+def _compare(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
     names = [n.strip() for n in value.split(",") if n.strip()]
     for n in names:
         if n not in PEERS:
@@ -46,23 +84,67 @@ def _compare(value: str) -> list[str]:
     help="Unacknowledged publishes in flight per connection.",
 )
 @click.option(
-    "--size", type=click.IntRange(min=20), default=100, show_default=True, help="Payload bytes."
+    "--size",
+    type=IntList(20),
+    default="100",
+    show_default=True,
+    help="Payload bytes. A comma list sweeps it (pipelined publish).",
 )
 @click.option(
     "--topics",
-    type=click.IntRange(min=1),
-    default=1,
+    type=IntList(1),
+    default="1",
     show_default=True,
     help="Spread the pipelined publish and end-to-end runs over this many topics, each "
-    "publish to the next topic (end to end: a group on every topic).",
+    "publish to the next topic (end to end: groups on every topic). A comma list sweeps it.",
+)
+@click.option(
+    "--groups",
+    type=IntList(1),
+    default="1",
+    show_default=True,
+    help="Consumer groups on every topic in the end-to-end run, each of --group-members "
+    "acking members. A comma list sweeps it.",
+)
+@click.option(
+    "--subscribers",
+    type=IntList(0),
+    default="0",
+    show_default=True,
+    help="Plain (fanout) subscribers on every topic: adds a fanout run (0: none). "
+    "A comma list sweeps it.",
+)
+@click.option(
+    "--sweep",
+    "sweep",
+    default="",
+    callback=lambda c, p, v: _sweep(v),
+    help="Sweep these (topics,groups,subscribers,size) over their comma list or a default "
+    "one, one workload per point, instead of the suite.",
 )
 @click.option(
     "--count",
     type=click.IntRange(min=1),
-    default=200_000,
-    show_default=True,
-    help="Messages for the pipelined publish run.",
+    default=None,
+    help="Messages for the pipelined publish run  [default: 200000; a sweep: 20000 a point]",
 )
+@click.option(
+    "--point-deliveries",
+    type=click.IntRange(min=1),
+    default=2_000_000,
+    show_default=True,
+    help="A sweep point runs fewer messages than --count where they would make more "
+    "deliveries than this (many groups or subscribers).",
+)
+@click.option(
+    "--point-mb",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="... or more MiB of payload than this (large messages).",
+)
+@click.option("--plot", type=click.Path(dir_okay=False), help="A sweep: write its plot (SVG) here.")
+@click.option("--markdown", is_flag=True, help="A sweep: print the tables as markdown.")
 @click.option(
     "--latency-count",
     type=click.IntRange(min=1),
@@ -114,9 +196,9 @@ def _compare(value: str) -> list[str]:
 @click.option(
     "--compare",
     "compare",
-    default="",
+    default=None,
     callback=lambda c, p, v: _compare(v),
-    help="Also bench these peers if installed: redis,nats",
+    help="Also bench these peers if installed: redis,nats  [default: none; a sweep: redis]",
 )
 @click.option(
     "--broker-arg",
@@ -146,7 +228,11 @@ def _compare(value: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def bench(**o: Any) -> None:
-    """Measure linemq: publish throughput and latency, end to end, memory, restart."""
+    """Measure linemq: publish throughput and latency, end to end, memory, restart.
+
+    With --sweep or a comma list (--topics 1,10,100), instead: cost per message against
+    topics, groups, subscribers or payload size, next to Redis, as a table and a plot.
+    """
     from linemq.tools.bench.report import document, table
     from linemq.tools.bench.runner import Progress
     from linemq.tools.bench.servers import (
@@ -163,13 +249,21 @@ def bench(**o: Any) -> None:
 
     terminate_on_sigterm()
     server_cpus, loadgen_cpus = pin_split() if o["pin"] else (None, None)
+    swept = list(dict.fromkeys([*o["sweep"], *(k for k in SWEEPABLE if len(o[k]) > 1)]))
+    if swept:
+        from linemq.tools.bench.sweep_cli import run
+
+        run(o, swept, DEFAULT_BROKER_ARGS, server_cpus, loadgen_cpus)
+        return
+    if o["plot"] or o["markdown"]:
+        raise click.UsageError("--plot and --markdown go with a sweep (--sweep or a comma list)")
     opts = Options(
         conns=o["conns"],
         window=o["window"],
-        size=o["size"],
-        count=o["count"],
+        size=o["size"][0],
+        count=o["count"] or 200_000,
         latency_count=o["latency_count"],
-        e2e_count=o["e2e_count"] or o["count"],
+        e2e_count=o["e2e_count"] or o["count"] or 200_000,
         group_members=o["group_members"],
         rate=o["rate"],
         rate_seconds=o["rate_seconds"],
@@ -178,7 +272,9 @@ def bench(**o: Any) -> None:
         idle_conns=o["idle_conns"],
         restart=not o["no_restart"] and o["host"] is None,
         loadgen_cpus=frozenset(loadgen_cpus) if loadgen_cpus else None,
-        topics=o["topics"],
+        topics=o["topics"][0],
+        groups=o["groups"][0],
+        subscribers=o["subscribers"][0],
     )
     if opts.idle_conns:
         raise_fd_limit(2 * opts.idle_conns + 1024)
@@ -191,11 +287,11 @@ def bench(**o: Any) -> None:
         loadgen += f"; servers pinned to CPU {sorted(server_cpus)}, load generator to "
         loadgen += f"CPU {sorted(loadgen_cpus)}"
     skipped: dict[str, str] = {}
-    for peer in o["compare"]:
+    for peer in o["compare"] or []:
         if not available(peer):
             skipped[peer] = f"{BINARIES[peer]} not installed"
             progress.done(f"  {peer}: skipped ({skipped[peer]})")
-    peers = [p for p in o["compare"] if p not in skipped]
+    peers = [p for p in o["compare"] or [] if p not in skipped]
     rounds: list[list[SuiteResult]] = []
     try:
         with Servers(keep=o["keep"], cpus=server_cpus) as servers:

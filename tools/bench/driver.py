@@ -1,7 +1,8 @@
 """What the load generator needs from a system, and the sink its consumers report into.
 
 A driver connects, encodes one publish, counts publish acknowledgements in a byte stream,
-and runs one consumer-group member that acknowledges everything it gets. Workloads are
+runs one consumer-group member that acknowledges everything it gets, and (where the
+system has one) one fanout subscriber that only counts what it gets. Workloads are
 written once against this interface (``workloads.py``).
 """
 
@@ -106,6 +107,13 @@ class Sink:
         self.last = time.monotonic()
         self.consumed.add(len(payloads))
 
+    def add_count(self, n: int) -> None:
+        """Messages a fanout subscriber counted without splitting them out."""
+        if n:
+            self.received += n
+            self.last = time.monotonic()
+            self.consumed.add(n)
+
     @property
     def done(self) -> bool:
         return (
@@ -144,6 +152,13 @@ class Driver(ABC):
         self, host: str, port: int, topic: str, group: str, member: int, sink: Sink
     ) -> None:
         """Be one member of ``group``: acknowledge every message until ``sink.done``."""
+
+    async def subscribe(self, host: str, port: int, topic: str, sink: Sink, ready: Counter) -> None:
+        """Be one fanout subscriber: count every message until ``sink.done``.
+
+        ``ready`` gets 1 once the subscription is live, so publishers can wait for it.
+        """
+        raise NotImplementedError(f"no fanout subscriber for {self.name}")
 
     async def ping(self, conn: Conn, timeout: float = 5.0) -> None:
         conn.writer.write(self.encode_ping())

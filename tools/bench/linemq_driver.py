@@ -1,8 +1,9 @@
-"""linemq over raw sockets: ``PUB`` lines, one reply line each, ``SUB t g`` and ``ACK <id>``."""
+"""linemq over raw sockets: ``PUB`` lines, one reply line each, ``SUB t g`` and ``ACK <id>``,
+``SUB t`` for fanout."""
 
 from __future__ import annotations
 
-from linemq.tools.bench.driver import Conn, Driver, Sink, open_conn
+from linemq.tools.bench.driver import Conn, Counter, Driver, Sink, open_conn
 
 
 class LineReplies:
@@ -89,6 +90,35 @@ class LinemqDriver(Driver):
                 if acks:
                     conn.writer.write(b"".join(acks))
                 sink.add(payloads)
+        except ConnectionError:
+            if not sink.done:
+                raise
+        finally:
+            await conn.close()
+
+    async def subscribe(self, host: str, port: int, topic: str, sink: Sink, ready: Counter) -> None:
+        """``SUB <topic>``: live from its ``OK``; every ``MSG`` line is counted, never split."""
+        conn = await self.connect(host, port)
+        sink.watch(conn)
+        conn.writer.write(b"SUB %s\n" % topic.encode())
+        buf = b""
+        while b"\n" not in buf:
+            buf += await conn.read()
+        reply, _, buf = buf.partition(b"\n")
+        if not reply.startswith(b"OK subscribed"):
+            raise RuntimeError(f"cannot subscribe to {topic}: {reply!r}")
+        ready.add(1)
+        try:
+            while True:
+                cut = buf.rfind(b"\n") + 1
+                whole = buf[:cut]
+                n = whole.count(b"\nMSG ") + whole.startswith(b"MSG ")
+                sink.errors += whole.count(b"\nERR") + whole.startswith(b"ERR")
+                sink.add_count(n)
+                buf = buf[cut:]
+                if sink.done:
+                    break
+                buf += await conn.read()
         except ConnectionError:
             if not sink.done:
                 raise

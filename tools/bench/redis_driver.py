@@ -1,14 +1,18 @@
-"""Redis Streams over raw RESP2: ``XADD`` to publish, ``XREADGROUP`` + ``XACK`` to consume."""
+"""Redis Streams over raw RESP2: ``XADD`` to publish, ``XREADGROUP`` + ``XACK`` to consume,
+``XREAD`` for a fanout reader."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from linemq.tools.bench.driver import Conn, Driver, Sink, open_conn, split_line_pairs
+from linemq.tools.bench.driver import Conn, Counter, Driver, Sink, open_conn, split_line_pairs
 
 READ_COUNT: Final = 256  # entries per XREADGROUP, like linemq's --max-inflight 256
 BLOCK_MS: Final = b"100"
 FIELD: Final = b"m"
+
+
+ENTRY_MARK: Final = b"\r\n*2\r\n$1\r\nm\r\n$"  # <id> here, then field "m", then the payload
 
 
 class RespError(Exception):
@@ -101,6 +105,61 @@ class XaddReplies:
         return complete, 0
 
 
+class XreadReply:
+    """One ``XREAD`` reply for one stream, its end found without parsing every entry.
+
+    A reader counts what it gets and remembers the last id: splitting each entry out in
+    Python would make the load generator, not Redis, the cost of a wide fanout, while
+    linemq's subscriber counts lines in C. Entries are found by the bytes that follow every
+    id (``ENTRY_MARK``), which the bench's payloads (all ``x``) never contain.
+    """
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> tuple[int, bytes] | None:
+        """Bytes in; ``(entries, last id)`` once the reply is whole (``(0, b"")``: none)."""
+        buf = self.buf = self.buf + data
+        if buf.startswith(b"*-1\r\n"):
+            return 0, b""
+        if buf.startswith(b"-"):
+            end = buf.find(b"\r\n")
+            if end < 0:
+                return None
+            raise RespError(buf[1:end].decode(errors="replace"))
+        header = _stream_header(buf)
+        if header is None:
+            return None
+        entries, start = header
+        mark = buf.rfind(ENTRY_MARK, start)
+        if mark < 0:
+            return (0, b"") if entries == 0 else None
+        length_at = mark + len(ENTRY_MARK)
+        length_end = buf.find(b"\r\n", length_at)
+        if length_end < 0 or len(buf) < length_end + 2 + int(buf[length_at:length_end]) + 2:
+            return None
+        if buf.count(ENTRY_MARK, start) < entries:
+            return None
+        id_at = buf.rfind(b"\r\n", start, mark) + 2
+        return entries, buf[id_at:mark]
+
+
+def _stream_header(buf: bytes) -> tuple[int, int] | None:
+    """``*1 *2 $key *N``: the entry count N and where the entries start."""
+    if not buf.startswith(b"*1\r\n*2\r\n$"):
+        return None
+    key_len_end = buf.find(b"\r\n", 9)
+    if key_len_end < 0:
+        return None
+    count_at = key_len_end + 2 + int(buf[9:key_len_end]) + 2
+    count_end = buf.find(b"\r\n", count_at)
+    if count_end < 0:
+        return None
+    return int(buf[count_at + 1 : count_end]), count_end + 2
+
+
 class RedisDriver(Driver):
     name = "redis"
 
@@ -164,6 +223,37 @@ class RedisDriver(Driver):
                 sink.add(payloads)
             if ids:
                 conn.writer.write(encode(b"XACK", key, grp, *ids))
+        except ConnectionError:
+            if not sink.done:
+                raise
+        finally:
+            await conn.close()
+
+    async def subscribe(self, host: str, port: int, topic: str, sink: Sink, ready: Counter) -> None:
+        """``XREAD BLOCK`` from the start of a fresh stream, then from the last id read.
+
+        Fanout over a stream, not ``SUBSCRIBE``: linemq stores every message its
+        subscribers get, so Redis does too (``XADD`` goes to the AOF; ``PUBLISH`` does not).
+        """
+        conn = await self.connect(host, port)
+        sink.watch(conn)
+        key = topic.encode()
+        last = b"0-0"
+        ready.add(1)  # from 0-0 on a stream of this run only: nothing published is missed
+        try:
+            while not sink.done:
+                conn.writer.write(
+                    encode(b"XREAD", b"COUNT", b"%d" % READ_COUNT, b"BLOCK", BLOCK_MS,
+                           b"STREAMS", key, last)
+                )  # fmt: skip
+                reply = XreadReply()
+                got = None
+                while got is None:
+                    got = reply.feed(await conn.read())
+                entries, last_id = got
+                if entries:
+                    last = last_id
+                    sink.add_count(entries)
         except ConnectionError:
             if not sink.done:
                 raise

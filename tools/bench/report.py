@@ -19,7 +19,8 @@ ROWS: Final[list[tuple[str, str, str, Better]]] = [
     ("rtt_p50_us", "publish RTT p50 us (window 1)", ",.0f", "lower"),
     ("rtt_p99_us", "publish RTT p99 us", ",.0f", "lower"),
     ("rtt_p999_us", "publish RTT p99.9 us", ",.0f", "lower"),
-    ("e2e_rate", "end to end msg/s (group of {members}, acking{spread})", ",.0f", "higher"),
+    ("e2e_rate", "end to end msg/s ({groups} of {members}, acking{spread})", ",.0f", "higher"),
+    ("fanout_rate", "fanout msg/s ({subscribers} subscribers{spread})", ",.0f", "higher"),
     ("deliver_p50_ms", "publish->deliver p50 ms @ {rate}/s", ",.2f", "lower"),
     ("deliver_p99_ms", "publish->deliver p99 ms", ",.2f", "lower"),
     ("deliver_p999_ms", "publish->deliver p99.9 ms", ",.2f", "lower"),
@@ -107,6 +108,8 @@ def _label(template: str, opts: Options) -> str:
         conns=opts.conns,
         window=opts.window,
         members=opts.group_members,
+        groups="group" if opts.groups == 1 else f"{opts.groups:,} groups",
+        subscribers=f"{opts.subscribers:,}",
         rate=f"{opts.rate:,.0f}",
         spread=spread,
     )

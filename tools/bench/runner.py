@@ -128,6 +128,7 @@ def run_phase(
     published, consumed = SharedCount(ctx), SharedCount(ctx)
     start = time.monotonic()
     shared = Shared(published, consumed, consume_target, start + timeout, cpus)
+    shared.ready = SharedCount(ctx)
     buckets = [jobs[i::procs] for i in range(procs)]
     buckets = [b for b in buckets if b]
     results: Queue[Any] = ctx.Queue()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from linemq.tools.bench import steal
+from linemq.tools.bench import steal, throughput
 from linemq.tools.bench.driver import Driver
 from linemq.tools.bench.runner import PhaseResult, Progress, run_phase
 from linemq.tools.bench.servers import HOST, Server
-from linemq.tools.bench.workloads import DRIVERS, Job, JobResult, topic_names
+from linemq.tools.bench.throughput import GROUP, Load
+from linemq.tools.bench.workloads import DRIVERS, Job, topic_names
 
-GROUP = "bench"
-MAX_E2E_CONSUMERS = 256  # a spread end-to-end run has a group of K members on every topic
+MAX_E2E_CONSUMERS = 256  # a spread end-to-end run has groups of K members on every topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,9 @@ class Options:
     idle_conns: int = 0
     restart: bool = True
     loadgen_cpus: frozenset[int] | None = None
-    topics: int = 1  # publishes spread round-robin over this many topics (runs 1 and 3)
+    topics: int = 1  # publishes spread round-robin over this many topics (runs 1, 3, 4)
+    groups: int = 1  # groups on every topic in the end-to-end run, each of group_members
+    subscribers: int = 0  # > 0: a fanout run with this many plain subscribers on every topic
 
 
 @dataclass(slots=True)
@@ -47,11 +49,6 @@ def percentile(sorted_values: list[int], q: float) -> float:
         return float("nan")
     rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return float(sorted_values[rank])
-
-
-def _span(results: list[JobResult], starts: list[JobResult] | None = None) -> float:
-    first = min(r.t0 for r in (starts if starts is not None else results))
-    return max(r.t1 for r in results) - first
 
 
 def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
@@ -91,16 +88,10 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
     asyncio.run(driver.prepare(HOST, port, "bench_rtt", None, 0))
 
     # 1. pipelined publish throughput
-    shares = _split(opts.count, opts.conns)
-    jobs = [
-        Job("pub", name, HOST, port, "bench_pub", n, opts.window, opts.size, member=i,
-            topics=opts.topics)
-        for i, n in enumerate(shares)
-        if n
-    ]  # fmt: skip
-    pubs = phase("publish", jobs, opts.count).of("pub")
-    if pubs:
-        m["publish_rate"] = sum(r.count for r in pubs) / _span(pubs)
+    load = Load(opts.count, opts.conns, opts.window, opts.size, opts.topics)
+    publish = phase("publish", throughput.publishers(name, port, "bench_pub", load), opts.count)
+    if (got := throughput.rate(publish, load)) is not None:
+        m["publish_rate"] = got
 
     # 2. window-1 round trip
     rtt = phase("publish rtt", [Job("rtt", name, HOST, port, "bench_rtt", opts.latency_count)],
@@ -112,31 +103,32 @@ def run_suite(server: Server, opts: Options, progress: Progress) -> SuiteResult:
         if "publish rtt" in stolen:
             m["rtt_steal_pct"] = stolen["publish rtt"]
 
-    # 3. end to end: pipelined producers while a group of K members acks (on every topic)
+    # 3. end to end: pipelined producers while groups of K members ack (on every topic)
     k = opts.group_members
-    e2e_topics = topic_names("bench_e2e", opts.topics)
-    if len(e2e_topics) * k > MAX_E2E_CONSUMERS:
+    load = Load(opts.e2e_count, opts.conns, opts.window, opts.size, opts.topics, opts.groups, k)
+    if load.consumers > MAX_E2E_CONSUMERS:
         out.notes.append(
-            f"{name} end to end: skipped, {len(e2e_topics)} topics x {k} members is more than "
-            f"{MAX_E2E_CONSUMERS} consumer connections"
+            f"{name} end to end: skipped, {opts.topics} topics x {opts.groups} groups x {k} "
+            f"members is more than {MAX_E2E_CONSUMERS} consumer connections"
         )
     else:
-        asyncio.run(_prepare(driver, port, e2e_topics, GROUP, k))
-        consumers = [
-            Job("consume", name, HOST, port, t, group=GROUP, member=i)
-            for t in e2e_topics
-            for i in range(k)
-        ]
-        producers = [
-            Job("pub", name, HOST, port, "bench_e2e", n, opts.window, opts.size, member=i,
-                topics=opts.topics)
-            for i, n in enumerate(_split(opts.e2e_count, opts.conns))
-            if n
-        ]  # fmt: skip
-        e2e = phase("end to end", _interleave(consumers, producers), opts.e2e_count, opts.e2e_count)
-        got = e2e.of("consume")
-        if got and e2e.of("pub"):
-            m["e2e_rate"] = sum(r.count for r in got) / _span(got, e2e.of("pub"))
+        throughput.run_prepare(driver, port, "bench_e2e", load)
+        jobs = throughput.jobs(name, port, "bench_e2e", load)
+        e2e = phase("end to end", jobs, load.deliveries, load.deliveries)
+        if (got := throughput.rate(e2e, load)) is not None:
+            m["e2e_rate"] = got
+
+    # 3b. fanout: pipelined producers while plain subscribers get every message
+    if opts.subscribers:
+        load = Load(opts.e2e_count, opts.conns, opts.window, opts.size, opts.topics,
+                    subscribers=opts.subscribers)  # fmt: skip
+        if not throughput.has_fanout(driver):
+            out.notes.append(f"{name} fanout: skipped, the bench has no {name} subscriber")
+        else:
+            fan = phase("fanout", throughput.jobs(name, port, "bench_fan", load),
+                        load.deliveries, load.deliveries)  # fmt: skip
+            if (got := throughput.rate(fan, load)) is not None:
+                m["fanout_rate"] = got
 
     # 4. publish -> deliver latency at a fixed rate
     n = max(1, int(opts.rate * opts.rate_seconds))
@@ -187,16 +179,3 @@ async def _prepare(
 ) -> None:
     for topic in topics:
         await driver.prepare(HOST, port, topic, group, members)
-
-
-def _split(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, max(1, parts))
-    return [base + (1 if i < extra else 0) for i in range(max(1, parts))]
-
-
-def _interleave(a: list[Job], b: list[Job]) -> list[Job]:
-    """Alternate the two lists so round-robin over processes splits both evenly."""
-    out: list[Job] = []
-    for i in range(max(len(a), len(b))):
-        out.extend(x[i] for x in (a, b) if i < len(x))
-    return out

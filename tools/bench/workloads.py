@@ -17,7 +17,7 @@ from linemq.tools.bench.linemq_driver import LinemqDriver
 from linemq.tools.bench.nats_driver import NatsDriver
 from linemq.tools.bench.redis_driver import RedisDriver
 
-JobKind = Literal["pub", "rtt", "rate", "consume", "idle"]
+JobKind = Literal["pub", "rtt", "rate", "consume", "fanout", "idle"]
 DRIVERS: dict[str, type[Driver]] = {
     "linemq": LinemqDriver,
     "redis": RedisDriver,
@@ -41,6 +41,7 @@ class Job:
     rate: float = 0.0
     server_pid: int = 0
     topics: int = 1  # > 1: publish round-robin to ``topic_names(topic, topics)``
+    wait_ready: int = 0  # a publisher starts once this many fanout subscribers are live
 
 
 def topic_names(topic: str, topics: int) -> list[str]:
@@ -99,6 +100,7 @@ class Shared:
     deadline: float
     cpus: set[int] | None = None
     sinks: list[Sink] = field(default_factory=list)
+    ready: Counter | None = None  # fanout subscribers live, in every process
 
 
 def payload(size: int, ts_ns: int | None = None) -> bytes:
@@ -118,6 +120,8 @@ async def run_job(job: Job, shared: Shared) -> JobResult:
             return await _publish_at_rate(driver, job, shared)
         case "consume":
             return await _consume(driver, job, shared)
+        case "fanout":
+            return await _fanout(driver, job, shared)
         case "idle":
             return await _idle(driver, job, shared)
 
@@ -125,6 +129,7 @@ async def run_job(job: Job, shared: Shared) -> JobResult:
 async def _publish_pipelined(driver: Driver, job: Job, shared: Shared) -> JobResult:
     """Keep ``window`` publishes unacknowledged; each ack sends the next one."""
     conn = await driver.connect(job.host, job.port)
+    await _wait_ready(job, shared)
     body = payload(job.size)
     pubs = PubCycle(
         [driver.encode_pub(conn, t, body) for t in topic_names(job.topic, job.topics)],
@@ -225,6 +230,24 @@ async def _consume(driver: Driver, job: Job, shared: Shared) -> JobResult:
     result.t1 = sink.last or time.monotonic()
     result.latencies_ns = sink.latencies_ns
     return result
+
+
+async def _wait_ready(job: Job, shared: Shared) -> None:
+    """Hold a publisher until every fanout subscriber is live (they get only what follows)."""
+    if not job.wait_ready or shared.ready is None:
+        return
+    while shared.ready.value < job.wait_ready:
+        if time.monotonic() > shared.deadline:
+            raise TimeoutError("fanout subscribers were not all live in time")
+        await asyncio.sleep(0.002)
+
+
+async def _fanout(driver: Driver, job: Job, shared: Shared) -> JobResult:
+    sink = Sink(shared.consumed, shared.consume_target, shared.deadline)
+    shared.sinks.append(sink)
+    assert shared.ready is not None
+    await driver.subscribe(job.host, job.port, job.topic, sink, shared.ready)
+    return JobResult("fanout", count=sink.received, errors=sink.errors, t0=sink.last, t1=sink.last)
 
 
 def rss_kb(pid: int) -> int:
