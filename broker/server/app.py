@@ -1,21 +1,25 @@
 """The broker: wires storage, delivery and connections, and runs the commit tick.
 
 Everything that changes state (publishes, journaled deliveries and acks) only
-appends to in-memory buffers. Once per loop iteration a tick writes them: topic
-logs first (one write per topic), then new records go out to subscribers and
-groups, then group journals are written, then replies that waited for those
-writes are released and every connection's output is flushed with one write.
+appends to in-memory buffers. Once per loop iteration a tick writes them: the
+store commits every topic appended to (one write per touched segment file,
+however many topics and connections), then new records go out to subscribers
+and groups, then group journals are written, then replies whose commit is
+durable per --fsync are released and every connection's output is flushed with
+one write.
 
-One shortcut: a run of publishes that finds no tick pending (nothing else has
-happened in this iteration) is written and answered at once, and dispatched to
-subscribers after its reply is out. A lone publisher gets its round trip
-without the tick; the next connection in the same iteration batches as usual.
+One shortcut: a lone PUB that finds no tick pending (nothing else has happened
+in this iteration) is written and answered at once, and dispatched to
+subscribers after its reply is out. A publisher that waits for each reply gets
+its round trip without the tick; the next connection in the same iteration
+batches as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +40,8 @@ from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.server.durability import Durability, Syncable, Writable
 from linemq.broker.server.handlers import Handlers
 from linemq.broker.server.ids import IdGenerator
+from linemq.broker.server.pub_batch import PubBatch
+from linemq.broker.server.publishing import wait_for
 from linemq.broker.server.put_records import record_text, stored_meta
 from linemq.broker.server.tls import tls_context
 from linemq.broker.storage import checksum
@@ -44,6 +50,7 @@ from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.handles import raise_open_files_limit
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import FileStore
+from linemq.broker.storage.ticket import Ticket
 from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
@@ -60,6 +67,7 @@ class Broker:
         self.store = FileStore(
             Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
         )
+        self.store.sync_policy = self._logs_written
         self.connections: set[Connection] = set()
         self.unauthenticated: set[Connection] = set()  # with --auth-file
         self.holding: set[Connection] = set()
@@ -67,7 +75,10 @@ class Broker:
         self.durable_gen = 0
         self._ids = IdGenerator()
         self._outputs: set[Connection] = set()
-        self._new: dict[str, list[Record]] = {}
+        self._appended = False  # the store holds appends for the next commit
+        self._logs_to_sync: list[Syncable] = []  # written by this tick's commits
+        self._tickets: list[Ticket] = []  # this tick's commits, resolved once durable
+        self._syncing: deque[tuple[int, list[Ticket]]] = deque()  # tickets by generation
         self._waiting: dict[Writable, list[Slot]] = {}
         self.published: dict[str, int] = {}
         self.fanout_sent = 0
@@ -225,73 +236,56 @@ class Broker:
     # -- publishing ----------------------------------------------------------------
 
     def publish(self, conn: Connection, topic: str, msg: str) -> None:
-        """Append now; ``OK published`` once the tick has written the record."""
-        try:
-            topic_log = self.store.topic(topic)
-        except OSError as e:
-            log.error("append_failed", topic=topic, error=str(e))
-            conn.reply(replies.err(f"storage unavailable: {e}"))
-            return
-        if self.publish_to(conn, topic_log, msg):
-            conn.vet(topic, topic_log)
+        """A PUB that passed the handler's checks: publish it, and let later PUBs to
+        ``topic`` on this connection skip those checks (``Connection.vet``)."""
+        self.publish_batch(conn, PubBatch.of(topic, msg))
+        if self.store.get(topic) is not None:
+            conn.vet(topic)
 
-    def publish_to(self, conn: Connection, topic_log: TopicLog, msg: str) -> bool:
-        try:
-            self._append(topic_log, msg)
-        except (OSError, StorageError) as e:
-            log.error("append_failed", topic=topic_log.name, error=str(e))
-            conn.reply(replies.err(f"storage unavailable: {e}"))
-            return False
-        self.reply_after_write(conn, topic_log, replies.PUBLISHED)
-        return True
+    def publish_batch(self, conn: Connection, batch: PubBatch) -> None:
+        """PUBs to vetted topics, any mix of them: one append per topic, one reply slot.
 
-    def publish_run(self, conn: Connection, topic_log: TopicLog, msgs: list[str]) -> None:
-        """Pipelined PUBs to one topic, already vetted: one append call, one reply slot."""
-        if len(msgs) == 1:
-            self.publish_one(conn, topic_log, msgs[0])
-            return
-        now = time.time()
-        if self._idle_iteration(conn):
-            self._write_run_through(conn, topic_log, msgs, now)
-        else:
-            self._append_run(conn, topic_log, msgs, now)
-
-    def publish_one(self, conn: Connection, topic_log: TopicLog, msg: str) -> None:
-        """One PUB to a vetted topic: most often a client's that waits for each reply.
-
-        In an idle iteration it is written and answered at once (``write_one``
-        skips the batch a run needs), and the reply leaves before fanout and groups.
+        ``OK published`` for each once the commit that writes them is durable per
+        --fsync. A lone PUB in an idle iteration is written and answered at once.
         """
         now = time.time()
-        if self._idle_iteration(conn):
-            try:
-                record = topic_log.write_one(msg, now, self._ids.next(now), conn.published)
-            except (OSError, StorageError, ValueError) as e:
-                self._write_failed(conn, topic_log, e, 1)
-                return
-            if record is not None:
-                self._written_through(conn, topic_log, [record], now)
-                return
-            # It opens a new segment: the tick's batch does that.
-        self._append_run(conn, topic_log, [msg], now)
-
-    def _append_run(
-        self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
-    ) -> None:
-        """Append for the tick to write; the replies wait for it."""
-        try:
-            records = topic_log.append_many(msgs, now, self._ids.many(len(msgs), now))
-        except (OSError, StorageError, ValueError) as e:
-            log.error("append_failed", topic=topic_log.name, error=str(e))
-            conn.reply(replies.err(f"storage unavailable: {e}") * len(msgs))
+        if len(batch) == 1 and self._idle_iteration(conn) and self._write_through(conn, batch, now):
             return
-        new = self._new.get(topic_log.name)
-        if new is None:
-            self._new[topic_log.name] = records
+        ids = self._ids.many(len(batch), now)
+        ticket = self.store.append_batch(batch.by_topic, now, ids)
+        self._appended_now()
+        order = batch.order
+        key: str | list[str] = order[0] if len(batch.by_topic) == 1 else order
+        wait_for(conn, ticket, (key, replies.PUBLISHED, len(order)))
+
+    def _write_through(self, conn: Connection, batch: PubBatch, now: float) -> bool:
+        """Write a lone PUB now; its reply leaves before fanout and groups. False: it
+        needs the commit (an unknown topic, a segment to roll)."""
+        topic = batch.order[0]
+        try:
+            record = self.store.write_through(
+                topic, batch.by_topic[topic][0], now, self._ids.next(now), conn.published
+            )
+        except StorageError as e:
+            log.error("write_failed", topic=topic, error=str(e))
+            conn.reply(replies.storage_unavailable(e))
+            return True
+        if record is None:
+            return False
+        self._dispatch(topic, [record], now)
+        self._through(conn)
+        return True
+
+    def _through(self, conn: Connection) -> None:
+        """``conn``'s publishes were written outside the tick, at once.
+
+        Later connections in this iteration batch; while one connection alone
+        writes through, iteration after iteration, the tick (8% of a window-1 PUB)
+        is skipped. A second connection writing through schedules it.
+        """
+        if conn is not self._last_through:
+            self._last_through = conn
             self.schedule()
-        else:
-            new.extend(records)
-        self.reply_after_write(conn, topic_log, replies.PUBLISHED, len(msgs))
 
     def _idle_iteration(self, conn: Connection) -> bool:
         """No tick pending: nothing else happened in this loop iteration yet.
@@ -308,70 +302,29 @@ class Broker:
             and not self.durability.replies_wait
         )
 
-    def _write_run_through(
-        self, conn: Connection, topic_log: TopicLog, msgs: list[str], now: float
-    ) -> None:
-        """Write a run at once; it is answered before its batch's bookkeeping."""
-        n = len(msgs)
-        reply = replies.PUBLISHED * n
-        try:
-            records = topic_log.append_many(msgs, now, self._ids.many(n, now))
-            topic_log.write(lambda: conn.reply_now(reply))
-        except (OSError, StorageError, ValueError) as e:
-            self._write_failed(conn, topic_log, e, n)
-            return
-        self._written_through(conn, topic_log, records, now)
-
-    def _write_failed(self, conn: Connection, topic_log: TopicLog, e: Exception, n: int) -> None:
-        log.error("write_failed", target=repr(topic_log), error=str(e), replies=n)
-        conn.reply(replies.err(f"storage unavailable: {e}") * n)
-
-    def _written_through(
-        self, conn: Connection, topic_log: TopicLog, records: list[Record], now: float
-    ) -> None:
-        """Records written outside a tick: fsync them with the rest, then dispatch.
-
-        A tick scheduled here makes the rest of this loop iteration batch: other
-        connections' publishes then share one write instead of each making its own.
-        While a single connection is the one writing through, one iteration after
-        another, no other publisher is there to batch with, and the tick (8% of a
-        window-1 PUB) is skipped; a second connection writing through schedules it.
-        """
-        self.durability.note_written(topic_log)
-        self._dispatch(topic_log.name, records, now)
-        if conn is not self._last_through:
-            self._last_through = conn
-            self.schedule()
-
     def publish_put(self, conn: Connection, put: Put) -> None:
         """A v2 publish: dedup by publisher id, metadata, and a reply naming the offset."""
         now = time.time()
-        try:
-            topic_log = self.store.topic(put.topic)
-        except OSError as e:
-            conn.reply(replies.err(f"storage unavailable: {e}"))
-            return
         if put.pid is not None:
             seen = self.dedup.lookup(put.topic, put.pid, now)
             if seen is not None:
                 reply = put_reply(seen.offset, seen.id, duplicate=True)
-                if seen.offset > topic_log.written_offset:  # the original is not written yet
-                    self.reply_after_write(conn, topic_log, reply)
+                topic_log = self.store.get(put.topic)
+                if topic_log is not None and seen.offset > topic_log.written_offset:
+                    wait_for(conn, self.store.ticket, (put.topic, reply, 1))  # with the original
                 else:
                     conn.reply(reply)
                 return
         meta = stored_meta(put, now)
-        try:
-            record = self._append(topic_log, record_text(put.payload, meta), meta)
-        except (OSError, StorageError, ValueError) as e:
-            log.error("append_failed", topic=put.topic, error=str(e))
-            conn.reply(replies.err(f"storage unavailable: {e}"))
+        text = record_text(put.payload, meta)
+        appended = self.store.append(put.topic, [text], now, [self._ids.next(now)], meta)
+        if appended.ticket.done():  # refused before it was appended
+            conn.reply(replies.storage_unavailable(appended.ticket.errors[put.topic]))
             return
+        self._appended_now()
         if put.pid is not None:
-            self.dedup.remember(put.topic, record)
-        self.reply_after_write(
-            conn, topic_log, put_reply(record.offset, record.id, duplicate=False)
-        )
+            self.dedup.remember(put.topic, appended.records[0])
+        wait_for(conn, appended.ticket, (appended, b"", 1))
 
     def _publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Record:
         """Dead letters and replays: appended like any publish, with no one waiting.
@@ -381,18 +334,27 @@ class Broker:
         store = self.store
         if store.get(topic) is None and len(store.topics()) >= self.config.max_topics:
             raise ValueError("too many topics")
-        return self._append(store.topic(topic), msg, meta)
-
-    def _append(self, topic_log: TopicLog, msg: str, meta: Meta | None = None) -> Record:
         now = time.time()
-        record = topic_log.append(msg, now, self._ids.next(now), meta)
-        new = self._new.get(topic_log.name)
-        if new is None:
-            self._new[topic_log.name] = [record]
+        appended = store.append(topic, [msg], now, [self._ids.next(now)], meta)
+        if appended.ticket.done():
+            raise appended.ticket.errors[topic]
+        self._appended_now()
+        return appended.records[0]
+
+    def _appended_now(self) -> None:
+        if not self._appended:
+            self._appended = True
             self.schedule()
-        else:
-            new.append(record)
-        return record
+
+    def _logs_written(self, logs: list[TopicLog], ticket: Ticket | None) -> None:
+        """The store's sync policy: its logs are fsynced per --fsync with the journals,
+        and a commit's ticket resolves once that is done (see ``_commit``)."""
+        if ticket is None:  # written through, outside a commit (never under --fsync always)
+            for topic_log in logs:
+                self.durability.note_written(topic_log)
+            return
+        self._logs_to_sync += logs
+        self._tickets.append(ticket)
 
     # -- the tick ------------------------------------------------------------------
 
@@ -405,7 +367,7 @@ class Broker:
         self._scheduled = False
         ctx = self.router.ctx
         if not (
-            self._new
+            self._appended
             or self._waiting
             or self._outputs
             or self.holding
@@ -422,19 +384,18 @@ class Broker:
     def _commit(self) -> None:
         gen = self.gen
         self.gen += 1
-        written: list[Syncable] = []
-        # Dispatching can publish again (dead letters), so drain until quiet.
+        # Dispatching can publish again (dead letters), so commit until quiet.
         self.router.ctx.run_pumps()
-        while self._new:
-            new, self._new = self._new, {}
-            for topic, records in new.items():
-                if not self._write(self.store.topic(topic), gen, written):
-                    self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
-                    new[topic] = []
+        while self._appended:
+            self._appended = False
+            done = self.store.commit()
+            for topic, records in done.failed.items():
+                self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
             now = time.time()
-            for topic, records in new.items():
-                if records:
-                    self._dispatch(topic, records, now)
+            for topic, records in done.written.items():
+                self._dispatch(topic, records, now)
+        written: list[Syncable] = self._logs_to_sync
+        self._logs_to_sync = []
         ctx = self.router.ctx
         while ctx.dirty_journals:
             dirty, ctx.dirty_journals = ctx.dirty_journals, {}
@@ -442,6 +403,9 @@ class Broker:
                 self._write(journal, gen, written)
         for target in list(self._waiting):  # a reply on something with nothing new to write
             self._write(target, gen, written)
+        if self._tickets:
+            self._syncing.append((gen, self._tickets))
+            self._tickets = []
         self._on_durable(gen if self.durability.written(gen, written) else 0)
 
     def _dispatch(self, topic: str, records: list[Record], now: float) -> None:
@@ -470,7 +434,7 @@ class Broker:
                 return True
         except StorageError as e:
             log.error("write_failed", target=repr(target), error=str(e), replies=len(waiting))
-            error = replies.err(f"storage unavailable: {e}")
+            error = replies.storage_unavailable(e)
             for slot in waiting:
                 slot.data = error * slot.count
             return False
@@ -497,6 +461,9 @@ class Broker:
         """Release what waited for ``gen`` (0: nothing new) and flush every connection."""
         if gen > self.durable_gen:
             self.durable_gen = gen
+        while self._syncing and self._syncing[0][0] <= self.durable_gen:
+            for ticket in self._syncing.popleft()[1]:
+                ticket.resolve()
         for conn in list(self.holding):
             conn.release(self.durable_gen)
         self._flush_outputs()

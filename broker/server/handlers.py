@@ -393,7 +393,7 @@ class Handlers:
             try:
                 count = await self.broker.purge(cmd.topic)
             except StorageError as e:
-                return replies.err(f"storage unavailable: {e}")
+                return replies.storage_unavailable(e)
             log.warning(
                 "topic_purged", topic=cmd.topic, records=count, peer=conn.peer, user=_name(conn)
             )
@@ -531,7 +531,7 @@ class Handlers:
             try:
                 data = await work()
             except StorageError as e:  # a topic that could not be opened, a failed write
-                data = replies.err(f"storage unavailable: {e}")
+                data = replies.storage_unavailable(e)
             except Exception:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")
