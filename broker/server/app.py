@@ -48,6 +48,7 @@ from linemq.broker.storage import checksum
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.handles import raise_open_files_limit
+from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Ticket
@@ -68,6 +69,7 @@ class Broker:
             Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
         )
         self.store.sync_policy = self._logs_written
+        self.logs: LogStore = self.store  # publishing goes through the seam alone
         self.connections: set[Connection] = set()
         self.unauthenticated: set[Connection] = set()  # with --auth-file
         self.holding: set[Connection] = set()
@@ -252,7 +254,7 @@ class Broker:
         if len(batch) == 1 and self._idle_iteration(conn) and self._write_through(conn, batch, now):
             return
         ids = self._ids.many(len(batch), now)
-        ticket = self.store.append_batch(batch.by_topic, now, ids)
+        ticket = self.logs.append_batch(batch.by_topic, now, ids)
         self._appended_now()
         order = batch.order
         key: str | list[str] = order[0] if len(batch.by_topic) == 1 else order
@@ -311,13 +313,13 @@ class Broker:
                 reply = put_reply(seen.offset, seen.id, duplicate=True)
                 topic_log = self.store.get(put.topic)
                 if topic_log is not None and seen.offset > topic_log.written_offset:
-                    wait_for(conn, self.store.ticket, (put.topic, reply, 1))  # with the original
+                    wait_for(conn, self.logs.ticket, (put.topic, reply, 1))  # with the original
                 else:
                     conn.reply(reply)
                 return
         meta = stored_meta(put, now)
         text = record_text(put.payload, meta)
-        appended = self.store.append(put.topic, [text], now, [self._ids.next(now)], meta)
+        appended = self.logs.append(put.topic, [text], now, [self._ids.next(now)], meta)
         if appended.ticket.done():  # refused before it was appended
             conn.reply(replies.storage_unavailable(appended.ticket.errors[put.topic]))
             return
@@ -335,7 +337,7 @@ class Broker:
         if store.get(topic) is None and len(store.topics()) >= self.config.max_topics:
             raise ValueError("too many topics")
         now = time.time()
-        appended = store.append(topic, [msg], now, [self._ids.next(now)], meta)
+        appended = self.logs.append(topic, [msg], now, [self._ids.next(now)], meta)
         if appended.ticket.done():
             raise appended.ticket.errors[topic]
         self._appended_now()
@@ -388,7 +390,7 @@ class Broker:
         self.router.ctx.run_pumps()
         while self._appended:
             self._appended = False
-            done = self.store.commit()
+            done = self.logs.commit()
             for topic, records in done.failed.items():
                 self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
             now = time.time()

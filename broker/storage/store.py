@@ -6,17 +6,16 @@ import asyncio
 import pathlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import structlog
 
 from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
 from linemq.broker.storage.handles import HandleBudget, budget_for
+from linemq.broker.storage.log_store import READ_BYTES, Commit
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
 from linemq.broker.storage.topic_log import (
-    DEFAULT_READ_BYTES,
     DEFAULT_SEGMENT_BYTES,
     TopicLog,
     check_topic_name,
@@ -62,17 +61,8 @@ def as_storage_error(exc: Exception) -> StorageError:
     return exc if isinstance(exc, StorageError) else StorageError(str(exc))
 
 
-@dataclass(slots=True)
-class Commit:
-    """What one ``commit`` wrote, by topic, and the ticket its appends share."""
-
-    ticket: Ticket
-    written: dict[str, list[Record]] = field(default_factory=dict)
-    failed: dict[str, list[Record]] = field(default_factory=dict)
-
-
 class FileStore:
-    """Topic logs under ``<data_dir>/topics/<topic>/``."""
+    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``LogStore``."""
 
     def __init__(
         self,
@@ -253,7 +243,7 @@ class FileStore:
         return 1 if log_ is None else log_.first_offset
 
     async def read(
-        self, topic: str, start: int, max_count: int, max_bytes: int = DEFAULT_READ_BYTES
+        self, topic: str, start: int, max_count: int, max_bytes: int = READ_BYTES
     ) -> list[Record]:
         log_ = self._logs.get(topic)
         if log_ is None:
