@@ -107,6 +107,8 @@ class Handlers:
         if needs_auth and not isinstance(command, OPEN_BEFORE_AUTH):
             conn.reply(replies.err("auth required"))
             return
+        if type(command) is not Pub:  # it may see offsets: PUBs sent before it count
+            self.broker.append_gathered()
         self._table[type(command)](conn, command)
 
     # -- authentication --------------------------------------------------------------

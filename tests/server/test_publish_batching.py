@@ -69,3 +69,26 @@ async def test_connections_publishing_to_shared_topics_get_gap_free_offsets(
             assert mine == sent
         total += len(stored)
     assert total == 4 * (10 + 1000)
+
+
+async def test_a_command_after_pubs_to_several_topics_sees_them(broker: Broker) -> None:
+    """PUBs spread over topics are appended together, yet before anything sent after
+    them: a HISTORY includes them, a PUT comes after them, a new group starts past them."""
+    w = await Wire.open(broker.port)
+    for t in ("x", "y"):
+        assert await w.cmd(f"PUB {t} first") == "OK published"
+    await w.send(b"PUB x a\nPUB y b\nHISTORY x 10\nPUB y c\nPUB x d\nPUT x 1\ne\n")
+    await w.send(b"PUB x f\nPUB y g\n")
+    got = await w.lines(8)
+    assert got[:2] == ["OK published"] * 2
+    assert [line.rsplit(" ", 1)[1] for line in got[2:4]] == ["first", "a"]
+    assert got[4] == "OK history end"
+    assert got[5:7] == ["OK published"] * 2
+    assert got[7].startswith("OK published 4 ")  # x: first, a, d, then e
+    assert await w.lines(2) == ["OK published"] * 2
+    assert [m for _, m in await history(w, "x", 10)] == ["first", "a", "d", "e", "f"]
+    await w.send(b"PUB x h\nPUB y i\nSUB x late\nPUB y j\nPUB x k\n")
+    assert await w.lines(3) == ["OK published", "OK published", "OK subscribed x in group late"]
+    assert await w.lines(2) == ["OK published"] * 2
+    msg = await w.line()
+    assert msg.startswith("MSG x ") and msg.endswith(" k"), msg
