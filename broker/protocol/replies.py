@@ -26,6 +26,11 @@ def err(reason: str) -> bytes:
     return f"ERR {reason}\n".encode()
 
 
+def storage_unavailable(error: BaseException) -> bytes:
+    """The reply to anything that could not be stored or made durable: one wording."""
+    return err(f"storage unavailable: {error}")
+
+
 def subscribed(topic: str, group: str | None) -> bytes:
     if group is None:
         return f"OK subscribed {topic}\n".encode()

@@ -12,6 +12,54 @@ import re
 from typing import Final
 
 _CONTROL: Final = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+_PUB_LINE: Final = re.compile(r"^PUB ([^ \n]+) ([^\n]+)\n", re.MULTILINE)
+
+
+def pub_line(line: bytes, max_bytes: int) -> tuple[str, str] | None:
+    """``(topic, message)`` of a plain ``PUB <topic> <message>`` line (LF removed), or None.
+
+    None for anything the line parser should answer: no message, a message over
+    ``max_bytes``, invalid UTF-8 or a NUL. A trailing CR is dropped, as there.
+    The topic is not checked: the caller knows which topics it already vetted.
+    """
+    space = line.find(b" ", 4)
+    if space < 0:
+        return None
+    # Indexing and str's ``in`` over bytes methods: on CPython 3.11 each of those
+    # parses its arguments, and ``bytes in bytes`` raises and clears a TypeError.
+    body = line[space + 1 : -1] if line[-1] == 0x0D else line[space + 1 :]
+    if not body or len(body) > max_bytes:
+        return None
+    try:
+        msg = body.decode()
+        topic = line[4:space].decode()
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in msg else (topic, msg)
+
+
+def pub_run(span: bytes, topic: str) -> list[str] | None:
+    """The messages of a span of ``PUB`` lines all to ``topic`` (the cheapest split), or None."""
+    prefix = b"PUB " + topic.encode() + b" "
+    if not span.startswith(prefix) or span.count(b"\n" + prefix) != span.count(b"\n") - 1:
+        return None
+    return pub_bodies(span, prefix)
+
+
+def pub_lines(span: bytes) -> list[tuple[str, str]] | None:
+    """``(topic, message)`` of each line of a span of ``PUB`` lines to any topics.
+
+    None unless every line is a plain ``PUB <topic> <message>`` that ``pub_line``
+    accepts the same way (no CR, no NUL, valid UTF-8, a non-empty message).
+    """
+    if b"\r" in span or b"\x00" in span:
+        return None
+    try:
+        text = span.decode()
+    except UnicodeDecodeError:
+        return None
+    pairs = _PUB_LINE.findall(text)
+    return pairs if len(pairs) == text.count("\n") else None
 
 
 def only_argument(line: bytes) -> str | None:

@@ -107,6 +107,8 @@ class Handlers:
         if needs_auth and not isinstance(command, OPEN_BEFORE_AUTH):
             conn.reply(replies.err("auth required"))
             return
+        if type(command) is not Pub:  # it may see offsets: PUBs sent before it count
+            self.broker.append_gathered()
         self._table[type(command)](conn, command)
 
     # -- authentication --------------------------------------------------------------
@@ -523,7 +525,7 @@ class Handlers:
             try:
                 data = await work()
             except StorageError as e:  # a topic that could not be opened, a failed write
-                data = storage_unavailable(e)
+                data = replies.storage_unavailable(e)
             except Exception:
                 log.exception("command_failed", peer=conn.peer)
                 data = replies.err("internal error")
@@ -534,11 +536,6 @@ class Handlers:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def storage_unavailable(error: StorageError) -> bytes:
-    """The one ERR for a storage failure met by a command (PUB's own are app.py's)."""
-    return replies.err(f"storage unavailable: {error}")
 
 
 def _name(conn: Connection) -> str | None:

@@ -65,9 +65,8 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
     broker.dead_letters.forget(source_topic(topic))
     logs = [(name, store.detach(name)) for name in names]
     for name in names:
-        key = name.encode()
         for conn in broker.connections:
-            conn.vetted.pop(key, None)
+            conn.vetted.discard(name)
             conn.client.topics.discard(name)  # a catch-up reader stops too
         broker.dedup.drop(name)
     broker.schedule()  # members' replies and the groups' last writes settle

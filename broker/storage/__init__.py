@@ -5,20 +5,28 @@ records by offset.
 """
 
 from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.log_store import Commit, LogStore
+from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.retention import RetentionResult, SegmentInfo
 from linemq.broker.storage.segment import SegmentFormatError
 from linemq.broker.storage.store import FileStore, Store
+from linemq.broker.storage.ticket import Appended, Ticket
 from linemq.broker.storage.topic_log import TopicLog
 
 __all__ = [
+    "Appended",
+    "Commit",
     "FileStore",
     "Journal",
+    "LogStore",
+    "MemoryStore",
     "Record",
     "RetentionResult",
     "SegmentFormatError",
     "SegmentInfo",
     "StorageError",
     "Store",
+    "Ticket",
     "TopicLog",
 ]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import structlog
 
 from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
 from linemq.broker.storage.handles import HandleBudget, budget_for
-from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.log_store import READ_BYTES, Commit
+from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
 from linemq.broker.storage.tombstones import load_floors, remove_directory, write_tombstone
 from linemq.broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
 
@@ -39,8 +43,23 @@ class TopicUnavailable(StorageError, OSError):
     """A topic whose files could not be opened at start-up: left as they are, not served."""
 
 
+SyncPolicy = Callable[[list[TopicLog], "Ticket | None"], None]
+"""Told which logs a commit wrote (``ticket``: the commit's) or a write-through wrote
+(``ticket`` None); it fsyncs them per --fsync and resolves the ticket once that is done."""
+
+
+def resolve_when_written(logs: list[TopicLog], ticket: Ticket | None) -> None:
+    """The policy of a store used alone (tests, tools): written to the OS counts as durable."""
+    if ticket is not None:
+        ticket.resolve()
+
+
+def as_storage_error(exc: Exception) -> StorageError:
+    return exc if isinstance(exc, StorageError) else StorageError(str(exc))
+
+
 class FileStore:
-    """Topic logs under ``<data_dir>/topics/<topic>/``."""
+    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``LogStore``."""
 
     def __init__(
         self,
@@ -61,6 +80,9 @@ class FileStore:
         self._lock = threading.Lock()  # topic() may be reached from worker threads too
         self._floors: dict[str, int] = {}  # deleted topics' next offsets (tombstones.py)
         self._deleting: set[str] = set()
+        self.sync_policy: SyncPolicy = resolve_when_written
+        self._ticket = Ticket()
+        self._appended: dict[TopicLog, list[Record]] = {}  # since the last commit
 
     def open(self) -> None:
         """Recover every topic; each costs a look at its last segment, not its whole log.
@@ -152,6 +174,124 @@ class FileStore:
 
     def pending_logs(self) -> list[TopicLog]:
         return [t for t in self._logs.values() if t.has_pending]
+
+    # -- the log seam (see log_store.LogStore) -----------------------------------------------
+
+    @property
+    def ticket(self) -> Ticket:
+        """The ticket the next ``commit`` settles: what an append made now waits for."""
+        return self._ticket
+
+    def append(
+        self,
+        topic: str,
+        msgs: Sequence[str],
+        ts: float,
+        ids: Sequence[str],
+        meta: Meta | None = None,
+    ) -> Appended:
+        """Buffer records for the next ``commit``; offsets are assigned now, in order."""
+        try:
+            log_ = self.topic(topic)
+            records = log_.append_many(msgs, ts, ids, meta)
+        except (OSError, StorageError, ValueError) as exc:
+            log.error("append_failed", topic=topic, error=str(exc))
+            return failed_ticket(topic, as_storage_error(exc))
+        appended = self._appended.get(log_)
+        if appended is None:
+            self._appended[log_] = records
+        else:
+            appended += records
+        return Appended(topic, records, self._ticket)
+
+    def append_batch(
+        self, batch: Mapping[str, Sequence[str]], ts: float, ids: Sequence[str]
+    ) -> Ticket:
+        """Plain records for many topics (``ids`` in the batch's order): one call per read."""
+        ticket, pending = self._ticket, self._appended
+        start = 0
+        for topic, msgs in batch.items():
+            end = start + len(msgs)
+            try:
+                log_ = self.topic(topic)
+                records = log_.append_many(msgs, ts, ids[start:end])
+            except (OSError, StorageError, ValueError) as exc:
+                log.error("append_failed", topic=topic, error=str(exc))
+                ticket.failed(topic, as_storage_error(exc))
+            else:
+                appended = pending.get(log_)
+                if appended is None:
+                    pending[log_] = records
+                else:
+                    appended += records
+            start = end
+        return ticket
+
+    def commit(self) -> Commit:
+        """Write what was appended since the last commit: one write per touched segment
+        file, however many appends and topics; then the sync policy resolves the ticket.
+
+        A topic whose write fails keeps nothing of it (see ``TopicLog.write``) and has
+        its error in the ticket; the other topics are written all the same.
+        """
+        appended, self._appended = self._appended, {}
+        done = Commit(self._ticket)
+        self._ticket = Ticket()
+        logs: list[TopicLog] = []
+        for log_, records in appended.items():
+            try:
+                log_.write()
+            except StorageError as exc:
+                done.ticket.failed(log_.name, exc)
+                done.failed[log_.name] = records
+            else:
+                done.written[log_.name] = records
+                logs.append(log_)
+        self.sync_policy(logs, done.ticket)
+        return done
+
+    def write_through(
+        self, topic: str, msg: str, ts: float, id: str, written: Callable[[], None]
+    ) -> Record | None:
+        """Write one plain record at once, ``written`` called as soon as the OS has it; None
+        when it must take ``append`` (nothing known of the topic, appends pending, a roll)."""
+        log_ = self._logs.get(topic)
+        if log_ is None or log_ in self._appended:
+            return None
+        try:
+            record = log_.write_one(msg, ts, id, written)
+        except (OSError, StorageError, ValueError) as exc:
+            raise as_storage_error(exc) from exc
+        if record is not None:
+            self.sync_policy([log_], None)
+        return record
+
+    def last_offset(self, topic: str) -> int:
+        log_ = self._logs.get(topic)
+        return 0 if log_ is None else log_.last_offset
+
+    def first_offset(self, topic: str) -> int:
+        log_ = self._logs.get(topic)
+        return 1 if log_ is None else log_.first_offset
+
+    async def read(
+        self, topic: str, start: int, max_count: int, max_bytes: int = READ_BYTES
+    ) -> list[Record]:
+        log_ = self._logs.get(topic)
+        if log_ is None:
+            return []
+        cached = log_.read_cached(start, max_count, max_bytes)
+        if cached is not None:
+            return cached
+        return await asyncio.to_thread(log_.read, start, max_count, max_bytes)
+
+    async def read_last(self, topic: str, n: int) -> list[Record]:
+        log_ = self._logs.get(topic)
+        return [] if log_ is None else await asyncio.to_thread(log_.read_last, n)
+
+    async def offset_at(self, topic: str, ts: float) -> int:
+        log_ = self._logs.get(topic)
+        return 1 if log_ is None else await asyncio.to_thread(log_.offset_at, ts)
 
     def close(self) -> None:
         """Close every log, reporting the first failure only after trying them all."""

@@ -93,6 +93,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._tail = TailCache(1)
         self._sealed = SealedCache(self._dir, on_header_damage=self._header_damaged)
         self._unsynced_fds: list[int] = []  # sealed segments' fds, owned until fsynced
+        self._unsynced_paths: set[pathlib.Path] = set()  # written, then closed by release_handles
         self._dirs_to_sync: set[pathlib.Path] = set()
         self._dirty = False
         self._closed = False
@@ -193,26 +194,21 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
     # -- file handles ------------------------------------------------------------------------
 
     def release_handles(self) -> None:
-        """Close the active segment's files while the topic is idle (fsynced first if
-        dirty, so nothing waits on them); the next write reopens them."""
+        """Close the active segment's files while the topic is idle; the next write reopens
+        them. Bytes not yet fsynced stay owed: ``sync`` fsyncs those files by path in its
+        worker thread, so an eviction never waits for the disk on the event loop."""
         with self._lock:
             seg = self._active
             if seg is None or seg.log_fd < 0:
                 return
             fds = (seg.log_fd, seg.idx_fd)
             seg.log_fd = seg.idx_fd = -1
-            dirty, self._dirty = self._dirty, False
-        try:
-            if dirty:
-                for fd in fds:
-                    os.fsync(fd)
-        except OSError as exc:
-            log.error("topic_sync_failed", topic=self.name, error=str(exc))
-            with self._lock:
-                self._dirty = True  # the next sync() of the reopened files tries again
-        finally:
-            for fd in fds:
-                os.close(fd)
+            if self._dirty:
+                self._dirty = False
+                self._unsynced_paths.add(log_path(self._dir, seg.base))
+                self._unsynced_paths.add(idx_path(self._dir, seg.base))
+        for fd in fds:
+            os.close(fd)
 
     def _reopen(self, seg: Active) -> None:
         """Reopen the active segment's files that ``release_handles`` closed."""
@@ -554,7 +550,17 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 fds += (os.dup(self._active.log_fd), os.dup(self._active.idx_fd))
                 self._dirty = False
             dirs, self._dirs_to_sync = self._dirs_to_sync, set()
+            paths, self._unsynced_paths = self._unsynced_paths, set()
         try:
+            for path in sorted(paths):  # fsync covers the file, whichever fd wrote it
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # deleted by retention or a purge since
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             for fd in fds:
                 os.fsync(fd)
             for d in sorted(dirs, key=lambda p: len(p.parts)):

@@ -118,6 +118,12 @@ async def test_disk_full_is_an_err_and_publishing_recovers(tmp_path: Path) -> No
         assert first.startswith("ERR storage unavailable: ")
         assert other == "OK published"
         assert last.startswith("ERR storage unavailable: ")
+        # Again, with both topics known: one batch, the failed topic's replies in place.
+        await w.send(f"PUB full a-{payload}\nPUB other y\nPUB full b-{payload}\nPUB other z\n")
+        first, other, last, other2 = await w.lines(4)
+        assert first.startswith("ERR storage unavailable: ")
+        assert (other, other2) == ("OK published", "OK published")
+        assert last.startswith("ERR storage unavailable: ")
         assert await w.cmd("PING") == "OK pong"
         # Space returns: the same broker process takes publishes again.
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)

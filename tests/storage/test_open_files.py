@@ -118,3 +118,37 @@ def test_budget_follows_the_limit() -> None:
     assert budget_for(0.5, 2, limit=256) == 48
     assert budget_for(0.5, 2, limit=1024) == 240
     assert budget_for(0.5, 2, limit=70) == 4
+
+
+def test_closing_an_idle_topic_leaves_its_fsync_to_the_sync_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eviction happens on the event loop, inside a write: it must not wait for the disk.
+    The unsynced bytes of a closed topic are fsynced by the next ``sync`` instead."""
+    from linemq.broker.storage import topic_log
+    from linemq.broker.storage.topic_log import TopicLog
+
+    budget = HandleBudget(1)
+    a = TopicLog.open(tmp_path, "a", handles=budget)
+    b = TopicLog.open(tmp_path, "b", handles=budget)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(topic_log.os, "fsync", fsync)
+    a.append("one", 1.0, "ia")
+    a.write()
+    b.append("two", 1.0, "ib")
+    b.write()  # opens b's files: a's are closed, unsynced
+    assert synced == [], "no fsync on the loop"
+    a.sync()
+    log_file = tmp_path / "a" / "00000000000000000001.log"
+    assert log_file.stat().st_ino in synced
+    a.append("three", 2.0, "ic")
+    a.write()  # reopened for the write
+    assert [r.msg for r in a.read(1, 10)] == ["one", "three"]
+    for t in (a, b):
+        t.close()

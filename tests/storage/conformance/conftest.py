@@ -1,0 +1,23 @@
+"""Every conformance test runs once per store in ``kits.KITS``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from linemq.broker.storage.log_store import LogStore
+from tests.storage.conformance.kits import KITS, StoreKit
+
+
+@pytest.fixture(params=sorted(KITS))
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
+    return KITS[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(kit: StoreKit) -> Iterator[LogStore]:
+    opened = kit.open()
+    yield opened
+    opened.close()
