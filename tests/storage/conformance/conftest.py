@@ -13,7 +13,7 @@ from tests.storage.conformance.kits import KITS, StoreKit
 
 @pytest.fixture(params=sorted(KITS))
 def kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
-    return KITS[request.param](tmp_path)
+    return KITS[request.param](request, tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,374 @@
+"""Topic logs in PostgreSQL: the ``LogStore`` seam over one database (preview).
+
+One statement per ``commit`` stores every record the tick appended, for all its
+topics: the records travel as arrays (``unnest``), and the same statement moves
+each topic's ``next_offset`` row, so the offsets in the database are gap-free
+and the batch is one implicit transaction, one round trip, however many
+messages. The ticket resolves after PostgreSQL has committed it (with a
+synchronous standby and ``synchronous_commit=on``, after the standby has it).
+
+Database work runs on one thread of its own with a plain psycopg connection, in
+order: nothing blocks the event loop, and a read queued after a ``commit`` sees
+what that commit stored.
+
+Where the seam does not fit a networked store, and what this store does instead:
+
+- ``commit()`` is synchronous and returns ``written`` at once, and the broker
+  hands those records to subscribers right away (the file store knows at once
+  that the OS has them). A database answers later. So offsets are given in
+  memory, from counters loaded at ``open`` (one node owns the database for now),
+  and the statement only stores a topic's records if its row still holds the
+  offset this node expected: a fence, so a second writer can never make gaps or
+  reuse offsets in the database. When a topic's batch fails (database gone,
+  fence lost) its publishers get the error through the ticket, its counter is
+  reloaded from the database and the appends numbered after the failed ones
+  fail too; but subscribers may already have been sent records that were never
+  stored, and their offsets are given again.
+- ``last_offset``, ``first_offset`` and ``topics`` are synchronous, answered from
+  that cache; right for one node only.
+- ``close()`` is synchronous: it waits for queued commits on the database thread.
+
+For several nodes the seam must change: ``commit()`` returns only the ticket, and
+``written`` (with the offsets the database gave) comes with its resolution, the
+broker dispatching then; ``last_offset``/``topics`` become async or a tailed view
+of the database; ``open``/``close`` become async. None of this is wired into
+``linemq serve`` yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+
+from linemq.broker.storage.log_state import check_topic_name
+from linemq.broker.storage.log_store import READ_BYTES, Commit
+from linemq.broker.storage.postgres_schema import migrate
+from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[Any, ...]]
+Job = Callable[[], None]
+
+# Stores a batch for many topics in one statement. A topic's records go in only if its
+# row holds the first offset this node gave them (or, for a topic new to the database,
+# none exists and they start at 1); the topics that made it come back.
+_STORE = """
+WITH want(topic, first, n) AS (
+    SELECT * FROM unnest(%(topics)s::text[], %(firsts)s::bigint[], %(counts)s::bigint[])
+), ins AS (
+    INSERT INTO linemq_topic (topic, next_offset)
+    SELECT topic, first + n FROM want WHERE first = 1
+    ON CONFLICT (topic) DO NOTHING
+    RETURNING topic
+), upd AS (
+    UPDATE linemq_topic AS t SET next_offset = w.first + w.n
+    FROM want AS w WHERE t.topic = w.topic AND t.next_offset = w.first
+    RETURNING t.topic
+), claimed AS (
+    SELECT topic FROM ins UNION ALL SELECT topic FROM upd
+), stored AS (
+    INSERT INTO linemq_record (topic, "offset", id, ts, msg, meta)
+    SELECT r.topic, r.o, r.id, r.ts, r.msg, r.meta::jsonb
+    FROM unnest(%(r_topic)s::text[], %(r_offset)s::bigint[], %(r_id)s::text[],
+                %(r_ts)s::float8[], %(r_msg)s::text[], %(r_meta)s::text[])
+         AS r(topic, o, id, ts, msg, meta)
+    WHERE r.topic IN (SELECT topic FROM claimed)
+)
+SELECT topic FROM claimed
+"""
+_COLUMNS = 'SELECT "offset", id, ts, msg, meta FROM linemq_record'
+_BASE_KEYS = {"id": "", "o": 0, "ts": 0, "msg": ""}  # what Meta.decode expects beside its own
+
+
+class _Log:
+    __slots__ = ("epoch", "last", "pending")
+
+    def __init__(self, last: int = 0) -> None:
+        self.last = last  # the last offset given, committed or not
+        self.pending: list[Record] = []
+        self.epoch = 0  # moves when the counter is reloaded: older batches' failures are stale
+
+
+class PostgresStore:
+    """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._logs: dict[str, _Log] = {}
+        self._ticket = Ticket()
+        self._touched: dict[str, _Log] = {}
+        self._failed: dict[str, list[Record]] = {}  # appends voided by a failed batch
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: Conn | None = None
+
+    def open(self) -> None:
+        """Connect, create or migrate the schema, and load each topic's counter.
+
+        Raises ``StorageError`` (``SchemaTooNewError`` for a newer schema) with a message
+        a user can act on.
+        """
+        try:
+            conn = self._connect()
+            migrate(conn)
+            rows = conn.execute("SELECT topic, next_offset FROM linemq_topic").fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"storage unavailable: {exc}") from exc
+        self._logs = {topic: _Log(next_offset - 1) for topic, next_offset in rows}
+        self._thread = threading.Thread(target=self._run, name="linemq-postgres", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> Conn:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.dsn, autocommit=True)
+        return self._conn
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    @property
+    def ticket(self) -> Ticket:
+        return self._ticket
+
+    def _log(self, topic: str) -> _Log:
+        log = self._logs.get(topic)
+        if log is None:
+            try:
+                check_topic_name(topic)
+            except ValueError as exc:
+                raise StorageError(str(exc)) from exc
+            log = self._logs[topic] = _Log()
+        return log
+
+    def _append(
+        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
+    ) -> list[Record]:
+        if len(msgs) != len(ids):
+            raise StorageError("one id per message")
+        log = self._log(topic)
+        first = log.last + 1
+        records = [
+            Record(offset, id, ts, msg, meta)
+            for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
+        ]
+        log.pending += records
+        log.last += len(records)
+        self._touched[topic] = log
+        return records
+
+    def append(
+        self,
+        topic: str,
+        msgs: Sequence[str],
+        ts: float,
+        ids: Sequence[str],
+        meta: Meta | None = None,
+    ) -> Appended:
+        try:
+            records = self._append(topic, msgs, ts, ids, meta)
+        except StorageError as exc:
+            return failed_ticket(topic, exc)
+        return Appended(topic, records, self._ticket)
+
+    def append_batch(
+        self, batch: Mapping[str, Sequence[str]], ts: float, ids: Sequence[str]
+    ) -> Ticket:
+        start = 0
+        for topic, msgs in batch.items():
+            end = start + len(msgs)
+            try:
+                self._append(topic, msgs, ts, ids[start:end], None)
+            except StorageError as exc:
+                self._ticket.failed(topic, exc)
+            start = end
+        return self._ticket
+
+    def commit(self) -> Commit:
+        """Send what was appended since the last commit as one statement; the ticket
+        resolves once PostgreSQL has committed it (``written`` is what was sent)."""
+        done = Commit(self._ticket)
+        self._ticket = Ticket()
+        failed, self._failed = self._failed, {}
+        done.failed.update(failed)
+        touched, self._touched = self._touched, {}
+        batch: list[tuple[str, int, list[Record]]] = []
+        for topic, log in touched.items():
+            if log.pending:
+                batch.append((topic, log.epoch, log.pending))
+                done.written[topic] = log.pending
+                log.pending = []
+        if not batch:
+            done.ticket.resolve()
+            return done
+        loop = asyncio.get_running_loop()
+        self._jobs.put(lambda: self._store(loop, done.ticket, batch))
+        return done
+
+    def _store(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ticket: Ticket,
+        batch: list[tuple[str, int, list[Record]]],
+    ) -> None:
+        """On the database thread: one statement for the batch, then the ticket on the loop."""
+        r_topic: list[str] = []
+        r_offset: list[int] = []
+        r_id: list[str] = []
+        r_ts: list[float] = []
+        r_msg: list[str] = []
+        r_meta: list[str | None] = []
+        for topic, _, records in batch:
+            r_topic += [topic] * len(records)
+            for r in records:
+                r_offset.append(r.offset)
+                r_id.append(r.id)
+                r_ts.append(r.ts)
+                r_msg.append(r.msg)
+                r_meta.append(None if r.meta is None else orjson.dumps(r.meta.encode()).decode())
+        params = {
+            "topics": [topic for topic, _, _ in batch],
+            "firsts": [records[0].offset for _, _, records in batch],
+            "counts": [len(records) for _, _, records in batch],
+            "r_topic": r_topic,
+            "r_offset": r_offset,
+            "r_id": r_id,
+            "r_ts": r_ts,
+            "r_msg": r_msg,
+            "r_meta": r_meta,
+        }
+        error: StorageError | None = None
+        claimed: set[str] = set()
+        try:
+            claimed = {row[0] for row in self._connect().execute(_STORE, params).fetchall()}
+        except psycopg.Error as exc:  # the outcome is unknown if the connection went
+            error = StorageError(f"storage unavailable: {exc}")
+        lost = [(topic, epoch) for topic, epoch, _ in batch if topic not in claimed]
+        counters: dict[str, int] | None = None
+        if lost:
+            try:
+                rows = self._connect().execute(
+                    "SELECT topic, next_offset - 1 FROM linemq_topic WHERE topic = ANY(%s)",
+                    ([topic for topic, _ in lost],),
+                )
+                counters = dict(rows.fetchall())
+            except psycopg.Error:
+                counters = None  # reloaded at the next failure
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(self._settle, ticket, lost, counters, error)
+
+    def _settle(
+        self,
+        ticket: Ticket,
+        lost: list[tuple[str, int]],
+        counters: dict[str, int] | None,
+        error: StorageError | None,
+    ) -> None:
+        """On the loop: fail the topics that were not stored and number them again from
+        the database, voiding the appends made since (their offsets were wrong)."""
+        for topic, epoch in lost:
+            exc = error or StorageError(
+                f"storage conflict: {topic}'s offsets moved in the database (another writer?)"
+            )
+            ticket.failed(topic, exc)
+            log = self._logs.get(topic)
+            if log is None or log.epoch != epoch or counters is None:
+                continue
+            if log.pending:
+                self._failed.setdefault(topic, []).extend(log.pending)
+                self._ticket.failed(topic, exc)
+                log.pending = []
+                self._touched.pop(topic, None)
+            log.last = counters.get(topic, 0)
+            log.epoch += 1
+        ticket.resolve()
+
+    def last_offset(self, topic: str) -> int:
+        log = self._logs.get(topic)
+        return 0 if log is None else log.last
+
+    def first_offset(self, topic: str) -> int:
+        return 1
+
+    def topics(self) -> list[str]:
+        return sorted(self._logs)
+
+    async def _query(self, work: Callable[[Conn], T]) -> T:
+        """``work`` on the database thread, after every commit queued before it."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                future.set_result(work(self._connect()))
+            except psycopg.Error as exc:
+                future.set_exception(StorageError(f"storage unavailable: {exc}"))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._jobs.put(job)
+        return await asyncio.wrap_future(future)
+
+    async def read(
+        self, topic: str, start: int, max_count: int, max_bytes: int = READ_BYTES
+    ) -> list[Record]:
+        if max_count <= 0 or topic not in self._logs:
+            return []
+        rows = await self._query(
+            lambda c: c.execute(
+                f'{_COLUMNS} WHERE topic = %s AND "offset" >= %s ORDER BY "offset" LIMIT %s',
+                (topic, start, max_count),
+            ).fetchall()
+        )
+        out: list[Record] = []
+        total = 0
+        for row in rows:
+            total += len(row[3])
+            if out and total > max_bytes:
+                break
+            out.append(_record(row))
+        return out
+
+    async def read_last(self, topic: str, n: int) -> list[Record]:
+        if n <= 0 or topic not in self._logs:
+            return []
+        rows = await self._query(
+            lambda c: c.execute(
+                f'{_COLUMNS} WHERE topic = %s ORDER BY "offset" DESC LIMIT %s', (topic, n)
+            ).fetchall()
+        )
+        return [_record(row) for row in reversed(rows)]
+
+    async def offset_at(self, topic: str, ts: float) -> int:
+        row = await self._query(
+            lambda c: c.execute(
+                'SELECT coalesce((SELECT "offset" FROM linemq_record WHERE topic = %(t)s'
+                ' AND ts >= %(ts)s ORDER BY ts, "offset" LIMIT 1),'
+                " (SELECT next_offset FROM linemq_topic WHERE topic = %(t)s), 1)",
+                {"t": topic, "ts": ts},
+            ).fetchone()
+        )
+        return 1 if row is None else int(row[0])
+
+    def close(self) -> None:
+        """Wait for the queued commits, then disconnect."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    offset, id, ts, msg, meta = row
+    return Record(offset, id, ts, msg, None if meta is None else Meta.decode(_BASE_KEYS | meta))

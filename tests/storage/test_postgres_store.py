@@ -1,0 +1,100 @@
+"""What the PostgreSQL store adds to the conformance suite: its schema, and its fence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from pg_cluster import PgCluster
+
+from linemq.broker.storage.postgres import PostgresStore
+from linemq.broker.storage.postgres_schema import SCHEMA_VERSION, SchemaTooNewError
+from linemq.broker.storage.records import StorageError
+
+
+@pytest.fixture
+def dsn(pg_cluster: PgCluster) -> str:
+    return pg_cluster.create_database()
+
+
+@pytest.fixture
+def store(dsn: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(dsn)
+    opened.open()
+    yield opened
+    opened.close()
+
+
+def sql(dsn: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query.encode())
+        return cur.fetchall() if cur.description else []
+
+
+def test_a_new_database_gets_the_current_schema_once(dsn: str) -> None:
+    for _ in range(2):  # the second open finds the schema and migrates nothing
+        store = PostgresStore(dsn)
+        store.open()
+        store.close()
+    assert sql(dsn, "SELECT version FROM linemq_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_a_schema_newer_than_this_linemq_is_refused(dsn: str) -> None:
+    PostgresStore(dsn).open()
+    sql(dsn, f"UPDATE linemq_schema SET version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNewError, match=r"newer than this linemq knows.*upgrade linemq"):
+        PostgresStore(dsn).open()
+    assert sql(dsn, "SELECT version FROM linemq_schema") == [(SCHEMA_VERSION + 1,)]
+
+
+def test_an_unreachable_database_is_a_clear_storage_error() -> None:
+    with pytest.raises(StorageError, match="storage unavailable"):
+        PostgresStore("postgresql://linemq@127.0.0.1:1/nothing?connect_timeout=2").open()
+
+
+async def test_a_second_writer_fails_the_fence_and_the_topic_numbers_again(
+    store: PostgresStore, dsn: str
+) -> None:
+    """Another writer took offset 3: this node's offset 3 is refused, not stored twice;
+    its other topics are stored, and its next append to the topic follows the database."""
+    store.append("t", ["a", "b"], 1.0, ["i1", "i2"])
+    await store.commit().ticket
+    sql(dsn, "INSERT INTO linemq_record VALUES ('t', 3, 'other', 1.0, 'theirs', NULL)")
+    sql(dsn, "UPDATE linemq_topic SET next_offset = 4 WHERE topic = 't'")
+    ticket = store.append_batch({"t": ["mine"], "u": ["fine"]}, 2.0, ["i3", "i4"])
+    store.commit()
+    await ticket
+    assert set(ticket.errors) == {"t"}
+    assert "storage conflict" in str(ticket.errors["t"])
+    assert store.last_offset("t") == 3, "numbered again from the database"
+    again = store.append("t", ["next"], 3.0, ["i5"])
+    store.commit()
+    assert [r.offset for r in await again] == [4]
+    assert [(r.offset, r.msg) for r in await store.read("t", 1, 10)] == [
+        (1, "a"),
+        (2, "b"),
+        (3, "theirs"),
+        (4, "next"),
+    ]
+    assert [r.msg for r in await store.read("u", 1, 10)] == ["fine"]
+
+
+async def test_a_lost_connection_fails_the_batch_and_the_store_reconnects(
+    store: PostgresStore, dsn: str
+) -> None:
+    store.append("t", ["a"], 1.0, ["i1"])
+    await store.commit().ticket
+    sql(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    lost = store.append("t", ["b"], 2.0, ["i2"])
+    store.commit()
+    with pytest.raises(StorageError, match="storage unavailable"):
+        await lost
+    retried = store.append("t", ["b"], 2.0, ["i2"])
+    store.commit()
+    assert [r.offset for r in await retried] == [2], "the lost offset is given again"
+    assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b"]
