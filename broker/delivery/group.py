@@ -9,6 +9,9 @@ in the log behind the cursor. Ack deadlines all share one timeout, so
 in-flight deliveries kept in delivery order are also in deadline order: one
 timer per group, no scans. Retries, delays and backoff share one heap.
 
+Every message in flight is a row of its member's holdings (holdings.py); what
+happens to it is a transition of lifecycle.py, which journals it.
+
 Most of the time nothing waits in the ready queue and no record from the cursor
 on has a key, priority, delay or TTL. Then the queue would hand records out in
 offset order anyway, so the pump sends them from the tail cache straight to
@@ -25,11 +28,10 @@ from typing import Final
 
 import structlog
 
-from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
-from linemq.broker.delivery.group_state import GroupState, Pending, Phase
-from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.log_reads import LogReads
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.delivery.timers import AckDeadlines, DueHeap
@@ -45,19 +47,6 @@ DISK_READ: Final = 4 * LOOKAHEAD
 """Records per read from disk for a group behind the tail cache. Each read is a
 worker-thread round trip that competes with the loop for the GIL; fewer, larger
 reads drain a backlog about 14% faster than reads of LOOKAHEAD."""
-
-
-class Member:
-    """A client's place in a group, and how many deliveries it holds (``holdings``: those
-    kept as rows, see holdings.py)."""
-
-    __slots__ = ("client", "group", "holding", "holdings")
-
-    def __init__(self, client: ClientState, group: ConsumerGroup) -> None:
-        self.client = client
-        self.group = group
-        self.holding = 0
-        self.holdings = Holdings()
 
 
 class ConsumerGroup(GroupFailures):
@@ -81,7 +70,6 @@ class ConsumerGroup(GroupFailures):
         self._out: dict[Member, list[Pending]] = {}
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
-        self._plain_firsts = 0  # how many of _sent can become rows (see _hold)
         self._reads = LogReads(log_, DISK_READ, self._spawn)
         self._compacting = False
         self._closed = False
@@ -96,7 +84,7 @@ class ConsumerGroup(GroupFailures):
     # -- membership --------------------------------------------------------------
 
     def join(self, client: ClientState) -> Member:
-        member = Member(client, self)
+        member = Member(client, (self.topic, self.name))
         self.members.append(member)
         self.state.holdings.append(member.holdings)
         self.pump()
@@ -105,10 +93,10 @@ class ConsumerGroup(GroupFailures):
     def leave(self, member: Member, *, died: bool) -> None:
         """Hand the member's deliveries back; a death counts as a failed attempt, a leave not."""
         self.members.remove(member)
-        self.unpack(member, list(member.holdings.rows()))
+        rows = list(member.holdings.rows())
+        ps = self.unhold(member, rows, "consumer dead" if died else "unsubscribed")
         self.state.holdings.remove(member.holdings)
-        for p in self._deadlines.held_by(member):
-            self.take_back(p, "consumer dead" if died else "unsubscribed")
+        for p in ps:
             if died:
                 self._fail(p, "consumer_dead", delay=0.0)
             else:
@@ -118,45 +106,33 @@ class ConsumerGroup(GroupFailures):
 
     # -- consumer commands ---------------------------------------------------------
 
-    def ack_pending(self, p: Pending) -> int:
-        """One ack of a run (see ``acked``): returns its offset."""
-        self.take_back(p, "acked")
-        if p.meta is not None:  # only a message with a key has something to release
-            self._queue.release(p)
-        return p.offset
-
     def acked(self, offsets: list[int]) -> None:
-        """Acks read together, each taken back (``ack_pending``, ``ClientState.ack_row``): one
-        journal line, then more deliveries."""
-        self.state.acked(offsets)
+        """Acks read together, rows already taken (``ClientState.ack_row``): one journal
+        line, then more deliveries."""
+        for p in self.state.ack(offsets):
+            if p.meta is not None:  # only a message with a key has something to release
+                self._queue.release(p)
         self._after_done()
 
-    def unpack(self, member: Member, rows: list[int]) -> list[Pending]:
-        """Rows of ``member``'s holdings become in-flight ``Pending``s again, before
-        anything but an ack happens to them (see holdings.py)."""
+    def unhold(self, member: Member, rows: list[int], why: str) -> list[Pending]:
+        """Rows of ``member``'s holdings leave without an ack and become waiting
+        ``Pending``s; from now on their ids are refused, and ``why`` says so."""
+        taken = member.holdings.take(rows)
+        member.holding -= len(taken)
+        forget, unhold = member.client.forget, self.state.unhold
         ps = []
-        pending, ids = self.state.pending, member.client.ids
-        for offset, id, sent, deadline in member.holdings.take(rows):
-            p = pending[offset] = Pending(offset)
-            p.attempts = 1
-            p.first_ts = p.last_ts = sent
-            p.phase = Phase.IN_FLIGHT
-            p.id = id
-            p.member = member
-            p.deadline = deadline
-            if ids.setdefault(id, p) is not p:
-                member.client.hold(p)  # the id is in flight from another group too
-            ps.append(p)
-        self._deadlines.adopt(ps)
+        for offset, id, sent, _ in taken:
+            forget(id, why)
+            ps.append(unhold(offset, sent))
         return ps
 
-    def nack(self, p: Pending, delay: float, error: str | None = None) -> None:
-        self.take_back(p, "nacked")
+    def nack(self, member: Member, row: int, delay: float, error: str | None = None) -> None:
+        (p,) = self.unhold(member, [row], "nacked")
         self._fail(p, "nacked", delay=delay, error=error)
         self.pump()
 
-    def touch(self, p: Pending) -> None:
-        self._deadlines.restart(p)
+    def touch(self, member: Member, row: int) -> None:
+        member.holdings.touch(row, self._deadlines.deadline())
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -168,10 +144,7 @@ class ConsumerGroup(GroupFailures):
     def seek(self, offset: int) -> None:
         """Start over at ``offset``: in-flight and waiting messages are forgotten."""
         for member in self.members:
-            self.unpack(member, list(member.holdings.rows()))
-        for p in self._deadlines.held_by(None):
-            self.take_back(p, "group was reset with SEEK")
-        self._deadlines.clear()
+            self.unhold(member, list(member.holdings.rows()), "group was reset with SEEK")
         self._due.clear()
         self._queue.clear()
         self.state.seek(offset)
@@ -197,14 +170,13 @@ class ConsumerGroup(GroupFailures):
         self._pump(now)
         if self._sent:
             sent, self._sent = self._sent, []
-            self.state.delivered(sent, now)
+            self.state.deliver(sent, now)
             out, self._out = self._out, {}
-            self._hold(out, now, self._plain_firsts == len(sent))  # before a send can drop
-            self._plain_firsts = 0
+            self._hold(out, now)  # before a send can drop its client (which unholds them)
             for member, ps in out.items():
                 member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
             for p in sent:
-                p.record = None  # read back if it is ever needed again (see Pending)
+                p.record = None  # read back if it is ever needed again
             self.ctx.changed()
         if self._fresh:
             fresh, self._fresh = self._fresh, []
@@ -253,12 +225,6 @@ class ConsumerGroup(GroupFailures):
         records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
         if not records or records[0].offset != cursor:
             return 0
-        ids = [r.id for r in records]  # rows hold ASCII ids of one width (Holdings.add)
-        width = len(ids[0])
-        if len("".join(ids).encode()) != width * len(ids) or any(len(i) != width for i in ids):
-            return 0
-        if any(m.holdings.width not in (0, width) for m in self.members):
-            return 0
         out: dict[Member, list[Record]] = {}
         for record in records:
             member = self._member_with_room()
@@ -269,49 +235,28 @@ class ConsumerGroup(GroupFailures):
                 out[member] = [record]
             else:
                 got.append(record)
-        self.state.taken_and_delivered(cursor, len(records), now)
+        self.state.take_and_deliver(cursor, len(records), now)
         self.delivered += len(records)
         self._fresh += [r.ts for r in records]
-        deadline = self.ctx.loop.time() + self._deadlines.timeout
+        deadline = self._deadlines.deadline()
         for member, got in out.items():
             member.holdings.add([r.id for r in got], [r.offset for r in got], now, deadline)
         self._deadlines.rows_added()
-        for member, got in out.items():  # rows first: a send that drops its client unpacks them
+        for member, got in out.items():  # rows first: a send that drops its client unholds them
             client = member.client
             client.sender.send(deliveries(client.version, self.topic, got))
         self.ctx.changed()
         return len(records)
 
-    def _hold(self, out: dict[Member, list[Pending]], now: float, all_plain: bool) -> None:
-        """The pump's first deliveries of plain messages become rows of their member's
-        holdings (holdings.py); the others stay ``Pending``s, found by id and deadline.
-        ``all_plain``: every delivery is such a first one (the usual case, no filtering)."""
-        deadline = self.ctx.loop.time() + self._deadlines.timeout
-        pending = self.state.pending
-        kept: list[Pending] = []
-        added = False
+    def _hold(self, out: dict[Member, list[Pending]], now: float) -> None:
+        """The pump's deliveries become rows of their member's holdings."""
+        deadline = self._deadlines.deadline()
+        hold = self.state.hold
         for member, ps in out.items():
-            if all_plain:
-                rows = ps
-            else:
-                rows = [p for p in ps if p.first_ts == now and p.attempts == 1 and p.meta is None]
-            offsets = [p.offset for p in rows]
-            if rows and member.holdings.add([p.id for p in rows], offsets, now, deadline):
-                added = True
-                for offset in offsets:
-                    del pending[offset]
-                if len(rows) == len(ps):
-                    continue
-                ps = [p for p in ps if pending.get(p.offset) is p]
-            held, client = member.client.ids, member.client
-            for p in ps:
-                if held.setdefault(p.id, p) is not p:
-                    client.hold(p)  # the id is in flight from another group too
-            kept += ps
-        if kept:
-            self._deadlines.start_many(kept)
-        if added:
-            self._deadlines.rows_added()
+            ids = [p.record.id for p in ps]  # type: ignore[union-attr]  # (see _deliver)
+            member.holdings.add(ids, [p.offset for p in ps], now, deadline)
+            hold(ps)
+        self._deadlines.rows_added()
 
     def _member_with_room(self) -> Member | None:
         """The next member in turn with room (most often the very next one)."""
@@ -363,7 +308,7 @@ class ConsumerGroup(GroupFailures):
             self._skip_deleted(records[0].offset)
         if records[0].offset != self.state.cursor:
             return False
-        ps = self.state.taken(records)
+        ps = self.state.take(records)
         if not self._queue.push_plain(ps):
             for p in ps:
                 self._schedule(p)
@@ -455,12 +400,8 @@ class ConsumerGroup(GroupFailures):
             client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
             self._fresh.append(record.ts)
-            if p.meta is None and not p.first_ts:  # _hold's test, known here already
-                self._plain_firsts += 1
-        p.phase = Phase.IN_FLIGHT  # the rest of its bookkeeping waits for the pump's end
-        p.member = member
-        p.id = record.id
-        self._sent.append(p)
+        p.phase = Phase.IN_FLIGHT  # popped again in this pass: not delivered twice
+        self._sent.append(p)  # its transition and row wait for the pump's end
         member.holding += 1
         ps = self._out.get(member)
         if ps is None:
@@ -471,7 +412,7 @@ class ConsumerGroup(GroupFailures):
     # -- inspection and shutdown -------------------------------------------------
 
     def info(self) -> dict[str, int]:
-        inflight = len(self._deadlines)
+        inflight = self.state.inflight
         pending = self.state.count
         return {
             "members": len(self.members),
@@ -504,9 +445,7 @@ class ConsumerGroup(GroupFailures):
         """The group is deleted: what its members hold is forgotten (a later ACK of it is
         refused, saying why) and nothing more is delivered or journaled."""
         for member in self.members:
-            self.unpack(member, list(member.holdings.rows()))
-        for p in self._deadlines.held_by(None):
-            self.take_back(p, "group deleted")
+            self.unhold(member, list(member.holdings.rows()), "group deleted")
         self.members.clear()
         self.close()
 

@@ -12,17 +12,14 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from linemq.broker.delivery.clients import Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import encode_letter
-from linemq.broker.delivery.group_state import GroupState, Pending, Phase
 from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.scheduler import ReadyQueue
-from linemq.broker.delivery.timers import AckDeadlines
 from linemq.broker.protocol import dead_letter_topic
 from linemq.broker.storage.records import StorageError
-
-if TYPE_CHECKING:
-    from linemq.broker.delivery.group import Member
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +35,6 @@ class GroupFailures:
     ctx: DeliveryContext
     state: GroupState
     _queue: ReadyQueue
-    _deadlines: AckDeadlines
     _compacting: bool
     members: list[Member]
 
@@ -48,19 +44,9 @@ class GroupFailures:
         def _schedule(self, p: Pending) -> None: ...
         def _spawn(self, work: Coroutine[object, object, None]) -> None: ...
         def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool: ...
-        def unpack(self, member: Member, rows: list[int]) -> list[Pending]: ...
+        def unhold(self, member: Member, rows: list[int], why: str) -> list[Pending]: ...
 
-    def take_back(self, p: Pending, why: str) -> None:
-        """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
-        member = p.member
-        if member is None:
-            return
-        member.holding -= 1
-        self._deadlines.remove(p.offset)
-        member.client.forget(p.id, "already acknowledged" if why == "acked" else why, p)
-        p.member = None
-
-    def term(self, p: Pending, error: str | None) -> None:
+    def term(self, member: Member, row: int, error: str | None) -> None:
         """``TERM``: dead-letter now, whatever attempts are left.
 
         The decision is journaled first (a retry marked ``terminated``, with the
@@ -68,12 +54,12 @@ class GroupFailures:
         if the letter itself is not written yet, the next delivery of the message
         after a restart dead-letters it instead (``_deliver``).
         """
-        self.take_back(p, TERMINATED)
+        (p,) = self.unhold(member, [row], TERMINATED)
         p.reason = TERMINATED
         p.error = error or ""
         p.phase = Phase.WAITING
         p.retry_at = 0.0
-        self.state.failed(p)
+        self.state.retry(p)
         self._dead_letter(p)
         self.pump()
 
@@ -90,7 +76,7 @@ class GroupFailures:
     def _retry(self, p: Pending, delay: float) -> None:
         p.phase = Phase.WAITING
         p.retry_at = time.time() + delay if delay > 0 else 0.0
-        self.state.failed(p)
+        self.state.retry(p)
         self._schedule(p)
         self.ctx.changed()
 
@@ -145,14 +131,14 @@ class GroupFailures:
             **fields,
             reason=reason,
         )
-        self.state.dead_lettered(p.offset)
+        self.state.dead_letter(p.offset)
         self._done(p)
 
     def _expire(self, p: Pending) -> None:
         if self.ctx.config.dead_letter_expired:
             self._dead_letter(p, "expired")
             return
-        self.state.expired(p.offset)
+        self.state.expire(p.offset)
         self._done(p)
 
     def _gone(self, p: Pending) -> None:
@@ -185,12 +171,11 @@ class GroupFailures:
 
     # -- timers ----------------------------------------------------------------
 
-    def _on_ack_timeout(
-        self, expired: list[Pending], rows: list[tuple[Holdings, list[int]]]
-    ) -> None:
+    def _on_ack_timeout(self, rows: list[tuple[Holdings, list[int]]]) -> None:
         owners = {m.holdings: m for m in self.members}
+        expired: list[Pending] = []
         for holdings, held in rows:
-            expired += self.unpack(owners[holdings], held)
+            expired += self.unhold(owners[holdings], held, "ack timeout expired")
         for p in expired:
             log.info(
                 "ack_timeout",
@@ -199,7 +184,6 @@ class GroupFailures:
                 offset=p.offset,
                 attempts=p.attempts,
             )
-            self.take_back(p, "ack timeout expired")
             self._fail(p, "ack_timeout")
         self.pump()
 

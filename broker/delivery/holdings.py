@@ -1,16 +1,15 @@
-"""A member's plain first deliveries while they are in flight: rows of a few arrays, not objects.
+"""A member's in-flight messages: rows of a few arrays, not an object per message.
 
-Most in-flight messages are first deliveries of messages with no key, priority,
-delay or TTL. Until the ack, all they need is their offset, their id and when
-they left. A ``Pending`` with its id string and three dict entries costs about
-270 bytes per message; a row here costs 26 bytes of id, an offset, two times and
-a flag, about 50 (the target is 1 MB per 10,000 in flight).
+Every message in flight is a row here (lifecycle.py: ``deliver``) until it is
+acked or taken back. A row holds what an ACK and an ack timeout need: the id,
+the offset, when it left and when its ack is due; about 50 bytes (the target is
+1 MB per 10,000 in flight). A message with more history (a key, a priority, a
+retry) keeps it in the group's ``history`` meanwhile.
 
 An ACK finds its row by searching the ids (at the row after the last one acked
-first, as consumers mostly ack in order). Everything else that can happen to an
-in-flight message (NACK, TOUCH, an ack timeout, the member leaving, SEEK) first
-turns the row back into a ``Pending`` (``ConsumerGroup._unpack``), so those
-paths are the ones every other message goes through.
+first, as consumers mostly ack in order). A TOUCH moves the row to the end (its
+deadline is the latest); NACK, TERM, an ack timeout, the member leaving and SEEK
+take rows out (``take``), and the group makes them waiting ``Pending``s again.
 """
 
 from __future__ import annotations
@@ -27,9 +26,10 @@ SQUEEZE_MIN: Final = 1024
 class Holdings:
     """Rows in delivery order, so in ack-deadline order: every delivery gets the same timeout.
 
-    Ids are kept back to back in one bytearray, ``width`` bytes each (every id
-    this broker makes has the same length; messages with other ids stay
-    ``Pending``). ``first`` is the oldest row still held.
+    Ids are kept back to back in one bytearray, ``width`` bytes each: every id
+    this broker makes has the same length; a shorter one (a message from an
+    earlier release) is padded with NULs, which no id holds, and a longer one
+    widens them all. ``first`` is the oldest row still held.
     """
 
     __slots__ = ("deadlines", "first", "held", "hint", "ids", "left", "offsets", "sent", "width")
@@ -48,28 +48,50 @@ class Holdings:
     def __len__(self) -> int:
         return self.left
 
-    def add(self, ids: list[str], offsets: list[int], sent: float, deadline: float) -> bool:
-        """Rows for one pump's deliveries; False (nothing added) unless every id is ASCII
-        and as long as the ones already held."""
+    def add(self, ids: list[str], offsets: list[int], sent: float, deadline: float) -> None:
+        """Rows for one pump's deliveries."""
         n = len(ids)
         width = self.width or len(ids[0])
         blob = "".join(ids).encode()
         if len(blob) != width * n or list(map(len, ids)).count(width) != n:
-            return False
-        self.width = width
+            blob = self._padded([i.encode() for i in ids])
+        else:
+            self.width = width
         self.ids += blob
         self.offsets.fromlist(offsets)  # (array.extend goes item by item: twice as slow)
         self.sent.extend(array("d", (sent,)) * n)
         self.deadlines.extend(array("d", (deadline,)) * n)
         self.held += b"\x01" * n
         self.left += n
-        return True
+
+    def _padded(self, encoded: list[bytes]) -> bytes:
+        widest = max(map(len, encoded))
+        if widest > self.width:
+            old, width = self.width, widest
+            if old:
+                chunks = [self.ids[i : i + old] for i in range(0, len(self.ids), old)]
+                self.ids = bytearray(b"".join(c.ljust(width, b"\0") for c in chunks))
+            self.width = width
+        return b"".join(e.ljust(self.width, b"\0") for e in encoded)
+
+    def touch(self, row: int, deadline: float) -> None:
+        """A TOUCH: the row moves to the end, due at ``deadline`` (the latest of all)."""
+        width = self.width
+        self.ids += self.ids[row * width : (row + 1) * width]
+        self.offsets.append(self.offsets[row])
+        self.sent.append(self.sent[row])
+        self.deadlines.append(deadline)
+        self.held.append(1)
+        self.held[row] = 0
+        self._tidy()
 
     def find(self, id: bytes) -> int:
         """The row of ``id`` if it is held here, else -1."""
         width = self.width
-        if len(id) != width or not self.left:
-            return -1
+        if len(id) != width:
+            if len(id) > width or not self.left:
+                return -1
+            id = id.ljust(width, b"\0")
         held = self.held
         pos = self.ids.find(id, self.first * width)
         while pos >= 0:
@@ -84,6 +106,8 @@ class Holdings:
         this runs for almost every ack."""
         held, width = self.held, self.width
         row = self.hint  # most acks come in delivery order
+        if len(id) < width:
+            id = id.ljust(width, b"\0")
         if (
             row >= len(held)
             or not held[row]
@@ -133,7 +157,7 @@ class Holdings:
 
     def id_at(self, row: int) -> str:
         width = self.width
-        return self.ids[row * width : (row + 1) * width].decode()
+        return self.ids[row * width : (row + 1) * width].rstrip(b"\0").decode()
 
     def rows(self) -> Iterator[int]:
         """Rows still held, oldest first."""

@@ -11,10 +11,10 @@ from pathlib import Path
 import structlog
 
 from linemq.broker.delivery.catchup import catch_up
-from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
-from linemq.broker.delivery.group_state import GroupState, Pending
+from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
@@ -136,7 +136,9 @@ class Router:
                 self.patterns.fanout.added(topic)
             subs[client] = None
             return
-        task = self.ctx.loop.create_task(catch_up(self, client, topic, start))
+        task = self.ctx.loop.create_task(
+            catch_up(self.store.get(topic), client, topic, start, self.go_live)
+        )
         task.add_done_callback(_log_failure)
 
     def go_live(self, client: ClientState, topic: str) -> None:
@@ -201,7 +203,7 @@ class Router:
         member = client.members.pop((topic, name), None)
         if member is None:
             return False
-        member.group.leave(member, died=False)
+        self._group(member).leave(member, died=False)
         if not client.members:
             self._liveness.pop(client, None)
         return True
@@ -222,10 +224,8 @@ class Router:
             self.patterns.members.get(key, {}).pop(client, None)
         client.patterns.clear()
         for member in list(client.members.values()):
-            member.group.leave(member, died=True)
+            self._group(member).leave(member, died=True)
         client.members.clear()
-        client.ids.clear()
-        client.twins.clear()
         self._liveness.pop(client, None)
 
     def heard_from(self, client: ClientState) -> None:
@@ -275,16 +275,17 @@ class Router:
 
     # -- consumer commands ---------------------------------------------------------
 
-    def _holder(self, client: ClientState, id: str) -> Pending:
-        """What ``client`` holds as ``id``, as a ``Pending`` (a row is unpacked)."""
-        held = client.ids.get(id)
-        if held is not None:
-            return held
+    def _group(self, member: Member) -> ConsumerGroup:
+        topic, name = member.key
+        return self.groups[topic][name]
+
+    def _holder(self, client: ClientState, id: str) -> tuple[ConsumerGroup, Member, int]:
+        """The group, member and row of what ``client`` holds as ``id``."""
         found = client.find_row(id)
         if found is None:
             raise _not_held(client, id)
         member, row = found
-        return member.group.unpack(member, [row])[0]
+        return self._group(member), member, row
 
     def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
         """Acks read together, settled in order (a repeated id is refused like a late
@@ -292,21 +293,18 @@ class Router:
         to be written before saying OK, or why the ack is refused."""
         if len(ids) > 1 and (run := client.ack_rows(ids)) is not None:
             member, in_order = run  # the usual case: the next rows of one member, in order
-            member.group.acked(in_order)
-            return [member.group.state.journal] * len(ids)
+            group = self._group(member)
+            group.acked(in_order)
+            return [group.state.journal] * len(ids)
         results: list[Journal | DeliveryError] = []
         settled: dict[ConsumerGroup, list[int]] = {}
         for id in ids:
-            p = client.ids.get(id)
-            if p is not None:
-                group: ConsumerGroup = p.member.group
-                offset = group.ack_pending(p)
-            elif (acked := client.ack_row(id)) is not None:
-                member, offset = acked
-                group = member.group
-            else:
+            acked = client.ack_row(id)
+            if acked is None:
                 results.append(_not_held(client, id))
                 continue
+            member, offset = acked
+            group = self._group(member)
             offsets = settled.get(group)
             if offsets is None:
                 settled[group] = [offset]
@@ -320,21 +318,19 @@ class Router:
     def nack(
         self, client: ClientState, id: str, delay: float | None, reason: str | None = None
     ) -> Journal:
-        p = self._holder(client, id)
-        group: ConsumerGroup = p.member.group
-        group.nack(p, delay or 0.0, reason)
+        group, member, row = self._holder(client, id)
+        group.nack(member, row, delay or 0.0, reason)
         return group.state.journal
 
     def term(self, client: ClientState, id: str, reason: str | None) -> Journal:
         """``TERM``: the journal whose write makes the dead-lettering stick."""
-        p = self._holder(client, id)
-        group: ConsumerGroup = p.member.group
-        group.term(p, reason)
+        group, member, row = self._holder(client, id)
+        group.term(member, row, reason)
         return group.state.journal
 
     def touch(self, client: ClientState, id: str) -> None:
-        p = self._holder(client, id)
-        p.member.group.touch(p)
+        group, member, row = self._holder(client, id)
+        group.touch(member, row)
 
     def pause(self, topic: str, name: str, paused: bool) -> Journal:
         group = self.groups.get(topic, {}).get(name)

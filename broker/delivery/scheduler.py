@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.storage.records import NORMAL_PRIORITY
 
 

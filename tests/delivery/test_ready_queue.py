@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.delivery.scheduler import ReadyQueue, priority_of
 from linemq.broker.storage.records import NORMAL_PRIORITY, Meta
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from linemq.broker.delivery import group_state
+from linemq.broker.delivery import lifecycle
 from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg, parse_msg
@@ -268,7 +268,7 @@ async def test_journal_compacts_under_traffic_and_keeps_every_ack(
     # A tiny threshold makes the group rewrite its journal many times while
     # deliveries and acks keep coming; each ack is still answered and kept.
     # Under always a rewrite's last step fsyncs under a seal; otherwise no write waits.
-    monkeypatch.setattr(group_state, "COMPACT_MIN_BYTES", 2048)
+    monkeypatch.setattr(lifecycle, "COMPACT_MIN_BYTES", 2048)
     broker = await brokers.start(ack_timeout=10, fsync=fsync)
     m = await member(broker.port, "orders", "billing")
     pub = await Wire.open(broker.port)
