@@ -60,7 +60,7 @@ class ConsumerGroup(GroupFailures):
         self.ctx = ctx
         self.members: list[Member] = []
         self._rr = 0
-        self._queue = ReadyQueue()
+        self._queue = ReadyQueue(fifo=state.ordering == "fifo")
         self._deadlines = AckDeadlines(
             ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout, state.holdings
         )
@@ -112,6 +112,8 @@ class ConsumerGroup(GroupFailures):
         for p in self.state.ack(offsets):
             if p.meta is not None:  # only a message with a key has something to release
                 self._queue.release(p)
+        if self._queue.fifo:
+            self._queue.release_fifo(offsets)
         self._after_done()
 
     def unhold(self, member: Member, rows: list[int], why: str) -> list[Pending]:
@@ -189,10 +191,12 @@ class ConsumerGroup(GroupFailures):
         queue = self._queue
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading):
-            if more and queue.ready < LOOKAHEAD // 2:
-                # Delayed messages go to the timer heap, so keep taking until one is ready.
-                while (more := self._take(LOOKAHEAD - queue.ready)) and not queue.ready:
-                    pass
+            if more and self._ahead() < LOOKAHEAD // 2:
+                # Delayed messages go to the timer heap, so keep taking until one is ready
+                # (in a FIFO group, what is taken waits behind the head: once is enough).
+                while (more := self._take(LOOKAHEAD - self._ahead())) and not queue.ready:
+                    if queue.fifo:
+                        break
                 if not queue.ready:
                     return
             member = self._member_with_room()
@@ -206,6 +210,12 @@ class ConsumerGroup(GroupFailures):
                     continue  # read back from disk, then queued again
                 self._deliver(member, p, now)
 
+    def _ahead(self) -> int:
+        """Messages taken ahead of delivery (LOOKAHEAD bounds them): the ready ones, and in
+        a FIFO group those waiting behind its head."""
+        queue = self._queue
+        return queue.ready + queue.parked if queue.fifo else queue.ready
+
     def _deliver_plain(self, now: float) -> int:
         """The usual case, without the scheduler: nothing is ready in the queue and every
         record from the cursor on is plain (no key, priority, delay or TTL), so the next
@@ -214,6 +224,8 @@ class ConsumerGroup(GroupFailures):
         it. Anything else (a record read from disk, ids of another width) is left to
         ``_pump``. Returns how many it delivered (up to ``LOOKAHEAD`` a call)."""
         if self._closed or self.state.paused or self._loading or self._reads.fetching:
+            return 0
+        if self._queue.fifo:  # one message out at a time, through the queue
             return 0
         log_, cursor = self.log, self.state.cursor
         if not log_.first_offset <= cursor <= log_.written_offset:
@@ -296,7 +308,7 @@ class ConsumerGroup(GroupFailures):
         """A read from disk (``DISK_READ`` records): at most ``LOOKAHEAD`` are taken ahead
         of delivery (GROUPS' ``waiting`` promises it); the rest are kept for the next takes."""
         if offset == self.state.cursor:
-            room = max(1, LOOKAHEAD - self._queue.ready)
+            room = max(1, LOOKAHEAD - self._ahead())
             self._reads.keep(records[room:])
             self._take_records(records[:room])
         self.pump()

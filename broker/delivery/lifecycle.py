@@ -14,6 +14,8 @@ event      transition           from -> to
 ``skip``   ``skip_to``          the log -> done (deleted before this group took it)
 ``seek``   ``seek``             everything -> forgotten; the cursor moves
 ``pause``  ``set_paused``       delivering <-> paused
+``order``  ``set_ordering``     ``fifo``: a message out or waiting for a retry holds
+                                back every later one (scheduler.py), or ``none``
 ``start``  ``create``           where a new group starts
 ``floor``  (compaction)         everything below is done
 ``snap``   (compaction)         the whole state, written after a ``floor``
@@ -143,6 +145,7 @@ class GroupState:
         self.expired_count = 0
         self.acked_count = 0
         self.paused = False
+        self.ordering = "none"
 
     # -- live transitions (each applies, then journals) ------------------------------
 
@@ -245,6 +248,9 @@ class GroupState:
 
     def set_paused(self, paused: bool) -> None:
         self._record({"e": "pause", "v": paused})
+
+    def set_ordering(self, ordering: str) -> None:
+        self._record({"e": "order", "v": ordering})
 
     # -- the transitions -------------------------------------------------------------
 
@@ -459,7 +465,7 @@ class GroupState:
                     rows.append([offset, 1, h.sent[row], h.sent[row], 0.0, "", "in_flight"])
                 else:
                     rows.append(_snapshot_row(p, "in_flight", h.sent[row]))
-        return {
+        snap: dict[str, Any] = {
             "e": "snap",
             "start": self.start,
             "cursor": self.cursor,
@@ -472,6 +478,9 @@ class GroupState:
             "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
             + rows,
         }
+        if self.ordering != "none":
+            snap["ordering"] = self.ordering
+        return snap
 
     def _restore(self, e: dict[str, Any]) -> None:
         """All or nothing: a snapshot that does not make sense raises before changing a thing."""
@@ -490,7 +499,11 @@ class GroupState:
         self.dropped = e.get("dropped", 0)
         self.expired_count = e.get("expired", 0)
         self.acked_count = e.get("acked", self.completed - self.dead)
+        ordering = e.get("ordering", "none")
+        if ordering not in ("fifo", "none"):
+            raise ValueError(f"ordering {ordering!r}")
         self.paused = e.get("paused", False)
+        self.ordering = ordering
         self.pending = pending
         self.history = {}
 
@@ -528,6 +541,12 @@ def _pause(s: GroupState, e: dict[str, Any]) -> None:
     s.paused = bool(e["v"])
 
 
+def _order(s: GroupState, e: dict[str, Any]) -> None:
+    if e["v"] not in ("fifo", "none"):
+        raise ValueError(f"ordering {e['v']!r}")
+    s.ordering = e["v"]
+
+
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "t": lambda s, e: s._on_take(e["o"], e["n"]),
     "d": GroupState._replay_deliver,
@@ -539,6 +558,7 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "skip": lambda s, e: s._on_skip(e["o"]),
     "seek": lambda s, e: s._on_seek(e["o"]),
     "pause": _pause,
+    "order": _order,
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
     "snap": GroupState._restore,
@@ -560,6 +580,7 @@ _EVENT_FIELDS: Final = {
     "skip": ("o",),
     "seek": ("o",),
     "pause": ("v",),
+    "order": ("v",),
     "floor": ("o",),
     "snap": ("start", "cursor", "pending", "completed", "dead"),
 }

@@ -83,7 +83,13 @@ class Router:
         self.ctx.damage.report(Damage(UNOPENABLE, path, topic=topic, group=group, reason=reason))
 
     def _open_group(
-        self, topic: str, name: str, *, create: bool, start: int | None = None
+        self,
+        topic: str,
+        name: str,
+        *,
+        create: bool,
+        start: int | None = None,
+        ordering: str | None = None,
     ) -> ConsumerGroup:
         journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
@@ -95,6 +101,8 @@ class Router:
             raise
         if not existed:
             state.create(log_.last_offset + 1 if start is None else start)
+            if ordering is not None and ordering != state.ordering:
+                state.set_ordering(ordering)
             self.ctx.changed()
         group = ConsumerGroup(topic, name, log_, state, self.ctx)
         self.groups.setdefault(topic, {})[name] = group
@@ -160,9 +168,16 @@ class Router:
         return True
 
     async def join(
-        self, client: ClientState, topic: str, name: str, start: Position | None = None
+        self,
+        client: ClientState,
+        topic: str,
+        name: str,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> None:
-        """Join a group; a pattern joins the group on every matching topic, now and later."""
+        """Join a group; a pattern joins the group on every matching topic, now and later.
+        ``ordering`` (``fifo``, ``none``): a new group's order; an existing group with
+        another one is refused (its members rely on it)."""
         if is_pattern(topic):
             if (topic, name) in client.patterns:
                 return
@@ -173,14 +188,18 @@ class Router:
                 if topic_matches(topic, existing) and _may_read(client, existing):
                     await self.join(client, existing, name, start)
             return
+        group = self.groups.get(topic, {}).get(name)
+        if group is not None and ordering not in (None, group.state.ordering):
+            raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
         if (topic, name) in client.members:
             return
-        group = self.groups.get(topic, {}).get(name)
         if group is None:
             offset = await self.resolve(topic, start)
             group = self.groups.get(topic, {}).get(name) or self._open_group(
-                topic, name, create=True, start=offset
+                topic, name, create=True, start=offset, ordering=ordering
             )
+        if ordering is not None and ordering != group.state.ordering:
+            raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
         self._join_group(client, group)
 
     def _join_group(self, client: ClientState, group: ConsumerGroup) -> None:

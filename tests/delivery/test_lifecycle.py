@@ -96,6 +96,7 @@ def view(state: GroupState) -> View:
         "expired": state.expired_count,
         "dropped": state.dropped,
         "paused": state.paused,
+        "ordering": state.ordering,
     }
 
 
@@ -205,6 +206,13 @@ def test_pause_survives_replay(d: Driver) -> None:
     d.state.set_paused(True)
     assert_replays(d)
     assert d.replayed().paused
+
+
+def test_fifo_ordering_survives_replay_and_compaction(d: Driver) -> None:
+    d.state.set_ordering("fifo")
+    d.deliver(d.take(1))
+    assert_replays(d)
+    assert d.replayed().ordering == "fifo"
 
 
 def test_keyed_messages_keep_their_meta_in_flight_for_the_release(d: Driver) -> None:
