@@ -31,6 +31,7 @@ import structlog
 from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
+from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.log_reads import LogReads
 from linemq.broker.delivery.scheduler import ReadyQueue
@@ -49,7 +50,7 @@ worker-thread round trip that competes with the loop for the GIL; fewer, larger
 reads drain a backlog about 14% faster than reads of LOOKAHEAD."""
 
 
-class ConsumerGroup(GroupFailures):
+class ConsumerGroup:
     def __init__(
         self, topic: str, name: str, log_: TopicLog, state: GroupState, ctx: DeliveryContext
     ) -> None:
@@ -71,7 +72,17 @@ class ConsumerGroup(GroupFailures):
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
         self._reads = LogReads(log_, DISK_READ, self._spawn)
-        self._compacting = False
+        self._failures = GroupFailures(
+            topic,
+            name,
+            ctx,
+            state,
+            self._queue,
+            schedule=self._schedule,
+            recall=self._recall,
+            pump_soon=lambda: ctx.pump_soon(self),
+            spawn=self._spawn,
+        )
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
@@ -98,10 +109,10 @@ class ConsumerGroup(GroupFailures):
         self.state.holdings.remove(member.holdings)
         for p in ps:
             if died:
-                self._fail(p, "consumer_dead", delay=0.0)
+                self._failures.fail(p, "consumer_dead", delay=0.0)
             else:
                 p.attempts -= 1
-                self._retry(p, 0.0)
+                self._failures.retry(p, 0.0)
         self.pump()
 
     # -- consumer commands ---------------------------------------------------------
@@ -114,7 +125,7 @@ class ConsumerGroup(GroupFailures):
                 self._queue.release(p)
         if self._queue.fifo:
             self._queue.release_fifo(offsets)
-        self._after_done()
+        self._failures.after_done()
 
     def unhold(self, member: Member, rows: list[int], why: str) -> list[Pending]:
         """Rows of ``member``'s holdings leave without an ack and become waiting
@@ -130,11 +141,17 @@ class ConsumerGroup(GroupFailures):
 
     def nack(self, member: Member, row: int, delay: float, error: str | None = None) -> None:
         (p,) = self.unhold(member, [row], "nacked")
-        self._fail(p, "nacked", delay=delay, error=error)
+        self._failures.fail(p, "nacked", delay=delay, error=error)
         self.pump()
 
     def touch(self, member: Member, row: int) -> None:
         member.holdings.touch(row, self._deadlines.deadline())
+
+    def term(self, member: Member, row: int, error: str | None) -> None:
+        """``TERM``: dead-letter now (group_failures.py says how a crash cannot undo it)."""
+        (p,) = self.unhold(member, [row], TERMINATED)
+        self._failures.terminate(p, error)
+        self.pump()
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -357,7 +374,7 @@ class ConsumerGroup(GroupFailures):
             p = pending[offset]
             p.record = records.get(offset)
             if p.record is None:
-                self._gone(p)
+                self._failures.gone(p)
                 continue
             p.meta = p.record.meta
             if p.attempts:
@@ -380,7 +397,7 @@ class ConsumerGroup(GroupFailures):
             return  # acked, sought past or gone meanwhile
         p.record = record
         if record is None:
-            self._gone(p)
+            self._failures.gone(p)
         else:
             then(p)
         self.ctx.pump_soon(self)
@@ -395,14 +412,14 @@ class ConsumerGroup(GroupFailures):
         assert record is not None
         meta = record.meta
         if meta is not None and meta.expires_at and now >= meta.expires_at:
-            self._expire(p)
+            self._failures.expire(p)
             return
         if p.attempts and (
             p.reason == TERMINATED or self.ctx.policy.should_dead_letter(p.attempts)
         ):
             # Out of attempts already (e.g. it was in flight each time the broker died),
             # or a TERM whose letter a crash kept from being written.
-            self._dead_letter(p)
+            self._failures.dead_letter(p)
             return
         p.attempts += 1
         self.delivered += 1
@@ -420,6 +437,32 @@ class ConsumerGroup(GroupFailures):
             self._out[member] = [p]
         else:
             ps.append(p)
+
+    # -- timers ----------------------------------------------------------------------
+
+    def _on_ack_timeout(self, rows: list[tuple[Holdings, list[int]]]) -> None:
+        owners = {m.holdings: m for m in self.members}
+        expired: list[Pending] = []
+        for holdings, held in rows:
+            expired += self.unhold(owners[holdings], held, "ack timeout expired")
+        for p in expired:
+            log.info(
+                "ack_timeout",
+                topic=self.topic,
+                group=self.name,
+                offset=p.offset,
+                attempts=p.attempts,
+            )
+            self._failures.fail(p, "ack_timeout")
+        self.pump()
+
+    def _on_due(self, due: list[tuple[float, int]]) -> None:
+        for at, offset in due:
+            p = self.state.pending.get(offset)
+            if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
+                p.retry_at = 0.0
+                self._queue.push(p)
+        self.pump()
 
     # -- inspection and shutdown -------------------------------------------------
 
