@@ -459,12 +459,12 @@ class GroupState:
         history = self.history
         for h in self.holdings:
             for row in h.rows():
-                offset = h.offsets[row]
+                offset, sent = h.offsets[row], h.sent_at(row)
                 p = history.get(offset)
                 if p is None:
-                    rows.append([offset, 1, h.sent[row], h.sent[row], 0.0, "", "in_flight"])
+                    rows.append([offset, 1, sent, sent, 0.0, "", "in_flight"])
                 else:
-                    rows.append(_snapshot_row(p, "in_flight", h.sent[row]))
+                    rows.append(_snapshot_row(p, "in_flight", sent))
         snap: dict[str, Any] = {
             "e": "snap",
             "start": self.start,

@@ -45,7 +45,7 @@ class AckDeadlines:
             self._arm()
 
     def _arm(self) -> None:
-        due = [h.deadlines[h.first] for h in self.holdings if h.left]
+        due = [h.first_deadline() for h in self.holdings if h.left]
         if due and not self._closed:
             self._timer = self.loop.call_at(min(due), self._fire)
         else:

@@ -19,7 +19,7 @@ def make_id(counter: int) -> str:
 
 
 def rows_of(h: Holdings) -> list[Row]:
-    return [(h.offsets[r], h.id_at(r), h.sent[r], h.deadlines[r]) for r in h.rows()]
+    return [(h.offsets[r], h.id_at(r), h.sent_at(r), h.deadline_at(r)) for r in h.rows()]
 
 
 step = st.one_of(
@@ -81,7 +81,7 @@ def test_holdings_match_a_list_of_held_rows(steps: list[tuple]) -> None:  # type
             assert len(h) == len(model)
             assert h.lowest_offset() == min((r[0] for r in model), default=None)
             if model:
-                assert h.deadlines[h.first] == model[0][3]
+                assert h.first_deadline() == model[0][3]
 
 
 def test_acks_in_delivery_order_are_taken_a_run_at_a_time() -> None:
