@@ -80,7 +80,8 @@ SNAPSHOT_BYTES_PER_ENTRY: Final = 48
 
 
 class Phase(enum.Enum):
-    """``IN_FLIGHT`` only during a replay (live, in-flight messages are rows)."""
+    """Live, an in-flight message is a row, and ``IN_FLIGHT`` only marks one picked by the
+    running pump; in a replay (no members, no rows) it marks what was out."""
 
     IN_FLIGHT = "in_flight"
     WAITING = "waiting"
