@@ -91,15 +91,7 @@ ALLOWED_VIOLATIONS: Final = {
     ("linemq.broker.delivery.wire", "linemq.broker.protocol.v2"),
     ("linemq.broker.delivery.dead_letters", "linemq.broker.protocol.v2"),
     ("linemq.broker.delivery.lookup", "linemq.broker.protocol.v2"),
-    ("linemq.broker.delivery.group_failures", "linemq.broker.protocol"),
-    ("linemq.broker.delivery.journal_verify", "linemq.broker.protocol"),
-    ("linemq.broker.delivery.patterns", "linemq.broker.protocol"),
     ("linemq.broker.delivery.router", "linemq.broker.protocol"),
-    # Issue 23, group lifecycle (hlife): circles among delivery's modules, hidden behind
-    # TYPE_CHECKING (clients <-> group <-> group_failures, catchup <-> router).
-    ("linemq.broker.delivery.clients", "linemq.broker.delivery.group"),
-    ("linemq.broker.delivery.group_failures", "linemq.broker.delivery.group"),
-    ("linemq.broker.delivery.catchup", "linemq.broker.delivery.router"),
     # Issue 23, client: subscription types its pipeline under TYPE_CHECKING, a circle
     # pipeline <-> subscription (not in the files of this change).
     ("linemq.clients.subscription", "linemq.clients.pipeline"),

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
 from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.wire import deliveries
-
-if TYPE_CHECKING:
-    from linemq.broker.delivery.router import Router
+from linemq.broker.storage.topic_log import TopicLog
 
 CHUNK: Final = 1000
 CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads
 
 
-async def catch_up(router: Router, client: ClientState, topic: str, offset: int) -> None:
+async def catch_up(
+    log: TopicLog | None,
+    client: ClientState,
+    topic: str,
+    offset: int,
+    go_live: Callable[[ClientState, str], None],
+) -> None:
     """Send records from ``offset`` on, at the client's pace, then join the live fanout.
 
     A client that reads nothing for --write-timeout is dropped (``writable``).
@@ -23,7 +28,6 @@ async def catch_up(router: Router, client: ClientState, topic: str, offset: int)
     The switch happens with no await between the last "caught up" check and the
     registration, so no record can fall between the replay and live delivery.
     """
-    log = router.store.get(topic)
     while log is not None and topic in client.topics:
         records = log.read_cached(offset, CHUNK, CHUNK_BYTES)
         if records is None:
@@ -38,4 +42,4 @@ async def catch_up(router: Router, client: ClientState, topic: str, offset: int)
         client.sender.send(deliveries(client.version, topic, records))
         offset = records[-1].offset + 1
         await client.sender.writable()
-    router.go_live(client, topic)
+    go_live(client, topic)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from linemq.broker.delivery.context import Sender
-
-if TYPE_CHECKING:
-    from linemq.broker.delivery.group import Member
-    from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.holdings import Holdings
 
 FORGOTTEN_IDS: Final = 256
 
@@ -36,18 +33,29 @@ class _Gone:
 GONE: Final = _Gone()
 
 
+class Member:
+    """A client's place in the group ``key`` (topic, name): the messages it holds, as rows
+    of its holdings (holdings.py), and how many."""
+
+    __slots__ = ("client", "holding", "holdings", "key")
+
+    def __init__(self, client: ClientState, key: tuple[str, str]) -> None:
+        self.client = client
+        self.key = key
+        self.holding = 0
+        self.holdings = Holdings()
+
+
 class ClientState:
     """One connection as delivery sees it; the server keeps one per connection."""
 
     __slots__ = (
         "forgotten",
-        "ids",
         "members",
         "patterns",
         "reads",
         "sender",
         "topics",
-        "twins",
         "version",
     )
 
@@ -62,16 +70,14 @@ class ClientState:
         self.topics: set[str] = set()
         self.members: dict[tuple[str, str], Member] = {}
         self.patterns: set[tuple[str, str]] = set()  # (pattern, group) memberships
-        self.ids: dict[str, Pending] = {}  # what it holds, by message id, but rows (below)
-        # More copies of an id held in ``ids``: a message delivered by two of its groups.
-        self.twins: dict[str, list[Pending]] = {}
         # Which topics a wildcard may bring it (a user's read permission); None: all.
         self.reads: Callable[[str], bool] | None = None
         # Why recent ids were taken back, so a late ACK hears why it is refused.
         self.forgotten: dict[str, str] = {}
 
     def find_row(self, id: str) -> tuple[Member, int] | None:
-        """The member holding ``id`` as a row of its holdings (holdings.py), and the row."""
+        """The member holding ``id`` (a row of its holdings), and the row. A message two of
+        its groups delivered is found in the group it joined first."""
         key = id.encode()
         for member in self.members.values():
             row = member.holdings.find(key)
@@ -90,11 +96,6 @@ class ClientState:
                 return member, offset
         return None
 
-    def hold(self, p: Pending) -> None:
-        """``p`` is in flight to this client and found by its id (``ids``)."""
-        if self.ids.setdefault(p.id, p) is not p:
-            self.twins.setdefault(p.id, []).append(p)
-
     def ack_rows(self, ids: list[str]) -> tuple[Member, list[int]] | None:
         """Acks of the next rows of one member's holdings, in order (``Holdings.ack_next``):
         that member and the offsets."""
@@ -108,35 +109,13 @@ class ClientState:
                 return member, offsets
         return None
 
-    def forget(self, id: str, why: str, p: Pending | None = None) -> None:
+    def forget(self, id: str, why: str) -> None:
         """Every ack lands here (or in ``ack_rows``), so the oldest reasons are dropped
-        in bulk (the newest FORGOTTEN_IDS to twice that are kept), not one per ack.
-
-        ``p``: the ``Pending`` taken back (None for a row of the holdings). While
-        another copy of the id is still held, the id is not forgotten.
-        """
-        if p is not None:
-            if self.twins and self._untwin(id, p):
-                return
-            if self.ids.get(id) is p:
-                del self.ids[id]
+        in bulk (the newest FORGOTTEN_IDS to twice that are kept), not one per ack."""
         forgotten = self.forgotten
         forgotten[id] = why
         if len(forgotten) >= 2 * FORGOTTEN_IDS:
             self._trim()
-
-    def _untwin(self, id: str, p: Pending) -> bool:
-        """Drop ``p`` from the copies of ``id``; True if another copy is still held."""
-        twins = self.twins.get(id)
-        if twins is None:
-            return False
-        if self.ids.get(id) is p:
-            self.ids[id] = twins.pop(0)
-        else:
-            twins[:] = [t for t in twins if t is not p]
-        if not twins:
-            del self.twins[id]
-        return True
 
     def _trim(self) -> None:
         forgotten = self.forgotten

@@ -29,7 +29,7 @@ from typing import Any, Final, cast
 import orjson
 import structlog
 
-from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.records import Meta, Record, StorageError

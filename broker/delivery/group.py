@@ -9,6 +9,9 @@ in the log behind the cursor. Ack deadlines all share one timeout, so
 in-flight deliveries kept in delivery order are also in deadline order: one
 timer per group, no scans. Retries, delays and backoff share one heap.
 
+Every message in flight is a row of its member's holdings (holdings.py); what
+happens to it is a transition of lifecycle.py, which journals it.
+
 Most of the time nothing waits in the ready queue and no record from the cursor
 on has a key, priority, delay or TTL. Then the queue would hand records out in
 offset order anyway, so the pump sends them from the tail cache straight to
@@ -25,11 +28,11 @@ from typing import Final
 
 import structlog
 
-from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
-from linemq.broker.delivery.group_state import GroupState, Pending, Phase
 from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.log_reads import LogReads
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.delivery.timers import AckDeadlines, DueHeap
@@ -47,20 +50,7 @@ worker-thread round trip that competes with the loop for the GIL; fewer, larger
 reads drain a backlog about 14% faster than reads of LOOKAHEAD."""
 
 
-class Member:
-    """A client's place in a group, and how many deliveries it holds (``holdings``: those
-    kept as rows, see holdings.py)."""
-
-    __slots__ = ("client", "group", "holding", "holdings")
-
-    def __init__(self, client: ClientState, group: ConsumerGroup) -> None:
-        self.client = client
-        self.group = group
-        self.holding = 0
-        self.holdings = Holdings()
-
-
-class ConsumerGroup(GroupFailures):
+class ConsumerGroup:
     def __init__(
         self, topic: str, name: str, log_: TopicLog, state: GroupState, ctx: DeliveryContext
     ) -> None:
@@ -71,7 +61,7 @@ class ConsumerGroup(GroupFailures):
         self.ctx = ctx
         self.members: list[Member] = []
         self._rr = 0
-        self._queue = ReadyQueue()
+        self._queue = ReadyQueue(fifo=state.ordering == "fifo")
         self._deadlines = AckDeadlines(
             ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout, state.holdings
         )
@@ -81,9 +71,18 @@ class ConsumerGroup(GroupFailures):
         self._out: dict[Member, list[Pending]] = {}
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
-        self._plain_firsts = 0  # how many of _sent can become rows (see _hold)
         self._reads = LogReads(log_, DISK_READ, self._spawn)
-        self._compacting = False
+        self._failures = GroupFailures(
+            topic,
+            name,
+            ctx,
+            state,
+            self._queue,
+            schedule=self._schedule,
+            recall=self._recall,
+            pump_soon=lambda: ctx.pump_soon(self),
+            spawn=self._spawn,
+        )
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
@@ -97,7 +96,7 @@ class ConsumerGroup(GroupFailures):
     # -- membership --------------------------------------------------------------
 
     def join(self, client: ClientState) -> Member:
-        member = Member(client, self)
+        member = Member(client, (self.topic, self.name))
         self.members.append(member)
         self.state.holdings.append(member.holdings)
         self.pump()
@@ -106,58 +105,54 @@ class ConsumerGroup(GroupFailures):
     def leave(self, member: Member, *, died: bool) -> None:
         """Hand the member's deliveries back; a death counts as a failed attempt, a leave not."""
         self.members.remove(member)
-        self.unpack(member, list(member.holdings.rows()))
+        rows = list(member.holdings.rows())
+        ps = self.unhold(member, rows, "consumer dead" if died else "unsubscribed")
         self.state.holdings.remove(member.holdings)
-        for p in self._deadlines.held_by(member):
-            self.take_back(p, "consumer dead" if died else "unsubscribed")
+        for p in ps:
             if died:
-                self._fail(p, "consumer_dead", delay=0.0)
+                self._failures.fail(p, "consumer_dead", delay=0.0)
             else:
                 p.attempts -= 1
-                self._retry(p, 0.0)
+                self._failures.retry(p, 0.0)
         self.pump()
 
     # -- consumer commands ---------------------------------------------------------
 
-    def ack_pending(self, p: Pending) -> int:
-        """One ack of a run (see ``acked``): returns its offset."""
-        self.take_back(p, "acked")
-        if p.meta is not None:  # only a message with a key has something to release
-            self._queue.release(p)
-        return p.offset
-
     def acked(self, offsets: list[int]) -> None:
-        """Acks read together, each taken back (``ack_pending``, ``ClientState.ack_row``): one
-        journal line, then more deliveries."""
-        self.state.acked(offsets)
-        self._after_done()
+        """Acks read together, rows already taken (``ClientState.ack_row``): one journal
+        line, then more deliveries."""
+        for p in self.state.ack(offsets):
+            if p.meta is not None:  # only a message with a key has something to release
+                self._queue.release(p)
+        if self._queue.fifo:
+            self._queue.release_fifo(offsets)
+        self._failures.after_done()
 
-    def unpack(self, member: Member, rows: list[int]) -> list[Pending]:
-        """Rows of ``member``'s holdings become in-flight ``Pending``s again, before
-        anything but an ack happens to them (see holdings.py)."""
+    def unhold(self, member: Member, rows: list[int], why: str) -> list[Pending]:
+        """Rows of ``member``'s holdings leave without an ack and become waiting
+        ``Pending``s; from now on their ids are refused, and ``why`` says so."""
+        taken = member.holdings.take(rows)
+        member.holding -= len(taken)
+        forget, unhold = member.client.forget, self.state.unhold
         ps = []
-        pending, ids = self.state.pending, member.client.ids
-        for offset, id, sent, deadline in member.holdings.take(rows):
-            p = pending[offset] = Pending(offset)
-            p.attempts = 1
-            p.first_ts = p.last_ts = sent
-            p.phase = Phase.IN_FLIGHT
-            p.id = id
-            p.member = member
-            p.deadline = deadline
-            if ids.setdefault(id, p) is not p:
-                member.client.hold(p)  # the id is in flight from another group too
-            ps.append(p)
-        self._deadlines.adopt(ps)
+        for offset, id, sent, _ in taken:
+            forget(id, why)
+            ps.append(unhold(offset, sent))
         return ps
 
-    def nack(self, p: Pending, delay: float, error: str | None = None) -> None:
-        self.take_back(p, "nacked")
-        self._fail(p, "nacked", delay=delay, error=error)
+    def nack(self, member: Member, row: int, delay: float, error: str | None = None) -> None:
+        (p,) = self.unhold(member, [row], "nacked")
+        self._failures.fail(p, "nacked", delay=delay, error=error)
         self.pump()
 
-    def touch(self, p: Pending) -> None:
-        self._deadlines.restart(p)
+    def touch(self, member: Member, row: int) -> None:
+        member.holdings.touch(row, self._deadlines.deadline())
+
+    def term(self, member: Member, row: int, error: str | None) -> None:
+        """``TERM``: dead-letter now (group_failures.py says how a crash cannot undo it)."""
+        (p,) = self.unhold(member, [row], TERMINATED)
+        self._failures.terminate(p, error)
+        self.pump()
 
     def set_paused(self, paused: bool) -> None:
         """A paused group keeps collecting messages but delivers none (in-flight ones finish)."""
@@ -169,10 +164,7 @@ class ConsumerGroup(GroupFailures):
     def seek(self, offset: int) -> None:
         """Start over at ``offset``: in-flight and waiting messages are forgotten."""
         for member in self.members:
-            self.unpack(member, list(member.holdings.rows()))
-        for p in self._deadlines.held_by(None):
-            self.take_back(p, "group was reset with SEEK")
-        self._deadlines.clear()
+            self.unhold(member, list(member.holdings.rows()), "group was reset with SEEK")
         self._due.clear()
         self._queue.clear()
         self.state.seek(offset)
@@ -198,14 +190,13 @@ class ConsumerGroup(GroupFailures):
         self._pump(now)
         if self._sent:
             sent, self._sent = self._sent, []
-            self.state.delivered(sent, now)
+            self.state.deliver(sent, now)
             out, self._out = self._out, {}
-            self._hold(out, now, self._plain_firsts == len(sent))  # before a send can drop
-            self._plain_firsts = 0
+            self._hold(out, now)  # before a send can drop its client (which unholds them)
             for member, ps in out.items():
                 member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
             for p in sent:
-                p.record = None  # read back if it is ever needed again (see Pending)
+                p.record = None  # read back if it is ever needed again
             self.ctx.changed()
         if self._fresh:
             fresh, self._fresh = self._fresh, []
@@ -218,10 +209,12 @@ class ConsumerGroup(GroupFailures):
         queue = self._queue
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading or self.ctx.draining):
-            if more and queue.ready < LOOKAHEAD // 2:
-                # Delayed messages go to the timer heap, so keep taking until one is ready.
-                while (more := self._take(LOOKAHEAD - queue.ready)) and not queue.ready:
-                    pass
+            if more and self._ahead() < LOOKAHEAD // 2:
+                # Delayed messages go to the timer heap, so keep taking until one is ready
+                # (in a FIFO group, what is taken waits behind the head: once is enough).
+                while (more := self._take(LOOKAHEAD - self._ahead())) and not queue.ready:
+                    if queue.fifo:
+                        break
                 if not queue.ready:
                     return
             member = self._member_with_room()
@@ -235,6 +228,12 @@ class ConsumerGroup(GroupFailures):
                     continue  # read back from disk, then queued again
                 self._deliver(member, p, now)
 
+    def _ahead(self) -> int:
+        """Messages taken ahead of delivery (LOOKAHEAD bounds them): the ready ones, and in
+        a FIFO group those waiting behind its head."""
+        queue = self._queue
+        return queue.ready + queue.parked if queue.fifo else queue.ready
+
     def _deliver_plain(self, now: float) -> int:
         """The usual case, without the scheduler: nothing is ready in the queue and every
         record from the cursor on is plain (no key, priority, delay or TTL), so the next
@@ -246,6 +245,8 @@ class ConsumerGroup(GroupFailures):
             return 0
         if self.ctx.draining:
             return 0
+        if self._queue.fifo:  # one message out at a time, through the queue
+            return 0
         log_, cursor = self.log, self.state.cursor
         if not log_.first_offset <= cursor <= log_.written_offset:
             return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
@@ -255,12 +256,6 @@ class ConsumerGroup(GroupFailures):
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
         records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
         if not records or records[0].offset != cursor:
-            return 0
-        ids = [r.id for r in records]  # rows hold ASCII ids of one width (Holdings.add)
-        width = len(ids[0])
-        if len("".join(ids).encode()) != width * len(ids) or any(len(i) != width for i in ids):
-            return 0
-        if any(m.holdings.width not in (0, width) for m in self.members):
             return 0
         out: dict[Member, list[Record]] = {}
         for record in records:
@@ -272,49 +267,28 @@ class ConsumerGroup(GroupFailures):
                 out[member] = [record]
             else:
                 got.append(record)
-        self.state.taken_and_delivered(cursor, len(records), now)
+        self.state.take_and_deliver(cursor, len(records), now)
         self.delivered += len(records)
         self._fresh += [r.ts for r in records]
-        deadline = self.ctx.loop.time() + self._deadlines.timeout
+        deadline = self._deadlines.deadline()
         for member, got in out.items():
             member.holdings.add([r.id for r in got], [r.offset for r in got], now, deadline)
         self._deadlines.rows_added()
-        for member, got in out.items():  # rows first: a send that drops its client unpacks them
+        for member, got in out.items():  # rows first: a send that drops its client unholds them
             client = member.client
             client.sender.send(deliveries(client.version, self.topic, got))
         self.ctx.changed()
         return len(records)
 
-    def _hold(self, out: dict[Member, list[Pending]], now: float, all_plain: bool) -> None:
-        """The pump's first deliveries of plain messages become rows of their member's
-        holdings (holdings.py); the others stay ``Pending``s, found by id and deadline.
-        ``all_plain``: every delivery is such a first one (the usual case, no filtering)."""
-        deadline = self.ctx.loop.time() + self._deadlines.timeout
-        pending = self.state.pending
-        kept: list[Pending] = []
-        added = False
+    def _hold(self, out: dict[Member, list[Pending]], now: float) -> None:
+        """The pump's deliveries become rows of their member's holdings."""
+        deadline = self._deadlines.deadline()
+        hold = self.state.hold
         for member, ps in out.items():
-            if all_plain:
-                rows = ps
-            else:
-                rows = [p for p in ps if p.first_ts == now and p.attempts == 1 and p.meta is None]
-            offsets = [p.offset for p in rows]
-            if rows and member.holdings.add([p.id for p in rows], offsets, now, deadline):
-                added = True
-                for offset in offsets:
-                    del pending[offset]
-                if len(rows) == len(ps):
-                    continue
-                ps = [p for p in ps if pending.get(p.offset) is p]
-            held, client = member.client.ids, member.client
-            for p in ps:
-                if held.setdefault(p.id, p) is not p:
-                    client.hold(p)  # the id is in flight from another group too
-            kept += ps
-        if kept:
-            self._deadlines.start_many(kept)
-        if added:
-            self._deadlines.rows_added()
+            ids = [p.record.id for p in ps]  # type: ignore[union-attr]  # (see _deliver)
+            member.holdings.add(ids, [p.offset for p in ps], now, deadline)
+            hold(ps)
+        self._deadlines.rows_added()
 
     def _member_with_room(self) -> Member | None:
         """The next member in turn with room (most often the very next one)."""
@@ -354,7 +328,7 @@ class ConsumerGroup(GroupFailures):
         """A read from disk (``DISK_READ`` records): at most ``LOOKAHEAD`` are taken ahead
         of delivery (GROUPS' ``waiting`` promises it); the rest are kept for the next takes."""
         if offset == self.state.cursor:
-            room = max(1, LOOKAHEAD - self._queue.ready)
+            room = max(1, LOOKAHEAD - self._ahead())
             self._reads.keep(records[room:])
             self._take_records(records[:room])
         self.pump()
@@ -366,7 +340,7 @@ class ConsumerGroup(GroupFailures):
             self._skip_deleted(records[0].offset)
         if records[0].offset != self.state.cursor:
             return False
-        ps = self.state.taken(records)
+        ps = self.state.take(records)
         if not self._queue.push_plain(ps):
             for p in ps:
                 self._schedule(p)
@@ -403,7 +377,7 @@ class ConsumerGroup(GroupFailures):
             p = pending[offset]
             p.record = records.get(offset)
             if p.record is None:
-                self._gone(p)
+                self._failures.gone(p)
                 continue
             p.meta = p.record.meta
             if p.attempts:
@@ -426,7 +400,7 @@ class ConsumerGroup(GroupFailures):
             return  # acked, sought past or gone meanwhile
         p.record = record
         if record is None:
-            self._gone(p)
+            self._failures.gone(p)
         else:
             then(p)
         self.ctx.pump_soon(self)
@@ -441,14 +415,14 @@ class ConsumerGroup(GroupFailures):
         assert record is not None
         meta = record.meta
         if meta is not None and meta.expires_at and now >= meta.expires_at:
-            self._expire(p)
+            self._failures.expire(p)
             return
         if p.attempts and (
             p.reason == TERMINATED or self.ctx.policy.should_dead_letter(p.attempts)
         ):
             # Out of attempts already (e.g. it was in flight each time the broker died),
             # or a TERM whose letter a crash kept from being written.
-            self._dead_letter(p)
+            self._failures.dead_letter(p)
             return
         p.attempts += 1
         self.delivered += 1
@@ -458,12 +432,8 @@ class ConsumerGroup(GroupFailures):
             client.forgotten.pop(record.id, None)  # it may have been taken from this client
         else:
             self._fresh.append(record.ts)
-            if p.meta is None and not p.first_ts:  # _hold's test, known here already
-                self._plain_firsts += 1
-        p.phase = Phase.IN_FLIGHT  # the rest of its bookkeeping waits for the pump's end
-        p.member = member
-        p.id = record.id
-        self._sent.append(p)
+        p.phase = Phase.IN_FLIGHT  # popped again in this pass: not delivered twice
+        self._sent.append(p)  # its transition and row wait for the pump's end
         member.holding += 1
         ps = self._out.get(member)
         if ps is None:
@@ -471,10 +441,36 @@ class ConsumerGroup(GroupFailures):
         else:
             ps.append(p)
 
+    # -- timers ----------------------------------------------------------------------
+
+    def _on_ack_timeout(self, rows: list[tuple[Holdings, list[int]]]) -> None:
+        owners = {m.holdings: m for m in self.members}
+        expired: list[Pending] = []
+        for holdings, held in rows:
+            expired += self.unhold(owners[holdings], held, "ack timeout expired")
+        for p in expired:
+            log.info(
+                "ack_timeout",
+                topic=self.topic,
+                group=self.name,
+                offset=p.offset,
+                attempts=p.attempts,
+            )
+            self._failures.fail(p, "ack_timeout")
+        self.pump()
+
+    def _on_due(self, due: list[tuple[float, int]]) -> None:
+        for at, offset in due:
+            p = self.state.pending.get(offset)
+            if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
+                p.retry_at = 0.0
+                self._queue.push(p)
+        self.pump()
+
     # -- inspection and shutdown -------------------------------------------------
 
     def info(self) -> dict[str, int]:
-        inflight = len(self._deadlines)
+        inflight = self.state.inflight
         pending = self.state.count
         return {
             "members": len(self.members),
@@ -490,7 +486,7 @@ class ConsumerGroup(GroupFailures):
     @property
     def inflight(self) -> int:
         """Deliveries waiting for an ack (what a stopping broker gives time to finish)."""
-        return len(self._deadlines)
+        return self.state.inflight
 
     def lag(self, pending: int | None = None) -> int:
         """Messages not finished: not yet taken + pending (cheap: for every chart sample)."""
@@ -516,9 +512,7 @@ class ConsumerGroup(GroupFailures):
         """The group is deleted: what its members hold is forgotten (a later ACK of it is
         refused, saying why) and nothing more is delivered or journaled."""
         for member in self.members:
-            self.unpack(member, list(member.holdings.rows()))
-        for p in self._deadlines.held_by(None):
-            self.take_back(p, "group deleted")
+            self.unhold(member, list(member.holdings.rows()), "group deleted")
         self.members.clear()
         self.close()
 

@@ -1,28 +1,23 @@
 """What happens to a group's message that does not end in an ack: retries, dead letters, expiry.
 
-Kept apart from ``ConsumerGroup`` (group.py) so each module stays readable; the
-group's timers call back in here.
+A collaborator of ``ConsumerGroup`` (group.py), which hands it what it needs of
+the group as callables; each ending is a transition of lifecycle.py.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import encode_letter
-from linemq.broker.delivery.group_state import GroupState, Pending, Phase
-from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.scheduler import ReadyQueue
-from linemq.broker.delivery.timers import AckDeadlines
-from linemq.broker.protocol import dead_letter_topic
+from linemq.broker.protocol.names import dead_letter_topic
 from linemq.broker.storage.records import StorageError
-
-if TYPE_CHECKING:
-    from linemq.broker.delivery.group import Member
 
 log = structlog.get_logger(__name__)
 
@@ -30,74 +25,73 @@ TERMINATED: Final = "terminated"
 """The failure reason of a ``TERM``: a message marked so is dead-lettered, never delivered."""
 
 
+Recall = Callable[[Pending, Callable[[Pending], None]], bool]
+"""Give a message its record back: True if at hand, else the callable gets it once read."""
+
+
 class GroupFailures:
-    """``ConsumerGroup``'s failure paths, and what every finished message goes through."""
+    """A group's failure paths, and what every finished message goes through."""
 
-    topic: str
-    name: str
-    ctx: DeliveryContext
-    state: GroupState
-    _queue: ReadyQueue
-    _deadlines: AckDeadlines
-    _compacting: bool
-    members: list[Member]
-    failures: dict[str, int]
+    def __init__(
+        self,
+        topic: str,
+        name: str,
+        ctx: DeliveryContext,
+        state: GroupState,
+        queue: ReadyQueue,
+        *,
+        schedule: Callable[[Pending], None],
+        recall: Recall,
+        pump_soon: Callable[[], None],
+        spawn: Callable[[Coroutine[object, object, None]], None],
+    ) -> None:
+        self.topic = topic
+        self.name = name
+        self.ctx = ctx
+        self.state = state
+        self._queue = queue
+        self._schedule = schedule
+        self._recall = recall
+        self._pump_soon = pump_soon
+        self._spawn = spawn
+        self._compacting = False
+        self.failures: dict[str, int] = {}  # failed attempts since start, by reason (STATS)
 
-    if TYPE_CHECKING:
-
-        def pump(self) -> None: ...
-        def _schedule(self, p: Pending) -> None: ...
-        def _spawn(self, work: Coroutine[object, object, None]) -> None: ...
-        def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool: ...
-        def unpack(self, member: Member, rows: list[int]) -> list[Pending]: ...
-
-    def take_back(self, p: Pending, why: str) -> None:
-        """From now on its id is refused, and ``why`` says so (``acked``: already acknowledged)."""
-        member = p.member
-        if member is None:
-            return
-        member.holding -= 1
-        self._deadlines.remove(p.offset)
-        member.client.forget(p.id, "already acknowledged" if why == "acked" else why, p)
-        p.member = None
-
-    def term(self, p: Pending, error: str | None) -> None:
+    def terminate(self, p: Pending, error: str | None) -> None:
         """``TERM``: dead-letter now, whatever attempts are left.
 
         The decision is journaled first (a retry marked ``terminated``, with the
         consumer's text), so the reply waits for a line that a crash cannot lose:
         if the letter itself is not written yet, the next delivery of the message
-        after a restart dead-letters it instead (``_deliver``).
+        after a restart dead-letters it instead (``ConsumerGroup._deliver``).
         """
-        self.take_back(p, TERMINATED)
         self.failures[TERMINATED] = self.failures.get(TERMINATED, 0) + 1
         p.reason = TERMINATED
         p.error = error or ""
         p.phase = Phase.WAITING
         p.retry_at = 0.0
-        self.state.failed(p)
-        self._dead_letter(p)
-        self.pump()
+        self.state.retry(p)
+        self.dead_letter(p)
 
-    def _fail(
+    def fail(
         self, p: Pending, reason: str, *, delay: float | None = None, error: str | None = None
     ) -> None:
         p.reason = reason
         p.error = error or ""
         self.failures[reason] = self.failures.get(reason, 0) + 1
         if self.ctx.policy.should_dead_letter(p.attempts):
-            self._dead_letter(p)
+            self.dead_letter(p)
             return
-        self._retry(p, self.ctx.policy.delay(p.attempts) if delay is None else delay)
+        self.retry(p, self.ctx.policy.delay(p.attempts) if delay is None else delay)
 
-    def _retry(self, p: Pending, delay: float) -> None:
+    def retry(self, p: Pending, delay: float) -> None:
         p.phase = Phase.WAITING
         p.retry_at = time.time() + delay if delay > 0 else 0.0
-        self.state.failed(p)
+        self.state.retry(p)
         self._schedule(p)
         self.ctx.changed()
 
-    def _dead_letter(self, p: Pending, reason: str | None = None) -> None:
+    def dead_letter(self, p: Pending, reason: str | None = None) -> None:
         """Publish ``p`` to ``<topic>.dlq`` with why it failed, and finish it.
 
         One level only: a message of a ``.dlq`` topic is already a dead letter, kept
@@ -106,7 +100,7 @@ class GroupFailures:
         earlier release with no valid ``.dlq``), the message is retried later, never
         lost, and no connection is dropped for it.
         """
-        if p.record is None and not self._recall(p, self._dead_letter):
+        if p.record is None and not self._recall(p, self.dead_letter):
             return
         record = p.record
         assert record is not None
@@ -122,7 +116,7 @@ class GroupFailures:
                 reason=reason,
                 error="the topic name has no valid dead-letter topic",
             )
-            self._retry(p, self.ctx.config.retry_backoff_max)
+            self.retry(p, self.ctx.config.retry_backoff_max)
             return
         if dlq is not None:
             text = encode_letter(
@@ -139,7 +133,7 @@ class GroupFailures:
                     reason=reason,
                     error=str(exc),
                 )
-                self._retry(p, self.ctx.config.retry_backoff_max)
+                self.retry(p, self.ctx.config.retry_backoff_max)
                 return
         log.warning(
             "dead_lettered" if dlq is not None else "dead_letter_kept",
@@ -148,35 +142,35 @@ class GroupFailures:
             **fields,
             reason=reason,
         )
-        self.state.dead_lettered(p.offset)
-        self._done(p)
+        self.state.dead_letter(p.offset)
+        self.done(p)
 
-    def _expire(self, p: Pending) -> None:
+    def expire(self, p: Pending) -> None:
         if self.ctx.config.dead_letter_expired:
-            self._dead_letter(p, "expired")
+            self.dead_letter(p, "expired")
             return
-        self.state.expired(p.offset)
-        self._done(p)
+        self.state.expire(p.offset)
+        self.done(p)
 
-    def _gone(self, p: Pending) -> None:
+    def gone(self, p: Pending) -> None:
         log.warning("pending_message_deleted", topic=self.topic, group=self.name, offset=p.offset)
         self.state.gone(p.offset)
-        self._done(p)
+        self.done(p)
 
-    def _done(self, p: Pending) -> None:
+    def done(self, p: Pending) -> None:
         """``p`` left the group for good: free its key, compact, deliver more at the tick.
 
         Acks come in bursts; pumping once per tick for all of them costs less than
         once per ack, and the next deliveries leave in the same tick either way.
         """
         self._queue.release(p)
-        self._after_done()
+        self.after_done()
 
-    def _after_done(self) -> None:
+    def after_done(self) -> None:
         if not self._compacting and self.state.needs_compaction():
             self._compacting = True
             self._spawn(self._compact())
-        self.ctx.pump_soon(self)
+        self._pump_soon()
 
     async def _compact(self) -> None:
         try:
@@ -185,31 +179,3 @@ class GroupFailures:
             log.error("group_compaction_failed", topic=self.topic, group=self.name, error=str(e))
         finally:
             self._compacting = False
-
-    # -- timers ----------------------------------------------------------------
-
-    def _on_ack_timeout(
-        self, expired: list[Pending], rows: list[tuple[Holdings, list[int]]]
-    ) -> None:
-        owners = {m.holdings: m for m in self.members}
-        for holdings, held in rows:
-            expired += self.unpack(owners[holdings], held)
-        for p in expired:
-            log.info(
-                "ack_timeout",
-                topic=self.topic,
-                group=self.name,
-                offset=p.offset,
-                attempts=p.attempts,
-            )
-            self.take_back(p, "ack timeout expired")
-            self._fail(p, "ack_timeout")
-        self.pump()
-
-    def _on_due(self, due: list[tuple[float, int]]) -> None:
-        for at, offset in due:
-            p = self.state.pending.get(offset)
-            if p is not None and p.phase is Phase.WAITING and p.retry_at == at:
-                p.retry_at = 0.0
-                self._queue.push(p)
-        self.pump()

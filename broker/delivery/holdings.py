@@ -1,21 +1,22 @@
-"""A member's plain first deliveries while they are in flight: rows of a few arrays, not objects.
+"""A member's in-flight messages: rows of a few arrays, not an object per message.
 
-Most in-flight messages are first deliveries of messages with no key, priority,
-delay or TTL. Until the ack, all they need is their offset, their id and when
-they left. A ``Pending`` with its id string and three dict entries costs about
-270 bytes per message; a row here costs 26 bytes of id, an offset, two times and
-a flag, about 50 (the target is 1 MB per 10,000 in flight).
+Every message in flight is a row here (lifecycle.py: ``deliver``) until it is
+acked or taken back. A row holds what an ACK needs: the id and the offset, about
+35 bytes (the target is 1 MB per 10,000 in flight). When it left and when its
+ack is due are the same for every row a pump adds, so they are kept once per
+such run of rows. A message with more history (a key, a priority, a
+retry) keeps it in the group's ``history`` meanwhile.
 
 An ACK finds its row by searching the ids (at the row after the last one acked
-first, as consumers mostly ack in order). Everything else that can happen to an
-in-flight message (NACK, TOUCH, an ack timeout, the member leaving, SEEK) first
-turns the row back into a ``Pending`` (``ConsumerGroup._unpack``), so those
-paths are the ones every other message goes through.
+first, as consumers mostly ack in order). A TOUCH moves the row to the end (its
+deadline is the latest); NACK, TERM, an ack timeout, the member leaving and SEEK
+take rows out (``take``), and the group makes them waiting ``Pending``s again.
 """
 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import compress
 from typing import Final
@@ -27,19 +28,35 @@ SQUEEZE_MIN: Final = 1024
 class Holdings:
     """Rows in delivery order, so in ack-deadline order: every delivery gets the same timeout.
 
-    Ids are kept back to back in one bytearray, ``width`` bytes each (every id
-    this broker makes has the same length; messages with other ids stay
-    ``Pending``). ``first`` is the oldest row still held.
+    Ids are kept back to back in one bytearray, ``width`` bytes each: every id
+    this broker makes has the same length; a shorter one (a message from an
+    earlier release) is padded with NULs, which no id holds, and a longer one
+    widens them all. ``first`` is the oldest row still held.
     """
 
-    __slots__ = ("deadlines", "first", "held", "hint", "ids", "left", "offsets", "sent", "width")
+    __slots__ = (
+        "deadlines",
+        "first",
+        "held",
+        "hint",
+        "ids",
+        "left",
+        "offsets",
+        "sent",
+        "starts",
+        "width",
+    )
 
     def __init__(self) -> None:
         self.width = 0
         self.ids = bytearray()
         self.offsets = array("q")
-        self.sent = array("d")  # wall-clock time of delivery (``Pending.first_ts``)
-        self.deadlines = array("d")  # loop time the ack is due by
+        # Runs of rows added together: the first row of each, and for each run the
+        # wall-clock time of delivery (``Pending.first_ts``) and the loop time the ack
+        # is due by (runs are in deadline order).
+        self.starts = array("q")
+        self.sent = array("d")
+        self.deadlines = array("d")
         self.held = bytearray()  # 1 while the row is in flight
         self.first = 0
         self.left = 0
@@ -48,28 +65,69 @@ class Holdings:
     def __len__(self) -> int:
         return self.left
 
-    def add(self, ids: list[str], offsets: list[int], sent: float, deadline: float) -> bool:
-        """Rows for one pump's deliveries; False (nothing added) unless every id is ASCII
-        and as long as the ones already held."""
+    def add(self, ids: list[str], offsets: list[int], sent: float, deadline: float) -> None:
+        """Rows for one pump's deliveries."""
         n = len(ids)
         width = self.width or len(ids[0])
         blob = "".join(ids).encode()
         if len(blob) != width * n or list(map(len, ids)).count(width) != n:
-            return False
-        self.width = width
+            blob = self._padded([i.encode() for i in ids])
+        else:
+            self.width = width
         self.ids += blob
         self.offsets.fromlist(offsets)  # (array.extend goes item by item: twice as slow)
-        self.sent.extend(array("d", (sent,)) * n)
-        self.deadlines.extend(array("d", (deadline,)) * n)
+        self._run_from(len(self.held), sent, deadline)
         self.held += b"\x01" * n
         self.left += n
-        return True
+
+    def _padded(self, encoded: list[bytes]) -> bytes:
+        widest = max(map(len, encoded))
+        if widest > self.width:
+            old, width = self.width, widest
+            if old:
+                chunks = [self.ids[i : i + old] for i in range(0, len(self.ids), old)]
+                self.ids = bytearray(b"".join(c.ljust(width, b"\0") for c in chunks))
+            self.width = width
+        return b"".join(e.ljust(self.width, b"\0") for e in encoded)
+
+    def _run_from(self, row: int, sent: float, deadline: float) -> None:
+        """Rows from ``row`` on were sent at ``sent`` and are due at ``deadline``."""
+        if self.deadlines and self.deadlines[-1] == deadline and self.sent[-1] == sent:
+            return  # the same pump's rows for another member: the same run
+        self.starts.append(row)
+        self.sent.append(sent)
+        self.deadlines.append(deadline)
+
+    def _run(self, row: int) -> int:
+        return bisect_right(self.starts, row) - 1
+
+    def sent_at(self, row: int) -> float:
+        return self.sent[self._run(row)]
+
+    def deadline_at(self, row: int) -> float:
+        return self.deadlines[self._run(row)]
+
+    def first_deadline(self) -> float:
+        """When the oldest held row is due (there must be one)."""
+        return self.deadlines[self._run(self.first)]
+
+    def touch(self, row: int, deadline: float) -> None:
+        """A TOUCH: the row moves to the end, due at ``deadline`` (the latest of all)."""
+        width = self.width
+        self.ids += self.ids[row * width : (row + 1) * width]
+        self.offsets.append(self.offsets[row])
+        self._run_from(len(self.held), self.sent_at(row), deadline)
+        self.held.append(1)
+        self.held[row] = 0
+        self._tidy()
 
     def find(self, id: bytes) -> int:
         """The row of ``id`` if it is held here, else -1."""
         width = self.width
-        if len(id) != width or not self.left:
-            return -1
+        if len(id) != width:
+            if len(id) > width or not self.left:
+                return -1
+            id = id.ljust(width, b"\0")
         held = self.held
         pos = self.ids.find(id, self.first * width)
         while pos >= 0:
@@ -84,6 +142,8 @@ class Holdings:
         this runs for almost every ack."""
         held, width = self.held, self.width
         row = self.hint  # most acks come in delivery order
+        if len(id) < width:
+            id = id.ljust(width, b"\0")
         if (
             row >= len(held)
             or not held[row]
@@ -123,8 +183,12 @@ class Holdings:
 
     def take(self, rows: list[int]) -> list[tuple[int, str, float, float]]:
         """``rows`` leave: (offset, id, sent, deadline) each, to become ``Pending``s."""
-        offsets, sent, deadlines = self.offsets, self.sent, self.deadlines
-        taken = [(offsets[row], self.id_at(row), sent[row], deadlines[row]) for row in rows]
+        offsets, sent, deadlines, run = self.offsets, self.sent, self.deadlines, self._run
+        taken = [
+            (offsets[row], self.id_at(row), sent[r], deadlines[r])
+            for row in rows
+            for r in (run(row),)
+        ]
         for row in rows:
             self.held[row] = 0
         self.left -= len(rows)
@@ -133,7 +197,7 @@ class Holdings:
 
     def id_at(self, row: int) -> str:
         width = self.width
-        return self.ids[row * width : (row + 1) * width].decode()
+        return self.ids[row * width : (row + 1) * width].rstrip(b"\0").decode()
 
     def rows(self) -> Iterator[int]:
         """Rows still held, oldest first."""
@@ -142,13 +206,15 @@ class Holdings:
 
     def expired(self, now: float) -> list[int]:
         """Held rows whose deadline is ``now`` or earlier."""
-        deadlines, held = self.deadlines, self.held
-        rows = []
-        for row in range(self.first, len(held)):
-            if deadlines[row] > now:
-                break
-            if held[row]:
-                rows.append(row)
+        deadlines, held, starts = self.deadlines, self.held, self.starts
+        rows: list[int] = []
+        if not self.left:
+            return rows
+        r, runs = self._run(self.first), len(starts)
+        while r < runs and deadlines[r] <= now:
+            end = starts[r + 1] if r + 1 < runs else len(held)
+            rows += [row for row in range(max(starts[r], self.first), end) if held[row]]
+            r += 1
         return rows
 
     def lowest_offset(self) -> int | None:
@@ -172,8 +238,17 @@ class Holdings:
         first, width = self.first, self.width
         keep = self.held[first:]
         self.offsets = array("q", compress(self.offsets[first:], keep))
-        self.sent = array("d", compress(self.sent[first:], keep))
-        self.deadlines = array("d", compress(self.deadlines[first:], keep))
+        starts, sent, deadlines = array("q"), array("d"), array("d")
+        old, runs, kept = self.starts, len(self.starts), 0
+        for r in range(self._run(first), runs):
+            end = old[r + 1] if r + 1 < runs else len(self.held)
+            n = keep[max(old[r], first) - first : end - first].count(1)
+            if n:  # a run with no row left is dropped
+                starts.append(kept)
+                sent.append(self.sent[r])
+                deadlines.append(self.deadlines[r])
+                kept += n
+        self.starts, self.sent, self.deadlines = starts, sent, deadlines
         each = bytes(keep).replace(b"\x01", b"\x01" * width).replace(b"\x00", b"\x00" * width)
         self.ids = bytearray(compress(self.ids[first * width :], each))
         self.held = bytearray(b"\x01" * self.left)
@@ -181,5 +256,6 @@ class Holdings:
 
     def _clear(self) -> None:
         self.width = 0
-        del self.ids[:], self.offsets[:], self.sent[:], self.deadlines[:], self.held[:]
+        del self.ids[:], self.offsets[:], self.held[:]
+        del self.starts[:], self.sent[:], self.deadlines[:]
         self.first = self.hint = self.left = 0

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 
 from linemq.broker.delivery.dead_letters import DeadLetters
-from linemq.broker.delivery.group_state import Phase
+from linemq.broker.delivery.lifecycle import Phase
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.router import Router
 from linemq.broker.protocol.v2 import PRIORITY_NAMES
@@ -146,18 +146,7 @@ def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: fl
     """Where ``offset`` is in ``group`` now (``done`` may still turn out ``dead``)."""
     state = group.state
     p = state.pending.get(offset)
-    if p is not None:
-        if p.phase is Phase.IN_FLIGHT and p.member is not None:
-            place = Place(group.name, "inflight")
-            _holder_fields(place, p.member.client, p.attempts, p.last_ts)
-            report = progress.get(group, offset, p.attempts)
-            if report is not None:
-                if report.percent is not None:
-                    place.fields["progress"] = _number(report.percent)
-                if report.note is not None:
-                    place.fields["note"] = report.note
-                place.fields["progress_ts"] = repr(report.ts)
-            return place
+    if p is not None and p.phase is Phase.WAITING:
         place = Place(group.name, "waiting", {"attempts": str(p.attempts)})
         due = p.retry_at
         if not p.attempts and p.meta is not None:
@@ -178,10 +167,22 @@ def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: fl
             except ValueError:
                 break
             if held.held[row]:
+                # A row is a first delivery unless the lifecycle keeps more (``history``).
+                known = state.history.get(offset)
+                attempts = known.attempts if known is not None else 1
                 place = Place(group.name, "inflight")
-                _holder_fields(place, member.client, 1, held.sent[row])
+                _holder_fields(place, member.client, attempts, held.sent_at(row))
+                report = progress.get(group, offset, attempts)
+                if report is not None:
+                    if report.percent is not None:
+                        place.fields["progress"] = _number(report.percent)
+                    if report.note is not None:
+                        place.fields["note"] = report.note
+                    place.fields["progress_ts"] = repr(report.ts)
                 return place
             row += 1
+    if p is not None:  # in flight per a replay, not handed to a member yet
+        return Place(group.name, "waiting", {"attempts": str(p.attempts)})
     if offset >= state.cursor:
         return Place(group.name, "waiting", {"attempts": "0"})
     if offset < state.start:

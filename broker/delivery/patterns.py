@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from linemq.broker.protocol import topic_matches
+from linemq.broker.protocol.names import topic_matches
 from linemq.broker.storage.journal import Journal
 
 

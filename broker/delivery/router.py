@@ -11,10 +11,10 @@ from pathlib import Path
 import structlog
 
 from linemq.broker.delivery.catchup import catch_up
-from linemq.broker.delivery.clients import ClientState
+from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
-from linemq.broker.delivery.group_state import GroupState, Pending
+from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
@@ -85,7 +85,13 @@ class Router:
         self.ctx.damage.report(Damage(UNOPENABLE, path, topic=topic, group=group, reason=reason))
 
     def _open_group(
-        self, topic: str, name: str, *, create: bool, start: int | None = None
+        self,
+        topic: str,
+        name: str,
+        *,
+        create: bool,
+        start: int | None = None,
+        ordering: str | None = None,
     ) -> ConsumerGroup:
         journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
@@ -97,6 +103,8 @@ class Router:
             raise
         if not existed:
             state.create(log_.last_offset + 1 if start is None else start)
+            if ordering is not None and ordering != state.ordering:
+                state.set_ordering(ordering)
             self.ctx.changed()
         group = ConsumerGroup(topic, name, log_, state, self.ctx)
         self.groups.setdefault(topic, {})[name] = group
@@ -138,7 +146,9 @@ class Router:
                 self.patterns.fanout.added(topic)
             subs[client] = None
             return
-        task = self.ctx.loop.create_task(catch_up(self, client, topic, start))
+        task = self.ctx.loop.create_task(
+            catch_up(self.store.get(topic), client, topic, start, self.go_live)
+        )
         task.add_done_callback(_log_failure)
 
     def go_live(self, client: ClientState, topic: str) -> None:
@@ -160,9 +170,16 @@ class Router:
         return True
 
     async def join(
-        self, client: ClientState, topic: str, name: str, start: Position | None = None
+        self,
+        client: ClientState,
+        topic: str,
+        name: str,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> None:
-        """Join a group; a pattern joins the group on every matching topic, now and later."""
+        """Join a group; a pattern joins the group on every matching topic, now and later.
+        ``ordering`` (``fifo``, ``none``): a new group's order; an existing group with
+        another one is refused (its members rely on it)."""
         if is_pattern(topic):
             if (topic, name) in client.patterns:
                 return
@@ -173,14 +190,18 @@ class Router:
                 if topic_matches(topic, existing) and _may_read(client, existing):
                     await self.join(client, existing, name, start)
             return
+        group = self.groups.get(topic, {}).get(name)
+        if group is not None and ordering not in (None, group.state.ordering):
+            raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
         if (topic, name) in client.members:
             return
-        group = self.groups.get(topic, {}).get(name)
         if group is None:
             offset = await self.resolve(topic, start)
             group = self.groups.get(topic, {}).get(name) or self._open_group(
-                topic, name, create=True, start=offset
+                topic, name, create=True, start=offset, ordering=ordering
             )
+        if ordering is not None and ordering != group.state.ordering:
+            raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
         self._join_group(client, group)
 
     def _join_group(self, client: ClientState, group: ConsumerGroup) -> None:
@@ -203,7 +224,7 @@ class Router:
         member = client.members.pop((topic, name), None)
         if member is None:
             return False
-        member.group.leave(member, died=False)
+        self._group(member).leave(member, died=False)
         if not client.members:
             self._liveness.pop(client, None)
         return True
@@ -224,10 +245,8 @@ class Router:
             self.patterns.members.get(key, {}).pop(client, None)
         client.patterns.clear()
         for member in list(client.members.values()):
-            member.group.leave(member, died=True)
+            self._group(member).leave(member, died=True)
         client.members.clear()
-        client.ids.clear()
-        client.twins.clear()
         self._liveness.pop(client, None)
 
     def heard_from(self, client: ClientState) -> None:
@@ -277,16 +296,17 @@ class Router:
 
     # -- consumer commands ---------------------------------------------------------
 
-    def _holder(self, client: ClientState, id: str) -> Pending:
-        """What ``client`` holds as ``id``, as a ``Pending`` (a row is unpacked)."""
-        held = client.ids.get(id)
-        if held is not None:
-            return held
+    def _group(self, member: Member) -> ConsumerGroup:
+        topic, name = member.key
+        return self.groups[topic][name]
+
+    def _holder(self, client: ClientState, id: str) -> tuple[ConsumerGroup, Member, int]:
+        """The group, member and row of what ``client`` holds as ``id``."""
         found = client.find_row(id)
         if found is None:
             raise _not_held(client, id)
         member, row = found
-        return member.group.unpack(member, [row])[0]
+        return self._group(member), member, row
 
     def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
         """Acks read together, settled in order (a repeated id is refused like a late
@@ -294,21 +314,18 @@ class Router:
         to be written before saying OK, or why the ack is refused."""
         if len(ids) > 1 and (run := client.ack_rows(ids)) is not None:
             member, in_order = run  # the usual case: the next rows of one member, in order
-            member.group.acked(in_order)
-            return [member.group.state.journal] * len(ids)
+            group = self._group(member)
+            group.acked(in_order)
+            return [group.state.journal] * len(ids)
         results: list[Journal | DeliveryError] = []
         settled: dict[ConsumerGroup, list[int]] = {}
         for id in ids:
-            p = client.ids.get(id)
-            if p is not None:
-                group: ConsumerGroup = p.member.group
-                offset = group.ack_pending(p)
-            elif (acked := client.ack_row(id)) is not None:
-                member, offset = acked
-                group = member.group
-            else:
+            acked = client.ack_row(id)
+            if acked is None:
                 results.append(_not_held(client, id))
                 continue
+            member, offset = acked
+            group = self._group(member)
             offsets = settled.get(group)
             if offsets is None:
                 settled[group] = [offset]
@@ -322,23 +339,24 @@ class Router:
     def nack(
         self, client: ClientState, id: str, delay: float | None, reason: str | None = None
     ) -> Journal:
-        p = self._holder(client, id)
-        group: ConsumerGroup = p.member.group
-        group.nack(p, delay or 0.0, reason)
+        group, member, row = self._holder(client, id)
+        group.nack(member, row, delay or 0.0, reason)
         return group.state.journal
 
     def term(self, client: ClientState, id: str, reason: str | None) -> Journal:
         """``TERM``: the journal whose write makes the dead-lettering stick."""
-        p = self._holder(client, id)
-        group: ConsumerGroup = p.member.group
-        group.term(p, reason)
+        group, member, row = self._holder(client, id)
+        group.term(member, row, reason)
         return group.state.journal
 
-    def touch(self, client: ClientState, id: str) -> Pending:
-        """Restart the ack timer of what ``client`` holds as ``id``; returns it."""
-        p = self._holder(client, id)
-        p.member.group.touch(p)
-        return p
+    def touch(self, client: ClientState, id: str) -> tuple[ConsumerGroup, int, int]:
+        """Restart the ack timer of what ``client`` holds as ``id``: its group, offset and
+        attempt (for a progress report)."""
+        group, member, row = self._holder(client, id)
+        offset = member.holdings.offsets[row]
+        known = group.state.history.get(offset)
+        group.touch(member, row)
+        return group, offset, known.attempts if known is not None else 1
 
     def pause(self, topic: str, name: str, paused: bool) -> Journal:
         group = self.groups.get(topic, {}).get(name)

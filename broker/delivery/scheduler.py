@@ -7,14 +7,18 @@ key wait here ("parked") while messages of other keys and without keys flow.
 Most messages have no key and no priority and arrive in offset order, so they
 queue in a plain FIFO; the rest (keys, priorities, a retry behind newer
 messages) go through a heap, and ``pop`` takes whichever head comes first.
+
+A group with ``ordering=fifo`` is one key for all its messages: one message is
+out (or waits for its retry) at a time, and the next goes once it is done.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Final
 
-from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.storage.records import NORMAL_PRIORITY
 
 
@@ -26,18 +30,30 @@ def priority_of(p: Pending) -> int:
     return p.meta.priority if p.meta is not None else NORMAL_PRIORITY
 
 
+FIFO_KEY: Final = "\x00fifo"
+"""The key of every message of a FIFO group (no message's key holds a NUL)."""
+
+
 class ReadyQueue:
-    def __init__(self) -> None:
+    def __init__(self, fifo: bool = False) -> None:
+        self.fifo = fifo
         self._heap: list[tuple[int, int, Pending]] = []
         self._plain: deque[Pending] = deque()  # no meta, increasing offsets
         self._parked: dict[str, list[tuple[int, Pending]]] = {}
         self._holder: dict[str, int] = {}
 
+    def _key(self, p: Pending) -> str | None:
+        return FIFO_KEY if self.fifo else key_of(p)
+
     def push(self, p: Pending) -> None:
-        if p.meta is None and (not self._plain or self._plain[-1].offset < p.offset):
+        if (
+            p.meta is None
+            and not self.fifo
+            and (not self._plain or self._plain[-1].offset < p.offset)
+        ):
             self._plain.append(p)
             return
-        key = key_of(p)
+        key = self._key(p)
         if key is not None:
             holder = self._holder.get(key)
             if holder is None:
@@ -51,14 +67,16 @@ class ReadyQueue:
         """Messages just taken from the log, in offset order: if none has a key, a
         priority or a delay, they join the FIFO in one step. False: push them one by one."""
         plain = self._plain
-        if (plain and plain[-1].offset > ps[0].offset) or any(p.meta is not None for p in ps):
+        if self.fifo or (plain and plain[-1].offset > ps[0].offset):
+            return False
+        if any(p.meta is not None for p in ps):
             return False
         plain.extend(ps)
         return True
 
     def hold(self, p: Pending) -> None:
         """``p`` holds its key while it waits elsewhere (a retry after a restart)."""
-        key = key_of(p)
+        key = self._key(p)
         if key is not None:
             self._holder.setdefault(key, p.offset)
 
@@ -76,8 +94,17 @@ class ReadyQueue:
 
     def release(self, p: Pending) -> None:
         """``p`` is finished: the next parked message of its key, if any, becomes ready."""
-        key = key_of(p)
-        if key is None or self._holder.get(key) != p.offset:
+        key = self._key(p)
+        if key is not None:
+            self._release(key, p.offset)
+
+    def release_fifo(self, offsets: list[int]) -> None:
+        """Acks in a FIFO group: the next message goes if one of them was the head."""
+        if self._holder.get(FIFO_KEY) in offsets:
+            self._release(FIFO_KEY, self._holder[FIFO_KEY])
+
+    def _release(self, key: str, offset: int) -> None:
+        if self._holder.get(key) != offset:
             return
         del self._holder[key]
         parked = self._parked.get(key)

@@ -1,7 +1,7 @@
 """A group's two kinds of waiting, each one structure with one timer and no scans.
 
-``AckDeadlines``: every delivery gets the same ack timeout, so deliveries kept
-in delivery order are in deadline order (TOUCH moves one to the end).
+``AckDeadlines``: every delivery gets the same ack timeout, so rows kept in
+delivery order are in deadline order (TOUCH moves one to the end).
 ``DueHeap``: retries after a backoff and delayed messages, by due time.
 """
 
@@ -12,15 +12,14 @@ import heapq
 import time
 from collections.abc import Callable
 
-from linemq.broker.delivery.group_state import Pending
 from linemq.broker.delivery.holdings import Holdings
 
-Expired = Callable[[list[Pending], list[tuple[Holdings, list[int]]]], None]
-"""Called with the expired ``Pending``s and, per member's holdings, the expired rows."""
+Expired = Callable[[list[tuple[Holdings, list[int]]]], None]
+"""Called with the expired rows of each member's holdings."""
 
 
 class AckDeadlines:
-    """In-flight ``Pending``s in deadline order, and the members' holdings (each in that order)."""
+    """The members' holdings, each in deadline order: one timer for the earliest row."""
 
     def __init__(
         self,
@@ -33,61 +32,20 @@ class AckDeadlines:
         self.timeout = timeout
         self.on_expired = on_expired
         self.holdings = holdings  # the group state's list: members come and go
-        self._by_offset: dict[int, Pending] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
-    def start_many(self, ps: list[Pending]) -> None:
-        """``ps`` were just delivered: their deadline is a full timeout away.
-
-        One float for them all: 24 bytes less per message in flight.
-        """
-        deadline = self.loop.time() + self.timeout
-        by_offset = self._by_offset
-        for p in ps:
-            p.deadline = deadline
-            by_offset[p.offset] = p
-        if self._timer is None:
-            self._arm()
-
-    def adopt(self, ps: list[Pending]) -> None:
-        """``ps`` were rows of a holdings and keep their deadlines (they are about to be
-        taken back or touched, so their place at the end of the order does not matter)."""
-        by_offset = self._by_offset
-        for p in ps:
-            by_offset[p.offset] = p
-        if self._timer is None:
-            self._arm()
+    def deadline(self) -> float:
+        """When an ack of a delivery made now is due."""
+        return self.loop.time() + self.timeout
 
     def rows_added(self) -> None:
-        """A pump added rows to some member's holdings."""
+        """Rows were added to some member's holdings."""
         if self._timer is None:
             self._arm()
 
-    def restart(self, p: Pending) -> None:
-        """A TOUCH: a full timeout from now, so ``p`` moves to the end of the order."""
-        self._by_offset.pop(p.offset, None)
-        self.start_many([p])
-
-    def held_by(self, member: object) -> list[Pending]:
-        """In-flight ``Pending``s of ``member`` (None: of everyone), oldest first."""
-        if member is None:
-            return list(self._by_offset.values())
-        return [p for p in self._by_offset.values() if p.member is member]
-
-    def remove(self, offset: int) -> None:
-        self._by_offset.pop(offset, None)
-
-    def clear(self) -> None:
-        self._by_offset.clear()
-
-    def __len__(self) -> int:
-        return len(self._by_offset) + sum(h.left for h in self.holdings)
-
     def _arm(self) -> None:
-        due = [h.deadlines[h.first] for h in self.holdings if h.left]
-        if self._by_offset:
-            due.append(next(iter(self._by_offset.values())).deadline)
+        due = [h.first_deadline() for h in self.holdings if h.left]
         if due and not self._closed:
             self._timer = self.loop.call_at(min(due), self._fire)
         else:
@@ -95,16 +53,9 @@ class AckDeadlines:
 
     def _fire(self) -> None:
         now = self.loop.time()
-        expired: list[Pending] = []
-        for p in self._by_offset.values():
-            if p.deadline > now:
-                break
-            expired.append(p)
-        for p in expired:
-            del self._by_offset[p.offset]
         rows = [(h, r) for h in self.holdings if (r := h.expired(now))]
         self._timer = None
-        self.on_expired(expired, rows)
+        self.on_expired(rows)
         if self._timer is None:
             self._arm()
 

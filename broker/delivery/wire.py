@@ -10,7 +10,7 @@ from linemq.broker.protocol.v2 import frame
 from linemq.broker.storage.records import Record
 
 if TYPE_CHECKING:
-    from linemq.broker.delivery.group_state import Pending
+    from linemq.broker.delivery.lifecycle import Pending
 
 
 def deliveries(

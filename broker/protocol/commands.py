@@ -51,6 +51,7 @@ class Sub:
     topic: str
     group: str | None = None
     start: Position | None = None
+    ordering: str | None = None  # ``fifo`` | ``none``: a group's order (protocol.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,10 +157,23 @@ def _sub_args(
 
 
 def _sub(rest: str) -> Command:
+    words = rest.split()
+    ordering = None
+    if len(words) >= 3 and (found := [w for w in words[2:] if w.startswith("ordering=")]):
+        ordering = found[-1][len("ordering=") :]
+        if ordering not in ORDERINGS or len(found) > 1:
+            raise ProtocolError("ordering must be fifo or none")
+        rest = " ".join(w for w in words if w != found[-1])
     topic, group, start = _sub_args(rest, "SUB <topic> [group_id]", new=True)
     if start is not None and group is None and is_pattern(topic):
         raise ProtocolError("from= is not supported for wildcard fanout subscriptions")
-    return Sub(topic, group, start)
+    if ordering is not None and is_pattern(topic):
+        raise ProtocolError("ordering= is not supported for wildcard groups")
+    return Sub(topic, group, start, ordering)
+
+
+ORDERINGS: Final = ("fifo", "none")
+"""A group's ``ordering=``: ``fifo`` holds every later message behind a retried one."""
 
 
 def _unsub(rest: str) -> Command:

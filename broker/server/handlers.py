@@ -248,7 +248,10 @@ class Handlers:
                 start = await self.router.resolve(cmd.topic, cmd.start)
                 self.router.subscribe(client, cmd.topic, start)
             else:
-                await self.router.join(client, cmd.topic, cmd.group, cmd.start)
+                try:
+                    await self.router.join(client, cmd.topic, cmd.group, cmd.start, cmd.ordering)
+                except DeliveryError as e:
+                    return replies.err(e.reason)
                 log.debug("group_joined", peer=conn.peer, topic=cmd.topic, group=cmd.group)
             return ok
 

@@ -101,13 +101,13 @@ class TopicVerbs:
         """``OK touched`` as before; ``progress=`` is also recorded for ``STATUS``."""
         router = self.broker.router
         try:
-            p = router.touch(conn.client, cmd.id)
+            group, offset, attempt = router.touch(conn.client, cmd.id)
         except DeliveryError as e:
             conn.reply(replies.err(e.reason))
             return
         if cmd.reports:
-            progress = Progress(p.attempts, cmd.progress, cmd.note, time.time())
-            router.progress.report(p.member.group, p.offset, progress)
+            progress = Progress(attempt, cmd.progress, cmd.note, time.time())
+            router.progress.report(group, offset, progress)
         conn.reply(replies.TOUCHED)
 
     def cmd_STATUS(self, conn: Connection, cmd: Status) -> None:

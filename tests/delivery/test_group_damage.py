@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import linemq.broker.storage.journal as journal_module
-from linemq.broker.delivery.group_state import GroupState, Phase
+from linemq.broker.delivery.lifecycle import GroupState, Phase
 from linemq.broker.storage.checksum import unseal
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.journal import Journal
@@ -37,15 +37,15 @@ class Model:
     def take_and_deliver(self, n: int, ts: float) -> None:
         first = self.state.cursor
         records = [Record(o, f"id{o}", ts, "m") for o in range(first, first + n)]
-        ps = self.state.taken(records)
+        ps = self.state.take(records)
         for p in ps:
             p.attempts = 1
-        self.state.delivered(ps, ts)
+        self.state.deliver(ps, ts)
 
     def ack(self, offsets: list[int]) -> None:
         offsets = [o for o in offsets if o in self.state.pending]
         if offsets:
-            self.state.acked(offsets)
+            self.state.ack(offsets)
             self.done.update(offsets)
 
     def fail(self, offset: int) -> None:
@@ -54,11 +54,11 @@ class Model:
             p.attempts += 1
             p.retry_at = 5.0
             p.phase = Phase.WAITING
-            self.state.failed(p)
+            self.state.retry(p)
 
     def dead(self, offset: int) -> None:
         if offset in self.state.pending:
-            self.state.dead_lettered(offset)
+            self.state.dead_letter(offset)
             self.state.pending.pop(offset, None)
             self.done.add(offset)
 

@@ -19,7 +19,7 @@ def make_id(counter: int) -> str:
 
 
 def rows_of(h: Holdings) -> list[Row]:
-    return [(h.offsets[r], h.id_at(r), h.sent[r], h.deadlines[r]) for r in h.rows()]
+    return [(h.offsets[r], h.id_at(r), h.sent_at(r), h.deadline_at(r)) for r in h.rows()]
 
 
 step = st.one_of(
@@ -29,6 +29,7 @@ step = st.one_of(
     st.tuples(st.just("take"), st.lists(st.integers(0, 1000), max_size=4)),
     st.tuples(st.just("expire"), st.integers(0, 40)),
     st.tuples(st.just("unknown"), st.integers(0, 1000)),
+    st.tuples(st.just("touch"), st.integers(0, 1000)),
 )
 
 
@@ -45,7 +46,7 @@ def test_holdings_match_a_list_of_held_rows(steps: list[tuple]) -> None:  # type
                     for i in range(args[0])
                 ]
                 counter, offset = counter + args[0] + 1, offset + args[0] + 2
-                assert h.add([r[1] for r in rows], [r[0] for r in rows], clock, clock + 10.0)
+                h.add([r[1] for r in rows], [r[0] for r in rows], clock, clock + 10.0)
                 model += rows
             elif op == "ack" and model:
                 row = model.pop(args[0] % len(model))
@@ -67,6 +68,11 @@ def test_holdings_match_a_list_of_held_rows(steps: list[tuple]) -> None:  # type
                 due = [r for r in model if r[3] <= args[0]]
                 assert h.take(h.expired(args[0])) == due
                 model = model[len(due) :]
+            elif op == "touch" and model:
+                i = args[0] % len(model)
+                touched = (*model.pop(i)[:3], clock + 10.0)  # due the latest: last in order
+                h.touch(list(h.rows())[i], clock + 10.0)
+                model.append(touched)
             elif op == "unknown":
                 assert h.ack(make_id(10**6 + args[0]).encode()) == -1
                 if model:
@@ -75,13 +81,13 @@ def test_holdings_match_a_list_of_held_rows(steps: list[tuple]) -> None:  # type
             assert len(h) == len(model)
             assert h.lowest_offset() == min((r[0] for r in model), default=None)
             if model:
-                assert h.deadlines[h.first] == model[0][3]
+                assert h.first_deadline() == model[0][3]
 
 
 def test_acks_in_delivery_order_are_taken_a_run_at_a_time() -> None:
     h = Holdings()
     ids = [make_id(i) for i in range(10)]
-    assert h.add(ids, list(range(1, 11)), 1.0, 5.0)
+    h.add(ids, list(range(1, 11)), 1.0, 5.0)
     assert h.ack(ids[0].encode()) == 1
     assert h.ack_next(ids[1:4]) == [2, 3, 4]
     assert h.ack_next(ids[5:7]) is None  # not the next rows: nothing changes
@@ -93,13 +99,21 @@ def test_acks_in_delivery_order_are_taken_a_run_at_a_time() -> None:
     assert len(h) == 0 and h.lowest_offset() is None
 
 
-def test_ids_of_another_shape_are_refused_whole() -> None:
-    """Rows need ids of one length, in ASCII; such messages stay ``Pending``s instead."""
+def test_ids_of_another_shape_are_held_too() -> None:
+    """Ids of other lengths (messages of an earlier release) and non-ASCII ids are held,
+    found and acked like the others; a shorter id is never found as a prefix."""
     h = Holdings()
-    assert not h.add([make_id(1), "legacy-7"], [1, 2], 1.0, 5.0)
-    assert not h.add(["msg_1764776036123_0000000\xe9"], [1], 1.0, 5.0)
+    h.add(["legacy-7"], [1], 1.0, 5.0)
+    h.add([make_id(2), "legacy-8", "msg_1764776036123_0000000\xe9"], [2, 3, 4], 1.0, 5.0)
+    assert [h.id_at(r) for r in h.rows()] == [
+        "legacy-7",
+        make_id(2),
+        "legacy-8",
+        "msg_1764776036123_0000000\xe9",
+    ]
+    assert h.ack(b"legacy") == -1
+    assert h.ack(b"legacy-8") == 3
+    assert h.ack("msg_1764776036123_0000000\xe9".encode()) == 4
+    assert h.ack(make_id(2).encode()) == 2
+    assert h.ack(b"legacy-7") == 1
     assert len(h) == 0
-    assert h.add(["legacy-7"], [3], 1.0, 5.0)  # any one width, while it holds nothing else
-    assert not h.add([make_id(2)], [4], 1.0, 5.0)
-    assert h.ack(b"legacy-7") == 3
-    assert h.add([make_id(2)], [4], 1.0, 5.0)

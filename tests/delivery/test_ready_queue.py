@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linemq.broker.delivery.group_state import Pending
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.delivery.scheduler import ReadyQueue, priority_of
 from linemq.broker.storage.records import NORMAL_PRIORITY, Meta
 
@@ -77,3 +77,23 @@ def test_a_run_older_than_the_plain_lane_goes_through_the_heap() -> None:
         for p in run:
             queue.push(p)
     assert [queue.pop().offset for _ in range(3)] == [5, 6, 10]  # type: ignore[union-attr]
+
+
+def test_a_fifo_queue_lets_one_message_out_at_a_time_in_offset_order() -> None:
+    """``ordering=fifo``: every message waits for the one before it to be done, whatever
+    its priority or key, and an ack of the head (``release_fifo``) lets the next go."""
+    q = ReadyQueue(fifo=True)
+    assert not q.push_plain([pending(o, None) for o in (1, 2)])
+    for o, prio in ((1, None), (2, 3), (3, None)):
+        q.push(pending(o, prio))
+    assert q.ready == 1 and q.parked == 2
+    head = q.pop()
+    assert head is not None and head.offset == 1 and q.pop() is None
+    q.push(head)  # a retry: it is still the head
+    assert q.pop() is head
+    q.release_fifo([7, 1])
+    nxt = q.pop()
+    assert nxt is not None and nxt.offset == 2 and q.pop() is None
+    q.release(nxt)  # dead-lettered or expired, as an ack
+    last = q.pop()
+    assert last is not None and last.offset == 3

@@ -1,0 +1,594 @@
+"""A message's life in a consumer group: every transition, the journal event it writes, replay.
+
+=========  ===================  ==============================================
+event      transition           from -> to
+=========  ===================  ==============================================
+``t``      ``take``             the log -> waiting (read ahead of delivery)
+``d``      ``deliver``          waiting -> in flight (a row of a member's holdings)
+``a``      ``ack``              in flight -> done (acked)
+``r``      ``retry``            in flight -> waiting, due at ``at`` (NACK with its
+                                delay, ack timeout, consumer gone, TERM's decision)
+``x``      ``dead_letter``      waiting -> done (dead-lettered: out of retries, TERM)
+``exp``    ``expire``           waiting -> done (its TTL passed before delivery)
+``g``      ``gone``             waiting -> done (its record was deleted)
+``skip``   ``skip_to``          the log -> done (deleted before this group took it)
+``seek``   ``seek``             everything -> forgotten; the cursor moves
+``pause``  ``set_paused``       delivering <-> paused
+``order``  ``set_ordering``     ``fifo``: a message out or waiting for a retry holds
+                                back every later one (scheduler.py), or ``none``
+``start``  ``create``           where a new group starts
+``floor``  (compaction)         everything below is done
+``snap``   (compaction)         the whole state, written after a ``floor``
+(none)     ``restart``          in flight -> waiting, at the end of a replay: the
+                                broker stopped while it was out (attempt kept)
+=========  ===================  ==============================================
+
+A key is held from a message's first delivery until it is done; that follows
+from the states above (scheduler.py holds and releases; after a restart the
+retried messages hold their keys again), so it has no event of its own.
+
+Each transition is one ``_on_*`` function here. The live method applies it and
+journals its event; replay decodes each line and calls the same function
+through ``_REPLAY``, the one table of events. In flight a message is a row of
+its member's ``Holdings`` (arrays, holdings.py); a message with more history
+than a plain first delivery (a key, a priority, a retry) keeps it in
+``history`` while it is out. During a replay there are no members, so a
+delivery marks the waiting ``Pending`` in flight and ``restart`` makes it
+waiting again.
+
+Every offset below the cursor (the next offset never delivered) was delivered
+and is either done or still pending, so the cursor and what is pending are the
+whole state: the acks above the lowest pending offset are implied, and
+compaction rewrites the journal as one snapshot, so its size (and the memory)
+follows what is pending, not the group's history.
+
+Damage never skips (at-least-once holds). Every line carries a check
+(journal.py); a line that fails it is lost, and the state falls back to what
+can only cause redelivery:
+
+- a lost ack, dead letter, expiry or retry leaves its message pending: it is
+  delivered again;
+- a lost cursor advance (``t``, ``d``, ``seek``, ``skip``) cannot make a later
+  line skip: any advance of the cursor makes every offset it passes pending,
+  and a later ``t`` below the cursor makes its offsets pending again;
+- a lost ``snap`` or ``start`` falls back to the ``floor`` line written with it
+  (every offset below it was done when it was written); with that lost too, to
+  the topic's first offset (the caller's ``fallback``).
+
+After a damaged replay (or one of a journal of an earlier format) the state is
+written back at once as a fresh snapshot, so the damage is reported once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import structlog
+
+from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.storage.checksum import seal
+from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.records import Record
+
+log = structlog.get_logger(__name__)
+
+COMPACT_MIN_BYTES: Final = 256 * 1024
+COMPACT_RATIO: Final = 8
+SNAPSHOT_BYTES_PER_ENTRY: Final = 48
+
+
+class Phase(enum.Enum):
+    """Live, an in-flight message is a row, and ``IN_FLIGHT`` only marks one picked by the
+    running pump; in a replay (no members, no rows) it marks what was out."""
+
+    IN_FLIGHT = "in_flight"
+    WAITING = "waiting"
+
+
+class Pending:
+    """A message of this group taken from the log and not done yet, with its history.
+
+    ``record`` is there while it waits to be delivered; once out, the message is
+    a row of a member's holdings, and this object stays (in ``history``) only if
+    there is more to remember than a plain first delivery.
+    """
+
+    __slots__ = (
+        "attempts",
+        "error",
+        "first_ts",
+        "last_ts",
+        "meta",
+        "offset",
+        "phase",
+        "reason",
+        "record",
+        "retry_at",
+    )
+
+    def __init__(self, offset: int, record: Record | None = None) -> None:
+        self.offset = offset
+        self.record = record
+        self.meta = record.meta if record is not None else None
+        self.attempts = 0
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.phase = Phase.WAITING
+        self.retry_at = 0.0
+        self.reason = ""
+        self.error = ""  # the consumer's text for the last failure (NACK reason=, TERM)
+
+    def is_plain(self) -> bool:
+        """Nothing to remember while in flight beyond what a row holds."""
+        return (
+            self.meta is None
+            and self.attempts == 1
+            and self.first_ts == self.last_ts
+            and not self.reason
+        )
+
+
+class GroupState:
+    """Cursor, waiting messages and in-flight rows of one group, kept in a journal."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.start = 1
+        self.cursor = 1
+        self.pending: dict[int, Pending] = {}  # waiting (and, in a replay, in flight)
+        self.history: dict[int, Pending] = {}  # in flight, with more than a row says
+        self.holdings: list[Holdings] = []  # one per member: the rows in flight
+        self.completed = 0
+        self.dead = 0
+        self.dropped = 0
+        self.expired_count = 0
+        self.acked_count = 0
+        self.paused = False
+        self.ordering = "none"
+
+    # -- live transitions (each applies, then journals) ------------------------------
+
+    def create(self, start: int) -> None:
+        """Two lines say where the group starts, so one damaged line cannot lose it."""
+        self._record({"e": "start", "o": start})
+        self._record({"e": "floor", "o": start})
+
+    def take(self, records: list[Record]) -> list[Pending]:
+        """Records from the cursor on become waiting (not delivered yet)."""
+        first, n = records[0].offset, records[-1].offset - records[0].offset + 1
+        self.journal.append_line(_take_line(first, n))
+        return self._on_take(first, n, records)
+
+    def deliver(self, ps: list[Pending], ts: float) -> None:
+        """A pump's deliveries, all at ``ts`` (attempts already counted): one journal line
+        per run of consecutive offsets with the same attempt count. The caller makes them
+        rows (``hold``)."""
+        self._on_deliver(ps, ts)
+        text = repr(ts).encode()
+        lines = []
+        first, n = ps[0], 1
+        for p in ps[1:]:
+            if p.offset == first.offset + n and p.attempts == first.attempts:
+                n += 1
+                continue
+            lines.append(_deliver_line(first.offset, n, first.attempts, text))
+            first, n = p, 1
+        lines.append(_deliver_line(first.offset, n, first.attempts, text))
+        self.journal.append_line(b"".join(lines))
+
+    def take_and_deliver(self, first: int, n: int, ts: float) -> None:
+        """Records ``first`` .. ``first + n - 1``, at the cursor, delivered at once for the
+        first time, straight to rows (never ``Pending``s): ``take`` and ``deliver`` in one."""
+        assert first == self.cursor
+        self.journal.append_line(
+            _take_line(first, n) + _deliver_line(first, n, 1, repr(ts).encode())
+        )
+        self.cursor = first + n
+
+    def hold(self, ps: list[Pending]) -> None:
+        """``ps`` just became rows: they leave ``pending``; what a row cannot say stays
+        (the caller drops their records once sent)."""
+        pending, history = self.pending, self.history
+        for p in ps:
+            del pending[p.offset]
+            if not p.is_plain():
+                history[p.offset] = p
+        if not pending:
+            self.pending = {}  # a dict keeps its largest size: give the memory back
+
+    def ack(self, offsets: list[int]) -> list[Pending]:
+        """Acks read together (each a row taken): one journal line. Returns the history of
+        those that had one (a key to release)."""
+        if len(offsets) == 1:
+            self.journal.append_line(seal(b'{"e":"a","o":%d}' % offsets[0]))
+        else:  # a list's repr is its JSON
+            self.journal.append_line(seal(b'{"e":"a","o":%b}' % repr(offsets).encode()))
+        return self._on_ack(offsets)
+
+    def unhold(self, offset: int, id_sent: float) -> Pending:
+        """A row leaves its holdings without an ack (NACK, TERM, timeout, the member left,
+        SEEK): a waiting ``Pending`` again, with its history, not journaled yet (``retry``,
+        ``dead_letter`` or ``seek`` follows)."""
+        p = self.history.pop(offset, None)
+        if p is None:
+            p = Pending(offset)
+            p.attempts = 1
+            p.first_ts = id_sent
+        p.last_ts = id_sent
+        p.phase = Phase.WAITING
+        self.pending[offset] = p
+        return p
+
+    def retry(self, p: Pending) -> None:
+        entry = {"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason}
+        if p.error:
+            entry["err"] = p.error
+        self.journal.append(entry)
+        self._on_retry(p.offset, p.attempts, p.retry_at, p.reason, p.error)
+
+    def dead_letter(self, offset: int) -> None:
+        self._record({"e": "x", "o": offset})
+
+    def expire(self, offset: int) -> None:
+        """A message's TTL passed before it could be delivered: it is done."""
+        self._record({"e": "exp", "o": offset})
+
+    def gone(self, offset: int) -> None:
+        """A pending message whose record was deleted (retention, purge): it is done."""
+        self._record({"e": "g", "o": offset})
+
+    def skip_to(self, offset: int) -> None:
+        """Records below ``offset`` were deleted before this group got to them."""
+        self._record({"e": "skip", "o": offset})
+
+    def seek(self, offset: int) -> None:
+        """Start over at ``offset``: everything pending is forgotten (rows are unheld first)."""
+        self._record({"e": "seek", "o": offset})
+
+    def set_paused(self, paused: bool) -> None:
+        self._record({"e": "pause", "v": paused})
+
+    def set_ordering(self, ordering: str) -> None:
+        self._record({"e": "order", "v": ordering})
+
+    # -- the transitions -------------------------------------------------------------
+
+    def _on_take(
+        self, first: int, count: int, records: list[Record] | None = None
+    ) -> list[Pending]:
+        """A ``t`` starts at the cursor; in a replay anywhere else a line was lost: what it
+        passes is pending again (redelivered), never skipped."""
+        self._fill_to(first)
+        pending = self.pending
+        if records is not None:
+            ps = [Pending(r.offset, r) for r in records]
+            pending.update(zip([p.offset for p in ps], ps, strict=True))
+        else:
+            ps = [pending.setdefault(o, Pending(o)) for o in range(first, first + count)]
+        if first + count > self.cursor:
+            self.cursor = first + count
+        return ps
+
+    def _on_deliver(self, ps: list[Pending], ts: float) -> None:
+        for p in ps:
+            p.last_ts = ts
+            if not p.first_ts:
+                p.first_ts = ts
+            p.phase = Phase.IN_FLIGHT
+            if p.offset >= self.cursor:  # only in a replay: a live delivery was taken first
+                self.cursor = p.offset + 1
+
+    def _on_ack(self, offsets: Iterable[int]) -> list[Pending]:
+        pending, history = self.pending, self.history
+        n = 0
+        had: list[Pending] = []
+        for offset in offsets:
+            n += 1
+            pending.pop(offset, None)  # (in a replay: live, an acked message is a row)
+            if history and (p := history.pop(offset, None)) is not None:
+                had.append(p)
+        self.completed += n
+        self.acked_count += n
+        return had
+
+    def _on_retry(self, offset: int, attempts: int, at: float, why: str, err: str) -> None:
+        p = self.pending_for(offset)
+        p.attempts, p.retry_at, p.reason, p.error = attempts, at, why, err
+        p.phase = Phase.WAITING
+
+    def _on_done(self, offset: int, counter: str) -> None:
+        """Dead-lettered (``dead``), deleted (``dropped``) or expired (``expired_count``)."""
+        if self.pending.pop(offset, None) is not None:
+            self.completed += 1
+        setattr(self, counter, getattr(self, counter) + 1)
+
+    def _on_skip(self, offset: int) -> None:
+        if offset > self.cursor:
+            self.dropped += offset - self.cursor
+            self.cursor = offset
+
+    def _on_seek(self, offset: int) -> None:
+        self.pending.clear()
+        self.history.clear()
+        self.cursor = offset
+
+    def _on_start(self, offset: int) -> None:
+        self.start = self.cursor = offset
+
+    def _on_restart(self) -> None:
+        """The broker stopped while these were out: retry at once, attempts kept, so a
+        message that crashes the broker still reaches the DLQ."""
+        for p in self.pending.values():
+            if p.phase is Phase.IN_FLIGHT:
+                p.phase = Phase.WAITING
+                p.retry_at = 0.0
+                p.reason = p.reason or "broker_restart"
+
+    # -- replay ------------------------------------------------------------------------
+
+    def load(self, fallback: int = 1) -> bool:
+        """Replay the journal through the transitions; True if the group existed.
+
+        ``fallback``: where the group starts over when damage lost every line that
+        said where it was (the topic's first offset: every message is delivered again).
+        """
+        entries = self.journal.replay_lines(is_event)
+        known = False  # a start, floor or snapshot said where the group was
+        lost = 0
+        for entry in entries:
+            if entry is None:
+                lost += 1
+                continue
+            kind = str(entry["e"])  # (is_event let only known strings through)
+            if not known and kind not in _FLOORS:
+                if lost:  # the lines that said where the group started are lost
+                    self.start = self.cursor = fallback
+                known = True
+            try:
+                _REPLAY[kind](self, entry)
+            except (KeyError, TypeError, ValueError) as exc:  # a damaged journal of format 1
+                lost += 1
+                log.error(
+                    "group_journal_entry_unusable", path=str(self.journal.path), error=repr(exc)
+                )
+                continue
+            known = known or kind in _FLOORS
+        if entries and not known:
+            self.start = self.cursor = fallback
+        top = max(self.pending, default=0)
+        if top >= self.cursor:  # a lost line moved the cursor past what later lines name
+            self._fill_to(top + 1)
+        if lost:
+            log.error(
+                "group_journal_damaged",
+                path=str(self.journal.path),
+                lines_lost=lost,
+                cursor=self.cursor,
+                pending=len(self.pending),
+                guarantee="at-least-once: what lost lines said is delivered again, never skipped",
+            )
+        untaken = self._untake()
+        if entries and (lost or untaken or self.journal.needs_rewrite):
+            self.journal.rewrite_now(self.snapshot_entries())
+        self._on_restart()
+        return bool(entries)
+
+    def _untake(self) -> int:
+        """Messages taken ahead of delivery and never delivered, just below the cursor, go
+        back to the log: the read-ahead belongs to a running group with members, so after
+        a restart ``waiting`` counts only what was delivered, and the cursor is the next
+        message never delivered. Returns how many (the caller writes a snapshot then)."""
+        pending, cursor = self.pending, self.cursor
+        while (p := pending.get(cursor - 1)) is not None and not (p.first_ts or p.attempts):
+            del pending[cursor - 1]
+            cursor -= 1
+        untaken, self.cursor = self.cursor - cursor, cursor
+        return untaken
+
+    def _replay_deliver(self, e: dict[str, Any]) -> None:
+        """``n``: a run of consecutive offsets delivered together."""
+        self._fill_to(e["o"])
+        ps = [self.pending_for(o) for o in range(e["o"], e["o"] + e.get("n", 1))]
+        for p in ps:
+            p.attempts = e["a"]
+        self._on_deliver(ps, e["t"])
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        _REPLAY[entry["e"]](self, entry)
+        self.journal.append(entry)
+
+    def _fill_to(self, offset: int) -> None:
+        """Offsets from the cursor up to ``offset`` become pending (only after a lost line)."""
+        if offset > self.cursor:
+            for o in range(self.cursor, offset):
+                if o not in self.pending:
+                    self.pending[o] = Pending(o)
+            self.cursor = offset
+
+    def pending_for(self, offset: int) -> Pending:
+        p = self.pending.get(offset)
+        if p is None:
+            p = self.pending[offset] = Pending(offset)
+        return p
+
+    # -- figures ---------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        return sum(h.left for h in self.holdings)
+
+    @property
+    def count(self) -> int:
+        """Messages pending: taken from the log and not done."""
+        return len(self.pending) + self.inflight
+
+    @property
+    def next_undelivered(self) -> int:
+        """The lowest offset never delivered: one taken ahead (priorities reorder what is
+        taken), else the cursor. A scan of what is pending: for inspection only."""
+        return min((o for o, p in self.pending.items() if not p.first_ts), default=self.cursor)
+
+    @property
+    def floor(self) -> int:
+        """Every offset below this is done (computed: only for inspection)."""
+        lowest = [o for h in self.holdings if (o := h.lowest_offset()) is not None]
+        return min([*self.pending, *lowest, self.cursor])
+
+    # -- compaction --------------------------------------------------------------
+
+    def needs_compaction(self) -> bool:
+        """The journal is much larger than a snapshot of this state would be."""
+        size = self.journal.size
+        if size < COMPACT_MIN_BYTES:
+            return False
+        return size >= COMPACT_RATIO * (SNAPSHOT_BYTES_PER_ENTRY * self.count + 128)
+
+    async def compact(self) -> bool:
+        """Rewrite the journal as one snapshot, with the file work off the loop."""
+        return await self.journal.rewrite_off_loop(self.snapshot_entries())
+
+    def snapshot_entries(self) -> list[dict[str, object]]:
+        """A snapshot, after a ``floor`` line a lost snapshot falls back to."""
+        snap = self.snapshot()
+        lowest = min((row[0] for row in snap["pending"]), default=self.cursor)
+        return [{"e": "floor", "o": min(lowest, self.cursor)}, snap]
+
+    def snapshot(self) -> dict[str, Any]:
+        rows = []
+        history = self.history
+        for h in self.holdings:
+            for row in h.rows():
+                offset, sent = h.offsets[row], h.sent_at(row)
+                p = history.get(offset)
+                if p is None:
+                    rows.append([offset, 1, sent, sent, 0.0, "", "in_flight"])
+                else:
+                    rows.append(_snapshot_row(p, "in_flight", sent))
+        snap: dict[str, Any] = {
+            "e": "snap",
+            "start": self.start,
+            "cursor": self.cursor,
+            "completed": self.completed,
+            "dead": self.dead,
+            "dropped": self.dropped,
+            "expired": self.expired_count,
+            "acked": self.acked_count,
+            "paused": self.paused,
+            "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
+            + rows,
+        }
+        if self.ordering != "none":
+            snap["ordering"] = self.ordering
+        return snap
+
+    def _restore(self, e: dict[str, Any]) -> None:
+        """All or nothing: a snapshot that does not make sense raises before changing a thing."""
+        pending: dict[int, Pending] = {}
+        for row in e["pending"]:
+            offset, attempts, first_ts, last_ts, retry_at, reason, phase, *error = row
+            if len(error) > 1:
+                raise ValueError(f"snapshot row of {len(row)} fields")
+            p = pending[int(offset)] = Pending(int(offset))
+            p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
+            p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
+            p.error = str(error[0]) if error else ""
+        start, cursor = int(e["start"]), int(e["cursor"])
+        completed, dead = int(e["completed"]), int(e["dead"])
+        self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead
+        self.dropped = e.get("dropped", 0)
+        self.expired_count = e.get("expired", 0)
+        self.acked_count = e.get("acked", self.completed - self.dead)
+        ordering = e.get("ordering", "none")
+        if ordering not in ("fifo", "none"):
+            raise ValueError(f"ordering {ordering!r}")
+        self.paused = e.get("paused", False)
+        self.ordering = ordering
+        self.pending = pending
+        self.history = {}
+
+
+def _snapshot_row(p: Pending, phase: str, last_ts: float) -> list[object]:
+    row: list[object] = [p.offset, p.attempts, p.first_ts, last_ts, p.retry_at, p.reason, phase]
+    return [*row, p.error] if p.error else row
+
+
+def _take_line(first: int, n: int) -> bytes:
+    return seal(b'{"e":"t","o":%d,"n":%d}' % (first, n))
+
+
+def _deliver_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
+    if n == 1:
+        return seal(b'{"e":"d","o":%d,"a":%d,"t":%b}' % (offset, attempts, ts))
+    return seal(b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}' % (offset, n, attempts, ts))
+
+
+def _offsets(o: object) -> list[int]:
+    """An ``a`` line names one offset, or a list of acks read together."""
+    if type(o) is list:
+        return o
+    if type(o) is int:
+        return [o]
+    raise TypeError(f"ack of {o!r}")
+
+
+def _floor(s: GroupState, e: dict[str, Any]) -> None:
+    s.pending.clear()
+    s.cursor = e["o"]
+
+
+def _pause(s: GroupState, e: dict[str, Any]) -> None:
+    s.paused = bool(e["v"])
+
+
+def _order(s: GroupState, e: dict[str, Any]) -> None:
+    if e["v"] not in ("fifo", "none"):
+        raise ValueError(f"ordering {e['v']!r}")
+    s.ordering = e["v"]
+
+
+_REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
+    "t": lambda s, e: s._on_take(e["o"], e["n"]),
+    "d": GroupState._replay_deliver,
+    "a": lambda s, e: s._on_ack(_offsets(e["o"])),
+    "r": lambda s, e: s._on_retry(e["o"], e["a"], e["at"], e.get("why", ""), e.get("err", "")),
+    "x": lambda s, e: s._on_done(e["o"], "dead"),
+    "exp": lambda s, e: s._on_done(e["o"], "expired_count"),
+    "g": lambda s, e: s._on_done(e["o"], "dropped"),
+    "skip": lambda s, e: s._on_skip(e["o"]),
+    "seek": lambda s, e: s._on_seek(e["o"]),
+    "pause": _pause,
+    "order": _order,
+    "start": lambda s, e: s._on_start(e["o"]),
+    "floor": _floor,
+    "snap": GroupState._restore,
+}
+"""Every journal event and the transition it replays (the live methods call the same)."""
+
+_FLOORS: Final = ("start", "floor", "snap", "seek")
+
+
+_EVENT_FIELDS: Final = {
+    "start": ("o",),
+    "d": ("o", "a", "t"),
+    "r": ("o", "a", "at"),
+    "a": ("o",),
+    "x": ("o",),
+    "g": ("o",),
+    "exp": ("o",),
+    "t": ("o", "n"),
+    "skip": ("o",),
+    "seek": ("o",),
+    "pause": ("v",),
+    "order": ("v",),
+    "floor": ("o",),
+    "snap": ("start", "cursor", "pending", "completed", "dead"),
+}
+
+
+def is_event(entry: dict[str, object]) -> bool:
+    """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
+    kind = entry.get("e")
+    fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    return fields is not None and all(f in entry for f in fields)

@@ -1,0 +1,51 @@
+"""Delivery's imports run one way: no circles among its modules (``TYPE_CHECKING`` imports
+included), and nothing above it (server, ops, cli) imported from it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import linemq.broker.delivery
+
+DELIVERY = Path(linemq.broker.delivery.__file__).parent
+ABOVE = ("linemq.broker.server", "linemq.broker.ops", "linemq.broker.cli")
+
+
+def imports() -> dict[str, set[str]]:
+    """Each delivery module and the ``linemq.broker`` modules it imports."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(DELIVERY.glob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        found[f"linemq.broker.delivery.{path.stem}"] = {
+            n for n in names if n.startswith("linemq.broker.")
+        }
+    return found
+
+
+def test_delivery_modules_import_each_other_without_circles() -> None:
+    graph = imports()
+    deps = {m: {d for d in ds if d in graph} for m, ds in graph.items()}
+
+    def reaches(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(deps[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo += deps[m]
+        return seen
+
+    assert [m for m in deps if m in reaches(m)] == []
+
+
+def test_delivery_imports_nothing_above_it() -> None:
+    upward = {m: sorted(d for d in ds if d.startswith(ABOVE)) for m, ds in imports().items()}
+    assert {m: ds for m, ds in upward.items() if ds} == {}
