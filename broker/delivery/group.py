@@ -86,7 +86,6 @@ class ConsumerGroup:
         self._closed = False
         self.delivered = 0
         self.redelivered = 0
-        self.failures: dict[str, int] = {}  # failed attempts since start, by reason (STATS)
         # Pending messages from before a restart need their records (key, priority,
         # delay) before anything can be scheduled.
         self._loading = bool(state.pending)
@@ -493,6 +492,11 @@ class ConsumerGroup:
         if pending is None:
             pending = self.state.count
         return max(0, self.log.last_offset - self.state.cursor + 1) + pending
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed attempts since the broker started, by reason (counted by GroupFailures)."""
+        return self._failures.failures
 
     @property
     def member_count(self) -> int:
