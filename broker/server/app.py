@@ -295,6 +295,10 @@ class Broker:
         self.router.disconnect(conn.client)
         self.schedule()
 
+    def journals_pending(self) -> bool:
+        """Group journal lines not written yet (the next tick writes them)."""
+        return bool(self.router.ctx.dirty_journals)
+
     def mark_output(self, conn: Connection) -> None:
         self._outputs.add(conn)
         if not self._ticking:  # a running tick flushes every output as its last step

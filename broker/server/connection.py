@@ -188,7 +188,13 @@ class Connection(asyncio.Protocol):
         finally:
             self._reading = False
         if self._out:
-            self.flush()
+            if self.broker.journals_pending():
+                # Deliveries this read made (a SUB's, an ACK's next ones) leave after
+                # their journal lines are written, at the tick: a kill -9 in between
+                # would otherwise lose the attempt they count.
+                self.broker.mark_output(self)
+            else:
+                self.flush()
 
     def _process_lines(self) -> None:
         framer = self.framer
