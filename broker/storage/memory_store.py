@@ -8,12 +8,11 @@ process: a commit is durable as soon as it is made.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
 
-from linemq.broker.storage.log_state import check_topic_name
+from linemq.broker.storage.appends import AppendBuffer
 from linemq.broker.storage.log_store import READ_BYTES, Commit
-from linemq.broker.storage.records import Meta, Record, StorageError
-from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
+from linemq.broker.storage.records import Record
+from linemq.broker.storage.ticket import Ticket
 
 
 class _Log:
@@ -25,70 +24,11 @@ class _Log:
         self.last = 0
 
 
-class MemoryStore:
+class MemoryStore(AppendBuffer[_Log]):
     """Implements ``LogStore``; offsets are given at append and stored at commit."""
 
     def __init__(self) -> None:
-        self._logs: dict[str, _Log] = {}
-        self._ticket = Ticket()
-        self._touched: dict[str, _Log] = {}
-
-    @property
-    def ticket(self) -> Ticket:
-        return self._ticket
-
-    def _log(self, topic: str) -> _Log:
-        log = self._logs.get(topic)
-        if log is None:
-            try:
-                check_topic_name(topic)
-            except ValueError as exc:
-                raise StorageError(str(exc)) from exc
-            log = self._logs[topic] = _Log()
-        return log
-
-    def _append(
-        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
-    ) -> list[Record]:
-        if len(msgs) != len(ids):
-            raise StorageError("one id per message")
-        log = self._log(topic)
-        first = log.last + 1
-        records = [
-            Record(offset, id, ts, msg, meta)
-            for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
-        ]
-        log.pending += records
-        log.last += len(records)
-        self._touched[topic] = log
-        return records
-
-    def append(
-        self,
-        topic: str,
-        msgs: Sequence[str],
-        ts: float,
-        ids: Sequence[str],
-        meta: Meta | None = None,
-    ) -> Appended:
-        try:
-            records = self._append(topic, msgs, ts, ids, meta)
-        except StorageError as exc:
-            return failed_ticket(topic, exc)
-        return Appended(topic, records, self._ticket)
-
-    def append_batch(
-        self, batch: Mapping[str, Sequence[str]], ts: float, ids: Sequence[str]
-    ) -> Ticket:
-        start = 0
-        for topic, msgs in batch.items():
-            end = start + len(msgs)
-            try:
-                self._append(topic, msgs, ts, ids[start:end], None)
-            except StorageError as exc:
-                self._ticket.failed(topic, exc)
-            start = end
-        return self._ticket
+        super().__init__(_Log)
 
     def commit(self) -> Commit:
         done = Commit(self._ticket)

@@ -42,17 +42,17 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
 import psycopg
 
-from linemq.broker.storage.log_state import check_topic_name
+from linemq.broker.storage.appends import AppendBuffer
 from linemq.broker.storage.log_store import READ_BYTES, Commit
 from linemq.broker.storage.postgres_schema import migrate
 from linemq.broker.storage.records import Meta, Record, StorageError
-from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
+from linemq.broker.storage.ticket import Ticket
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -98,14 +98,12 @@ class _Log:
         self.epoch = 0  # moves when the counter is reloaded: older batches' failures are stale
 
 
-class PostgresStore:
+class PostgresStore(AppendBuffer[_Log]):
     """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._logs: dict[str, _Log] = {}
-        self._ticket = Ticket()
-        self._touched: dict[str, _Log] = {}
+        super().__init__(_Log)
         self._failed: dict[str, list[Record]] = {}  # appends voided by a failed batch
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -135,63 +133,6 @@ class PostgresStore:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
-
-    @property
-    def ticket(self) -> Ticket:
-        return self._ticket
-
-    def _log(self, topic: str) -> _Log:
-        log = self._logs.get(topic)
-        if log is None:
-            try:
-                check_topic_name(topic)
-            except ValueError as exc:
-                raise StorageError(str(exc)) from exc
-            log = self._logs[topic] = _Log()
-        return log
-
-    def _append(
-        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
-    ) -> list[Record]:
-        if len(msgs) != len(ids):
-            raise StorageError("one id per message")
-        log = self._log(topic)
-        first = log.last + 1
-        records = [
-            Record(offset, id, ts, msg, meta)
-            for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
-        ]
-        log.pending += records
-        log.last += len(records)
-        self._touched[topic] = log
-        return records
-
-    def append(
-        self,
-        topic: str,
-        msgs: Sequence[str],
-        ts: float,
-        ids: Sequence[str],
-        meta: Meta | None = None,
-    ) -> Appended:
-        try:
-            records = self._append(topic, msgs, ts, ids, meta)
-        except StorageError as exc:
-            return failed_ticket(topic, exc)
-        return Appended(topic, records, self._ticket)
-
-    def append_batch(
-        self, batch: Mapping[str, Sequence[str]], ts: float, ids: Sequence[str]
-    ) -> Ticket:
-        start = 0
-        for topic, msgs in batch.items():
-            end = start + len(msgs)
-            try:
-                self._append(topic, msgs, ts, ids[start:end], None)
-            except StorageError as exc:
-                self._ticket.failed(topic, exc)
-            start = end
-        return self._ticket
 
     def commit(self) -> Commit:
         """Send what was appended since the last commit as one statement; the ticket

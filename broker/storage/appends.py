@@ -1,0 +1,92 @@
+"""Offsets given at append, records held until the commit: the half of ``LogStore`` that
+``MemoryStore`` and ``PostgresStore`` share.
+
+Both number a topic's records themselves, from a counter they keep per topic, and
+store what a tick appended at its ``commit``; only how a commit stores differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from linemq.broker.storage.log_state import check_topic_name
+from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
+
+
+class Tail(Protocol):
+    """A topic's counter and what was appended to it since the last commit."""
+
+    last: int
+    pending: list[Record]
+
+
+L = TypeVar("L", bound=Tail)
+
+
+class AppendBuffer(Generic[L]):
+    """``ticket``, ``append`` and ``append_batch`` of ``LogStore``, over logs of type ``L``."""
+
+    def __init__(self, new_log: Callable[[], L]) -> None:
+        self._logs: dict[str, L] = {}
+        self._ticket = Ticket()
+        self._touched: dict[str, L] = {}  # appended to since the last commit
+        self._new_log = new_log
+
+    @property
+    def ticket(self) -> Ticket:
+        return self._ticket
+
+    def _log(self, topic: str) -> L:
+        log = self._logs.get(topic)
+        if log is None:
+            try:
+                check_topic_name(topic)
+            except ValueError as exc:
+                raise StorageError(str(exc)) from exc
+            log = self._logs[topic] = self._new_log()
+        return log
+
+    def _append(
+        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
+    ) -> list[Record]:
+        if len(msgs) != len(ids):
+            raise StorageError("one id per message")
+        log = self._log(topic)
+        first = log.last + 1
+        records = [
+            Record(offset, id, ts, msg, meta)
+            for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
+        ]
+        log.pending += records
+        log.last += len(records)
+        self._touched[topic] = log
+        return records
+
+    def append(
+        self,
+        topic: str,
+        msgs: Sequence[str],
+        ts: float,
+        ids: Sequence[str],
+        meta: Meta | None = None,
+    ) -> Appended:
+        try:
+            records = self._append(topic, msgs, ts, ids, meta)
+        except StorageError as exc:
+            return failed_ticket(topic, exc)
+        return Appended(topic, records, self._ticket)
+
+    def append_batch(
+        self, batch: Mapping[str, Sequence[str]], ts: float, ids: Sequence[str]
+    ) -> Ticket:
+        start = 0
+        for topic, msgs in batch.items():
+            end = start + len(msgs)
+            try:
+                self._append(topic, msgs, ts, ids[start:end], None)
+            except StorageError as exc:
+                self._ticket.failed(topic, exc)
+            start = end
+        return self._ticket
