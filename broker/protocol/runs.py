@@ -38,14 +38,6 @@ def pub_line(line: bytes, max_bytes: int) -> tuple[str, str] | None:
     return None if "\x00" in msg else (topic, msg)
 
 
-def pub_run(span: bytes, topic: str) -> list[str] | None:
-    """The messages of a span of ``PUB`` lines all to ``topic`` (the cheapest split), or None."""
-    prefix = b"PUB " + topic.encode() + b" "
-    if not span.startswith(prefix) or span.count(b"\n" + prefix) != span.count(b"\n") - 1:
-        return None
-    return pub_bodies(span, prefix)
-
-
 def pub_lines(span: bytes) -> list[tuple[str, str]] | None:
     """``(topic, message)`` of each line of a span of ``PUB`` lines to any topics.
 

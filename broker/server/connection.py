@@ -30,7 +30,7 @@ from linemq.broker.protocol import (
     parse_line,
     replies,
 )
-from linemq.broker.protocol.runs import ack_ids, only_argument, pub_line, pub_lines, pub_run
+from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies, pub_line, pub_lines
 from linemq.broker.protocol.v2 import closing
 from linemq.broker.server.pub_batch import PubBatch
 
@@ -275,16 +275,18 @@ class Connection(asyncio.Protocol):
     def _rest_of_pubs(self, pubs: PubBatch, topic: str) -> None:
         """Take the rest of the read at once when it is all PUBs to vetted topics."""
         limit = min(self.broker.config.max_message_bytes, self.framer.max_line_bytes)
-        span = self.framer.peek_run(b"PUB ", limit)
-        if span is None:
-            return
-        msgs = pub_run(span, topic)  # the read goes on to the topic it started with
-        if msgs is not None:
+        prefix = b"PUB " + topic.encode() + b" "
+        span = self.framer.peek_run(prefix, limit)  # the read goes on to the topic it started with
+        if span is not None:
+            msgs = pub_bodies(span, prefix)
+            if msgs is None:
+                return
             pubs.add_run(topic, msgs)
         else:
-            pairs = pub_lines(span)
+            span = self.framer.peek_run(b"PUB ", limit)
+            pairs = pub_lines(span) if span is not None else None
             vetted = self.vetted
-            if pairs is None or not all(topic in vetted for topic, _ in pairs):
+            if span is None or pairs is None or not all(t in vetted for t, _ in pairs):
                 return
             add = pubs.add
             for topic, msg in pairs:
