@@ -21,7 +21,7 @@ import click
 
 from linemq.clients.aio import BrokerError, Client, Message
 from linemq.clients.cli_common import Endpoint, Seconds, connection_options, old_spelling, run
-from linemq.clients.cli_jobs import clean, status, topics
+from linemq.clients.cli_jobs import clean, policy, status, topics
 from linemq.clients.cli_ops import dlq, groups, pause, ping, resume, stats
 from linemq.clients.cli_output import (
     UNSAFE_ON_TERMINAL,
@@ -401,6 +401,7 @@ client_commands: list[click.Command] = [
     work,
     status,
     clean,
+    policy,
 ]
 
 
