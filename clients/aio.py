@@ -311,6 +311,7 @@ class Client(Pipeline):
         ttl: Duration | None = None,
         id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
     ) -> PublishResult:
         """Publish any bytes with v2 options (see ``encode_put``); durable once this returns.
 
@@ -327,6 +328,7 @@ class Client(Pipeline):
             ttl=ttl,
             id=id,
             headers=headers,
+            max_retries=max_retries,
         )
         text, _ = await self._request(data)
         return parse_put_reply(text)

@@ -279,6 +279,7 @@ class SyncClient:
         ttl: Duration | None = None,
         id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
     ) -> PublishResult:
         """As ``Client.put``: any bytes, with v2 options."""
         return self._call(
@@ -292,6 +293,7 @@ class SyncClient:
                 ttl=ttl,
                 id=id,
                 headers=headers,
+                max_retries=max_retries,
             )
         )
 

@@ -418,9 +418,7 @@ class ConsumerGroup:
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._failures.expire(p)
             return
-        if p.attempts and (
-            p.reason == TERMINATED or self.policy.retry.should_dead_letter(p.attempts)
-        ):
+        if p.attempts and (p.reason == TERMINATED or self._failures.out_of_attempts(p)):
             # Out of attempts already (e.g. it was in flight each time the broker died),
             # or a TERM whose letter a crash kept from being written.
             self._failures.dead_letter(p)

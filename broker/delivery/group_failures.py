@@ -82,10 +82,18 @@ class GroupFailures:
         p.reason = reason
         p.error = error or ""
         self.failures[reason] = self.failures.get(reason, 0) + 1
-        if self.policy.should_dead_letter(p.attempts):
+        if self.out_of_attempts(p):
             self.dead_letter(p)
             return
         self.retry(p, self.policy.delay(p.attempts) if delay is None else delay)
+
+    def out_of_attempts(self, p: Pending) -> bool:
+        """The next failure dead-letters ``p``: its own ``max_retries=`` (PUT) if it has
+        one, else its topic's policy."""
+        meta = p.meta
+        if meta is not None and meta.max_retries is not None:
+            return p.attempts > meta.max_retries
+        return self.policy.should_dead_letter(p.attempts)
 
     def retry(self, p: Pending, delay: float) -> None:
         p.phase = Phase.WAITING

@@ -16,9 +16,12 @@ from linemq.broker.cli import main
 from linemq.broker.config import TopicPolicy, parse_topic_policy
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 from linemq.broker.delivery.policy import DeliveryPolicy, resolve
+from linemq.broker.storage.records import Meta
 from linemq.clients.aio import Client
+from linemq.clients.protocol import encode_put
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import member, next_msg
+from tests.server.v2wire import put
 from tests.wire import Wire
 
 
@@ -261,3 +264,44 @@ def test_the_most_specific_pattern_wins(topic: str, source: str) -> None:
     default = DeliveryPolicy(RetryPolicy(3, ExponentialBackoff(1, 60)), 30.0, 5)
     assert resolve(rules, default, topic).source == source
     assert resolve(rules[:0], default, topic).source == "default"
+
+
+async def test_put_max_retries_overrides_the_topic_policy_for_that_message(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(
+        ack_timeout=5.0, max_inflight=1, topic_policy=policies("jobs=max_retries:1")
+    )
+    w = await member(broker.port, "jobs", "g")
+    pub = await Wire.open(broker.port)
+    assert (await put(pub, "jobs", b"patient", "max_retries=3")).startswith("OK published 1 ")
+    assert await nacked_until_silent(w) == 4  # its own 3, not the topic's 1
+    async with Client(port=broker.port) as c:
+        await c.put("jobs", "hasty", max_retries=0)
+        await c.put("jobs", "plain")
+    assert await nacked_until_silent(w) == 1 + 2  # hasty once, plain as the topic says
+    args = ["pub", "jobs", "cli", "--max-retries", "2", "--port", str(broker.port)]
+    published = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert published.exit_code == 0, published.output
+    assert await nacked_until_silent(w) == 3
+    assert await dead_letters(broker.port, "jobs") == ["patient", "hasty", "plain", "cli"]
+    for bad in ("max_retries=x", "max_retries=-1", "max_retries=", "max_retries=1000001"):
+        assert await put(pub, "jobs", b"x", bad) == f"ERR invalid option: {bad}"
+    assert await pub.cmd("PING") == "OK pong"
+
+
+def test_a_message_keeps_its_max_retries_in_the_log() -> None:
+    meta = Meta(key="k", max_retries=0)
+    stored = {"id": "i", "o": 1, "ts": 1.0, "msg": "m", **meta.encode()}
+    assert stored["mr"] == 0
+    assert Meta.decode(stored) == meta
+    assert Meta.decode({"id": "i", "o": 1, "ts": 1.0, "msg": "m", "mr": -1}) == Meta()
+    assert encode_put("t", "x", max_retries=2) == b"PUT t 1 max_retries=2\nx\n"
+    with pytest.raises(ValueError, match="max_retries"):
+        encode_put("t", "x", max_retries=-1)
+
+
+def test_pub_max_retries_is_checked_before_connecting() -> None:
+    result = CliRunner().invoke(main, ["pub", "jobs", "x", "--max-retries", "-1", "--port", "1"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--max-retries'" in result.output
