@@ -17,9 +17,10 @@ from linemq.broker.config import TopicPolicy, parse_topic_policy
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
 from linemq.broker.delivery.policy import DeliveryPolicy, resolve
 from linemq.broker.storage.records import Meta
+from linemq.clients import Message
 from linemq.clients.aio import Client
 from linemq.clients.protocol import encode_put
-from tests.conftest import BrokerFactory, BrokerProcess
+from tests.conftest import BrokerFactory, BrokerProcess, eventually
 from tests.server.groupwire import member, next_msg
 from tests.server.v2wire import put
 from tests.wire import Wire
@@ -305,3 +306,19 @@ def test_pub_max_retries_is_checked_before_connecting() -> None:
     result = CliRunner().invoke(main, ["pub", "jobs", "x", "--max-retries", "-1", "--port", "1"])
     assert result.exit_code == 2
     assert "Invalid value for '--max-retries'" in result.output
+
+
+async def test_a_worker_touches_within_its_topics_ack_timeout(brokers: BrokerFactory) -> None:
+    """The broker-wide 5 s would have the worker touch every 1.7 s: too late for 300 ms."""
+    broker = await brokers.start(ack_timeout=5.0, topic_policy=policies("jobs=ack_timeout:300ms"))
+    attempts: list[int | None] = []
+
+    async def slow(m: Message) -> None:
+        attempts.append(m.attempt)
+        await asyncio.sleep(0.8)
+
+    async with Client(port=broker.port) as c, c.worker("jobs", "w", slow) as w:
+        await c.publish("jobs", "long")
+        await eventually(lambda: w.stats.acked == 1, timeout=10)
+    assert attempts == [1]
+    assert w.stats.lost == 0
