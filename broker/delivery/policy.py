@@ -66,11 +66,12 @@ def to_backoff(setting: BackoffSetting) -> Backoff:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact form in the duration syntax: ``500ms``, ``2s``, ``5m``, ``1.5s``."""
+    """A whole number of the largest unit that fits, in the duration syntax: ``2s``,
+    ``5m``, ``1500ms``; seconds with a fraction for what no unit divides."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
-    ms = seconds * 1000
+    ms = round(seconds * 1000, 6)  # 0.7 s is 700.0000000000001 ms in floats
     if ms == int(ms):
         return f"{int(ms)}ms"
     return f"{seconds:g}s"

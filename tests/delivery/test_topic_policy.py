@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from linemq.broker.cli import main
 from linemq.broker.config import TopicPolicy, parse_topic_policy
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
-from linemq.broker.delivery.policy import DeliveryPolicy, resolve
+from linemq.broker.delivery.policy import DeliveryPolicy, format_duration, resolve
+from linemq.broker.protocol.durations import parse_duration
 from linemq.broker.storage.records import Meta
 from linemq.clients import Message
 from linemq.clients.aio import Client
@@ -322,3 +323,14 @@ async def test_a_worker_touches_within_its_topics_ack_timeout(brokers: BrokerFac
         await eventually(lambda: w.stats.acked == 1, timeout=10)
     assert attempts == [1]
     assert w.stats.lost == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [("700ms", "700ms"), ("1.5s", "1500ms"), ("90s", "90s"), ("5m", "5m"), ("36h", "36h"),
+     ("0", "0ms"), ("0.0005", "0.0005s")],
+)  # fmt: skip
+def test_policy_durations_are_shown_in_a_form_they_read_back_from(given: str, shown: str) -> None:
+    seconds = parse_duration(given)
+    assert format_duration(seconds) == shown
+    assert parse_duration(shown) == seconds
