@@ -277,6 +277,9 @@ async def test_put_max_retries_overrides_the_topic_policy_for_that_message(
     w = await member(broker.port, "jobs", "g")
     pub = await Wire.open(broker.port)
     assert (await put(pub, "jobs", b"patient", "max_retries=3")).startswith("OK published 1 ")
+    await pub.send("STATUS jobs 1\n")
+    assert (await pub.line()).endswith(" max_retries=3")  # the MESSAGE line
+    await pub.until("OK status end")
     assert await nacked_until_silent(w) == 4  # its own 3, not the topic's 1
     async with Client(port=broker.port) as c:
         await c.put("jobs", "hasty", max_retries=0)
