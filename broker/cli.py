@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
-from linemq.broker.config import Config, parse_age, parse_size, parse_topic_retention
+from linemq.broker.config import (
+    Config,
+    parse_age,
+    parse_size,
+    parse_topic_policy,
+    parse_topic_retention,
+)
 from linemq.broker.logsetup import configure_logging
 from linemq.broker.protocol.durations import parse_duration
 
@@ -64,7 +70,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(
             [
                 "pub", "sub", "history", "seek", "ping", "topics",
-                "groups", "pause", "resume", "dlq", "stats", "status", "clean", "work",
+                "groups", "pause", "resume", "dlq", "stats", "status", "clean", "work", "policy",
             ],
             "linemq.clients.cli",
         ),
@@ -207,6 +213,16 @@ def main() -> None:
     help="Failed retries before a message goes to <topic>.dlq.",
 )
 @_opt(
+    "--topic-policy",
+    type=_Parsed(
+        parse_topic_policy, "PATTERN=max_retries:N,backoff:...,ack_timeout:D,max_inflight:N"
+    ),
+    multiple=True,
+    help="Per-topic delivery policy, e.g. 'orders.*=max_retries:10,backoff:exponential:2s:5m,"
+    "ack_timeout:30s,max_inflight:50' (backoff:fixed:5s too; repeat; the most specific "
+    "pattern wins; settings left out are the flags above).",
+)
+@_opt(
     "--dead-letter-expired/--drop-expired",
     default=DEFAULTS.dead_letter_expired,
     help="Send messages whose TTL passed to <topic>.dlq (reason expired) instead of dropping.",
@@ -327,6 +343,7 @@ def serve(**options: Any) -> None:
     """Run the broker (Ctrl-C or SIGTERM: wait --shutdown-grace for acks of messages in
     flight, then flush, fsync, say goodbye, exit 0; a second signal stops at once)."""
     options["topic_retention"] = tuple(options["topic_retention"])
+    options["topic_policy"] = tuple(options["topic_policy"])
     config = Config(**options)
     configure_logging(config.log_level, config.log_format)
     run(config)

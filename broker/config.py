@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from linemq.broker.protocol.durations import parse_duration
-from linemq.broker.protocol.names import topic_matches
+from linemq.broker.protocol.names import is_valid_pattern, topic_matches
 from linemq.broker.protocol.sizes import parse_size as parse_size  # the flags read it here
 
 FsyncPolicy = Literal["always", "interval", "never"]
@@ -47,6 +47,80 @@ def parse_topic_retention(text: str) -> TopicRetention:
     return TopicRetention(pattern.strip(), max_bytes, max_age)
 
 
+TOPIC_POLICY_SPEC: Final = (
+    "PATTERN=max_retries:N,backoff:exponential:BASE:MAX|fixed:DELAY,"
+    "ack_timeout:DURATION,max_inflight:N"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffSetting:
+    """``backoff:fixed:5s`` (``cap`` is ``base``) or ``backoff:exponential:2s:5m``."""
+
+    kind: Literal["fixed", "exponential"]
+    base: float
+    cap: float
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPolicy:
+    """One ``--topic-policy`` rule (delivery/policy.py resolves it); ``None``: the flag's value."""
+
+    pattern: str
+    max_retries: int | None = None
+    backoff: BackoffSetting | None = None
+    ack_timeout: float | None = None
+    max_inflight: int | None = None
+
+
+def parse_topic_policy(text: str) -> TopicPolicy:
+    """``orders.*=max_retries:10,backoff:exponential:2s:5m,ack_timeout:30s,max_inflight:50``."""
+    pattern, sep, spec = text.partition("=")
+    pattern = pattern.strip()
+    if not sep or not pattern or not spec.strip():
+        raise ValueError(f"expected {TOPIC_POLICY_SPEC}, got {text!r}")
+    if not is_valid_pattern(pattern):
+        raise ValueError(f"invalid topic pattern {pattern!r} in {text!r}")
+    values: dict[str, object] = {}
+    for part in spec.split(","):
+        key, _, value = (s.strip() for s in part.partition(":"))
+        if key in values:
+            raise ValueError(f"{key} given twice in {text!r}")
+        if key in ("max_retries", "max_inflight"):
+            values[key] = _count(key, value, 0 if key == "max_retries" else 1)
+        elif key == "ack_timeout":
+            values[key] = parse_duration(value, min_seconds=0.001)
+        elif key == "backoff":
+            values[key] = parse_backoff(value)
+        else:
+            raise ValueError(
+                f"unknown policy setting {key!r} in {text!r} "
+                "(max_retries, backoff, ack_timeout, max_inflight)"
+            )
+    return TopicPolicy(pattern, **values)  # type: ignore[arg-type]  # checked per key above
+
+
+def parse_backoff(text: str) -> BackoffSetting:
+    """``exponential:BASE:MAX`` or ``fixed:DELAY``."""
+    kind, _, rest = text.partition(":")
+    args = rest.split(":") if rest else []
+    if kind == "fixed" and len(args) == 1:
+        delay = parse_duration(args[0])
+        return BackoffSetting("fixed", delay, delay)
+    if kind == "exponential" and len(args) == 2:
+        base, cap = parse_duration(args[0]), parse_duration(args[1])
+        if cap < base:
+            raise ValueError(f"backoff max {args[1]!r} is under its base {args[0]!r}")
+        return BackoffSetting("exponential", base, cap)
+    raise ValueError(f"invalid backoff {text!r}: use exponential:BASE:MAX or fixed:DELAY")
+
+
+def _count(key: str, value: str, minimum: int) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        raise ValueError(f"{key} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
@@ -69,6 +143,7 @@ class Config:
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 60.0
     max_retries: int = 3
+    topic_policy: tuple[TopicPolicy, ...] = ()
     dead_letter_expired: bool = False
     dedup_window: float = 120.0
     retention_bytes: int = 0

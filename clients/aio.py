@@ -45,6 +45,7 @@ from linemq.clients.operator_verbs import (
 )
 from linemq.clients.options import Duration, Position, to_seconds
 from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
+from linemq.clients.policies import TopicPolicy, encode_policy, to_topic_policy
 from linemq.clients.protocol import (
     PING,
     QUIT,
@@ -75,7 +76,7 @@ from linemq.clients.protocol import (
     parse_seek,
     parse_server_line,
 )
-from linemq.clients.replies import StatusLine
+from linemq.clients.replies import PolicyLine, StatusLine
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 from linemq.clients.worker import Handler, Worker, WorkerOptions
 
@@ -310,6 +311,7 @@ class Client(Pipeline):
         ttl: Duration | None = None,
         id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
     ) -> PublishResult:
         """Publish any bytes with v2 options (see ``encode_put``); durable once this returns.
 
@@ -326,6 +328,7 @@ class Client(Pipeline):
             ttl=ttl,
             id=id,
             headers=headers,
+            max_retries=max_retries,
         )
         text, _ = await self._request(data)
         return parse_put_reply(text)
@@ -387,6 +390,12 @@ class Client(Pipeline):
         ``NotFound`` if the topic or the message is not there."""
         _, block = await self._request(encode_status(topic, message))
         return to_message_status([line for line in block if isinstance(line, StatusLine)])
+
+    async def policy(self, topic: str) -> TopicPolicy:
+        """The delivery policy ``topic``'s groups use: its ``--topic-policy`` or the
+        broker-wide flags (``source == "default"``)."""
+        _, block = await self._request(encode_policy(topic))
+        return to_topic_policy([line for line in block if isinstance(line, PolicyLine)])
 
     async def delete_topic(self, topic: str, *, force: bool = False) -> None:
         """Delete a topic, its dead letters and every group of both, for good (``DELETE``).

@@ -21,7 +21,7 @@ import click
 
 from linemq.clients.aio import BrokerError, Client, Message
 from linemq.clients.cli_common import Endpoint, Seconds, connection_options, old_spelling, run
-from linemq.clients.cli_jobs import clean, status, topics
+from linemq.clients.cli_jobs import clean, policy, status, topics
 from linemq.clients.cli_ops import dlq, groups, pause, ping, resume, stats
 from linemq.clients.cli_output import (
     UNSAFE_ON_TERMINAL,
@@ -58,6 +58,11 @@ PUB_BATCH: Final = 1000
 )
 @old_spelling("dedup_id", "--id")
 @click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    help="Failed retries before this message is dead-lettered (over the topic's policy).",
+)
+@click.option(
     "-H", "--header", "headers", multiple=True, metavar="NAME=VALUE", help="A header; repeatable."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say what was published.")
@@ -72,6 +77,7 @@ def pub(
     delay: str | None,
     ttl: str | None,
     dedup_id: str | None,
+    max_retries: int | None,
     headers: Sequence[str],
     verbose: bool,
     as_json: bool,
@@ -80,7 +86,7 @@ def pub(
     """Publish MESSAGE to TOPIC, or one message per line of stdin if no MESSAGE is given.
 
     Stdin lines are pipelined in batches; empty lines are skipped. Any of --file,
-    --key, --priority, --delay, --ttl, --dedup-id, --header or --json publishes
+    --key, --priority, --delay, --ttl, --dedup-id, --max-retries, --header or --json publishes
     with PUT (protocol v2); then -v prints "published <offset> <id>" (or
     "duplicate <offset> <id>" for a --dedup-id the broker has already seen) for
     each message, and --json the same as {"topic", "offset", "id", "duplicate"}.
@@ -95,6 +101,7 @@ def pub(
         "ttl": ttl,
         "id": dedup_id,
         "headers": _headers(headers) if headers else None,
+        "max_retries": max_retries,
     }
     options = {name: value for name, value in options.items() if value is not None}
     v2 = bool(options) or payload_file is not None or as_json
@@ -401,6 +408,7 @@ client_commands: list[click.Command] = [
     work,
     status,
     clean,
+    policy,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is), ``clean``
+"""Job-queue commands of the ``linemq`` CLI: ``status`` (where a message is), ``policy``, ``clean``
 (acked history) and ``topics delete`` (with ``topics``, from cli_ops, as ``topics list``).
 
 Same output rules as ``cli_ops``: a table, or one JSON object with ``--json``.
@@ -51,6 +51,42 @@ def status(topic: str, message: str, as_json: bool, endpoint: Endpoint) -> None:
         for g in found.groups:
             add_row(t, g.group, g.state, str(g.attempts), g.member or "", _progress(g), _detail(g))
         show(t)
+
+    run(main(), endpoint)
+
+
+@click.command()
+@click.argument("topic")
+@json_option
+@connection_options
+def policy(topic: str, as_json: bool, endpoint: Endpoint) -> None:
+    """The delivery policy TOPIC's consumer groups use (POLICY): max retries, backoff,
+    ack timeout, max in flight per member, and the --topic-policy pattern that set it."""
+    try:
+        check_name(topic)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+    async def main() -> None:
+        async with endpoint.client(protocol=1) as c:
+            found = await c.policy(topic)
+        if as_json:
+            emit_json(
+                {
+                    "topic": found.topic,
+                    "max_retries": found.max_retries,
+                    "backoff": found.backoff,
+                    "ack_timeout": found.ack_timeout,
+                    "max_inflight": found.max_inflight,
+                    "source": found.source,
+                }
+            )
+            return
+        click.echo(
+            f"{found.topic} max_retries={found.max_retries} backoff={found.backoff} "
+            f"ack_timeout={found.ack_timeout:g}s max_inflight={found.max_inflight} "
+            f"source={found.source}"
+        )
 
     run(main(), endpoint)
 

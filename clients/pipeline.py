@@ -56,7 +56,7 @@ from linemq.clients.protocol import (
     encode_touch,
     parse_server_line,
 )
-from linemq.clients.replies import StatusLine
+from linemq.clients.replies import PolicyLine, StatusLine
 from linemq.clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
@@ -368,7 +368,15 @@ class Pipeline:
                 if sub is not None:
                     client = self if sub.group is not None else None
                     sub._deliver(to_message(line, sub.group, client))
-            case HistoryLine() | GroupLine() | DlqLine() | StatLine() | StatusLine() | Frame():
+            case (
+                HistoryLine()
+                | GroupLine()
+                | DlqLine()
+                | StatLine()
+                | StatusLine()
+                | PolicyLine()
+                | Frame()
+            ):
                 if not link.waiters:
                     raise ProtocolError(f"{type(line).__name__} without a request")
                 link.waiters[0].block.append(line)

@@ -199,12 +199,14 @@ def encode_put(
     ttl: Duration | None = None,
     id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    max_retries: int | None = None,
 ) -> bytes:
     """``PUT <topic> <nbytes> [options]``, the payload (any bytes; a str is UTF-8) and a newline.
 
     ``delay``/``ttl`` are seconds (or ``timedelta``, or wire text like ``"5m"``);
     ``at`` is epoch seconds or a ``datetime``; ``id`` makes the publish idempotent
-    within the broker's dedup window.
+    within the broker's dedup window; ``max_retries`` overrides the topic's policy
+    for this message.
     """
     data = payload.encode() if isinstance(payload, str) else bytes(payload)
     if delay is not None and at is not None:
@@ -222,6 +224,10 @@ def encode_put(
         words.append("ttl=" + format_duration(ttl))
     if id is not None:
         words.append("id=" + check_token(id, "publisher id"))
+    if max_retries is not None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError("max_retries must be a whole number >= 0")
+        words.append(f"max_retries={max_retries}")
     words.extend(format_header(name, value) for name, value in (headers or {}).items())
     return " ".join(words).encode() + b"\n" + data + b"\n"
 

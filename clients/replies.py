@@ -172,6 +172,14 @@ class StatusLine:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyLine:
+    """``POLICY <topic> k=v…``: the topic's effective delivery policy (clients/policies.py)."""
+
+    topic: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class PublishResult:
     """What ``OK published|duplicate <offset> <id>`` says about a PUT."""
 
@@ -181,9 +189,19 @@ class PublishResult:
 
 
 ServerLine = (
-    Ok | Err | Closing | Msg | HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | FrameHead
+    Ok
+    | Err
+    | Closing
+    | Msg
+    | HistoryLine
+    | GroupLine
+    | DlqLine
+    | StatLine
+    | StatusLine
+    | PolicyLine
+    | FrameHead
 )
-BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | Frame
+BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | PolicyLine | Frame
 
 
 def parse_server_line(line: bytes) -> ServerLine:
@@ -213,6 +231,8 @@ def parse_server_line(line: bytes) -> ServerLine:
             return _stat_line(rest, text)
         case "MESSAGE" | "STATUS":
             return _status_line(word.upper(), rest, text)
+        case "POLICY":
+            return _policy_line(rest, text)
         case "MSG2" | "HISTORY2":
             return _frame_head(word.upper(), rest, text)
         case _:
@@ -353,6 +373,20 @@ def _dlq_line(rest: str, line: str) -> DlqLine:
     except (ValueError, TypeError, KeyError) as exc:
         raise ProtocolError(f"malformed dead letter ({exc}): {line[:200]!r}") from None
     return DlqLine(topic, int(dlq_offset), letter)
+
+
+def _policy_line(rest: str, line: str) -> PolicyLine:
+    words = rest.split()
+    if not words:
+        raise ProtocolError(f"malformed POLICY line: {line[:200]!r}")
+    topic, *pairs = words
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ProtocolError(f"malformed POLICY field {pair!r} in {line[:200]!r}")
+        fields[key] = value
+    return PolicyLine(topic, fields)
 
 
 def _status_line(kind: str, rest: str, line: str) -> StatusLine:

@@ -34,6 +34,7 @@ from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
 from linemq.clients.lookups import MessageStatus
 from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.policies import TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
 
@@ -278,6 +279,7 @@ class SyncClient:
         ttl: Duration | None = None,
         id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
     ) -> PublishResult:
         """As ``Client.put``: any bytes, with v2 options."""
         return self._call(
@@ -291,6 +293,7 @@ class SyncClient:
                 ttl=ttl,
                 id=id,
                 headers=headers,
+                max_retries=max_retries,
             )
         )
 
@@ -363,6 +366,9 @@ class SyncClient:
 
     def status(self, topic: str, message: str | int) -> MessageStatus:
         return self._call(self._client.status(topic, message))
+
+    def policy(self, topic: str) -> TopicPolicy:
+        return self._call(self._client.policy(topic))
 
     def subscribe(
         self, topic: str, group: str | None = None, start: Position | None = None

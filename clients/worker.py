@@ -202,6 +202,8 @@ class Worker:
         self._started = False
         self._subscribed = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
+        self._settings: dict[str, float] = {}
+        """The topic's ``ack_timeout`` and ``max_inflight`` (``POLICY``), over the broker's."""
 
     @property
     def running(self) -> int:
@@ -227,6 +229,7 @@ class Worker:
             raise RuntimeError("a Worker runs once; make another")
         self._started = True
         sub = await self.client.subscribe(self.topic, self.group, self.start)
+        await self._read_policy()
         self._subscribed.set()
         self._check_concurrency()
         pull = asyncio.create_task(self._pull(sub), name="linemq-worker-pull")
@@ -260,8 +263,25 @@ class Worker:
         if self._background is not None:
             await self._background
 
+    async def _read_policy(self) -> None:
+        """A ``--topic-policy`` may give the topic its own ack timeout and max in flight:
+        the touches must come before that timeout, not the broker-wide one. A wildcard
+        topic, or a broker without ``POLICY``, keeps the broker's settings."""
+        policy = getattr(self.client, "policy", None)
+        if policy is None or "*" in self.topic or ">" in self.topic:
+            return
+        try:
+            found = await policy(self.topic)
+        except LinemqError as exc:
+            log.debug("no topic policy for %s: %s", self.topic, exc)
+            return
+        self._settings = {"ack_timeout": found.ack_timeout, "max_inflight": found.max_inflight}
+
+    def _setting(self, name: str) -> float | None:
+        return self._settings.get(name, self.client.server_settings.get(name))
+
     def _check_concurrency(self) -> None:
-        limit = self.client.server_settings.get("max_inflight")
+        limit = self._setting("max_inflight")
         if limit is not None and self.concurrency > limit:
             log.warning(
                 "concurrency %d is more than the broker's max_inflight %g per connection: "
@@ -352,7 +372,7 @@ class Worker:
     def _touch_interval(self) -> float:
         if self.touch_every is not None:
             return self.touch_every
-        ack_timeout = self.client.server_settings.get("ack_timeout")
+        ack_timeout = self._setting("ack_timeout")
         return ack_timeout / 3 if ack_timeout else DEFAULT_TOUCH_EVERY
 
     async def _extend(self, sub: Subscription) -> None:

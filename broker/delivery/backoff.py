@@ -20,11 +20,24 @@ class ExponentialBackoff:
 
 
 @dataclass(frozen=True, slots=True)
+class FixedBackoff:
+    """The same wait before every retry (``--topic-policy ...backoff:fixed:5s``)."""
+
+    delay: float
+
+    def compute(self, failures: int) -> float:
+        return self.delay if failures > 0 else 0.0
+
+
+Backoff = ExponentialBackoff | FixedBackoff
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """A message may fail ``max_retries + 1`` deliveries; the next failure dead-letters it."""
 
     max_retries: int
-    backoff: ExponentialBackoff
+    backoff: Backoff
 
     def should_dead_letter(self, failures: int) -> bool:
         return failures > self.max_retries

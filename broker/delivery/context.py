@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from linemq.broker.config import Config
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from linemq.broker.delivery.policy import DeliveryPolicy, resolve
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.journal import Journal, OpenFiles
@@ -66,6 +67,13 @@ class DeliveryContext:
     def journal_pending(self, journal: Journal) -> None:
         self.dirty_journals[journal] = None
         self.changed()
+
+    def policy_for(self, topic: str) -> DeliveryPolicy:
+        """The policy every group of ``topic`` uses: the most specific ``--topic-policy``
+        matching it over the broker-wide flags (policy.py)."""
+        config = self.config
+        default = DeliveryPolicy(self.policy, config.ack_timeout, config.max_inflight)
+        return resolve(config.topic_policy, default, topic)
 
     def pump_soon(self, group: Any) -> None:
         """Deliver for ``group`` in the coming tick rather than now."""

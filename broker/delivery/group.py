@@ -59,11 +59,12 @@ class ConsumerGroup:
         self.log = log_
         self.state = state
         self.ctx = ctx
+        self.policy = ctx.policy_for(topic)
         self.members: list[Member] = []
         self._rr = 0
         self._queue = ReadyQueue(fifo=state.ordering == "fifo")
         self._deadlines = AckDeadlines(
-            ctx.loop, ctx.config.ack_timeout, self._on_ack_timeout, state.holdings
+            ctx.loop, self.policy.ack_timeout, self._on_ack_timeout, state.holdings
         )
         self._due = DueHeap(ctx.loop, self._on_due)
         # The running pump's deliveries: in order, per member, and the publish
@@ -78,6 +79,7 @@ class ConsumerGroup:
             ctx,
             state,
             self._queue,
+            self.policy.retry,
             schedule=self._schedule,
             recall=self._recall,
             pump_soon=lambda: ctx.pump_soon(self),
@@ -251,7 +253,7 @@ class ConsumerGroup:
             return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
         if log_.meta_last_offset >= cursor:
             return 0
-        limit = self.ctx.config.max_inflight
+        limit = self.policy.max_inflight
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
         records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
         if not records or records[0].offset != cursor:
@@ -293,7 +295,7 @@ class ConsumerGroup:
         """The next member in turn with room (most often the very next one)."""
         members = self.members
         n = len(members)
-        limit = self.ctx.config.max_inflight
+        limit = self.policy.max_inflight
         rr = self._rr if self._rr < n else 0
         for _ in range(n):
             member = members[rr]
@@ -416,9 +418,7 @@ class ConsumerGroup:
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._failures.expire(p)
             return
-        if p.attempts and (
-            p.reason == TERMINATED or self.ctx.policy.should_dead_letter(p.attempts)
-        ):
+        if p.attempts and (p.reason == TERMINATED or self._failures.out_of_attempts(p)):
             # Out of attempts already (e.g. it was in flight each time the broker died),
             # or a TERM whose letter a crash kept from being written.
             self._failures.dead_letter(p)

@@ -12,6 +12,7 @@ from typing import Final
 
 import structlog
 
+from linemq.broker.delivery.backoff import RetryPolicy
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import encode_letter
 from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
@@ -39,6 +40,7 @@ class GroupFailures:
         ctx: DeliveryContext,
         state: GroupState,
         queue: ReadyQueue,
+        policy: RetryPolicy,
         *,
         schedule: Callable[[Pending], None],
         recall: Recall,
@@ -50,6 +52,7 @@ class GroupFailures:
         self.ctx = ctx
         self.state = state
         self._queue = queue
+        self.policy = policy  # the topic's (``--topic-policy``) or the broker-wide one
         self._schedule = schedule
         self._recall = recall
         self._pump_soon = pump_soon
@@ -79,10 +82,18 @@ class GroupFailures:
         p.reason = reason
         p.error = error or ""
         self.failures[reason] = self.failures.get(reason, 0) + 1
-        if self.ctx.policy.should_dead_letter(p.attempts):
+        if self.out_of_attempts(p):
             self.dead_letter(p)
             return
-        self.retry(p, self.ctx.policy.delay(p.attempts) if delay is None else delay)
+        self.retry(p, self.policy.delay(p.attempts) if delay is None else delay)
+
+    def out_of_attempts(self, p: Pending) -> bool:
+        """The next failure dead-letters ``p``: its own ``max_retries=`` (PUT) if it has
+        one, else its topic's policy."""
+        meta = p.meta
+        if meta is not None and meta.max_retries is not None:
+            return p.attempts > meta.max_retries
+        return self.policy.should_dead_letter(p.attempts)
 
     def retry(self, p: Pending, delay: float) -> None:
         p.phase = Phase.WAITING

@@ -254,6 +254,8 @@ def message_fields(record: Record, now: float | None = None) -> dict[str, str]:
         fields["expires_at"] = repr(meta.expires_at)
         if meta.expires_at <= (time.time() if now is None else now):
             fields["expired"] = "1"
+    if meta.max_retries is not None:
+        fields["max_retries"] = str(meta.max_retries)
     return fields
 
 

@@ -16,6 +16,7 @@ from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
 from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
+from linemq.broker.delivery.policy import DeliveryPolicy
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
@@ -432,6 +433,10 @@ class Router:
     def inflight(self) -> int:
         """Deliveries waiting for an ack, over every group."""
         return sum(g.inflight for gs in self.groups.values() for g in gs.values())
+
+    def policy(self, topic: str) -> DeliveryPolicy:
+        """What ``topic``'s groups use (``POLICY``), whether or not it has any yet."""
+        return self.ctx.policy_for(topic)
 
     def group_info(self, topic: str) -> list[tuple[str, dict[str, int]]]:
         return [(name, g.info()) for name, g in sorted(self.groups.get(topic, {}).items())]

@@ -123,6 +123,13 @@ class Groups:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """The delivery policy ``topic``'s groups use (``--topic-policy`` or the flags)."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
 class DlqList:
     topic: str
     n: int
@@ -204,6 +211,7 @@ Command = (
     | Term
     | Touch
     | Groups
+    | Policy
     | DlqList
     | Replay
     | Stats

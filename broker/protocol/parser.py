@@ -25,6 +25,7 @@ from linemq.broker.protocol.commands import (
     Nack,
     Pause,
     Ping,
+    Policy,
     Position,
     Pub,
     Purge,
@@ -369,6 +370,13 @@ def _groups(rest: str) -> Command:
     return Groups(_topic(args[0]))
 
 
+def _policy(rest: str) -> Command:
+    args = rest.split()
+    if len(args) != 1:
+        raise ProtocolError("usage: POLICY <topic>")
+    return Policy(_topic(args[0]))
+
+
 def _dlq(rest: str) -> Command:
     args = rest.split()
     if not 1 <= len(args) <= 2:
@@ -466,4 +474,5 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "DELETE": _delete,
     "STATUS": _status,
     "CLEAN": _clean,
+    "POLICY": _policy,
 }

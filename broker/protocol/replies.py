@@ -17,6 +17,7 @@ TERMINATED: Final = b"OK terminated\n"
 HEARTBEAT_RECEIVED: Final = b"OK heartbeat_received\n"
 HISTORY_END: Final = b"OK history end\n"
 GROUPS_END: Final = b"OK groups end\n"
+POLICY_END: Final = b"OK policy end\n"
 DLQ_END: Final = b"OK dlq end\n"
 STATS_END: Final = b"OK stats end\n"
 STATUS_END: Final = b"OK status end\n"
@@ -94,6 +95,11 @@ def message_lines(kind: str, topic: str, messages: Iterable[Message]) -> bytes:
 def group_line(topic: str, group: str, fields: dict[str, int]) -> bytes:
     pairs = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"GROUP {topic} {group} {pairs}\n".encode()
+
+
+def policy_line(topic: str, fields: dict[str, str]) -> bytes:
+    pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"POLICY {topic} {pairs}\n".encode()
 
 
 def dlq_line(topic: str, dlq_offset: int, json_text: str) -> bytes:

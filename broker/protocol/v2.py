@@ -24,6 +24,8 @@ PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
 MAX_OPTION_VALUE: Final = 1024
 MAX_DELAY: Final = MAX_WIRE_DURATION
+MAX_RETRIES: Final = 1_000_000
+"""The largest ``max_retries=`` a PUT may give."""
 _HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 
@@ -56,6 +58,7 @@ class Put:
     ttl: float = 0.0
     pid: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    max_retries: int | None = None
 
 
 def parse_hello(rest: str) -> Hello:
@@ -70,6 +73,7 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
     if not is_valid_topic(header.topic):
         raise ProtocolError(NO_DEAD_LETTER_TOPIC)
     key = pid = None
+    max_retries: int | None = None
     priority, delay, at, ttl = 1, 0.0, 0.0, 0.0
     headers: dict[str, str] = {}
     for option in header.options:
@@ -88,6 +92,8 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
             at = _epoch(option, value)
         elif name == "ttl":
             ttl = _duration(option, value)
+        elif name == "max_retries":
+            max_retries = _max_retries(option, value)
         elif name.startswith("h.") and _HEADER_NAME.fullmatch(name[2:]):
             try:
                 headers[name[2:]] = unquote_to_bytes(value).decode()
@@ -97,7 +103,7 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
             raise ProtocolError(f"invalid option: {option[:100]}")
     if delay and at:
         raise ProtocolError("use delay= or at=, not both")
-    return Put(header.topic, payload, key, priority, delay, at, ttl, pid, headers)
+    return Put(header.topic, payload, key, priority, delay, at, ttl, pid, headers, max_retries)
 
 
 def is_valid_header_name(name: str) -> bool:
@@ -114,6 +120,12 @@ def _token(option: str, value: str) -> str:
     if not _TOKEN.fullmatch(value):
         raise ProtocolError(f"invalid option: {option[:100]}")
     return value
+
+
+def _max_retries(option: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_RETRIES:
+        raise ProtocolError(f"invalid option: {option[:100]}")
+    return int(value)
 
 
 def _priority(option: str, value: str) -> int:

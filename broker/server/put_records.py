@@ -22,6 +22,7 @@ def stored_meta(put: Put, now: float) -> Meta:
         deliver_at=put.at or (now + put.delay if put.delay else 0.0),
         expires_at=now + put.ttl if put.ttl else 0.0,
         pid=put.pid,
+        max_retries=put.max_retries,
     )
 
 

@@ -1,4 +1,4 @@
-"""Handlers of the verbs that look into a topic or remove what it holds: ``STATUS``,
+"""Handlers of the verbs that look into a topic or remove what it holds: ``STATUS``, ``POLICY``,
 ``DELETE <topic>`` and progress reports on ``TOUCH``.
 
 Kept apart from handlers.py, which registers them; they use its permission
@@ -16,9 +16,10 @@ import structlog
 from linemq.broker.auth import Permission
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.lookup import NotThere, message_status
+from linemq.broker.delivery.policy import describe
 from linemq.broker.delivery.progress import Progress
 from linemq.broker.delivery.router import DeliveryError
-from linemq.broker.protocol import Clean, DeleteTopic, Purge, Status, Touch, replies
+from linemq.broker.protocol import Clean, DeleteTopic, Policy, Purge, Status, Touch, replies
 from linemq.broker.protocol.names import source_topic
 from linemq.broker.protocol.v2 import escape_value
 from linemq.broker.server.connection import Connection
@@ -56,7 +57,14 @@ class TopicVerbs:
             Touch: self.cmd_TOUCH,
             DeleteTopic: self.cmd_DELETE,
             Clean: self.cmd_CLEAN,
+            Policy: self.cmd_POLICY,
         }
+
+    def cmd_POLICY(self, conn: Connection, cmd: Policy) -> None:
+        if not self.tools._may(conn, cmd.topic, "subscribe"):
+            return
+        fields = describe(self.broker.router.policy(cmd.topic))
+        conn.reply(replies.policy_line(cmd.topic, fields) + replies.POLICY_END)
 
     def cmd_CLEAN(self, conn: Connection, cmd: Clean) -> None:
         if not self.tools._may(conn, cmd.topic, "manage"):

@@ -10,7 +10,7 @@ import base64
 from dataclasses import dataclass
 
 NORMAL_PRIORITY = 1
-_META_KEYS = ("b64", "h", "k", "p", "at", "exp", "pid")
+_META_KEYS = ("b64", "h", "k", "p", "at", "exp", "pid", "mr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,8 @@ class Meta:
     deliver_at: float = 0.0
     expires_at: float = 0.0
     pid: str | None = None
+    max_retries: int | None = None
+    """``PUT ... max_retries=``: this message's limit over its topic's policy."""
 
     def encode(self) -> dict[str, object]:
         """The short JSON fields stored next to id/offset/ts/msg (only those set)."""
@@ -47,6 +49,8 @@ class Meta:
             out["exp"] = self.expires_at
         if self.pid is not None:
             out["pid"] = self.pid
+        if self.max_retries is not None:
+            out["mr"] = self.max_retries
         return out
 
     @classmethod
@@ -55,7 +59,7 @@ class Meta:
         if len(obj) <= 4 or not any(k in obj for k in _META_KEYS):
             return None
         b64, headers, key, prio = obj.get("b64"), obj.get("h"), obj.get("k"), obj.get("p")
-        at, exp, pid = obj.get("at"), obj.get("exp"), obj.get("pid")
+        at, exp, pid, mr = obj.get("at"), obj.get("exp"), obj.get("pid"), obj.get("mr")
         data = None
         if isinstance(b64, str):
             try:
@@ -72,6 +76,7 @@ class Meta:
             deliver_at=float(at) if isinstance(at, int | float) else 0.0,
             expires_at=float(exp) if isinstance(exp, int | float) else 0.0,
             pid=pid if isinstance(pid, str) else None,
+            max_retries=mr if type(mr) is int and mr >= 0 else None,
         )
 
 

@@ -43,6 +43,7 @@ def test_commands_are_exported_for_the_server_cli() -> None:
         "dlq",
         "stats",
         "work",
+        "policy",
     }
     main = click.Group("linemq")
     for command in client_commands:

@@ -48,6 +48,7 @@ VERBS: list[tuple[str, str | None, str]] = [
     ("REPLAY orders ALL", "manage", "OK replayed "),
     ("PURGE orders.dlq", "manage", "OK purged "),
     ("STATUS orders 1", "subscribe", "MESSAGE orders 1 "),
+    ("POLICY orders", "subscribe", "POLICY orders max_retries="),
     ("PURGE orders.dlq 999", "manage", "ERR dead letter 999 not found"),
     ("CLEAN orders keep=1000", "manage", "OK cleaned 0"),
     ("DELETE orders workers", "manage", "OK deleted orders workers"),
