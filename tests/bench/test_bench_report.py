@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from linemq.tools.bench.report import combine, round_ratios, table
+import json
+
+from linemq.tools.bench.report import combine, document, round_ratios, table
 from linemq.tools.bench.suite import Options, SuiteResult
 
 MACHINE = {"nproc": "2", "cpu": "test CPU", "ram": "1 GiB"}
@@ -39,3 +41,11 @@ def test_one_round_reads_as_before() -> None:
     rtt_row = next(line for line in text.splitlines() if line.startswith("publish RTT p50"))
     assert rtt_row.split()[-2:] == ["1.10", "(lo)"]
     assert "rounds" not in text
+
+
+def test_the_json_document_of_a_pinned_run_is_json() -> None:
+    """``--pin --json``: the load generator's CPUs (a frozenset) are written as a list."""
+    opts = Options(loadgen_cpus=frozenset({1}))
+    rounds = [[SuiteResult("linemq", {"publish_rate": 1.0})]]
+    doc = document(rounds, opts, "loadgen", {"cpu": "x"}, {})
+    assert json.loads(json.dumps(doc))["options"]["loadgen_cpus"] == [1]

@@ -179,7 +179,10 @@ def document(
     return {
         "machine": machine,
         "load_generator": loadgen,
-        "options": dataclasses.asdict(opts),
+        "options": {
+            k: (sorted(v) if isinstance(v, frozenset) else v)
+            for k, v in dataclasses.asdict(opts).items()
+        },
         "results": {r.system: r.metrics for r in results},
         "ratios": {
             peer: {key: statistics.median(qs) for key, qs in keys.items()}
