@@ -421,7 +421,11 @@ class Client(Pipeline):
         return parse_cleaned(text)
 
     def subscribe(
-        self, topic: str, group: str | None = None, start: Position | None = None
+        self,
+        topic: str,
+        group: str | None = None,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> Subscribing:
         """``sub = await client.subscribe(...)``: subscribed once the ``await`` returns.
 
@@ -434,16 +438,22 @@ class Client(Pipeline):
         connection, a delivery for topic T goes to the subscription named T, else
         to the first one (in subscription order) whose pattern matches T: the wire
         does not say which SUB a delivery is for, so keep overlapping fanout and
-        group subscriptions on separate connections.
+        group subscriptions on separate connections. ``ordering="fifo"`` makes a group
+        this SUB creates strictly FIFO (one message out at a time; a retried one holds
+        back the rest); a SUB with another ordering than the group's is refused.
         """
-        encode_sub(topic, group, start)  # validate now, before anything is sent
-        return Subscribing(Subscription(self, topic, group, start))
+        encode_sub(topic, group, start, ordering)  # validate now, before anything is sent
+        return Subscribing(Subscription(self, topic, group, start, ordering))
 
     async def subscribe_to(
-        self, topic: str, group: str | None = None, start: Position | None = None
+        self,
+        topic: str,
+        group: str | None = None,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> Subscription:
         """The same as ``await subscribe(...)`` (kept for older code)."""
-        return await self.subscribe(topic, group, start)
+        return await self.subscribe(topic, group, start, ordering)
 
     def worker(
         self, topic: str, group: str, handler: Handler, **options: Unpack[WorkerOptions]

@@ -200,6 +200,12 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
     help="First print the last N messages (as HISTORY lines), then go on live from the "
     "next one, with none missed or doubled in between. Fanout on one topic only.",
 )
+@click.option(
+    "--ordering",
+    type=click.Choice(["fifo", "none"]),
+    help="With --group: the group's ordering when this creates it (fifo: one message out "
+    "at a time, a retried one holding back the rest).",
+)
 @click.option("--no-ack", is_flag=True, help="With --group: leave messages unacked.")
 @click.option(
     "-n", "--count", type=click.IntRange(min=1), help="Exit after N messages (history included)."
@@ -226,6 +232,7 @@ def sub(
     group: str | None,
     start: str | None,
     history_count: int,
+    ordering: str | None,
     no_ack: bool,
     count: int | None,
     raw: bool,
@@ -247,7 +254,7 @@ def sub(
     if raw and as_json:
         raise click.UsageError("give --raw or --json, not both")
     try:
-        encode_sub(topic, group, start)  # a bad name, pattern or --from: usage error, no connect
+        encode_sub(topic, group, start, ordering)  # bad name, pattern, --from: usage error
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -280,7 +287,7 @@ def sub(
                 position = past[-1].offset + 1 if past else "earliest"
             # Across a broker restart the client reconnects, re-joins the group and
             # resumes fanout after the last offset printed: this loop just waits.
-            async for m in await c.subscribe(topic, group, position):
+            async for m in await c.subscribe(topic, group, position, ordering):
                 write(m)
                 if group is not None and not no_ack:
                     try:

@@ -154,12 +154,28 @@ def check_topic_or_pattern(topic: str, *, new: bool = False) -> str:
     return check_new_topic(topic) if new else check_name(topic)
 
 
-def encode_sub(topic: str, group: str | None = None, start: Position | None = None) -> bytes:
-    """``SUB <topic> [group] [from=<position>]``; ``topic`` may be a pattern.
+ORDERINGS: Final = ("none", "fifo")
+
+
+def encode_sub(
+    topic: str,
+    group: str | None = None,
+    start: Position | None = None,
+    ordering: str | None = None,
+) -> bytes:
+    """``SUB <topic> [group] [from=<position>] [ordering=fifo|none]``; ``topic`` may be a
+    pattern.
 
     ``start`` replays from there for fanout; for a group it only counts when the
     SUB creates the group. The broker refuses it for a wildcard fanout SUB.
+    ``ordering`` is fixed when the SUB creates the group (``fifo``: one message out
+    at a time, a retried one holding back the rest); a concrete topic's groups only.
     """
+    if ordering is not None:
+        if ordering not in ORDERINGS:
+            raise ValueError(f"ordering must be fifo or none, got {ordering!r}")
+        if group is None or is_pattern(topic):
+            raise ValueError("ordering is for a consumer group on a concrete topic")
     words = ["SUB", check_topic_or_pattern(topic, new=True)]
     if group is not None:
         words.append(check_name(group, "group"))
@@ -167,6 +183,8 @@ def encode_sub(topic: str, group: str | None = None, start: Position | None = No
         if group is None and is_pattern(topic):
             raise ValueError("a start position is not supported for wildcard fanout subscriptions")
         words.append("from=" + format_position(start))
+    if ordering is not None:
+        words.append(f"ordering={ordering}")
     return (" ".join(words) + "\n").encode()
 
 

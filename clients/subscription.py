@@ -127,11 +127,17 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Pipeline, topic: str, group: str | None, start: Position | None = None
+        self,
+        client: Pipeline,
+        topic: str,
+        group: str | None,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self.start_at = start
+        self.ordering = ordering  # sent again on every re-SUB: the group keeps its own
         self._client = client
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
         self._started = False
@@ -192,7 +198,7 @@ class Subscription:
         start = self.start_at
         if resume and self.group is None and not is_pattern(self.topic):
             start = self._resume_at() if positions else None
-        return encode_sub(self.topic, self.group, start)
+        return encode_sub(self.topic, self.group, start, self.ordering)
 
     def _resume_at(self) -> Position | None:
         if self.last_offset is not None:

@@ -371,14 +371,19 @@ class SyncClient:
         return self._call(self._client.policy(topic))
 
     def subscribe(
-        self, topic: str, group: str | None = None, start: Position | None = None
+        self,
+        topic: str,
+        group: str | None = None,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> SyncSubscription:
         """Subscribe now (returns after ``OK subscribed``); iterate for messages.
 
         The same as ``await Client.subscribe(...)``: eager, and re-subscribed
-        after a reconnect. ``topic`` may be a pattern; ``start`` as in ``Client.subscribe``.
+        after a reconnect. ``topic`` may be a pattern; ``start`` and ``ordering`` as in
+        ``Client.subscribe``.
         """
-        sub = self._call(self._client.subscribe_to(topic, group, start))
+        sub = self._call(self._client.subscribe_to(topic, group, start, ordering))
         return SyncSubscription(self, sub)
 
     def worker(

@@ -131,6 +131,7 @@ class WorkerOptions(TypedDict, total=False):
     auto_extend: bool
     touch_every: Duration | None
     start: Position | None
+    ordering: str | None
 
 
 class Consumer(Protocol):
@@ -139,7 +140,11 @@ class Consumer(Protocol):
     server_settings: dict[str, float]
 
     def subscribe(
-        self, topic: str, group: str | None = None, start: Position | None = None
+        self,
+        topic: str,
+        group: str | None = None,
+        start: Position | None = None,
+        ordering: str | None = None,
     ) -> Subscribing: ...
 
 
@@ -177,6 +182,7 @@ class Worker:
         auto_extend: bool = True,
         touch_every: Duration | None = None,
         start: Position | None = None,
+        ordering: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
@@ -193,6 +199,7 @@ class Worker:
         if self.touch_every is not None and self.touch_every <= 0:
             raise ValueError("touch_every must be positive")
         self.start = start
+        self.ordering = ordering
         self.stats = WorkerStats()
         self._waiting: deque[_Held] = deque()
         self._running: dict[asyncio.Task[None], _Held] = {}
@@ -228,7 +235,7 @@ class Worker:
         if self._started:
             raise RuntimeError("a Worker runs once; make another")
         self._started = True
-        sub = await self.client.subscribe(self.topic, self.group, self.start)
+        sub = await self.client.subscribe(self.topic, self.group, self.start, self.ordering)
         await self._read_policy()
         self._subscribed.set()
         self._check_concurrency()
