@@ -5,6 +5,10 @@ terms) over its outcomes (those failures plus acks) in the window. Sampled,
 never counted: every tenth of the window one pass copies each group's two
 counters into a ring of eleven samples, so the oldest is one window old and the
 cost is one walk over the groups per sample, nothing per message.
+
+The counters are durable (they hold every failure since the group was made);
+the rate is of their growth in the window only, and the first sample is taken
+once the groups are loaded, so failures from before a restart never count.
 """
 
 from __future__ import annotations
