@@ -73,6 +73,9 @@ async def test_failures_are_counted_by_kind_and_trip_the_readyz_check(
     assert status == 503
     assert body.splitlines()[1] == "failure_rate jobs workers 0.846 failures=11 acked=2"
     assert (await http.get("/readyz?max_failure_rate=2"))[0] == 400
+    snap = await http.get_json("/api/stats")
+    (group,) = snap["groups"]
+    assert (group["failure_rate"], group["terms"], snap["failure_rate_window"]) == (0.8462, 1, 300)
 
     status, text = await http.get("/metrics")
     samples = {
@@ -195,3 +198,25 @@ async def test_a_last_failure_read_back_from_disk_is_counted_once(
     admin = await Wire.open(broker.port)
     group = (await stats(admin))["STAT group q g"]
     assert (group["failures"], group["nacks"], group["dead"]) == ("1", "1", "1")
+
+
+async def test_the_failure_rate_is_of_the_window_and_failures_before_a_restart_stay_out(
+    brokers: BrokerFactory,
+) -> None:
+    broker = await brokers.start(http_port=0, max_inflight=20, failure_rate_window=60)
+    worker = await member(broker.port, "jobs", "workers")
+    admin = await Wire.open(broker.port)
+    for i in range(10):
+        assert await admin.cmd(f"PUB jobs m{i}") == "OK published"
+    for id in [(await next_msg(worker)).id for _ in range(10)]:
+        assert await worker.cmd(f"NACK {id} 60") == "OK nack_received"
+    (group,) = (await Http(broker).get_json("/api/stats"))["groups"]
+    assert (group["failures"], group["failure_rate"]) == (10, 1.0)
+    await worker.close()
+    await admin.close()
+
+    broker = await brokers.restart(broker, max_failure_rate=0.5)
+    http = Http(broker)
+    (group,) = (await http.get_json("/api/stats"))["groups"]
+    assert (group["failures"], group["nacks"], group["failure_rate"]) == (10, 10, None)
+    assert await http.get("/readyz") == (200, "ready\n")
