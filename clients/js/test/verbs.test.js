@@ -212,3 +212,22 @@ describe('worker', () => {
     assert.deepEqual(dead.map((l) => [l.msg, l.error]), [['later', 'not yet']]);
   });
 });
+
+test("a worker touches what it holds within the topic's ack timeout (read with POLICY)", async () => {
+  // Without touches, with no retries, the slow job and the one queued behind it would be
+  // dead letters after 0.6 s.
+  const broker = await startBroker(['--ack-timeout', '0.6', '--max-retries', '0']);
+  const client = new Client({ port: broker.port });
+  try {
+    await client.connect();
+    const worker = await client.worker('js.slow', 'workers', () => new Promise((r) => setTimeout(r, 1000)));
+    await client.publish('js.slow', 'one');
+    await client.publish('js.slow', 'two');
+    await eventually(() => worker.stats.acked === 2, 5_000);
+    assert.deepEqual(await letters(broker.port, 'js.slow'), []);
+    await worker.stop();
+  } finally {
+    await client.close();
+    await broker.cleanup();
+  }
+});
