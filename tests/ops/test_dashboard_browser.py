@@ -6,6 +6,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,6 +140,7 @@ async def test_look_a_message_up_and_see_its_progress(
     cells = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody td")]
     assert cells[:3] == ["workers", "inflight", "1"]
     assert cells[4] == "40% <b>resizing</b>"  # shown as text
+    assert re.search(r"\bdelivered_ts=\d\d:\d\d:\d\d\b", cells[5])  # times of day, not epochs
     assert held.id in browser.find_element(By.ID, "lookup-summary").text
 
 

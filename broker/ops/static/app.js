@@ -277,7 +277,8 @@ async function lookUp(topic, message) {
         el("td", { class: "num" }, g.attempt || g.attempts || "0"),
         el("td", {}, g.member || ""),
         el("td", {}, progress.join(" ").trim()),
-        el("td", {}, detail.map(([k, v]) => `${k}=${v}`).join(" ")));
+        el("td", {}, detail.map(([k, v]) => `${k}=${k.endsWith("_ts") ? fmtTime(Number(v)) : v}`)
+          .join(" ")));
     });
     $("lookup-groups").tBodies[0].replaceChildren(...rows);
     $("lookup-groups").hidden = false;
