@@ -495,7 +495,7 @@ class ConsumerGroup:
 
     @property
     def failures(self) -> dict[str, int]:
-        """Failed attempts since the broker started, by reason (counted by GroupFailures)."""
+        """Failed attempts by reason, durable (counted by the journal lines, lifecycle.py)."""
         return self._failures.failures
 
     @property

@@ -58,7 +58,12 @@ class GroupFailures:
         self._pump_soon = pump_soon
         self._spawn = spawn
         self._compacting = False
-        self.failures: dict[str, int] = {}  # failed attempts since start, by reason (STATS)
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed attempts by reason (STATS), durable: the journal lines that record them
+        count them (lifecycle.py)."""
+        return self.state.failures
 
     def terminate(self, p: Pending, error: str | None) -> None:
         """``TERM``: dead-letter now, whatever attempts are left.
@@ -68,24 +73,24 @@ class GroupFailures:
         if the letter itself is not written yet, the next delivery of the message
         after a restart dead-letters it instead (``ConsumerGroup._deliver``).
         """
-        self.failures[TERMINATED] = self.failures.get(TERMINATED, 0) + 1
         p.reason = TERMINATED
         p.error = error or ""
         p.phase = Phase.WAITING
         p.retry_at = 0.0
-        self.state.retry(p)
+        self.state.retry(p, failed=True)
         self.dead_letter(p)
 
     def fail(
         self, p: Pending, reason: str, *, delay: float | None = None, error: str | None = None
     ) -> None:
+        """A failed attempt: retried, or dead-lettered if it was the last; either way the
+        line that records it counts it."""
         p.reason = reason
         p.error = error or ""
-        self.failures[reason] = self.failures.get(reason, 0) + 1
         if self.out_of_attempts(p):
-            self.dead_letter(p)
+            self.dead_letter(p, failed=reason)
             return
-        self.retry(p, self.policy.delay(p.attempts) if delay is None else delay)
+        self.retry(p, self.policy.delay(p.attempts) if delay is None else delay, failed=True)
 
     def out_of_attempts(self, p: Pending) -> bool:
         """The next failure dead-letters ``p``: its own ``max_retries=`` (PUT) if it has
@@ -95,14 +100,16 @@ class GroupFailures:
             return p.attempts > meta.max_retries
         return self.policy.should_dead_letter(p.attempts)
 
-    def retry(self, p: Pending, delay: float) -> None:
+    def retry(self, p: Pending, delay: float, *, failed: bool = False) -> None:
         p.phase = Phase.WAITING
         p.retry_at = time.time() + delay if delay > 0 else 0.0
-        self.state.retry(p)
+        self.state.retry(p, failed)
         self._schedule(p)
         self.ctx.changed()
 
-    def dead_letter(self, p: Pending, reason: str | None = None) -> None:
+    def dead_letter(
+        self, p: Pending, reason: str | None = None, *, failed: str | None = None
+    ) -> None:
         """Publish ``p`` to ``<topic>.dlq`` with why it failed, and finish it.
 
         One level only: a message of a ``.dlq`` topic is already a dead letter, kept
@@ -110,8 +117,16 @@ class GroupFailures:
         letter cannot be published (too many topics, a disk error, a topic name of an
         earlier release with no valid ``.dlq``), the message is retried later, never
         lost, and no connection is dropped for it.
+
+        ``failed``: the failed attempt that makes it a dead letter. Whichever line
+        records what happens now counts it: the ``x``, or the ``r`` of a retry, or
+        (when the record must be read back first) an ``r`` at once, as a TERM
+        writes, so the count never waits for a read.
         """
         if p.record is None and not self._recall(p, self.dead_letter):
+            if failed is not None:
+                p.phase, p.retry_at = Phase.WAITING, 0.0
+                self.state.retry(p, failed=True)
             return
         record = p.record
         assert record is not None
@@ -127,7 +142,7 @@ class GroupFailures:
                 reason=reason,
                 error="the topic name has no valid dead-letter topic",
             )
-            self.retry(p, self.ctx.config.retry_backoff_max)
+            self.retry(p, self.ctx.config.retry_backoff_max, failed=failed is not None)
             return
         if dlq is not None:
             text = encode_letter(
@@ -144,7 +159,7 @@ class GroupFailures:
                     reason=reason,
                     error=str(exc),
                 )
-                self.retry(p, self.ctx.config.retry_backoff_max)
+                self.retry(p, self.ctx.config.retry_backoff_max, failed=failed is not None)
                 return
         log.warning(
             "dead_lettered" if dlq is not None else "dead_letter_kept",
@@ -153,7 +168,7 @@ class GroupFailures:
             **fields,
             reason=reason,
         )
-        self.state.dead_letter(p.offset)
+        self.state.dead_letter(p.offset, failed)
         self.done(p)
 
     def expire(self, p: Pending) -> None:

@@ -23,6 +23,14 @@ event      transition           from -> to
                                 broker stopped while it was out (attempt kept)
 =========  ===================  ==============================================
 
+A failed attempt (NACK, ack timeout, a member dying with it, TERM) is counted by
+the event that records it: its ``r`` line (or the ``x`` line, when that failure
+dead-letters the message at once) carries ``"f": <reason>``, and replaying that
+line counts it again. A retry that is no failure (a clean leave, a letter that
+could not be written yet) has no ``f``. The counts go into every ``snap``, so
+they are durable like ``acked`` and ``dead``; lines and snapshots of earlier
+releases have none, so their failures count from 0.
+
 A key is held from a message's first delivery until it is done; that follows
 from the states above (scheduler.py holds and releases; after a restart the
 retried messages hold their keys again), so it has no event of its own.
@@ -145,6 +153,7 @@ class GroupState:
         self.dropped = 0
         self.expired_count = 0
         self.acked_count = 0
+        self.failures: dict[str, int] = {}  # failed attempts by reason (see above)
         self.paused = False
         self.ordering = "none"
 
@@ -221,15 +230,21 @@ class GroupState:
         self.pending[offset] = p
         return p
 
-    def retry(self, p: Pending) -> None:
+    def retry(self, p: Pending, failed: bool = False) -> None:
+        """``failed``: this retry is a failed attempt of ``p.reason``, counted."""
         entry = {"e": "r", "o": p.offset, "a": p.attempts, "at": p.retry_at, "why": p.reason}
         if p.error:
             entry["err"] = p.error
+        if failed:
+            entry["f"] = p.reason
         self.journal.append(entry)
-        self._on_retry(p.offset, p.attempts, p.retry_at, p.reason, p.error)
+        self._on_retry(p.offset, p.attempts, p.retry_at, p.reason, p.error, entry.get("f"))
 
-    def dead_letter(self, offset: int) -> None:
-        self._record({"e": "x", "o": offset})
+    def dead_letter(self, offset: int, failed: str | None = None) -> None:
+        """``failed``: the failed attempt (its reason) that dead-letters it, counted."""
+        self._record(
+            {"e": "x", "o": offset} if failed is None else {"e": "x", "o": offset, "f": failed}
+        )
 
     def expire(self, offset: int) -> None:
         """A message's TTL passed before it could be delivered: it is done."""
@@ -293,16 +308,27 @@ class GroupState:
         self.acked_count += n
         return had
 
-    def _on_retry(self, offset: int, attempts: int, at: float, why: str, err: str) -> None:
+    def _on_retry(
+        self, offset: int, attempts: int, at: float, why: str, err: str, failed: object = None
+    ) -> None:
         p = self.pending_for(offset)
         p.attempts, p.retry_at, p.reason, p.error = attempts, at, why, err
         p.phase = Phase.WAITING
+        if failed is not None:
+            self._on_failed(failed)
 
-    def _on_done(self, offset: int, counter: str) -> None:
+    def _on_done(self, offset: int, counter: str, failed: object = None) -> None:
         """Dead-lettered (``dead``), deleted (``dropped``) or expired (``expired_count``)."""
         if self.pending.pop(offset, None) is not None:
             self.completed += 1
         setattr(self, counter, getattr(self, counter) + 1)
+        if failed is not None:
+            self._on_failed(failed)
+
+    def _on_failed(self, reason: object) -> None:
+        if not isinstance(reason, str):
+            raise TypeError(f"failure reason {reason!r}")
+        self.failures[reason] = self.failures.get(reason, 0) + 1
 
     def _on_skip(self, offset: int) -> None:
         if offset > self.cursor:
@@ -481,6 +507,8 @@ class GroupState:
         }
         if self.ordering != "none":
             snap["ordering"] = self.ordering
+        if self.failures:
+            snap["failures"] = dict(self.failures)
         return snap
 
     def _restore(self, e: dict[str, Any]) -> None:
@@ -494,6 +522,10 @@ class GroupState:
             p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
             p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
             p.error = str(error[0]) if error else ""
+        counts = e.get("failures", {})  # none before this release: counted from 0
+        if not isinstance(counts, dict):
+            raise TypeError(f"failures {counts!r}")
+        failures = {str(reason): int(n) for reason, n in counts.items()}
         start, cursor = int(e["start"]), int(e["cursor"])
         completed, dead = int(e["completed"]), int(e["dead"])
         self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead
@@ -503,6 +535,7 @@ class GroupState:
         ordering = e.get("ordering", "none")
         if ordering not in ("fifo", "none"):
             raise ValueError(f"ordering {ordering!r}")
+        self.failures = failures
         self.paused = e.get("paused", False)
         self.ordering = ordering
         self.pending = pending
@@ -552,8 +585,10 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "t": lambda s, e: s._on_take(e["o"], e["n"]),
     "d": GroupState._replay_deliver,
     "a": lambda s, e: s._on_ack(_offsets(e["o"])),
-    "r": lambda s, e: s._on_retry(e["o"], e["a"], e["at"], e.get("why", ""), e.get("err", "")),
-    "x": lambda s, e: s._on_done(e["o"], "dead"),
+    "r": lambda s, e: s._on_retry(
+        e["o"], e["a"], e["at"], e.get("why", ""), e.get("err", ""), e.get("f")
+    ),
+    "x": lambda s, e: s._on_done(e["o"], "dead", e.get("f")),
     "exp": lambda s, e: s._on_done(e["o"], "expired_count"),
     "g": lambda s, e: s._on_done(e["o"], "dropped"),
     "skip": lambda s, e: s._on_skip(e["o"]),

@@ -5,6 +5,10 @@ terms) over its outcomes (those failures plus acks) in the window. Sampled,
 never counted: every tenth of the window one pass copies each group's two
 counters into a ring of eleven samples, so the oldest is one window old and the
 cost is one walk over the groups per sample, nothing per message.
+
+The counters are durable (they hold every failure since the group was made);
+the rate is of their growth in the window only, and the first sample is taken
+once the groups are loaded, so failures from before a restart never count.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ class GroupRate:
     acked: int
 
     @property
+    def counted(self) -> bool:
+        """Enough outcomes in the window for the rate to mean something."""
+        return self.failures + self.acked >= MIN_OUTCOMES
+
+    @property
     def rate(self) -> float:
         return self.failures / (self.failures + self.acked)
 
@@ -57,16 +66,19 @@ class FailureRates:
             self.sample()
             await asyncio.sleep(self.window / SLOTS)
 
-    def over(self, threshold: float) -> list[GroupRate]:
-        """Groups whose failure rate in the window (since the broker started, until a
-        window has passed) is above ``threshold``, with at least ``MIN_OUTCOMES``."""
+    def recent(self) -> dict[tuple[str, str], GroupRate]:
+        """Each group's failures and acks in the window (since the broker started, until a
+        window has passed); a group deleted and made again in it has none."""
         base = self._samples[0][1] if self._samples else {}
-        failing = []
+        out = {}
         for key, (failures, acked) in sorted(self._counts().items()):
             before = base.get(key, (0, 0))
             rate = GroupRate(*key, failures - before[0], acked - before[1])
-            if rate.failures < 0 or rate.acked < 0:  # a group deleted and made again
-                continue
-            if rate.failures + rate.acked >= MIN_OUTCOMES and rate.rate > threshold:
-                failing.append(rate)
-        return failing
+            if rate.failures >= 0 and rate.acked >= 0:
+                out[key] = rate
+        return out
+
+    def over(self, threshold: float) -> list[GroupRate]:
+        """Groups whose failure rate in the window is above ``threshold``, with at least
+        ``MIN_OUTCOMES``."""
+        return [r for r in self.recent().values() if r.counted and r.rate > threshold]

@@ -39,7 +39,7 @@ class GroupFigures(Protocol):
 
     @property
     def failures(self) -> Mapping[str, int]:
-        """Failed attempts since the broker started, by reason (``GroupFailures``)."""
+        """Failed attempts by reason, durable like ``acked`` (``GroupState.failures``)."""
         ...
 
     @property
@@ -140,7 +140,7 @@ FAILURE_FIELDS: Final = {
 
 
 def failure_counts(group: GroupFigures) -> dict[str, int]:
-    """Failed attempts since the broker started: in all (``failures``) and by kind."""
+    """Failed attempts (durable, like ``acked``): in all (``failures``) and by kind."""
     counts = group.failures
     out = {"failures": sum(counts.values())}
     out.update({name: counts.get(reason, 0) for reason, name in FAILURE_FIELDS.items()})

@@ -24,6 +24,7 @@ from aiohttp.typedefs import Handler
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.lookup import NotThere
 from linemq.broker.delivery.router import DeliveryError
+from linemq.broker.observe.failure_rate import FailureRates
 from linemq.broker.observe.stats import Snapshot, collect, filter_snapshot
 from linemq.broker.ops.access import broker_of, json_error, require, user_of, visible_topics
 from linemq.broker.ops.port import Operations
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_DLQ_COUNT: Final = 100
 MAX_DLQ_COUNT: Final = 100_000
 DURABLE_TIMEOUT: Final = 30.0
+FAILURES: Final[web.AppKey[FailureRates]] = web.AppKey("linemq_failure_rates")
 
 
 def add_routes(app: web.Application) -> None:
@@ -69,6 +71,12 @@ async def stats(request: web.Request) -> web.Response:
         snap = filter_snapshot(snap, visible)
     user = user_of(request)
     body = {**snapshot_json(snap), "user": None if user is None else user.name}
+    rates = request.app[FAILURES]
+    recent = rates.recent()
+    for group in body["groups"]:  # of the last window (as /readyz), not the durable totals
+        r = recent.get((group["topic"], group["group"]))
+        group["failure_rate"] = round(r.rate, 4) if r is not None and r.counted else None
+    body["failure_rate_window"] = rates.window
     return _json(body)
 
 

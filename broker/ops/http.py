@@ -29,6 +29,7 @@ from linemq.broker.ops.access import (
     host_middleware,
     visible_topics,
 )
+from linemq.broker.ops.api import FAILURES
 from linemq.broker.ops.charts import add_chart_routes
 from linemq.broker.ops.dashboard import add_dashboard_routes
 from linemq.broker.ops.port import Operations
@@ -36,7 +37,6 @@ from linemq.broker.ops.port import Operations
 log = structlog.get_logger(__name__)
 
 METRICS: Final[web.AppKey[metrics.Metrics]] = web.AppKey("linemq_metrics")
-FAILURES: Final[web.AppKey[FailureRates]] = web.AppKey("linemq_failure_rates")
 MAX_BODY: Final = 64 * 1024
 SHUTDOWN: Final = 5.0
 """Seconds a stopping broker gives HTTP requests in progress (they are all short)."""

@@ -73,7 +73,7 @@ BROKER_FIELDS: Final[dict[str, Field]] = {
     "inflight": _gauge("inflight", "Group deliveries waiting for an ack."),
     "failures": _counter(
         "failures",
-        "Failed group deliveries (nacks, ack timeouts, dead members, terms) since start.",
+        "Failed group deliveries (nacks, ack timeouts, dead members, terms; durable).",
     ),
     "subscribers": _gauge(
         "subscribers", "Connections with a subscription or a group membership (consumers)."
@@ -109,16 +109,15 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
     "expired": _counter(
         "expired", "Messages whose TTL passed before the group took them (durable)."
     ),
-    "failures": _counter("failures", "Failed deliveries of the group since the broker started."),
-    "nacks": _counter("nacks", "Deliveries of the group NACKed since the broker started."),
+    "failures": _counter("failures", "Failed deliveries of the group (durable)."),
+    "nacks": _counter("nacks", "Deliveries of the group NACKed (durable)."),
     "ack_timeouts": _counter(
-        "ack_timeouts", "Deliveries of the group not acked in time since the broker started."
+        "ack_timeouts", "Deliveries of the group not acked in time (durable)."
     ),
     "consumer_deaths": _counter(
-        "consumer_deaths",
-        "Deliveries whose member died or disconnected holding them, since the broker started.",
+        "consumer_deaths", "Deliveries whose member died or disconnected holding them (durable)."
     ),
-    "terms": _counter("terms", "Deliveries of the group TERMed since the broker started."),
+    "terms": _counter("terms", "Deliveries of the group TERMed (durable)."),
 }
 
 

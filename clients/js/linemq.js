@@ -6,10 +6,19 @@
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 
+import { Worker } from './worker.js';
+
+export { RetryLater, Terminate, Worker } from './worker.js';
+
 export const MAX_HEARTBEAT_INTERVAL_MS = 10_000;
 // Lines the broker pushes on its own: they are never the reply to a command.
 const UNSOLICITED = new Set(['server shutting down', 'auth timeout', 'too many connections']);
 const NAME = /^[A-Za-z0-9_.-]{1,200}$/;
+// The broker's duration syntax (protocol.md): 500ms, 5s, 2m, 1h, 1d, 1w or bare seconds.
+const DURATION = /^\d+(\.\d+)?(ms|s|m|h|d|w)?$/i;
+const DURATION_SECONDS = { '': 1, ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+// ERR reasons that say something is not there (as the Python client reads them).
+const NOT_FOUND = ['no pending messages', 'no group ', 'no topic ', 'not subscribed', 'not a member', 'dead letter '];
 
 /** Base class of every error this client raises; `code` is stable, `message` is for people. */
 export class LinemqError extends Error {
@@ -26,6 +35,20 @@ export class BrokerError extends LinemqError {
     super(reason, 'broker_error');
     this.reason = reason;
   }
+}
+
+/** An `ERR` saying the message, dead letter, group, topic or subscription is not there. */
+export class NotFound extends BrokerError {
+  constructor(reason) {
+    super(reason);
+    this.code = 'not_found';
+  }
+}
+
+function brokerError(reason) {
+  const missing = (reason.startsWith('message ') && reason.includes(' not found in '))
+    || NOT_FOUND.some((prefix) => reason.startsWith(prefix));
+  return missing ? new NotFound(reason) : new BrokerError(reason);
 }
 
 /** The connection went away before the reply came (or the request timed out). */
@@ -88,8 +111,19 @@ export class Message {
     return this._settle(`${line} ${prefix}${text}`);
   }
 
-  touch() {
-    return this._settle(`TOUCH ${this.id}`);
+  /**
+   * Restart the ack timer. With `{progress, note}` also report how far the job is (a number
+   * from 0 to 100, and/or a note): `STATUS` shows it while this delivery is out.
+   */
+  touch(report) {
+    if (report === undefined) return this._settle(`TOUCH ${this.id}`);
+    let words;
+    try {
+      words = progressWords(report);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this._settle(`TOUCH ${this.id} progress=${words}`);
   }
 
   _settle(line) {
@@ -184,9 +218,15 @@ export class Client extends EventEmitter {
     return () => this.unsubscribe(topic);
   }
 
-  /** Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`. */
-  async subscribeGroup(topic, group, onMessage) {
-    const sub = { topic, group, onMessage };
+  /**
+   * Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`.
+   * `{ordering: 'fifo'}` makes a group this creates strictly FIFO (protocol.md).
+   */
+  async subscribeGroup(topic, group, onMessage, { ordering } = {}) {
+    if (ordering !== undefined && ordering !== 'fifo' && ordering !== 'none') {
+      throw new LinemqError('ordering must be fifo or none', 'invalid_request');
+    }
+    const sub = { topic, group, onMessage, ordering };
     this._refuseOverlap(sub);
     this._subs.set(key(topic, group), sub);
     try {
@@ -203,6 +243,93 @@ export class Client extends EventEmitter {
     this._subs.delete(key(topic, group));
     if (![...this._subs.values()].some((s) => s.group !== undefined)) this._stopHeartbeat();
     await this._request(group === undefined ? `UNSUB ${topic}` : `UNSUB ${topic} ${group}`);
+  }
+
+  /**
+   * Where a message (its id, or a number: its offset) is in each group of `topic` (`STATUS`).
+   * Rejects with `NotFound` for an unknown topic or message.
+   */
+  async status(topic, message) {
+    const what = String(message);
+    if (!what || /\s/.test(what) || (typeof message === 'number' && !(Number.isInteger(message) && message > 0))) {
+      throw new LinemqError('give a message id or a positive offset', 'invalid_request');
+    }
+    return parseStatus(await this._request(`STATUS ${topic} ${what}`, 'OK status end'));
+  }
+
+  /**
+   * Delete a consumer group for good (`DELETE`; `topic` may be a wildcard). The broker refuses
+   * a group with members (`BrokerError: group has members`) unless `{force: true}`.
+   */
+  async deleteGroup(topic, group, { force = false } = {}) {
+    await this._request(`DELETE ${topic} ${group}${force ? ' force' : ''}`);
+    this._forget((sub) => sub.topic === topic && sub.group === group);
+  }
+
+  /** Delete a topic, its dead letters and every group of both, for good (`DELETE`). */
+  async deleteTopic(topic, { force = false } = {}) {
+    await this._request(`DELETE ${topic}${force ? ' force=true' : ''}`);
+    this._forget((sub) => sub.topic === topic || sub.topic === `${topic}.dlq`);
+  }
+
+  /**
+   * Remove every dead letter of `topic` (`PURGE <topic>.dlq`), or one: `letter` is its dlq
+   * offset, its dlq id, or the original message's id. Resolves to how many went.
+   */
+  async purgeDlq(topic, letter) {
+    if (letter !== undefined && (String(letter) === '' || /\s/.test(String(letter)))) {
+      throw new LinemqError('a dead letter id must be non-empty and without whitespace', 'invalid_request');
+    }
+    const tail = letter === undefined ? '' : ` ${letter}`;
+    return count(await this._request(`PURGE ${topic}.dlq${tail}`), 'purged');
+  }
+
+  /**
+   * Delete `topic`'s oldest whole segments that every group has finished (`CLEAN`), those
+   * `older` than a duration (seconds, or '7d') and/or beyond the newest `keep` messages.
+   * Resolves to how many messages went.
+   */
+  async clean(topic, { older, keep } = {}) {
+    const words = [`CLEAN ${topic}`];
+    if (older === undefined && keep === undefined) {
+      throw new LinemqError('give older, keep, or both', 'invalid_request');
+    }
+    if (older !== undefined) words.push(`older=${durationText(older)}`);
+    if (keep !== undefined) {
+      if (!(Number.isInteger(keep) && keep >= 0)) {
+        throw new LinemqError('keep must be a non-negative integer', 'invalid_request');
+      }
+      words.push(`keep=${keep}`);
+    }
+    return count(await this._request(words.join(' ')), 'cleaned');
+  }
+
+  /**
+   * A `Worker` running `await handler(msg)` for each message of `group`, at most
+   * `concurrency` at once; resolves once it has joined the group (see worker.js).
+   */
+  async worker(topic, group, handler, options = {}) {
+    const worker = new Worker(this, topic, group, handler, options);
+    await worker.start();
+    return worker;
+  }
+
+  /** The topic's ack timeout in seconds (`POLICY`), or undefined if the broker does not say. */
+  async _ackTimeout(topic) {
+    try {
+      const [line] = await this._request(`POLICY ${topic}`, 'OK policy end');
+      const value = /(?:^| )ack_timeout=(\S+)/.exec(line ?? '')?.[1];
+      return value === undefined ? undefined : durationSeconds(value);
+    } catch (err) {
+      if (err instanceof BrokerError) return undefined; // a broker without POLICY
+      throw err;
+    }
+  }
+
+  /** Subscriptions the broker no longer has (deleted): never re-joined after a reconnect. */
+  _forget(gone) {
+    for (const [k, sub] of this._subs) if (gone(sub)) this._subs.delete(k);
+    if (![...this._subs.values()].some((s) => s.group !== undefined)) this._stopHeartbeat();
   }
 
   /**
@@ -298,7 +425,10 @@ export class Client extends EventEmitter {
   }
 
   _join(sub, generation = this._generation) {
-    if (sub.group !== undefined) return this._send(`SUB ${sub.topic} ${sub.group}`, undefined, generation);
+    if (sub.group !== undefined) {
+      const ordering = sub.ordering === undefined ? '' : ` ordering=${sub.ordering}`;
+      return this._send(`SUB ${sub.topic} ${sub.group}${ordering}`, undefined, generation);
+    }
     if (sub.next === undefined) return this._send(`SUB ${sub.topic}`, undefined, generation);
     return this._send(`SUB ${sub.topic} from=${sub.next}`, undefined, generation);
   }
@@ -377,7 +507,7 @@ export class Client extends EventEmitter {
     }
     if (line.startsWith('ERR ')) {
       this._pending.shift();
-      request.reject(new BrokerError(line.slice(4)));
+      request.reject(brokerError(line.slice(4)));
     } else if (request.endLine === undefined) {
       this._pending.shift();
       request.resolve(line);
@@ -450,6 +580,84 @@ export function matches(pattern, topic) {
     if (i >= got.length || (want[i] !== '*' && want[i] !== got[i])) return false;
   }
   return want.length === got.length;
+}
+
+/** `TOUCH … progress=` words: a number from 0 to 100 and/or a note (one line, 200 bytes kept). */
+function progressWords({ progress, note } = {}) {
+  const words = [];
+  if (progress !== undefined) {
+    if (typeof progress !== 'number' || !(progress >= 0 && progress <= 100)) {
+      throw new LinemqError('progress must be a number from 0 to 100', 'invalid_request');
+    }
+    words.push(String(progress));
+  }
+  if (note !== undefined) {
+    const text = String(note).split(/\s+/).filter(Boolean).join(' ');
+    if (!text) throw new LinemqError('note must not be blank', 'invalid_request');
+    if (progress === undefined && /^\d+(\.\d+)?%?$/.test(text.split(' ')[0])) {
+      throw new LinemqError('a note without progress must not start with a number', 'invalid_request');
+    }
+    words.push(text);
+  }
+  if (!words.length) throw new LinemqError('give progress, a note, or both', 'invalid_request');
+  return words.join(' ');
+}
+
+/** A `STATUS` reply's lines as `{topic, offset, id, ts, fields, groups}`; texts unescaped. */
+function parseStatus(lines) {
+  let message;
+  const groups = [];
+  for (const line of lines) {
+    const [kind, topic, offset, name, ...pairs] = line.split(' ');
+    const fields = {};
+    for (const pair of pairs) {
+      const eq = pair.indexOf('=');
+      if (eq > 0) fields[pair.slice(0, eq)] = unescapeValue(pair.slice(eq + 1));
+    }
+    if (kind === 'MESSAGE') {
+      message = { topic, offset: Number(offset), id: name, ts: Number(fields.ts), fields };
+    } else if (kind === 'STATUS') {
+      groups.push({
+        group: name,
+        state: fields.state,
+        attempts: Number(fields.attempt ?? fields.attempts ?? 0),
+        progress: fields.progress === undefined ? undefined : Number(fields.progress),
+        note: fields.note,
+        member: fields.member,
+        reason: fields.reason,
+        error: fields.error,
+        fields,
+      });
+    }
+  }
+  if (message === undefined) throw new LinemqError('STATUS reply without a MESSAGE line', 'protocol_error');
+  return { ...message, groups };
+}
+
+/** Percent-escaped values (v2 header style: `%20` for a space), as UTF-8. */
+function unescapeValue(value) {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value; // not an escape the broker writes: keep it as it came
+  }
+}
+
+function count(okLine, word) {
+  const got = new RegExp(`^OK ${word} (\\d+)$`).exec(okLine);
+  if (!got) throw new LinemqError(`unexpected reply: ${okLine}`, 'protocol_error');
+  return Number(got[1]);
+}
+
+function durationText(value) {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return `${value}s`;
+  if (typeof value === 'string' && DURATION.test(value)) return value;
+  throw new LinemqError(`invalid duration ${value}: use seconds or e.g. 500ms, 5s, 2m, 1h, 1d`, 'invalid_request');
+}
+
+function durationSeconds(text) {
+  const got = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$/i.exec(text);
+  return got ? Number(got[1]) * DURATION_SECONDS[(got[2] ?? '').toLowerCase()] : undefined;
 }
 
 function key(topic, group) {

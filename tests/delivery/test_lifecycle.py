@@ -62,10 +62,12 @@ class Driver:
         ((got, _id, sent, _deadline),) = self.holdings.take([row])
         return self.state.unhold(got, sent)
 
-    def retry(self, offset: int, at: float, why: str, error: str = "") -> Pending:
+    def retry(
+        self, offset: int, at: float, why: str, error: str = "", *, failed: bool = False
+    ) -> Pending:
         p = self.unhold(offset)
         p.retry_at, p.reason, p.error = at, why, error
-        self.state.retry(p)
+        self.state.retry(p, failed)
         return p
 
     def replayed(self) -> GroupState:
@@ -105,6 +107,7 @@ def view(state: GroupState) -> View:
         "dropped": state.dropped,
         "paused": state.paused,
         "ordering": state.ordering,
+        "failures": dict(state.failures),
     }
 
 
@@ -198,6 +201,30 @@ def test_term_is_a_retry_marked_terminated_then_a_dead_letter(d: Driver) -> None
     assert_replays(d)
 
 
+def test_failures_are_counted_by_the_lines_that_record_them(d: Driver) -> None:
+    d.deliver(d.take(4))
+    d.retry(1, at=0.0, why="nacked", failed=True)
+    d.retry(2, at=0.0, why="ack_timeout", failed=True)
+    d.retry(3, at=0.0, why="terminated", error="bad", failed=True)
+    d.state.dead_letter(3)  # the TERM's letter: counted by its retry already
+    d.state.dead_letter(d.unhold(4).offset, "consumer_dead")  # the last attempt failed
+    d.deliver([d.state.pending[1]])
+    d.retry(1, at=0.0, why="nacked")  # a clean leave: a retry that is no failure
+    counts = {"nacked": 1, "ack_timeout": 1, "terminated": 1, "consumer_dead": 1}
+    assert d.state.failures == counts
+    assert_replays(d)
+    assert d.replayed().failures == counts == d.compacted().failures
+
+
+def test_failures_count_on_after_a_snapshot(d: Driver) -> None:
+    d.deliver(d.take(2))
+    d.retry(1, at=0.0, why="nacked", failed=True)
+    d.compacted()  # the journal is now one snapshot, with the counts in it
+    d.retry(2, at=0.0, why="nacked", failed=True)
+    assert d.replayed().failures == {"nacked": 2}
+    assert_replays(d)
+
+
 def test_expire_and_gone_finish_waiting_messages(d: Driver) -> None:
     ps = d.take(3)
     d.deliver(ps[2:])
@@ -276,6 +303,24 @@ def test_old_journal_lines_replay(tmp_path: Path) -> None:
     assert state.load()
     # 3 was read ahead and never delivered: it goes back to the log.
     assert (state.cursor, state.acked_count, state.dead, state.pending) == (3, 1, 1, {})
+    # Lines of that release do not say which retry was a failure: counted from 0.
+    assert state.failures == {}
+
+
+def test_a_snapshot_of_an_earlier_release_replays_with_no_failures(tmp_path: Path) -> None:
+    path = tmp_path / "g.journal"
+    journal = Journal(path)
+    journal.append({"e": "floor", "o": 5})
+    snap = {"e": "snap", "start": 1, "cursor": 5, "completed": 4, "dead": 1, "pending": []}
+    journal.append({**snap, "acked": 3, "paused": False})
+    journal.append({"e": "t", "o": 5, "n": 1})
+    journal.append({"e": "d", "o": 5, "a": 1, "t": 1001.0})
+    journal.append({"e": "r", "o": 5, "a": 1, "at": 0.0, "why": "nacked", "f": "nacked"})
+    journal.write()
+    journal.close()
+    state = GroupState(Journal(path))
+    assert state.load()
+    assert (state.acked_count, state.dead, state.failures) == (3, 1, {"nacked": 1})
 
 
 def test_replay_leaves_nothing_in_flight(d: Driver) -> None:
@@ -311,9 +356,12 @@ def test_any_sequence_of_transitions_replays_to_the_same_state(
         elif op == "ack" and held:
             d.ack(held[n % len(held)])
         elif op == "retry" and held:
-            d.retry(held[n % len(held)], at=float(n), why="nacked", error="e" * (n % 2))
-        elif op in ("dead", "expire", "gone") and waiting:
-            done = {"dead": d.state.dead_letter, "expire": d.state.expire, "gone": d.state.gone}
+            why = ("nacked", "ack_timeout")[n % 2]
+            d.retry(held[n % len(held)], at=float(n), why=why, error="e" * (n % 2), failed=n > 9)
+        elif op == "dead" and waiting:
+            d.state.dead_letter(waiting[n % len(waiting)], "nacked" if n % 3 else None)
+        elif op in ("expire", "gone") and waiting:
+            done = {"expire": d.state.expire, "gone": d.state.gone}
             done[op](waiting[n % len(waiting)])
         elif op == "pause":
             d.state.set_paused(bool(n % 2))

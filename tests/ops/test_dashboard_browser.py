@@ -6,6 +6,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,4 +140,33 @@ async def test_look_a_message_up_and_see_its_progress(
     cells = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody td")]
     assert cells[:3] == ["workers", "inflight", "1"]
     assert cells[4] == "40% <b>resizing</b>"  # shown as text
+    assert re.search(r"\bdelivered_ts=\d\d:\d\d:\d\d\b", cells[5])  # times of day, not epochs
     assert held.id in browser.find_element(By.ID, "lookup-summary").text
+
+
+async def test_groups_show_failures_terms_and_the_failure_rate(
+    brokers: BrokerFactory, browser: WebDriver
+) -> None:
+    broker = await brokers.start(http_port=0, ack_timeout=30.0, max_inflight=20)
+    worker = await member(broker.port, "jobs", "workers")
+    publisher = await wire(broker)
+    for i in range(12):
+        assert await publisher.cmd(f"PUB jobs job {i}") == "OK published"
+    ids = [(await next_msg(worker)).id for _ in range(12)]
+    lines = [f"NACK {id} 60" for id in ids[:9]] + [f"TERM {ids[9]} broken"]
+    lines += [f"ACK {id}" for id in ids[10:]]
+    await worker.send("".join(f"{line}\n" for line in lines))
+    assert [await worker.line() for _ in lines][-1] == "OK ack_received"
+    assert broker.http is not None
+    await asyncio.to_thread(browser.get, f"http://127.0.0.1:{broker.http.port}/")
+
+    def group_cells(driver: WebDriver) -> list[str] | bool:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#groups tbody tr")
+        return bool(rows) and [c.text for c in rows[0].find_elements(By.TAG_NAME, "td")]
+
+    cells = await wait_for(browser, group_cells)
+    assert isinstance(cells, list)
+    # Acked, dead, failures, terms and the failure rate of the window (10 of 12 failed).
+    assert cells[7:12] == ["2", "1", "10", "1", "83.3%"]
+    head = browser.find_element(By.ID, "failure-rate-head").get_attribute("textContent")
+    assert head == "Failure rate (5 min)"  # (the table heads are shown in capitals)

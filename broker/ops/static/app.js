@@ -162,8 +162,21 @@ function renderTopics(topics) {
   });
 }
 
-function renderGroups(groups) {
+// Failed deliveries by kind (durable counts, as STATS gives them).
+function failureTitle(g) {
+  return `nacks ${fmtInt(g.nacks)}, ack timeouts ${fmtInt(g.ack_timeouts)}, ` +
+    `consumer deaths ${fmtInt(g.consumer_deaths)}, terms ${fmtInt(g.terms)}`;
+}
+
+// A share as a percentage; null (too few outcomes in the window to say) as a dash.
+const fmtShare = (r) => (r === undefined || r === null ? "–" : (r * 100).toFixed(1) + "%");
+
+function renderGroups(groups, window) {
   $("groups-empty").hidden = groups.length > 0;
+  const head = $("failure-rate-head");
+  head.textContent = `Failure rate (${fmtSpan(window || 0)})`;
+  head.title = "Failed deliveries over failures + acks in that window, as /readyz checks it; " +
+    "– until a group has 10 outcomes in it";
   syncRows($("groups").tBodies[0], groups, (g) => g.topic + "\n" + g.group, (g) => {
     const paused = Boolean(g.paused);
     return [
@@ -176,7 +189,9 @@ function renderGroups(groups) {
       { text: fmtRate(state.rates.get("group:" + g.topic + "\n" + g.group)), cls: "num" },
       { text: fmtInt(g.acked), cls: "num" },
       { text: fmtInt(g.dead), cls: "num" },
-      { text: fmtInt(g.failures), cls: "num" },
+      { text: fmtInt(g.failures), cls: "num", title: failureTitle(g) },
+      { text: fmtInt(g.terms), cls: "num" },
+      { text: fmtShare(g.failure_rate), cls: "num" + (g.failure_rate > 0.5 ? " failing" : "") },
       {
         sig: paused ? "paused" : "running",
         node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
@@ -262,7 +277,8 @@ async function lookUp(topic, message) {
         el("td", { class: "num" }, g.attempt || g.attempts || "0"),
         el("td", {}, g.member || ""),
         el("td", {}, progress.join(" ").trim()),
-        el("td", {}, detail.map(([k, v]) => `${k}=${v}`).join(" ")));
+        el("td", {}, detail.map(([k, v]) => `${k}=${k.endsWith("_ts") ? fmtTime(Number(v)) : v}`)
+          .join(" ")));
     });
     $("lookup-groups").tBodies[0].replaceChildren(...rows);
     $("lookup-groups").hidden = false;
@@ -405,7 +421,7 @@ async function refresh() {
     $("logout").hidden = !sessionStorage.getItem(TOKEN_KEY);
     renderBroker(snap.broker);
     renderTopics(snap.topics);
-    renderGroups(snap.groups);
+    renderGroups(snap.groups, snap.failure_rate_window);
     renderDlqChoices(snap.topics);
     renderCharts(await api("/api/series"));
     if (state.dlqTopic !== null) {
