@@ -119,6 +119,9 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
         "Deliveries whose member died or disconnected holding them, since the broker started.",
     ),
     "terms": _counter("terms", "Deliveries of the group TERMed since the broker started."),
+    "filtered": _counter(
+        "filtered", "Messages passed over without delivery: not matching its filter (durable)."
+    ),
 }
 
 
