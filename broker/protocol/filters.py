@@ -112,6 +112,12 @@ def parse_filter(texts: Iterable[str]) -> HeaderFilter:
     return HeaderFilter(tuple(tests))
 
 
+def equals_test(name: str, values: str | Iterable[str]) -> str:
+    """``h.<name>=<v>|<w>`` for raw values (escaped here): how a client builds a test."""
+    values = [values] if isinstance(values, str) else list(values)
+    return f"h.{name}=" + "|".join(_escape(v) for v in values)
+
+
 def _escape(value: str) -> str:
     """Percent-escape what would break a ``SUB`` line or the grammar: spaces, controls,
     ``%``, ``=``, ``|``, non-ASCII."""
