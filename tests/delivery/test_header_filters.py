@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from linemq.broker.delivery.lifecycle import _deliver_line, _take_line
 from tests.conftest import BrokerFactory, BrokerProcess, eventually
 from tests.ops.http import Http
 from tests.server.groupwire import next_msg
@@ -251,3 +252,47 @@ async def _groups(port: int) -> list[str]:
     w = await Wire.open(port)
     await w.send("GROUPS q\n")
     return await w.until("OK groups end")
+
+
+async def test_a_take_whose_filtered_line_was_lost_is_filtered_again_at_restart(
+    brokers: BrokerFactory,
+) -> None:
+    """The ``fl`` line is written with the ``t`` line that takes the records; if a crash
+    kept only the ``t``, the messages it took and never delivered are tested again."""
+    broker = await brokers.start(max_inflight=10)
+    m = await Wire.open(broker.port)
+    assert await m.cmd("SUB q g filter=h.type=email") == "OK subscribed q in group g"
+    assert await m.cmd("UNSUB q g") == "OK unsubscribed q from group g"
+    await put(
+        broker.port,
+        ("x1", "h.type=push"),
+        ("e1", "h.type=email"),
+        ("x2", "-"),
+        ("e2", "h.type=email"),
+    )
+    await brokers.stop(broker)
+    (journal,) = (broker.config.data_dir / "groups" / "q").glob("g.journal")
+    with journal.open("ab") as f:  # taken 1-4, 4 delivered; the fl line for 1 and 3 lost
+        f.write(_take_line(1, 4) + _deliver_line(4, 1, 1, b"1795450600.5"))
+    broker = await brokers.start(max_inflight=10)
+    m = await Wire.open(broker.port)
+    assert await m.cmd("SUB q g") == "OK subscribed q in group g"
+    got = sorted([(await next_msg(m)).text, (await next_msg(m)).text])
+    assert got == ["e1", "e2"]
+    assert await m.silent(0.1)
+    assert (await fields(broker.port, "GROUPS q", "GROUP q g "))["filtered"] == "2"
+
+
+async def test_seek_keeps_the_filter(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(max_inflight=10)
+    m = await Wire.open(broker.port)
+    assert await m.cmd("SUB q g filter=!h.skip") == "OK subscribed q in group g"
+    await put(broker.port, ("a", "-"), ("b", "h.skip=1"))
+    d = await next_msg(m)
+    assert d.text == "a"
+    assert await m.cmd(f"ACK {d.id}") == "OK ack_received"
+    assert await m.cmd("SEEK q g earliest") == "OK seek q g 1"
+    d = await next_msg(m)
+    assert (d.text, d.offset) == ("a", 1)
+    assert await m.silent(0.1)
+    assert (await fields(broker.port, "GROUPS q", "GROUP q g "))["filtered"] == "2"
