@@ -249,12 +249,12 @@ class ConsumerGroup:
             return 0
         if self._queue.fifo:  # one message out at a time, through the queue
             return 0
-        if not self._plain_match:  # plain records are filtered out as they are taken
-            return 0
         log_, cursor = self.log, self.state.cursor
         if not log_.first_offset <= cursor <= log_.written_offset:
             return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
         if log_.meta_last_offset >= cursor:
+            return 0
+        if not self._plain_match:  # plain records are filtered out as they are taken
             return 0
         limit = self.policy.max_inflight
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
