@@ -172,7 +172,8 @@ def _sub(rest: str) -> Command:
             header_filter = parse_filter(w[len("filter=") :] for w in tests)
         except FilterError as e:
             raise ProtocolError(str(e)) from None
-        rest = " ".join(w for w in rest.split() if not w.startswith("filter="))
+        kept = rest.split()  # (topic and group first: names never hold a "=")
+        rest = " ".join(kept[:2] + [w for w in kept[2:] if not w.startswith("filter=")])
     topic, group, start = _sub_args(rest, "SUB <topic> [group_id]", new=True)
     if start is not None and group is None and is_pattern(topic):
         raise ProtocolError("from= is not supported for wildcard fanout subscriptions")
