@@ -43,7 +43,7 @@ from linemq.clients.operator_verbs import (
     parse_purged,
     parse_topic_deleted,
 )
-from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
 from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
 from linemq.clients.policies import TopicPolicy, encode_policy, to_topic_policy
 from linemq.clients.protocol import (
@@ -426,6 +426,7 @@ class Client(Pipeline):
         group: str | None = None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> Subscribing:
         """``sub = await client.subscribe(...)``: subscribed once the ``await`` returns.
 
@@ -441,9 +442,13 @@ class Client(Pipeline):
         group subscriptions on separate connections. ``ordering="fifo"`` makes a group
         this SUB creates strictly FIFO (one message out at a time; a retried one holds
         back the rest); a SUB with another ordering than the group's is refused.
+        ``filter`` (``"h.type=email|sms"``, a list of such tests, or
+        ``{"type": ["email", "sms"]}``) makes a group this SUB creates get only the
+        messages whose headers match; the broker refuses one that differs from the
+        group's. Both are sent again on every re-SUB after a reconnect.
         """
-        encode_sub(topic, group, start, ordering)  # validate now, before anything is sent
-        return Subscribing(Subscription(self, topic, group, start, ordering))
+        encode_sub(topic, group, start, ordering, filter)  # validate before sending
+        return Subscribing(Subscription(self, topic, group, start, ordering, filter))
 
     async def subscribe_to(
         self,
@@ -451,9 +456,10 @@ class Client(Pipeline):
         group: str | None = None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> Subscription:
         """The same as ``await subscribe(...)`` (kept for older code)."""
-        return await self.subscribe(topic, group, start, ordering)
+        return await self.subscribe(topic, group, start, ordering, filter)
 
     def worker(
         self, topic: str, group: str, handler: Handler, **options: Unpack[WorkerOptions]

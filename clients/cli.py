@@ -206,6 +206,14 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
     help="With --group: the group's ordering when this creates it (fifo: one message out "
     "at a time, a retried one holding back the rest).",
 )
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="TEST",
+    help="With --group: a header filter of the group this creates (repeat: all must hold), "
+    "e.g. 'h.type=email|sms', 'h.lang!=en', 'h.trace', '!h.debug'.",
+)
 @click.option("--no-ack", is_flag=True, help="With --group: leave messages unacked.")
 @click.option(
     "-n", "--count", type=click.IntRange(min=1), help="Exit after N messages (history included)."
@@ -233,6 +241,7 @@ def sub(
     start: str | None,
     history_count: int,
     ordering: str | None,
+    filters: tuple[str, ...],
     no_ack: bool,
     count: int | None,
     raw: bool,
@@ -254,7 +263,8 @@ def sub(
     if raw and as_json:
         raise click.UsageError("give --raw or --json, not both")
     try:
-        encode_sub(topic, group, start, ordering)  # bad name, pattern, --from: usage error
+        header_filter = list(filters) or None
+        encode_sub(topic, group, start, ordering, header_filter)  # bad: usage error
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -287,7 +297,7 @@ def sub(
                 position = past[-1].offset + 1 if past else "earliest"
             # Across a broker restart the client reconnects, re-joins the group and
             # resumes fanout after the last offset printed: this loop just waits.
-            async for m in await c.subscribe(topic, group, position, ordering):
+            async for m in await c.subscribe(topic, group, position, ordering, header_filter):
                 write(m)
                 if group is not None and not no_ack:
                     try:

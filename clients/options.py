@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from linemq.broker.protocol import durations, names
+from linemq.broker.protocol import durations, filters, names
 
 PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
@@ -34,6 +35,26 @@ Duration = durations.Duration
 Position = str | int | float | datetime | timedelta
 """``"earliest"``/``"latest"``, an offset (int), an epoch time (float or datetime),
 ``timedelta`` for "this long ago", or the wire text (``"time:…"``, ``"ago:5m"``)."""
+
+
+HeaderFilterSpec = str | Sequence[str] | Mapping[str, str | Sequence[str]]
+"""A group's header filter: one test in the wire syntax (``"h.type=email|sms"``,
+``"!h.debug"``), a list of them (all must hold), or ``{"type": ["email", "sms"]}``:
+header name to the value (or values) it must have, escaped here."""
+
+
+def filter_words(spec: HeaderFilterSpec) -> list[str]:
+    """The ``filter=<test>`` words of a ``SUB``, checked by the broker's own grammar
+    (``broker/protocol/filters.py``) and in its canonical order; ValueError if bad."""
+    if isinstance(spec, str):
+        tests = [spec]
+    elif isinstance(spec, Mapping):
+        tests = [filters.equals_test(name, values) for name, values in spec.items()]
+    else:
+        tests = list(spec)
+    if not all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in tests):
+        raise ValueError(f"a filter test is text without spaces (escape them as %20): {spec!r}")
+    return str(filters.parse_filter(tests)).split()
 
 
 def parse_duration(text: str) -> float:

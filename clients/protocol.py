@@ -19,8 +19,10 @@ from linemq.clients.dead_letters import DeadLetter, Replayed
 from linemq.clients.errors import ProtocolError
 from linemq.clients.options import (
     Duration,
+    HeaderFilterSpec,
     Position,
     check_token,
+    filter_words,
     format_duration,
     format_epoch,
     format_header,
@@ -162,15 +164,19 @@ def encode_sub(
     group: str | None = None,
     start: Position | None = None,
     ordering: str | None = None,
+    filter: HeaderFilterSpec | None = None,
 ) -> bytes:
-    """``SUB <topic> [group] [from=<position>] [ordering=fifo|none]``; ``topic`` may be a
-    pattern.
+    """``SUB <topic> [group] [from=<position>] [ordering=fifo|none] [filter=<test> ...]``;
+    ``topic`` may be a pattern.
 
     ``start`` replays from there for fanout; for a group it only counts when the
     SUB creates the group. The broker refuses it for a wildcard fanout SUB.
     ``ordering`` is fixed when the SUB creates the group (``fifo``: one message out
     at a time, a retried one holding back the rest); a concrete topic's groups only.
+    ``filter`` too (only messages whose headers match; see ``HeaderFilterSpec``).
     """
+    if filter is not None and (group is None or is_pattern(topic)):
+        raise ValueError("a filter is for a consumer group on a concrete topic")
     if ordering is not None:
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be fifo or none, got {ordering!r}")
@@ -185,6 +191,8 @@ def encode_sub(
         words.append("from=" + format_position(start))
     if ordering is not None:
         words.append(f"ordering={ordering}")
+    if filter is not None:
+        words += filter_words(filter)
     return (" ".join(words) + "\n").encode()
 
 

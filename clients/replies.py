@@ -83,6 +83,11 @@ class GroupLine:
     def acked(self) -> int:
         return self.stats.get("acked", 0)
 
+    @property
+    def filtered(self) -> int:
+        """Messages the group's header filter passed over (0 for a group without one)."""
+        return self.stats.get("filtered", 0)
+
 
 @dataclass(frozen=True, slots=True)
 class DlqLine:

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from linemq.clients.options import MAX_DURATION, Duration, Position, is_pattern, topic_matches
+from linemq.clients.options import (
+    MAX_DURATION,
+    Duration,
+    HeaderFilterSpec,
+    Position,
+    is_pattern,
+    topic_matches,
+)
 from linemq.clients.protocol import Frame, HistoryLine, Msg, encode_sub, encode_unsub
 
 RESUME_MARGIN: Final = 1.0
@@ -133,11 +140,13 @@ class Subscription:
         group: str | None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self.start_at = start
         self.ordering = ordering  # sent again on every re-SUB: the group keeps its own
+        self.filter = filter  # likewise
         self._client = client
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
         self._started = False
@@ -198,7 +207,7 @@ class Subscription:
         start = self.start_at
         if resume and self.group is None and not is_pattern(self.topic):
             start = self._resume_at() if positions else None
-        return encode_sub(self.topic, self.group, start, self.ordering)
+        return encode_sub(self.topic, self.group, start, self.ordering, self.filter)
 
     def _resume_at(self) -> Position | None:
         if self.last_offset is not None:

@@ -33,7 +33,7 @@ from linemq.clients.aio import (
 from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
 from linemq.clients.lookups import MessageStatus
-from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
 from linemq.clients.policies import TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
@@ -376,14 +376,15 @@ class SyncClient:
         group: str | None = None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> SyncSubscription:
         """Subscribe now (returns after ``OK subscribed``); iterate for messages.
 
         The same as ``await Client.subscribe(...)``: eager, and re-subscribed
-        after a reconnect. ``topic`` may be a pattern; ``start`` and ``ordering`` as in
-        ``Client.subscribe``.
+        after a reconnect. ``topic`` may be a pattern; ``start``, ``ordering`` and
+        ``filter`` as in ``Client.subscribe``.
         """
-        sub = self._call(self._client.subscribe_to(topic, group, start, ordering))
+        sub = self._call(self._client.subscribe_to(topic, group, start, ordering, filter))
         return SyncSubscription(self, sub)
 
     def worker(

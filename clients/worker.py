@@ -34,7 +34,7 @@ from typing import Final, Literal, Protocol, Self, TypedDict
 
 from linemq.clients.backoff import ExponentialBackoff
 from linemq.clients.errors import LinemqError
-from linemq.clients.options import Duration, Position, to_seconds
+from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
 from linemq.clients.subscription import Message, Subscribing, Subscription
 
 log = logging.getLogger("linemq.worker")
@@ -132,6 +132,7 @@ class WorkerOptions(TypedDict, total=False):
     touch_every: Duration | None
     start: Position | None
     ordering: str | None
+    filter: HeaderFilterSpec | None
 
 
 class Consumer(Protocol):
@@ -145,6 +146,7 @@ class Consumer(Protocol):
         group: str | None = None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> Subscribing: ...
 
 
@@ -183,6 +185,7 @@ class Worker:
         touch_every: Duration | None = None,
         start: Position | None = None,
         ordering: str | None = None,
+        filter: HeaderFilterSpec | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
@@ -200,6 +203,7 @@ class Worker:
             raise ValueError("touch_every must be positive")
         self.start = start
         self.ordering = ordering
+        self.filter = filter
         self.stats = WorkerStats()
         self._waiting: deque[_Held] = deque()
         self._running: dict[asyncio.Task[None], _Held] = {}
@@ -235,7 +239,9 @@ class Worker:
         if self._started:
             raise RuntimeError("a Worker runs once; make another")
         self._started = True
-        sub = await self.client.subscribe(self.topic, self.group, self.start, self.ordering)
+        sub = await self.client.subscribe(
+            self.topic, self.group, self.start, self.ordering, self.filter
+        )
         await self._read_policy()
         self._subscribed.set()
         self._check_concurrency()

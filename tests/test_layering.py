@@ -55,6 +55,7 @@ LAYER_OF: Final = {
     "linemq.broker.protocol.names": "vocabulary",
     "linemq.broker.protocol.durations": "vocabulary",
     "linemq.broker.protocol.sizes": "vocabulary",
+    "linemq.broker.protocol.filters": "vocabulary",
     "linemq.clients": "clients",
     "linemq.tools": "tools",
 }

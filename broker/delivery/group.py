@@ -63,6 +63,7 @@ class ConsumerGroup:
         self.members: list[Member] = []
         self._rr = 0
         self._queue = ReadyQueue(fifo=state.ordering == "fifo")
+        self._plain_match = state.filter is None or state.filter.plain
         self._deadlines = AckDeadlines(
             ctx.loop, self.policy.ack_timeout, self._on_ack_timeout, state.holdings
         )
@@ -214,7 +215,7 @@ class ConsumerGroup:
                 # Delayed messages go to the timer heap, so keep taking until one is ready
                 # (in a FIFO group, what is taken waits behind the head: once is enough).
                 while (more := self._take(LOOKAHEAD - self._ahead())) and not queue.ready:
-                    if queue.fifo:
+                    if queue.fifo and queue.parked:  # (a take all filtered out parks none)
                         break
                 if not queue.ready:
                     return
@@ -252,6 +253,8 @@ class ConsumerGroup:
         if not log_.first_offset <= cursor <= log_.written_offset:
             return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
         if log_.meta_last_offset >= cursor:
+            return 0
+        if not self._plain_match:  # plain records are filtered out as they are taken
             return 0
         limit = self.policy.max_inflight
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
@@ -341,7 +344,14 @@ class ConsumerGroup:
             self._skip_deleted(records[0].offset)
         if records[0].offset != self.state.cursor:
             return False
-        ps = self.state.take(records)
+        header_filter = self.state.filter
+        if header_filter is None:
+            ps = self.state.take(records)
+        else:
+            ps = self.state.take_filtered(records, header_filter)
+            if not ps:
+                self.ctx.changed()
+                return True
         if not self._queue.push_plain(ps):
             for p in ps:
                 self._schedule(p)
@@ -381,6 +391,8 @@ class ConsumerGroup:
                 self._failures.gone(p)
                 continue
             p.meta = p.record.meta
+            if self._filtered_out(p):
+                continue
             if p.attempts:
                 self._queue.hold(p)  # a retried message keeps holding its key
         for offset in sorted(pending):
@@ -388,6 +400,17 @@ class ConsumerGroup:
         self._loading = False
         self.ctx.changed()
         self.pump()
+
+    def _filtered_out(self, p: Pending) -> bool:
+        """A message taken but never delivered that the filter rejects: done now (a crash
+        lost the ``fl`` line written with its take)."""
+        header_filter, meta = self.state.filter, p.meta
+        if header_filter is None or p.attempts or p.first_ts:
+            return False
+        if header_filter.matches(meta.headers if meta is not None else None):
+            return False
+        self.state.filter_out(p.offset)
+        return True
 
     def _recall(self, p: Pending, then: Callable[[Pending], None]) -> bool:
         """Give ``p`` its record back: True if the tail cache had it, else ``then(p)`` once
@@ -480,6 +503,7 @@ class ConsumerGroup:
             "dead": self.state.dead,
             "next_offset": self.state.next_undelivered,
             "paused": int(self.state.paused),
+            **({} if self.state.filter is None else {"filtered": self.state.filtered_count}),
         }
 
     @property
@@ -510,6 +534,7 @@ class ConsumerGroup:
             "redelivered": self.redelivered,
             "dropped": self.state.dropped,
             "expired": self.state.expired_count,
+            "filtered": self.state.filtered_count,
         }
 
     def delete(self) -> None:

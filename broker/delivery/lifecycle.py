@@ -16,6 +16,9 @@ event      transition           from -> to
 ``pause``  ``set_paused``       delivering <-> paused
 ``order``  ``set_ordering``     ``fifo``: a message out or waiting for a retry holds
                                 back every later one (scheduler.py), or ``none``
+``filter`` ``set_filter``       the group's header filter (``SUB ... filter=``)
+``fl``     ``take_filtered``    the log -> done (taken, does not match the filter;
+                                written with the ``t`` line that takes it)
 ``start``  ``create``           where a new group starts
 ``floor``  (compaction)         everything below is done
 ``snap``   (compaction)         the whole state, written after a ``floor``
@@ -76,6 +79,7 @@ from typing import Any, Final
 import structlog
 
 from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.protocol.filters import HeaderFilter, parse_filter
 from linemq.broker.storage.checksum import seal
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.records import Record
@@ -156,6 +160,8 @@ class GroupState:
         self.failures: dict[str, int] = {}  # failed attempts by reason (see above)
         self.paused = False
         self.ordering = "none"
+        self.filter: HeaderFilter | None = None
+        self.filtered_count = 0
 
     # -- live transitions (each applies, then journals) ------------------------------
 
@@ -268,6 +274,40 @@ class GroupState:
     def set_ordering(self, ordering: str) -> None:
         self._record({"e": "order", "v": ordering})
 
+    def set_filter(self, header_filter: HeaderFilter) -> None:
+        self._record({"e": "filter", "v": header_filter.texts})
+
+    def take_filtered(self, records: list[Record], header_filter: HeaderFilter) -> list[Pending]:
+        """``take`` for a group with a filter: the records that do not match are done at
+        once (``fl``, in the same write as the ``t``), never delivered nor attempted."""
+        runs: list[list[int]] = []
+        keep: list[Record] = []
+        matches = header_filter.matches
+        for r in records:
+            meta = r.meta
+            if matches(meta.headers if meta is not None else None):
+                keep.append(r)
+            elif runs and runs[-1][0] + runs[-1][1] == r.offset:
+                runs[-1][1] += 1
+            else:
+                runs.append([r.offset, 1])
+        first, n = records[0].offset, records[-1].offset - records[0].offset + 1
+        if not runs:
+            self.journal.append_line(_take_line(first, n))
+            return self._on_take(first, n, records)
+        self.journal.append_line(_take_line(first, n) + _filtered_line(runs))
+        self._on_take(first, n, [])
+        self._on_filtered(runs)
+        ps = [Pending(r.offset, r) for r in keep]
+        self.pending.update((p.offset, p) for p in ps)
+        return ps
+
+    def filter_out(self, offset: int) -> None:
+        """A message taken and never delivered that does not match (after a restart that
+        lost the ``fl`` line written with its ``t``)."""
+        self.journal.append_line(_filtered_line([[offset, 1]]))
+        self._on_filtered([[offset, 1]])
+
     # -- the transitions -------------------------------------------------------------
 
     def _on_take(
@@ -329,6 +369,14 @@ class GroupState:
         if not isinstance(reason, str):
             raise TypeError(f"failure reason {reason!r}")
         self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def _on_filtered(self, runs: list[list[int]]) -> None:
+        pending = self.pending
+        for first, n in runs:
+            for offset in range(first, first + n):
+                pending.pop(offset, None)
+            self.completed += n
+            self.filtered_count += n
 
     def _on_skip(self, offset: int) -> None:
         if offset > self.cursor:
@@ -509,6 +557,9 @@ class GroupState:
             snap["ordering"] = self.ordering
         if self.failures:
             snap["failures"] = dict(self.failures)
+        if self.filter is not None:
+            snap["filter"] = self.filter.texts
+            snap["filtered"] = self.filtered_count
         return snap
 
     def _restore(self, e: dict[str, Any]) -> None:
@@ -536,8 +587,11 @@ class GroupState:
         if ordering not in ("fifo", "none"):
             raise ValueError(f"ordering {ordering!r}")
         self.failures = failures
+        header_filter = parse_filter(e["filter"]) if "filter" in e else None
         self.paused = e.get("paused", False)
         self.ordering = ordering
+        self.filter = header_filter
+        self.filtered_count = int(e.get("filtered", 0))
         self.pending = pending
         self.history = {}
 
@@ -557,6 +611,11 @@ def _deliver_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
     return seal(b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}' % (offset, n, attempts, ts))
 
 
+def _filtered_line(runs: list[list[int]]) -> bytes:
+    """``fl``: runs of consecutive offsets as ``[first, count]`` (a list's repr is its JSON)."""
+    return seal(b'{"e":"fl","r":%b}' % repr(runs).encode())
+
+
 def _offsets(o: object) -> list[int]:
     """An ``a`` line names one offset, or a list of acks read together."""
     if type(o) is list:
@@ -573,6 +632,18 @@ def _floor(s: GroupState, e: dict[str, Any]) -> None:
 
 def _pause(s: GroupState, e: dict[str, Any]) -> None:
     s.paused = bool(e["v"])
+
+
+def _filter(s: GroupState, e: dict[str, Any]) -> None:
+    s.filter = parse_filter(e["v"])
+
+
+def _runs(r: object) -> list[list[int]]:
+    if type(r) is not list or not all(
+        type(x) is list and len(x) == 2 and all(type(i) is int for i in x) for x in r
+    ):
+        raise TypeError(f"filtered runs {r!r}")
+    return r
 
 
 def _order(s: GroupState, e: dict[str, Any]) -> None:
@@ -595,6 +666,8 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "seek": lambda s, e: s._on_seek(e["o"]),
     "pause": _pause,
     "order": _order,
+    "filter": _filter,
+    "fl": lambda s, e: s._on_filtered(_runs(e["r"])),
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
     "snap": GroupState._restore,
@@ -617,6 +690,8 @@ _EVENT_FIELDS: Final = {
     "seek": ("o",),
     "pause": ("v",),
     "order": ("v",),
+    "filter": ("v",),
+    "fl": ("r",),
     "floor": ("o",),
     "snap": ("start", "cursor", "pending", "completed", "dead"),
 }

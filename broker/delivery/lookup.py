@@ -13,7 +13,10 @@ A group's state for the message:
 - ``dead``: dead-lettered by this group (the letter's reason, error and dlq offset);
 - ``done``: finished without a dead letter: acked, or expired (``ttl=``), or passed
   over by a ``SEEK`` (the group keeps no per-message history to tell these apart);
-- ``before_start``: the group was created after the message, and never gets it.
+- ``before_start``: the group was created after the message, and never gets it;
+- ``filtered``: the message does not match the group's header filter (``SUB ...
+  filter=``), so the group passes over it without a delivery. Read from the filter
+  and the record's headers: a filter is the group's for life.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ async def message_status(
     now = time.time()
     groups = sorted(router.groups.get(topic, {}).items())
     places = [place_in(group, record.offset, router.progress, now) for _, group in groups]
+    for place, (_, group) in zip(places, groups, strict=True):
+        if place.state in ("waiting", "done") and place.fields.get("attempts", "0") == "0":
+            _mark_filtered(place, group, record)
     dlq = store.get(topic + ".dlq")
     if dlq is not None and any(p.state == "done" for p in places):
         letters = await asyncio.to_thread(dead_letters_of, dlq, record, topic)
@@ -188,6 +194,14 @@ def place_in(group: ConsumerGroup, offset: int, progress: ProgressBoard, now: fl
     if offset < state.start:
         return Place(group.name, "before_start")
     return Place(group.name, "done")
+
+
+def _mark_filtered(place: Place, group: ConsumerGroup, record: Record) -> None:
+    """A message the group never delivered that its filter rejects is ``filtered``."""
+    header_filter, meta = group.state.filter, record.meta
+    if header_filter is None or header_filter.matches(meta.headers if meta else None):
+        return
+    place.state, place.fields = "filtered", {}
 
 
 def _holder_fields(place: Place, client: ClientState, attempt: int, sent: float) -> None:

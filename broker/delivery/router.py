@@ -20,6 +20,7 @@ from linemq.broker.delivery.policy import DeliveryPolicy
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
+from linemq.broker.protocol.filters import HeaderFilter
 from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.storage.damage import UNOPENABLE, Damage
 from linemq.broker.storage.journal import Journal
@@ -93,6 +94,7 @@ class Router:
         create: bool,
         start: int | None = None,
         ordering: str | None = None,
+        header_filter: HeaderFilter | None = None,
     ) -> ConsumerGroup:
         journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
         state = GroupState(journal)
@@ -106,6 +108,8 @@ class Router:
             state.create(log_.last_offset + 1 if start is None else start)
             if ordering is not None and ordering != state.ordering:
                 state.set_ordering(ordering)
+            if header_filter is not None:
+                state.set_filter(header_filter)
             self.ctx.changed()
         group = ConsumerGroup(topic, name, log_, state, self.ctx)
         self.groups.setdefault(topic, {})[name] = group
@@ -177,10 +181,11 @@ class Router:
         name: str,
         start: Position | None = None,
         ordering: str | None = None,
+        header_filter: HeaderFilter | None = None,
     ) -> None:
         """Join a group; a pattern joins the group on every matching topic, now and later.
         ``ordering`` (``fifo``, ``none``): a new group's order; an existing group with
-        another one is refused (its members rely on it)."""
+        another one is refused (its members rely on it). ``header_filter`` likewise."""
         if is_pattern(topic):
             if (topic, name) in client.patterns:
                 return
@@ -194,13 +199,21 @@ class Router:
         group = self.groups.get(topic, {}).get(name)
         if group is not None and ordering not in (None, group.state.ordering):
             raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
+        if group is not None:
+            _check_filter(group, header_filter)
         if (topic, name) in client.members:
             return
         if group is None:
             offset = await self.resolve(topic, start)
             group = self.groups.get(topic, {}).get(name) or self._open_group(
-                topic, name, create=True, start=offset, ordering=ordering
+                topic,
+                name,
+                create=True,
+                start=offset,
+                ordering=ordering,
+                header_filter=header_filter,
             )
+            _check_filter(group, header_filter)
         if ordering is not None and ordering != group.state.ordering:
             raise DeliveryError(f"group {name} on {topic} has ordering={group.state.ordering}")
         self._join_group(client, group)
@@ -486,6 +499,14 @@ def migrate_patterns(groups_dir: Path) -> None:
     if old.is_file() and not new.exists():
         os.replace(old, new)
         log.info("patterns_journal_moved", old=str(old), new=str(new))
+
+
+def _check_filter(group: ConsumerGroup, header_filter: HeaderFilter | None) -> None:
+    """A ``SUB`` with a ``filter=`` joins only a group with that very filter."""
+    if header_filter is None or header_filter == group.state.filter:
+        return
+    has = "no filter" if group.state.filter is None else f"{group.state.filter}"
+    raise DeliveryError(f"group {group.name} on {group.topic} has {has}")
 
 
 def _not_held(client: ClientState, id: str) -> DeliveryError:

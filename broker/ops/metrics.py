@@ -118,6 +118,9 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
         "consumer_deaths", "Deliveries whose member died or disconnected holding them (durable)."
     ),
     "terms": _counter("terms", "Deliveries of the group TERMed (durable)."),
+    "filtered": _counter(
+        "filtered", "Messages passed over without delivery: not matching its filter (durable)."
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from linemq.broker.protocol.filters import HeaderFilter
 from linemq.broker.protocol.v2 import Hello, Put, PutHeader
 
 
@@ -52,6 +53,7 @@ class Sub:
     group: str | None = None
     start: Position | None = None
     ordering: str | None = None  # ``fifo`` | ``none``: a group's order (protocol.md)
+    filter: HeaderFilter | None = None  # ``filter=``: a new group's header filter
 
 
 @dataclass(frozen=True, slots=True)

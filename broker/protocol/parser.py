@@ -41,6 +41,7 @@ from linemq.broker.protocol.commands import (
     Unsub,
 )
 from linemq.broker.protocol.errors import ProtocolError
+from linemq.broker.protocol.filters import FilterError, parse_filter
 from linemq.broker.protocol.names import (
     NO_DEAD_LETTER_TOPIC,
     is_pattern,
@@ -165,12 +166,22 @@ def _sub(rest: str) -> Command:
         if ordering not in ORDERINGS or len(found) > 1:
             raise ProtocolError("ordering must be fifo or none")
         rest = " ".join(w for w in words if w != found[-1])
+    header_filter = None
+    if len(words) >= 3 and (tests := [w for w in words[2:] if w.startswith("filter=")]):
+        try:
+            header_filter = parse_filter(w[len("filter=") :] for w in tests)
+        except FilterError as e:
+            raise ProtocolError(str(e)) from None
+        kept = rest.split()  # (topic and group first: names never hold a "=")
+        rest = " ".join(kept[:2] + [w for w in kept[2:] if not w.startswith("filter=")])
     topic, group, start = _sub_args(rest, "SUB <topic> [group_id]", new=True)
     if start is not None and group is None and is_pattern(topic):
         raise ProtocolError("from= is not supported for wildcard fanout subscriptions")
     if ordering is not None and is_pattern(topic):
         raise ProtocolError("ordering= is not supported for wildcard groups")
-    return Sub(topic, group, start, ordering)
+    if header_filter is not None and is_pattern(topic):
+        raise ProtocolError("filter= is not supported for wildcard groups")
+    return Sub(topic, group, start, ordering, header_filter)
 
 
 ORDERINGS: Final = ("fifo", "none")

@@ -249,7 +249,9 @@ class Handlers:
                 self.router.subscribe(client, cmd.topic, start)
             else:
                 try:
-                    await self.router.join(client, cmd.topic, cmd.group, cmd.start, cmd.ordering)
+                    await self.router.join(
+                        client, cmd.topic, cmd.group, cmd.start, cmd.ordering, cmd.filter
+                    )
                 except DeliveryError as e:
                     return replies.err(e.reason)
                 log.debug("group_joined", peer=conn.peer, topic=cmd.topic, group=cmd.group)
