@@ -234,6 +234,18 @@ def main() -> None:
     help="How long a publisher-supplied message id (PUT ... id=) is remembered.",
 )
 @_opt(
+    "--max-schedules",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.max_schedules,
+    help="Repeatable jobs (SCHEDULE) the broker keeps; more get ERR too many schedules.",
+)
+@_opt(
+    "--schedule-min-every",
+    type=_Parsed(parse_age, "DURATION"),
+    default="1s",
+    help="The shortest SCHEDULE ... every= accepted (cron jobs fire at most once a second).",
+)
+@_opt(
     "--retention-bytes",
     type=_Parsed(parse_size, "SIZE"),
     default="0",
