@@ -74,6 +74,7 @@ class _LazyGroup(click.Group):
             ],
             "linemq.clients.cli",
         ),
+        "schedule": "linemq.clients.cli",
         "bench": "linemq.tools.bench.cli",
         "torture": "linemq.tools.torture",
         "verify": "linemq.broker.verify_command",
