@@ -258,7 +258,7 @@ class Connection(asyncio.Protocol):
                 continue
             if command is None:
                 continue
-            if isinstance(command, PutHeader | ScheduleHeader):
+            if isinstance(command, (PutHeader, ScheduleHeader)):  # a payload follows
                 self._expect_payload(command)
                 continue
             self._dispatch(command)

@@ -346,11 +346,12 @@ class Schedules:
         """Journal the firing once its message is durable; a failed write is not a firing."""
         await self.committed()
         topic = job.spec.topic
+        if self._closed or self.jobs.get((topic, job.spec.name)) is not job:
+            return  # stopping (recorded by the re-fire after the restart), or replaced, removed
         if self.dedup.lookup(topic, job.pid(due), record.ts) is not record:
             self._failed(job, due, StorageError("the message could not be written"))
             return
-        if self.jobs.get((topic, job.spec.name)) is job:
-            self._record(job, due, time.time())
+        self._record(job, due, time.time())
 
     def _failed(self, job: Job, due: float, exc: Exception) -> None:
         self.fire_failures += 1

@@ -6,6 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
+from linemq.broker.server import schedules as schedules_module
 from linemq.broker.server.app import Broker
 from tests.conftest import BrokerFactory, eventually
 from tests.server import users
@@ -244,3 +247,45 @@ async def test_scheduling_needs_publish_and_listing_shows_only_readable_topics(
             await schedule(w, "orders", "publish", b"x", "every=1h")
         await w.close()
     await admin.close()
+
+
+async def test_journal_compacts_and_keeps_the_state(
+    brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schedules_module, "COMPACT_AFTER", 20)
+    broker = await brokers.start(schedule_min_every=0.01)
+    w = await Wire.open(broker.port)
+    await schedule(w, "t", "j", b"x", "every=20ms")
+    await schedule(w, "t", "slow", b"y", "every=1h", "key=s")
+    await eventually(lambda: broker.schedules.jobs[("t", "j")].fired >= 60, timeout=10)
+    await w.close()
+    await brokers.stop(broker)
+    before = {job.name: job for job in broker.schedules.listing()}
+    journal = broker.config.data_dir / ".schedules"
+    assert len(journal.read_bytes().splitlines()) < 45  # a header, a snapshot, a short tail
+    broker = await brokers.start(data_dir=broker.config.data_dir)
+    after = {job.name: job for job in broker.schedules.listing()}
+    assert after["slow"] == before["slow"]
+    assert after["j"].fired >= before["j"].fired >= 60
+    assert after["j"].last_due is not None and before["j"].last_due is not None
+    assert after["j"].last_due >= before["j"].last_due
+
+
+async def test_a_damaged_journal_line_costs_that_entry_only(brokers: BrokerFactory) -> None:
+    broker = await brokers.start()
+    w = await Wire.open(broker.port)
+    await schedule(w, "t", "a", b"x", "every=1h")
+    await schedule(w, "t", "b", b"y", "every=1h")
+    await w.close()
+    await brokers.stop(broker)
+    journal = broker.config.data_dir / ".schedules"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3 and b'"n":"a"' in lines[1]
+    lines[1] = lines[1].replace(b'"n":"a"', b'"n":"A"')  # fails its checksum
+    journal.write_bytes(b"".join(lines))
+    broker = await brokers.start(data_dir=broker.config.data_dir)
+    assert [job.name for job in broker.schedules.listing()] == ["b"]
+    assert broker.damage.counts()["journal_line"] == 1
+    await brokers.stop(broker)
+    broker = await brokers.start(data_dir=broker.config.data_dir)  # rewritten clean
+    assert broker.damage.counts()["journal_line"] == 0
