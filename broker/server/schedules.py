@@ -50,8 +50,9 @@ from linemq.broker.storage.records import Meta, Record, StorageError
 log = structlog.get_logger(__name__)
 
 JOURNAL_NAME: Final = ".schedules"
-COMPACT_AFTER: Final = 1000
-"""Journal lines beyond one per job before the journal is rewritten as a snapshot."""
+COMPACT_BYTES: Final = 1 << 20
+"""Bytes the journal may grow past twice its last snapshot before it is rewritten as one
+(about 10,000 firings): the snapshot holds every payload, so it is not rewritten often."""
 SCAN_LIMIT: Final = 100_000
 """Records ``_find_unrecorded`` reads at most to find a firing outside the dedup window."""
 OPS: Final = ("set", "fire", "del")
@@ -146,7 +147,7 @@ class Schedules:
         self.fires = 0  # publishes made by firings since start (duplicates not counted)
         self.fire_failures = 0
         self._serial = 1
-        self._lines = 0
+        self._base = 0  # the journal's size after its last snapshot
         self._compacting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -162,7 +163,7 @@ class Schedules:
             self._replay(self.journal.replay_lines(_is_entry))
             if self.journal.needs_rewrite:
                 self.journal.rewrite_now(self._snapshot())
-                self._lines = len(self.jobs)
+            self._base = self.journal.size
         for job in list(self.jobs.values()):
             await self._find_unrecorded(job)
         for job in self.jobs.values():
@@ -184,7 +185,6 @@ class Schedules:
                 continue  # a damaged line, reported by the journal: that entry is lost
             serial = int(entry["v"])  # type: ignore[call-overload]
             self._serial = max(self._serial, serial + 1)
-            self._lines += 1
             op = entry["o"]
             if op == "set":
                 job = _job_from(entry, serial)
@@ -370,15 +370,14 @@ class Schedules:
 
     def _append(self, entry: dict[str, object]) -> None:
         self.journal.append(entry)
-        self._lines += 1
-        if self._lines > COMPACT_AFTER + len(self.jobs) and self._compacting is None:
+        journal = self.journal
+        if self._compacting is None and journal.size > 2 * self._base + COMPACT_BYTES:
             self._compacting = self.loop.create_task(self._compact())
 
     async def _compact(self) -> None:
-        snapshot, before = self._snapshot(), self._lines
         try:
-            if await self.journal.rewrite_off_loop(snapshot):
-                self._lines = len(snapshot) + self._lines - before
+            if await self.journal.rewrite_off_loop(self._snapshot()):
+                self._base = self.journal.size
         except StorageError as exc:
             log.error("schedules_compaction_failed", error=str(exc))
         finally:

@@ -252,7 +252,7 @@ async def test_scheduling_needs_publish_and_listing_shows_only_readable_topics(
 async def test_journal_compacts_and_keeps_the_state(
     brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(schedules_module, "COMPACT_AFTER", 20)
+    monkeypatch.setattr(schedules_module, "COMPACT_BYTES", 2000)
     broker = await brokers.start(schedule_min_every=0.01)
     w = await Wire.open(broker.port)
     await schedule(w, "t", "j", b"x", "every=20ms")
