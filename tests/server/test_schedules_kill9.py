@@ -122,3 +122,23 @@ async def test_firing_published_but_not_journaled_is_not_published_again(
     frames = await history(proc.port)
     assert len(frames) == 2
     assert_one_message_per_due_time(frames)
+
+
+async def test_ok_replies_are_durable_across_kill9(
+    broker_process: Callable[..., BrokerProcess],
+) -> None:
+    proc = broker_process("--fsync", "always")
+    w = await Wire.open(proc.port)
+    for name, topic in [("keep", "jobs"), ("gone", "jobs"), ("doomed", "scratch")]:
+        await w.send(f"SCHEDULE {topic} {name} 1 every=1h\nx\n".encode())
+        assert (await w.line()).startswith(f"OK scheduled {topic} {name} ")
+    assert await w.cmd("PUB scratch x") == "OK published"
+    assert await w.cmd("UNSCHEDULE jobs gone") == "OK unscheduled jobs gone"
+    assert await w.cmd("DELETE scratch") == "OK deleted scratch"
+    proc.kill9()
+    proc = broker_process(data_dir=proc.data_dir)
+    w = await Wire.open(proc.port)
+    await w.send("SCHEDULES\n")
+    lines = await w.until("OK schedules end")
+    assert [line.split()[1:3] for line in lines[:-1]] == [["jobs", "keep"]]
+    await w.close()
