@@ -233,8 +233,13 @@ class Schedules:
         except (OSError, StorageError) as exc:
             log.error("schedule_scan_failed", topic=topic, name=job.spec.name, error=str(exc))
             return
-        if found is not None:
-            self._record(job, found[0] / 1000, found[1].ts)
+        if found is None:
+            return
+        fired_key, record = found
+        while due_key(due) < fired_key:  # the slot itself: its ms key is rounded
+            due = next_due(job.timing, job.anchor, due)
+        if due_key(due) == fired_key:
+            self._record(job, due, record.ts)
 
     # -- the verbs ---------------------------------------------------------------------
 
