@@ -74,6 +74,7 @@ class _LazyGroup(click.Group):
             ],
             "linemq.clients.cli",
         ),
+        "schedule": "linemq.clients.cli",
         "bench": "linemq.tools.bench.cli",
         "torture": "linemq.tools.torture",
         "verify": "linemq.broker.verify_command",
@@ -232,6 +233,18 @@ def main() -> None:
     type=_Parsed(parse_age, "DURATION"),
     default="2m",
     help="How long a publisher-supplied message id (PUT ... id=) is remembered.",
+)
+@_opt(
+    "--max-schedules",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.max_schedules,
+    help="Repeatable jobs (SCHEDULE) the broker keeps; more get ERR too many schedules.",
+)
+@_opt(
+    "--schedule-min-every",
+    type=_Parsed(parse_age, "DURATION"),
+    default="1s",
+    help="The shortest SCHEDULE ... every= accepted (cron jobs fire at most once a second).",
 )
 @_opt(
     "--retention-bytes",

@@ -146,6 +146,8 @@ class Config:
     topic_policy: tuple[TopicPolicy, ...] = ()
     dead_letter_expired: bool = False
     dedup_window: float = 120.0
+    max_schedules: int = 1_000
+    schedule_min_every: float = 1.0
     retention_bytes: int = 0
     retention_age: float = 0.0
     topic_retention: tuple[TopicRetention, ...] = ()

@@ -16,6 +16,7 @@ from linemq.clients.errors import (
     Timeout,
 )
 from linemq.clients.protocol import DeadLetter, PublishResult, Replayed
+from linemq.clients.schedule_lines import ScheduleInfo
 from linemq.clients.worker import RetryLater, Terminate, Worker, WorkerStats
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Replayed",
     "Retry",
     "RetryLater",
+    "ScheduleInfo",
     "StorageUnavailable",
     "Subscription",
     "Terminate",

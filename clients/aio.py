@@ -77,6 +77,15 @@ from linemq.clients.protocol import (
     parse_server_line,
 )
 from linemq.clients.replies import PolicyLine, StatusLine
+from linemq.clients.schedule_lines import ScheduleInfo
+from linemq.clients.schedules import (
+    ScheduleOptions,
+    encode_schedule,
+    encode_schedules,
+    encode_unschedule,
+    parse_scheduled,
+    parse_unscheduled,
+)
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 from linemq.clients.worker import Handler, Worker, WorkerOptions
 
@@ -419,6 +428,35 @@ class Client(Pipeline):
         seconds = None if older is None else to_seconds(older)
         text, _ = await self._request(encode_clean(topic, seconds, keep))
         return parse_cleaned(text)
+
+    async def schedule(
+        self,
+        topic: str,
+        name: str,
+        payload: bytes | str,
+        *,
+        every: Duration | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        **put_options: Unpack[ScheduleOptions],
+    ) -> float:
+        """Make (or replace) the repeatable job ``name`` on ``topic``: the broker publishes
+        ``payload`` with the ``put`` options given (key, priority, delay, ttl, headers,
+        max_retries) every ``every`` or at each ``cron`` time (UTC, or the zone ``tz``).
+        Returns the first due time (epoch seconds) once the job is stored."""
+        data = encode_schedule(topic, name, payload, every=every, cron=cron, tz=tz, **put_options)
+        text, _ = await self._request(data)
+        return parse_scheduled(text, topic, name)
+
+    async def schedules(self, topic: str | None = None) -> list[ScheduleInfo]:
+        """The repeatable jobs (of ``topic``), sorted by topic and name."""
+        _, block = await self._request(encode_schedules(topic))
+        return [line for line in block if isinstance(line, ScheduleInfo)]
+
+    async def unschedule(self, topic: str, name: str) -> None:
+        """Remove a repeatable job; ``NotFound`` if there is none of that name."""
+        text, _ = await self._request(encode_unschedule(topic, name))
+        parse_unscheduled(text, topic, name)
 
     def subscribe(
         self,

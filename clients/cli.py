@@ -30,6 +30,7 @@ from linemq.clients.cli_output import (
     is_terminal,
     json_option,
 )
+from linemq.clients.cli_schedule import schedule
 from linemq.clients.cli_work import work
 from linemq.clients.options import PRIORITIES, is_pattern
 from linemq.clients.protocol import PublishResult, encode_put, encode_seek, encode_sub
@@ -426,6 +427,7 @@ client_commands: list[click.Command] = [
     status,
     clean,
     policy,
+    schedule,
 ]
 
 

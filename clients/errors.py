@@ -107,6 +107,7 @@ _PREFIXES: Final[tuple[tuple[str, type[BrokerError]], ...]] = (
     ("not subscribed", NotFound),
     ("not a member", NotFound),
     ("dead letter ", NotFound),
+    ("no schedule ", NotFound),
     ("usage:", InvalidRequest),
     ("unknown command", InvalidRequest),
     ("invalid ", InvalidRequest),
@@ -121,6 +122,10 @@ _PREFIXES: Final[tuple[tuple[str, type[BrokerError]], ...]] = (
     ("payload must ", InvalidRequest),
     ("from= is not supported", InvalidRequest),
     ("use delay= or at=", InvalidRequest),
+    ("schedule needs ", InvalidRequest),
+    ("use every= or cron=", InvalidRequest),
+    ("every must ", InvalidRequest),
+    ("tz= goes with", InvalidRequest),
 )
 
 CLOSING_REASONS: Final = frozenset({"server shutting down", "auth timeout", "too many connections"})

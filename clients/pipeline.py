@@ -57,6 +57,7 @@ from linemq.clients.protocol import (
     parse_server_line,
 )
 from linemq.clients.replies import PolicyLine, StatusLine
+from linemq.clients.schedule_lines import ScheduleInfo
 from linemq.clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
@@ -375,6 +376,7 @@ class Pipeline:
                 | StatLine()
                 | StatusLine()
                 | PolicyLine()
+                | ScheduleInfo()
                 | Frame()
             ):
                 if not link.waiters:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from linemq.clients.dead_letters import DeadLetter, parse_dead_letter
 from linemq.clients.errors import ProtocolError
 from linemq.clients.options import PRIORITIES, format_priority, unescape_value
+from linemq.clients.schedule_lines import ScheduleInfo, parse_schedule_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +205,12 @@ ServerLine = (
     | StatLine
     | StatusLine
     | PolicyLine
+    | ScheduleInfo
     | FrameHead
 )
-BlockLine = HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | PolicyLine | Frame
+BlockLine = (
+    HistoryLine | GroupLine | DlqLine | StatLine | StatusLine | PolicyLine | ScheduleInfo | Frame
+)
 
 
 def parse_server_line(line: bytes) -> ServerLine:
@@ -238,6 +242,8 @@ def parse_server_line(line: bytes) -> ServerLine:
             return _status_line(word.upper(), rest, text)
         case "POLICY":
             return _policy_line(rest, text)
+        case "SCHEDULE":
+            return parse_schedule_line(rest, text)
         case "MSG2" | "HISTORY2":
             return _frame_head(word.upper(), rest, text)
         case _:

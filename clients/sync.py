@@ -36,6 +36,8 @@ from linemq.clients.lookups import MessageStatus
 from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
 from linemq.clients.policies import TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
+from linemq.clients.schedule_lines import ScheduleInfo
+from linemq.clients.schedules import ScheduleOptions
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
 
 _T = TypeVar("_T")
@@ -369,6 +371,29 @@ class SyncClient:
 
     def policy(self, topic: str) -> TopicPolicy:
         return self._call(self._client.policy(topic))
+
+    def schedule(
+        self,
+        topic: str,
+        name: str,
+        payload: bytes | str,
+        *,
+        every: Duration | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        **put_options: Unpack[ScheduleOptions],
+    ) -> float:
+        """As ``Client.schedule``: make or replace a repeatable job; the first due time."""
+        job = self._client.schedule(
+            topic, name, payload, every=every, cron=cron, tz=tz, **put_options
+        )
+        return self._call(job)
+
+    def schedules(self, topic: str | None = None) -> list[ScheduleInfo]:
+        return self._call(self._client.schedules(topic))
+
+    def unschedule(self, topic: str, name: str) -> None:
+        self._call(self._client.unschedule(topic, name))
 
     def subscribe(
         self,

@@ -75,6 +75,9 @@ class Figures(Protocol):
     def groups_of(self, topic: str) -> Mapping[str, GroupFigures]: ...
     def all_groups(self) -> Iterable[tuple[str, str, GroupFigures]]: ...
     def damage_counts(self) -> dict[str, int]: ...
+    def schedule_counts(self) -> dict[str, int]:
+        """``schedules`` (repeatable jobs stored) and ``schedule_fires`` (since start)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ def collect(figures: Figures, topic: str | None = None) -> Snapshot:
         "subscribers": figures.subscribing_connections(),
         "memberships": sum(g.member_count for g in all_groups),
         "bytes_on_disk": sum(t["bytes"] for t in snap.topics.values()) if topic is None else 0,
+        **figures.schedule_counts(),
     }
     if topic is None:  # what storage found damaged since start, by kind (see storage.damage)
         snap.broker.update({f"damage_{kind}": n for kind, n in figures.damage_counts().items()})

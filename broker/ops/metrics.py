@@ -79,6 +79,10 @@ BROKER_FIELDS: Final[dict[str, Field]] = {
         "subscribers", "Connections with a subscription or a group membership (consumers)."
     ),
     "memberships": _gauge("memberships", "Group memberships, over every group."),
+    "schedules": _gauge("schedules", "Repeatable jobs (SCHEDULE) stored."),
+    "schedule_fires": _counter(
+        "schedule_fires", "Messages published by repeatable jobs since the broker started."
+    ),
     "bytes_on_disk": _gauge(
         "storage_bytes", "Bytes of every topic's segment files.", deprecated="bytes_on_disk"
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from linemq.broker.protocol.filters import HeaderFilter
+from linemq.broker.protocol.schedules import ListSchedules, Schedule, ScheduleHeader, Unschedule
 from linemq.broker.protocol.v2 import Hello, Put, PutHeader
 
 
@@ -228,4 +229,8 @@ Command = (
     | Hello
     | PutHeader
     | Put
+    | ScheduleHeader
+    | Schedule
+    | ListSchedules
+    | Unschedule
 )

@@ -49,6 +49,7 @@ from linemq.broker.protocol.names import (
     is_valid_pattern,
     is_valid_topic,
 )
+from linemq.broker.protocol.schedules import parse_schedule, parse_schedules, parse_unschedule
 from linemq.broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 
 MAX_ECHO_CHARS: Final = 200
@@ -486,4 +487,7 @@ _HANDLERS: Final[dict[str, Callable[[str], Command]]] = {
     "STATUS": _status,
     "CLEAN": _clean,
     "POLICY": _policy,
+    "SCHEDULE": parse_schedule,
+    "SCHEDULES": parse_schedules,
+    "UNSCHEDULE": parse_unschedule,
 }

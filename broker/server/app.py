@@ -44,6 +44,7 @@ from linemq.broker.server.ids import IdGenerator
 from linemq.broker.server.pub_batch import PubBatch
 from linemq.broker.server.publishing import wait_for
 from linemq.broker.server.put_records import record_text, stored_meta
+from linemq.broker.server.schedules import JOURNAL_NAME, Schedules
 from linemq.broker.server.tickets import Tickets
 from linemq.broker.server.tls import tls_context
 from linemq.broker.server.topic_deletion import delete_topic
@@ -141,6 +142,17 @@ class Broker:
             loop, self.config.fsync, self.config.fsync_interval_ms, self._on_durable
         )
         self.durability.start()
+        self.schedules = Schedules(
+            loop,
+            ctx.journal(data_dir / JOURNAL_NAME),
+            self.logs,
+            self.dedup,
+            self._publish_internal,
+            self.committed,
+            max_schedules=self.config.max_schedules,
+            min_every=self.config.schedule_min_every,
+        )
+        await self.schedules.open()
         self._retention_task = loop.create_task(
             upkeep.retention_loop(self.store, self.router, self.config)
         )
@@ -198,6 +210,7 @@ class Broker:
         told = await self._drain()
         self.ready = False
         self._retention_task.cancel()
+        self.schedules.close()
         if self.http is not None:
             await self.http.close()
         if self._server is not None:
@@ -217,7 +230,8 @@ class Broker:
             if conn.transport is not None:
                 conn.transport.close()
         self.store.close()
-        for journal in self.router.journals() + self.dead_letters.journals():
+        journals = self.router.journals() + self.dead_letters.journals()
+        for journal in journals + self.schedules.journals():
             journal.close()
         if self._server is not None:
             await self._server.wait_closed()

@@ -31,6 +31,7 @@ from linemq.broker.protocol import (
     replies,
 )
 from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies, pub_line, pub_lines
+from linemq.broker.protocol.schedules import ScheduleHeader
 from linemq.broker.protocol.v2 import closing
 from linemq.broker.server.pub_batch import PubBatch
 
@@ -90,7 +91,7 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._deferring = False
         self._deferred: list[bytes] = []
-        self._put: PutHeader | None = None
+        self._put: PutHeader | ScheduleHeader | None = None  # a payload is expected
         self.vetted: set[str] = set()
         self._pubs = PubBatch()  # this read's PUBs so far, appended before any other command
         self._writing_paused = False
@@ -210,7 +211,11 @@ class Connection(asyncio.Protocol):
                     continue
                 assert isinstance(payload, bytes)
                 try:
-                    put = build_put(header, payload)
+                    put = (
+                        build_put(header, payload)
+                        if isinstance(header, PutHeader)
+                        else header.build(payload)
+                    )
                 except ProtocolError as e:
                     self._publish_gathered()
                     self.reply(replies.err(e.reason))
@@ -253,7 +258,7 @@ class Connection(asyncio.Protocol):
                 continue
             if command is None:
                 continue
-            if isinstance(command, PutHeader):
+            if isinstance(command, (PutHeader, ScheduleHeader)):  # a payload follows
                 self._expect_payload(command)
                 continue
             self._dispatch(command)
@@ -327,7 +332,7 @@ class Connection(asyncio.Protocol):
             for data in deferred:
                 self.send(data)
 
-    def _expect_payload(self, header: PutHeader) -> None:
+    def _expect_payload(self, header: PutHeader | ScheduleHeader) -> None:
         limit = self.broker.config.max_message_bytes
         if header.nbytes > limit:
             self.reply(replies.err(f"message too large (limit {limit} bytes)"))

@@ -14,6 +14,7 @@ from linemq.broker.observe.stats import Figures
 from linemq.broker.protocol.v2 import Put
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.durability import Writable
+from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.store import Store
 
 
@@ -28,6 +29,8 @@ class Core(Protocol):
     def router(self) -> Router: ...
     @property
     def dead_letters(self) -> DeadLetters: ...
+    @property
+    def schedules(self) -> Schedules: ...
     @property
     def face(self) -> Figures:
         """The counters ``STATS`` shows (``observe.stats.collect``)."""

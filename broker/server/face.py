@@ -21,6 +21,7 @@ from linemq.broker.delivery.group import ConsumerGroup
 from linemq.broker.delivery.lookup import Place, message_status
 from linemq.broker.delivery.router import Router
 from linemq.broker.observe.histogram import Histogram
+from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.damage import Damage, DamageReport
 from linemq.broker.storage.records import Record
 from linemq.broker.storage.store import Store
@@ -72,6 +73,8 @@ class Parts(Protocol):
     def fanout_sent(self) -> int: ...
     @property
     def publish_latency(self) -> Histogram: ...
+    @property
+    def schedules(self) -> Schedules: ...
 
     async def purge(self, topic: str) -> int: ...
     async def delete_group(self, topic: str, group: str, force: bool) -> None: ...
@@ -131,6 +134,10 @@ class BrokerFace:
 
     def damage_counts(self) -> dict[str, int]:
         return self._broker.damage.counts()
+
+    def schedule_counts(self) -> dict[str, int]:
+        schedules = self._broker.schedules
+        return {"schedules": len(schedules), "schedule_fires": schedules.fires}
 
     # -- ops.port.Operations ---------------------------------------------------------
 

@@ -47,6 +47,7 @@ from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.core import Core
+from linemq.broker.server.schedule_verbs import ScheduleVerbs
 from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.topic_log import TopicLog
@@ -94,6 +95,7 @@ class Handlers:
             Put: self.cmd_PUT,
         }
         self._table.update(TopicVerbs(self).table())  # STATUS, DELETE <topic>, TOUCH
+        self._table.update(ScheduleVerbs(self).table())  # SCHEDULE, SCHEDULES, UNSCHEDULE
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def finish(self, timeout: float) -> None:

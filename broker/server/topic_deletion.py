@@ -25,6 +25,7 @@ from linemq.broker.delivery.router import DeliveryError, Router
 from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.dedup import DedupIndex
+from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.records import StorageError
 from linemq.broker.storage.store import FileStore
@@ -43,6 +44,8 @@ class Broker(Protocol):
     def dedup(self) -> DedupIndex: ...
     @property
     def connections(self) -> Collection[Connection]: ...
+    @property
+    def schedules(self) -> Schedules: ...
 
     def flush(self) -> None: ...
     def schedule(self) -> None: ...
@@ -63,6 +66,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
     for name in names:
         folders += router.drop_topic(name)
     broker.dead_letters.forget(source_topic(topic))
+    schedules_gone = broker.schedules.drop_topic(names)  # before a timer could recreate it
     logs = [(name, store.detach(name)) for name in names]
     for name in names:
         for conn in broker.connections:
@@ -75,6 +79,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
             await asyncio.to_thread(store.bury, name, topic_log)
         for folder in sorted(set(folders)):
             await asyncio.to_thread(_settle_folder, folder)
+        await schedules_gone
     except OSError as exc:
         raise StorageError(str(exc)) from exc
 

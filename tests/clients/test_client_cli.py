@@ -44,6 +44,7 @@ def test_commands_are_exported_for_the_server_cli() -> None:
         "stats",
         "work",
         "policy",
+        "schedule",
     }
     main = click.Group("linemq")
     for command in client_commands:
