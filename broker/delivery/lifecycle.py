@@ -15,7 +15,10 @@ event      transition           from -> to
 ``seek``   ``seek``             everything -> forgotten; the cursor moves
 ``pause``  ``set_paused``       delivering <-> paused
 ``order``  ``set_ordering``     ``fifo``: a message out or waiting for a retry holds
-                                back every later one (scheduler.py), or ``none``
+                                back every later one (scheduler.py); ``key`` (the
+                                default); ``none``: keys are not held
+``pol``    ``set_policy``       the group's own policy settings (``POLICY <topic>
+                                <group> key=value``), all of them, over its topic's
 ``start``  ``create``           where a new group starts
 ``floor``  (compaction)         everything below is done
 ``snap``   (compaction)         the whole state, written after a ``floor``
@@ -67,6 +70,7 @@ from typing import Any, Final
 
 import structlog
 
+from linemq.broker.config import POLICY_KEYS, parse_policy_value
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.storage.checksum import seal
 from linemq.broker.storage.journal import Journal
@@ -146,7 +150,8 @@ class GroupState:
         self.expired_count = 0
         self.acked_count = 0
         self.paused = False
-        self.ordering = "none"
+        self.ordering = "key"
+        self.overrides: dict[str, str] = {}  # POLICY <topic> <group> settings, as given
 
     # -- live transitions (each applies, then journals) ------------------------------
 
@@ -251,7 +256,11 @@ class GroupState:
         self._record({"e": "pause", "v": paused})
 
     def set_ordering(self, ordering: str) -> None:
-        self._record({"e": "order", "v": ordering})
+        self._record({"e": "order", "v": _ORDERING_WRITTEN[ordering]})
+
+    def set_policy(self, overrides: dict[str, str]) -> None:
+        """The group's settings over its topic's policy: the whole set each time."""
+        self._record({"e": "pol", "v": dict(overrides)})
 
     # -- the transitions -------------------------------------------------------------
 
@@ -479,8 +488,10 @@ class GroupState:
             "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
             + rows,
         }
-        if self.ordering != "none":
-            snap["ordering"] = self.ordering
+        if self.ordering != "key":
+            snap["ordering"] = _ORDERING_WRITTEN[self.ordering]
+        if self.overrides:
+            snap["policy"] = dict(self.overrides)
         return snap
 
     def _restore(self, e: dict[str, Any]) -> None:
@@ -500,11 +511,11 @@ class GroupState:
         self.dropped = e.get("dropped", 0)
         self.expired_count = e.get("expired", 0)
         self.acked_count = e.get("acked", self.completed - self.dead)
-        ordering = e.get("ordering", "none")
-        if ordering not in ("fifo", "none"):
-            raise ValueError(f"ordering {ordering!r}")
+        ordering = _ordering_read(e.get("ordering", "key"))
+        overrides = _overrides_read(e.get("policy", {}))
         self.paused = e.get("paused", False)
         self.ordering = ordering
+        self.overrides = overrides
         self.pending = pending
         self.history = {}
 
@@ -542,10 +553,37 @@ def _pause(s: GroupState, e: dict[str, Any]) -> None:
     s.paused = bool(e["v"])
 
 
+_ORDERING_WRITTEN: Final = {"key": "key", "fifo": "fifo", "none": "unkeyed"}
+"""How an ordering is journaled. Before ``key`` had a name, ``none`` was the name of
+what is now ``key`` (keys held): a journal's ``none`` still means that, so the
+ordering without key holds is written under a name of its own."""
+_ORDERING_READ: Final = {"key": "key", "none": "key", "fifo": "fifo", "unkeyed": "none"}
+
+
+def _ordering_read(value: object) -> str:
+    if not isinstance(value, str) or value not in _ORDERING_READ:
+        raise ValueError(f"ordering {value!r}")
+    return _ORDERING_READ[value]
+
+
+def _overrides_read(value: object) -> dict[str, str]:
+    """A ``pol`` line's or snapshot's settings, each checked as ``POLICY`` checked it."""
+    if not isinstance(value, dict):
+        raise ValueError(f"policy {value!r}")
+    for key, text in value.items():
+        if key not in POLICY_KEYS or key == "ordering" or not isinstance(text, str):
+            raise ValueError(f"policy setting {key!r}")
+        if not (key == "rate" and text == "none"):
+            parse_policy_value(key, text)
+    return dict(value)
+
+
 def _order(s: GroupState, e: dict[str, Any]) -> None:
-    if e["v"] not in ("fifo", "none"):
-        raise ValueError(f"ordering {e['v']!r}")
-    s.ordering = e["v"]
+    s.ordering = _ordering_read(e["v"])
+
+
+def _policy(s: GroupState, e: dict[str, Any]) -> None:
+    s.overrides = _overrides_read(e["v"])
 
 
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
@@ -560,6 +598,7 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "seek": lambda s, e: s._on_seek(e["o"]),
     "pause": _pause,
     "order": _order,
+    "pol": _policy,
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
     "snap": GroupState._restore,
@@ -582,6 +621,7 @@ _EVENT_FIELDS: Final = {
     "seek": ("o",),
     "pause": ("v",),
     "order": ("v",),
+    "pol": ("v",),
     "floor": ("o",),
     "snap": ("start", "cursor", "pending", "completed", "dead"),
 }

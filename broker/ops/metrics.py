@@ -119,6 +119,9 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
         "Deliveries whose member died or disconnected holding them, since the broker started.",
     ),
     "terms": _counter("terms", "Deliveries of the group TERMed since the broker started."),
+    "rate_limited": _counter(
+        "rate_limited", "Times the group's deliveries waited for its rate limit, since start."
+    ),
 }
 
 
