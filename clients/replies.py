@@ -177,10 +177,12 @@ class StatusLine:
 
 @dataclass(frozen=True, slots=True)
 class PolicyLine:
-    """``POLICY <topic> k=v…``: the topic's effective delivery policy (clients/policies.py)."""
+    """``POLICY <topic> [<group>] k=v…``: a topic's (or one group's) effective delivery
+    policy (clients/policies.py)."""
 
     topic: str
     fields: Mapping[str, str] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,13 +396,14 @@ def _policy_line(rest: str, line: str) -> PolicyLine:
     if not words:
         raise ProtocolError(f"malformed POLICY line: {line[:200]!r}")
     topic, *pairs = words
+    group = pairs.pop(0) if pairs and "=" not in pairs[0] else None  # names never hold "="
     fields: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ProtocolError(f"malformed POLICY field {pair!r} in {line[:200]!r}")
         fields[key] = value
-    return PolicyLine(topic, fields)
+    return PolicyLine(topic, fields, group)
 
 
 def _status_line(kind: str, rest: str, line: str) -> StatusLine:

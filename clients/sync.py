@@ -34,7 +34,7 @@ from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
 from linemq.clients.lookups import MessageStatus
 from linemq.clients.options import Duration, Position, to_seconds
-from linemq.clients.policies import TopicPolicy
+from linemq.clients.policies import GroupPolicy, SettingValue, TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
 
@@ -369,6 +369,12 @@ class SyncClient:
 
     def policy(self, topic: str) -> TopicPolicy:
         return self._call(self._client.policy(topic))
+
+    def group_policy(self, topic: str, group: str) -> GroupPolicy:
+        return self._call(self._client.group_policy(topic, group))
+
+    def set_group_policy(self, topic: str, group: str, **settings: SettingValue) -> GroupPolicy:
+        return self._call(self._client.set_group_policy(topic, group, **settings))
 
     def subscribe(
         self,

@@ -237,7 +237,7 @@ def test_policies_from_the_command_line_hold_across_a_restart_and_the_cli_shows_
     assert shown.exit_code == 0, shown.output
     assert shown.stdout == (
         "orders.eu max_retries=1 backoff=exponential:1s:1m ack_timeout=30s max_inflight=5 "
-        "source=orders.*\n"
+        "source=orders.* ordering=key rate=none nack_backoff=on\n"
     )
     as_json = CliRunner().invoke(main, ["policy", "jobs", "--json", *port])
     assert json.loads(as_json.stdout) == {
@@ -246,6 +246,9 @@ def test_policies_from_the_command_line_hold_across_a_restart_and_the_cli_shows_
         "backoff": "exponential:1s:1m",
         "ack_timeout": 30.0,
         "max_inflight": 5,
+        "ordering": "key",
+        "rate": None,
+        "nack_backoff": True,
         "source": "default",
     }
 
