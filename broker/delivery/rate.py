@@ -35,7 +35,7 @@ class TokenBucket:
         tokens = self._tokens + (now - self._at) * self._per_second
         self._tokens = min(float(self.setting.count), tokens)
         self._at = now
-        return int(self._tokens)
+        return int(self._tokens + 1e-9)  # a timer due at the token's time sees it whole
 
     def take(self, n: int = 1) -> None:
         self._tokens -= n
