@@ -350,8 +350,16 @@ def _group_line(rest: str, line: str) -> GroupLine:
         try:
             stats[key] = int(value)
         except ValueError:
+            if key in GROUP_FIGURES:
+                raise ProtocolError(f"malformed GROUP field {pair!r} in {line[:200]!r}") from None
             settings[key] = value
     return GroupLine(topic, group, stats, settings)
+
+
+GROUP_FIGURES: Final = frozenset(
+    ("members", "inflight", "waiting", "lag", "acked", "dead", "next_offset", "paused")
+)
+"""The counts a ``GROUP`` line starts with: always numbers."""
 
 
 POLICY_KEYS: Final = frozenset(
