@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from linemq.clients.aio import Client
+from linemq.clients.aio import Client, Message
 from linemq.clients.errors import BrokerError
 from linemq.clients.policies import GroupPolicy, encode_set_policy, to_topic_policy
 from linemq.clients.replies import GroupLine, PolicyLine, parse_server_line
 from linemq.clients.sync import SyncClient
-from tests.conftest import BrokerFactory
+from tests.conftest import BrokerFactory, eventually
 from tests.delivery.test_topic_policy import policies
 from tests.server.test_cli_and_client import linemq
 
@@ -118,3 +118,21 @@ async def test_the_cli_shows_and_sets_a_groups_policy(brokers: BrokerFactory) ->
         code, _, err = await linemq(broker, "policy", "jobs", "workers", "--set", "rate=slow")
         assert code != 0 and "invalid rate 'slow'" in err
         await sub.unsubscribe()
+
+
+async def test_a_worker_touches_within_its_groups_own_ack_timeout(brokers: BrokerFactory) -> None:
+    broker = await brokers.start(ack_timeout=30.0)
+    calls: list[int | None] = []
+
+    async def slow(m: Message) -> None:
+        calls.append(m.attempt)
+        await asyncio.sleep(0.6)  # well past the group's 0.2 s ack timeout
+
+    async with Client(port=broker.port) as c:
+        sub = await c.subscribe("jobs", "w")  # the group exists; an operator sets its policy
+        await c.set_group_policy("jobs", "w", ack_timeout="200ms")
+        await sub.unsubscribe()
+        async with c.worker("jobs", "w", slow) as w:
+            await c.publish("jobs", "long job")
+            await eventually(lambda: w.stats.acked == 1, timeout=10)
+    assert calls == [1], "touched within 200 ms, not the broker's 30 s: never taken back"
