@@ -216,12 +216,15 @@ def main() -> None:
 @_opt(
     "--topic-policy",
     type=_Parsed(
-        parse_topic_policy, "PATTERN=max_retries:N,backoff:...,ack_timeout:D,max_inflight:N"
+        parse_topic_policy,
+        "PATTERN=max_retries:N,backoff:...,ack_timeout:D,max_inflight:N,ordering:O,rate:N/D,"
+        "nack_backoff:on|off",
     ),
     multiple=True,
     help="Per-topic delivery policy, e.g. 'orders.*=max_retries:10,backoff:exponential:2s:5m,"
-    "ack_timeout:30s,max_inflight:50' (backoff:fixed:5s too; repeat; the most specific "
-    "pattern wins; settings left out are the flags above).",
+    "ack_timeout:30s,max_inflight:50' (backoff:fixed:5s too; ordering:none|key|fifo for new "
+    "groups; rate:100/1s per group; nack_backoff:off makes a bare NACK redeliver at once; "
+    "repeat; the most specific pattern wins; settings left out are the flags above).",
 )
 @_opt(
     "--dead-letter-expired/--drop-expired",

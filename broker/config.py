@@ -49,8 +49,22 @@ def parse_topic_retention(text: str) -> TopicRetention:
 
 TOPIC_POLICY_SPEC: Final = (
     "PATTERN=max_retries:N,backoff:exponential:BASE:MAX|fixed:DELAY,"
-    "ack_timeout:DURATION,max_inflight:N"
+    "ack_timeout:DURATION,max_inflight:N,ordering:none|key|fifo,rate:N/DURATION,"
+    "nack_backoff:on|off"
 )
+POLICY_KEYS: Final = (
+    "max_retries",
+    "backoff",
+    "ack_timeout",
+    "max_inflight",
+    "ordering",
+    "rate",
+    "nack_backoff",
+)
+ORDERINGS: Final = ("none", "key", "fifo")
+"""``key``: a message's ``key=`` holds its key (what every group did before ``ordering``);
+``none``: keys are not held; ``fifo``: one message of the group out at a time."""
+MAX_RATE: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,14 @@ class BackoffSetting:
 
 
 @dataclass(frozen=True, slots=True)
+class RateSetting:
+    """``rate:100/1s``: at most ``count`` deliveries per ``period`` seconds, for a whole group."""
+
+    count: int
+    period: float
+
+
+@dataclass(frozen=True, slots=True)
 class TopicPolicy:
     """One ``--topic-policy`` rule (delivery/policy.py resolves it); ``None``: the flag's value."""
 
@@ -71,6 +93,9 @@ class TopicPolicy:
     backoff: BackoffSetting | None = None
     ack_timeout: float | None = None
     max_inflight: int | None = None
+    ordering: str | None = None
+    rate: RateSetting | None = None
+    nack_backoff: bool | None = None
 
 
 def parse_topic_policy(text: str) -> TopicPolicy:
@@ -86,18 +111,44 @@ def parse_topic_policy(text: str) -> TopicPolicy:
         key, _, value = (s.strip() for s in part.partition(":"))
         if key in values:
             raise ValueError(f"{key} given twice in {text!r}")
-        if key in ("max_retries", "max_inflight"):
-            values[key] = _count(key, value, 0 if key == "max_retries" else 1)
-        elif key == "ack_timeout":
-            values[key] = parse_duration(value, min_seconds=0.001)
-        elif key == "backoff":
-            values[key] = parse_backoff(value)
-        else:
-            raise ValueError(
-                f"unknown policy setting {key!r} in {text!r} "
-                "(max_retries, backoff, ack_timeout, max_inflight)"
-            )
-    return TopicPolicy(pattern, **values)  # type: ignore[arg-type]  # checked per key above
+        try:
+            values[key] = parse_policy_value(key, value)
+        except ValueError as e:
+            raise ValueError(f"{e} in {text!r}") from None
+    return TopicPolicy(pattern, **values)  # type: ignore[arg-type]  # checked per key
+
+
+def parse_policy_value(key: str, value: str) -> object:
+    """One setting of a policy, as ``--topic-policy`` and ``POLICY <topic> <group>`` give it."""
+    if key in ("max_retries", "max_inflight"):
+        return _count(key, value, 0 if key == "max_retries" else 1)
+    if key == "ack_timeout":
+        return parse_duration(value, min_seconds=0.001)
+    if key == "backoff":
+        return parse_backoff(value)
+    if key == "ordering":
+        if value not in ORDERINGS:
+            raise ValueError(f"ordering must be none, key or fifo, got {value!r}")
+        return value
+    if key == "rate":
+        return parse_rate(value)
+    if key == "nack_backoff":
+        if value not in ("on", "off"):
+            raise ValueError(f"nack_backoff must be on or off, got {value!r}")
+        return value == "on"
+    raise ValueError(f"unknown policy setting {key!r} ({', '.join(POLICY_KEYS)})")
+
+
+def parse_rate(text: str) -> RateSetting:
+    """``100/1s``, ``5/m``: N deliveries per duration (a bare unit is one of it)."""
+    count, sep, per = text.partition("/")
+    if not sep or not per or not count.isdigit() or not 1 <= int(count) <= MAX_RATE:
+        raise ValueError(f"invalid rate {text!r}: use N/DURATION, e.g. 100/1s")
+    try:
+        period = parse_duration(per if per[:1].isdigit() else "1" + per, min_seconds=0.001)
+    except ValueError:
+        raise ValueError(f"invalid rate {text!r}: use N/DURATION, e.g. 100/1s") from None
+    return RateSetting(int(count), period)
 
 
 def parse_backoff(text: str) -> BackoffSetting:

@@ -45,7 +45,15 @@ from linemq.clients.operator_verbs import (
 )
 from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
 from linemq.clients.pipeline import DEFAULT_HEARTBEAT_INTERVAL, READ_LIMIT, Link, Pipeline
-from linemq.clients.policies import TopicPolicy, encode_policy, to_topic_policy
+from linemq.clients.policies import (
+    GroupPolicy,
+    SettingValue,
+    TopicPolicy,
+    encode_policy,
+    encode_set_policy,
+    to_group_policy,
+    to_topic_policy,
+)
 from linemq.clients.protocol import (
     PING,
     QUIT,
@@ -405,6 +413,22 @@ class Client(Pipeline):
         broker-wide flags (``source == "default"``)."""
         _, block = await self._request(encode_policy(topic))
         return to_topic_policy([line for line in block if isinstance(line, PolicyLine)])
+
+    async def group_policy(self, topic: str, group: str) -> GroupPolicy:
+        """The policy ``group`` uses: its own settings over its topic's (``overrides``
+        names its own). ``BrokerError: no group ...`` if there is none."""
+        _, block = await self._request(encode_policy(topic, group))
+        return to_group_policy([line for line in block if isinstance(line, PolicyLine)])
+
+    async def set_group_policy(
+        self, topic: str, group: str, **settings: SettingValue
+    ) -> GroupPolicy:
+        """Set settings of one group, durably and at once (manage permission), e.g.
+        ``rate="100/1s", max_retries=10, backoff="fixed:5s", nack_backoff=False``; None
+        clears one (its topic's applies again). All or nothing: a bad value raises
+        ``BrokerError`` and changes nothing. Returns the group's policy after it."""
+        await self._request(encode_set_policy(topic, group, settings))
+        return await self.group_policy(topic, group)
 
     async def delete_topic(self, topic: str, *, force: bool = False) -> None:
         """Delete a topic, its dead letters and every group of both, for good (``DELETE``).

@@ -203,9 +203,10 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
 )
 @click.option(
     "--ordering",
-    type=click.Choice(["fifo", "none"]),
+    type=click.Choice(["fifo", "key", "none"]),
     help="With --group: the group's ordering when this creates it (fifo: one message out "
-    "at a time, a retried one holding back the rest).",
+    "at a time, a retried one holding back the rest; key, the default: one per key=; "
+    "none: keys are not held).",
 )
 @click.option(
     "--filter",

@@ -16,6 +16,7 @@ from linemq.clients.cli_ops import topics as topics_list
 from linemq.clients.cli_output import add_row, emit_json, json_option, show, table
 from linemq.clients.lookups import GroupPlace, MessageStatus
 from linemq.clients.options import parse_duration
+from linemq.clients.policies import GroupPolicy, TopicPolicy, encode_set_policy
 from linemq.clients.protocol import check_name
 
 DETAIL_SKIP = frozenset({"state", "attempt", "attempts", "member", "progress", "note"})
@@ -57,38 +58,84 @@ def status(topic: str, message: str, as_json: bool, endpoint: Endpoint) -> None:
 
 @click.command()
 @click.argument("topic")
+@click.argument("group", required=False)
+@click.option(
+    "--set",
+    "changes",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With GROUP: set this setting of the group (repeat; KEY=default clears it): "
+    "max_retries, backoff, ack_timeout, max_inflight, ordering, rate, nack_backoff.",
+)
 @json_option
 @connection_options
-def policy(topic: str, as_json: bool, endpoint: Endpoint) -> None:
+def policy(
+    topic: str, group: str | None, changes: tuple[str, ...], as_json: bool, endpoint: Endpoint
+) -> None:
     """The delivery policy TOPIC's consumer groups use (POLICY): max retries, backoff,
-    ack timeout, max in flight per member, and the --topic-policy pattern that set it."""
+    ack timeout, max in flight per member, ordering, rate, nack backoff, and the
+    --topic-policy pattern that set it. With GROUP, that group's, and which settings are
+    its own; with --set, change them first (needs manage)."""
     try:
         check_name(topic)
+        if group is not None:
+            check_name(group, "group")
+        settings = dict(_setting(c) for c in changes)
+        if settings:
+            if group is None:
+                raise ValueError("--set needs a GROUP")
+            encode_set_policy(topic, group, settings)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
 
     async def main() -> None:
         async with endpoint.client(protocol=1) as c:
-            found = await c.policy(topic)
+            if group is None:
+                found: TopicPolicy = await c.policy(topic)
+            elif settings:
+                found = await c.set_group_policy(topic, group, **settings)
+            else:
+                found = await c.group_policy(topic, group)
+        fields = {
+            "topic": found.topic,
+            **({"group": found.group} if isinstance(found, GroupPolicy) else {}),
+            "max_retries": found.max_retries,
+            "backoff": found.backoff,
+            "ack_timeout": found.ack_timeout,
+            "max_inflight": found.max_inflight,
+            "ordering": found.ordering,
+            "rate": found.rate,
+            "nack_backoff": found.nack_backoff,
+            "source": found.source,
+            **({"overrides": list(found.overrides)} if isinstance(found, GroupPolicy) else {}),
+        }
         if as_json:
-            emit_json(
-                {
-                    "topic": found.topic,
-                    "max_retries": found.max_retries,
-                    "backoff": found.backoff,
-                    "ack_timeout": found.ack_timeout,
-                    "max_inflight": found.max_inflight,
-                    "source": found.source,
-                }
-            )
+            emit_json(fields)
             return
-        click.echo(
-            f"{found.topic} max_retries={found.max_retries} backoff={found.backoff} "
-            f"ack_timeout={found.ack_timeout:g}s max_inflight={found.max_inflight} "
-            f"source={found.source}"
+        head = (
+            f"max_retries={found.max_retries} backoff={found.backoff} "
+            f"ack_timeout={found.ack_timeout:g}s max_inflight={found.max_inflight}"
         )
+        rest = (
+            f"ordering={found.ordering} rate={found.rate or 'none'} "
+            f"nack_backoff={'on' if found.nack_backoff else 'off'}"
+        )
+        if isinstance(found, GroupPolicy):  # in the order of the POLICY lines
+            own = ",".join(found.overrides) or "none"
+            click.echo(
+                f"{found.topic} {found.group} {head} {rest} source={found.source} overrides={own}"
+            )
+        else:
+            click.echo(f"{found.topic} {head} source={found.source} {rest}")
 
     run(main(), endpoint)
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"--set takes KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _progress(g: GroupPlace) -> str:

@@ -156,7 +156,7 @@ def check_topic_or_pattern(topic: str, *, new: bool = False) -> str:
     return check_new_topic(topic) if new else check_name(topic)
 
 
-ORDERINGS: Final = ("none", "fifo")
+ORDERINGS: Final = ("none", "key", "fifo")
 
 
 def encode_sub(
@@ -166,7 +166,7 @@ def encode_sub(
     ordering: str | None = None,
     filter: HeaderFilterSpec | None = None,
 ) -> bytes:
-    """``SUB <topic> [group] [from=<position>] [ordering=fifo|none] [filter=<test> ...]``;
+    """``SUB <topic> [group] [from=<position>] [ordering=none|key|fifo] [filter=<test> ...]``;
     ``topic`` may be a pattern.
 
     ``start`` replays from there for fanout; for a group it only counts when the
@@ -179,7 +179,7 @@ def encode_sub(
         raise ValueError("a filter is for a consumer group on a concrete topic")
     if ordering is not None:
         if ordering not in ORDERINGS:
-            raise ValueError(f"ordering must be fifo or none, got {ordering!r}")
+            raise ValueError(f"ordering must be none, key or fifo, got {ordering!r}")
         if group is None or is_pattern(topic):
             raise ValueError("ordering is for a consumer group on a concrete topic")
     words = ["SUB", check_topic_or_pattern(topic, new=True)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from linemq.clients.dead_letters import DeadLetter, parse_dead_letter
 from linemq.clients.errors import ProtocolError
@@ -58,11 +59,14 @@ class HistoryLine:
 
 @dataclass(frozen=True, slots=True)
 class GroupLine:
-    """One consumer group's counters; unknown keys are kept so new server stats show up."""
+    """One consumer group's counters; unknown keys are kept so new server stats show up.
+    ``settings``: its effective policy (``max_retries``, ``backoff``, ``ordering``...) as the
+    broker writes it, and any other key whose value is not a number."""
 
     topic: str
     group: str
     stats: Mapping[str, int]
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def members(self) -> int:
@@ -179,10 +183,12 @@ class StatusLine:
 
 @dataclass(frozen=True, slots=True)
 class PolicyLine:
-    """``POLICY <topic> k=v…``: the topic's effective delivery policy (clients/policies.py)."""
+    """``POLICY <topic> [<group>] k=v…``: a topic's (or one group's) effective delivery
+    policy (clients/policies.py)."""
 
     topic: str
     fields: Mapping[str, str] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,15 +350,33 @@ def _group_line(rest: str, line: str) -> GroupLine:
         raise ProtocolError(f"malformed GROUP line: {line[:200]!r}")
     topic, group, *pairs = words
     stats: dict[str, int] = {}
+    settings: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ProtocolError(f"malformed GROUP field {pair!r} in {line[:200]!r}")
+        if key in POLICY_KEYS:
+            settings[key] = value
+            continue
         try:
             stats[key] = int(value)
         except ValueError:
-            sep = ""
-        if not sep:
-            raise ProtocolError(f"malformed GROUP field {pair!r} in {line[:200]!r}")
-    return GroupLine(topic, group, stats)
+            if key in GROUP_FIGURES:
+                raise ProtocolError(f"malformed GROUP field {pair!r} in {line[:200]!r}") from None
+            settings[key] = value
+    return GroupLine(topic, group, stats, settings)
+
+
+GROUP_FIGURES: Final = frozenset(
+    ("members", "inflight", "waiting", "lag", "acked", "dead", "next_offset", "paused")
+)
+"""The counts a ``GROUP`` line starts with: always numbers."""
+
+
+POLICY_KEYS: Final = frozenset(
+    ("max_retries", "backoff", "ack_timeout", "max_inflight", "ordering", "rate", "nack_backoff")
+)
+"""The policy settings a ``GROUP`` line ends with (``settings``, even the numeric ones)."""
 
 
 def _stat_line(rest: str, line: str) -> StatLine:
@@ -391,13 +415,14 @@ def _policy_line(rest: str, line: str) -> PolicyLine:
     if not words:
         raise ProtocolError(f"malformed POLICY line: {line[:200]!r}")
     topic, *pairs = words
+    group = pairs.pop(0) if pairs and "=" not in pairs[0] else None  # names never hold "="
     fields: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ProtocolError(f"malformed POLICY field {pair!r} in {line[:200]!r}")
         fields[key] = value
-    return PolicyLine(topic, fields)
+    return PolicyLine(topic, fields, group)
 
 
 def _status_line(kind: str, rest: str, line: str) -> StatusLine:

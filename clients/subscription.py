@@ -67,8 +67,10 @@ class Message:
         await self._settler().ack(self.id)
 
     async def nack(self, delay: Duration | None = None, reason: str | None = None) -> None:
-        """Give it back: redelivered now, or after ``delay`` (``"5s"``, ``1.5``, ``timedelta``).
-        ``reason`` (an error text) is kept with the attempt and shown in the dead letter."""
+        """Give it back: redelivered after the group's retry backoff (``delay=0``: now; a
+        broker before policies, or a group with ``nack_backoff`` off: now), or after ``delay``
+        (``"5s"``, ``1.5``, ``timedelta``). ``reason`` (an error text) is kept with the
+        attempt and shown in the dead letter."""
         await self._settler().nack(self.id, delay, reason)
 
     async def term(self, reason: str | None = None) -> None:

@@ -34,7 +34,7 @@ from linemq.clients.backoff import Retry
 from linemq.clients.errors import Timeout
 from linemq.clients.lookups import MessageStatus
 from linemq.clients.options import Duration, HeaderFilterSpec, Position, to_seconds
-from linemq.clients.policies import TopicPolicy
+from linemq.clients.policies import GroupPolicy, SettingValue, TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.schedule_lines import ScheduleInfo
 from linemq.clients.schedules import ScheduleOptions
@@ -394,6 +394,12 @@ class SyncClient:
 
     def unschedule(self, topic: str, name: str) -> None:
         self._call(self._client.unschedule(topic, name))
+
+    def group_policy(self, topic: str, group: str) -> GroupPolicy:
+        return self._call(self._client.group_policy(topic, group))
+
+    def set_group_policy(self, topic: str, group: str, **settings: SettingValue) -> GroupPolicy:
+        return self._call(self._client.set_group_policy(topic, group, **settings))
 
     def subscribe(
         self,

@@ -277,17 +277,26 @@ class Worker:
             await self._background
 
     async def _read_policy(self) -> None:
-        """A ``--topic-policy`` may give the topic its own ack timeout and max in flight:
-        the touches must come before that timeout, not the broker-wide one. A wildcard
-        topic, or a broker without ``POLICY``, keeps the broker's settings."""
+        """A ``--topic-policy`` or the group's own policy (``POLICY <topic> <group>``, read
+        once here) may give it its own ack timeout and max in flight: the touches must come
+        before that timeout, not the broker-wide one. A wildcard topic, or a broker without
+        ``POLICY``, keeps the broker's settings; one without a group's, the topic's."""
         policy = getattr(self.client, "policy", None)
         if policy is None or "*" in self.topic or ">" in self.topic:
             return
-        try:
-            found = await policy(self.topic)
-        except LinemqError as exc:
-            log.debug("no topic policy for %s: %s", self.topic, exc)
-            return
+        group_policy = getattr(self.client, "group_policy", None)
+        found = None
+        if group_policy is not None:
+            try:
+                found = await group_policy(self.topic, self.group)
+            except LinemqError as exc:
+                log.debug("no group policy for %s %s: %s", self.topic, self.group, exc)
+        if found is None:
+            try:
+                found = await policy(self.topic)
+            except LinemqError as exc:
+                log.debug("no topic policy for %s: %s", self.topic, exc)
+                return
         self._settings = {"ack_timeout": found.ack_timeout, "max_inflight": found.max_inflight}
 
     def _setting(self, name: str) -> float | None:

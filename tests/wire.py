@@ -65,3 +65,9 @@ class Wire:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+def group_figures(line: str) -> str:
+    """A ``GROUP`` line's figures, up to ``paused=``, without the policy keys after them."""
+    head, sep, rest = line.partition(" paused=")
+    return head + sep + rest.split(" ", 1)[0] if sep else line

@@ -34,6 +34,8 @@ from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
 from linemq.broker.delivery.log_reads import LogReads
+from linemq.broker.delivery.policy import settings, with_overrides
+from linemq.broker.delivery.rate import TokenBucket
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.delivery.timers import AckDeadlines, DueHeap
 from linemq.broker.delivery.wire import deliveries, group_deliveries
@@ -59,11 +61,13 @@ class ConsumerGroup:
         self.log = log_
         self.state = state
         self.ctx = ctx
-        self.policy = ctx.policy_for(topic)
+        self.policy = with_overrides(ctx.policy_for(topic), state.overrides)
         self.members: list[Member] = []
         self._rr = 0
-        self._queue = ReadyQueue(fifo=state.ordering == "fifo")
+        self._queue = ReadyQueue(fifo=state.ordering == "fifo", keys=state.ordering != "none")
         self._plain_match = state.filter is None or state.filter.plain
+        self._rate: TokenBucket | None = None
+        self.rate_limited = 0  # waits of earlier buckets (a policy change makes a new one)
         self._deadlines = AckDeadlines(
             ctx.loop, self.policy.ack_timeout, self._on_ack_timeout, state.holdings
         )
@@ -87,6 +91,7 @@ class ConsumerGroup:
             spawn=self._spawn,
         )
         self._closed = False
+        self._set_rate()
         self.delivered = 0
         self.redelivered = 0
         # Pending messages from before a restart need their records (key, priority,
@@ -142,8 +147,11 @@ class ConsumerGroup:
             ps.append(unhold(offset, sent))
         return ps
 
-    def nack(self, member: Member, row: int, delay: float, error: str | None = None) -> None:
+    def nack(self, member: Member, row: int, delay: float | None, error: str | None = None) -> None:
+        """No ``delay``: the retry backoff, as an ack timeout (``nack_backoff:off``: now)."""
         (p,) = self.unhold(member, [row], "nacked")
+        if delay is None and not self.policy.nack_backoff:
+            delay = 0.0
         self._failures.fail(p, "nacked", delay=delay, error=error)
         self.pump()
 
@@ -172,6 +180,49 @@ class ConsumerGroup:
         self.state.seek(offset)
         self.ctx.changed()
         self.pump()
+
+    def apply_policy(self) -> None:
+        """The group's settings changed (``POLICY <topic> <group> ...``): in force at once.
+        An ack timeout applies to later deliveries; a shorter one also brings in-flight
+        deadlines down to it, so deadlines stay in delivery order."""
+        self.policy = with_overrides(self.ctx.policy_for(self.topic), self.state.overrides)
+        self._failures.policy = self.policy.retry
+        self._deadlines.set_timeout(self.policy.ack_timeout)
+        self._set_rate()
+        self.pump()
+
+    def reorder(self) -> None:
+        """The group's ordering changed while nothing is in flight: what waits is queued
+        again under it (retries keep their keys, as after a restart)."""
+        queue, now = self._queue, time.time()
+        queue.reorder(self.state.ordering)
+        waiting = [self.state.pending[o] for o in sorted(self.state.pending)]
+        for p in waiting:
+            if p.attempts:
+                queue.hold(p)
+        for p in waiting:
+            if p.phase is Phase.WAITING and not p.retry_at > now:  # else in the timer heap
+                p.retry_at = 0.0
+                queue.push(p)
+        self.pump()
+
+    def _set_rate(self) -> None:
+        rate, old = self.policy.rate, self._rate
+        if old is not None and old.setting == rate:
+            return
+        if old is not None:
+            old.close()
+            self.rate_limited += old.waits
+        self._rate = None if rate is None else TokenBucket(self.ctx.loop, rate, self.pump)
+
+    @property
+    def rate_waits(self) -> int:
+        """Times deliveries waited for the group's rate limit since the broker started."""
+        return self.rate_limited + (self._rate.waits if self._rate is not None else 0)
+
+    def settings(self) -> dict[str, str]:
+        """The effective policy, as ``GROUPS`` and ``POLICY <topic> <group>`` show it."""
+        return settings(self.policy, self.state.ordering)
 
     # -- scheduling ----------------------------------------------------------------
 
@@ -222,6 +273,9 @@ class ConsumerGroup:
             member = self._member_with_room()
             if member is None:
                 return
+            if self._rate is not None and queue.ready and not self._rate.available():
+                self._rate.wait()
+                return
             p = queue.pop()
             if p is None:
                 return
@@ -258,9 +312,15 @@ class ConsumerGroup:
             return 0
         limit = self.policy.max_inflight
         room = sum(limit - m.holding for m in self.members if m.holding < limit)
+        rate = self._rate
+        if rate is not None and room and not (room := min(room, rate.available())):
+            rate.wait()
+            return 0
         records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
         if not records or records[0].offset != cursor:
             return 0
+        if rate is not None:
+            rate.take(len(records))
         out: dict[Member, list[Record]] = {}
         for record in records:
             member = self._member_with_room()
@@ -448,6 +508,8 @@ class ConsumerGroup:
             return
         p.attempts += 1
         self.delivered += 1
+        if self._rate is not None:
+            self._rate.take()
         client = member.client
         if p.attempts > 1:
             self.redelivered += 1
@@ -535,6 +597,7 @@ class ConsumerGroup:
             "dropped": self.state.dropped,
             "expired": self.state.expired_count,
             "filtered": self.state.filtered_count,
+            "rate_limited": self.rate_waits,
         }
 
     def delete(self) -> None:
@@ -550,6 +613,8 @@ class ConsumerGroup:
         self._reads.closed = True
         self._deadlines.close()
         self._due.close()
+        if self._rate is not None:
+            self._rate.close()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

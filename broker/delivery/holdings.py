@@ -111,6 +111,13 @@ class Holdings:
         """When the oldest held row is due (there must be one)."""
         return self.deadlines[self._run(self.first)]
 
+    def due_by(self, latest: float) -> None:
+        """No row is due after ``latest`` (a shorter ack timeout); order is kept."""
+        deadlines = self.deadlines
+        for r in range(len(deadlines)):
+            if deadlines[r] > latest:
+                deadlines[r] = latest
+
     def touch(self, row: int, deadline: float) -> None:
         """A TOUCH: the row moves to the end, due at ``deadline`` (the latest of all)."""
         width = self.width

@@ -15,7 +15,11 @@ event      transition           from -> to
 ``seek``   ``seek``             everything -> forgotten; the cursor moves
 ``pause``  ``set_paused``       delivering <-> paused
 ``order``  ``set_ordering``     ``fifo``: a message out or waiting for a retry holds
-                                back every later one (scheduler.py), or ``none``
+                                back every later one (scheduler.py); ``key`` (the
+                                default); ``none``: keys are not held
+``pol``    ``set_policy``       the group's own policy settings (``POLICY <topic>
+                                <group> key=value``), all of them, over its topic's
+                                policy
 ``filter`` ``set_filter``       the group's header filter (``SUB ... filter=``)
 ``fl``     ``take_filtered``    the log -> done (taken, does not match the filter;
                                 written with the ``t`` line that takes it)
@@ -78,6 +82,7 @@ from typing import Any, Final
 
 import structlog
 
+from linemq.broker.config import POLICY_KEYS, parse_policy_value
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
 from linemq.broker.storage.checksum import seal
@@ -159,7 +164,8 @@ class GroupState:
         self.acked_count = 0
         self.failures: dict[str, int] = {}  # failed attempts by reason (see above)
         self.paused = False
-        self.ordering = "none"
+        self.ordering = "key"
+        self.overrides: dict[str, str] = {}  # POLICY <topic> <group> settings, as given
         self.filter: HeaderFilter | None = None
         self.filtered_count = 0
 
@@ -272,7 +278,11 @@ class GroupState:
         self._record({"e": "pause", "v": paused})
 
     def set_ordering(self, ordering: str) -> None:
-        self._record({"e": "order", "v": ordering})
+        self._record({"e": "order", "v": _ORDERING_WRITTEN[ordering]})
+
+    def set_policy(self, overrides: dict[str, str]) -> None:
+        """The group's settings over its topic's policy: the whole set each time."""
+        self._record({"e": "pol", "v": dict(overrides)})
 
     def set_filter(self, header_filter: HeaderFilter) -> None:
         self._record({"e": "filter", "v": header_filter.texts})
@@ -553,8 +563,10 @@ class GroupState:
             "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
             + rows,
         }
-        if self.ordering != "none":
-            snap["ordering"] = self.ordering
+        if self.ordering != "key":
+            snap["ordering"] = _ORDERING_WRITTEN[self.ordering]
+        if self.overrides:
+            snap["policy"] = dict(self.overrides)
         if self.failures:
             snap["failures"] = dict(self.failures)
         if self.filter is not None:
@@ -583,13 +595,13 @@ class GroupState:
         self.dropped = e.get("dropped", 0)
         self.expired_count = e.get("expired", 0)
         self.acked_count = e.get("acked", self.completed - self.dead)
-        ordering = e.get("ordering", "none")
-        if ordering not in ("fifo", "none"):
-            raise ValueError(f"ordering {ordering!r}")
+        ordering = _ordering_read(e.get("ordering", "key"))
+        overrides = _overrides_read(e.get("policy", {}))
         self.failures = failures
         header_filter = parse_filter(e["filter"]) if "filter" in e else None
         self.paused = e.get("paused", False)
         self.ordering = ordering
+        self.overrides = overrides
         self.filter = header_filter
         self.filtered_count = int(e.get("filtered", 0))
         self.pending = pending
@@ -646,10 +658,37 @@ def _runs(r: object) -> list[list[int]]:
     return r
 
 
+_ORDERING_WRITTEN: Final = {"key": "key", "fifo": "fifo", "none": "unkeyed"}
+"""How an ordering is journaled. Before ``key`` had a name, ``none`` was the name of
+what is now ``key`` (keys held): a journal's ``none`` still means that, so the
+ordering without key holds is written under a name of its own."""
+_ORDERING_READ: Final = {"key": "key", "none": "key", "fifo": "fifo", "unkeyed": "none"}
+
+
+def _ordering_read(value: object) -> str:
+    if not isinstance(value, str) or value not in _ORDERING_READ:
+        raise ValueError(f"ordering {value!r}")
+    return _ORDERING_READ[value]
+
+
+def _overrides_read(value: object) -> dict[str, str]:
+    """A ``pol`` line's or snapshot's settings, each checked as ``POLICY`` checked it."""
+    if not isinstance(value, dict):
+        raise ValueError(f"policy {value!r}")
+    for key, text in value.items():
+        if key not in POLICY_KEYS or key == "ordering" or not isinstance(text, str):
+            raise ValueError(f"policy setting {key!r}")
+        if not (key == "rate" and text == "none"):
+            parse_policy_value(key, text)
+    return dict(value)
+
+
 def _order(s: GroupState, e: dict[str, Any]) -> None:
-    if e["v"] not in ("fifo", "none"):
-        raise ValueError(f"ordering {e['v']!r}")
-    s.ordering = e["v"]
+    s.ordering = _ordering_read(e["v"])
+
+
+def _policy(s: GroupState, e: dict[str, Any]) -> None:
+    s.overrides = _overrides_read(e["v"])
 
 
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
@@ -668,6 +707,7 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "order": _order,
     "filter": _filter,
     "fl": lambda s, e: s._on_filtered(_runs(e["r"])),
+    "pol": _policy,
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
     "snap": GroupState._restore,
@@ -692,6 +732,7 @@ _EVENT_FIELDS: Final = {
     "order": ("v",),
     "filter": ("v",),
     "fl": ("r",),
+    "pol": ("v",),
     "floor": ("o",),
     "snap": ("start", "cursor", "pending", "completed", "dead"),
 }

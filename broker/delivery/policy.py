@@ -1,8 +1,13 @@
 """Per-topic delivery policies (``--topic-policy``, parsed in config.py): pure resolution.
 
 A rule is a pattern (NATS-style ``*`` and ``>``, as ``--topic-retention`` and
-subscribe permissions) with some of ``max_retries``, ``backoff``, ``ack_timeout``
-and ``max_inflight``; a setting the rule leaves out is the broker-wide flag's.
+subscribe permissions) with some of ``max_retries``, ``backoff``, ``ack_timeout``,
+``max_inflight``, ``ordering``, ``rate`` and ``nack_backoff``; a setting the rule
+leaves out is the broker-wide flag's (or the built-in default: ``ordering`` key, no
+rate, ``nack_backoff`` on).
+
+A group may override settings at runtime (``POLICY <topic> <group> key=value``):
+``with_overrides`` lays them over its topic's policy.
 
 When several patterns match a topic, the most specific one wins, by
 ``specificity``: more literal tokens first, then more tokens, then a pattern
@@ -12,10 +17,11 @@ So ``orders.eu`` beats ``orders.*``, which beats ``orders.>``, which beats ``>``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Final
 
-from linemq.broker.config import BackoffSetting, TopicPolicy
+from linemq.broker.config import BackoffSetting, RateSetting, TopicPolicy, parse_policy_value
 from linemq.broker.delivery.backoff import Backoff, ExponentialBackoff, FixedBackoff, RetryPolicy
 from linemq.broker.protocol.names import topic_matches
 
@@ -30,6 +36,11 @@ class DeliveryPolicy:
     ack_timeout: float
     max_inflight: int
     source: str = DEFAULT_SOURCE
+    ordering: str = "key"
+    """What a new group of the topic gets (a group keeps its own, in its journal)."""
+    rate: RateSetting | None = None
+    nack_backoff: bool = True
+    """A bare ``NACK`` waits the retry backoff (off: it redelivers at once)."""
 
 
 def specificity(pattern: str) -> tuple[int, int, bool]:
@@ -56,7 +67,34 @@ def resolve(rules: tuple[TopicPolicy, ...], default: DeliveryPolicy, topic: str)
         default.ack_timeout if best.ack_timeout is None else best.ack_timeout,
         default.max_inflight if best.max_inflight is None else best.max_inflight,
         best.pattern,
+        default.ordering if best.ordering is None else best.ordering,
+        default.rate if best.rate is None else best.rate,
+        default.nack_backoff if best.nack_backoff is None else best.nack_backoff,
     )
+
+
+def with_overrides(policy: DeliveryPolicy, overrides: Mapping[str, str]) -> DeliveryPolicy:
+    """A group's settings (``POLICY <topic> <group> key=value``, kept as the text given)
+    over its topic's policy; ``ordering`` is the group's own state, not an override.
+    Raises ValueError for a setting that does not parse."""
+    if not overrides:
+        return policy
+    retry = policy.retry
+    fields: dict[str, object] = {}
+    for key, text in overrides.items():
+        if key == "rate" and text == "none":  # no rate for this group, whatever its topic's
+            fields["rate"] = None
+            continue
+        value = parse_policy_value(key, text)
+        if key == "max_retries":
+            assert isinstance(value, int)
+            retry = RetryPolicy(value, retry.backoff)
+        elif key == "backoff":
+            assert isinstance(value, BackoffSetting)
+            retry = RetryPolicy(retry.max_retries, to_backoff(value))
+        elif key != "ordering":
+            fields[key] = value
+    return replace(policy, retry=retry, **fields)  # type: ignore[arg-type]  # checked per key
 
 
 def to_backoff(setting: BackoffSetting) -> Backoff:
@@ -83,12 +121,27 @@ def format_backoff(backoff: Backoff) -> str:
     return f"exponential:{format_duration(backoff.base)}:{format_duration(backoff.cap)}"
 
 
-def describe(policy: DeliveryPolicy) -> dict[str, str]:
-    """The ``POLICY`` reply's fields, in order."""
+def format_rate(rate: RateSetting | None) -> str:
+    if rate is None:
+        return "none"
+    return f"{rate.count}/{format_duration(rate.period)}"
+
+
+def settings(policy: DeliveryPolicy, ordering: str | None = None) -> dict[str, str]:
+    """Every setting as its text (``GROUP`` lines append these); ``ordering``: a group's own."""
     return {
         "max_retries": str(policy.retry.max_retries),
         "backoff": format_backoff(policy.retry.backoff),
         "ack_timeout": format_duration(policy.ack_timeout),
         "max_inflight": str(policy.max_inflight),
-        "source": policy.source,
+        "ordering": policy.ordering if ordering is None else ordering,
+        "rate": format_rate(policy.rate),
+        "nack_backoff": "on" if policy.nack_backoff else "off",
     }
+
+
+def describe(policy: DeliveryPolicy) -> dict[str, str]:
+    """The ``POLICY <topic>`` reply's fields, in order (the keys after ``source`` came later)."""
+    fields = settings(policy)
+    head = {k: fields.pop(k) for k in ("max_retries", "backoff", "ack_timeout", "max_inflight")}
+    return {**head, "source": policy.source, **fields}

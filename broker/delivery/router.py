@@ -14,6 +14,7 @@ from linemq.broker.delivery.catchup import catch_up
 from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext, Sender
 from linemq.broker.delivery.group import ConsumerGroup
+from linemq.broker.delivery.group_policy import PolicyError, describe_group, set_group_policy
 from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.policy import DeliveryPolicy
@@ -106,7 +107,9 @@ class Router:
             raise
         if not existed:
             state.create(log_.last_offset + 1 if start is None else start)
-            if ordering is not None and ordering != state.ordering:
+            if ordering is None:  # a SUB's ordering=, else the topic's policy
+                ordering = self.ctx.policy_for(topic).ordering
+            if ordering != state.ordering:
                 state.set_ordering(ordering)
             if header_filter is not None:
                 state.set_filter(header_filter)
@@ -354,7 +357,7 @@ class Router:
         self, client: ClientState, id: str, delay: float | None, reason: str | None = None
     ) -> Journal:
         group, member, row = self._holder(client, id)
-        group.nack(member, row, delay or 0.0, reason)
+        group.nack(member, row, delay, reason)
         return group.state.journal
 
     def term(self, client: ClientState, id: str, reason: str | None) -> Journal:
@@ -451,8 +454,27 @@ class Router:
         """What ``topic``'s groups use (``POLICY``), whether or not it has any yet."""
         return self.ctx.policy_for(topic)
 
-    def group_info(self, topic: str) -> list[tuple[str, dict[str, int]]]:
-        return [(name, g.info()) for name, g in sorted(self.groups.get(topic, {}).items())]
+    def group_info(self, topic: str) -> list[tuple[str, dict[str, int | str]]]:
+        """``GROUPS``: each group's figures, then its effective policy."""
+        return [
+            (name, {**g.info(), **g.settings()})
+            for name, g in sorted(self.groups.get(topic, {}).items())
+        ]
+
+    def group_policy(
+        self, topic: str, name: str, changes: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[dict[str, str], Journal]:
+        """``POLICY <topic> <group> [key=value ...]``: apply the changes (if any), and the
+        group's effective policy with the journal to write before saying so."""
+        group = self.groups.get(topic, {}).get(name)
+        if group is None:
+            raise DeliveryError(f"no group {name} on {topic}")
+        if changes:
+            try:
+                set_group_policy(group, changes)
+            except PolicyError as e:
+                raise DeliveryError(str(e)) from None
+        return describe_group(group), group.state.journal
 
     # -- heartbeats ------------------------------------------------------------------
 

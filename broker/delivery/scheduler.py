@@ -9,7 +9,8 @@ queue in a plain FIFO; the rest (keys, priorities, a retry behind newer
 messages) go through a heap, and ``pop`` takes whichever head comes first.
 
 A group with ``ordering=fifo`` is one key for all its messages: one message is
-out (or waits for its retry) at a time, and the next goes once it is done.
+out (or waits for its retry) at a time, and the next goes once it is done. A
+group with ``ordering=none`` holds no key: messages of one key may be out together.
 """
 
 from __future__ import annotations
@@ -35,15 +36,23 @@ FIFO_KEY: Final = "\x00fifo"
 
 
 class ReadyQueue:
-    def __init__(self, fifo: bool = False) -> None:
+    def __init__(self, fifo: bool = False, keys: bool = True) -> None:
         self.fifo = fifo
+        self.keys = keys  # False: ``ordering=none``, a message's key holds nothing
         self._heap: list[tuple[int, int, Pending]] = []
         self._plain: deque[Pending] = deque()  # no meta, increasing offsets
         self._parked: dict[str, list[tuple[int, Pending]]] = {}
         self._holder: dict[str, int] = {}
 
     def _key(self, p: Pending) -> str | None:
-        return FIFO_KEY if self.fifo else key_of(p)
+        if self.fifo:
+            return FIFO_KEY
+        return key_of(p) if self.keys else None
+
+    def reorder(self, ordering: str) -> None:
+        """Empty, with another ordering (the group pushes what waits again)."""
+        self.clear()
+        self.fifo, self.keys = ordering == "fifo", ordering != "none"
 
     def push(self, p: Pending) -> None:
         if (

@@ -39,6 +39,19 @@ class AckDeadlines:
         """When an ack of a delivery made now is due."""
         return self.loop.time() + self.timeout
 
+    def set_timeout(self, timeout: float) -> None:
+        """Later deliveries get ``timeout``; a shorter one also caps what is in flight at
+        ``timeout`` from now, so rows stay in deadline order."""
+        shorter = timeout < self.timeout
+        self.timeout = timeout
+        if shorter:
+            latest = self.deadline()
+            for h in self.holdings:
+                h.due_by(latest)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._arm()
+
     def rows_added(self) -> None:
         """Rows were added to some member's holdings."""
         if self._timer is None:

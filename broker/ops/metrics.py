@@ -125,6 +125,9 @@ GROUP_FIELDS: Final[dict[str, Field]] = {
     "filtered": _counter(
         "filtered", "Messages passed over without delivery: not matching its filter (durable)."
     ),
+    "rate_limited": _counter(
+        "rate_limited", "Times the group's deliveries waited for its rate limit, since start."
+    ),
 }
 
 

@@ -127,9 +127,12 @@ class Groups:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The delivery policy ``topic``'s groups use (``--topic-policy`` or the flags)."""
+    """The delivery policy ``topic``'s groups use (``--topic-policy`` or the flags); with
+    ``group``, that group's, and ``changes`` (``key=value``) to set on it first."""
 
     topic: str
+    group: str | None = None
+    changes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,7 @@ def _sub(rest: str) -> Command:
     if len(words) >= 3 and (found := [w for w in words[2:] if w.startswith("ordering=")]):
         ordering = found[-1][len("ordering=") :]
         if ordering not in ORDERINGS or len(found) > 1:
-            raise ProtocolError("ordering must be fifo or none")
+            raise ProtocolError("ordering must be none, key or fifo")
         rest = " ".join(w for w in words if w != found[-1])
     header_filter = None
     if len(words) >= 3 and (tests := [w for w in words[2:] if w.startswith("filter=")]):
@@ -185,8 +185,9 @@ def _sub(rest: str) -> Command:
     return Sub(topic, group, start, ordering, header_filter)
 
 
-ORDERINGS: Final = ("fifo", "none")
-"""A group's ``ordering=``: ``fifo`` holds every later message behind a retried one."""
+ORDERINGS: Final = ("none", "key", "fifo")
+"""A group's ``ordering=``: ``fifo`` holds every later message behind a retried one, ``key``
+(the default) holds a message's ``key=``, ``none`` holds nothing."""
 
 
 def _unsub(rest: str) -> Command:
@@ -382,11 +383,26 @@ def _groups(rest: str) -> Command:
     return Groups(_topic(args[0]))
 
 
+POLICY_USAGE: Final = "usage: POLICY <topic> [<group> [key=value ...]]"
+
+
 def _policy(rest: str) -> Command:
+    """``POLICY <topic>``, ``POLICY <topic> <group>``, ``POLICY <topic> <group> k=v ...``:
+    the settings' names and values are checked where policies live (delivery/)."""
     args = rest.split()
-    if len(args) != 1:
-        raise ProtocolError("usage: POLICY <topic>")
-    return Policy(_topic(args[0]))
+    if len(args) == 1:
+        return Policy(_topic(args[0]))
+    if not args or "=" in args[1]:
+        raise ProtocolError("usage: POLICY <topic>" if len(args) < 2 else POLICY_USAGE)
+    changes: dict[str, str] = {}
+    for pair in args[2:]:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise ProtocolError(POLICY_USAGE)
+        if key in changes:
+            raise ProtocolError(f"{key} given twice")
+        changes[key] = value
+    return Policy(_topic(args[0]), _group(args[1]), tuple(changes.items()))
 
 
 def _dlq(rest: str) -> Command:

@@ -92,14 +92,19 @@ def message_lines(kind: str, topic: str, messages: Iterable[Message]) -> bytes:
     ).encode()
 
 
-def group_line(topic: str, group: str, fields: dict[str, int]) -> bytes:
+def group_line(topic: str, group: str, fields: Mapping[str, int | str]) -> bytes:
     pairs = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"GROUP {topic} {group} {pairs}\n".encode()
 
 
-def policy_line(topic: str, fields: dict[str, str]) -> bytes:
+def policy_line(topic: str, fields: dict[str, str], group: str | None = None) -> bytes:
     pairs = " ".join(f"{k}={v}" for k, v in fields.items())
-    return f"POLICY {topic} {pairs}\n".encode()
+    names = topic if group is None else f"{topic} {group}"
+    return f"POLICY {names} {pairs}\n".encode()
+
+
+def policy_set(topic: str, group: str) -> bytes:
+    return f"OK policy set {topic} {group}\n".encode()
 
 
 def dlq_line(topic: str, dlq_offset: int, json_text: str) -> bytes:

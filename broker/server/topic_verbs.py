@@ -61,10 +61,26 @@ class TopicVerbs:
         }
 
     def cmd_POLICY(self, conn: Connection, cmd: Policy) -> None:
-        if not self.tools._may(conn, cmd.topic, "subscribe"):
+        """A topic's policy; a group's (subscribe permission); or set a group's (manage),
+        ``OK`` once its journal line is written."""
+        if not self.tools._may(conn, cmd.topic, "manage" if cmd.changes else "subscribe"):
             return
-        fields = describe(self.broker.router.policy(cmd.topic))
-        conn.reply(replies.policy_line(cmd.topic, fields) + replies.POLICY_END)
+        if cmd.group is None:
+            fields = describe(self.broker.router.policy(cmd.topic))
+            conn.reply(replies.policy_line(cmd.topic, fields) + replies.POLICY_END)
+            return
+        try:
+            fields, journal = self.broker.router.group_policy(cmd.topic, cmd.group, cmd.changes)
+        except DeliveryError as e:
+            conn.reply(replies.err(e.reason))
+            return
+        if not cmd.changes:
+            conn.reply(replies.policy_line(cmd.topic, fields, cmd.group) + replies.POLICY_END)
+            return
+        user = conn.user.name if conn.user is not None else None
+        changes = dict(cmd.changes)
+        log.info("group_policy_set", topic=cmd.topic, group=cmd.group, user=user, **changes)
+        self.broker.reply_after_write(conn, journal, replies.policy_set(cmd.topic, cmd.group))
 
     def cmd_CLEAN(self, conn: Connection, cmd: Clean) -> None:
         if not self.tools._may(conn, cmd.topic, "manage"):

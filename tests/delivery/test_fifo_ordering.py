@@ -109,17 +109,15 @@ async def test_fifo_survives_kill9_with_the_head_in_flight_and_in_backoff(
 async def test_ordering_is_checked_and_a_groups_ordering_is_kept(brokers: BrokerFactory) -> None:
     broker = await brokers.start()
     w = await Wire.open(broker.port)
-    assert await w.cmd("SUB q g ordering=lifo") == "ERR ordering must be fifo or none"
+    assert await w.cmd("SUB q g ordering=lifo") == "ERR ordering must be none, key or fifo"
     assert await w.cmd("SUB q.* g ordering=fifo") == (
         "ERR ordering= is not supported for wildcard groups"
     )
     assert await w.cmd("SUB q plain") == "OK subscribed q in group plain"
-    assert await w.cmd("SUB q plain ordering=fifo") == "ERR group plain on q has ordering=none"
-    assert await w.cmd("SUB q plain ordering=none") == "OK subscribed q in group plain"
+    assert await w.cmd("SUB q plain ordering=fifo") == "ERR group plain on q has ordering=key"
+    assert await w.cmd("SUB q plain ordering=key") == "OK subscribed q in group plain"
     other = await Wire.open(broker.port)
-    assert await other.cmd("SUB q plain ordering=fifo") == (
-        "ERR group plain on q has ordering=none"
-    )
+    assert await other.cmd("SUB q plain ordering=fifo") == ("ERR group plain on q has ordering=key")
     assert await other.cmd("SUB q g from=earliest ordering=fifo") == "OK subscribed q in group g"
     assert await w.cmd("SUB q g ordering=none") == "ERR group g on q has ordering=fifo"
     assert await w.cmd("PING") == "OK pong"

@@ -144,20 +144,23 @@ async def test_policy_shows_the_effective_policy_and_its_source(brokers: BrokerF
     await w.send("POLICY orders.us\n")
     assert await w.until("OK policy end") == [
         "POLICY orders.us max_retries=10 backoff=exponential:2s:5m ack_timeout=30s "
-        "max_inflight=50 source=orders.*",
+        "max_inflight=50 source=orders.* ordering=key rate=none nack_backoff=on",
         "OK policy end",
     ]
     await w.send("POLICY orders.eu\nPOLICY orders.eu.x\nPOLICY jobs\n")
     assert await w.until("OK policy end") == [
         "POLICY orders.eu max_retries=3 backoff=fixed:500ms ack_timeout=30s max_inflight=5 "
-        "source=orders.eu",  # the most specific pattern, the flags for what it leaves out
+        "source=orders.eu ordering=key rate=none nack_backoff=on",  # the most specific
+        # pattern, the flags for what it leaves out
         "OK policy end",
     ]
-    assert (await w.until("OK policy end"))[0].endswith("max_retries=7 backoff=exponential:1s:1m "
-        "ack_timeout=30s max_inflight=5 source=orders.>")  # fmt: skip
+    assert (await w.until("OK policy end"))[0].endswith(
+        "max_retries=7 backoff=exponential:1s:1m ack_timeout=30s max_inflight=5 source=orders.> "
+        "ordering=key rate=none nack_backoff=on"
+    )
     assert await w.until("OK policy end") == [
         "POLICY jobs max_retries=3 backoff=exponential:1s:1m ack_timeout=30s max_inflight=5 "
-        "source=default",
+        "source=default ordering=key rate=none nack_backoff=on",
         "OK policy end",
     ]
     assert await w.cmd("POLICY") == "ERR usage: POLICY <topic>"
@@ -234,7 +237,7 @@ def test_policies_from_the_command_line_hold_across_a_restart_and_the_cli_shows_
     assert shown.exit_code == 0, shown.output
     assert shown.stdout == (
         "orders.eu max_retries=1 backoff=exponential:1s:1m ack_timeout=30s max_inflight=5 "
-        "source=orders.*\n"
+        "source=orders.* ordering=key rate=none nack_backoff=on\n"
     )
     as_json = CliRunner().invoke(main, ["policy", "jobs", "--json", *port])
     assert json.loads(as_json.stdout) == {
@@ -243,6 +246,9 @@ def test_policies_from_the_command_line_hold_across_a_restart_and_the_cli_shows_
         "backoff": "exponential:1s:1m",
         "ack_timeout": 30.0,
         "max_inflight": 5,
+        "ordering": "key",
+        "rate": None,
+        "nack_backoff": True,
         "source": "default",
     }
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from linemq.broker.config import Config
 from linemq.broker.server.app import Broker
 from tests.conftest import FAST
+from tests.wire import group_figures
 
 MAX_LINE = 4096
 MAX_INFLIGHT = 3
@@ -285,7 +286,8 @@ async def check_groups(
         settled = True
         for t in READ_BACK:
             for ln in await request(port, f"GROUPS {t}", b"OK groups end\n"):
-                f = {k: int(v) for k, v in (p.split("=") for p in ln.split(" ")[3:])}
+                pairs = (p.split("=", 1) for p in group_figures(ln).split(" ")[3:])
+                f = {k: int(v) for k, v in pairs}
                 assert min(f.values()) >= 0, ln
                 assert f["inflight"] <= f["members"] * MAX_INFLIGHT, ln
                 assert f["next_offset"] <= len(stored[t]) + 1, ln

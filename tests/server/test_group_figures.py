@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from tests.conftest import BrokerFactory, BrokerProcess
 from tests.server.groupwire import next_msg
-from tests.wire import Wire
+from tests.wire import Wire, group_figures
 
 LOOKAHEAD = 512
 COUNT = 3000
@@ -22,7 +22,8 @@ async def figures(port: int, topic: str = "jobs") -> dict[str, int]:
     lines = await w.until("OK groups end")
     await w.close()
     (line,) = [line for line in lines if line.startswith("GROUP ")]
-    return {k: int(v) for k, v in (f.split("=") for f in line.split(" ")[3:])}
+    figures = group_figures(line).split(" ")[3:]  # without the policy keys after them
+    return {k: int(v) for k, v in (f.split("=") for f in figures)}
 
 
 async def publish(port: int, n: int) -> None:

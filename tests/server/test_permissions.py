@@ -49,6 +49,8 @@ VERBS: list[tuple[str, str | None, str]] = [
     ("PURGE orders.dlq", "manage", "OK purged "),
     ("STATUS orders 1", "subscribe", "MESSAGE orders 1 "),
     ("POLICY orders", "subscribe", "POLICY orders max_retries="),
+    ("POLICY orders workers", "subscribe", "POLICY orders workers max_retries="),
+    ("POLICY orders workers max_retries=5", "manage", "OK policy set orders workers"),
     ("PURGE orders.dlq 999", "manage", "ERR dead letter 999 not found"),
     ("CLEAN orders keep=1000", "manage", "OK cleaned 0"),
     ("DELETE orders workers", "manage", "OK deleted orders workers"),

@@ -105,7 +105,8 @@ async def drain(
             if not mine:
                 stats.violations.append(f"group {GROUP} missing from GROUPS: {lines}")
                 break
-            fields = {k: int(v) for k, v in (p.split("=") for p in mine[0].split(" ")[3:])}
+            pairs = (p.split("=", 1) for p in mine[0].split(" ")[3:])
+            fields = {k: int(v) for k, v in pairs if v.isdigit()}  # the policy's are text
             if fields["lag"] == 0:
                 break
         else:
