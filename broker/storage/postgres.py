@@ -24,8 +24,13 @@ Where the seam does not fit a networked store, and what this store does instead:
   reloaded from the database and the appends numbered after the failed ones
   fail too; but subscribers may already have been sent records that were never
   stored, and their offsets are given again.
-- ``last_offset``, ``first_offset`` and ``topics`` are synchronous, answered from
-  that cache; right for one node only.
+- ``last_offset``, ``first_offset``, ``topics`` and each topic's view are
+  synchronous, answered from that cache; right for one node only. A view's cached
+  records are what this node sent lately (a ``TailCache``), so groups and fanout
+  deliver them without a query; older records come from the database.
+- Drops (``LogUpkeep``) are DELETEs from the oldest offset (postgres_upkeep.py);
+  a deleted topic's row stays, marked, so its name goes on above its old offsets.
+  Bytes per topic (``footprint``) are summed once at ``open``, then kept.
 - ``close()`` is synchronous: it waits for queued commits on the database thread.
 
 For several nodes the seam must change: ``commit()`` returns only the ticket, and
