@@ -41,6 +41,11 @@ What is deliberately not:
 - group journals, replay journals and the dedup markers: they are files under
   the data directory today (storage/journal.py), kept apart from the logs.
 - when retention runs and how much a topic may keep: policy, decided above.
+
+Not yet: ``commit`` says at once what it wrote, and the broker dispatches that
+before the store has answered; the views are answered from one node's memory.
+Right for one node on any store; several nodes on one database need dispatch to
+follow what the database committed (postgres.py says how it copes meanwhile).
 """
 
 from __future__ import annotations
