@@ -8,14 +8,14 @@ from typing import Final
 
 from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.wire import deliveries
-from linemq.broker.storage.topic_log import TopicLog
+from linemq.broker.storage.log_store import LogStore
 
 CHUNK: Final = 1000
 CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads
 
 
 async def catch_up(
-    log: TopicLog | None,
+    store: LogStore,
     client: ClientState,
     topic: str,
     offset: int,
@@ -28,10 +28,11 @@ async def catch_up(
     The switch happens with no await between the last "caught up" check and the
     registration, so no record can fall between the replay and live delivery.
     """
+    log = store.get(topic)
     while log is not None and topic in client.topics:
         records = log.read_cached(offset, CHUNK, CHUNK_BYTES)
         if records is None:
-            records = await asyncio.to_thread(log.read, offset, CHUNK, CHUNK_BYTES)
+            records = await store.read(topic, offset, CHUNK, CHUNK_BYTES)
             if topic not in client.topics:
                 return
         if not records:

@@ -19,7 +19,6 @@ every letter they carry counts as replayed.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ import structlog
 from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
 from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Meta, Record, StorageError
-from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +58,7 @@ class Replayed:
 class DeadLetters:
     def __init__(
         self,
-        store: Store,
+        store: LogStore,
         replays_dir: Path,
         publish: Callable[[str, str, Meta | None], Record],
         new_journal: Callable[[Path], Journal] = Journal,
@@ -91,22 +90,21 @@ class DeadLetters:
             if journal.needs_rewrite:  # damage (reported) or a journal of an earlier format
                 journal.rewrite_now(entries)
             if mark is not None:
-                for e in await asyncio.to_thread(self._unjournaled, topic, mark, done):
+                for e in await self._unjournaled(topic, mark, done):
                     journal.append(e)
                     done[cast(int, e["dlq"])] = e
             entry = self._replays.get(topic) or (journal, done)
             self._replays[topic] = entry
         return entry
 
-    def _unjournaled(
+    async def _unjournaled(
         self, topic: str, mark: int, done: dict[int, dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Replays from ``mark`` on whose journal line a crash lost (read from the topic)."""
-        log_ = self.store.get(topic)
         found: list[dict[str, Any]] = []
         offset = mark
-        while log_ is not None:
-            records = log_.read(offset, READ_CHUNK)
+        while self.store.get(topic) is not None:
+            records = await self.store.read(topic, offset, READ_CHUNK)
             if not records:
                 break
             for r in records:
@@ -164,7 +162,7 @@ class DeadLetters:
         if by_offset:
             offset = max(int(letter), floor)
         while dlq is not None:
-            records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
+            records = await self.store.read(topic + ".dlq", offset, READ_CHUNK)
             if not records:
                 break
             for record in records:
@@ -219,7 +217,7 @@ class DeadLetters:
         dlq = self.store.get(topic + ".dlq")
         if dlq is None or n <= 0:
             return []
-        records = await asyncio.to_thread(dlq.read_last, n)
+        records = await self.store.read_last(topic + ".dlq", n)
         await self.load(topic)
         return self.describe(topic, records)
 
@@ -232,7 +230,7 @@ class DeadLetters:
         offset = self.first_kept(topic)
         marked = False
         while dlq is not None:
-            records = await asyncio.to_thread(dlq.read, offset, READ_CHUNK)
+            records = await self.store.read(topic + ".dlq", offset, READ_CHUNK)
             if not records:
                 break
             for record in records:
@@ -282,10 +280,8 @@ class DeadLetters:
         text = letter.get("msg")
         if not letter.get("truncated"):
             return (text, _original_meta(letter)) if isinstance(text, str) else None
-        log_, offset = self.store.get(topic), letter.get("offset")
-        records = (
-            await asyncio.to_thread(log_.read, offset, 1) if log_ and type(offset) is int else []
-        )
+        offset = letter.get("offset")
+        records = await self.store.read(topic, offset, 1) if type(offset) is int else []
         if not records or records[0].offset != offset or records[0].id != letter.get("id"):
             log.warning("replay_message_gone", topic=topic, id=letter.get("id"), offset=offset)
             return None

@@ -39,8 +39,8 @@ from linemq.broker.delivery.rate import TokenBucket
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.delivery.timers import AckDeadlines, DueHeap
 from linemq.broker.delivery.wire import deliveries, group_deliveries
+from linemq.broker.storage.log_store import LogStore, TopicView
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,13 @@ reads drain a backlog about 14% faster than reads of LOOKAHEAD."""
 
 class ConsumerGroup:
     def __init__(
-        self, topic: str, name: str, log_: TopicLog, state: GroupState, ctx: DeliveryContext
+        self,
+        topic: str,
+        name: str,
+        log_: TopicView,
+        state: GroupState,
+        ctx: DeliveryContext,
+        store: LogStore,
     ) -> None:
         self.topic = topic
         self.name = name
@@ -77,7 +83,7 @@ class ConsumerGroup:
         self._out: dict[Member, list[Pending]] = {}
         self._sent: list[Pending] = []
         self._fresh: list[float] = []
-        self._reads = LogReads(log_, DISK_READ, self._spawn)
+        self._reads = LogReads(store, topic, log_, DISK_READ, self._spawn)
         self._failures = GroupFailures(
             topic,
             name,

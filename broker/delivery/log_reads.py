@@ -1,7 +1,8 @@
 """A consumer group's reads of its topic log that may have to wait for the disk.
 
-What the tail cache holds is returned at once. Anything else is read in a
-worker thread and handed to a callback on the loop: records ahead of the
+What the store holds in memory (``TopicView.read_cached``) is returned at once.
+Anything else is read through the store (``LogStore.read``, which may wait for a
+disk or a database) and handed to a callback on the loop: records ahead of the
 group's cursor (``fetch``, one read at a time), the records of pending messages
 after a restart (``records_at``), and the record of a delivered message that
 failed (``recall``): in-flight messages keep no copy of their record.
@@ -9,19 +10,22 @@ failed (``recall``): in-flight messages keep no copy of their record.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 
+from linemq.broker.storage.log_store import LogStore, TopicView
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.topic_log import TopicLog
 
 Spawn = Callable[[Coroutine[object, object, None]], None]
 
 
 class LogReads:
-    def __init__(self, log: TopicLog, batch: int, spawn: Spawn) -> None:
+    def __init__(
+        self, store: LogStore, topic: str, log: TopicView, batch: int, spawn: Spawn
+    ) -> None:
+        self.store = store
+        self.topic = topic
         self.log = log
-        self.batch = batch  # records per read from disk
+        self.batch = batch  # records per read from the store
         self._spawn = spawn
         self.fetching = False
         self._ahead: list[Record] = []  # read by ``fetch`` and not handed out yet
@@ -37,7 +41,7 @@ class LogReads:
 
     async def _fetch(self, offset: int, then: Callable[[int, list[Record]], None]) -> None:
         try:
-            records = await asyncio.to_thread(self.log.read, offset, self.batch)
+            records = await self.store.read(self.topic, offset, self.batch)
         finally:
             self.fetching = False
         if not self.closed:
@@ -63,8 +67,18 @@ class LogReads:
         self._ahead = records
 
     async def records_at(self, offsets: list[int]) -> dict[int, Record]:
-        """The records at ``offsets`` (sorted) that still exist."""
-        return await asyncio.to_thread(self._read, offsets)
+        """The records at ``offsets`` (sorted) that still exist: a read per run of nearby
+        offsets, not per offset."""
+        found: dict[int, Record] = {}
+        i = 0
+        while i < len(offsets):
+            records = await self.store.read(self.topic, offsets[i], self.batch)
+            if not records:
+                break
+            found.update((r.offset, r) for r in records)
+            while i < len(offsets) and offsets[i] <= records[-1].offset:
+                i += 1
+        return {offset: found[offset] for offset in offsets if offset in found}
 
     def recall(self, offset: int, then: Callable[[Record | None], None]) -> Record | None:
         """The record at ``offset`` if the tail cache has it; otherwise None now, and
@@ -88,16 +102,3 @@ class LogReads:
                         then(records.get(offset))
         finally:
             self._recalling = False
-
-    def _read(self, offsets: list[int]) -> dict[int, Record]:
-        """Runs in a worker thread: a read per run of nearby offsets, not per offset."""
-        found: dict[int, Record] = {}
-        i = 0
-        while i < len(offsets):
-            records = self.log.read(offsets[i], self.batch)
-            if not records:
-                break
-            found.update((r.offset, r) for r in records)
-            while i < len(offsets) and offsets[i] <= records[-1].offset:
-                i += 1
-        return {offset: found[offset] for offset in offsets if offset in found}

@@ -4,7 +4,7 @@ Nothing here is kept per message for lookups: the answer is read from what the
 groups already hold (their cursor, what is pending, the members' rows) and, for
 a message a group has finished, from the dead-letter topic, read from the
 letters written since the message was published. It costs a few reads of the
-logs, in worker threads, and nothing on the delivery paths.
+logs through the store, and nothing on the delivery paths.
 
 A group's state for the message:
 
@@ -21,7 +21,6 @@ A group's state for the message:
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from linemq.broker.delivery.lifecycle import Phase
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.router import Router
 from linemq.broker.protocol.v2 import PRIORITY_NAMES
+from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.store import Store
-from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
     from linemq.broker.delivery.clients import ClientState
@@ -68,7 +66,7 @@ class Place:
 
 
 async def message_status(
-    store: Store,
+    store: LogStore,
     router: Router,
     dead_letters: DeadLetters,
     topic: str,
@@ -84,10 +82,10 @@ async def message_status(
     if cached and cached[0].offset == offset:
         record: Record | None = cached[0]
     else:
-        record = await asyncio.to_thread(find_record, log, offset, id)
+        record = await find_record(store, topic, offset, id)
     if record is None:
         what = id if id is not None else str(offset)
-        gone = await asyncio.to_thread(is_deleted, log, offset, id)
+        gone = await is_deleted(store, topic, offset, id)
         raise NotThere(f"message {what} not found in {topic}" + (" (deleted)" * gone))
     now = time.time()
     groups = sorted(router.groups.get(topic, {}).items())
@@ -97,7 +95,7 @@ async def message_status(
             _mark_filtered(place, group, record)
     dlq = store.get(topic + ".dlq")
     if dlq is not None and any(p.state == "done" for p in places):
-        letters = await asyncio.to_thread(dead_letters_of, dlq, record, topic)
+        letters = await dead_letters_of(store, record, topic)
         await dead_letters.load(topic)
         removed, kept = dead_letters.removed(topic), dead_letters.first_kept(topic)
         for place in places:
@@ -110,21 +108,26 @@ async def message_status(
     return record, message_fields(record, now), places
 
 
-def find_record(log: TopicLog, offset: int | None, id: str | None) -> Record | None:
-    """The stored record at ``offset``, or with ``id``; blocking reads (a worker thread)."""
+async def find_record(
+    store: LogStore, topic: str, offset: int | None, id: str | None
+) -> Record | None:
+    """The stored record of ``topic`` at ``offset``, or with ``id``."""
+    log = store.get(topic)
+    if log is None:
+        return None
     if offset is not None:
         if not log.first_offset <= offset <= log.written_offset:
             return None
-        records = log.read(offset, 1)
+        records = await store.read(topic, offset, 1)
         return records[0] if records and records[0].offset == offset else None
     assert id is not None
     match = ID_TIME.fullmatch(id)
     if match is None:
         return None
     at = int(match.group(1)) / 1000
-    start = log.offset_at(at - 0.001)  # a record's ts is at or after its id's millisecond
+    start = await store.offset_at(topic, at - 0.001)  # a ts is at or after its id's millisecond
     while start <= log.written_offset:
-        records = log.read(start, ID_SCAN)
+        records = await store.read(topic, start, ID_SCAN)
         if not records:
             return None
         for record in records:
@@ -136,15 +139,18 @@ def find_record(log: TopicLog, offset: int | None, id: str | None) -> Record | N
     return None
 
 
-def is_deleted(log: TopicLog, offset: int | None, id: str | None) -> bool:
+async def is_deleted(store: LogStore, topic: str, offset: int | None, id: str | None) -> bool:
     """Whether a message that was not found was there once: below the oldest kept offset,
     or (by id) published before the oldest kept record."""
+    log = store.get(topic)
+    if log is None:
+        return False
     if offset is not None:
         return 0 < offset < log.first_offset
     match = ID_TIME.fullmatch(id or "")
     if match is None or log.first_offset == 1 or log.first_offset > log.written_offset:
         return False
-    oldest = log.read(log.first_offset, 1)
+    oldest = await store.read(topic, log.first_offset, 1)
     return bool(oldest) and int(match.group(1)) / 1000 < oldest[0].ts - 0.001
 
 
@@ -219,14 +225,18 @@ def member_name(client: ClientState) -> str:
     return "-"
 
 
-def dead_letters_of(dlq: TopicLog, record: Record, topic: str) -> dict[str, dict[str, str]]:
+async def dead_letters_of(store: LogStore, record: Record, topic: str) -> dict[str, dict[str, str]]:
     """The letters ``record`` of ``topic`` got, by group: read from the letters written since
-    it was published (blocking reads, for a worker thread)."""
+    it was published."""
     found: dict[str, dict[str, str]] = {}
-    start = dlq.offset_at(record.ts)
+    name = topic + ".dlq"
+    dlq = store.get(name)
+    if dlq is None:
+        return found
+    start = await store.offset_at(name, record.ts)
     needle = record.id
     while start <= dlq.written_offset:
-        records = dlq.read(start, DLQ_SCAN)
+        records = await store.read(name, start, DLQ_SCAN)
         if not records:
             break
         for letter_record in records:

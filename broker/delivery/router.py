@@ -25,8 +25,8 @@ from linemq.broker.protocol.filters import HeaderFilter
 from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.storage.damage import UNOPENABLE, Damage
 from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ class DeliveryError(Exception):
 
 
 class Router:
-    def __init__(self, store: Store, groups_dir: Path, ctx: DeliveryContext) -> None:
+    def __init__(self, store: LogStore, groups_dir: Path, ctx: DeliveryContext) -> None:
         self.store = store
         self.groups_dir = groups_dir
         self.ctx = ctx
@@ -114,7 +114,7 @@ class Router:
             if header_filter is not None:
                 state.set_filter(header_filter)
             self.ctx.changed()
-        group = ConsumerGroup(topic, name, log_, state, self.ctx)
+        group = ConsumerGroup(topic, name, log_, state, self.ctx, self.store)
         self.groups.setdefault(topic, {})[name] = group
         if existed and not create:
             log.info("group_recovered", topic=topic, group=name, **group.info())
@@ -136,7 +136,7 @@ class Router:
         if position.kind == "offset":
             return max(log_.first_offset, min(int(position.value), log_.last_offset + 1))
         ts = position.value if position.value >= 0 else time.time() + position.value
-        return await asyncio.to_thread(log_.offset_at, ts)
+        return await self.store.offset_at(topic, ts)
 
     # -- clients -------------------------------------------------------------------
 
@@ -154,9 +154,7 @@ class Router:
                 self.patterns.fanout.added(topic)
             subs[client] = None
             return
-        task = self.ctx.loop.create_task(
-            catch_up(self.store.get(topic), client, topic, start, self.go_live)
-        )
+        task = self.ctx.loop.create_task(catch_up(self.store, client, topic, start, self.go_live))
         task.add_done_callback(_log_failure)
 
     def go_live(self, client: ClientState, topic: str) -> None:

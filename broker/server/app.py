@@ -52,7 +52,7 @@ from linemq.broker.storage import checksum
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.handles import raise_open_files_limit
-from linemq.broker.storage.log_store import LogStore
+from linemq.broker.storage.log_store import LogStore, Store
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Ticket
@@ -69,8 +69,12 @@ DRAIN_POLL: Final = 0.01
 
 
 class Broker:
-    def __init__(self, config: Config, http: StartHttp | None = None) -> None:
-        """``http`` starts the HTTP side for ``--http-port`` (the CLI passes ``ops``' own)."""
+    def __init__(
+        self, config: Config, http: StartHttp | None = None, store: Store | None = None
+    ) -> None:
+        """``http`` starts the HTTP side for ``--http-port`` (the CLI passes ``ops``' own).
+        ``store``: topic logs kept elsewhere than the data directory's files (open already);
+        journals stay files there."""
         if config.http_port is not None and http is None:
             raise ValueError("http_port is set but no HTTP side was given to start")
         self.config = config
@@ -78,10 +82,13 @@ class Broker:
         self.face = BrokerFace(self)  # all that STATS and the HTTP side see of the broker
         self.tickets = Tickets()
         self.damage = DamageReport()  # what storage and journals found damaged on disk
-        self.store = FileStore(
-            Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
-        )
-        self.store.sync_policy = self._logs_written
+        self.files: FileStore | None = None  # the file store's own shortcut (_write_through)
+        if store is None:
+            store = self.files = FileStore(
+                Path(config.data_dir), segment_bytes=config.segment_bytes, damage=self.damage
+            )
+            self.files.sync_policy = self._logs_written
+        self.store: Store = store
         self.logs: LogStore = self.store  # publishing goes through the seam alone
         self.connections: set[Connection] = set()
         self.unauthenticated: set[Connection] = set()  # with --auth-file
@@ -120,7 +127,8 @@ class Broker:
         self.loop = loop
         started = time.perf_counter()
         raise_open_files_limit()
-        self.store.open()
+        if self.files is not None:
+            self.files.open()
         ctx = DeliveryContext.build(
             loop, self.config, self._publish_internal, self.schedule, self.damage
         )
@@ -375,8 +383,10 @@ class Broker:
         """Write a lone PUB now; its reply leaves before fanout and groups. False: it
         needs the commit (an unknown topic, a segment to roll)."""
         topic = batch.order[0]
+        if self.files is None:
+            return False
         try:
-            record = self.store.write_through(
+            record = self.files.write_through(
                 topic, batch.by_topic[topic][0], now, self._ids.next(now), conn.published
             )
         except StorageError as e:

@@ -15,7 +15,7 @@ from linemq.broker.protocol.v2 import Put
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.durability import Writable
 from linemq.broker.server.schedules import Schedules
-from linemq.broker.storage.store import Store
+from linemq.broker.storage.log_store import Store
 
 
 class Core(Protocol):

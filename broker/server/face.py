@@ -11,6 +11,7 @@ HTTP side.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from linemq.broker.auth import Users
@@ -23,9 +24,8 @@ from linemq.broker.delivery.router import Router
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.damage import Damage, DamageReport
+from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.store import Store
-from linemq.broker.storage.topic_log import TopicLog
 
 
 class HttpServer(Protocol):
@@ -82,6 +82,16 @@ class Parts(Protocol):
     def committed(self) -> Awaitable[None]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TopicFigures:
+    """One topic's figures for ``observe.stats``, from its view and its footprint."""
+
+    first_offset: int
+    last_offset: int
+    size_bytes: int
+    segment_count: int
+
+
 class BrokerFace:
     """The broker's counters and operator actions, for STATS, ``/metrics`` and ``/api``."""
 
@@ -109,8 +119,13 @@ class BrokerFace:
     def topic_names(self) -> list[str]:
         return self._broker.store.topics()
 
-    def topic(self, name: str) -> TopicLog | None:
-        return self._broker.store.get(name)
+    def topic(self, name: str) -> TopicFigures | None:
+        store = self._broker.store
+        view = store.get(name)
+        if view is None:
+            return None
+        footprint = store.footprint(name)
+        return TopicFigures(view.first_offset, view.last_offset, footprint.bytes, footprint.parts)
 
     def published(self, topic: str) -> int:
         return self._broker.published.get(topic, 0)

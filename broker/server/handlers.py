@@ -49,8 +49,8 @@ from linemq.broker.server.connection import Connection
 from linemq.broker.server.core import Core
 from linemq.broker.server.schedule_verbs import ScheduleVerbs
 from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
+from linemq.broker.storage.log_store import TopicView
 from linemq.broker.storage.records import Record, StorageError
-from linemq.broker.storage.topic_log import TopicLog
 
 if TYPE_CHECKING:
     from linemq.broker.storage.journal import Journal
@@ -217,7 +217,7 @@ class Handlers:
         def render(records: list[Record]) -> bytes:
             return deliveries(version, topic, records, 0, "HISTORY")
 
-        self._stream(conn, log_, min(cmd.n, MAX_HISTORY), render, replies.HISTORY_END)
+        self._stream(conn, topic, log_, min(cmd.n, MAX_HISTORY), render, replies.HISTORY_END)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -358,6 +358,7 @@ class Handlers:
 
         self._stream(
             conn,
+            cmd.topic + ".dlq",
             dlq,
             min(cmd.n, MAX_HISTORY),
             render,
@@ -467,7 +468,8 @@ class Handlers:
     def _stream(
         self,
         conn: Connection,
-        log_: TopicLog,
+        topic: str,
+        log_: TopicView,
         n: int,
         render: Callable[[list[Record]], bytes],
         end: bytes,
@@ -481,6 +483,7 @@ class Handlers:
         """
         slot = conn.reply_later()
         appended = log_.last_offset  # a PUB sent before it is in it, one sent after is not
+        read = self.broker.store.read
 
         async def run() -> None:
             if not await conn.ready(slot):
@@ -495,9 +498,7 @@ class Handlers:
                         return  # gone, or dropped as a slow consumer
                     records = log_.read_cached(offset, STREAM_RECORDS, STREAM_BYTES)
                     if records is None:
-                        records = await asyncio.to_thread(
-                            log_.read, offset, STREAM_RECORDS, STREAM_BYTES
-                        )
+                        records = await read(topic, offset, STREAM_RECORDS, STREAM_BYTES)
                     if records and records[-1].offset > last:
                         records = [r for r in records if r.offset <= last]
                     if not records:

@@ -2,13 +2,13 @@
 
 The in-memory part happens in one step on the loop, so nothing can publish to
 the old log or join its groups in between: what was appended is written first,
-the groups are deleted as ``DELETE <topic> <group> force`` does, then the logs
-are detached from the store (a publish to the name meanwhile gets
-``ERR storage unavailable: topic <t> is being deleted``) and connections forget
-them. The
-file work then runs in worker threads (store.bury: tombstone, then the files),
-and the reply waits for it, so a crash after ``OK deleted`` never brings the
-topic back, and a topic made again under its name never reuses an offset.
+the groups are deleted as ``DELETE <topic> <group> force`` does, then the store
+stops serving the topics (``LogUpkeep.delete_topics``: a publish to the name
+meanwhile gets ``ERR storage unavailable: topic <t> is being deleted``) and
+connections forget them. The store's removal (for files: a tombstone, then the
+files, in worker threads) and the journals' then finish, and the reply waits for
+them, so a crash after ``OK deleted`` never brings the topic back, and a topic
+made again under its name never reuses an offset.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from linemq.broker.server.connection import Connection
 from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import StorageError
-from linemq.broker.storage.store import FileStore
 
 
 class Broker(Protocol):
     """The parts of ``server.app.Broker`` a deletion reaches into."""
 
     @property
-    def store(self) -> FileStore: ...
+    def store(self) -> Store: ...
     @property
     def router(self) -> Router: ...
     @property
@@ -67,7 +67,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         folders += router.drop_topic(name)
     broker.dead_letters.forget(source_topic(topic))
     schedules_gone = broker.schedules.drop_topic(names)  # before a timer could recreate it
-    logs = [(name, store.detach(name)) for name in names]
+    removed = store.delete_topics(names)
     for name in names:
         for conn in broker.connections:
             conn.vetted.discard(name)
@@ -75,8 +75,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         broker.dedup.drop(name)
     broker.schedule()  # members' replies and the groups' last writes settle
     try:
-        for name, topic_log in logs:
-            await asyncio.to_thread(store.bury, name, topic_log)
+        await removed
         for folder in sorted(set(folders)):
             await asyncio.to_thread(_settle_folder, folder)
         await schedules_gone

@@ -87,15 +87,17 @@ class TopicVerbs:
             return
 
         async def clean() -> bytes:
-            topic_log = self.broker.store.get(cmd.topic)
-            if topic_log is None:
+            store = self.broker.store
+            view = store.get(cmd.topic)
+            if view is None:
                 return replies.err(f"no topic {cmd.topic}")
             groups = self.broker.router.groups.get(cmd.topic, {}).values()
             # Below every group's floor: each group acked (or otherwise finished) it.
-            limit = min((g.state.floor for g in groups), default=topic_log.last_offset + 1)
+            limit = min((g.state.floor for g in groups), default=view.last_offset + 1)
             if cmd.keep is not None:
-                limit = min(limit, topic_log.last_offset - cmd.keep + 1)
-            count = await drop_below(topic_log, self.broker.router, limit, time.time(), cmd.older)
+                limit = min(limit, view.last_offset - cmd.keep + 1)
+            router, now = self.broker.router, time.time()
+            count = await drop_below(store, router, cmd.topic, limit, now, cmd.older)
             user = conn.user.name if conn.user is not None else None
             log.warning(
                 "topic_cleaned", topic=cmd.topic, older=cmd.older, keep=cmd.keep,

@@ -5,12 +5,12 @@ records by offset.
 """
 
 from linemq.broker.storage.journal import Journal
-from linemq.broker.storage.log_store import Commit, LogStore
+from linemq.broker.storage.log_store import Commit, Footprint, LogStore, LogUpkeep, Store, TopicView
 from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.retention import RetentionResult, SegmentInfo
 from linemq.broker.storage.segment import SegmentFormatError
-from linemq.broker.storage.store import FileStore, Store
+from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Appended, Ticket
 from linemq.broker.storage.topic_log import TopicLog
 
@@ -18,8 +18,10 @@ __all__ = [
     "Appended",
     "Commit",
     "FileStore",
+    "Footprint",
     "Journal",
     "LogStore",
+    "LogUpkeep",
     "MemoryStore",
     "Record",
     "RetentionResult",
@@ -29,4 +31,5 @@ __all__ = [
     "Store",
     "Ticket",
     "TopicLog",
+    "TopicView",
 ]

@@ -20,19 +20,24 @@ class Tail(Protocol):
 
     last: int
     pending: list[Record]
+    meta_last_offset: int
 
 
 L = TypeVar("L", bound=Tail)
 
 
 class AppendBuffer(Generic[L]):
-    """``ticket``, ``append`` and ``append_batch`` of ``LogStore``, over logs of type ``L``."""
+    """``ticket``, ``append`` and ``append_batch`` of ``LogStore``, over logs of type ``L``,
+    and the topics: ``topic`` and ``get`` (a log is its topic's view), and deleted names
+    going on above the offsets they gave out."""
 
-    def __init__(self, new_log: Callable[[], L]) -> None:
+    def __init__(self, new_log: Callable[[int], L]) -> None:
         self._logs: dict[str, L] = {}
         self._ticket = Ticket()
         self._touched: dict[str, L] = {}  # appended to since the last commit
-        self._new_log = new_log
+        self._new_log = new_log  # takes the last offset given out before
+        self._floors: dict[str, int] = {}  # deleted topics' next offsets
+        self._deleting: set[str] = set()
 
     @property
     def ticket(self) -> Ticket:
@@ -41,12 +46,34 @@ class AppendBuffer(Generic[L]):
     def _log(self, topic: str) -> L:
         log = self._logs.get(topic)
         if log is None:
+            if topic in self._deleting:
+                raise StorageError(f"topic {topic} is being deleted")
             try:
                 check_topic_name(topic)
             except ValueError as exc:
                 raise StorageError(str(exc)) from exc
-            log = self._logs[topic] = self._new_log()
+            log = self._logs[topic] = self._new_log(self._floors.get(topic, 1) - 1)
         return log
+
+    def topic(self, name: str) -> L:
+        if name not in self._logs and name not in self._deleting:
+            check_topic_name(name)  # ValueError, as for the file store
+        return self._log(name)
+
+    def get(self, name: str) -> L | None:
+        return self._logs.get(name)
+
+    def topics(self) -> list[str]:
+        return sorted(self._logs)
+
+    def _detach(self, names: Sequence[str]) -> None:
+        """``delete_topics``' first step: the names are no longer served."""
+        for name in names:
+            log = self._logs.pop(name, None)
+            if log is not None and log.last:
+                self._floors[name] = log.last + 1
+            self._touched.pop(name, None)
+        self._deleting.update(names)
 
     def _append(
         self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
@@ -61,6 +88,8 @@ class AppendBuffer(Generic[L]):
         ]
         log.pending += records
         log.last += len(records)
+        if meta is not None:
+            log.meta_last_offset = log.last
         self._touched[topic] = log
         return records
 

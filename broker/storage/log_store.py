@@ -1,9 +1,9 @@
 """The seam between the broker and whatever keeps its topic logs.
 
 ``LogStore`` says what the broker needs of topic logs and nothing about how they
-are kept: no files, no handles, no fsync. ``FileStore`` (segment files) and
-``MemoryStore`` (for tests) implement it and pass the same conformance suite
-(tests/storage/conformance/); a networked store (PostgreSQL) would too.
+are kept: no files, no handles, no fsync. ``FileStore`` (segment files),
+``MemoryStore`` (for tests) and ``PostgresStore`` implement it and pass the same
+conformance suite (tests/storage/conformance/).
 
 Appending is two steps, like statements and a commit: ``append``/``append_batch``
 hand records over and give back a ``Ticket``, shared by every append until the
@@ -12,11 +12,45 @@ one batch however many publishes and topics it holds. The ticket resolves once
 the batch is durable per the store's policy; a topic that could not be stored
 has its error in it. Offsets count from 1 in each topic, without gaps, in the
 order of the appends.
+
+What is in the seam:
+
+- appends and the commit (above); the topics there are (``topics``, ``topic``
+  opens or creates one, ``get`` never creates);
+- ``TopicView``: one topic's positions (first, last given, written, last with
+  metadata) and the recent records the store keeps in memory, all answered
+  without waiting. Group and fanout delivery read it on every pump, so it must
+  cost what reading an attribute costs: a store hands out one long-lived object
+  per topic and keeps it current, never a snapshot built per call;
+- reads that may wait: by offset, the last n, by time (``read``, ``read_last``,
+  ``offset_at``). A read serves what the view's ``written_offset`` covers;
+- ``LogUpkeep``, the store's side of retention, ``CLEAN``, ``PURGE`` and
+  ``DELETE``: dropping the oldest records, deleting a topic for good (its name
+  never gives out an old offset again), and moving a log past offsets a crash
+  lost. Each says what it dropped; what follows from that for groups (they skip
+  what is gone) stays above the seam.
+
+What is deliberately not:
+
+- how records are kept, made durable or found (segments, indexes, fsync, the
+  handle budget, damage reports): each store's own business. The file store's
+  fsync is driven by ``--fsync`` through ``FileStore.sync_policy`` and its
+  write-through shortcut for a lone publish (``FileStore.write_through``) is an
+  optional capability the composition root uses where it built a ``FileStore``;
+  neither fits a store that answers later.
+- group journals, replay journals and the dedup markers: they are files under
+  the data directory today (storage/journal.py), kept apart from the logs.
+- when retention runs and how much a topic may keep: policy, decided above.
+
+Not yet: ``commit`` says at once what it wrote, and the broker dispatches that
+before the store has answered; the views are answered from one node's memory.
+Right for one node on any store; several nodes on one database need dispatch to
+follow what the database committed (postgres.py says how it copes meanwhile).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
 
@@ -34,6 +68,83 @@ class Commit:
     ticket: Ticket
     written: dict[str, list[Record]] = field(default_factory=dict)
     failed: dict[str, list[Record]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What a topic takes in its store: bytes, and in how many parts it is kept and
+    dropped (segments for the file store; what ``STATS`` shows as ``segments``)."""
+
+    bytes: int = 0
+    parts: int = 0
+
+
+class TopicView(Protocol):
+    """One topic as delivery reads it while dispatching; nothing here waits or does I/O.
+
+    Offsets: ``first_offset`` the oldest still stored (1 for a new topic; raised by
+    drops, never lowered), ``last_offset`` the last given out (appended, committed or
+    not), ``written_offset`` the last a read can see (what was dispatched), and
+    ``meta_last_offset`` the last appended with metadata, or higher: records above it
+    are plain, which lets a group skip its scheduler for them.
+    """
+
+    @property
+    def first_offset(self) -> int: ...
+    @property
+    def last_offset(self) -> int: ...
+    @property
+    def written_offset(self) -> int: ...
+    @property
+    def meta_last_offset(self) -> int: ...
+
+    def read_cached(
+        self, start_offset: int, max_count: int, max_bytes: int = READ_BYTES
+    ) -> list[Record] | None:
+        """Written records from ``start_offset`` (from ``first_offset`` if below it) if the
+        store holds them in memory, else None: then ``LogStore.read`` reads them. ``[]``
+        when nothing is written from there."""
+        ...
+
+
+@runtime_checkable
+class LogUpkeep(Protocol):
+    """Dropping records: retention, ``CLEAN``, ``PURGE``, ``DELETE``, a lost tail.
+
+    Drops go from the oldest end only, in the units the store keeps (whole segments
+    for the file store), so what remains is a contiguous range: a drop may keep more
+    than asked, never less. Offsets never go back, whatever is dropped.
+    """
+
+    async def expire(
+        self, topic: str, max_bytes: int | None, max_age: float | None, now: float
+    ) -> int:
+        """Retention: drop the oldest records while the topic holds more than
+        ``max_bytes`` (by ``footprint``), and those older than ``max_age`` seconds;
+        returns how many records went."""
+        ...
+
+    async def drop_before(
+        self, topic: str, floor: int, now: float, max_age: float | None = None
+    ) -> int:
+        """Drop the oldest records below offset ``floor`` (with ``max_age``: only those
+        older than that too), keeping the newest record; returns how many went."""
+        ...
+
+    async def purge(self, topic: str) -> int:
+        """Drop every record of ``topic``; its offsets go on. Returns how many went."""
+        ...
+
+    def delete_topics(self, names: Sequence[str]) -> Awaitable[None]:
+        """Stop serving ``names`` at once (an append to one fails until it is gone), and
+        return what to await for their removal to be durable. A topic made again under
+        one of the names goes on above every offset the deleted one gave out."""
+        ...
+
+    def skip_to(self, topic: str, next_offset: int, reason: str) -> bool:
+        """Give out no offset below ``next_offset`` in ``topic`` (records the store lost
+        while something outside it kept their offsets); True if the log moved."""
+        ...
 
 
 @runtime_checkable
@@ -77,6 +188,20 @@ class LogStore(Protocol):
 
     def topics(self) -> list[str]: ...
 
+    def topic(self, name: str) -> TopicView:
+        """Open or create ``name`` (a new topic holds nothing until its first commit, and
+        counts in ``topics`` from now on); ``StorageError`` if it cannot be served
+        (``ValueError`` for a name no topic may have: callers check names first)."""
+        ...
+
+    def get(self, name: str) -> TopicView | None:
+        """An existing topic's view; never creates anything."""
+        ...
+
+    def footprint(self, topic: str) -> Footprint:
+        """What ``topic`` takes now, read from memory (for ``STATS``)."""
+        ...
+
     async def read(
         self, topic: str, start: int, max_count: int, max_bytes: int = READ_BYTES
     ) -> list[Record]:
@@ -93,3 +218,8 @@ class LogStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Store(LogStore, LogUpkeep, Protocol):
+    """All the broker asks of the store it runs on: the log seam and its upkeep."""

@@ -24,8 +24,13 @@ Where the seam does not fit a networked store, and what this store does instead:
   reloaded from the database and the appends numbered after the failed ones
   fail too; but subscribers may already have been sent records that were never
   stored, and their offsets are given again.
-- ``last_offset``, ``first_offset`` and ``topics`` are synchronous, answered from
-  that cache; right for one node only.
+- ``last_offset``, ``first_offset``, ``topics`` and each topic's view are
+  synchronous, answered from that cache; right for one node only. A view's cached
+  records are what this node sent lately (a ``TailCache``), so groups and fanout
+  deliver them without a query; older records come from the database.
+- Drops (``LogUpkeep``) are DELETEs from the oldest offset (postgres_upkeep.py);
+  a deleted topic's row stays, marked, so its name goes on above its old offsets.
+  Bytes per topic (``footprint``) are summed once at ``open``, then kept.
 - ``close()`` is synchronous: it waits for queued commits on the database thread.
 
 For several nodes the seam must change: ``commit()`` returns only the ticket, and
@@ -42,16 +47,18 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 import psycopg
 
+from linemq.broker.storage import postgres_upkeep as upkeep
 from linemq.broker.storage.appends import AppendBuffer
-from linemq.broker.storage.log_store import READ_BYTES, Commit
+from linemq.broker.storage.log_store import READ_BYTES, Commit, Footprint
 from linemq.broker.storage.postgres_schema import migrate
 from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.tail_cache import TailCache
 from linemq.broker.storage.ticket import Ticket
 
 T = TypeVar("T")
@@ -70,7 +77,7 @@ WITH want(topic, first, n) AS (
     ON CONFLICT (topic) DO NOTHING
     RETURNING topic
 ), upd AS (
-    UPDATE linemq_topic AS t SET next_offset = w.first + w.n
+    UPDATE linemq_topic AS t SET next_offset = w.first + w.n, deleted = false
     FROM want AS w WHERE t.topic = w.topic AND t.next_offset = w.first
     RETURNING t.topic
 ), claimed AS (
@@ -85,17 +92,68 @@ WITH want(topic, first, n) AS (
 )
 SELECT topic FROM claimed
 """
+# Each topic's counter, oldest offset and bytes of text (a scan at open, once), and
+# deleted names, whose offsets go on if the name comes back.
+_TOPICS = """
+SELECT t.topic, t.next_offset,
+       (SELECT min("offset") FROM linemq_record AS r WHERE r.topic = t.topic),
+       (SELECT coalesce(sum(length(r.msg)), 0) FROM linemq_record AS r WHERE r.topic = t.topic),
+       t.deleted
+FROM linemq_topic AS t
+"""
 _COLUMNS = 'SELECT "offset", id, ts, msg, meta FROM linemq_record'
 _BASE_KEYS = {"id": "", "o": 0, "ts": 0, "msg": ""}  # what Meta.decode expects beside its own
 
 
 class _Log:
-    __slots__ = ("epoch", "last", "pending")
+    """One topic's counter and what this node sent of it lately; also its ``TopicView``."""
 
-    def __init__(self, last: int = 0) -> None:
+    __slots__ = (
+        "bytes", "epoch", "first_offset", "last", "meta_last_offset", "pending", "tail", "written",
+    )  # fmt: skip
+
+    def __init__(self, last: int = 0, first: int | None = None, nbytes: int = 0) -> None:
         self.last = last  # the last offset given, committed or not
         self.pending: list[Record] = []
         self.epoch = 0  # moves when the counter is reloaded: older batches' failures are stale
+        self.first_offset = last + 1 if first is None else first
+        self.written = last  # the last offset sent to the database (and dispatched)
+        self.meta_last_offset = last  # not known without a scan: assume the worst
+        self.tail = TailCache(last + 1)  # what this node sent lately, for delivery
+        self.bytes = nbytes  # of the stored records' text
+
+    @property
+    def last_offset(self) -> int:
+        return self.last
+
+    @property
+    def written_offset(self) -> int:
+        return self.written
+
+    def read_cached(
+        self, start_offset: int, max_count: int, max_bytes: int = READ_BYTES
+    ) -> list[Record] | None:
+        if max_count <= 0:
+            return []
+        return self.tail.get(max(start_offset, self.first_offset), max_count, max_bytes)
+
+    def sent(self, records: list[Record]) -> None:
+        self.tail.extend(records)
+        self.written = records[-1].offset
+        self.bytes += sum(len(r.msg) for r in records)
+
+    def reload(self, last: int) -> None:
+        """The database says ``last`` is the last offset stored: what this node sent
+        above it never was, and its offsets are given again."""
+        self.last = self.written = last
+        self.first_offset = min(self.first_offset, last + 1)
+        self.tail = TailCache(last + 1)
+        self.epoch += 1
+
+    def dropped(self, first: int, nbytes: int) -> None:
+        self.first_offset = max(self.first_offset, first)
+        self.tail.drop_before(self.first_offset)
+        self.bytes = max(0, self.bytes - nbytes)
 
 
 class PostgresStore(AppendBuffer[_Log]):
@@ -118,10 +176,14 @@ class PostgresStore(AppendBuffer[_Log]):
         try:
             conn = self._connect()
             migrate(conn)
-            rows = conn.execute("SELECT topic, next_offset FROM linemq_topic").fetchall()
+            rows = conn.execute(_TOPICS).fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"storage unavailable: {exc}") from exc
-        self._logs = {topic: _Log(next_offset - 1) for topic, next_offset in rows}
+        for topic, next_offset, first, nbytes, deleted in rows:
+            if deleted:
+                self._floors[topic] = next_offset
+            else:
+                self._logs[topic] = _Log(next_offset - 1, first or next_offset, nbytes)
         self._thread = threading.Thread(target=self._run, name="linemq-postgres", daemon=True)
         self._thread.start()
 
@@ -147,6 +209,7 @@ class PostgresStore(AppendBuffer[_Log]):
             if log.pending:
                 batch.append((topic, log.epoch, log.pending))
                 done.written[topic] = log.pending
+                log.sent(log.pending)
                 log.pending = []
         if not batch:
             done.ticket.resolve()
@@ -229,8 +292,7 @@ class PostgresStore(AppendBuffer[_Log]):
                 self._ticket.failed(topic, exc)
                 log.pending = []
                 self._touched.pop(topic, None)
-            log.last = counters.get(topic, 0)
-            log.epoch += 1
+            log.reload(counters.get(topic, 0))
         ticket.resolve()
 
     def last_offset(self, topic: str) -> int:
@@ -238,10 +300,13 @@ class PostgresStore(AppendBuffer[_Log]):
         return 0 if log is None else log.last
 
     def first_offset(self, topic: str) -> int:
-        return 1
+        log = self._logs.get(topic)
+        return 1 if log is None else log.first_offset
 
-    def topics(self) -> list[str]:
-        return sorted(self._logs)
+    def footprint(self, topic: str) -> Footprint:
+        """Bytes of message text (summed at ``open``, then kept); no segments."""
+        log = self._logs.get(topic)
+        return Footprint() if log is None else Footprint(log.bytes, 0)
 
     async def _query(self, work: Callable[[Conn], T]) -> T:
         """``work`` on the database thread, after every commit queued before it."""
@@ -261,8 +326,13 @@ class PostgresStore(AppendBuffer[_Log]):
     async def read(
         self, topic: str, start: int, max_count: int, max_bytes: int = READ_BYTES
     ) -> list[Record]:
-        if max_count <= 0 or topic not in self._logs:
+        log = self._logs.get(topic)
+        if max_count <= 0 or log is None:
             return []
+        cached = log.read_cached(start, max_count, max_bytes)
+        if cached is not None:
+            return cached
+        start = max(start, log.first_offset)
         rows = await self._query(
             lambda c: c.execute(
                 f'{_COLUMNS} WHERE topic = %s AND "offset" >= %s ORDER BY "offset" LIMIT %s',
@@ -279,8 +349,12 @@ class PostgresStore(AppendBuffer[_Log]):
         return out
 
     async def read_last(self, topic: str, n: int) -> list[Record]:
-        if n <= 0 or topic not in self._logs:
+        log = self._logs.get(topic)
+        if n <= 0 or log is None:
             return []
+        cached = log.tail.last(n, log.first_offset)
+        if cached is not None:
+            return cached
         rows = await self._query(
             lambda c: c.execute(
                 f'{_COLUMNS} WHERE topic = %s ORDER BY "offset" DESC LIMIT %s', (topic, n)
@@ -298,6 +372,75 @@ class PostgresStore(AppendBuffer[_Log]):
             ).fetchone()
         )
         return 1 if row is None else int(row[0])
+
+    # -- upkeep (see log_store.LogUpkeep): DELETEs from the oldest offset ------------------
+
+    async def expire(
+        self, topic: str, max_bytes: int | None, max_age: float | None, now: float
+    ) -> int:
+        log = self._logs.get(topic)
+        if log is None or log.written < log.first_offset:
+            return 0
+        cutoff = None if max_age is None else now - max_age
+        over = None if max_bytes is None else log.bytes - max_bytes
+        written = log.written
+        return await self._drop(
+            log, topic, lambda c: upkeep.expire(c, topic, written, over, cutoff)
+        )
+
+    async def drop_before(
+        self, topic: str, floor: int, now: float, max_age: float | None = None
+    ) -> int:
+        log = self._logs.get(topic)
+        if log is None:
+            return 0
+        keep_from = min(floor, log.written)  # the newest record stays
+        if keep_from <= log.first_offset:
+            return 0
+        cutoff = None if max_age is None else now - max_age
+        return await self._drop(
+            log, topic, lambda c: upkeep.drop_before(c, topic, keep_from, cutoff)
+        )
+
+    async def purge(self, topic: str) -> int:
+        log = self._logs.get(topic)
+        if log is None:
+            return 0
+        keep_from = log.written + 1
+        log.dropped(keep_from, log.bytes)  # readers see nothing from now on
+        count, _, _ = await self._query(lambda c: upkeep.drop_before(c, topic, keep_from, None))
+        return count
+
+    async def _drop(
+        self, log: _Log, topic: str, work: Callable[[Conn], tuple[int, int, int]]
+    ) -> int:
+        count, nbytes, keep_from = await self._query(work)
+        if count:
+            log.dropped(keep_from, nbytes)
+        return count
+
+    def delete_topics(self, names: Sequence[str]) -> Awaitable[None]:
+        self._detach(names)
+        gone = list(names)
+
+        async def removed() -> None:
+            try:
+                await self._query(lambda c: upkeep.delete_topics(c, gone))
+            finally:
+                self._deleting.difference_update(gone)
+
+        return removed()
+
+    def skip_to(self, topic: str, next_offset: int, reason: str) -> bool:
+        """The database's counter moves too, before any later commit (jobs run in order)."""
+        log = self._logs.get(topic)
+        if log is None or next_offset <= log.last + 1:
+            return False
+        log.last = next_offset - 1
+        if log.written < log.first_offset:
+            log.first_offset = next_offset
+        self._jobs.put(lambda: upkeep.skip_to(self._connect, topic, next_offset))
+        return True
 
     def close(self) -> None:
         """Wait for the queued commits, then disconnect."""

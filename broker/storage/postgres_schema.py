@@ -15,7 +15,7 @@ import psycopg
 
 from linemq.broker.storage.records import StorageError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _LOCK_KEY: Final = 0x6C696E656D71  # "linemq": the advisory lock migrations run under
 
 # MIGRATIONS[n] takes a database from version n to n + 1.
@@ -37,6 +37,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (topic, "offset")
         )""",
         'CREATE INDEX linemq_record_ts ON linemq_record (topic, ts, "offset")',
+    ),
+    (
+        # A deleted topic keeps its row, so the name goes on above its old offsets.
+        "ALTER TABLE linemq_topic ADD COLUMN deleted boolean NOT NULL DEFAULT false",
     ),
 )
 

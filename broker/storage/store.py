@@ -1,18 +1,19 @@
-"""The store: the set of topic logs, behind an interface a networked backend could also fill."""
+"""The file store: the set of topic logs under the data directory, behind ``log_store.Store``."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pathlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final
 
 import structlog
 
 from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
 from linemq.broker.storage.handles import HandleBudget, budget_for
-from linemq.broker.storage.log_store import READ_BYTES, Commit
+from linemq.broker.storage.log_store import READ_BYTES, Commit, Footprint
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
 from linemq.broker.storage.tombstones import load_floors, remove_directory, write_tombstone
@@ -21,22 +22,6 @@ from linemq.broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, che
 log = structlog.get_logger(__name__)
 
 TOPIC_FILES_SHARE: Final = 0.5  # of the open-files limit, for active segments' .log/.idx
-
-
-class Store(Protocol):
-    """What the broker needs from storage, and nothing about files."""
-
-    def topic(self, name: str) -> TopicLog:
-        """Open or create."""
-        ...
-
-    def get(self, name: str) -> TopicLog | None:
-        """Existing topics only; never creates anything."""
-        ...
-
-    def topics(self) -> list[str]: ...
-
-    def close(self) -> None: ...
 
 
 class TopicUnavailable(StorageError, OSError):
@@ -59,7 +44,7 @@ def as_storage_error(exc: Exception) -> StorageError:
 
 
 class FileStore:
-    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``LogStore``."""
+    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``log_store.Store``."""
 
     def __init__(
         self,
@@ -292,6 +277,61 @@ class FileStore:
     async def offset_at(self, topic: str, ts: float) -> int:
         log_ = self._logs.get(topic)
         return 1 if log_ is None else await asyncio.to_thread(log_.offset_at, ts)
+
+    def footprint(self, topic: str) -> Footprint:
+        log_ = self._logs.get(topic)
+        return Footprint() if log_ is None else Footprint(log_.size_bytes, log_.segment_count)
+
+    # -- upkeep (see log_store.LogUpkeep): whole sealed segments, unlinked off the loop ---
+
+    async def expire(
+        self, topic: str, max_bytes: int | None, max_age: float | None, now: float
+    ) -> int:
+        log_ = self._logs.get(topic)
+        if log_ is None:
+            return 0
+        result = log_.apply_retention(max_bytes, max_age, now, delete=False)
+        if result.paths:
+            await asyncio.to_thread(log_.delete_files, list(result.paths))
+        return result.records
+
+    async def drop_before(
+        self, topic: str, floor: int, now: float, max_age: float | None = None
+    ) -> int:
+        log_ = self._logs.get(topic)
+        if log_ is None:
+            return 0
+        by_size = None if max_age else 0  # 0 bytes allowed: every sealed segment is a candidate
+        candidates = await asyncio.to_thread(log_.expired_segments, by_size, max_age, now)
+        prefix = list(itertools.takewhile(lambda s: s.last_offset < floor, candidates))
+        if not prefix:
+            return 0
+        result = log_.drop_segments(prefix)
+        if result.paths:
+            await asyncio.to_thread(log_.delete_files, list(result.paths))
+        return result.records
+
+    async def purge(self, topic: str) -> int:
+        log_ = self._logs.get(topic)
+        if log_ is None:
+            return 0
+        result = log_.purge_segments()
+        await asyncio.to_thread(log_.delete_files, list(result.paths))
+        return result.records
+
+    def delete_topics(self, names: Sequence[str]) -> Awaitable[None]:
+        """Detach now; the awaitable buries them in worker threads (tombstone, then files)."""
+        detached = [(name, self.detach(name)) for name in names]
+
+        async def bury() -> None:
+            for name, topic_log in detached:
+                await asyncio.to_thread(self.bury, name, topic_log)
+
+        return bury()
+
+    def skip_to(self, topic: str, next_offset: int, reason: str) -> bool:
+        log_ = self._logs.get(topic)
+        return log_ is not None and log_.advance_to(next_offset, reason)
 
     def close(self) -> None:
         """Close every log, reporting the first failure only after trying them all."""

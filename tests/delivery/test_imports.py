@@ -49,3 +49,30 @@ def test_delivery_modules_import_each_other_without_circles() -> None:
 def test_delivery_imports_nothing_above_it() -> None:
     upward = {m: sorted(d for d in ds if d.startswith(ABOVE)) for m, ds in imports().items()}
     assert {m: ds for m, ds in upward.items() if ds} == {}
+
+
+# What delivery may import of storage: the log seam and records. Journals (group and
+# replay state, their lines sealed by ``checksum``) and damage reports are files of their
+# own, not topic logs.
+STORAGE_SEAM = {
+    "linemq.broker.storage.log_store",
+    "linemq.broker.storage.records",
+    "linemq.broker.storage.journal",
+    "linemq.broker.storage.checksum",
+    "linemq.broker.storage.damage",
+}
+
+
+def test_delivery_reads_topic_logs_only_through_the_seam() -> None:
+    """No ``FileStore`` or ``TopicLog``: any store that passes the conformance suite
+    (file, memory, PostgreSQL) can sit under delivery."""
+    storage = {
+        m: sorted(
+            d
+            for d in ds
+            if d.startswith("linemq.broker.storage.")
+            and not any(d == s or d.startswith(s + ".") for s in STORAGE_SEAM)
+        )
+        for m, ds in imports().items()
+    }
+    assert {m: ds for m, ds in storage.items() if ds} == {}

@@ -196,10 +196,10 @@ async def test_a_topic_whose_ids_cannot_be_reloaded_stops_nothing(
     await brokers.stop(broker)
     real_read = TopicLog.read
 
-    def read(self: TopicLog, offset: int, n: int) -> list[Record]:
+    def read(self: TopicLog, offset: int, n: int, max_bytes: int = 1 << 20) -> list[Record]:
         if self.name == "a":
             raise OSError(5, "Input/output error")
-        return real_read(self, offset, n)
+        return real_read(self, offset, n, max_bytes)
 
     monkeypatch.setattr(TopicLog, "read", read)
     broker = await brokers.start()

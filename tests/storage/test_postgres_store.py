@@ -9,7 +9,7 @@ import pytest
 from pg_cluster import PgCluster
 
 from linemq.broker.storage.postgres import PostgresStore
-from linemq.broker.storage.postgres_schema import SCHEMA_VERSION, SchemaTooNewError
+from linemq.broker.storage.postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError
 from linemq.broker.storage.records import StorageError
 
 
@@ -38,6 +38,29 @@ def test_a_new_database_gets_the_current_schema_once(dsn: str) -> None:
         store.open()
         store.close()
     assert sql(dsn, "SELECT version FROM linemq_schema") == [(SCHEMA_VERSION,)]
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_records(dsn: str) -> None:
+    """Version 2 marks deleted topics; a database from before keeps every topic it had."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement.encode())
+        conn.execute("CREATE TABLE linemq_schema (version integer NOT NULL)")
+        conn.execute("INSERT INTO linemq_schema VALUES (1)")
+        conn.execute("INSERT INTO linemq_topic VALUES ('old', 3)")
+        conn.execute(
+            "INSERT INTO linemq_record VALUES ('old', 1, 'i1', 1.0, 'a', NULL),"
+            " ('old', 2, 'i2', 1.0, 'b', NULL)"
+        )
+    store = PostgresStore(dsn)
+    store.open()
+    try:
+        assert sql(dsn, "SELECT version FROM linemq_schema") == [(SCHEMA_VERSION,)]
+        assert store.topics() == ["old"]
+        assert [r.msg for r in await store.read("old", 1, 10)] == ["a", "b"]
+        assert store.footprint("old").bytes == 2
+    finally:
+        store.close()
 
 
 def test_a_schema_newer_than_this_linemq_is_refused(dsn: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from linemq.broker.storage.log_store import LogStore
+from linemq.broker.storage.log_store import Store
 from tests.storage.conformance.kits import KITS, StoreKit
 
 
@@ -17,7 +17,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
 
 
 @pytest.fixture
-def store(kit: StoreKit) -> Iterator[LogStore]:
+def store(kit: StoreKit) -> Iterator[Store]:
     opened = kit.open()
     yield opened
     opened.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from linemq.broker.storage.log_store import LogStore
+from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.store import FileStore
 
@@ -21,12 +21,12 @@ from linemq.broker.storage.store import FileStore
 @dataclass
 class StoreKit:
     name: str
-    open: Callable[[], LogStore]
+    open: Callable[[], Store]
     reopen_skipped: str = ""  # why a store cannot be reopened over its data ("": it can)
 
 
 def _file_kit(request: pytest.FixtureRequest, tmp: Path) -> StoreKit:
-    def open_() -> LogStore:
+    def open_() -> Store:
         store = FileStore(tmp / "data", segment_bytes=4096)  # small: rolls happen in tests
         store.open()
         return store
@@ -41,7 +41,7 @@ def _memory_kit(request: pytest.FixtureRequest, tmp: Path) -> StoreKit:
 def _postgres_kit(request: pytest.FixtureRequest, tmp: Path) -> StoreKit:
     dsn = request.getfixturevalue("pg_cluster").create_database()
 
-    def open_() -> LogStore:
+    def open_() -> Store:
         from linemq.broker.storage.postgres import PostgresStore
 
         store = PostgresStore(dsn)
