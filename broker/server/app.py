@@ -31,20 +31,20 @@ from linemq.broker.config import Config
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
+from linemq.broker.engine import upkeep
+from linemq.broker.engine.dedup import DedupIndex
+from linemq.broker.engine.durability import Durability, Syncable, Writable
+from linemq.broker.engine.ids import IdGenerator
+from linemq.broker.engine.pub_batch import PubBatch
+from linemq.broker.engine.tickets import Tickets
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.protocol import LineFramer, is_pattern, replies
 from linemq.broker.protocol.v2 import Put, closing, put_reply
-from linemq.broker.server import upkeep
 from linemq.broker.server.connection import Connection, Slot
-from linemq.broker.server.dedup import DedupIndex
-from linemq.broker.server.durability import Durability, Syncable, Writable
 from linemq.broker.server.face import BrokerFace, HttpServer, StartHttp
 from linemq.broker.server.handlers import Handlers
-from linemq.broker.server.ids import IdGenerator
-from linemq.broker.server.pub_batch import PubBatch
 from linemq.broker.server.publishing import wait_for
 from linemq.broker.server.put_records import record_text, stored_meta
-from linemq.broker.server.tickets import Tickets
 from linemq.broker.server.tls import tls_context
 from linemq.broker.server.topic_deletion import delete_topic
 from linemq.broker.storage import checksum

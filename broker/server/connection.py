@@ -20,6 +20,7 @@ import structlog
 
 from linemq.broker.auth import User
 from linemq.broker.delivery.clients import GONE, ClientState
+from linemq.broker.engine.pub_batch import PubBatch
 from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
@@ -32,7 +33,6 @@ from linemq.broker.protocol import (
 )
 from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies, pub_line, pub_lines
 from linemq.broker.protocol.v2 import closing
-from linemq.broker.server.pub_batch import PubBatch
 
 if TYPE_CHECKING:
     from linemq.broker.server.app import Broker

@@ -22,9 +22,9 @@ from typing import Protocol
 
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import DeliveryError, Router
+from linemq.broker.engine.dedup import DedupIndex
 from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.records import StorageError
 from linemq.broker.storage.store import FileStore

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from linemq.broker.engine import durability
+from linemq.broker.engine.tickets import Tickets
 from linemq.broker.ops import api
-from linemq.broker.server import durability
-from linemq.broker.server.tickets import Tickets
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http
 from tests.wire import Wire
