@@ -22,7 +22,7 @@ from typing import Protocol
 
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import DeliveryError, Router
-from linemq.broker.engine.dedup import DedupIndex
+from linemq.broker.engine.engine import Engine
 from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
 from linemq.broker.server.connection import Connection
 from linemq.broker.storage.fsio import fsync_dir
@@ -40,12 +40,9 @@ class Broker(Protocol):
     @property
     def dead_letters(self) -> DeadLetters: ...
     @property
-    def dedup(self) -> DedupIndex: ...
+    def engine(self) -> Engine: ...
     @property
     def connections(self) -> Collection[Connection]: ...
-
-    def flush(self) -> None: ...
-    def schedule(self) -> None: ...
 
 
 async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
@@ -57,7 +54,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         raise DeliveryError(f"no topic {topic}")
     if not force and _attached(broker, names):
         raise DeliveryError("topic has subscribers")
-    broker.flush()
+    broker.engine.flush()
     # What can fail (unlinking journals) goes first: if it does, the logs are still served.
     folders: list[Path] = []
     for name in names:
@@ -68,8 +65,8 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         for conn in broker.connections:
             conn.vetted.discard(name)
             conn.client.topics.discard(name)  # a catch-up reader stops too
-        broker.dedup.drop(name)
-    broker.schedule()  # members' replies and the groups' last writes settle
+        broker.engine.dedup.drop(name)
+    broker.engine.schedule()  # members' replies and the groups' last writes settle
     try:
         for name, topic_log in logs:
             await asyncio.to_thread(store.bury, name, topic_log)
