@@ -25,7 +25,6 @@ import asyncio
 import time
 from collections import deque
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
@@ -37,6 +36,7 @@ from linemq.broker.engine import upkeep
 from linemq.broker.engine.dedup import DedupIndex
 from linemq.broker.engine.durability import Durability, Syncable, Writable
 from linemq.broker.engine.ids import IdGenerator
+from linemq.broker.engine.ports import Publisher, Replies, WriteWaiter
 from linemq.broker.engine.pub_batch import PubBatch
 from linemq.broker.engine.tickets import Tickets
 from linemq.broker.observe.histogram import Histogram
@@ -51,41 +51,6 @@ from linemq.broker.storage.ticket import Appended, Ticket
 from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
-
-
-class Publisher(Protocol):
-    """A connection as the publish path sees it."""
-
-    @property
-    def holds_replies(self) -> bool:
-        """A reply is still waiting: a new one must queue behind it, not go out now."""
-        ...
-
-    def published(self) -> None:
-        """A lone publish's record is with the OS: answer it now."""
-        ...
-
-
-class WriteWaiter(Protocol):
-    """A reply waiting for a journal (or log) write (``Engine.after_write``)."""
-
-    def written(self, gen: int) -> None:
-        """Written as generation ``gen``: it goes out once that generation is durable."""
-        ...
-
-    def failed(self, error: StorageError) -> None: ...
-
-
-class Replies(Protocol):
-    """The faces' replies, as the tick sees them."""
-
-    def pending(self) -> bool:
-        """Replies are held or output is queued: the tick must run."""
-        ...
-
-    def release(self, durable_gen: int) -> None:
-        """Generations up to ``durable_gen`` are durable: release what waited, flush."""
-        ...
 
 
 class Engine:
