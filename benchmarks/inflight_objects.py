@@ -40,7 +40,7 @@ async def measure(total: int, members: int, size: int) -> int:
     await router.join(creator, "inflight", "g")  # the group exists, so messages wait for it
     router.leave(creator, "inflight", "g")
     for _ in range(total):
-        broker._publish_internal("inflight", "x" * size)
+        broker.engine.publish_internal("inflight", "x" * size)
     await asyncio.sleep(0.05)
     gc.collect()
     tracemalloc.start()

@@ -82,9 +82,6 @@ ALLOWED: Final[dict[str, set[str]]] = {
 
 # (importer, imported): known violations, each removed by the work named beside it.
 ALLOWED_VIOLATIONS: Final = {
-    # Issue 23, engine split (hengine): the connection still types its broker as
-    # server.app.Broker under TYPE_CHECKING, a circle app -> connection -> app.
-    ("linemq.broker.server.connection", "linemq.broker.server.app"),
     # Issue 23, group lifecycle (hlife): delivery still encodes wire bytes (MSG lines,
     # v2 frames) and imports names from the wire protocol's package instead of
     # protocol.names.

@@ -13,17 +13,22 @@ import asyncio
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Callable, Collection
+from typing import Final, Protocol, cast
 
 import structlog
 
-from linemq.broker.auth import User
+from linemq.broker.auth import User, Users
+from linemq.broker.config import Config
 from linemq.broker.delivery.clients import GONE, ClientState
+from linemq.broker.delivery.router import Router
+from linemq.broker.engine.engine import Engine
+from linemq.broker.engine.pub_batch import PubBatch
 from linemq.broker.protocol import (
     BAD_TERMINATOR,
     LINE_TOO_LONG,
     Command,
+    LineFramer,
     ProtocolError,
     PutHeader,
     build_put,
@@ -33,10 +38,7 @@ from linemq.broker.protocol import (
 from linemq.broker.protocol.runs import ack_ids, only_argument, pub_bodies, pub_line, pub_lines
 from linemq.broker.protocol.schedules import ScheduleHeader
 from linemq.broker.protocol.v2 import closing
-from linemq.broker.server.pub_batch import PubBatch
-
-if TYPE_CHECKING:
-    from linemq.broker.server.app import Broker
+from linemq.broker.storage.records import StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,41 @@ UNAUTHENTICATED_LINE_BYTES: Final = 4096
 and a stranger's connection holds kilobytes, not --max-line-bytes."""
 HELD_FOR_CATCH_UP: Final = 1 << 20
 """Pushes a catch-up reader may queue behind a reply still waiting before it waits too."""
+
+
+class CommandHandlers(Protocol):
+    def dispatch(self, conn: Connection, command: Command) -> None: ...
+    def ack_run(self, conn: Connection, ids: list[str]) -> None: ...
+
+
+class Host(Protocol):
+    """What a connection asks of the server that accepted it (``server.app.Broker``)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def users(self) -> Users | None: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def router(self) -> Router: ...
+    @property
+    def handlers(self) -> CommandHandlers: ...
+    @property
+    def connections(self) -> Collection[Connection]: ...
+    @property
+    def unauthenticated(self) -> set[Connection]: ...
+    @property
+    def holding(self) -> set[Connection]:
+        """Connections with a reply held: the tick releases them."""
+        ...
+
+    def framer(self) -> LineFramer: ...
+    def connected(self, conn: Connection) -> None: ...
+    def disconnected(self, conn: Connection) -> None: ...
+    def publish_batch(self, conn: Connection, batch: PubBatch) -> None: ...
+    def journals_pending(self) -> bool: ...
+    def mark_output(self, conn: Connection) -> None: ...
 
 
 class Slot:
@@ -67,16 +104,25 @@ class Slot:
 
     def fill(self, data: bytes, *, durable: bool = False) -> None:
         broker = self.conn.broker
+        engine = broker.engine
         self.data = data
-        self.gen = broker.gen if durable else 0
+        self.gen = engine.gen if durable else 0
         if durable:
-            broker.schedule()
-        self.conn.release(broker.durable_gen)
+            engine.schedule()
+        self.conn.release(engine.durable_gen)
         broker.mark_output(self.conn)
+
+    def written(self, gen: int) -> None:
+        """What it waited for is written as generation ``gen`` (``Engine.after_write``)."""
+        self.data = self.reply * self.count if self.count > 1 else self.reply
+        self.gen = gen
+
+    def failed(self, error: StorageError) -> None:
+        self.data = replies.storage_unavailable(error) * self.count
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Host) -> None:
         self.broker = broker
         self.framer = broker.framer()
         self.client = ClientState(self)
@@ -588,7 +634,7 @@ class Connection(asyncio.Protocol):
         """The broker is stopping: replies that are ready go out, then ``data`` in place
         of any still waiting (they would never come), then the connection closes."""
         self.close_reason = self.close_reason or reason
-        self.release(self.broker.durable_gen)
+        self.release(self.broker.engine.durable_gen)
         if self._held:
             self._held.clear()
             self.broker.holding.discard(self)

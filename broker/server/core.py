@@ -10,10 +10,10 @@ from linemq.broker.auth import Users
 from linemq.broker.config import Config
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
+from linemq.broker.engine.durability import Writable
 from linemq.broker.observe.stats import Figures
 from linemq.broker.protocol.v2 import Put
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.durability import Writable
 from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.log_store import Store
 

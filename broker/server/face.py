@@ -3,9 +3,11 @@
 ``ops`` (HTTP API, metrics, dashboard) and ``observe`` (STATS snapshots, chart
 samples) state what they need as Protocols of their own (``ops.port.Operations``,
 ``observe.stats.Figures``) and import nothing of the server; this facade answers
-them from the broker's parts. It is the only place that knows where a counter or
-an operation lives inside the broker, so those parts can move without touching the
-HTTP side.
+them from the engine (counters, operations, durability tickets) and, for what only
+the TCP side knows (connections, users, readiness, deleting a topic its
+connections publish to), from the server. It is the only place that knows where a
+counter or an operation lives, so those parts can move without touching the HTTP
+side.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from typing import Protocol
 from linemq.broker.auth import Users
 from linemq.broker.config import Config
 from linemq.broker.delivery.clients import ClientState
-from linemq.broker.delivery.dead_letters import DeadLetters, Replayed
+from linemq.broker.delivery.dead_letters import Replayed
 from linemq.broker.delivery.group import ConsumerGroup
 from linemq.broker.delivery.lookup import Place, message_status
-from linemq.broker.delivery.router import Router
+from linemq.broker.engine.engine import Engine
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.server.schedules import Schedules
-from linemq.broker.storage.damage import Damage, DamageReport
-from linemq.broker.storage.log_store import Store
+from linemq.broker.storage.damage import Damage
 from linemq.broker.storage.records import Record
 
 
@@ -47,10 +48,10 @@ class Connected(Protocol):
 
 
 class Parts(Protocol):
-    """The broker's members this facade reads (``server.app.Broker`` has them)."""
+    """What this facade reads of the server (``server.app.Broker`` has it)."""
 
     @property
-    def config(self) -> Config: ...
+    def engine(self) -> Engine: ...
     @property
     def ready(self) -> bool: ...
     @property
@@ -60,26 +61,9 @@ class Parts(Protocol):
     @property
     def connections(self) -> Collection[Connected]: ...
     @property
-    def store(self) -> Store: ...
-    @property
-    def router(self) -> Router: ...
-    @property
-    def dead_letters(self) -> DeadLetters: ...
-    @property
-    def damage(self) -> DamageReport: ...
-    @property
-    def published(self) -> Mapping[str, int]: ...
-    @property
-    def fanout_sent(self) -> int: ...
-    @property
-    def publish_latency(self) -> Histogram: ...
-    @property
     def schedules(self) -> Schedules: ...
 
-    async def purge(self, topic: str) -> int: ...
-    async def delete_group(self, topic: str, group: str, force: bool) -> None: ...
     async def delete_topic(self, topic: str, force: bool) -> None: ...
-    def committed(self) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +81,7 @@ class BrokerFace:
 
     def __init__(self, broker: Parts) -> None:
         self._broker = broker
+        self._engine = broker.engine
 
     # -- observe.stats.Figures -------------------------------------------------------
 
@@ -110,17 +95,17 @@ class BrokerFace:
 
     @property
     def fanout_sent(self) -> int:
-        return self._broker.fanout_sent
+        return self._engine.fanout_sent
 
     @property
     def retired(self) -> Mapping[str, int]:
-        return self._broker.router.retired
+        return self._engine.router.retired
 
     def topic_names(self) -> list[str]:
-        return self._broker.store.topics()
+        return self._engine.store.topics()
 
     def topic(self, name: str) -> TopicFigures | None:
-        store = self._broker.store
+        store = self._engine.store
         view = store.get(name)
         if view is None:
             return None
@@ -128,27 +113,27 @@ class BrokerFace:
         return TopicFigures(view.first_offset, view.last_offset, footprint.bytes, footprint.parts)
 
     def published(self, topic: str) -> int:
-        return self._broker.published.get(topic, 0)
+        return self._engine.published.get(topic, 0)
 
     def published_total(self) -> int:
-        return sum(self._broker.published.values())
+        return sum(self._engine.published.values())
 
     def subscribers(self, topic: str) -> int:
-        return len(self._broker.router.fanout.get(topic, ()))
+        return len(self._engine.router.fanout.get(topic, ()))
 
     def subscribing_connections(self) -> int:
         return sum(1 for c in self._broker.connections if c.client.subscribes)
 
     def groups_of(self, topic: str) -> Mapping[str, ConsumerGroup]:
-        return self._broker.router.groups.get(topic, {})
+        return self._engine.router.groups.get(topic, {})
 
     def all_groups(self) -> Iterator[tuple[str, str, ConsumerGroup]]:
-        for topic, groups in self._broker.router.groups.items():
+        for topic, groups in self._engine.router.groups.items():
             for name, group in groups.items():
                 yield topic, name, group
 
     def damage_counts(self) -> dict[str, int]:
-        return self._broker.damage.counts()
+        return self._engine.damage.counts()
 
     def schedule_counts(self) -> dict[str, int]:
         schedules = self._broker.schedules
@@ -158,7 +143,7 @@ class BrokerFace:
 
     @property
     def config(self) -> Config:
-        return self._broker.config
+        return self._engine.config
 
     @property
     def ready(self) -> bool:
@@ -170,29 +155,29 @@ class BrokerFace:
 
     @property
     def publish_latency(self) -> Histogram:
-        return self._broker.publish_latency
+        return self._engine.publish_latency
 
     @property
     def deliver_latency(self) -> Histogram:
-        return self._broker.router.ctx.deliver_latency
+        return self._engine.router.ctx.deliver_latency
 
     def unopenable(self) -> list[Damage]:
-        return self._broker.damage.unopenable()
+        return self._engine.damage.unopenable()
 
     async def dead_letters(self, topic: str, n: int) -> list[tuple[int, str]]:
-        return await self._broker.dead_letters.list(topic, n)
+        return await self._engine.dead_letters.list(topic, n)
 
     async def replay(self, topic: str, id: str | None) -> Replayed:
-        return await self._broker.dead_letters.replay(topic, id)
+        return await self._engine.dead_letters.replay(topic, id)
 
     async def purge(self, topic: str) -> int:
-        return await self._broker.purge(topic)
+        return await self._engine.purge(topic)
 
     def pause(self, topic: str, group: str, paused: bool) -> None:
-        self._broker.router.pause(topic, group, paused)
+        self._engine.router.pause(topic, group, paused)
 
     async def delete_group(self, topic: str, group: str, force: bool) -> None:
-        await self._broker.delete_group(topic, group, force)
+        await self._engine.delete_group(topic, group, force)
 
     async def delete_topic(self, topic: str, force: bool) -> None:
         await self._broker.delete_topic(topic, force)
@@ -200,8 +185,8 @@ class BrokerFace:
     async def message_status(
         self, topic: str, offset: int | None, id: str | None
     ) -> tuple[Record, dict[str, str], list[Place]]:
-        b = self._broker
-        return await message_status(b.store, b.router, b.dead_letters, topic, offset, id)
+        e = self._engine
+        return await message_status(e.store, e.router, e.dead_letters, topic, offset, id)
 
     def durable(self) -> Awaitable[None]:
-        return self._broker.committed()
+        return self._engine.committed()

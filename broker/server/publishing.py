@@ -33,7 +33,7 @@ class PubSlot(Slot):
     def settled(self, ticket: Ticket) -> None:
         """The commit is durable (or failed, by topic): the replies are known now."""
         self.data = render(self.pieces, ticket.errors)
-        self.conn.broker.schedule()  # released by the tick, in order with the rest
+        self.conn.broker.engine.schedule()  # released by the tick, in order with the rest
 
 
 def render(pieces: list[Piece], errors: dict[str, StorageError]) -> bytes:

@@ -30,10 +30,10 @@ from typing import Final
 
 import structlog
 
+from linemq.broker.engine.dedup import DedupIndex
 from linemq.broker.protocol.errors import ProtocolError
 from linemq.broker.protocol.replies import ts_text
 from linemq.broker.protocol.schedules import Schedule, ScheduleHeader, build_schedule, timing_words
-from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.server.put_records import record_text, stored_meta
 from linemq.broker.server.schedule_times import (
     BadTiming,

@@ -22,9 +22,9 @@ from typing import Protocol
 
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import DeliveryError, Router
+from linemq.broker.engine.engine import Engine
 from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.server.schedules import Schedules
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.log_store import Store
@@ -41,14 +41,11 @@ class Broker(Protocol):
     @property
     def dead_letters(self) -> DeadLetters: ...
     @property
-    def dedup(self) -> DedupIndex: ...
+    def engine(self) -> Engine: ...
     @property
     def connections(self) -> Collection[Connection]: ...
     @property
     def schedules(self) -> Schedules: ...
-
-    def flush(self) -> None: ...
-    def schedule(self) -> None: ...
 
 
 async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
@@ -60,7 +57,7 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         raise DeliveryError(f"no topic {topic}")
     if not force and _attached(broker, names):
         raise DeliveryError("topic has subscribers")
-    broker.flush()
+    broker.engine.flush()
     # What can fail (unlinking journals) goes first: if it does, the logs are still served.
     folders: list[Path] = []
     for name in names:
@@ -72,8 +69,8 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
         for conn in broker.connections:
             conn.vetted.discard(name)
             conn.client.topics.discard(name)  # a catch-up reader stops too
-        broker.dedup.drop(name)
-    broker.schedule()  # members' replies and the groups' last writes settle
+        broker.engine.dedup.drop(name)
+    broker.engine.schedule()  # members' replies and the groups' last writes settle
     try:
         await removed
         for folder in sorted(set(folders)):

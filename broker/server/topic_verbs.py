@@ -19,12 +19,12 @@ from linemq.broker.delivery.lookup import NotThere, message_status
 from linemq.broker.delivery.policy import describe
 from linemq.broker.delivery.progress import Progress
 from linemq.broker.delivery.router import DeliveryError
+from linemq.broker.engine.upkeep import drop_below
 from linemq.broker.protocol import Clean, DeleteTopic, Policy, Purge, Status, Touch, replies
 from linemq.broker.protocol.names import source_topic
 from linemq.broker.protocol.v2 import escape_value
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.core import Core
-from linemq.broker.server.upkeep import drop_below
 
 log = structlog.get_logger(__name__)
 

@@ -75,7 +75,7 @@ async def test_internal_names_used_as_topics_and_groups_stop_nothing(
     w = await Wire.open(broker.port)
     for name in sorted(names):  # members get messages meanwhile: skip them
         if name.endswith(".dlq"):  # only the broker writes dead-letter topics
-            broker._publish_internal(name, f"m-{name}")
+            broker.engine.publish_internal(name, f"m-{name}")
         else:
             assert await reply(w, f"PUB {name} m-{name}") == "OK published"
         assert await reply(w, f"SUB {name} {name}") == f"OK subscribed {name} in group {name}"

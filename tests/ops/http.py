@@ -48,14 +48,15 @@ async def dead_letter(
     member's connection, still in the group and free to take the next delivery.
     """
     dlq = topic + ".dlq"
-    before = broker.published.get(dlq, 0)
+    before = broker.engine.published.get(dlq, 0)
     consumer = await wire(broker, token)
     assert await consumer.cmd(f"SUB {topic} {group}") == f"OK subscribed {topic} in group {group}"
     publisher = await wire(broker, token)
     assert await publisher.cmd(f"PUB {topic} {text}") == "OK published"
     await publisher.close()
     assert (await next_msg(consumer)).text == text
-    await eventually(lambda: broker.published.get(dlq, 0) > before)  # written, not just queued
+    published = broker.engine.published
+    await eventually(lambda: published.get(dlq, 0) > before)  # written, not just queued
     return consumer
 
 

@@ -172,7 +172,7 @@ async def test_changes_are_answered_after_the_fsync_with_fsync_always(
         "replayed": 1,
         "skipped": 0,
     }
-    assert broker.durable_gen >= broker.gen - 1
+    assert broker.engine.durable_gen >= broker.engine.gen - 1
     assert (await next_msg(consumer)).text == "durable"
     body = {"topic": "jobs", "group": "workers"}
     assert (await http.post("/api/groups/pause", body))["paused"] is True

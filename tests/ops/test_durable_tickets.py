@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from linemq.broker.engine import durability
+from linemq.broker.engine.tickets import Tickets
 from linemq.broker.ops import api
-from linemq.broker.server import durability
-from linemq.broker.server.tickets import Tickets
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http
 from tests.wire import Wire
@@ -74,7 +74,7 @@ async def test_an_http_change_with_nothing_to_write_is_answered_after_the_runnin
     while not held_fsync.running.is_set():
         await asyncio.sleep(0.005)
     purge = asyncio.create_task(Http(broker).post("/api/dlq/purge", {"topic": "jobs"}))
-    while not broker.tickets:  # the purge is done in memory and waits for its ticket
+    while not broker.engine.tickets:  # the purge is done in memory and waits for its ticket
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)
     assert not purge.done()

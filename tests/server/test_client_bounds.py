@@ -131,7 +131,7 @@ async def test_a_streamed_dead_letter_list_is_byte_for_byte_the_whole_reply(
 ) -> None:
     for i in range(1500):
         letter = {"topic": "q", "id": f"id{i}", "offset": i + 1, "msg": "x" * 200, "attempts": 3}
-        broker._publish_internal("q.dlq", orjson.dumps(letter).decode())
+        broker.engine.publish_internal("q.dlq", orjson.dumps(letter).decode())
     w = await Wire.open(broker.port)
     assert await w.cmd("PING") == "OK pong"  # the letters are written
     letters = await broker.dead_letters.list("q", 1400)

@@ -34,7 +34,7 @@ async def test_both_copies_of_a_message_are_acked(brokers: BrokerFactory, kind: 
         f"ERR message {first.id} not found in pending messages (already acknowledged)"
     )
     assert await consumer.silent(0.4)  # past the ack timeout: no redelivery
-    assert broker.published.get("jobs.dlq", 0) == 0
+    assert broker.engine.published.get("jobs.dlq", 0) == 0
     groups = broker.router.groups["jobs"]
     assert [groups[g].info()["inflight"] for g in ("a", "b")] == [0, 0]
 

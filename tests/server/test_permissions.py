@@ -115,7 +115,7 @@ async def test_a_wildcard_brings_only_the_dead_letters_the_user_may_read(
     admin = await wire(broker, ADMIN)
     assert await admin.cmd("SUB >") == "OK subscribed >"
     await orders_with_a_dead_letter(broker, "secret")
-    await eventually(lambda: broker.published.get("orders.dlq", 0) == 1)
+    await eventually(lambda: broker.engine.published.get("orders.dlq", 0) == 1)
     consumer = await dead_letter(broker, "orders.eu", "workers", "eu failed", token=ADMIN)
     await consumer.close()
     # The admin's `>` sees both dead-letter topics; the team's `orders.>` only orders.eu's.

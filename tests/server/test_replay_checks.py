@@ -18,7 +18,7 @@ FAST_DLQ = {"ack_timeout": 0.05, "max_retries": 0, "heartbeat_timeout": 60.0}
 def store_letter(broker: Broker, topic: str, letter: dict[str, object]) -> None:
     """A letter as a broker before this check could have stored it (written by hand to
     ``<topic>.dlq``), through the broker's own write path: clients can no longer do this."""
-    broker._publish_internal(topic + ".dlq", orjson.dumps(letter).decode())
+    broker.engine.publish_internal(topic + ".dlq", orjson.dumps(letter).decode())
 
 
 FORGED: list[dict[str, object]] = [
@@ -38,7 +38,7 @@ async def test_replay_skips_letters_that_fail_a_publishs_checks(brokers: BrokerF
     for letter in FORGED:
         store_letter(broker, "orders", letter)
     store_letter(broker, "orders", {"msg": "by hand but harmless", "original": {"k": "k1"}})
-    await eventually(lambda: broker.published.get("orders.dlq", 0) == 2 + len(FORGED))
+    await eventually(lambda: broker.engine.published.get("orders.dlq", 0) == 2 + len(FORGED))
 
     v1 = await Wire.open(broker.port)
     assert await v1.cmd("SUB orders") == "OK subscribed orders"
@@ -71,7 +71,7 @@ async def test_http_replay_and_the_client_report_skipped_letters(brokers: Broker
     broker = await brokers.start(http_port=0, **FAST_DLQ)
     store_letter(broker, "orders", {"msg": "a\nb"})
     store_letter(broker, "orders", {"msg": "fine"})
-    await eventually(lambda: broker.published.get("orders.dlq", 0) == 2)
+    await eventually(lambda: broker.engine.published.get("orders.dlq", 0) == 2)
     async with Client("127.0.0.1", broker.port) as client:
         assert await client.replay("orders", "ALL") == 1
     body = {"topic": "orders", "all": True}

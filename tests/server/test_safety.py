@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from linemq.broker.server import durability
+from linemq.broker.engine import durability
+from linemq.broker.engine.durability import Syncable
 from linemq.broker.server.app import Broker
 from linemq.broker.server.connection import Connection
-from linemq.broker.server.durability import Syncable
 from tests.conftest import BrokerFactory, eventually
 from tests.wire import Wire
 

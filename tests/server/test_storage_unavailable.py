@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from linemq.broker.server.app import Broker
+from linemq.broker.engine.engine import Engine
 from linemq.broker.storage.records import StorageError
 from tests.conftest import BrokerFactory
 from tests.ops.http import Http
@@ -24,7 +24,7 @@ async def test_a_storage_failure_is_err_storage_unavailable(
     brokers: BrokerFactory, monkeypatch: pytest.MonkeyPatch, method: str, line: str
 ) -> None:
     broker = await brokers.start()
-    monkeypatch.setattr(Broker, method, _fail)
+    monkeypatch.setattr(Engine, method, _fail)
     client = await Wire.open(broker.port)
     assert await client.cmd(line) == "ERR storage unavailable: No space left on device"
     assert await client.cmd("PING") == "OK pong"
@@ -45,6 +45,6 @@ async def test_over_http_a_storage_failure_is_a_503_with_the_same_reason(
     body: dict[str, str],
 ) -> None:
     broker = await brokers.start(http_port=0)
-    monkeypatch.setattr(Broker, method, _fail)
+    monkeypatch.setattr(Engine, method, _fail)
     answer = await Http(broker).post(path, body, status=503)
     assert answer == {"error": "storage unavailable: No space left on device"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from linemq.broker.server.durability import Durability
+from linemq.broker.engine.durability import Durability
 
 
 class HeldFile:

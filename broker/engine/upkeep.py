@@ -14,8 +14,8 @@ import structlog
 
 from linemq.broker.config import Config
 from linemq.broker.delivery.router import Router
+from linemq.broker.engine.dedup import DedupIndex
 from linemq.broker.protocol.names import is_dead_letter_topic
-from linemq.broker.server.dedup import DedupIndex
 from linemq.broker.storage.log_store import LogStore, Store
 
 log = structlog.get_logger(__name__)

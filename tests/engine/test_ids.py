@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from linemq.broker.server.ids import IdGenerator
+from linemq.broker.engine.ids import IdGenerator
 
 ID = re.compile(r"msg_\d+_[0-9a-f]{8}")
 
