@@ -405,13 +405,24 @@ def _open_store(uri: str) -> Store:
     """The PostgreSQL store, open and holding its node lock; warnings about what the
     server's replication settings leave unpromised are logged."""
     import structlog
+    from psycopg.conninfo import conninfo_to_dict
 
     from linemq.broker.storage.postgres import PostgresStore
 
     store = PostgresStore(uri, exclusive=True)
     store.open()
+    log = structlog.get_logger(__name__)
+    where = conninfo_to_dict(uri)  # never the password: only where it is
+    log.info(
+        "store_opened",
+        store="postgresql",
+        host=where.get("host", ""),
+        port=where.get("port", ""),
+        dbname=where.get("dbname", ""),
+        topics=len(store.topics()),
+    )
     for warning in store.warnings:
-        structlog.get_logger(__name__).warning("postgres_replication", warning=warning)
+        log.warning("postgres_replication", warning=warning)
     return store
 
 

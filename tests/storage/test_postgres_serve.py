@@ -59,6 +59,8 @@ async def test_fanout_groups_history_and_restarts_on_postgres(
     broker_process: Start, dsn: str, tmp_path: Path
 ) -> None:
     proc = broker_process("--store", dsn, *FAST)
+    (opened,) = [e for e in proc.events() if e.get("event") == "store_opened"]
+    assert (opened["store"], opened["host"], opened["topics"]) == ("postgresql", "127.0.0.1", 0)
     warnings = [e for e in proc.events() if e.get("event") == "postgres_replication"]
     assert warnings and "no synchronous standby" in warnings[0]["warning"]
     assert not (proc.data_dir / "topics").exists(), "topic logs are not files"
