@@ -24,6 +24,8 @@ from linemq.broker.config import (
 )
 from linemq.broker.logsetup import configure_logging
 from linemq.broker.protocol.durations import parse_duration
+from linemq.broker.storage.log_store import Store
+from linemq.broker.storage.records import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -344,6 +346,14 @@ def main() -> None:
     help="Require client certificates signed by this CA (mutual TLS).",
 )
 @_opt(
+    "--store",
+    metavar="URI",
+    default=None,
+    help="Keep topic logs in PostgreSQL (preview, one node per database): a libpq URI, "
+    "postgresql://user@host/db (several hosts with target_session_attrs=read-write). "
+    "Groups and other state stay in --data-dir. Unset: files in --data-dir.",
+)
+@_opt(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=DEFAULTS.log_level,
@@ -360,12 +370,63 @@ def serve(**options: Any) -> None:
     flight, then flush, fsync, say goodbye, exit 0; a second signal stops at once)."""
     options["topic_retention"] = tuple(options["topic_retention"])
     options["topic_policy"] = tuple(options["topic_policy"])
+    store = options.pop("store")
+    if store:
+        _check_store(store)
     config = Config(**options)
     configure_logging(config.log_level, config.log_format)
-    run(config)
+    run(config, store or None)
 
 
-def run(config: Config) -> None:
+STORE_SCHEMES = ("postgresql", "postgres")
+
+
+def _check_store(uri: str) -> None:
+    """A usage error (exit 2) for a URI no store takes, or a driver not installed."""
+    scheme, sep, _ = uri.partition("://")
+    if not sep or scheme.lower() not in STORE_SCHEMES:
+        given = f"{scheme}://" if sep else "something else"
+        raise click.BadParameter(
+            f"takes a postgresql:// (or postgres://) URI, not {given}; without --store,"
+            " topics are files in --data-dir",
+            param_hint="--store",
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        click.echo(
+            "linemq: --store postgresql:// needs psycopg: pip install 'linemq[postgresql]'",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _open_store(uri: str) -> Store:
+    """The PostgreSQL store, open and holding its node lock; warnings about what the
+    server's replication settings leave unpromised are logged."""
+    import structlog
+    from psycopg.conninfo import conninfo_to_dict
+
+    from linemq.broker.storage.postgres import PostgresStore
+
+    store = PostgresStore(uri, exclusive=True)
+    store.open()
+    log = structlog.get_logger(__name__)
+    where = conninfo_to_dict(uri)  # never the password: only where it is
+    log.info(
+        "store_opened",
+        store="postgresql",
+        host=where.get("host", ""),
+        port=where.get("port", ""),
+        dbname=where.get("dbname", ""),
+        topics=len(store.topics()),
+    )
+    for warning in store.warnings:
+        log.warning("postgres_replication", warning=warning)
+    return store
+
+
+def run(config: Config, store_uri: str | None = None) -> None:
     from linemq.broker.auth import AuthError
     from linemq.broker.server.app import Broker
     from linemq.broker.server.face import StartHttp
@@ -378,9 +439,18 @@ def run(config: Config) -> None:
         http = start_http
 
     async def serve_forever() -> None:
+        store: Store | None = None
+        if store_uri is not None:
+            try:
+                store = _open_store(store_uri)
+            except StorageError as e:
+                click.echo(f"linemq: cannot use the PostgreSQL store: {e}", err=True)
+                sys.exit(1)
         try:
-            broker = Broker(config, http=http)
+            broker = Broker(config, http=http, store=store)
         except (AuthError, TLSConfigError, ssl.SSLError, OSError) as e:
+            if store is not None:
+                store.close()
             click.echo(f"linemq: {e}", err=True)
             sys.exit(1)
         loop = asyncio.get_running_loop()

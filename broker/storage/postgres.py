@@ -36,8 +36,8 @@ Where the seam does not fit a networked store, and what this store does instead:
 For several nodes the seam must change: ``commit()`` returns only the ticket, and
 ``written`` (with the offsets the database gave) comes with its resolution, the
 broker dispatching then; ``last_offset``/``topics`` become async or a tailed view
-of the database; ``open``/``close`` become async. None of this is wired into
-``linemq serve`` yet.
+of the database; ``open``/``close`` become async. Until then ``linemq serve
+--store`` opens the store ``exclusive``: one node per database (postgres_node.py).
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ import psycopg
 from linemq.broker.storage import postgres_upkeep as upkeep
 from linemq.broker.storage.appends import AppendBuffer
 from linemq.broker.storage.log_store import READ_BYTES, Commit, Footprint
+from linemq.broker.storage.postgres_node import (
+    StoreInUseError,
+    replication_warnings,
+    take_node_lock,
+)
 from linemq.broker.storage.postgres_schema import migrate
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.tail_cache import TailCache
@@ -159,8 +164,12 @@ class _Log:
 class PostgresStore(AppendBuffer[_Log]):
     """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, exclusive: bool = False) -> None:
+        """``exclusive``: hold the node lock (postgres_node.py) for as long as the store is
+        open, so that no second node serves the database meanwhile."""
         self.dsn = dsn
+        self.exclusive = exclusive
+        self.warnings: list[str] = []  # what the server's settings leave an OK unpromised
         super().__init__(_Log)
         self._failed: dict[str, list[Record]] = {}  # appends voided by a failed batch
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -177,8 +186,13 @@ class PostgresStore(AppendBuffer[_Log]):
             conn = self._connect()
             migrate(conn)
             rows = conn.execute(_TOPICS).fetchall()
+            self.warnings = replication_warnings(conn)
         except psycopg.Error as exc:
+            self.close()
             raise StorageError(f"storage unavailable: {exc}") from exc
+        except StorageError:
+            self.close()
+            raise
         for topic, next_offset, first, nbytes, deleted in rows:
             if deleted:
                 self._floors[topic] = next_offset
@@ -188,8 +202,19 @@ class PostgresStore(AppendBuffer[_Log]):
         self._thread.start()
 
     def _connect(self) -> Conn:
+        """The store's connection; a new one after a loss holds the node lock again before
+        anything is written on it (or fails like a lost database)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.dsn, autocommit=True)
+            conn = psycopg.connect(self.dsn, autocommit=True)
+            if self.exclusive:
+                try:
+                    take_node_lock(conn)
+                except StoreInUseError as exc:
+                    conn.close()
+                    if self._thread is None:  # opening: say so as such
+                        raise
+                    raise psycopg.OperationalError(str(exc)) from exc
+            self._conn = conn
         return self._conn
 
     def _run(self) -> None:

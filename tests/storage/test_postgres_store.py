@@ -9,6 +9,7 @@ import pytest
 from pg_cluster import PgCluster
 
 from linemq.broker.storage.postgres import PostgresStore
+from linemq.broker.storage.postgres_node import StoreInUseError
 from linemq.broker.storage.postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError
 from linemq.broker.storage.records import StorageError
 
@@ -121,3 +122,46 @@ async def test_a_lost_connection_fails_the_batch_and_the_store_reconnects(
     store.commit()
     assert [r.offset for r in await retried] == [2], "the lost offset is given again"
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b"]
+
+
+async def test_one_node_at_a_time_even_after_its_connection_was_lost(dsn: str) -> None:
+    """The node lock goes with the session: a node whose connection was cut takes it again
+    before writing, and writes nothing once another node holds it."""
+    first = PostgresStore(dsn, exclusive=True)
+    first.open()
+    with pytest.raises(StoreInUseError, match="another linemq node is serving this database"):
+        PostgresStore(dsn, exclusive=True).open()
+    first.append("t", ["a"], 1.0, ["i1"])
+    await first.commit().ticket
+    sql(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    second = PostgresStore(dsn, exclusive=True)
+    second.open()
+    try:
+        for msg in ("b", "c"):  # the first fails on the cut connection, the next on the lock
+            lost = first.append("t", [msg], 2.0, ["i2"])
+            first.commit()
+            with pytest.raises(StorageError, match="storage unavailable"):
+                await lost
+        assert "another linemq node" in str(lost.ticket.errors["t"])
+        kept = second.append("t", ["d"], 3.0, ["i3"])
+        second.commit()
+        assert [r.offset for r in await kept] == [2]
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_server_that_does_not_flush_commits_is_warned_about(dsn: str) -> None:
+    store = PostgresStore(dsn + "?options=-csynchronous_commit%3Doff")
+    store.open()
+    store.close()
+    assert len(store.warnings) == 1
+    assert "synchronous_commit is off" in store.warnings[0]
+    store = PostgresStore(dsn)
+    store.open()
+    store.close()
+    assert "no synchronous standby" in store.warnings[0], "the test server has none"
