@@ -18,7 +18,18 @@ const NAME = /^[A-Za-z0-9_.-]{1,200}$/;
 const DURATION = /^\d+(\.\d+)?(ms|s|m|h|d|w)?$/i;
 const DURATION_SECONDS = { '': 1, ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 // ERR reasons that say something is not there (as the Python client reads them).
-const NOT_FOUND = ['no pending messages', 'no group ', 'no topic ', 'not subscribed', 'not a member', 'dead letter '];
+const NOT_FOUND = [
+  'no pending messages', 'no group ', 'no topic ', 'not subscribed', 'not a member', 'dead letter ', 'no schedule ',
+];
+// POLICY keys, as the wire writes them; a GROUP line ends with them (always as text).
+const POLICY_KEYS = ['max_retries', 'backoff', 'ack_timeout', 'max_inflight', 'ordering', 'rate', 'nack_backoff'];
+// The counts a GROUP line starts with: always numbers.
+const GROUP_FIGURES = new Set(['members', 'inflight', 'waiting', 'lag', 'acked', 'dead', 'next_offset', 'paused']);
+const HEADER_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+// SCHEDULE options kept from PUT (and h.<name> headers), as SCHEDULES lists them.
+const PUT_OPTIONS = new Set(['key', 'priority', 'delay', 'ttl', 'max_retries']);
+// A SCHEDULES word: a quoted cron=/tz= value is one word.
+const SCHEDULE_WORD = /(?:cron|tz)="[^"]*"|\S+/g;
 
 /** Base class of every error this client raises; `code` is stable, `message` is for people. */
 export class LinemqError extends Error {
@@ -220,13 +231,16 @@ export class Client extends EventEmitter {
 
   /**
    * Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`.
-   * `{ordering: 'fifo'}` makes a group this creates strictly FIFO (protocol.md).
+   * `{ordering: 'fifo'}` makes a group this creates strictly FIFO (protocol.md); `{filter}`
+   * (a test like 'h.type=email|sms', a list of them, or `{type: ['email', 'sms']}`) makes it
+   * get only messages whose headers pass. Both are sent again on every re-join.
    */
-  async subscribeGroup(topic, group, onMessage, { ordering } = {}) {
-    if (ordering !== undefined && ordering !== 'fifo' && ordering !== 'none') {
-      throw new LinemqError('ordering must be fifo or none', 'invalid_request');
+  async subscribeGroup(topic, group, onMessage, { ordering, filter } = {}) {
+    if (ordering !== undefined && !['fifo', 'key', 'none'].includes(ordering)) {
+      throw new LinemqError('ordering must be fifo, key or none', 'invalid_request');
     }
-    const sub = { topic, group, onMessage, ordering };
+    const tests = filter === undefined ? undefined : filterTests(filter);
+    const sub = { topic, group, onMessage, ordering, filter: tests };
     this._refuseOverlap(sub);
     this._subs.set(key(topic, group), sub);
     try {
@@ -312,6 +326,61 @@ export class Client extends EventEmitter {
     const worker = new Worker(this, topic, group, handler, options);
     await worker.start();
     return worker;
+  }
+
+  /** Consumer groups of `topic` (`GROUPS`): `{topic, group, stats, settings}` each. */
+  async groups(topic) {
+    const lines = await this._request(`GROUPS ${topic}`, 'OK groups end');
+    return lines.filter((line) => line.startsWith('GROUP ')).map(parseGroupLine);
+  }
+
+  /** The policy `topic`'s groups get (`POLICY <topic>`): its `--topic-policy`, or the flags. */
+  async policy(topic) {
+    return parsePolicy(await this._request(`POLICY ${topic}`, 'OK policy end'));
+  }
+
+  /** The policy `group` uses (`POLICY <topic> <group>`); `overrides` names its own settings. */
+  async groupPolicy(topic, group) {
+    return parsePolicy(await this._request(`POLICY ${topic} ${group}`, 'OK policy end'));
+  }
+
+  /**
+   * Set settings of one group, durably and at once (manage permission), e.g.
+   * `{rate: '100/1s', maxRetries: 10, backoff: 'fixed:5s', ackTimeout: 30, nackBackoff: false}`;
+   * `null` clears one (its topic's applies again). All or nothing: a bad value rejects with
+   * `BrokerError` and changes nothing. Resolves to the group's policy after it.
+   */
+  async setGroupPolicy(topic, group, settings) {
+    const pairs = Object.entries(settings ?? {}).map(([name, value]) => settingWord(name, value));
+    if (!pairs.length) throw new LinemqError('give at least one setting', 'invalid_request');
+    await this._request(`POLICY ${topic} ${group} ${pairs.join(' ')}`);
+    return this.groupPolicy(topic, group);
+  }
+
+  /**
+   * Make (or replace) the repeatable job `name` on `topic` (`SCHEDULE`): the broker publishes
+   * `payload` (a string or a Buffer) every `every` (seconds, or '5m') or at each `cron` time
+   * (UTC, or the zone `tz`), with the PUT options given: `key`, `priority`, `delay`, `ttl`,
+   * `maxRetries`, `headers` ({name: value}). Resolves to the first due time (epoch seconds).
+   */
+  async schedule(topic, name, payload, options = {}) {
+    const data = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload), 'utf8');
+    const words = ['SCHEDULE', topic, name, String(data.length), ...scheduleWords(options)];
+    const okLine = await this._request(Buffer.concat([Buffer.from(`${words.join(' ')}\n`), data]));
+    const got = /^OK scheduled \S+ \S+ next=(\S+)$/.exec(okLine);
+    if (!got) throw new LinemqError(`unexpected reply: ${okLine}`, 'protocol_error');
+    return Number(got[1]);
+  }
+
+  /** The repeatable jobs (of `topic`), sorted by topic and name (`SCHEDULES`). */
+  async schedules(topic) {
+    const lines = await this._request(topic === undefined ? 'SCHEDULES' : `SCHEDULES ${topic}`, 'OK schedules end');
+    return lines.filter((line) => line.startsWith('SCHEDULE ')).map(parseScheduleLine);
+  }
+
+  /** Remove a repeatable job (`UNSCHEDULE`); `NotFound` if `topic` has none of that name. */
+  async unschedule(topic, name) {
+    await this._request(`UNSCHEDULE ${topic} ${name}`);
   }
 
   /** The topic's ack timeout in seconds (`POLICY`), or undefined if the broker does not say. */
@@ -427,7 +496,8 @@ export class Client extends EventEmitter {
   _join(sub, generation = this._generation) {
     if (sub.group !== undefined) {
       const ordering = sub.ordering === undefined ? '' : ` ordering=${sub.ordering}`;
-      return this._send(`SUB ${sub.topic} ${sub.group}${ordering}`, undefined, generation);
+      const filter = (sub.filter ?? []).map((test) => ` filter=${test}`).join('');
+      return this._send(`SUB ${sub.topic} ${sub.group}${ordering}${filter}`, undefined, generation);
     }
     if (sub.next === undefined) return this._send(`SUB ${sub.topic}`, undefined, generation);
     return this._send(`SUB ${sub.topic} from=${sub.next}`, undefined, generation);
@@ -468,7 +538,10 @@ export class Client extends EventEmitter {
     return this._send(line, endLine, this._generation);
   }
 
-  /** Write one command; resolves with the OK line, or with the block's lines for `endLine`. */
+  /**
+   * Write one command (a string; or a Buffer, newlines its own, for a command with a
+   * payload); resolves with the OK line, or with the block's lines for `endLine`.
+   */
   _send(line, endLine, generation) {
     const socket = this._socket;
     if (!socket || generation !== this._generation) {
@@ -478,7 +551,8 @@ export class Client extends EventEmitter {
       const request = { endLine, lines: [], resolve, reject, timer: null };
       request.timer = setTimeout(() => {
         // A late reply would be matched to the wrong request: rebuild the connection.
-        reject(new ConnectionLost(`no reply to ${line.split(' ')[0]} within ${this.requestTimeoutMs} ms`));
+        const verb = (typeof line === 'string' ? line : line.subarray(0, 16).toString()).split(' ')[0];
+        reject(new ConnectionLost(`no reply to ${verb} within ${this.requestTimeoutMs} ms`));
         socket.destroy();
       }, this.requestTimeoutMs);
       request.timer.unref?.();
@@ -489,7 +563,7 @@ export class Client extends EventEmitter {
       request.resolve = settle(resolve);
       request.reject = settle(reject);
       this._pending.push(request);
-      socket.write(`${line}\n`);
+      socket.write(typeof line === 'string' ? `${line}\n` : Buffer.concat([line, Buffer.from('\n')]));
     });
   }
 
@@ -632,6 +706,190 @@ function parseStatus(lines) {
   }
   if (message === undefined) throw new LinemqError('STATUS reply without a MESSAGE line', 'protocol_error');
   return { ...message, groups };
+}
+
+/** `filter=` tests: one in the wire syntax, a list of them, or `{name: value | [values]}`. */
+function filterTests(filter) {
+  let tests;
+  if (typeof filter === 'string') {
+    tests = [filter];
+  } else if (Array.isArray(filter)) {
+    tests = filter;
+  } else if (filter !== null && typeof filter === 'object') {
+    tests = Object.entries(filter).map(([name, values]) => {
+      if (!HEADER_NAME.test(name)) {
+        throw new LinemqError(`invalid header name ${name}: use 1-100 of [A-Za-z0-9_.-]`, 'invalid_request');
+      }
+      const list = Array.isArray(values) ? values : [values];
+      if (!list.length) throw new LinemqError(`no values for header ${name}`, 'invalid_request');
+      return `h.${name}=${list.map((v) => encodeURIComponent(String(v))).join('|')}`;
+    });
+  }
+  if (!tests?.length || !tests.every((t) => typeof t === 'string' && t && !/\s/.test(t))) {
+    throw new LinemqError('a filter test is text without spaces (escape them as %20)', 'invalid_request');
+  }
+  return tests;
+}
+
+/** `key=value` pairs of a reply line, as text. */
+function pairsOf(words) {
+  const fields = {};
+  for (const pair of words) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new LinemqError(`malformed field ${pair}`, 'protocol_error');
+    fields[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return fields;
+}
+
+/**
+ * A GROUP line as `{topic, group, stats, settings}`: `stats` the counts (numbers), `settings`
+ * the policy keys it ends with and any other non-numeric key, as text (new keys may come).
+ */
+function parseGroupLine(line) {
+  const [, topic, group, ...words] = line.split(' ');
+  const stats = {};
+  const settings = {};
+  for (const [name, value] of Object.entries(pairsOf(words))) {
+    const number = /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+    if (POLICY_KEYS.includes(name) || (Number.isNaN(number) && !GROUP_FIGURES.has(name))) {
+      settings[name] = value;
+    } else if (Number.isNaN(number)) {
+      throw new LinemqError(`malformed GROUP field ${name}=${value}`, 'protocol_error');
+    } else {
+      stats[name] = number;
+    }
+  }
+  return { topic, group, stats, settings };
+}
+
+/**
+ * A POLICY reply: `{topic, group, maxRetries, backoff, ackTimeout (s), maxInflight, ordering,
+ * rate (null: none), nackBackoff, source, overrides, fields}`; `group` and `overrides` only
+ * for a group's, `fields` every pair as text.
+ */
+function parsePolicy(lines) {
+  const line = lines.find((l) => l.startsWith('POLICY '));
+  if (line === undefined) throw new LinemqError('POLICY reply without a POLICY line', 'protocol_error');
+  const [, topic, ...rest] = line.split(' ');
+  const group = rest.length && !rest[0].includes('=') ? rest.shift() : undefined;
+  const fields = pairsOf(rest);
+  const policy = {
+    topic,
+    maxRetries: Number(fields.max_retries),
+    backoff: fields.backoff,
+    ackTimeout: durationSeconds(fields.ack_timeout ?? ''),
+    maxInflight: Number(fields.max_inflight),
+    ordering: fields.ordering ?? 'key',
+    rate: fields.rate === undefined || fields.rate === 'none' ? null : fields.rate,
+    nackBackoff: fields.nack_backoff === 'on',
+    source: fields.source,
+    fields,
+  };
+  if (group !== undefined) {
+    const own = fields.overrides ?? 'none';
+    Object.assign(policy, { group, overrides: own === 'none' ? [] : own.split(',').map(camel) });
+  }
+  return policy;
+}
+
+function camel(name) {
+  return name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+}
+
+function snake(name) {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** One `key=value` of `POLICY <topic> <group> …`; the broker checks the value itself. */
+function settingWord(name, value) {
+  const key = snake(name);
+  if (!POLICY_KEYS.includes(key)) {
+    throw new LinemqError(`unknown policy setting ${name} (${POLICY_KEYS.map(camel).join(', ')})`, 'invalid_request');
+  }
+  let text;
+  if (value === null || value === undefined) text = 'default';
+  else if (typeof value === 'boolean') {
+    if (key !== 'nack_backoff') throw new LinemqError(`${name} is not on or off`, 'invalid_request');
+    text = value ? 'on' : 'off';
+  } else if (key === 'ack_timeout') text = durationText(value);
+  else text = String(value);
+  if (!text || /[\s=]/.test(text)) throw new LinemqError(`invalid ${name} ${value}`, 'invalid_request');
+  return `${key}=${text}`;
+}
+
+/** `every=…` or `cron="…" [tz="…"]`, then the PUT options, for `SCHEDULE`. */
+function scheduleWords({ every, cron, tz, key, priority, delay, ttl, maxRetries, headers } = {}) {
+  if ((every === undefined) === (cron === undefined)) {
+    throw new LinemqError('give every or cron, not both', 'invalid_request');
+  }
+  const words = [];
+  if (every !== undefined) words.push(`every=${durationText(every)}`);
+  else words.push(`cron="${quotable(cron, 'cron expression')}"`);
+  if (tz !== undefined) {
+    if (cron === undefined) throw new LinemqError('tz goes with cron', 'invalid_request');
+    words.push(`tz="${quotable(tz, 'time zone')}"`);
+  }
+  if (key !== undefined) words.push(`key=${oneWord(key, 'key')}`);
+  if (priority !== undefined) words.push(`priority=${oneWord(priority, 'priority')}`);
+  if (delay !== undefined) words.push(`delay=${durationText(delay)}`);
+  if (ttl !== undefined) words.push(`ttl=${durationText(ttl)}`);
+  if (maxRetries !== undefined) {
+    if (!(Number.isInteger(maxRetries) && maxRetries >= 0)) {
+      throw new LinemqError('maxRetries must be a whole number >= 0', 'invalid_request');
+    }
+    words.push(`max_retries=${maxRetries}`);
+  }
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!HEADER_NAME.test(name)) {
+      throw new LinemqError(`invalid header name ${name}: use 1-100 of [A-Za-z0-9_.-]`, 'invalid_request');
+    }
+    words.push(`h.${name}=${encodeURIComponent(String(value))}`);
+  }
+  return words;
+}
+
+function quotable(value, what) {
+  const text = String(value).trim();
+  if (!text || /["\r\n]/.test(text)) throw new LinemqError(`invalid ${what} ${value}`, 'invalid_request');
+  return text;
+}
+
+function oneWord(value, what) {
+  const text = String(value);
+  if (!text || /\s/.test(text)) throw new LinemqError(`invalid ${what} ${value}`, 'invalid_request');
+  return text;
+}
+
+/**
+ * A SCHEDULES line: `{topic, name, every, cron, tz, next, last (null: never), fired, bytes,
+ * options, fields}`; `fields` holds keys this client does not know yet, as text.
+ */
+function parseScheduleLine(line) {
+  const [, topic, name, ...pairs] = line.match(SCHEDULE_WORD);
+  const known = {};
+  const options = [];
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new LinemqError(`malformed SCHEDULE field ${pair}`, 'protocol_error');
+    const field = pair.slice(0, eq);
+    if (PUT_OPTIONS.has(field) || field.startsWith('h.')) options.push(pair);
+    else known[field] = pair.slice(eq + 1).replace(/^"(.*)"$/, '$1');
+  }
+  const { every = null, cron = null, tz = null, next, last, fired, bytes, ...fields } = known;
+  return {
+    topic,
+    name,
+    every,
+    cron,
+    tz,
+    next: Number(next),
+    last: last === undefined || last === '-' ? null : Number(last),
+    fired: Number(fired),
+    bytes: Number(bytes),
+    options,
+    fields,
+  };
 }
 
 /** Percent-escaped values (v2 header style: `%20` for a space), as UTF-8. */
