@@ -194,7 +194,7 @@ function renderGroups(groups, window) {
       { text: fmtShare(g.failure_rate), cls: "num" + (g.failure_rate > 0.5 ? " failing" : "") },
       { text: g.filter ? fmtInt(g.filtered) : "–", cls: "num" },
       { text: g.filter ? g.filter.join(" and ") : "–", cls: "filter" },
-      { sig: JSON.stringify(g.policy), node: () => policyNode(g.policy) },
+      { sig: JSON.stringify(g.policy), node: () => policyNode(g.policy), cls: "policy-cell" },
       {
         sig: paused ? "paused" : "running",
         node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
