@@ -43,6 +43,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/dlq", dlq_list)
     app.router.add_get("/api/status", message_status_json)
+    app.router.add_get("/api/schedules", schedules_json)
     app.router.add_post("/api/dlq/replay", dlq_replay)
     app.router.add_post("/api/dlq/purge", dlq_purge)
     app.router.add_post("/api/groups/pause", group_pause)
@@ -73,11 +74,55 @@ async def stats(request: web.Request) -> web.Response:
     body = {**snapshot_json(snap), "user": None if user is None else user.name}
     rates = request.app[FAILURES]
     recent = rates.recent()
+    broker = broker_of(request)
     for group in body["groups"]:  # of the last window (as /readyz), not the durable totals
         r = recent.get((group["topic"], group["group"]))
         group["failure_rate"] = round(r.rate, 4) if r is not None and r.counted else None
+        group["policy"] = _policy_json(broker.group_policy(group["topic"], group["group"]))
+        group["filter"] = broker.group_filter(group["topic"], group["group"])
     body["failure_rate_window"] = rates.window
     return _json(body)
+
+
+def _policy_json(fields: dict[str, str] | None) -> dict[str, Any] | None:
+    """``POLICY <topic> <group>``'s fields as given, but ``overrides`` as a list."""
+    if fields is None:
+        return None
+    own = fields.get("overrides", "none")
+    return {**fields, "overrides": [] if own == "none" else own.split(",")}
+
+
+async def schedules_json(request: web.Request) -> web.Response:
+    """``SCHEDULES [topic]``: the jobs of topics the user may publish or subscribe to."""
+    topic = request.query.get("topic")
+    user = user_of(request)
+
+    def may_see(t: str) -> bool:
+        return user is None or user.may_publish(t) or user.may_subscribe(t)
+
+    if topic is not None:
+        _check_name(topic)
+        if not may_see(topic):
+            assert user is not None
+            log.warning("http_permission_denied", user=user.name, topic=topic, needs="read")
+            raise json_error(403, "permission denied")
+    jobs = [
+        {
+            "topic": job.topic,
+            "name": job.name,
+            "every": job.every,
+            "cron": job.cron,
+            "tz": job.tz,
+            "next": job.next_due,
+            "last": job.last_due,
+            "fired": job.fired,
+            "bytes": job.nbytes,
+            "options": list(job.options),
+        }
+        for job in broker_of(request).schedules(topic)
+        if may_see(job.topic)
+    ]
+    return _json({"schedules": jobs})
 
 
 async def dlq_list(request: web.Request) -> web.Response:

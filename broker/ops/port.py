@@ -10,7 +10,7 @@ buffers: ``durable()`` is the ticket to await before answering, as a connection'
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from linemq.broker.auth import Users
@@ -21,6 +21,31 @@ from linemq.broker.observe.histogram import Histogram
 from linemq.broker.observe.stats import Figures
 from linemq.broker.storage.damage import Damage
 from linemq.broker.storage.records import Record
+
+
+class ScheduleFacts(Protocol):
+    """One repeatable job as ``SCHEDULES`` lists it (``every``, or ``cron`` with ``tz``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def every(self) -> str | None: ...
+    @property
+    def cron(self) -> str | None: ...
+    @property
+    def tz(self) -> str | None: ...
+    @property
+    def next_due(self) -> float: ...
+    @property
+    def last_due(self) -> float | None: ...
+    @property
+    def fired(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def options(self) -> tuple[str, ...]: ...
 
 
 class Operations(Figures, Protocol):
@@ -43,6 +68,19 @@ class Operations(Figures, Protocol):
 
     def unopenable(self) -> list[Damage]:
         """Topics and groups that could not be opened at start (``/readyz`` lists them)."""
+        ...
+
+    def group_policy(self, topic: str, group: str) -> dict[str, str] | None:
+        """``POLICY <topic> <group>``'s fields (settings, ``source``, ``overrides``); None:
+        no such group."""
+        ...
+
+    def group_filter(self, topic: str, group: str) -> list[str] | None:
+        """The group's header filter tests (``SUB ... filter=``); None: it has none."""
+        ...
+
+    def schedules(self, topic: str | None) -> Sequence[ScheduleFacts]:
+        """``SCHEDULES [topic]``: the repeatable jobs, sorted by topic and name."""
         ...
 
     async def dead_letters(self, topic: str, n: int) -> list[tuple[int, str]]:

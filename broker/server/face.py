@@ -21,10 +21,11 @@ from linemq.broker.config import Config
 from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.dead_letters import Replayed
 from linemq.broker.delivery.group import ConsumerGroup
+from linemq.broker.delivery.group_policy import describe_group
 from linemq.broker.delivery.lookup import Place, message_status
 from linemq.broker.engine.engine import Engine
 from linemq.broker.observe.histogram import Histogram
-from linemq.broker.server.schedules import Schedules
+from linemq.broker.server.schedules import Listed, Schedules
 from linemq.broker.storage.damage import Damage
 from linemq.broker.storage.records import Record
 
@@ -163,6 +164,18 @@ class BrokerFace:
 
     def unopenable(self) -> list[Damage]:
         return self._engine.damage.unopenable()
+
+    def group_policy(self, topic: str, group: str) -> dict[str, str] | None:
+        found = self._engine.router.groups.get(topic, {}).get(group)
+        return None if found is None else describe_group(found)
+
+    def group_filter(self, topic: str, group: str) -> list[str] | None:
+        found = self._engine.router.groups.get(topic, {}).get(group)
+        tests = None if found is None else found.state.filter
+        return None if tests is None else tests.texts
+
+    def schedules(self, topic: str | None) -> list[Listed]:
+        return self._broker.schedules.listing(topic)
 
     async def dead_letters(self, topic: str, n: int) -> list[tuple[int, str]]:
         return await self._engine.dead_letters.list(topic, n)

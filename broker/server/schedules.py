@@ -118,6 +118,9 @@ class Listed:
     fired: int
     nbytes: int
     options: tuple[str, ...]
+    every: str | None = None  # the timing again, unjoined, for the HTTP API
+    cron: str | None = None
+    tz: str | None = None
 
 
 class Schedules:
@@ -292,6 +295,9 @@ class Schedules:
                     job.fired,
                     len(spec.put.payload),
                     spec.options,
+                    spec.every_text,
+                    spec.cron,
+                    spec.tz,
                 )
             )
         return out

@@ -6,57 +6,20 @@
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 
+import { BrokerError, brokerError, ConnectionLost, LinemqError } from './errors.js';
+import {
+  count, durationSeconds, durationText, filterTests, oneLine, parseGroupLine, parsePolicy, parseScheduleLine,
+  parseStatus, progressWords, scheduleWords, settingWord,
+} from './protocol.js';
 import { Worker } from './worker.js';
 
+export { BrokerError, ConnectionLost, LinemqError, NotFound } from './errors.js';
 export { RetryLater, Terminate, Worker } from './worker.js';
 
 export const MAX_HEARTBEAT_INTERVAL_MS = 10_000;
 // Lines the broker pushes on its own: they are never the reply to a command.
 const UNSOLICITED = new Set(['server shutting down', 'auth timeout', 'too many connections']);
 const NAME = /^[A-Za-z0-9_.-]{1,200}$/;
-// The broker's duration syntax (protocol.md): 500ms, 5s, 2m, 1h, 1d, 1w or bare seconds.
-const DURATION = /^\d+(\.\d+)?(ms|s|m|h|d|w)?$/i;
-const DURATION_SECONDS = { '': 1, ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-// ERR reasons that say something is not there (as the Python client reads them).
-const NOT_FOUND = ['no pending messages', 'no group ', 'no topic ', 'not subscribed', 'not a member', 'dead letter '];
-
-/** Base class of every error this client raises; `code` is stable, `message` is for people. */
-export class LinemqError extends Error {
-  constructor(message, code) {
-    super(message);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
-
-/** The broker answered `ERR <reason>`; the connection is still usable. */
-export class BrokerError extends LinemqError {
-  constructor(reason) {
-    super(reason, 'broker_error');
-    this.reason = reason;
-  }
-}
-
-/** An `ERR` saying the message, dead letter, group, topic or subscription is not there. */
-export class NotFound extends BrokerError {
-  constructor(reason) {
-    super(reason);
-    this.code = 'not_found';
-  }
-}
-
-function brokerError(reason) {
-  const missing = (reason.startsWith('message ') && reason.includes(' not found in '))
-    || NOT_FOUND.some((prefix) => reason.startsWith(prefix));
-  return missing ? new NotFound(reason) : new BrokerError(reason);
-}
-
-/** The connection went away before the reply came (or the request timed out). */
-export class ConnectionLost extends LinemqError {
-  constructor(message) {
-    super(message, 'connection_lost');
-  }
-}
 
 /** Exponential backoff with full jitter: a pure policy, tested without sleeping. */
 export class Backoff {
@@ -71,12 +34,6 @@ export class Backoff {
     const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.max(0, failures - 1));
     return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
   }
-}
-
-/** A failure text as one protocol line: line breaks become spaces, NULs go (the broker keeps 1,000 bytes). */
-function oneLine(reason) {
-  const text = String(reason).replace(/\r\n|\r|\n/g, ' ').replaceAll('\0', '').replace(/^[ \t]+|[ \t]+$/g, '');
-  return text || undefined;
 }
 
 /** One delivered message; group messages can be acked, nacked, terminated and touched. */
@@ -220,13 +177,16 @@ export class Client extends EventEmitter {
 
   /**
    * Join a consumer group; each message must be `ack()`ed or `nack()`ed by `onMessage`.
-   * `{ordering: 'fifo'}` makes a group this creates strictly FIFO (protocol.md).
+   * `{ordering: 'fifo'}` makes a group this creates strictly FIFO (protocol.md); `{filter}`
+   * (a test like 'h.type=email|sms', a list of them, or `{type: ['email', 'sms']}`) makes it
+   * get only messages whose headers pass. Both are sent again on every re-join.
    */
-  async subscribeGroup(topic, group, onMessage, { ordering } = {}) {
-    if (ordering !== undefined && ordering !== 'fifo' && ordering !== 'none') {
-      throw new LinemqError('ordering must be fifo or none', 'invalid_request');
+  async subscribeGroup(topic, group, onMessage, { ordering, filter } = {}) {
+    if (ordering !== undefined && !['fifo', 'key', 'none'].includes(ordering)) {
+      throw new LinemqError('ordering must be fifo, key or none', 'invalid_request');
     }
-    const sub = { topic, group, onMessage, ordering };
+    const tests = filter === undefined ? undefined : filterTests(filter);
+    const sub = { topic, group, onMessage, ordering, filter: tests };
     this._refuseOverlap(sub);
     this._subs.set(key(topic, group), sub);
     try {
@@ -312,6 +272,61 @@ export class Client extends EventEmitter {
     const worker = new Worker(this, topic, group, handler, options);
     await worker.start();
     return worker;
+  }
+
+  /** Consumer groups of `topic` (`GROUPS`): `{topic, group, stats, settings}` each. */
+  async groups(topic) {
+    const lines = await this._request(`GROUPS ${topic}`, 'OK groups end');
+    return lines.filter((line) => line.startsWith('GROUP ')).map(parseGroupLine);
+  }
+
+  /** The policy `topic`'s groups get (`POLICY <topic>`): its `--topic-policy`, or the flags. */
+  async policy(topic) {
+    return parsePolicy(await this._request(`POLICY ${topic}`, 'OK policy end'));
+  }
+
+  /** The policy `group` uses (`POLICY <topic> <group>`); `overrides` names its own settings. */
+  async groupPolicy(topic, group) {
+    return parsePolicy(await this._request(`POLICY ${topic} ${group}`, 'OK policy end'));
+  }
+
+  /**
+   * Set settings of one group, durably and at once (manage permission), e.g.
+   * `{rate: '100/1s', maxRetries: 10, backoff: 'fixed:5s', ackTimeout: 30, nackBackoff: false}`;
+   * `null` clears one (its topic's applies again). All or nothing: a bad value rejects with
+   * `BrokerError` and changes nothing. Resolves to the group's policy after it.
+   */
+  async setGroupPolicy(topic, group, settings) {
+    const pairs = Object.entries(settings ?? {}).map(([name, value]) => settingWord(name, value));
+    if (!pairs.length) throw new LinemqError('give at least one setting', 'invalid_request');
+    await this._request(`POLICY ${topic} ${group} ${pairs.join(' ')}`);
+    return this.groupPolicy(topic, group);
+  }
+
+  /**
+   * Make (or replace) the repeatable job `name` on `topic` (`SCHEDULE`): the broker publishes
+   * `payload` (a string or a Buffer) every `every` (seconds, or '5m') or at each `cron` time
+   * (UTC, or the zone `tz`), with the PUT options given: `key`, `priority`, `delay`, `ttl`,
+   * `maxRetries`, `headers` ({name: value}). Resolves to the first due time (epoch seconds).
+   */
+  async schedule(topic, name, payload, options = {}) {
+    const data = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload), 'utf8');
+    const words = ['SCHEDULE', topic, name, String(data.length), ...scheduleWords(options)];
+    const okLine = await this._request(Buffer.concat([Buffer.from(`${words.join(' ')}\n`), data]));
+    const got = /^OK scheduled \S+ \S+ next=(\S+)$/.exec(okLine);
+    if (!got) throw new LinemqError(`unexpected reply: ${okLine}`, 'protocol_error');
+    return Number(got[1]);
+  }
+
+  /** The repeatable jobs (of `topic`), sorted by topic and name (`SCHEDULES`). */
+  async schedules(topic) {
+    const lines = await this._request(topic === undefined ? 'SCHEDULES' : `SCHEDULES ${topic}`, 'OK schedules end');
+    return lines.filter((line) => line.startsWith('SCHEDULE ')).map(parseScheduleLine);
+  }
+
+  /** Remove a repeatable job (`UNSCHEDULE`); `NotFound` if `topic` has none of that name. */
+  async unschedule(topic, name) {
+    await this._request(`UNSCHEDULE ${topic} ${name}`);
   }
 
   /** The topic's ack timeout in seconds (`POLICY`), or undefined if the broker does not say. */
@@ -427,7 +442,8 @@ export class Client extends EventEmitter {
   _join(sub, generation = this._generation) {
     if (sub.group !== undefined) {
       const ordering = sub.ordering === undefined ? '' : ` ordering=${sub.ordering}`;
-      return this._send(`SUB ${sub.topic} ${sub.group}${ordering}`, undefined, generation);
+      const filter = (sub.filter ?? []).map((test) => ` filter=${test}`).join('');
+      return this._send(`SUB ${sub.topic} ${sub.group}${ordering}${filter}`, undefined, generation);
     }
     if (sub.next === undefined) return this._send(`SUB ${sub.topic}`, undefined, generation);
     return this._send(`SUB ${sub.topic} from=${sub.next}`, undefined, generation);
@@ -468,7 +484,10 @@ export class Client extends EventEmitter {
     return this._send(line, endLine, this._generation);
   }
 
-  /** Write one command; resolves with the OK line, or with the block's lines for `endLine`. */
+  /**
+   * Write one command (a string; or a Buffer, newlines its own, for a command with a
+   * payload); resolves with the OK line, or with the block's lines for `endLine`.
+   */
   _send(line, endLine, generation) {
     const socket = this._socket;
     if (!socket || generation !== this._generation) {
@@ -478,7 +497,8 @@ export class Client extends EventEmitter {
       const request = { endLine, lines: [], resolve, reject, timer: null };
       request.timer = setTimeout(() => {
         // A late reply would be matched to the wrong request: rebuild the connection.
-        reject(new ConnectionLost(`no reply to ${line.split(' ')[0]} within ${this.requestTimeoutMs} ms`));
+        const verb = (typeof line === 'string' ? line : line.subarray(0, 16).toString()).split(' ')[0];
+        reject(new ConnectionLost(`no reply to ${verb} within ${this.requestTimeoutMs} ms`));
         socket.destroy();
       }, this.requestTimeoutMs);
       request.timer.unref?.();
@@ -489,7 +509,7 @@ export class Client extends EventEmitter {
       request.resolve = settle(resolve);
       request.reject = settle(reject);
       this._pending.push(request);
-      socket.write(`${line}\n`);
+      socket.write(typeof line === 'string' ? `${line}\n` : Buffer.concat([line, Buffer.from('\n')]));
     });
   }
 
@@ -580,84 +600,6 @@ export function matches(pattern, topic) {
     if (i >= got.length || (want[i] !== '*' && want[i] !== got[i])) return false;
   }
   return want.length === got.length;
-}
-
-/** `TOUCH … progress=` words: a number from 0 to 100 and/or a note (one line, 200 bytes kept). */
-function progressWords({ progress, note } = {}) {
-  const words = [];
-  if (progress !== undefined) {
-    if (typeof progress !== 'number' || !(progress >= 0 && progress <= 100)) {
-      throw new LinemqError('progress must be a number from 0 to 100', 'invalid_request');
-    }
-    words.push(String(progress));
-  }
-  if (note !== undefined) {
-    const text = String(note).split(/\s+/).filter(Boolean).join(' ');
-    if (!text) throw new LinemqError('note must not be blank', 'invalid_request');
-    if (progress === undefined && /^\d+(\.\d+)?%?$/.test(text.split(' ')[0])) {
-      throw new LinemqError('a note without progress must not start with a number', 'invalid_request');
-    }
-    words.push(text);
-  }
-  if (!words.length) throw new LinemqError('give progress, a note, or both', 'invalid_request');
-  return words.join(' ');
-}
-
-/** A `STATUS` reply's lines as `{topic, offset, id, ts, fields, groups}`; texts unescaped. */
-function parseStatus(lines) {
-  let message;
-  const groups = [];
-  for (const line of lines) {
-    const [kind, topic, offset, name, ...pairs] = line.split(' ');
-    const fields = {};
-    for (const pair of pairs) {
-      const eq = pair.indexOf('=');
-      if (eq > 0) fields[pair.slice(0, eq)] = unescapeValue(pair.slice(eq + 1));
-    }
-    if (kind === 'MESSAGE') {
-      message = { topic, offset: Number(offset), id: name, ts: Number(fields.ts), fields };
-    } else if (kind === 'STATUS') {
-      groups.push({
-        group: name,
-        state: fields.state,
-        attempts: Number(fields.attempt ?? fields.attempts ?? 0),
-        progress: fields.progress === undefined ? undefined : Number(fields.progress),
-        note: fields.note,
-        member: fields.member,
-        reason: fields.reason,
-        error: fields.error,
-        fields,
-      });
-    }
-  }
-  if (message === undefined) throw new LinemqError('STATUS reply without a MESSAGE line', 'protocol_error');
-  return { ...message, groups };
-}
-
-/** Percent-escaped values (v2 header style: `%20` for a space), as UTF-8. */
-function unescapeValue(value) {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value; // not an escape the broker writes: keep it as it came
-  }
-}
-
-function count(okLine, word) {
-  const got = new RegExp(`^OK ${word} (\\d+)$`).exec(okLine);
-  if (!got) throw new LinemqError(`unexpected reply: ${okLine}`, 'protocol_error');
-  return Number(got[1]);
-}
-
-function durationText(value) {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return `${value}s`;
-  if (typeof value === 'string' && DURATION.test(value)) return value;
-  throw new LinemqError(`invalid duration ${value}: use seconds or e.g. 500ms, 5s, 2m, 1h, 1d`, 'invalid_request');
-}
-
-function durationSeconds(text) {
-  const got = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$/i.exec(text);
-  return got ? Number(got[1]) * DURATION_SECONDS[(got[2] ?? '').toLowerCase()] : undefined;
 }
 
 function key(topic, group) {

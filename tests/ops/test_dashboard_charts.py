@@ -148,7 +148,17 @@ async def test_screenshot_of_a_busy_dashboard(brokers: BrokerFactory, browser: W
         http_port=0, sample_interval=0.1, ack_timeout=0.5, max_retries=0, heartbeat_timeout=60.0
     )
     await scene(broker)
+    ops = await wire(broker)
+    for job in (
+        'orders nightly-report 6 cron="0 2 * * *" tz="Europe/Paris"',
+        "emails digest 6 every=5s key=digest",
+    ):
+        await ops.send(f"SCHEDULE {job}\nreport\n")
+        assert (await ops.line()).startswith("OK scheduled")
     async with traffic(broker):
+        assert await ops.cmd("POLICY payments ledger rate=40/1s backoff=fixed:2s") == (
+            "OK policy set payments ledger"
+        )
         assert broker.http is not None
         await asyncio.to_thread(browser.get, f"http://127.0.0.1:{broker.http.port}/")
         await asyncio.sleep(0.1 * 180 + 1)  # a full window of samples

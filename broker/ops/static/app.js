@@ -1,4 +1,4 @@
-// linemq dashboard: polls /api/stats, /api/series and /api/dlq, looks messages up with
+// linemq dashboard: polls /api/stats, /api/series, /api/schedules and /api/dlq, looks messages up with
 // /api/status, and calls the POST endpoints.
 // Every value from the broker goes into the page through textContent or a
 // data-* attribute, never as HTML: message texts are arbitrary.
@@ -192,6 +192,9 @@ function renderGroups(groups, window) {
       { text: fmtInt(g.failures), cls: "num", title: failureTitle(g) },
       { text: fmtInt(g.terms), cls: "num" },
       { text: fmtShare(g.failure_rate), cls: "num" + (g.failure_rate > 0.5 ? " failing" : "") },
+      { text: g.filter ? fmtInt(g.filtered) : "–", cls: "num" },
+      { text: g.filter ? g.filter.join(" and ") : "–", cls: "filter" },
+      { sig: JSON.stringify(g.policy), node: () => policyNode(g.policy), cls: "policy-cell" },
       {
         sig: paused ? "paused" : "running",
         node: () => el("span", { class: "badge " + (paused ? "paused" : "running") },
@@ -209,6 +212,58 @@ function renderGroups(groups, window) {
       },
     ];
   });
+}
+
+// A group's effective policy in a few words; its own settings (over the topic's) in bold.
+const POLICY_WORDS = {
+  max_retries: (v) => `${v} retries`,
+  backoff: (v) => {
+    const [kind, ...times] = v.split(":");
+    return kind === "exponential" ? `backoff ${times.join("–")}` : `backoff ${kind} ${times.join(" ")}`;
+  },
+  ack_timeout: (v) => `ack ${v}`,
+  max_inflight: (v) => `${v} in flight`,
+  ordering: (v) => ({ key: "key order", fifo: "FIFO", none: "unordered" })[v] || `ordering ${v}`,
+  rate: (v) => (v === "none" ? "" : `rate ${v}`),
+  nack_backoff: (v) => (v === "off" ? "NACK now" : ""),
+};
+
+function policyNode(policy) {
+  if (!policy) return document.createTextNode("–");
+  const own = new Set(policy.overrides || []);
+  const span = el("span", {
+    class: "policy",
+    title: Object.entries(policy).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") || "none" : v}`)
+      .join(" "),
+  });
+  const words = Object.entries(POLICY_WORDS)
+    .filter(([k]) => policy[k] !== undefined)
+    .map(([k, say]) => [k, say(String(policy[k]))])
+    .filter(([, text]) => text);
+  words.forEach(([k, text], i) => {
+    if (i) span.append(" · ");
+    span.append(own.has(k) ? el("b", { "data-key": k }, text) : el("span", { "data-key": k }, text));
+  });
+  return span;
+}
+
+function fmtWhen(job) {
+  if (job.every) return `every ${job.every}`;
+  return `cron ${job.cron}` + (job.tz ? ` (${job.tz})` : " (UTC)");
+}
+
+function renderSchedules(jobs) {
+  $("schedules-empty").hidden = jobs.length > 0;
+  syncRows($("schedules").tBodies[0], jobs, (j) => j.topic + "\n" + j.name, (j) => [
+    { text: j.topic },
+    { text: j.name },
+    { text: fmtWhen(j) },
+    { text: fmtTime(j.next) },
+    { text: j.last === null ? "never" : fmtTime(j.last) },
+    { text: fmtInt(j.fired), cls: "num" },
+    { text: fmtBytes(j.bytes || 0), cls: "num" },
+    { text: j.options.join(" ") || "–" },
+  ]);
 }
 
 function renderDlqChoices(topics) {
@@ -424,6 +479,7 @@ async function refresh() {
     renderGroups(snap.groups, snap.failure_rate_window);
     renderDlqChoices(snap.topics);
     renderCharts(await api("/api/series"));
+    renderSchedules((await api("/api/schedules")).schedules);
     if (state.dlqTopic !== null) {
       const dlq = await api(`/api/dlq?topic=${encodeURIComponent(state.dlqTopic)}&n=${DLQ_COUNT}`);
       if (dlq.topic === state.dlqTopic) renderLetters(dlq.letters);

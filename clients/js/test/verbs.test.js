@@ -125,9 +125,11 @@ describe('issue-26 verbs', () => {
       'ERR group steps on js.fifo has ordering=fifo',
     );
     assert.equal(lines.at(-1), 'ERR group steps on js.fifo has ordering=fifo');
-    await assert.rejects(client.subscribeGroup('js.fifo2', 'g', () => {}, { ordering: 'key' }), {
+    await assert.rejects(client.subscribeGroup('js.fifo2', 'g', () => {}, { ordering: 'random' }), {
       code: 'invalid_request',
     });
+    await client.subscribeGroup('js.fifo3', 'g', () => {}, { ordering: 'key' }); // the default, by name
+    await client.unsubscribe('js.fifo3', 'g');
     await client.unsubscribe('js.fifo', 'steps');
   });
 });
