@@ -1,10 +1,11 @@
 """The router on its own, without sockets or a broker: fanout, groups and their commands.
 
-A test plays the engine's part (``Bench``): records go into a real ``MemoryStore``,
-a tick commits them and hands them to ``Router.on_written``, runs the pumps acks
-asked for and writes the group journals, as ``Engine._commit`` does. A client is a
-``ClientState`` over a ``Sink`` that keeps what would have been sent; tests read
-those bytes back as the lines a consumer gets, and ask ``group_info`` the rest.
+A test plays the engine's part (``Bench``): records go into a real store (each test
+runs on a ``MemoryStore`` and on a ``FileStore`` in tmp_path); a tick commits them,
+hands them to ``Router.on_written``, runs the pumps acks asked for and writes the
+group journals, as ``Engine._commit`` does. A client is a ``ClientState`` over a
+``Sink`` that keeps what would have been sent; tests read those bytes back as the
+lines a consumer gets, and ask ``group_info`` the rest.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.router import DeliveryError, Router
 from linemq.broker.protocol import Position
+from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.store import FileStore
 
 FAST: dict[str, Any] = {"ack_timeout": 0.2, "retry_backoff_base": 0.05, "retry_backoff_max": 0.2}
 
@@ -76,15 +79,16 @@ class Conn:
 class Bench:
     """A router over a memory store and a groups folder, with the engine's tick."""
 
-    def __init__(self, tmp_path: Path, store: MemoryStore | None = None, **options: Any) -> None:
-        self.store = MemoryStore() if store is None else store
+    def __init__(self, data_dir: Path, store: Store, ids: int = 0, **options: Any) -> None:
+        self.store = store
         self.loop = asyncio.get_running_loop()
-        config = Config(port=0, data_dir=tmp_path, **{**FAST, **options})
+        config = Config(port=0, data_dir=data_dir, **{**FAST, **options})
         self.ctx = DeliveryContext.build(self.loop, config, self.publish_internal, self.schedule)
-        self.router = Router(self.store, tmp_path / "groups", self.ctx)
+        self.router = Router(store, data_dir / "groups", self.ctx)  # as Engine.open makes it
         self.router.open()
-        self._ids = 0
+        self._ids = ids
         self._scheduled = False
+        self.closed = False
 
     def conn(self) -> Conn:
         return Conn(self.router)
@@ -123,12 +127,20 @@ class Bench:
                 journal.write()
 
     async def settle(self) -> None:
-        """Let scheduled ticks and the router's own tasks (catch-up, recovery) run."""
-        for _ in range(5):
+        """Let the router's own tasks (catch-up, recovery, reads from disk) finish and
+        the ticks they schedule run."""
+        for _ in range(3):
             await asyncio.sleep(0)
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            if others:
+                await asyncio.wait(others, timeout=5)
+        await asyncio.sleep(0)
 
     def close(self) -> None:
         """As a stopping broker: write what is buffered, stop the groups, close journals."""
+        if self.closed:
+            return
+        self.closed = True
         self.tick()
         self.router.close()
         for journal in self.router.journals():
@@ -144,22 +156,39 @@ class Bench:
 
 
 class Benches:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.open: list[Bench] = []
+    """Makes the test's bench; a second call stops the first and opens the same data
+    again, as a restarted broker would (a memory store is kept: it is the log)."""
 
-    def __call__(self, store: MemoryStore | None = None, **options: Any) -> Bench:
-        bench = Bench(self.tmp_path, store, **options)
-        self.open.append(bench)
-        return bench
+    def __init__(self, data_dir: Path, kind: str) -> None:
+        self.data_dir = data_dir
+        self.kind = kind
+        self.last: Bench | None = None
+
+    def __call__(self, **options: Any) -> Bench:
+        last = self.last
+        ids = 0
+        store: Store
+        if last is not None:
+            last.close()
+            ids = last._ids
+        if self.kind == "memory":
+            store = MemoryStore() if last is None else last.store
+        else:
+            if last is not None:
+                last.store.close()
+            store = FileStore(self.data_dir)
+            store.open()
+        self.last = Bench(self.data_dir, store, ids, **options)
+        return self.last
 
 
-@pytest.fixture
-async def benches(tmp_path: Path) -> AsyncIterator[Benches]:
-    made = Benches(tmp_path)
+@pytest.fixture(params=["memory", "file"])
+async def benches(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Benches]:
+    made = Benches(tmp_path / "data", request.param)
     yield made
-    for bench in made.open:
-        bench.close()
+    if made.last is not None:
+        made.last.close()
+        made.last.store.close()
 
 
 @pytest.fixture
@@ -453,8 +482,7 @@ async def test_a_deleted_group_is_gone_after_a_reopen(benches: Benches) -> None:
     await b.router.join(conn.client, "jobs", "workers")
     b.router.leave(conn.client, "jobs", "workers")
     b.router.delete("jobs", "workers", force=False)
-    b.close()
-    again = benches(store=b.store)
+    again = benches()
     assert again.router.group_info("jobs") == []
 
 
@@ -471,9 +499,8 @@ async def test_a_reopened_group_keeps_its_cursor_and_gets_back_what_was_out(
     a, bb, _c = conn.got()
     assert b.ack(conn, a.id, bb.id) == []
     b.router.pause("jobs", "workers", True)
-    b.close()
 
-    again = benches(store=b.store)  # the same log, a new router over the same groups folder
+    again = benches()  # the same log, a new router over the same groups folder
     info = again.info("jobs", "workers")
     assert (info["members"], info["acked"], info["paused"], info["waiting"]) == (0, 2, 1, 1)
     back = again.conn()
