@@ -77,7 +77,7 @@ class Conn:
 
 
 class Bench:
-    """A router over a memory store and a groups folder, with the engine's tick."""
+    """A router over a store and a groups folder, with the engine's tick."""
 
     def __init__(self, data_dir: Path, store: Store, ids: int = 0, **options: Any) -> None:
         self.store = store
@@ -86,7 +86,7 @@ class Bench:
         self.ctx = DeliveryContext.build(self.loop, config, self.publish_internal, self.schedule)
         self.router = Router(store, data_dir / "groups", self.ctx)  # as Engine.open makes it
         self.router.open()
-        self._ids = ids
+        self.last_id = ids
         self._scheduled = False
         self.closed = False
 
@@ -94,8 +94,8 @@ class Bench:
         return Conn(self.router)
 
     def _id(self) -> str:
-        self._ids += 1
-        return f"msg_{self._ids:08d}"
+        self.last_id += 1
+        return f"msg_{self.last_id:08d}"
 
     def publish(self, topic: str, *msgs: str) -> None:
         """Append and commit at once: subscribers and groups get them now."""
@@ -170,7 +170,7 @@ class Benches:
         store: Store
         if last is not None:
             last.close()
-            ids = last._ids
+            ids = last.last_id
         if self.kind == "memory":
             store = MemoryStore() if last is None else last.store
         else:
