@@ -19,6 +19,7 @@ class Tail(Protocol):
     """A topic's counter and what was appended to it since the last commit."""
 
     last: int
+    first_offset: int
     pending: list[Record]
     meta_last_offset: int
 
@@ -65,6 +66,14 @@ class AppendBuffer(Generic[L]):
 
     def topics(self) -> list[str]:
         return sorted(self._logs)
+
+    def last_offset(self, topic: str) -> int:
+        log = self._logs.get(topic)
+        return 0 if log is None else log.last
+
+    def first_offset(self, topic: str) -> int:
+        log = self._logs.get(topic)
+        return 1 if log is None else log.first_offset
 
     def _detach(self, names: Sequence[str]) -> None:
         """``delete_topics``' first step: the names are no longer served."""

@@ -87,14 +87,6 @@ class MemoryStore(AppendBuffer[_Log]):
         done.ticket.resolve()
         return done
 
-    def last_offset(self, topic: str) -> int:
-        log = self._logs.get(topic)
-        return 0 if log is None else log.last
-
-    def first_offset(self, topic: str) -> int:
-        log = self._logs.get(topic)
-        return 1 if log is None else log.first_offset
-
     def footprint(self, topic: str) -> Footprint:
         log = self._logs.get(topic)
         if log is None:

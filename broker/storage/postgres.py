@@ -320,14 +320,6 @@ class PostgresStore(AppendBuffer[_Log]):
             log.reload(counters.get(topic, 0))
         ticket.resolve()
 
-    def last_offset(self, topic: str) -> int:
-        log = self._logs.get(topic)
-        return 0 if log is None else log.last
-
-    def first_offset(self, topic: str) -> int:
-        log = self._logs.get(topic)
-        return 1 if log is None else log.first_offset
-
     def footprint(self, topic: str) -> Footprint:
         """Bytes of message text (summed at ``open``, then kept); no segments."""
         log = self._logs.get(topic)
