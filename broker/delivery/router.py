@@ -20,9 +20,14 @@ from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.policy import DeliveryPolicy
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.wire import deliveries
-from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from linemq.broker.protocol.filters import HeaderFilter
-from linemq.broker.protocol.names import is_dead_letter_topic
+from linemq.broker.protocol.names import (
+    is_dead_letter_topic,
+    is_pattern,
+    is_valid_name,
+    topic_matches,
+)
+from linemq.broker.protocol.positions import Position
 from linemq.broker.storage.damage import UNOPENABLE, Damage
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
