@@ -56,6 +56,7 @@ LAYER_OF: Final = {
     "linemq.broker.protocol.durations": "vocabulary",
     "linemq.broker.protocol.sizes": "vocabulary",
     "linemq.broker.protocol.filters": "vocabulary",
+    "linemq.broker.protocol.message_options": "vocabulary",
     "linemq.broker.protocol.positions": "vocabulary",
     "linemq.clients": "clients",
     "linemq.tools": "tools",
@@ -88,8 +89,6 @@ ALLOWED_VIOLATIONS: Final = {
     # protocol.names.
     ("linemq.broker.delivery.wire", "linemq.broker.protocol.replies"),
     ("linemq.broker.delivery.wire", "linemq.broker.protocol.v2"),
-    ("linemq.broker.delivery.dead_letters", "linemq.broker.protocol.v2"),
-    ("linemq.broker.delivery.lookup", "linemq.broker.protocol.v2"),
     # Issue 23, client: subscription types its pipeline under TYPE_CHECKING, a circle
     # pipeline <-> subscription (not in the files of this change).
     ("linemq.clients.subscription", "linemq.clients.pipeline"),
