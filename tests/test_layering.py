@@ -84,11 +84,6 @@ ALLOWED: Final[dict[str, set[str]]] = {
 
 # (importer, imported): known violations, each removed by the work named beside it.
 ALLOWED_VIOLATIONS: Final = {
-    # Issue 23, group lifecycle (hlife): delivery still encodes wire bytes (MSG lines,
-    # v2 frames) and imports names from the wire protocol's package instead of
-    # protocol.names.
-    ("linemq.broker.delivery.wire", "linemq.broker.protocol.replies"),
-    ("linemq.broker.delivery.wire", "linemq.broker.protocol.v2"),
     # Issue 23, client: subscription types its pipeline under TYPE_CHECKING, a circle
     # pipeline <-> subscription (not in the files of this change).
     ("linemq.clients.subscription", "linemq.clients.pipeline"),

@@ -19,7 +19,6 @@ from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.policy import DeliveryPolicy
 from linemq.broker.delivery.progress import ProgressBoard
-from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol.filters import HeaderFilter
 from linemq.broker.protocol.names import (
     is_dead_letter_topic,
@@ -49,6 +48,7 @@ class Router:
         self.store = store
         self.groups_dir = groups_dir
         self.ctx = ctx
+        self._deliveries = ctx.encoder.deliveries  # bound once (see ConsumerGroup)
         self.fanout: dict[str, dict[ClientState, None]] = {}
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
@@ -159,7 +159,9 @@ class Router:
                 self.patterns.fanout.added(topic)
             subs[client] = None
             return
-        task = self.ctx.loop.create_task(catch_up(self.store, client, topic, start, self.go_live))
+        task = self.ctx.loop.create_task(
+            catch_up(self.store, self._deliveries, client, topic, start, self.go_live)
+        )
         task.add_done_callback(_log_failure)
 
     def go_live(self, client: ClientState, topic: str) -> None:
@@ -291,10 +293,11 @@ class Router:
                 subs = {c: None for c in subs if _may_read(c, topic)}
         if subs:
             encoded: dict[int, bytes] = {}
+            encode = self._deliveries
             for client in list(subs):
                 data = encoded.get(client.version)
                 if data is None:
-                    data = encoded[client.version] = deliveries(client.version, topic, records)
+                    data = encoded[client.version] = encode(client.version, topic, records)
                 client.sender.send(data)
             sent = len(subs) * len(records)
         groups = self.groups.get(topic)
