@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from linemq.broker.delivery.clients import ClientState
-from linemq.broker.delivery.wire import deliveries
 from linemq.broker.storage.log_store import LogStore
+from linemq.broker.storage.records import Record
 
 CHUNK: Final = 1000
 CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads
@@ -16,6 +16,7 @@ CHUNK_BYTES: Final = 256 * 1024  # what one reader holds while its client reads
 
 async def catch_up(
     store: LogStore,
+    deliveries: Callable[[int, str, Sequence[Record]], bytes],
     client: ClientState,
     topic: str,
     offset: int,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from linemq.broker.config import Config
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.delivery.policy import DeliveryPolicy, resolve
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import DamageReport
@@ -31,6 +32,19 @@ class Sender(Protocol):
         """Return once the client has read enough that more may be sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class Encoder:
+    """Records as the bytes a client gets, by the protocol version it asked for.
+
+    Delivery sends them but knows no wire format: the server gives it these.
+    """
+
+    deliveries: Callable[[int, str, Sequence[Record]], bytes]
+    """``(version, topic, records)``: fanout, catch-up and group deliveries of first attempts."""
+    group_deliveries: Callable[[int, str, Sequence[Pending]], bytes]
+    """``(version, topic, pendings)``: a pump's deliveries to one member, with their attempts."""
+
+
 @dataclass(slots=True)
 class DeliveryContext:
     loop: asyncio.AbstractEventLoop
@@ -40,6 +54,7 @@ class DeliveryContext:
     """Append a message to a topic (used for dead letters and replays)."""
     changed: Callable[[], None]
     """Something was journaled or sent: schedule a commit tick."""
+    encoder: Encoder
     deliver_latency: Histogram = field(default_factory=Histogram)
     """Publish to first delivery, per group delivery."""
     dirty_journals: dict[Journal, None] = field(default_factory=dict)
@@ -94,13 +109,14 @@ class DeliveryContext:
         config: Config,
         publish: Callable[[str, str, Meta | None], Record],
         changed: Callable[[], None],
+        encoder: Encoder,
         damage: DamageReport | None = None,
     ) -> DeliveryContext:
         backoff = ExponentialBackoff(config.retry_backoff_base, config.retry_backoff_max)
         policy = RetryPolicy(config.max_retries, backoff)
         if damage is None:
-            return cls(loop, config, policy, publish, changed)
-        return cls(loop, config, policy, publish, changed, damage=damage)
+            return cls(loop, config, policy, publish, changed, encoder)
+        return cls(loop, config, policy, publish, changed, encoder, damage=damage)
 
 
 def journal_fd_limit() -> int:

@@ -29,7 +29,11 @@ import orjson
 import structlog
 
 from linemq.broker.delivery.lifecycle import Pending
-from linemq.broker.protocol.v2 import PRIORITY_NAMES, is_valid_header_name, is_valid_token
+from linemq.broker.protocol.message_options import (
+    PRIORITY_NAMES,
+    is_valid_header_name,
+    is_valid_token,
+)
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Meta, Record, StorageError

@@ -38,7 +38,6 @@ from linemq.broker.delivery.policy import settings, with_overrides
 from linemq.broker.delivery.rate import TokenBucket
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.delivery.timers import AckDeadlines, DueHeap
-from linemq.broker.delivery.wire import deliveries, group_deliveries
 from linemq.broker.storage.log_store import LogStore, TopicView
 from linemq.broker.storage.records import Record
 
@@ -67,6 +66,10 @@ class ConsumerGroup:
         self.log = log_
         self.state = state
         self.ctx = ctx
+        # Bound once, and called through a local (a method-style call on an instance
+        # attribute takes CPython's slow lookup): they run on every pump.
+        self._deliveries = ctx.encoder.deliveries
+        self._group_deliveries = ctx.encoder.group_deliveries
         self.policy = with_overrides(ctx.policy_for(topic), state.overrides)
         self.members: list[Member] = []
         self._rr = 0
@@ -252,8 +255,9 @@ class ConsumerGroup:
             self.state.deliver(sent, now)
             out, self._out = self._out, {}
             self._hold(out, now)  # before a send can drop its client (which unholds them)
+            encode = self._group_deliveries
             for member, ps in out.items():
-                member.client.sender.send(group_deliveries(member.client.version, self.topic, ps))
+                member.client.sender.send(encode(member.client.version, self.topic, ps))
             for p in sent:
                 p.record = None  # read back if it is ever needed again
             self.ctx.changed()
@@ -344,9 +348,10 @@ class ConsumerGroup:
         for member, got in out.items():
             member.holdings.add([r.id for r in got], [r.offset for r in got], now, deadline)
         self._deadlines.rows_added()
+        encode = self._deliveries
         for member, got in out.items():  # rows first: a send that drops its client unholds them
             client = member.client
-            client.sender.send(deliveries(client.version, self.topic, got))
+            client.sender.send(encode(client.version, self.topic, got))
         self.ctx.changed()
         return len(records)
 

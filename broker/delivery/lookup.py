@@ -32,7 +32,7 @@ from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.lifecycle import Phase
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.router import Router
-from linemq.broker.protocol.v2 import PRIORITY_NAMES
+from linemq.broker.protocol.message_options import PRIORITY_NAMES
 from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Record
 

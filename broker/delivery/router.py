@@ -19,10 +19,14 @@ from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import PatternRegistry
 from linemq.broker.delivery.policy import DeliveryPolicy
 from linemq.broker.delivery.progress import ProgressBoard
-from linemq.broker.delivery.wire import deliveries
-from linemq.broker.protocol import Position, is_pattern, is_valid_name, topic_matches
 from linemq.broker.protocol.filters import HeaderFilter
-from linemq.broker.protocol.names import is_dead_letter_topic
+from linemq.broker.protocol.names import (
+    is_dead_letter_topic,
+    is_pattern,
+    is_valid_name,
+    topic_matches,
+)
+from linemq.broker.protocol.positions import Position
 from linemq.broker.storage.damage import UNOPENABLE, Damage
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
@@ -44,6 +48,7 @@ class Router:
         self.store = store
         self.groups_dir = groups_dir
         self.ctx = ctx
+        self._deliveries = ctx.encoder.deliveries  # bound once (see ConsumerGroup)
         self.fanout: dict[str, dict[ClientState, None]] = {}
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
@@ -154,7 +159,9 @@ class Router:
                 self.patterns.fanout.added(topic)
             subs[client] = None
             return
-        task = self.ctx.loop.create_task(catch_up(self.store, client, topic, start, self.go_live))
+        task = self.ctx.loop.create_task(
+            catch_up(self.store, self._deliveries, client, topic, start, self.go_live)
+        )
         task.add_done_callback(_log_failure)
 
     def go_live(self, client: ClientState, topic: str) -> None:
@@ -286,10 +293,11 @@ class Router:
                 subs = {c: None for c in subs if _may_read(c, topic)}
         if subs:
             encoded: dict[int, bytes] = {}
+            encode = self._deliveries
             for client in list(subs):
                 data = encoded.get(client.version)
                 if data is None:
-                    data = encoded[client.version] = deliveries(client.version, topic, records)
+                    data = encoded[client.version] = encode(client.version, topic, records)
                 client.sender.send(data)
             sent = len(subs) * len(records)
         groups = self.groups.get(topic)

@@ -29,7 +29,7 @@ from pathlib import Path
 import structlog
 
 from linemq.broker.config import Config
-from linemq.broker.delivery.context import DeliveryContext
+from linemq.broker.delivery.context import DeliveryContext, Encoder
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
 from linemq.broker.engine import upkeep
@@ -54,11 +54,15 @@ log = structlog.get_logger(__name__)
 
 
 class Engine:
-    def __init__(self, config: Config, replies: Replies, store: Store | None = None) -> None:
-        """``store``: topic logs kept elsewhere than the data directory's files (open
-        already); journals stay files there."""
+    def __init__(
+        self, config: Config, replies: Replies, encoder: Encoder, store: Store | None = None
+    ) -> None:
+        """``encoder``: the server's wire format, for what delivery sends. ``store``: topic
+        logs kept elsewhere than the data directory's files (open already); journals stay
+        files there."""
         self.config = config
         self._replies = replies
+        self._encoder = encoder
         self.tickets = Tickets()
         self.damage = DamageReport()  # what storage and journals found damaged on disk
         self.files: FileStore | None = None  # the file store's own shortcut (_write_through)
@@ -95,7 +99,9 @@ class Engine:
         if self.files is not None:
             self.files.open()
         config = self.config
-        ctx = DeliveryContext.build(loop, config, self.publish_internal, self.schedule, self.damage)
+        ctx = DeliveryContext.build(
+            loop, config, self.publish_internal, self.schedule, self._encoder, self.damage
+        )
         data_dir = Path(config.data_dir)
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()

@@ -15,7 +15,6 @@ from linemq.broker.protocol.commands import (
     Pause,
     Ping,
     Policy,
-    Position,
     Pub,
     Purge,
     Quit,
@@ -40,6 +39,7 @@ from linemq.broker.protocol.names import (
     topic_matches,
 )
 from linemq.broker.protocol.parser import parse_line
+from linemq.broker.protocol.positions import Position
 from linemq.broker.protocol.v2 import Hello, Put, PutHeader, build_put
 
 __all__ = [

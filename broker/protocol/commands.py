@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from linemq.broker.protocol.filters import HeaderFilter
+from linemq.broker.protocol.positions import Position
 from linemq.broker.protocol.schedules import ListSchedules, Schedule, ScheduleHeader, Unschedule
 from linemq.broker.protocol.v2 import Hello, Put, PutHeader
 
@@ -36,14 +37,6 @@ class Pub:
 
     topic: str
     msg: str
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a new subscription or group starts: ``earliest``, ``latest``, an offset, a time."""
-
-    kind: str  # "earliest" | "latest" | "offset" | "time"
-    value: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

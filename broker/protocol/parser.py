@@ -26,7 +26,6 @@ from linemq.broker.protocol.commands import (
     Pause,
     Ping,
     Policy,
-    Position,
     Pub,
     Purge,
     Quit,
@@ -49,6 +48,7 @@ from linemq.broker.protocol.names import (
     is_valid_pattern,
     is_valid_topic,
 )
+from linemq.broker.protocol.positions import Position
 from linemq.broker.protocol.schedules import parse_schedule, parse_schedules, parse_unschedule
 from linemq.broker.protocol.v2 import PutHeader, parse_duration, parse_hello
 

@@ -9,7 +9,6 @@ deliveries as ``MSG2`` / ``HISTORY2`` frames carrying the same information.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -17,17 +16,14 @@ from urllib.parse import unquote_to_bytes
 from linemq.broker.protocol import durations
 from linemq.broker.protocol.durations import MAX_WIRE_DURATION
 from linemq.broker.protocol.errors import ProtocolError
+from linemq.broker.protocol.message_options import HEADER_NAME, PRIORITIES, PRIORITY_NAMES, TOKEN
 from linemq.broker.protocol.names import NO_DEAD_LETTER_TOPIC, is_valid_topic
 from linemq.broker.protocol.replies import ts_text
 
-PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
-PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
 MAX_OPTION_VALUE: Final = 1024
 MAX_DELAY: Final = MAX_WIRE_DURATION
 MAX_RETRIES: Final = 1_000_000
 """The largest ``max_retries=`` a PUT may give."""
-_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-_TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +90,7 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
             ttl = _duration(option, value)
         elif name == "max_retries":
             max_retries = _max_retries(option, value)
-        elif name.startswith("h.") and _HEADER_NAME.fullmatch(name[2:]):
+        elif name.startswith("h.") and HEADER_NAME.fullmatch(name[2:]):
             try:
                 headers[name[2:]] = unquote_to_bytes(value).decode()
             except UnicodeDecodeError:
@@ -106,18 +102,8 @@ def build_put(header: PutHeader, payload: bytes) -> Put:
     return Put(header.topic, payload, key, priority, delay, at, ttl, pid, headers, max_retries)
 
 
-def is_valid_header_name(name: str) -> bool:
-    """What ``h.<name>=`` accepts."""
-    return _HEADER_NAME.fullmatch(name) is not None
-
-
-def is_valid_token(value: str) -> bool:
-    """What ``key=`` and ``id=`` accept: printable ASCII without spaces."""
-    return _TOKEN.fullmatch(value) is not None
-
-
 def _token(option: str, value: str) -> str:
-    if not _TOKEN.fullmatch(value):
+    if not TOKEN.fullmatch(value):
         raise ProtocolError(f"invalid option: {option[:100]}")
     return value
 

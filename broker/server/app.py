@@ -24,6 +24,7 @@ from linemq.broker.engine.pub_batch import PubBatch
 from linemq.broker.protocol import LineFramer, replies
 from linemq.broker.protocol.v2 import Put, closing, put_reply
 from linemq.broker.server.connection import Connection
+from linemq.broker.server.deliveries import ENCODER
 from linemq.broker.server.face import BrokerFace, HttpServer, StartHttp
 from linemq.broker.server.handlers import Handlers
 from linemq.broker.server.publishing import wait_for
@@ -57,7 +58,7 @@ class Broker:
             raise ValueError("http_port is set but no HTTP side was given to start")
         self.config = config
         self._start_http = http
-        self.engine = engine = Engine(config, self, store)
+        self.engine = engine = Engine(config, self, ENCODER, store)
         self.face = BrokerFace(self)  # all that STATS and the HTTP side see of the broker
         self.damage = engine.damage  # what storage and journals found damaged on disk
         self.store = engine.store

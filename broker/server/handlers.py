@@ -16,7 +16,6 @@ import structlog
 from linemq.broker.auth import Permission, auth_delay
 from linemq.broker.delivery.dead_letters import DeadLetterNotFound
 from linemq.broker.delivery.router import DeliveryError
-from linemq.broker.delivery.wire import deliveries
 from linemq.broker.observe.stats import collect, filter_snapshot
 from linemq.broker.protocol import (
     Ack,
@@ -47,6 +46,7 @@ from linemq.broker.protocol.names import is_dead_letter_topic
 from linemq.broker.protocol.v2 import Hello, Put, hello
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.core import Core
+from linemq.broker.server.deliveries import deliveries
 from linemq.broker.server.schedule_verbs import ScheduleVerbs
 from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
 from linemq.broker.storage.log_store import TopicView

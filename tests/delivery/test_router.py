@@ -23,6 +23,7 @@ from linemq.broker.delivery.clients import ClientState
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.router import DeliveryError, Router
 from linemq.broker.protocol import Position
+from linemq.broker.server.deliveries import ENCODER
 from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.records import Meta, Record
@@ -83,7 +84,9 @@ class Bench:
         self.store = store
         self.loop = asyncio.get_running_loop()
         config = Config(port=0, data_dir=data_dir, **{**FAST, **options})
-        self.ctx = DeliveryContext.build(self.loop, config, self.publish_internal, self.schedule)
+        self.ctx = DeliveryContext.build(
+            self.loop, config, self.publish_internal, self.schedule, ENCODER
+        )
         self.router = Router(store, data_dir / "groups", self.ctx)  # as Engine.open makes it
         self.router.open()
         self.last_id = ids

@@ -20,6 +20,7 @@ from linemq.broker.config import Config
 from linemq.broker.engine import durability
 from linemq.broker.engine.engine import Engine
 from linemq.broker.engine.pub_batch import PubBatch
+from linemq.broker.server.deliveries import ENCODER
 from linemq.broker.storage.log_store import Commit
 from linemq.broker.storage.records import Meta, StorageError
 from linemq.broker.storage.ticket import Ticket
@@ -94,7 +95,7 @@ class Opened:
 
     async def __call__(self, **options: Any) -> Engine:
         config = Config(port=0, data_dir=self.tmp_path / "data", fsync_interval_ms=50, **options)
-        engine = Engine(config, Replies())
+        engine = Engine(config, Replies(), ENCODER)
         await engine.open(asyncio.get_running_loop())
         self.engines.append(engine)
         return engine

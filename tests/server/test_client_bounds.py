@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from linemq.broker.auth import hash_token
-from linemq.broker.delivery.wire import deliveries
 from linemq.broker.protocol.replies import DLQ_END, HISTORY_END, dlq_line
 from linemq.broker.server.app import Broker
+from linemq.broker.server.deliveries import deliveries
 from tests.conftest import BrokerFactory, eventually
 from tests.wire import Wire
 

@@ -1,16 +1,19 @@
-"""Records as the bytes a client gets, by the protocol version it asked for."""
+"""Records as the bytes a client gets, by the protocol version it asked for.
+
+Delivery sends these bytes but knows no wire format: the server hands it ``ENCODER``
+(``DeliveryContext.encoder``), these functions bound once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import Final, cast
 
+from linemq.broker.delivery.context import Encoder
+from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.protocol import replies
 from linemq.broker.protocol.v2 import frame
 from linemq.broker.storage.records import Record
-
-if TYPE_CHECKING:
-    from linemq.broker.delivery.lifecycle import Pending
 
 
 def deliveries(
@@ -47,3 +50,6 @@ def _frame(kind: str, topic: str, record: Record, attempt: int) -> bytes:
         meta.priority,
         meta.headers,
     )
+
+
+ENCODER: Final = Encoder(deliveries, group_deliveries)
