@@ -91,7 +91,9 @@ async def test_reads_see_committed_records_only(store: LogStore) -> None:
     assert store.last_offset("t") == 3, "the offset is given at append"
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b"]
     assert [r.msg for r in await store.read_last("t", 5)] == ["a", "b"]
-    store.commit()
+    done = store.commit()
+    await done.ticket  # a networked store: read once it has said what it stored
+    assert done.settled and [r.msg for r in done.written["t"]] == ["pending"]
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b", "pending"]
 
 
