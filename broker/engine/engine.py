@@ -76,7 +76,7 @@ class Engine:
             self.files.sync_policy = self._logs_written
         self.store: Store = store
         self.logs: LogStore = self.store  # publishing goes through the seam alone
-        self._order: CommitOrder  # commits the store settles later (open)
+        self._order = CommitOrder(self.logs, self._dispatch, self._forget, self._commits_settled)
         self.gen = 1
         self.durable_gen = 0
         self._ids = IdGenerator()
@@ -110,9 +110,6 @@ class Engine:
         self.router = Router(self.store, data_dir / "groups", ctx)
         self.router.open()
         self.dedup = DedupIndex(data_dir / "dedup", config.dedup_window)
-        self._order = CommitOrder(
-            self.logs, self._dispatch, self.dedup.forget, self._commits_settled
-        )
         await upkeep.load_dedup(self.store, self.dedup, config.dedup_window)
         upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
@@ -382,6 +379,9 @@ class Engine:
             self._syncing.append((gen, self._tickets))
             self._tickets = []
         self._on_durable(gen if self.durability.written(gen, written) else 0)
+
+    def _forget(self, topic: str, records: list[Record]) -> None:
+        self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
 
     def _commits_settled(self) -> None:
         """A commit the store settled later went out: what waited for it may go now."""
