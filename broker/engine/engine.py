@@ -444,12 +444,18 @@ class Engine:
         waiting.append(waiter)
 
     def _on_durable(self, gen: int) -> None:
-        """Settle what waited for ``gen`` (0: nothing new); the faces release replies."""
+        """Settle what waited for ``gen`` (0: nothing new); the faces release replies.
+
+        Durability tickets and durable replies also wait for the store to settle the
+        commits made up to their generation (never, with the file and memory stores)."""
         if gen > self.durable_gen:
             self.durable_gen = gen
-            if self.tickets:
-                self.tickets.settle(self._order.settled_gen(gen))
         while self._syncing and self._syncing[0][0] <= self.durable_gen:
             for ticket in self._syncing.popleft()[1]:
                 ticket.resolve()
-        self._replies.release(self.durable_gen)
+        done = self.durable_gen
+        if self._order.unsettled:
+            done = self._order.settled_gen(done)
+        if self.tickets:
+            self.tickets.settle(done)
+        self._replies.release(done)

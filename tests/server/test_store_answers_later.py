@@ -91,3 +91,32 @@ async def test_a_failed_topic_gets_err_and_is_delivered_to_no_one(
     assert (await next_msg(watchers["good"])).text == "later"
     await pub.send("HISTORY bad 5\n")
     assert await pub.until("OK history end") == ["OK history end"]
+
+
+async def test_dead_letters_and_replays_go_out_once_stored(
+    broker: Broker, later: LaterStore
+) -> None:
+    port = broker.port
+    worker = await member(port, "jobs", "workers")
+    letters = await Wire.open(port)
+    assert await letters.cmd("SUB jobs.dlq") == "OK subscribed jobs.dlq"
+    pub = await Wire.open(port)
+    await pub.send("PUB jobs hopeless\n")
+    await in_flight(later, 1)
+    later.settle_all()
+    assert await pub.line() == "OK published"
+    first = await next_msg(worker)
+    await worker.send(f"TERM {first.id}\n")
+    await in_flight(later, 1)  # the dead letter, appended while the group handled TERM
+    assert await letters.silent(0.1), "not stored yet"
+    assert await worker.silent(0.05), "the reply waits for the dead letter to be stored"
+    later.settle_all()
+    assert await worker.line() == "OK terminated"
+    assert (await next_msg(letters)).offset == 1
+    await pub.send("REPLAY jobs ALL\n")
+    await in_flight(later, 1)
+    assert await worker.silent(0.1) and await pub.silent(0.05), "the reply waits for the store"
+    later.settle_all()
+    assert await pub.line() == "OK replayed 1"
+    again = await next_msg(worker)
+    assert (again.offset, again.text) == (2, "hopeless")
