@@ -72,10 +72,10 @@ class Commit:
     A store that knows at once what it stored (files, memory) fills ``written`` and
     ``failed`` before ``commit`` returns: the commit is ``settled``. One that knows
     later (a database) returns it unsettled, naming in ``topics`` the topics it
-    carries, and calls ``settle`` once ``written`` and ``failed`` are final (before
-    it resolves the ticket). Each topic's view moves with its settled commits, in
-    commit order: a topic's later commit that settles first shows nothing until the
-    earlier ones have settled, and the broker dispatches it then.
+    carries (``written`` and ``failed`` name no others), and calls ``settle`` once
+    they are final, before it resolves the ticket. Each topic's view moves with its
+    settled commits, in commit order: a topic's later commit that settles first shows
+    nothing until the earlier ones have settled, and the broker dispatches it then.
     """
 
     __slots__ = ("_callbacks", "failed", "settled", "ticket", "topics", "written")
