@@ -8,8 +8,9 @@ messages. The ticket resolves after PostgreSQL has committed it (with a
 synchronous standby and ``synchronous_commit=on``, after the standby has it).
 
 Database work runs on one thread of its own with a plain psycopg connection, in
-order: nothing blocks the event loop, and a read queued after a ``commit`` sees
-what that commit stored.
+order: nothing blocks the event loop, and commits settle in the order they were
+made. A read returns what the topic's view shows written (settled), never a
+record of a commit still in flight.
 
 Where the seam does not fit a networked store, and what this store does instead:
 
@@ -27,7 +28,7 @@ Where the seam does not fit a networked store, and what this store does instead:
   settles, so it shows only what the database stored.
 - ``last_offset``, ``first_offset``, ``topics`` and each topic's view are
   synchronous, answered from that cache; right for one node only. A view's cached
-  records are what this node sent lately (a ``TailCache``), so groups and fanout
+  records are what this node stored lately (a ``TailCache``), so groups and fanout
   deliver them without a query; older records come from the database.
 - Drops (``LogUpkeep``) are DELETEs from the oldest offset (postgres_upkeep.py);
   a deleted topic's row stays, marked, so its name goes on above its old offsets.
@@ -35,8 +36,8 @@ Where the seam does not fit a networked store, and what this store does instead:
 - ``close()`` is synchronous: it waits for queued commits on the database thread.
 
 For several nodes the seam must change further: offsets given by the database at
-commit (``written`` with them at settle; see log_store.py), ``last_offset``/``topics``
-async or a tailed view of the database; ``open``/``close`` async. Until then ``linemq serve
+commit (``written`` carrying them at settle), ``last_offset``/``topics`` async or a
+tailed view of the database, ``open``/``close`` async. Until then ``linemq serve
 --store`` opens the store ``exclusive``: one node per database (postgres_node.py).
 """
 
