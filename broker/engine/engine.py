@@ -6,7 +6,9 @@ store commits every topic appended to (one write per touched segment file,
 however many topics and connections), then new records go out to subscribers
 and groups, then group journals are written, then what waited for a write is
 settled once that generation is durable per --fsync, and the faces are told to
-release their replies (``Replies``).
+release their replies (``Replies``). A store that answers later (a database) says
+what a commit stored when it knows: its records go out then, each topic's in
+commit order, and what failed never (commit_order.py).
 
 One shortcut: a lone PUB that finds no tick pending (nothing else has happened
 in this iteration) is written and answered at once, and dispatched to
@@ -33,6 +35,7 @@ from linemq.broker.delivery.context import DeliveryContext, Encoder
 from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
 from linemq.broker.engine import upkeep
+from linemq.broker.engine.commit_order import CommitOrder
 from linemq.broker.engine.dedup import DedupIndex
 from linemq.broker.engine.durability import Durability, Syncable, Writable
 from linemq.broker.engine.ids import IdGenerator
@@ -44,7 +47,7 @@ from linemq.broker.protocol.names import is_pattern
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.handles import raise_open_files_limit
-from linemq.broker.storage.log_store import LogStore, Store
+from linemq.broker.storage.log_store import Commit, LogStore, Store
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Appended, Ticket
@@ -73,6 +76,7 @@ class Engine:
             self.files.sync_policy = self._logs_written
         self.store: Store = store
         self.logs: LogStore = self.store  # publishing goes through the seam alone
+        self._order = CommitOrder(self.logs, self._dispatch, self._forget, self._commits_settled)
         self.gen = 1
         self.durable_gen = 0
         self._ids = IdGenerator()
@@ -125,8 +129,21 @@ class Engine:
         self._retention_task.cancel()
 
     async def write_all(self) -> None:
-        """Write and fsync everything still buffered, whatever --fsync says; close groups."""
+        """Write and fsync everything still buffered, whatever --fsync says; close groups.
+
+        Commits the store has not settled yet are waited for (what dispatching them
+        publishes, dead letters, is committed in turn)."""
         self._tick()
+        while (unsettled := self._order.first_unsettled()) is not None:
+            settled: asyncio.Future[None] = self.loop.create_future()
+
+            def wake(_: Commit, settled: asyncio.Future[None] = settled) -> None:
+                if not settled.done():
+                    settled.set_result(None)
+
+            unsettled.on_settled(wake)
+            await settled
+            self._tick()
         await self.durability.close()
         self.router.close()
 
@@ -260,7 +277,8 @@ class Engine:
             return None
         topic_log = self.store.get(topic)
         if topic_log is not None and seen.offset > topic_log.written_offset:
-            return seen, self.logs.ticket  # answered with the original
+            held = self._order.ticket_of(topic, seen.offset)  # in a commit not dispatched
+            return seen, held or self.logs.ticket  # answered with the original
         return seen, None
 
     def append(self, topic: str, text: str, meta: Meta, now: float) -> Appended:
@@ -340,6 +358,9 @@ class Engine:
         while self._appended:
             self._appended = False
             done = self.logs.commit()
+            if not done.settled or self._order.held:
+                self._order.hold(done, gen)
+                continue
             for topic, records in done.failed.items():
                 self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
             now = time.time()
@@ -358,6 +379,16 @@ class Engine:
             self._syncing.append((gen, self._tickets))
             self._tickets = []
         self._on_durable(gen if self.durability.written(gen, written) else 0)
+
+    def _forget(self, topic: str, records: list[Record]) -> None:
+        self.dedup.forget(topic, records)  # never stored: a retry is not a duplicate
+
+    def _commits_settled(self) -> None:
+        """A commit the store settled later went out: what waited for it may go now."""
+        if self.tickets:
+            self.tickets.settle(self._order.settled_gen(self.durable_gen))
+        if not self.ticking:
+            self.schedule()  # groups' journal lines, replies, dead letters published
 
     def _dispatch(self, topic: str, records: list[Record], now: float) -> None:
         """Records just written: count them, then out to subscribers and groups."""
@@ -397,7 +428,8 @@ class Engine:
         """A ticket: done once every change made so far is written and durable per --fsync.
 
         The next tick writes those changes as generation ``gen``; a waiting ticket makes
-        that tick run even with nothing to write, so the ticket is always settled.
+        that tick run even with nothing to write, so the ticket is always settled (once
+        the store has settled the commits made up to that tick).
         """
         ticket = self.tickets.take(self.gen)
         self.schedule()
@@ -412,12 +444,18 @@ class Engine:
         waiting.append(waiter)
 
     def _on_durable(self, gen: int) -> None:
-        """Settle what waited for ``gen`` (0: nothing new); the faces release replies."""
+        """Settle what waited for ``gen`` (0: nothing new); the faces release replies.
+
+        Durability tickets and durable replies also wait for the store to settle the
+        commits made up to their generation (never, with the file and memory stores)."""
         if gen > self.durable_gen:
             self.durable_gen = gen
-            if self.tickets:
-                self.tickets.settle(gen)
         while self._syncing and self._syncing[0][0] <= self.durable_gen:
             for ticket in self._syncing.popleft()[1]:
                 ticket.resolve()
-        self._replies.release(self.durable_gen)
+        done = self.durable_gen
+        if self._order.unsettled:
+            done = self._order.settled_gen(done)
+        if self.tickets:
+            self.tickets.settle(done)
+        self._replies.release(done)

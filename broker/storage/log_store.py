@@ -13,6 +13,11 @@ the batch is durable per the store's policy; a topic that could not be stored
 has its error in it. Offsets count from 1 in each topic, without gaps, in the
 order of the appends.
 
+A store says what a commit stored when it knows (``Commit``): the file and memory
+stores at once, a database once it has answered. The broker sends subscribers and
+groups only what the store says it stored, each topic's records in offset order
+(engine/commit_order.py), so a record whose commit failed is never delivered.
+
 What is in the seam:
 
 - appends and the commit (above); the topics there are (``topics``, ``topic``
@@ -42,16 +47,16 @@ What is deliberately not:
   the data directory today (storage/journal.py), kept apart from the logs.
 - when retention runs and how much a topic may keep: policy, decided above.
 
-Not yet: ``commit`` says at once what it wrote, and the broker dispatches that
-before the store has answered; the views are answered from one node's memory.
-Right for one node on any store; several nodes on one database need dispatch to
-follow what the database committed (postgres.py says how it copes meanwhile).
+Not yet: offsets are given at ``append``, and the views are answered from one
+node's memory. Right for one node on any store; several nodes on one database
+need the database to give offsets at commit (postgres.py says how it copes
+meanwhile).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
 from linemq.broker.storage.records import Meta, Record
@@ -61,13 +66,44 @@ READ_BYTES: Final = 1 << 20
 """What one read returns at most, by message text (the first record goes whatever its size)."""
 
 
-@dataclass(slots=True)
 class Commit:
-    """What one ``commit`` stored, by topic, and the ticket its appends share."""
+    """What one ``commit`` stored, by topic, and the ticket its appends share.
 
-    ticket: Ticket
-    written: dict[str, list[Record]] = field(default_factory=dict)
-    failed: dict[str, list[Record]] = field(default_factory=dict)
+    A store that knows at once what it stored (files, memory) fills ``written`` and
+    ``failed`` before ``commit`` returns: the commit is ``settled``. One that knows
+    later (a database) returns it unsettled, naming in ``topics`` the topics it
+    carries (``written`` and ``failed`` name no others), and calls ``settle`` once
+    they are final, before it resolves the ticket. Each topic's view moves with its
+    settled commits, in commit order: a topic's later commit that settles first shows
+    nothing until the earlier ones have settled, and the broker dispatches it then.
+    """
+
+    __slots__ = ("_callbacks", "failed", "settled", "ticket", "topics", "written")
+
+    def __init__(self, ticket: Ticket, topics: Collection[str] | None = None) -> None:
+        """``topics``: what an unsettled commit carries (None: settled, known at once)."""
+        self.ticket = ticket
+        self.written: dict[str, list[Record]] = {}
+        self.failed: dict[str, list[Record]] = {}
+        self.topics: Collection[str] = () if topics is None else topics
+        self.settled = topics is None
+        self._callbacks: list[Callable[[Commit], None]] = []
+
+    def on_settled(self, callback: Callable[[Commit], None]) -> None:
+        """Call ``callback`` once ``written`` and ``failed`` are final (now if they are)."""
+        if self.settled:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def settle(self) -> None:
+        """The store: ``written`` and ``failed`` are final."""
+        if self.settled:
+            return
+        self.settled = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +211,8 @@ class LogStore(Protocol):
         ...
 
     def commit(self) -> Commit:
-        """Store everything appended since the last commit, as one batch."""
+        """Store everything appended since the last commit, as one batch; the ``Commit``
+        says what was stored, at once or (unsettled) when the store knows."""
         ...
 
     def last_offset(self, topic: str) -> int:

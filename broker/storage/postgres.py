@@ -8,35 +8,36 @@ messages. The ticket resolves after PostgreSQL has committed it (with a
 synchronous standby and ``synchronous_commit=on``, after the standby has it).
 
 Database work runs on one thread of its own with a plain psycopg connection, in
-order: nothing blocks the event loop, and a read queued after a ``commit`` sees
-what that commit stored.
+order: nothing blocks the event loop, and commits settle in the order they were
+made. A read returns what the topic's view shows written (settled), never a
+record of a commit still in flight.
 
 Where the seam does not fit a networked store, and what this store does instead:
 
-- ``commit()`` is synchronous and returns ``written`` at once, and the broker
-  hands those records to subscribers right away (the file store knows at once
-  that the OS has them). A database answers later. So offsets are given in
-  memory, from counters loaded at ``open`` (one node owns the database for now),
-  and the statement only stores a topic's records if its row still holds the
-  offset this node expected: a fence, so a second writer can never make gaps or
-  reuse offsets in the database. When a topic's batch fails (database gone,
-  fence lost) its publishers get the error through the ticket, its counter is
-  reloaded from the database and the appends numbered after the failed ones
-  fail too; but subscribers may already have been sent records that were never
-  stored, and their offsets are given again.
+- ``commit()`` returns its ``Commit`` unsettled, and settles it once PostgreSQL
+  has answered: the broker dispatches a record only then, and never one the
+  database did not store. Offsets are still given at append, in memory, from
+  counters loaded at ``open`` (one node owns the database for now), and the
+  statement only stores a topic's records if its row still holds the offset
+  this node expected: a fence, so a second writer can never make gaps or reuse
+  offsets in the database. When a topic's batch fails (database gone, fence
+  lost) its publishers get the error through the ticket, nothing of it is
+  delivered, its counter is reloaded from the database and the appends numbered
+  after the failed ones fail too; their offsets are given again. Each topic's
+  view (``written_offset``, the cached records, reads) moves when a commit
+  settles, so it shows only what the database stored.
 - ``last_offset``, ``first_offset``, ``topics`` and each topic's view are
   synchronous, answered from that cache; right for one node only. A view's cached
-  records are what this node sent lately (a ``TailCache``), so groups and fanout
+  records are what this node stored lately (a ``TailCache``), so groups and fanout
   deliver them without a query; older records come from the database.
 - Drops (``LogUpkeep``) are DELETEs from the oldest offset (postgres_upkeep.py);
   a deleted topic's row stays, marked, so its name goes on above its old offsets.
   Bytes per topic (``footprint``) are summed once at ``open``, then kept.
 - ``close()`` is synchronous: it waits for queued commits on the database thread.
 
-For several nodes the seam must change: ``commit()`` returns only the ticket, and
-``written`` (with the offsets the database gave) comes with its resolution, the
-broker dispatching then; ``last_offset``/``topics`` become async or a tailed view
-of the database; ``open``/``close`` become async. Until then ``linemq serve
+For several nodes the seam must change further: offsets given by the database at
+commit (``written`` carrying them at settle), ``last_offset``/``topics`` async or a
+tailed view of the database, ``open``/``close`` async. Until then ``linemq serve
 --store`` opens the store ``exclusive``: one node per database (postgres_node.py).
 """
 
@@ -69,6 +70,7 @@ from linemq.broker.storage.ticket import Ticket
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 Job = Callable[[], None]
+_Sent = tuple[str, "_Log", int, list[Record]]  # a topic's records in a commit, and its epoch
 
 # Stores a batch for many topics in one statement. A topic's records go in only if its
 # row holds the first offset this node gave them (or, for a topic new to the database,
@@ -122,7 +124,7 @@ class _Log:
         self.pending: list[Record] = []
         self.epoch = 0  # moves when the counter is reloaded: older batches' failures are stale
         self.first_offset = last + 1 if first is None else first
-        self.written = last  # the last offset sent to the database (and dispatched)
+        self.written = last  # the last offset the database stored (and this node dispatched)
         self.meta_last_offset = last  # not known without a scan: assume the worst
         self.tail = TailCache(last + 1)  # what this node sent lately, for delivery
         self.bytes = nbytes  # of the stored records' text
@@ -142,7 +144,7 @@ class _Log:
             return []
         return self.tail.get(max(start_offset, self.first_offset), max_count, max_bytes)
 
-    def sent(self, records: list[Record]) -> None:
+    def stored(self, records: list[Record]) -> None:
         self.tail.extend(records)
         self.written = records[-1].offset
         self.bytes += sum(len(r.msg) for r in records)
@@ -172,6 +174,7 @@ class PostgresStore(AppendBuffer[_Log]):
         self.warnings: list[str] = []  # what the server's settings leave an OK unpromised
         super().__init__(_Log)
         self._failed: dict[str, list[Record]] = {}  # appends voided by a failed batch
+        self._in_flight = 0  # commits sent and not settled yet
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: Conn | None = None
@@ -222,33 +225,31 @@ class PostgresStore(AppendBuffer[_Log]):
             job()
 
     def commit(self) -> Commit:
-        """Send what was appended since the last commit as one statement; the ticket
-        resolves once PostgreSQL has committed it (``written`` is what was sent)."""
-        done = Commit(self._ticket)
+        """Send what was appended since the last commit as one statement. The commit
+        settles, and then its ticket resolves, once PostgreSQL has answered: ``written``
+        is what it stored, ``failed`` what it did not."""
+        touched, self._touched = self._touched, {}
+        batch: list[_Sent] = []
+        for topic, log in touched.items():
+            if log.pending:
+                batch.append((topic, log, log.epoch, log.pending))
+                log.pending = []
+        done = Commit(self._ticket, [sent[0] for sent in batch] if batch else None)
         self._ticket = Ticket()
         failed, self._failed = self._failed, {}
         done.failed.update(failed)
-        touched, self._touched = self._touched, {}
-        batch: list[tuple[str, int, list[Record]]] = []
-        for topic, log in touched.items():
-            if log.pending:
-                batch.append((topic, log.epoch, log.pending))
-                done.written[topic] = log.pending
-                log.sent(log.pending)
-                log.pending = []
-        if not batch:
+        if not batch and not self._in_flight:
             done.ticket.resolve()
             return done
         loop = asyncio.get_running_loop()
-        self._jobs.put(lambda: self._store(loop, done.ticket, batch))
+        self._in_flight += 1
+        if not batch:  # nothing to store; the ticket still resolves after the earlier ones
+            self._jobs.put(lambda: self._answer(loop, done, [], [], {}, None))
+        else:
+            self._jobs.put(lambda: self._store(loop, done, batch))
         return done
 
-    def _store(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ticket: Ticket,
-        batch: list[tuple[str, int, list[Record]]],
-    ) -> None:
+    def _store(self, loop: asyncio.AbstractEventLoop, done: Commit, batch: list[_Sent]) -> None:
         """On the database thread: one statement for the batch, then the ticket on the loop."""
         r_topic: list[str] = []
         r_offset: list[int] = []
@@ -256,7 +257,7 @@ class PostgresStore(AppendBuffer[_Log]):
         r_ts: list[float] = []
         r_msg: list[str] = []
         r_meta: list[str | None] = []
-        for topic, _, records in batch:
+        for topic, _, _, records in batch:
             r_topic += [topic] * len(records)
             for r in records:
                 r_offset.append(r.offset)
@@ -265,9 +266,9 @@ class PostgresStore(AppendBuffer[_Log]):
                 r_msg.append(r.msg)
                 r_meta.append(None if r.meta is None else orjson.dumps(r.meta.encode()).decode())
         params = {
-            "topics": [topic for topic, _, _ in batch],
-            "firsts": [records[0].offset for _, _, records in batch],
-            "counts": [len(records) for _, _, records in batch],
+            "topics": [sent[0] for sent in batch],
+            "firsts": [sent[3][0].offset for sent in batch],
+            "counts": [len(sent[3]) for sent in batch],
             "r_topic": r_topic,
             "r_offset": r_offset,
             "r_id": r_id,
@@ -281,7 +282,7 @@ class PostgresStore(AppendBuffer[_Log]):
             claimed = {row[0] for row in self._connect().execute(_STORE, params).fetchall()}
         except psycopg.Error as exc:  # the outcome is unknown if the connection went
             error = StorageError(f"storage unavailable: {exc}")
-        lost = [(topic, epoch) for topic, epoch, _ in batch if topic not in claimed]
+        lost = [(topic, epoch) for topic, _, epoch, _ in batch if topic not in claimed]
         counters: dict[str, int] | None = None
         if lost:
             try:
@@ -292,32 +293,57 @@ class PostgresStore(AppendBuffer[_Log]):
                 counters = dict(rows.fetchall())
             except psycopg.Error:
                 counters = None  # reloaded at the next failure
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(self._settle, ticket, lost, counters, error)
+        self._answer(loop, done, batch, lost, counters, error)
 
-    def _settle(
+    def _answer(
         self,
-        ticket: Ticket,
+        loop: asyncio.AbstractEventLoop,
+        done: Commit,
+        batch: list[_Sent],
         lost: list[tuple[str, int]],
         counters: dict[str, int] | None,
         error: StorageError | None,
     ) -> None:
-        """On the loop: fail the topics that were not stored and number them again from
-        the database, voiding the appends made since (their offsets were wrong)."""
+        """On the database thread: settle the commit on the loop (``_settle``)."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(self._settle, done, batch, lost, counters, error)
+
+    def _settle(
+        self,
+        done: Commit,
+        batch: list[_Sent],
+        lost: list[tuple[str, int]],
+        counters: dict[str, int] | None,
+        error: StorageError | None,
+    ) -> None:
+        """On the loop: the topics stored become readable and are ``written``; those not
+        stored fail and are numbered again from the database, voiding the appends made
+        since (their offsets were wrong). Then the commit settles, and its ticket."""
+        self._in_flight -= 1
+        ticket = done.ticket
+        gone = {topic for topic, _ in lost}
+        for topic, log, epoch, records in batch:
+            if topic in gone:
+                done.failed[topic] = records
+            elif self._logs.get(topic) is log and log.epoch == epoch:
+                log.stored(records)
+                done.written[topic] = records
+            # else deleted meanwhile: stored, and gone with the topic
         for topic, epoch in lost:
             exc = error or StorageError(
                 f"storage conflict: {topic}'s offsets moved in the database (another writer?)"
             )
             ticket.failed(topic, exc)
-            log = self._logs.get(topic)
-            if log is None or log.epoch != epoch or counters is None:
+            current = self._logs.get(topic)
+            if current is None or current.epoch != epoch or counters is None:
                 continue
-            if log.pending:
-                self._failed.setdefault(topic, []).extend(log.pending)
+            if current.pending:
+                self._failed.setdefault(topic, []).extend(current.pending)
                 self._ticket.failed(topic, exc)
-                log.pending = []
+                current.pending = []
                 self._touched.pop(topic, None)
-            log.reload(counters.get(topic, 0))
+            current.reload(counters.get(topic, 0))
+        done.settle()
         ticket.resolve()
 
     def footprint(self, topic: str) -> Footprint:
@@ -349,11 +375,12 @@ class PostgresStore(AppendBuffer[_Log]):
         cached = log.read_cached(start, max_count, max_bytes)
         if cached is not None:
             return cached
-        start = max(start, log.first_offset)
-        rows = await self._query(
+        start, written = max(start, log.first_offset), log.written
+        rows = await self._query(  # what is stored and not yet settled here is not read
             lambda c: c.execute(
-                f'{_COLUMNS} WHERE topic = %s AND "offset" >= %s ORDER BY "offset" LIMIT %s',
-                (topic, start, max_count),
+                f'{_COLUMNS} WHERE topic = %s AND "offset" >= %s AND "offset" <= %s'
+                ' ORDER BY "offset" LIMIT %s',
+                (topic, start, written, max_count),
             ).fetchall()
         )
         out: list[Record] = []
@@ -372,9 +399,11 @@ class PostgresStore(AppendBuffer[_Log]):
         cached = log.tail.last(n, log.first_offset)
         if cached is not None:
             return cached
+        written = log.written
         rows = await self._query(
             lambda c: c.execute(
-                f'{_COLUMNS} WHERE topic = %s ORDER BY "offset" DESC LIMIT %s', (topic, n)
+                f'{_COLUMNS} WHERE topic = %s AND "offset" <= %s ORDER BY "offset" DESC LIMIT %s',
+                (topic, written, n),
             ).fetchall()
         )
         return [_record(row) for row in reversed(rows)]

@@ -125,6 +125,31 @@ async def test_kill_9_after_ok_published_loses_nothing(broker_process: Start, ds
     assert history(await pub.until("OK history end")) == [(301, "next")]
 
 
+async def test_a_commit_the_database_lost_reaches_no_subscriber_or_group(
+    broker_process: Start, dsn: str
+) -> None:
+    proc = broker_process("--store", dsn, *FAST)
+    fan = await Wire.open(proc.port)
+    assert await fan.cmd("SUB t") == "OK subscribed t"
+    worker = await member(proc.port, "t", "w")
+    pub = await Wire.open(proc.port)
+    assert await pub.cmd("PUB t first") == "OK published"
+    assert (await next_msg(fan)).offset == 1
+    assert (await next_msg(worker)).offset == 1
+    with psycopg.connect(dsn, autocommit=True) as conn:  # the node's connection is cut
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert (await pub.cmd("PUB t lost")).startswith("ERR storage unavailable")
+    assert await pub.cmd("PUB t kept") == "OK published"
+    kept = await next_msg(fan)
+    assert (kept.offset, kept.text) == (2, "kept"), "the lost message went to no one"
+    got = await next_msg(worker)
+    assert (got.offset, got.text) == (2, "kept")
+    assert await fan.silent(0.2)
+
+
 def test_a_second_node_on_the_same_database_is_refused(
     broker_process: Start, dsn: str, tmp_path: Path
 ) -> None:

@@ -115,12 +115,17 @@ async def test_a_lost_connection_fails_the_batch_and_the_store_reconnects(
         " WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     lost = store.append("t", ["b"], 2.0, ["i2"])
-    store.commit()
+    done = store.commit()
+    assert not done.settled, "settled once the database has answered"
     with pytest.raises(StorageError, match="storage unavailable"):
         await lost
+    assert done.settled and done.written == {} and [r.msg for r in done.failed["t"]] == ["b"]
+    view = store.get("t")
+    assert view is not None and view.written_offset == 1, "nothing of it is shown or sent"
     retried = store.append("t", ["b"], 2.0, ["i2"])
-    store.commit()
+    done = store.commit()
     assert [r.offset for r in await retried] == [2], "the lost offset is given again"
+    assert [r.offset for r in done.written["t"]] == [2] and view.written_offset == 2
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b"]
 
 

@@ -91,8 +91,24 @@ async def test_reads_see_committed_records_only(store: LogStore) -> None:
     assert store.last_offset("t") == 3, "the offset is given at append"
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b"]
     assert [r.msg for r in await store.read_last("t", 5)] == ["a", "b"]
-    store.commit()
+    done = store.commit()
+    await done.ticket  # a networked store: read once it has said what it stored
+    assert done.settled and [r.msg for r in done.written["t"]] == ["pending"]
     assert [r.msg for r in await store.read("t", 1, 10)] == ["a", "b", "pending"]
+
+
+async def test_a_view_shows_a_commit_once_the_store_says_it_stored_it(store: LogStore) -> None:
+    await publish(store, "t", ["a"])
+    view = store.get("t")
+    assert view is not None
+    store.append("t", ["b"], 1.0, ["ib"])
+    done = store.commit()
+    assert view.written_offset == (2 if done.settled else 1), "files and memory know at once"
+    told = []
+    done.on_settled(told.append)
+    await done.ticket
+    assert told == [done] and done.settled and view.written_offset == 2
+    assert [(r.offset, r.msg) for r in done.written["t"]] == [(2, "b")] and not done.failed
 
 
 async def test_reads_by_offset_range(store: LogStore) -> None:
