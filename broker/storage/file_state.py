@@ -64,7 +64,8 @@ class FileStateStore:
         self.dedup_dir = data_dir / DEDUP_DIR
         self._sync_each_write = sync_each_write
         self._damage = damage
-        self.files = OpenFiles(journal_fd_limit() if fd_limit is None else fd_limit)
+        self._fd_limit = fd_limit
+        self.files = OpenFiles(16 if fd_limit is None else fd_limit)
         self._on_pending: OnPending | None = None
         self._groups: dict[tuple[str, str], Journal] = {}
         self._replays: dict[str, Journal] = {}
@@ -72,7 +73,11 @@ class FileStateStore:
         self._marked: set[str] = set()
 
     def open(self, on_pending: OnPending) -> None:
+        """Without an ``fd_limit``, journals get a share of the open-files limit as it
+        is now (the broker raises it at start, after building its stores)."""
         self._on_pending = on_pending
+        if self._fd_limit is None:
+            self.files.limit = journal_fd_limit()
         migrate_patterns(self.groups_dir)
 
     def _journal(self, path: Path) -> Journal:
