@@ -111,7 +111,7 @@ class FileStateStore:
         for topic in sorted(set(topics)):
             folder = self.groups_dir / check_name(topic)
             try:
-                await asyncio.to_thread(fsync_dir, folder)
+                await asyncio.to_thread(_sync_folder, folder)
             except OSError as exc:
                 raise StorageError(str(exc)) from exc
 
@@ -232,6 +232,13 @@ def migrate_patterns(groups_dir: Path) -> None:
     if old.is_file() and not new.exists():
         os.replace(old, new)
         log.info("patterns_journal_moved", old=str(old), new=str(new))
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the journals' removal durable (no folder: nothing of the topic's groups was
+    ever written, so nothing is left to remove)."""
+    if folder.is_dir():
+        fsync_dir(folder)
 
 
 def _settle_folder(folder: Path) -> None:

@@ -79,3 +79,13 @@ def test_journals_share_the_open_files_limit_as_it_is_at_open(tmp_path: Path) ->
         assert store.files.limit == journal_fd_limit()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_deleting_a_group_never_written_is_durable_at_once(tmp_path: Path) -> None:
+    """A group made and deleted before the tick wrote its first line has no folder."""
+    store = _open(tmp_path / "data")
+    store.group_log("fresh", "g").append({"e": "start", "o": 1})
+    store.delete_group("fresh", "g")
+    await store.sync_deletes(["fresh"])
+    await store.drop_topic("fresh")
+    assert store.groups() == []
