@@ -69,7 +69,7 @@ class FileStateStore:
         self._on_pending: OnPending | None = None
         self._groups: dict[tuple[str, str], Journal] = {}
         self._replays: dict[str, Journal] = {}
-        self._others: list[Journal] = []  # the patterns' and schedules' logs
+        self._others: dict[str, Journal] = {}  # the patterns' and schedules' logs
         self._marked: set[str] = set()
 
     def open(self, on_pending: OnPending) -> None:
@@ -125,8 +125,7 @@ class FileStateStore:
 
     def patterns_log(self) -> EventLog:
         # A leading dot: no topic name can make it (groups/<topic>/ are topics' folders).
-        journal = self._journal(self.groups_dir / PATTERNS_FILE)
-        self._others.append(journal)
+        journal = self._others[PATTERNS_FILE] = self._journal(self.groups_dir / PATTERNS_FILE)
         return journal
 
     def replay_log(self, topic: str) -> EventLog:
@@ -148,8 +147,7 @@ class FileStateStore:
         return self.replays_dir / (check_name(topic) + SUFFIX)
 
     def schedules_log(self) -> EventLog:
-        journal = self._journal(self.data_dir / SCHEDULES_FILE)
-        self._others.append(journal)
+        journal = self._others[SCHEDULES_FILE] = self._journal(self.data_dir / SCHEDULES_FILE)
         return journal
 
     # -- dedup markers ---------------------------------------------------------------
@@ -174,7 +172,7 @@ class FileStateStore:
             (self.dedup_dir / check_name(topic)).unlink(missing_ok=True)
 
     def close(self) -> None:
-        journals = [*self._groups.values(), *self._replays.values(), *self._others]
+        journals = [*self._groups.values(), *self._replays.values(), *self._others.values()]
         errors = []
         for journal in journals:
             try:
