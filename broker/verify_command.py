@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from linemq.broker.delivery.journal_verify import repair_journals, verify_journals
+from linemq.broker.journal_verify import repair_journals, verify_journals
 from linemq.broker.storage.damage import Damage
 from linemq.broker.storage.verify import repair_topics, verify_topics
 

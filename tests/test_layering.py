@@ -42,6 +42,7 @@ LAYER_OF: Final = {
     "linemq.broker.__main__": "cli",
     "linemq.broker.cli": "cli",
     "linemq.broker.verify_command": "cli",
+    "linemq.broker.journal_verify": "cli",
     "linemq.broker.server": "server",
     "linemq.broker.ops": "ops",
     "linemq.broker.engine": "engine",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from linemq.broker.config import Config
@@ -15,8 +13,8 @@ from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.delivery.policy import DeliveryPolicy, resolve
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import DamageReport
-from linemq.broker.storage.journal import Journal, OpenFiles
 from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.state_store import EventLog, StateStore
 
 
 class Sender(Protocol):
@@ -55,31 +53,22 @@ class DeliveryContext:
     changed: Callable[[], None]
     """Something was journaled or sent: schedule a commit tick."""
     encoder: Encoder
+    state: StateStore
+    """Where group, pattern and replay logs are kept (storage/state_store.py)."""
     deliver_latency: Histogram = field(default_factory=Histogram)
     """Publish to first delivery, per group delivery."""
-    dirty_journals: dict[Journal, None] = field(default_factory=dict)
+    dirty_journals: dict[EventLog, None] = field(default_factory=dict)
     """Journals with buffered entries: the tick writes these and no others."""
     to_pump: dict[Any, None] = field(default_factory=dict)
     """Groups with room freed since the last tick (see ``pump_soon``)."""
     damage: DamageReport = field(default_factory=DamageReport)
     """Where damaged journal lines and unopenable groups are reported (the broker's one)."""
-    files: OpenFiles = field(default_factory=lambda: OpenFiles(journal_fd_limit()))
-    """Bounds the journals' open descriptors, however many groups there are."""
     draining: bool = False
     """The broker is stopping (``--shutdown-grace``): groups deliver nothing more, and
     what is in flight may still be acked."""
 
-    def journal(self, path: Path) -> Journal:
-        """A journal the commit tick will write whenever something is appended to it."""
-        return Journal(
-            path,
-            self.journal_pending,
-            sync_each_write=self.config.fsync == "always",
-            files=self.files,
-            damage=self.damage,
-        )
-
-    def journal_pending(self, journal: Journal) -> None:
+    def journal_pending(self, journal: EventLog) -> None:
+        """``journal`` has buffered entries: the coming tick writes it (``StateStore.open``)."""
         self.dirty_journals[journal] = None
         self.changed()
 
@@ -110,18 +99,15 @@ class DeliveryContext:
         publish: Callable[[str, str, Meta | None], Record],
         changed: Callable[[], None],
         encoder: Encoder,
+        state: StateStore,
         damage: DamageReport | None = None,
     ) -> DeliveryContext:
+        """The context, with ``state`` opened to tell it which logs the tick must write."""
         backoff = ExponentialBackoff(config.retry_backoff_base, config.retry_backoff_max)
         policy = RetryPolicy(config.max_retries, backoff)
         if damage is None:
-            return cls(loop, config, policy, publish, changed, encoder)
-        return cls(loop, config, policy, publish, changed, encoder, damage=damage)
-
-
-def journal_fd_limit() -> int:
-    """A quarter of the open-files limit for journals: the rest is for segments and sockets."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, soft // 4))
+            ctx = cls(loop, config, policy, publish, changed, encoder, state)
+        else:
+            ctx = cls(loop, config, policy, publish, changed, encoder, state, damage=damage)
+        state.open(ctx.journal_pending)
+        return ctx

@@ -2,8 +2,9 @@
 
 A dead letter is an ordinary record of ``<topic>.dlq`` whose text is a JSON
 object. A replay publishes the original text to ``<topic>`` again (new id, new
-offset) and keeps a record of it in ``replays/<topic>.journal``, so a listing
-shows which letters were replayed and ``REPLAY <topic> ALL`` never replays one twice.
+offset) and keeps a record of it in the topic's replay log (``StateStore.replay_log``),
+so a listing shows which letters were replayed and ``REPLAY <topic> ALL`` never
+replays one twice.
 
 A letter is checked again before it is republished, as a ``PUB``/``PUT`` of it
 would be: a letter that fails (stored before the broker refused writes to
@@ -22,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, cast
 
 import orjson
@@ -34,9 +34,9 @@ from linemq.broker.protocol.message_options import (
     is_valid_header_name,
     is_valid_token,
 )
-from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
-from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.state_store import EventLog, StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -63,23 +63,21 @@ class DeadLetters:
     def __init__(
         self,
         store: LogStore,
-        replays_dir: Path,
+        state: StateStore,
         publish: Callable[[str, str, Meta | None], Record],
-        new_journal: Callable[[Path], Journal] = Journal,
         max_letters: int = 0,
     ) -> None:
         self.store = store
-        self.replays_dir = replays_dir
+        self.state = state
         self.publish = publish
-        self.new_journal = new_journal
         self.max_letters = max_letters  # --dlq-max-letters: the newest kept (0: all)
-        self._replays: dict[str, tuple[Journal, dict[int, dict[str, Any]]]] = {}
+        self._replays: dict[str, tuple[EventLog, dict[int, dict[str, Any]]]] = {}
         self._removed: dict[str, set[int]] = {}  # letters removed one by one (PURGE ... <id>)
 
-    async def _replay_log(self, topic: str) -> tuple[Journal, dict[int, dict[str, Any]]]:
+    async def _replay_log(self, topic: str) -> tuple[EventLog, dict[int, dict[str, Any]]]:
         entry = self._replays.get(topic)
         if entry is None:
-            journal = self.new_journal(self.replays_dir / f"{topic}.journal")
+            journal = self.state.replay_log(topic)
             done: dict[int, dict[str, Any]] = {}
             removed = self._removed.setdefault(topic, set())
             entries = journal.replay(is_replay_entry)
@@ -128,13 +126,9 @@ class DeadLetters:
         and the offsets they name are never used again)."""
         entry = self._replays.pop(topic, None)
         self._removed.pop(topic, None)
-        if entry is not None:
+        if entry is not None:  # the log in use, even if a concurrent first use opened another
             entry[0].delete()
-        else:
-            try:
-                (self.replays_dir / f"{topic}.journal").unlink(missing_ok=True)
-            except OSError as exc:
-                raise StorageError(str(exc)) from exc
+        self.state.delete_replay(topic)
 
     def first_kept(self, topic: str) -> int:
         """The oldest dlq offset ``--dlq-max-letters`` keeps (1 without a limit)."""
@@ -187,9 +181,6 @@ class DeadLetters:
             journal.append({"del": o})
             removed.add(o)
         return len(found)
-
-    def journals(self) -> list[Journal]:
-        return [journal for journal, _ in self._replays.values()]
 
     async def load(self, topic: str) -> None:
         """Read ``topic``'s replay journal (and recover what a crash kept out of it) before

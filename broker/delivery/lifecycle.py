@@ -86,8 +86,8 @@ from linemq.broker.config import POLICY_KEYS, parse_policy_value
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
 from linemq.broker.storage.checksum import seal
-from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.records import Record
+from linemq.broker.storage.state_store import EventLog
 
 log = structlog.get_logger(__name__)
 
@@ -150,7 +150,7 @@ class Pending:
 class GroupState:
     """Cursor, waiting messages and in-flight rows of one group, kept in a journal."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: EventLog) -> None:
         self.journal = journal
         self.start = 1
         self.cursor = 1
@@ -434,9 +434,7 @@ class GroupState:
                 _REPLAY[kind](self, entry)
             except (KeyError, TypeError, ValueError) as exc:  # a damaged journal of format 1
                 lost += 1
-                log.error(
-                    "group_journal_entry_unusable", path=str(self.journal.path), error=repr(exc)
-                )
+                log.error("group_journal_entry_unusable", path=self.journal.label, error=repr(exc))
                 continue
             known = known or kind in _FLOORS
         if entries and not known:
@@ -447,7 +445,7 @@ class GroupState:
         if lost:
             log.error(
                 "group_journal_damaged",
-                path=str(self.journal.path),
+                path=self.journal.label,
                 lines_lost=lost,
                 cursor=self.cursor,
                 pending=len(self.pending),

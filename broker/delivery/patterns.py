@@ -12,11 +12,11 @@ import asyncio
 from typing import Any, cast
 
 from linemq.broker.protocol.names import topic_matches
-from linemq.broker.storage.journal import Journal
+from linemq.broker.storage.state_store import EventLog
 
 
 class PatternRegistry:
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: EventLog) -> None:
         self.journal = journal
         self.groups: set[tuple[str, str]] = set()
         self.members: dict[tuple[str, str], dict[Any, None]] = {}
@@ -25,7 +25,7 @@ class PatternRegistry:
 
     def open(self) -> None:
         """A damaged line loses one registration (reported); the journal is then rewritten."""
-        if self.journal.path.exists():
+        if self.journal.exists():
             entries = self.journal.replay(is_pattern_entry)
             for entry in entries:
                 self.groups.add((cast(str, entry["p"]), cast(str, entry["g"])))

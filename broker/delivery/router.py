@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 import structlog
 
@@ -23,14 +21,13 @@ from linemq.broker.protocol.filters import HeaderFilter
 from linemq.broker.protocol.names import (
     is_dead_letter_topic,
     is_pattern,
-    is_valid_name,
     topic_matches,
 )
 from linemq.broker.protocol.positions import Position
 from linemq.broker.storage.damage import UNOPENABLE, Damage
-from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Record
+from linemq.broker.storage.state_store import EventLog
 
 log = structlog.get_logger(__name__)
 
@@ -44,17 +41,16 @@ class DeliveryError(Exception):
 
 
 class Router:
-    def __init__(self, store: LogStore, groups_dir: Path, ctx: DeliveryContext) -> None:
+    def __init__(self, store: LogStore, ctx: DeliveryContext) -> None:
         self.store = store
-        self.groups_dir = groups_dir
+        self.state = ctx.state
         self.ctx = ctx
         self._deliveries = ctx.encoder.deliveries  # bound once (see ConsumerGroup)
         self.fanout: dict[str, dict[ClientState, None]] = {}
         self.groups: dict[str, dict[str, ConsumerGroup]] = {}
         self._liveness: OrderedDict[ClientState, float] = OrderedDict()
         self._liveness_timer: asyncio.TimerHandle | None = None
-        # A leading dot: no topic name can make it (groups/<topic>/ are topics' folders).
-        self.patterns = PatternRegistry(ctx.journal(groups_dir / PATTERNS_FILE))
+        self.patterns = PatternRegistry(ctx.state.patterns_log())
         self._known_topics: set[str] = set()
         # Counters of deleted groups, so broker-wide totals summed over groups never fall.
         self.retired = {"delivered": 0, "redelivered": 0, "acked": 0, "dead": 0, "failures": 0}
@@ -69,24 +65,16 @@ class Router:
         broker serves every other one.
         """
         self._known_topics = set(self.store.topics())
-        migrate_patterns(self.groups_dir)
         try:
             self.patterns.open()
         except OSError as exc:
-            self._unopenable(str(self.patterns.journal.path), None, None, exc)
-        if not self.groups_dir.is_dir():
-            return
-        for topic_dir in sorted(self.groups_dir.iterdir()):
-            if not topic_dir.is_dir() or not is_valid_name(topic_dir.name):
-                continue
-            for path in sorted(topic_dir.glob("*.journal")):
-                name = path.name[: -len(".journal")]
-                if not is_valid_name(name):
-                    continue
-                try:
-                    self._open_group(topic_dir.name, name, create=False)
-                except Exception as exc:  # one group's trouble is never the broker's
-                    self._unopenable(str(path), topic_dir.name, name, exc)
+            self._unopenable(self.patterns.journal.label, None, None, exc)
+        for topic, name in self.state.groups():
+            journal = self.state.group_log(topic, name)
+            try:
+                self._open_group(topic, name, create=False, journal=journal)
+            except Exception as exc:  # one group's trouble is never the broker's
+                self._unopenable(journal.label, topic, name, exc)
 
     def _unopenable(self, path: str, topic: str | None, group: str | None, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -101,8 +89,10 @@ class Router:
         start: int | None = None,
         ordering: str | None = None,
         header_filter: HeaderFilter | None = None,
+        journal: EventLog | None = None,
     ) -> ConsumerGroup:
-        journal = self.ctx.journal(self.groups_dir / topic / f"{name}.journal")
+        if journal is None:
+            journal = self.state.group_log(topic, name)
         state = GroupState(journal)
         log_ = self.store.topic(topic)
         try:
@@ -124,10 +114,6 @@ class Router:
         if existed and not create:
             log.info("group_recovered", topic=topic, group=name, **group.info())
         return group
-
-    def journals(self) -> list[Journal]:
-        groups = [g.state.journal for gs in self.groups.values() for g in gs.values()]
-        return [*groups, self.patterns.journal]
 
     async def resolve(self, topic: str, position: Position | None) -> int | None:
         """The offset a position names in ``topic`` (None: latest, the default)."""
@@ -251,7 +237,7 @@ class Router:
             self._liveness.pop(client, None)
         return True
 
-    def seek(self, topic: str, name: str, offset: int) -> Journal:
+    def seek(self, topic: str, name: str, offset: int) -> EventLog:
         group = self.groups.get(topic, {}).get(name)
         if group is None:
             raise DeliveryError(f"no group {name} on {topic}")
@@ -331,7 +317,7 @@ class Router:
         member, row = found
         return self._group(member), member, row
 
-    def ack_run(self, client: ClientState, ids: list[str]) -> list[Journal | DeliveryError]:
+    def ack_run(self, client: ClientState, ids: list[str]) -> list[EventLog | DeliveryError]:
         """Acks read together, settled in order (a repeated id is refused like a late
         one); each group journals its share as one line. A result per id: the journal
         to be written before saying OK, or why the ack is refused."""
@@ -340,7 +326,7 @@ class Router:
             group = self._group(member)
             group.acked(in_order)
             return [group.state.journal] * len(ids)
-        results: list[Journal | DeliveryError] = []
+        results: list[EventLog | DeliveryError] = []
         settled: dict[ConsumerGroup, list[int]] = {}
         for id in ids:
             acked = client.ack_row(id)
@@ -361,12 +347,12 @@ class Router:
 
     def nack(
         self, client: ClientState, id: str, delay: float | None, reason: str | None = None
-    ) -> Journal:
+    ) -> EventLog:
         group, member, row = self._holder(client, id)
         group.nack(member, row, delay, reason)
         return group.state.journal
 
-    def term(self, client: ClientState, id: str, reason: str | None) -> Journal:
+    def term(self, client: ClientState, id: str, reason: str | None) -> EventLog:
         """``TERM``: the journal whose write makes the dead-lettering stick."""
         group, member, row = self._holder(client, id)
         group.term(member, row, reason)
@@ -381,18 +367,18 @@ class Router:
         group.touch(member, row)
         return group, offset, known.attempts if known is not None else 1
 
-    def pause(self, topic: str, name: str, paused: bool) -> Journal:
+    def pause(self, topic: str, name: str, paused: bool) -> EventLog:
         group = self.groups.get(topic, {}).get(name)
         if group is None:
             raise DeliveryError(f"no group {name} on {topic}")
         group.set_paused(paused)
         return group.state.journal
 
-    def delete(self, topic: str, name: str, force: bool) -> list[Path]:
+    def delete(self, topic: str, name: str, force: bool) -> list[str]:
         """Delete a group (``topic`` a pattern: its registration and its group on every
         topic it matches). Refused while it has members, unless ``force``: they are
-        dropped from it, and what they hold is forgotten. Returns the folders whose
-        entries ``fsync_dir`` must make durable (the journals are unlinked already)."""
+        dropped from it, and what they hold is forgotten. Returns the topics whose group
+        deletions ``StateStore.sync_deletes`` must make durable (their logs are gone)."""
         key = (topic, name)
         if is_pattern(topic):
             found = [
@@ -406,10 +392,10 @@ class Router:
             raise DeliveryError(f"no group {name} on {topic}")
         if not force and (self.patterns.members.get(key) or any(g.members for g in found)):
             raise DeliveryError("group has members")
-        folders = []
+        topics = []
         for group in found:
-            group.state.journal.delete()  # first: if the file cannot go, nothing has changed
-            folders.append(group.state.journal.path.parent)
+            self.state.delete_group(group.topic, name)  # first: if it fails, nothing changed
+            topics.append(group.topic)
             for member in group.members:
                 client = member.client
                 client.members.pop((group.topic, name), None)
@@ -428,19 +414,18 @@ class Router:
         if registered:
             for client in self.patterns.unregister(topic, name):
                 client.patterns.discard(key)
-        return folders
+        return topics
 
-    def drop_topic(self, topic: str) -> list[Path]:
+    def drop_topic(self, topic: str) -> None:
         """``DELETE <topic>``: every group of it goes (as ``delete`` with force), its fanout
         subscribers get nothing more, and the name is forgotten, so wildcard groups make
-        their group again if the topic comes back. Returns folders to ``fsync_dir``."""
-        folders = []
+        their group again if the topic comes back (``StateStore.drop_topic`` makes its
+        groups' deletion durable)."""
         for name in list(self.groups.get(topic, {})):
-            folders += self.delete(topic, name, True)
+            self.delete(topic, name, True)
         for client in list(self.fanout.pop(topic, {})):
             client.topics.discard(topic)
         self._known_topics.discard(topic)
-        return folders
 
     def deleted_before(self, topic: str) -> None:
         """Retention or a purge removed old records: let groups skip past them."""
@@ -469,7 +454,7 @@ class Router:
 
     def group_policy(
         self, topic: str, name: str, changes: tuple[tuple[str, str], ...] = ()
-    ) -> tuple[dict[str, str], Journal]:
+    ) -> tuple[dict[str, str], EventLog]:
         """``POLICY <topic> <group> [key=value ...]``: apply the changes (if any), and the
         group's effective policy with the journal to write before saying so."""
         group = self.groups.get(topic, {}).get(name)
@@ -515,18 +500,6 @@ def _may_read(client: ClientState, topic: str) -> bool:
     """A wildcard matched ``topic``: only dead-letter topics can be outside what the
     client's user may read (the wildcard itself was checked when it subscribed)."""
     return client.reads is None or not is_dead_letter_topic(topic) or client.reads(topic)
-
-
-PATTERNS_FILE = ".patterns.journal"
-OLD_PATTERNS_FILE = "_patterns.journal"  # linemq 0.1.0: in the folder of topic names
-
-
-def migrate_patterns(groups_dir: Path) -> None:
-    """Move the pattern journal of an earlier release to its new name, once."""
-    old, new = groups_dir / OLD_PATTERNS_FILE, groups_dir / PATTERNS_FILE
-    if old.is_file() and not new.exists():
-        os.replace(old, new)
-        log.info("patterns_journal_moved", old=str(old), new=str(new))
 
 
 def _check_filter(group: ConsumerGroup, header_filter: HeaderFilter | None) -> None:

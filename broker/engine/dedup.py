@@ -2,29 +2,26 @@
 
 The ids live in the topic log itself (the record's ``pid``); this index is only
 a cache of the last window's worth, rebuilt at start-up by reading the log from
-the first record inside the window. A marker file per topic that ever used ids
-keeps start-up from reading topics that never did.
+the first record inside the window. A marker per topic that ever used ids (kept by
+the state store, ``DedupMarkers``) keeps start-up from reading topics that never did.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from pathlib import Path
 
 from linemq.broker.storage.records import Record
+from linemq.broker.storage.state_store import DedupMarkers
 
 
 class DedupIndex:
-    def __init__(self, marker_dir: Path, window: float) -> None:
-        self.marker_dir = marker_dir
+    def __init__(self, markers: DedupMarkers, window: float) -> None:
+        self.markers = markers
         self.window = window
         self._seen: dict[str, OrderedDict[str, Record]] = {}
 
     def marked_topics(self) -> list[str]:
-        if not self.marker_dir.is_dir():
-            return []
-        return sorted(p.name for p in self.marker_dir.iterdir() if p.is_file())
+        return self.markers.dedup_topics()
 
     def lookup(self, topic: str, pid: str, now: float) -> Record | None:
         seen = self._seen.get(topic)
@@ -39,10 +36,7 @@ class DedupIndex:
         seen = self._seen.get(topic)
         if seen is None:
             seen = self._seen[topic] = OrderedDict()
-            marker = self.marker_dir / topic
-            if not marker.exists():
-                self.marker_dir.mkdir(parents=True, exist_ok=True)
-                marker.touch()
+            self.markers.mark_dedup(topic)
         seen[record.meta.pid] = record
         seen.move_to_end(record.meta.pid)
 
@@ -59,8 +53,7 @@ class DedupIndex:
     def drop(self, topic: str) -> None:
         """The topic was deleted: its publisher ids are forgotten with it."""
         self._seen.pop(topic, None)
-        with contextlib.suppress(OSError):  # a stale marker only costs a start-up read
-            (self.marker_dir / topic).unlink(missing_ok=True)
+        self.markers.unmark_dedup(topic)
 
     def _expire(self, seen: OrderedDict[str, Record], now: float) -> None:
         horizon = now - self.window

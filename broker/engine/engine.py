@@ -45,10 +45,11 @@ from linemq.broker.engine.tickets import Tickets
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.protocol.names import is_pattern
 from linemq.broker.storage.damage import DamageReport
-from linemq.broker.storage.fsio import fsync_dir
+from linemq.broker.storage.file_state import FileStateStore
 from linemq.broker.storage.handles import raise_open_files_limit
 from linemq.broker.storage.log_store import Commit, LogStore, Store
 from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.state_store import StateStore
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Appended, Ticket
 from linemq.broker.storage.topic_log import TopicLog
@@ -58,11 +59,17 @@ log = structlog.get_logger(__name__)
 
 class Engine:
     def __init__(
-        self, config: Config, replies: Replies, encoder: Encoder, store: Store | None = None
+        self,
+        config: Config,
+        replies: Replies,
+        encoder: Encoder,
+        store: Store | None = None,
+        state: StateStore | None = None,
     ) -> None:
         """``encoder``: the server's wire format, for what delivery sends. ``store``: topic
-        logs kept elsewhere than the data directory's files (open already); journals stay
-        files there."""
+        logs kept elsewhere than the data directory's files (open already); ``state``:
+        groups, replays, schedules and dedup markers kept elsewhere than journal files
+        there (each independently: a PostgreSQL store keeps its state in files)."""
         self.config = config
         self._replies = replies
         self._encoder = encoder
@@ -77,6 +84,11 @@ class Engine:
         self.store: Store = store
         self.logs: LogStore = self.store  # publishing goes through the seam alone
         self._order = CommitOrder(self.logs, self._dispatch, self._forget, self._commits_settled)
+        if state is None:
+            state = FileStateStore(
+                Path(config.data_dir), sync_each_write=config.fsync == "always", damage=self.damage
+            )
+        self.state: StateStore = state
         self.gen = 1
         self.durable_gen = 0
         self._ids = IdGenerator()
@@ -104,20 +116,21 @@ class Engine:
             self.files.open()
         config = self.config
         ctx = DeliveryContext.build(
-            loop, config, self.publish_internal, self.schedule, self._encoder, self.damage
+            loop,
+            config,
+            self.publish_internal,
+            self.schedule,
+            self._encoder,
+            self.state,
+            self.damage,
         )
-        data_dir = Path(config.data_dir)
-        self.router = Router(self.store, data_dir / "groups", ctx)
+        self.router = Router(self.store, ctx)
         self.router.open()
-        self.dedup = DedupIndex(data_dir / "dedup", config.dedup_window)
+        self.dedup = DedupIndex(self.state, config.dedup_window)
         await upkeep.load_dedup(self.store, self.dedup, config.dedup_window)
         upkeep.keep_offsets_unique(self.store, self.router)
         self.dead_letters = DeadLetters(
-            self.store,
-            data_dir / "replays",
-            self.publish_internal,
-            ctx.journal,
-            max_letters=config.dlq_max_letters,
+            self.store, self.state, self.publish_internal, max_letters=config.dlq_max_letters
         )
         self.durability = Durability(loop, config.fsync, config.fsync_interval_ms, self._on_durable)
         self.durability.start()
@@ -149,23 +162,21 @@ class Engine:
 
     def close(self) -> None:
         self.store.close()
-        for journal in self.router.journals() + self.dead_letters.journals():
-            journal.close()
+        self.state.close()
 
     # -- operations ----------------------------------------------------------------
 
     async def delete_group(self, topic: str, group: str, force: bool) -> None:
         """Delete a consumer group (router.delete); returns once that is durable on disk,
         so a crash after ``OK deleted`` never brings it back."""
-        folders = self.router.delete(topic, group, force)
+        topics = self.router.delete(topic, group, force)
         self.schedule()  # members' replies and the groups' last writes settle
         try:
             if is_pattern(topic):
                 await self.router.patterns.save()
-            for folder in sorted(set(folders)):
-                await asyncio.to_thread(fsync_dir, folder)
         except OSError as exc:
             raise StorageError(str(exc)) from exc
+        await self.state.sync_deletes(topics)
 
     async def purge(self, topic: str) -> int:
         """Delete every record of ``topic``; offsets go on. Returns how many were deleted."""

@@ -29,12 +29,13 @@ from linemq.broker.server.face import BrokerFace, HttpServer, StartHttp
 from linemq.broker.server.handlers import Handlers
 from linemq.broker.server.publishing import wait_for
 from linemq.broker.server.put_records import record_text, stored_meta
-from linemq.broker.server.schedules import JOURNAL_NAME, Schedules
+from linemq.broker.server.schedules import Schedules
 from linemq.broker.server.tls import tls_context
 from linemq.broker.server.topic_deletion import delete_topic
 from linemq.broker.storage import checksum
 from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.state_store import StateStore
 from linemq.broker.storage.ticket import Ticket
 
 log = structlog.get_logger(__name__)
@@ -49,16 +50,21 @@ DRAIN_POLL: Final = 0.01
 
 class Broker:
     def __init__(
-        self, config: Config, http: StartHttp | None = None, store: Store | None = None
+        self,
+        config: Config,
+        http: StartHttp | None = None,
+        store: Store | None = None,
+        state: StateStore | None = None,
     ) -> None:
         """``http`` starts the HTTP side for ``--http-port`` (the CLI passes ``ops``' own).
         ``store``: topic logs kept elsewhere than the data directory's files (open already);
-        journals stay files there."""
+        ``state``: groups, replays, schedules and dedup markers kept elsewhere than journal
+        files there (``Engine``)."""
         if config.http_port is not None and http is None:
             raise ValueError("http_port is set but no HTTP side was given to start")
         self.config = config
         self._start_http = http
-        self.engine = engine = Engine(config, self, ENCODER, store)
+        self.engine = engine = Engine(config, self, ENCODER, store, state)
         self.face = BrokerFace(self)  # all that STATS and the HTTP side see of the broker
         self.damage = engine.damage  # what storage and journals found damaged on disk
         self.store = engine.store
@@ -88,7 +94,7 @@ class Broker:
         self.dead_letters = engine.dead_letters
         self.schedules = Schedules(
             loop,
-            engine.router.ctx.journal(Path(self.config.data_dir) / JOURNAL_NAME),
+            engine.state.schedules_log(),
             engine.logs,
             engine.dedup,
             engine.publish_internal,
@@ -169,9 +175,7 @@ class Broker:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        self.engine.close()
-        for journal in self.schedules.journals():
-            journal.close()
+        self.engine.close()  # the state store's close writes the schedules' log too
         if self._server is not None:
             await self._server.wait_closed()
         log.info("stopped")

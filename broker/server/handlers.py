@@ -53,7 +53,7 @@ from linemq.broker.storage.log_store import TopicView
 from linemq.broker.storage.records import Record, StorageError
 
 if TYPE_CHECKING:
-    from linemq.broker.storage.journal import Journal
+    from linemq.broker.storage.state_store import EventLog
 
 log = structlog.get_logger(__name__)
 
@@ -296,7 +296,7 @@ class Handlers:
     def ack_run(self, conn: Connection, ids: list[str]) -> None:
         """Acks read together. Each OK waits for its group's journal; consecutive OKs
         waiting for the same journal share one reply slot."""
-        waiting: Journal | None = None
+        waiting: EventLog | None = None
         count = 0
         for result in self.router.ack_run(conn.client, ids):
             if isinstance(result, DeliveryError):
@@ -310,7 +310,7 @@ class Handlers:
             count += 1
         self._acked(conn, waiting, count)
 
-    def _acked(self, conn: Connection, journal: Journal | None, count: int) -> None:
+    def _acked(self, conn: Connection, journal: EventLog | None, count: int) -> None:
         if journal is not None and count:
             self.broker.reply_after_write(conn, journal, replies.ACK_RECEIVED, count)
 

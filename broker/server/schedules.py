@@ -43,9 +43,9 @@ from linemq.broker.server.schedule_times import (
     latest_due,
     next_due,
 )
-from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.state_store import EventLog
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +127,7 @@ class Schedules:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        journal: Journal,
+        journal: EventLog,
         logs: LogStore,
         dedup: DedupIndex,
         publish: Callable[[str, str, Meta | None], Record],
@@ -157,12 +157,9 @@ class Schedules:
 
     # -- start and stop --------------------------------------------------------------
 
-    def journals(self) -> list[Journal]:
-        return [self.journal]
-
     async def open(self) -> None:
         """Replay the journal, look for firings a crash left unrecorded, arm every timer."""
-        if self.journal.path.exists():
+        if self.journal.exists():
             self._replay(self.journal.replay_lines(_is_entry))
             if self.journal.needs_rewrite:
                 self.journal.rewrite_now(self._snapshot())
@@ -246,7 +243,7 @@ class Schedules:
 
     # -- the verbs ---------------------------------------------------------------------
 
-    def add(self, spec: Schedule) -> tuple[Journal, float]:
+    def add(self, spec: Schedule) -> tuple[EventLog, float]:
         """Store ``spec`` (replacing a job of that name on that topic); returns the journal
         whose write the ``OK`` waits for, and the first due time."""
         timing = Timing(spec.every, spec.cron, spec.tz)
@@ -266,7 +263,7 @@ class Schedules:
         self._arm(job)
         return self.journal, self.next_of(job)
 
-    def remove(self, topic: str, name: str) -> Journal:
+    def remove(self, topic: str, name: str) -> EventLog:
         job = self.jobs.pop((topic, name), None)
         if job is None:
             raise Refused(f"no schedule {name} on {topic}")

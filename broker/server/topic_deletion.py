@@ -13,11 +13,7 @@ made again under its name never reuses an offset.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 from collections.abc import Collection
-from pathlib import Path
 from typing import Protocol
 
 from linemq.broker.delivery.dead_letters import DeadLetters
@@ -26,7 +22,6 @@ from linemq.broker.engine.engine import Engine
 from linemq.broker.protocol.names import is_dead_letter_topic, source_topic
 from linemq.broker.server.connection import Connection
 from linemq.broker.server.schedules import Schedules
-from linemq.broker.storage.fsio import fsync_dir
 from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import StorageError
 
@@ -58,10 +53,9 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
     if not force and _attached(broker, names):
         raise DeliveryError("topic has subscribers")
     broker.engine.flush()
-    # What can fail (unlinking journals) goes first: if it does, the logs are still served.
-    folders: list[Path] = []
+    # What can fail (deleting group logs) goes first: if it does, the logs are still served.
     for name in names:
-        folders += router.drop_topic(name)
+        router.drop_topic(name)
     broker.dead_letters.forget(source_topic(topic))
     schedules_gone = broker.schedules.drop_topic(names)  # before a timer could recreate it
     removed = store.delete_topics(names)
@@ -73,8 +67,8 @@ async def delete_topic(broker: Broker, topic: str, force: bool) -> None:
     broker.engine.schedule()  # members' replies and the groups' last writes settle
     try:
         await removed
-        for folder in sorted(set(folders)):
-            await asyncio.to_thread(_settle_folder, folder)
+        for name in names:
+            await broker.engine.state.drop_topic(name)
         await schedules_gone
     except OSError as exc:
         raise StorageError(str(exc)) from exc
@@ -89,13 +83,3 @@ def _attached(broker: Broker, names: list[str]) -> bool:
         if any(t in names for t, _ in client.members):
             return True
     return False
-
-
-def _settle_folder(folder: Path) -> None:
-    """Make the journals' removal durable; the topic's group folder goes if it is empty."""
-    if not folder.is_dir():
-        return
-    fsync_dir(folder)
-    with contextlib.suppress(OSError):  # not empty: a group made again meanwhile
-        os.rmdir(folder)
-        fsync_dir(folder.parent)

@@ -117,8 +117,15 @@ class Journal:
         self.damaged = 0  # lines replay() found damaged (reported, skipped)
 
     @property
+    def label(self) -> str:
+        return str(self.path)
+
+    @property
     def has_pending(self) -> bool:
         return bool(self._pending)
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
     @property
     def size(self) -> int:

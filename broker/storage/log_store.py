@@ -43,8 +43,10 @@ What is deliberately not:
   write-through shortcut for a lone publish (``FileStore.write_through``) is an
   optional capability the composition root uses where it built a ``FileStore``;
   neither fits a store that answers later.
-- group journals, replay journals and the dedup markers: they are files under
-  the data directory today (storage/journal.py), kept apart from the logs.
+- group, pattern, replay and schedule logs and the dedup markers: the broker's
+  state besides its logs is the state seam's (state_store.py), with its own file
+  and memory stores, so a store of logs and a store of state can be chosen apart
+  (a broker on PostgreSQL keeps its state in files until issue 24).
 - when retention runs and how much a topic may keep: policy, decided above.
 
 Not yet: offsets are given at ``append``, and the views are answered from one

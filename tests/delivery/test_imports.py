@@ -51,13 +51,12 @@ def test_delivery_imports_nothing_above_it() -> None:
     assert {m: ds for m, ds in upward.items() if ds} == {}
 
 
-# What delivery may import of storage: the log seam and records. Journals (group and
-# replay state, their lines sealed by ``checksum``) and damage reports are files of their
-# own, not topic logs.
+# What delivery may import of storage: the log seam and records, the state seam (group,
+# pattern and replay logs, their hot lines sealed by ``checksum``) and damage reports.
 STORAGE_SEAM = {
     "linemq.broker.storage.log_store",
     "linemq.broker.storage.records",
-    "linemq.broker.storage.journal",
+    "linemq.broker.storage.state_store",
     "linemq.broker.storage.checksum",
     "linemq.broker.storage.damage",
 }
@@ -76,3 +75,27 @@ def test_delivery_reads_topic_logs_only_through_the_seam() -> None:
         for m, ds in imports().items()
     }
     assert {m: ds for m, ds in storage.items() if ds} == {}
+
+
+# Modules that name files: delivery keeps its state through ``StateStore`` alone.
+FILES = ("pathlib", "os", "shutil", "tempfile", "glob", "io")
+
+
+def test_delivery_builds_no_paths_and_opens_no_journals() -> None:
+    """Group, pattern and replay state go through the state seam (storage/state_store.py):
+    no delivery module imports the journal files, a path or file module, or calls
+    ``open``, so a store that keeps state elsewhere (memory, a database) fits under it."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(DELIVERY.glob("*.py")):
+        bad = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                bad += [a.name for a in node.names if a.name.split(".")[0] in FILES]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.split(".")[0] in FILES or node.module.endswith("storage.journal"):
+                    bad.append(node.module)
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open":
+                bad.append("open()")
+        if bad:
+            found[path.stem] = bad
+    assert found == {}

@@ -1,7 +1,8 @@
 """The router on its own, without sockets or a broker: fanout, groups and their commands.
 
 A test plays the engine's part (``Bench``): records go into a real store (each test
-runs on a ``MemoryStore`` and on a ``FileStore`` in tmp_path); a tick commits them,
+runs on a ``MemoryStore`` with a ``MemoryStateStore``, and on a ``FileStore`` with a
+``FileStateStore`` in tmp_path); a tick commits them,
 hands them to ``Router.on_written``, runs the pumps acks asked for and writes the
 group journals, as ``Engine._commit`` does. A client is a ``ClientState`` over a
 ``Sink`` that keeps what would have been sent; tests read those bytes back as the
@@ -24,9 +25,12 @@ from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.router import DeliveryError, Router
 from linemq.broker.protocol import Position
 from linemq.broker.server.deliveries import ENCODER
+from linemq.broker.storage.file_state import FileStateStore
 from linemq.broker.storage.log_store import Store
+from linemq.broker.storage.memory_state import MemoryStateStore
 from linemq.broker.storage.memory_store import MemoryStore
 from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.state_store import StateStore
 from linemq.broker.storage.store import FileStore
 
 FAST: dict[str, Any] = {"ack_timeout": 0.2, "retry_backoff_base": 0.05, "retry_backoff_max": 0.2}
@@ -80,14 +84,17 @@ class Conn:
 class Bench:
     """A router over a store and a groups folder, with the engine's tick."""
 
-    def __init__(self, data_dir: Path, store: Store, ids: int = 0, **options: Any) -> None:
+    def __init__(
+        self, data_dir: Path, store: Store, state: StateStore, ids: int = 0, **options: Any
+    ) -> None:
         self.store = store
+        self.state = state
         self.loop = asyncio.get_running_loop()
         config = Config(port=0, data_dir=data_dir, **{**FAST, **options})
         self.ctx = DeliveryContext.build(
-            self.loop, config, self.publish_internal, self.schedule, ENCODER
+            self.loop, config, self.publish_internal, self.schedule, ENCODER, state
         )
-        self.router = Router(store, data_dir / "groups", self.ctx)  # as Engine.open makes it
+        self.router = Router(store, self.ctx)  # as Engine.open makes it
         self.router.open()
         self.last_id = ids
         self._scheduled = False
@@ -146,8 +153,7 @@ class Bench:
         self.closed = True
         self.tick()
         self.router.close()
-        for journal in self.router.journals():
-            journal.close()
+        self.state.close()
 
     def ack(self, conn: Conn, *ids: str) -> list[str]:
         """Acks read together; the ERR reasons of the refused ones."""
@@ -160,7 +166,7 @@ class Bench:
 
 class Benches:
     """Makes the test's bench; a second call stops the first and opens the same data
-    again, as a restarted broker would (a memory store is kept: it is the log)."""
+    again, as a restarted broker would (memory stores are kept: they are the data)."""
 
     def __init__(self, data_dir: Path, kind: str) -> None:
         self.data_dir = data_dir
@@ -171,17 +177,20 @@ class Benches:
         last = self.last
         ids = 0
         store: Store
+        state: StateStore
         if last is not None:
             last.close()
             ids = last.last_id
         if self.kind == "memory":
             store = MemoryStore() if last is None else last.store
+            state = MemoryStateStore() if last is None else last.state
         else:
             if last is not None:
                 last.store.close()
             store = FileStore(self.data_dir)
             store.open()
-        self.last = Bench(self.data_dir, store, ids, **options)
+            state = FileStateStore(self.data_dir)
+        self.last = Bench(self.data_dir, store, state, ids, **options)
         return self.last
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linemq.broker.delivery.journal_verify import repair_journals, verify_journals
+from linemq.broker.journal_verify import repair_journals, verify_journals
 from linemq.broker.storage.damage import JOURNAL_LINE, UNOPENABLE
 from tests.conftest import BrokerFactory
 from tests.server.groupwire import member, next_msg

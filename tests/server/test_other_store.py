@@ -1,6 +1,7 @@
-"""A whole broker on a store other than files: delivery sees topic logs only through the
-seam (log_store.Store), so publishing, groups, acks, fanout, HISTORY, STATUS, CLEAN and
-DELETE work on the in-memory store as they do on segment files."""
+"""A whole broker on stores other than files: delivery sees topic logs only through the
+seam (log_store.Store) and its groups, replays and schedules only through the state seam
+(state_store.StateStore), so publishing, groups, acks, fanout, HISTORY, STATUS, CLEAN and
+DELETE work on the in-memory stores as they do on files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from linemq.broker.config import Config
 from linemq.broker.server.app import Broker
+from linemq.broker.storage.memory_state import MemoryStateStore
 from linemq.broker.storage.memory_store import MemoryStore
 from tests.conftest import FAST
 from tests.server.groupwire import member, next_msg
@@ -20,7 +22,7 @@ from tests.wire import Wire
 @pytest.fixture
 async def memory_broker(tmp_path: Path) -> AsyncIterator[Broker]:
     config = Config(port=0, data_dir=tmp_path / "data", **FAST)
-    broker = Broker(config, store=MemoryStore())
+    broker = Broker(config, store=MemoryStore(), state=MemoryStateStore())
     await broker.start()
     yield broker
     await broker.stop()
@@ -81,3 +83,42 @@ async def test_clean_and_delete_go_through_the_store(memory_broker: Broker) -> N
     assert store.get("old") is None
     assert await pub.cmd("PUB old again") == "OK published"
     assert store.last_offset("old") == 6, "a deleted topic's name goes on"
+
+
+async def test_a_broker_on_memory_stores_writes_no_files_and_restarts_from_them(
+    tmp_path: Path,
+) -> None:
+    """Groups, wildcard registrations, replays, schedules and publisher ids live in the
+    memory state store: nothing lands in the data directory, and a broker started again
+    on the same stores goes on where the first one stopped."""
+    config = Config(port=0, data_dir=tmp_path / "data", **FAST)
+    store, state = MemoryStore(), MemoryStateStore()
+    broker = Broker(config, store=store, state=state)
+    await broker.start()
+    worker = await member(broker.port, "jobs", "workers")
+    assert await worker.cmd("SUB jobs.* audit") == "OK subscribed jobs.* in group audit"
+    pub = await Wire.open(broker.port)
+    await pub.send("PUB jobs one\nPUB jobs two\n")
+    assert await pub.lines(2) == ["OK published"] * 2
+    first, second = await next_msg(worker), await next_msg(worker)
+    assert await worker.cmd(f"ACK {first.id}") == "OK ack_received"
+    await pub.send("SCHEDULE jobs tick 5 every=1h\nhello\n")
+    assert (await pub.line()).startswith("OK scheduled jobs tick")
+    await broker.stop()
+    assert state.groups() == [("jobs", "workers")]
+    data = tmp_path / "data"
+    assert [p for p in data.rglob("*") if p.is_file()] == [], "no journal, marker or schedule"
+
+    again = Broker(config, store=store, state=state)
+    await again.start()
+    try:
+        worker = await member(again.port, "jobs", "workers")
+        redelivered = await next_msg(worker)
+        assert (redelivered.offset, redelivered.text) == (second.offset, "two")
+        assert await worker.silent(0.4), "the acked message is not delivered again"
+        pub = await Wire.open(again.port)
+        await pub.send("SCHEDULES jobs\n")
+        (job, _) = await pub.until("OK schedules end")
+        assert "tick" in job
+    finally:
+        await again.stop()

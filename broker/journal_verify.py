@@ -4,21 +4,31 @@
 marker under a data dir, checks every line, and changes nothing.
 ``repair_journals`` does what the broker's start-up does (the same code: a
 group is loaded by ``GroupState.load`` and written back as a snapshot) and
-says what it did. Topic logs are checked elsewhere.
+says what it did. Topic logs are checked elsewhere. It reads the files of
+``FileStateStore`` (storage/file_state.py), so it sits with the CLI, above delivery,
+whose entry checks and replay it uses.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from linemq.broker.delivery.dead_letters import is_replay_entry
 from linemq.broker.delivery.lifecycle import GroupState, is_event
 from linemq.broker.delivery.patterns import is_pattern_entry
-from linemq.broker.delivery.router import OLD_PATTERNS_FILE, PATTERNS_FILE, migrate_patterns
 from linemq.broker.protocol.names import is_valid_name
 from linemq.broker.storage.damage import JOURNAL_LINE, UNOPENABLE, Damage, DamageReport
+from linemq.broker.storage.file_state import (
+    DEDUP_DIR,
+    GROUPS_DIR,
+    OLD_PATTERNS_FILE,
+    PATTERNS_FILE,
+    StateFile,
+    migrate_patterns,
+    state_files,
+)
 from linemq.broker.storage.journal import Journal, scan_journal
 
 Valid = Callable[[dict[str, object]], bool]
@@ -39,7 +49,7 @@ def verify_journals(data_dir: Path) -> list[Damage]:
         if scan.end < len(data):
             torn = f"torn last line ({len(data) - scan.end} bytes)"
             found.append(Damage(JOURNAL_LINE, str(path), scan.end, topic, group, reason=torn))
-    for marker in _entries(data_dir / "dedup"):
+    for marker in _entries(data_dir / DEDUP_DIR):
         if not is_valid_name(marker.name) or not marker.is_file():
             reason = "not a dedup marker (a file named for a topic)"
             found.append(Damage(UNOPENABLE, str(marker), reason=reason))
@@ -49,7 +59,7 @@ def verify_journals(data_dir: Path) -> list[Damage]:
 def repair_journals(data_dir: Path) -> list[str]:
     """Recover every journal as the broker would at start, and say what changed."""
     done: list[str] = []
-    groups_dir = data_dir / "groups"
+    groups_dir = data_dir / GROUPS_DIR
     if (groups_dir / OLD_PATTERNS_FILE).is_file() and not (groups_dir / PATTERNS_FILE).exists():
         migrate_patterns(groups_dir)
         done.append(f"{groups_dir / OLD_PATTERNS_FILE}: moved to {PATTERNS_FILE}")
@@ -94,22 +104,18 @@ def _repair(
     return [f"{path}: {'; '.join(what)}"] if what else []
 
 
-def _journals(data_dir: Path) -> Iterator[tuple[Path, str | None, str | None, Valid]]:
-    """(path, topic, group, entry check) of every journal, in a stable order."""
-    groups_dir = data_dir / "groups"
-    for name in (PATTERNS_FILE, OLD_PATTERNS_FILE):
-        if (groups_dir / name).is_file():
-            yield groups_dir / name, None, None, is_pattern_entry
-    for topic_dir in _entries(groups_dir):
-        if topic_dir.is_dir() and is_valid_name(topic_dir.name):
-            for path in _entries(topic_dir):
-                group = path.name.removesuffix(".journal")
-                if path.name.endswith(".journal") and is_valid_name(group):
-                    yield path, topic_dir.name, group, is_event
-    for path in _entries(data_dir / "replays"):
-        topic = path.name.removesuffix(".journal")
-        if path.name.endswith(".journal") and is_valid_name(topic):
-            yield path, topic, None, is_replay_entry
+_CHECKS: dict[str, Valid] = {
+    "patterns": is_pattern_entry,
+    "group": is_event,
+    "replay": is_replay_entry,
+}
+
+
+def _journals(data_dir: Path) -> list[tuple[Path, str | None, str | None, Valid]]:
+    """(path, topic, group, entry check) of every journal but the schedules', in a
+    stable order."""
+    files: list[StateFile] = [f for f in state_files(data_dir) if f.kind in _CHECKS]
+    return [(f.path, f.topic, f.group, _CHECKS[f.kind]) for f in files]
 
 
 def _entries(directory: Path) -> list[Path]:
