@@ -81,7 +81,7 @@ from typing import Any, Final
 
 import structlog
 
-from linemq.broker.config import POLICY_KEYS, parse_policy_value
+from linemq.broker.delivery.group_settings import ORDERING_WRITTEN, ordering_read, overrides_read
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
@@ -229,7 +229,7 @@ class GroupState:
         self._record({"e": "pause", "v": paused})
 
     def set_ordering(self, ordering: str) -> None:
-        self._record({"e": "order", "v": _ORDERING_WRITTEN[ordering]})
+        self._record({"e": "order", "v": ORDERING_WRITTEN[ordering]})
 
     def set_policy(self, overrides: dict[str, str]) -> None:
         """The group's settings over its topic's policy: the whole set each time."""
@@ -515,7 +515,7 @@ class GroupState:
             + rows,
         }
         if self.ordering != "key":
-            snap["ordering"] = _ORDERING_WRITTEN[self.ordering]
+            snap["ordering"] = ORDERING_WRITTEN[self.ordering]
         if self.overrides:
             snap["policy"] = dict(self.overrides)
         if self.failures:
@@ -546,8 +546,8 @@ class GroupState:
         self.dropped = e.get("dropped", 0)
         self.expired_count = e.get("expired", 0)
         self.acked_count = e.get("acked", self.completed - self.dead)
-        ordering = _ordering_read(e.get("ordering", "key"))
-        overrides = _overrides_read(e.get("policy", {}))
+        ordering = ordering_read(e.get("ordering", "key"))
+        overrides = overrides_read(e.get("policy", {}))
         self.failures = failures
         header_filter = parse_filter(e["filter"]) if "filter" in e else None
         self.paused = e.get("paused", False)
@@ -609,37 +609,12 @@ def _runs(r: object) -> list[list[int]]:
     return r
 
 
-_ORDERING_WRITTEN: Final = {"key": "key", "fifo": "fifo", "none": "unkeyed"}
-"""How an ordering is journaled. Before ``key`` had a name, ``none`` was the name of
-what is now ``key`` (keys held): a journal's ``none`` still means that, so the
-ordering without key holds is written under a name of its own."""
-_ORDERING_READ: Final = {"key": "key", "none": "key", "fifo": "fifo", "unkeyed": "none"}
-
-
-def _ordering_read(value: object) -> str:
-    if not isinstance(value, str) or value not in _ORDERING_READ:
-        raise ValueError(f"ordering {value!r}")
-    return _ORDERING_READ[value]
-
-
-def _overrides_read(value: object) -> dict[str, str]:
-    """A ``pol`` line's or snapshot's settings, each checked as ``POLICY`` checked it."""
-    if not isinstance(value, dict):
-        raise ValueError(f"policy {value!r}")
-    for key, text in value.items():
-        if key not in POLICY_KEYS or key == "ordering" or not isinstance(text, str):
-            raise ValueError(f"policy setting {key!r}")
-        if not (key == "rate" and text == "none"):
-            parse_policy_value(key, text)
-    return dict(value)
-
-
 def _order(s: GroupState, e: dict[str, Any]) -> None:
-    s.ordering = _ordering_read(e["v"])
+    s.ordering = ordering_read(e["v"])
 
 
 def _policy(s: GroupState, e: dict[str, Any]) -> None:
-    s.overrides = _overrides_read(e["v"])
+    s.overrides = overrides_read(e["v"])
 
 
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
