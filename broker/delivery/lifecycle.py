@@ -82,6 +82,7 @@ from typing import Any, Final
 import structlog
 
 from linemq.broker.delivery.group_settings import ORDERING_WRITTEN, ordering_read, overrides_read
+from linemq.broker.delivery.group_snapshot import encode_snapshot, read_snapshot
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
@@ -491,77 +492,17 @@ class GroupState:
         return [{"e": "floor", "o": min(lowest, self.cursor)}, snap]
 
     def snapshot(self) -> dict[str, Any]:
-        rows = []
-        history = self.history
-        for h in self.holdings:
-            for row in h.rows():
-                offset, sent = h.offsets[row], h.sent_at(row)
-                p = history.get(offset)
-                if p is None:
-                    rows.append([offset, 1, sent, sent, 0.0, "", "in_flight"])
-                else:
-                    rows.append(_snapshot_row(p, "in_flight", sent))
-        snap: dict[str, Any] = {
-            "e": "snap",
-            "start": self.start,
-            "cursor": self.cursor,
-            "completed": self.completed,
-            "dead": self.dead,
-            "dropped": self.dropped,
-            "expired": self.expired_count,
-            "acked": self.acked_count,
-            "paused": self.paused,
-            "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
-            + rows,
-        }
-        if self.ordering != "key":
-            snap["ordering"] = ORDERING_WRITTEN[self.ordering]
-        if self.overrides:
-            snap["policy"] = dict(self.overrides)
-        if self.failures:
-            snap["failures"] = dict(self.failures)
-        if self.filter is not None:
-            snap["filter"] = self.filter.texts
-            snap["filtered"] = self.filtered_count
-        return snap
+        return encode_snapshot(self)
 
     def _restore(self, e: dict[str, Any]) -> None:
         """All or nothing: a snapshot that does not make sense raises before changing a thing."""
-        pending: dict[int, Pending] = {}
-        for row in e["pending"]:
-            offset, attempts, first_ts, last_ts, retry_at, reason, phase, *error = row
-            if len(error) > 1:
-                raise ValueError(f"snapshot row of {len(row)} fields")
-            p = pending[int(offset)] = Pending(int(offset))
-            p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
-            p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
-            p.error = str(error[0]) if error else ""
-        counts = e.get("failures", {})  # none before this release: counted from 0
-        if not isinstance(counts, dict):
-            raise TypeError(f"failures {counts!r}")
-        failures = {str(reason): int(n) for reason, n in counts.items()}
-        start, cursor = int(e["start"]), int(e["cursor"])
-        completed, dead = int(e["completed"]), int(e["dead"])
-        self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead
-        self.dropped = e.get("dropped", 0)
-        self.expired_count = e.get("expired", 0)
-        self.acked_count = e.get("acked", self.completed - self.dead)
-        ordering = ordering_read(e.get("ordering", "key"))
-        overrides = overrides_read(e.get("policy", {}))
-        self.failures = failures
-        header_filter = parse_filter(e["filter"]) if "filter" in e else None
-        self.paused = e.get("paused", False)
-        self.ordering = ordering
-        self.overrides = overrides
-        self.filter = header_filter
-        self.filtered_count = int(e.get("filtered", 0))
-        self.pending = pending
-        self.history = {}
-
-
-def _snapshot_row(p: Pending, phase: str, last_ts: float) -> list[object]:
-    row: list[object] = [p.offset, p.attempts, p.first_ts, last_ts, p.retry_at, p.reason, phase]
-    return [*row, p.error] if p.error else row
+        snap = read_snapshot(e)
+        self.start, self.cursor = snap.start, snap.cursor
+        self.pending, self.history = snap.pending, {}
+        self.completed, self.dead, self.acked_count = snap.completed, snap.dead, snap.acked
+        self.dropped, self.expired_count, self.failures = snap.dropped, snap.expired, snap.failures
+        self.paused, self.ordering, self.overrides = snap.paused, snap.ordering, snap.overrides
+        self.filter, self.filtered_count = snap.filter, snap.filtered
 
 
 def _take_line(first: int, n: int) -> bytes:
