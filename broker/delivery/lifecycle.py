@@ -81,16 +81,24 @@ from typing import Any, Final
 
 import structlog
 
+from linemq.broker.delivery.group_events import (
+    ack_line,
+    deliver_line,
+    filtered_line,
+    is_event,
+    offsets_read,
+    runs_read,
+    take_line,
+)
 from linemq.broker.delivery.group_settings import ORDERING_WRITTEN, ordering_read, overrides_read
 from linemq.broker.delivery.group_snapshot import encode_snapshot, read_snapshot
 from linemq.broker.delivery.holdings import Holdings
 from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
-from linemq.broker.storage.checksum import seal
 from linemq.broker.storage.journal import Journal
 from linemq.broker.storage.records import Record
 
-__all__ = ["GroupState", "Pending", "Phase", "is_event"]
+__all__ = ["GroupState", "Pending", "Phase"]
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +139,7 @@ class GroupState:
     def take(self, records: list[Record]) -> list[Pending]:
         """Records from the cursor on become waiting (not delivered yet)."""
         first, n = records[0].offset, records[-1].offset - records[0].offset + 1
-        self.journal.append_line(_take_line(first, n))
+        self.journal.append_line(take_line(first, n))
         return self._on_take(first, n, records)
 
     def deliver(self, ps: list[Pending], ts: float) -> None:
@@ -146,18 +154,16 @@ class GroupState:
             if p.offset == first.offset + n and p.attempts == first.attempts:
                 n += 1
                 continue
-            lines.append(_deliver_line(first.offset, n, first.attempts, text))
+            lines.append(deliver_line(first.offset, n, first.attempts, text))
             first, n = p, 1
-        lines.append(_deliver_line(first.offset, n, first.attempts, text))
+        lines.append(deliver_line(first.offset, n, first.attempts, text))
         self.journal.append_line(b"".join(lines))
 
     def take_and_deliver(self, first: int, n: int, ts: float) -> None:
         """Records ``first`` .. ``first + n - 1``, at the cursor, delivered at once for the
         first time, straight to rows (never ``Pending``s): ``take`` and ``deliver`` in one."""
         assert first == self.cursor
-        self.journal.append_line(
-            _take_line(first, n) + _deliver_line(first, n, 1, repr(ts).encode())
-        )
+        self.journal.append_line(take_line(first, n) + deliver_line(first, n, 1, repr(ts).encode()))
         self.cursor = first + n
 
     def hold(self, ps: list[Pending]) -> None:
@@ -174,10 +180,7 @@ class GroupState:
     def ack(self, offsets: list[int]) -> list[Pending]:
         """Acks read together (each a row taken): one journal line. Returns the history of
         those that had one (a key to release)."""
-        if len(offsets) == 1:
-            self.journal.append_line(seal(b'{"e":"a","o":%d}' % offsets[0]))
-        else:  # a list's repr is its JSON
-            self.journal.append_line(seal(b'{"e":"a","o":%b}' % repr(offsets).encode()))
+        self.journal.append_line(ack_line(offsets))
         return self._on_ack(offsets)
 
     def unhold(self, offset: int, id_sent: float) -> Pending:
@@ -255,9 +258,9 @@ class GroupState:
                 runs.append([r.offset, 1])
         first, n = records[0].offset, records[-1].offset - records[0].offset + 1
         if not runs:
-            self.journal.append_line(_take_line(first, n))
+            self.journal.append_line(take_line(first, n))
             return self._on_take(first, n, records)
-        self.journal.append_line(_take_line(first, n) + _filtered_line(runs))
+        self.journal.append_line(take_line(first, n) + filtered_line(runs))
         self._on_take(first, n, [])
         self._on_filtered(runs)
         ps = [Pending(r.offset, r) for r in keep]
@@ -267,7 +270,7 @@ class GroupState:
     def filter_out(self, offset: int) -> None:
         """A message taken and never delivered that does not match (after a restart that
         lost the ``fl`` line written with its ``t``)."""
-        self.journal.append_line(_filtered_line([[offset, 1]]))
+        self.journal.append_line(filtered_line([[offset, 1]]))
         self._on_filtered([[offset, 1]])
 
     # -- the transitions -------------------------------------------------------------
@@ -505,30 +508,6 @@ class GroupState:
         self.filter, self.filtered_count = snap.filter, snap.filtered
 
 
-def _take_line(first: int, n: int) -> bytes:
-    return seal(b'{"e":"t","o":%d,"n":%d}' % (first, n))
-
-
-def _deliver_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
-    if n == 1:
-        return seal(b'{"e":"d","o":%d,"a":%d,"t":%b}' % (offset, attempts, ts))
-    return seal(b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}' % (offset, n, attempts, ts))
-
-
-def _filtered_line(runs: list[list[int]]) -> bytes:
-    """``fl``: runs of consecutive offsets as ``[first, count]`` (a list's repr is its JSON)."""
-    return seal(b'{"e":"fl","r":%b}' % repr(runs).encode())
-
-
-def _offsets(o: object) -> list[int]:
-    """An ``a`` line names one offset, or a list of acks read together."""
-    if type(o) is list:
-        return o
-    if type(o) is int:
-        return [o]
-    raise TypeError(f"ack of {o!r}")
-
-
 def _floor(s: GroupState, e: dict[str, Any]) -> None:
     s.pending.clear()
     s.cursor = e["o"]
@@ -542,14 +521,6 @@ def _filter(s: GroupState, e: dict[str, Any]) -> None:
     s.filter = parse_filter(e["v"])
 
 
-def _runs(r: object) -> list[list[int]]:
-    if type(r) is not list or not all(
-        type(x) is list and len(x) == 2 and all(type(i) is int for i in x) for x in r
-    ):
-        raise TypeError(f"filtered runs {r!r}")
-    return r
-
-
 def _order(s: GroupState, e: dict[str, Any]) -> None:
     s.ordering = ordering_read(e["v"])
 
@@ -561,7 +532,7 @@ def _policy(s: GroupState, e: dict[str, Any]) -> None:
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "t": lambda s, e: s._on_take(e["o"], e["n"]),
     "d": GroupState._replay_deliver,
-    "a": lambda s, e: s._on_ack(_offsets(e["o"])),
+    "a": lambda s, e: s._on_ack(offsets_read(e["o"])),
     "r": lambda s, e: s._on_retry(
         e["o"], e["a"], e["at"], e.get("why", ""), e.get("err", ""), e.get("f")
     ),
@@ -573,7 +544,7 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "pause": _pause,
     "order": _order,
     "filter": _filter,
-    "fl": lambda s, e: s._on_filtered(_runs(e["r"])),
+    "fl": lambda s, e: s._on_filtered(runs_read(e["r"])),
     "pol": _policy,
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
@@ -582,31 +553,3 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
 """Every journal event and the transition it replays (the live methods call the same)."""
 
 _FLOORS: Final = ("start", "floor", "snap", "seek")
-
-
-_EVENT_FIELDS: Final = {
-    "start": ("o",),
-    "d": ("o", "a", "t"),
-    "r": ("o", "a", "at"),
-    "a": ("o",),
-    "x": ("o",),
-    "g": ("o",),
-    "exp": ("o",),
-    "t": ("o", "n"),
-    "skip": ("o",),
-    "seek": ("o",),
-    "pause": ("v",),
-    "order": ("v",),
-    "filter": ("v",),
-    "fl": ("r",),
-    "pol": ("v",),
-    "floor": ("o",),
-    "snap": ("start", "cursor", "pending", "completed", "dead"),
-}
-
-
-def is_event(entry: dict[str, object]) -> bool:
-    """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
-    kind = entry.get("e")
-    fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
-    return fields is not None and all(f in entry for f in fields)
