@@ -35,8 +35,9 @@ from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
 from linemq.broker.delivery.holdings import Holdings
-from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
+from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.log_reads import LogReads
+from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.delivery.policy import settings, with_overrides
 from linemq.broker.delivery.rate import TokenBucket
 from linemq.broker.delivery.scheduler import ReadyQueue

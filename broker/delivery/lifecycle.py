@@ -48,8 +48,9 @@ through ``_REPLAY``, the one table of events. In flight a message is a row of
 its member's ``Holdings`` (arrays, holdings.py); a message with more history
 than a plain first delivery (a key, a priority, a retry) keeps it in
 ``history`` while it is out. During a replay there are no members, so a
-delivery marks the waiting ``Pending`` in flight and ``restart`` makes it
-waiting again.
+delivery marks the waiting ``Pending`` (pending.py) in flight and ``restart``
+makes it waiting again. The lines' bytes are group_events.py's, the snapshot's
+group_snapshot.py's, and the checks of the group's settings group_settings.py's.
 
 Every offset below the cursor (the next offset never delivered) was delivered
 and is either done or still pending, so the cursor and what is pending are the
