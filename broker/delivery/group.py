@@ -271,13 +271,15 @@ class ConsumerGroup:
         delivery of this pass: they leave together.
         """
         queue = self._queue
-        limit = self.policy.max_inflight
-        room = sum(limit - m.holding for m in self.members if m.holding < limit)
+        room = -1  # the members' free slots, counted once something is ready
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading or self.ctx.draining):
-            if room and not queue.ready and (given := self._give_plain(room, now)):
-                room -= given
-                continue
+            if not queue.ready and self._plain_at_cursor():
+                if room < 0:
+                    room = self._room()
+                if room and (given := self._give_plain(room, now)):
+                    room -= given
+                    continue
             if more and self._ahead() < LOOKAHEAD // 2:
                 # Delayed messages go to the timer heap, so keep taking until one is ready
                 # (in a FIFO group, what is taken waits behind the head: once is enough).
@@ -286,6 +288,8 @@ class ConsumerGroup:
                         break
                 if not queue.ready:
                     return
+            if room < 0:
+                room = self._room()
             if not room:
                 return
             if self._rate is not None and queue.ready and not self._rate.available():
@@ -305,22 +309,28 @@ class ConsumerGroup:
         queue = self._queue
         return queue.ready + queue.parked if queue.fifo else queue.ready
 
-    def _give_plain(self, room: int, now: float) -> int:
-        """Up to ``room`` records at the cursor, taken and delivered at once, with no
-        ``Pending``s: how many (0: not now, they are taken into the ready queue).
+    def _room(self) -> int:
+        limit = self.policy.max_inflight
+        return sum(limit - m.holding for m in self.members if m.holding < limit)
 
-        Only while every record from the cursor on is plain (no key, priority, delay or
-        TTL) and matches the filter, in a group that is not FIFO: the ready queue
-        would hand them out in offset order anyway. Records read from disk take the
-        queue's way (``_take``).
-        """
+    def _plain_at_cursor(self) -> bool:
+        """Every record from the cursor on is plain (no key, priority, delay or TTL) and
+        matches the filter, the next is in the tail cache's range, and the group is not
+        FIFO: the ready queue would hand them out in offset order anyway, so they may go
+        straight from the log (``_give_plain``). Records read from disk take the queue's
+        way (``_take``)."""
         if self._queue.fifo or not self._plain_match or self._reads.fetching:
-            return 0
+            return False
         log_, cursor = self.log, self.state.cursor
-        if not log_.first_offset <= cursor <= log_.written_offset:
-            return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
-        if log_.meta_last_offset >= cursor:
-            return 0
+        # (past the written offset: nothing new; below the first: deleted, ``_take`` says so)
+        return log_.first_offset <= cursor <= log_.written_offset and (
+            log_.meta_last_offset < cursor
+        )
+
+    def _give_plain(self, room: int, now: float) -> int:
+        """Up to ``room`` plain records at the cursor, taken and delivered at once, with no
+        ``Pending``s: how many (0: not now; they are taken into the ready queue)."""
+        log_, cursor = self.log, self.state.cursor
         rate = self._rate
         if rate is not None and not (room := min(room, rate.available())):
             rate.wait()
@@ -355,15 +365,18 @@ class ConsumerGroup:
         write per member. Those that waited as ``Pending``s are journaled here (the plain
         ones were with their take) and keep what a row cannot say (``GroupState.hold``)."""
         out, self._out = self._out, {}
-        sent, self._sent = self._sent, []
+        sent = self._sent
         if sent:
+            self._sent = []
             self.state.deliver(sent, now)
             self.state.hold(sent)
         deadline = self._deadlines.deadline()
         for member, records in out.items():
             member.holdings.add([r.id for r in records], [r.offset for r in records], now, deadline)
         self._deadlines.rows_added()
-        again, self._again = self._again, {}
+        again = self._again
+        if again:
+            self._again = {}
         topic = self.topic
         for member, records in out.items():  # rows first: a send that drops its client unholds them
             client = member.client
