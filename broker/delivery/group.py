@@ -86,11 +86,13 @@ class ConsumerGroup:
         )
         self._due = DueHeap(ctx.loop, self._on_due)
         # The running pass's deliveries: the records each member gets, in order; those
-        # that waited as ``Pending``s; the attempts of redeliveries by offset; the
-        # publish times of first deliveries (see pump).
+        # that waited as ``Pending``s; the attempts of redeliveries by offset; records
+        # picked from the ready queue and not given yet; the publish times of first
+        # deliveries (see pump).
         self._out: dict[Member, list[Record]] = {}
         self._sent: list[Pending] = []
         self._again: dict[int, int] = {}
+        self._picked: list[Record] = []
         self._fresh: list[float] = []
         self._reads = LogReads(store, topic, log_, DISK_READ, self._spawn)
         self._failures = GroupFailures(
@@ -254,6 +256,9 @@ class ConsumerGroup:
         """
         now = time.time()
         self._give_out(now)
+        if self._picked:
+            self._give(self._picked)
+            self._picked = []
         if self._out:
             self._hold(now)
         if self._fresh:
@@ -274,13 +279,14 @@ class ConsumerGroup:
         room = -1  # the members' free slots, counted once something is ready
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading or self.ctx.draining):
-            if not queue.ready and self._plain_at_cursor():
+            ready = queue.ready
+            if not ready and self._plain_at_cursor():
                 if room < 0:
                     room = self._room()
                 if room and (given := self._give_plain(room, now)):
                     room -= given
                     continue
-            if more and self._ahead() < LOOKAHEAD // 2:
+            if more and (ready + queue.parked if queue.fifo else ready) < LOOKAHEAD // 2:
                 # Delayed messages go to the timer heap, so keep taking until one is ready
                 # (in a FIFO group, what is taken waits behind the head: once is enough).
                 while (more := self._take(LOOKAHEAD - self._ahead())) and not queue.ready:
@@ -310,8 +316,11 @@ class ConsumerGroup:
         return queue.ready + queue.parked if queue.fifo else queue.ready
 
     def _room(self) -> int:
-        limit = self.policy.max_inflight
-        return sum(limit - m.holding for m in self.members if m.holding < limit)
+        limit, room = self.policy.max_inflight, 0
+        for m in self.members:
+            if m.holding < limit:
+                room += limit - m.holding
+        return room
 
     def _plain_at_cursor(self) -> bool:
         """Every record from the cursor on is plain (no key, priority, delay or TTL) and
@@ -344,6 +353,9 @@ class ConsumerGroup:
         self.state.take_and_deliver(cursor, n, now)
         self.delivered += n
         self._fresh += [r.ts for r in records]
+        if self._picked:  # given in the order they were picked
+            self._give(self._picked)
+            self._picked = []
         self._give(records)
         return n
 
@@ -532,7 +544,9 @@ class ConsumerGroup:
     # -- delivering ----------------------------------------------------------------
 
     def _deliver(self, p: Pending, now: float) -> int:
-        """``p`` to the next member with room: 1, or 0 if it expired or is dead-lettered."""
+        """``p`` goes in this pass: 1, or 0 if it expired or is dead-lettered. Its member is
+        chosen with the records picked after it, in one ``_give``: the same members, in
+        turn, with one call for a run."""
         record = p.record
         assert record is not None
         meta = record.meta
@@ -555,7 +569,7 @@ class ConsumerGroup:
             self._fresh.append(record.ts)
         p.phase = Phase.IN_FLIGHT  # popped again in this pass: not delivered twice
         self._sent.append(p)  # its transition waits for the pass's end
-        self._give([record])
+        self._picked.append(record)  # given to members with the next run (``_give``)
         return 1
 
     # -- timers ----------------------------------------------------------------------
