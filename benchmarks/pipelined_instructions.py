@@ -2,6 +2,7 @@
 
     python benchmarks/pipelined_instructions.py [--messages 20000] [--topics 1] [--window 256]
     python benchmarks/pipelined_instructions.py --only linemq --members 1   # end to end
+    python benchmarks/pipelined_instructions.py --members 1 --broker-arg=--max-inflight=256
 
 One connection keeps ``--window`` publishes unanswered (linemq ``PUB``, Redis ``XADD``),
 each to the next of ``--topics`` topics, until ``--messages`` are answered. The count is the
@@ -132,14 +133,20 @@ def callgrind_total(path: Path) -> int:
 
 
 def instructions(
-    system: str, n: int, topics: int, window: int, root: Path, members: int = 0
+    system: str,
+    n: int,
+    topics: int,
+    window: int,
+    root: Path,
+    members: int = 0,
+    args: list[str] | None = None,
 ) -> float:
     totals = []
     for count in (WARM, WARM + n):
         out = root / f"{system}-{len(list(root.iterdir()))}.callgrind"
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         with Servers(wrapper=wrapper) as servers:
-            server = servers.start(system, [])
+            server = servers.start(system, args or [])
             try:
                 if members:
                     end_to_end(server.port, count, topics, window, members)
@@ -158,6 +165,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--only", choices=["linemq", "redis"], default=None)
     parser.add_argument("--members", type=int, default=0, help="end to end (linemq only)")
+    parser.add_argument("--broker-arg", action="append", default=[], help="a `linemq serve` option")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("needs valgrind (apt-get install -y valgrind)")
@@ -170,7 +178,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="linemq-callgrind-") as root:
         for system in systems:
             counts[system] = instructions(
-                system, args.messages, args.topics, args.window, Path(root), args.members
+                system,
+                args.messages,
+                args.topics,
+                args.window,
+                Path(root),
+                args.members,
+                args.broker_arg if system == "linemq" else [],
             )
     for system, count in counts.items():
         what = "message end to end" if args.members else "publish"
