@@ -1,6 +1,8 @@
 """Instructions a server runs per pipelined publish, counted by valgrind's callgrind.
 
     python benchmarks/pipelined_instructions.py [--messages 20000] [--topics 1] [--window 256]
+    python benchmarks/pipelined_instructions.py --only linemq --members 1   # end to end
+    python benchmarks/pipelined_instructions.py --members 1 --broker-arg=--max-inflight=256
 
 One connection keeps ``--window`` publishes unanswered (linemq ``PUB``, Redis ``XADD``),
 each to the next of ``--topics`` topics, until ``--messages`` are answered. The count is the
@@ -9,6 +11,10 @@ cancel out, and neither the hypervisor's steal nor the other core's load moves i
 shared VM, where ``linemq bench`` figures move by 30% between runs, this is how two versions
 of the broker's publish path are compared (run it from each version's checkout). The
 kernel's share is not counted; the count says what the server's own code costs.
+
+``--members N`` (linemq only) counts end to end instead: before publishing, N connections
+join the group ``g`` on every topic and ``ACK`` each message they get; the run ends when
+every message is acked.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from linemq.tools.bench.servers import HOST, Servers, available
@@ -65,6 +72,59 @@ def publish(port: int, system: str, count: int, topics: int, window: int) -> Non
                 answered += lines
 
 
+def consume(sock: socket.socket, done: threading.Event, acked: list[int], count: int) -> None:
+    """A group member: ``ACK`` every ``MSG`` line; counts the acks answered in ``acked``."""
+    tail = b""
+    while not done.is_set():
+        data = sock.recv(1 << 16)
+        if not data:
+            return
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        acks = [b"ACK " + line.split(b" ", 3)[2] + b"\n" for line in lines if line[:4] == b"MSG "]
+        if acks:
+            sock.sendall(b"".join(acks))
+        with LOCK:
+            acked[0] += sum(1 for line in lines if line == b"OK ack_received")
+            if acked[0] >= count:
+                done.set()
+
+
+LOCK = threading.Lock()
+
+
+def join(port: int, topics: int, members: int) -> list[socket.socket]:
+    """``members`` connections in group ``g`` of every topic, each told ``OK subscribed``."""
+    names = ["t"] if topics == 1 else [f"t.{i}" for i in range(topics)]
+    socks = []
+    for _ in range(members):
+        s = socket.create_connection((HOST, port))
+        s.recv(100)  # the banner
+        s.sendall(b"".join(b"SUB %s g\n" % t.encode() for t in names))
+        buf = b""
+        while buf.count(b"\n") < len(names):
+            buf += s.recv(1 << 16)
+        socks.append(s)
+    return socks
+
+
+def end_to_end(port: int, count: int, topics: int, window: int, members: int) -> None:
+    """Publish ``count`` while ``members`` members of each topic's group ack them all."""
+    socks = join(port, topics, members)
+    done, acked = threading.Event(), [0]
+    threads = [threading.Thread(target=consume, args=(s, done, acked, count)) for s in socks]
+    for t in threads:
+        t.start()
+    publish(port, "linemq", count, topics, window)
+    done.wait()
+    for s in socks:
+        s.shutdown(socket.SHUT_RDWR)
+    for t in threads:
+        t.join()
+    for s in socks:
+        s.close()
+
+
 def callgrind_total(path: Path) -> int:
     for line in path.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
@@ -72,15 +132,26 @@ def callgrind_total(path: Path) -> int:
     raise ValueError(f"{path}: no totals line")
 
 
-def instructions(system: str, n: int, topics: int, window: int, root: Path) -> float:
+def instructions(
+    system: str,
+    n: int,
+    topics: int,
+    window: int,
+    root: Path,
+    members: int = 0,
+    args: list[str] | None = None,
+) -> float:
     totals = []
     for count in (WARM, WARM + n):
         out = root / f"{system}-{len(list(root.iterdir()))}.callgrind"
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         with Servers(wrapper=wrapper) as servers:
-            server = servers.start(system, [])
+            server = servers.start(system, args or [])
             try:
-                publish(server.port, system, count, topics, window)
+                if members:
+                    end_to_end(server.port, count, topics, window, members)
+                else:
+                    publish(server.port, system, count, topics, window)
             finally:
                 server.stop()  # valgrind writes its counts as the process ends
         totals.append(callgrind_total(out))
@@ -93,20 +164,31 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=1)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--only", choices=["linemq", "redis"], default=None)
+    parser.add_argument("--members", type=int, default=0, help="end to end (linemq only)")
+    parser.add_argument("--broker-arg", action="append", default=[], help="a `linemq serve` option")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("needs valgrind (apt-get install -y valgrind)")
     os.environ["PYTHONHASHSEED"] = "0"
     systems = [args.only] if args.only else ["linemq", "redis"]
+    if args.members:
+        systems = ["linemq"]
     systems = [s for s in systems if s == "linemq" or available(s)]
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="linemq-callgrind-") as root:
         for system in systems:
             counts[system] = instructions(
-                system, args.messages, args.topics, args.window, Path(root)
+                system,
+                args.messages,
+                args.topics,
+                args.window,
+                Path(root),
+                args.members,
+                args.broker_arg if system == "linemq" else [],
             )
     for system, count in counts.items():
-        print(f"{system:8s} {count:10,.0f} instructions per publish")
+        what = "message end to end" if args.members else "publish"
+        print(f"{system:8s} {count:10,.0f} instructions per {what}")
     print(json.dumps({**vars(args), "instructions": counts}))
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from linemq.broker.delivery.dead_letters import is_replay_entry
-from linemq.broker.delivery.lifecycle import GroupState, is_event
+from linemq.broker.delivery.group_events import is_event
+from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.patterns import is_pattern_entry
 from linemq.broker.protocol.names import is_valid_name
 from linemq.broker.storage.damage import JOURNAL_LINE, UNOPENABLE, Damage, DamageReport

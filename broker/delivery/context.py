@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from linemq.broker.config import Config
 from linemq.broker.delivery.backoff import ExponentialBackoff, RetryPolicy
-from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.delivery.policy import DeliveryPolicy, resolve
 from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import DamageReport
@@ -39,8 +38,9 @@ class Encoder:
 
     deliveries: Callable[[int, str, Sequence[Record]], bytes]
     """``(version, topic, records)``: fanout, catch-up and group deliveries of first attempts."""
-    group_deliveries: Callable[[int, str, Sequence[Pending]], bytes]
-    """``(version, topic, pendings)``: a pump's deliveries to one member, with their attempts."""
+    group_deliveries: Callable[[int, str, Sequence[Record], Mapping[int, int]], bytes]
+    """``(version, topic, records, attempts)``: a pump's deliveries to one member, some of
+    them again: ``attempts`` by offset of those not on their first attempt."""
 
 
 @dataclass(slots=True)

@@ -12,10 +12,13 @@ timer per group, no scans. Retries, delays and backoff share one heap.
 Every message in flight is a row of its member's holdings (holdings.py); what
 happens to it is a transition of lifecycle.py, which journals it.
 
-Most of the time nothing waits in the ready queue and no record from the cursor
-on has a key, priority, delay or TTL. Then the queue would hand records out in
-offset order anyway, so the pump sends them from the tail cache straight to
-the members' holdings (``_deliver_plain``), without a ``Pending`` each.
+There is one deliver path: a pass (``pump``) hands the next ready messages to
+members with room, in turn, and when it stops makes them rows, journals them and
+sends each member one write. Most of the time nothing waits in the ready queue
+and no record from the cursor on has a key, priority, delay or TTL; the queue
+would hand records out in offset order anyway, so the pass takes them from the
+tail cache and gives them out as they are, without a ``Pending`` each: the same
+path with nothing to keep while they are out.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from linemq.broker.delivery.clients import ClientState, Member
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.group_failures import TERMINATED, GroupFailures
 from linemq.broker.delivery.holdings import Holdings
-from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
+from linemq.broker.delivery.lifecycle import GroupState
 from linemq.broker.delivery.log_reads import LogReads
+from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.delivery.policy import settings, with_overrides
 from linemq.broker.delivery.rate import TokenBucket
 from linemq.broker.delivery.scheduler import ReadyQueue
@@ -69,7 +73,7 @@ class ConsumerGroup:
         # Bound once, and called through a local (a method-style call on an instance
         # attribute takes CPython's slow lookup): they run on every pump.
         self._deliveries = ctx.encoder.deliveries
-        self._group_deliveries = ctx.encoder.group_deliveries
+        self._redeliveries = ctx.encoder.group_deliveries
         self.policy = with_overrides(ctx.policy_for(topic), state.overrides)
         self.members: list[Member] = []
         self._rr = 0
@@ -81,10 +85,14 @@ class ConsumerGroup:
             ctx.loop, self.policy.ack_timeout, self._on_ack_timeout, state.holdings
         )
         self._due = DueHeap(ctx.loop, self._on_due)
-        # The running pump's deliveries: in order, per member, and the publish
-        # times of first deliveries (see pump).
-        self._out: dict[Member, list[Pending]] = {}
+        # The running pass's deliveries: the records each member gets, in order; those
+        # that waited as ``Pending``s; the attempts of redeliveries by offset; records
+        # picked from the ready queue and not given yet; the publish times of first
+        # deliveries (see pump).
+        self._out: dict[Member, list[Record]] = {}
         self._sent: list[Pending] = []
+        self._again: dict[int, int] = {}
+        self._picked: list[Record] = []
         self._fresh: list[float] = []
         self._reads = LogReads(store, topic, log_, DISK_READ, self._spawn)
         self._failures = GroupFailures(
@@ -241,38 +249,44 @@ class ConsumerGroup:
     def pump(self) -> None:
         """Deliver while some member has room and something is ready.
 
-        What each delivery shares with the others of the pass is done once when
-        the pump stops: one write per member (rather than a send, and its
-        slow-consumer check, per message), the journal lines, the ack deadlines,
-        rows in the holdings and the latency histogram.
+        ``_give_out`` decides what each member gets; what the deliveries of a pass
+        share is done once when it stops (``_hold``): one write per member (rather
+        than a send, and its slow-consumer check, per message), the journal lines,
+        the ack deadlines, rows in the holdings and the latency histogram.
         """
         now = time.time()
-        while not self._queue.ready and self._deliver_plain(now):
-            pass
-        self._pump(now)
-        if self._sent:
-            sent, self._sent = self._sent, []
-            self.state.deliver(sent, now)
-            out, self._out = self._out, {}
-            self._hold(out, now)  # before a send can drop its client (which unholds them)
-            encode = self._group_deliveries
-            for member, ps in out.items():
-                member.client.sender.send(encode(member.client.version, self.topic, ps))
-            for p in sent:
-                p.record = None  # read back if it is ever needed again
-            self.ctx.changed()
+        self._give_out(now)
+        if self._picked:
+            self._give(self._picked)
+            self._picked = []
+        if self._out:
+            self._hold(now)
         if self._fresh:
             fresh, self._fresh = self._fresh, []
             observe = self.ctx.deliver_latency.observe
             for ts, run in itertools.groupby(fresh):  # a publish run shares a timestamp
                 observe(now - ts, len(list(run)))
 
-    def _pump(self, now: float) -> None:
-        """``now`` stamps every delivery of this pass: they leave together."""
+    def _give_out(self, now: float) -> None:
+        """The one deliver path: the next ready messages, in turn, to members with room.
+
+        What waits in the ready queue goes first (``_deliver``). With nothing there,
+        plain records at the cursor go straight from the log (``_give_plain``): the
+        same path with no ``Pending`` to keep while they are out. ``now`` stamps every
+        delivery of this pass: they leave together.
+        """
         queue = self._queue
+        room = -1  # the members' free slots, counted once something is ready
         more = True  # the log may hold records not taken yet; nothing is written mid-pass
         while not (self._closed or self.state.paused or self._loading or self.ctx.draining):
-            if more and self._ahead() < LOOKAHEAD // 2:
+            ready = queue.ready
+            if not ready and self._plain_at_cursor():
+                if room < 0:
+                    room = self._room()
+                if room and (given := self._give_plain(room, now)):
+                    room -= given
+                    continue
+            if more and (ready + queue.parked if queue.fifo else ready) < LOOKAHEAD // 2:
                 # Delayed messages go to the timer heap, so keep taking until one is ready
                 # (in a FIFO group, what is taken waits behind the head: once is enough).
                 while (more := self._take(LOOKAHEAD - self._ahead())) and not queue.ready:
@@ -280,8 +294,9 @@ class ConsumerGroup:
                         break
                 if not queue.ready:
                     return
-            member = self._member_with_room()
-            if member is None:
+            if room < 0:
+                room = self._room()
+            if not room:
                 return
             if self._rate is not None and queue.ready and not self._rate.available():
                 self._rate.wait()
@@ -292,7 +307,7 @@ class ConsumerGroup:
             if self.state.pending.get(p.offset) is p and p.phase is Phase.WAITING:
                 if p.record is None and not self._recall(p, self._queue.push):
                     continue  # read back from disk, then queued again
-                self._deliver(member, p, now)
+                room -= self._deliver(p, now)
 
     def _ahead(self) -> int:
         """Messages taken ahead of delivery (LOOKAHEAD bounds them): the ready ones, and in
@@ -300,70 +315,93 @@ class ConsumerGroup:
         queue = self._queue
         return queue.ready + queue.parked if queue.fifo else queue.ready
 
-    def _deliver_plain(self, now: float) -> int:
-        """The usual case, without the scheduler: nothing is ready in the queue and every
-        record from the cursor on is plain (no key, priority, delay or TTL), so the next
-        ones in the tail cache go straight to members with room, in turn, as rows of
-        their holdings. The journal gets the lines ``_pump`` and ``_hold`` would give
-        it. Anything else (a record read from disk, ids of another width) is left to
-        ``_pump``. Returns how many it delivered (up to ``LOOKAHEAD`` a call)."""
-        if self._closed or self.state.paused or self._loading or self._reads.fetching:
-            return 0
-        if self.ctx.draining:
-            return 0
-        if self._queue.fifo:  # one message out at a time, through the queue
-            return 0
+    def _room(self) -> int:
+        limit, room = self.policy.max_inflight, 0
+        for m in self.members:
+            if m.holding < limit:
+                room += limit - m.holding
+        return room
+
+    def _plain_at_cursor(self) -> bool:
+        """Every record from the cursor on is plain (no key, priority, delay or TTL) and
+        matches the filter, the next is in the tail cache's range, and the group is not
+        FIFO: the ready queue would hand them out in offset order anyway, so they may go
+        straight from the log (``_give_plain``). Records read from disk take the queue's
+        way (``_take``)."""
+        if self._queue.fifo or not self._plain_match or self._reads.fetching:
+            return False
         log_, cursor = self.log, self.state.cursor
-        if not log_.first_offset <= cursor <= log_.written_offset:
-            return 0  # nothing new, or records deleted under the cursor (``_take`` says so)
-        if log_.meta_last_offset >= cursor:
-            return 0
-        if not self._plain_match:  # plain records are filtered out as they are taken
-            return 0
-        limit = self.policy.max_inflight
-        room = sum(limit - m.holding for m in self.members if m.holding < limit)
+        # (past the written offset: nothing new; below the first: deleted, ``_take`` says so)
+        return log_.first_offset <= cursor <= log_.written_offset and (
+            log_.meta_last_offset < cursor
+        )
+
+    def _give_plain(self, room: int, now: float) -> int:
+        """Up to ``room`` plain records at the cursor, taken and delivered at once, with no
+        ``Pending``s: how many (0: not now; they are taken into the ready queue)."""
+        log_, cursor = self.log, self.state.cursor
         rate = self._rate
-        if rate is not None and room and not (room := min(room, rate.available())):
+        if rate is not None and not (room := min(room, rate.available())):
             rate.wait()
             return 0
-        records = log_.read_cached(cursor, min(room, LOOKAHEAD)) if room else None
+        records = log_.read_cached(cursor, min(room, LOOKAHEAD))
         if not records or records[0].offset != cursor:
             return 0
+        n = len(records)
         if rate is not None:
-            rate.take(len(records))
-        out: dict[Member, list[Record]] = {}
+            rate.take(n)
+        self.state.take_and_deliver(cursor, n, now)
+        self.delivered += n
+        self._fresh += [r.ts for r in records]
+        if self._picked:  # given in the order they were picked
+            self._give(self._picked)
+            self._picked = []
+        self._give(records)
+        return n
+
+    def _give(self, records: list[Record]) -> None:
+        """Each record to the next member in turn with room (there is room for all)."""
+        out = self._out
         for record in records:
             member = self._member_with_room()
-            assert member is not None  # there was room for every record read
+            assert member is not None
             member.holding += 1
             got = out.get(member)
             if got is None:
                 out[member] = [record]
             else:
                 got.append(record)
-        self.state.take_and_deliver(cursor, len(records), now)
-        self.delivered += len(records)
-        self._fresh += [r.ts for r in records]
-        deadline = self._deadlines.deadline()
-        for member, got in out.items():
-            member.holdings.add([r.id for r in got], [r.offset for r in got], now, deadline)
-        self._deadlines.rows_added()
-        encode = self._deliveries
-        for member, got in out.items():  # rows first: a send that drops its client unholds them
-            client = member.client
-            client.sender.send(encode(client.version, self.topic, got))
-        self.ctx.changed()
-        return len(records)
 
-    def _hold(self, out: dict[Member, list[Pending]], now: float) -> None:
-        """The pump's deliveries become rows of their member's holdings."""
+    def _hold(self, now: float) -> None:
+        """The pass's deliveries become rows of their members' holdings, then leave, one
+        write per member. Those that waited as ``Pending``s are journaled here (the plain
+        ones were with their take) and keep what a row cannot say (``GroupState.hold``)."""
+        out, self._out = self._out, {}
+        sent = self._sent
+        if sent:
+            self._sent = []
+            self.state.deliver(sent, now)
+            self.state.hold(sent)
         deadline = self._deadlines.deadline()
-        hold = self.state.hold
-        for member, ps in out.items():
-            ids = [p.record.id for p in ps]  # type: ignore[union-attr]  # (see _deliver)
-            member.holdings.add(ids, [p.offset for p in ps], now, deadline)
-            hold(ps)
+        for member, records in out.items():
+            member.holdings.add([r.id for r in records], [r.offset for r in records], now, deadline)
         self._deadlines.rows_added()
+        again = self._again
+        if again:
+            self._again = {}
+        topic = self.topic
+        for member, records in out.items():  # rows first: a send that drops its client unholds them
+            client = member.client
+            if again:
+                for r in records:
+                    if r.offset in again:  # it may have been taken from this client
+                        client.forgotten.pop(r.id, None)
+                client.sender.send(self._redeliveries(client.version, topic, records, again))
+            else:
+                client.sender.send(self._deliveries(client.version, topic, records))
+        for p in sent:
+            p.record = None  # read back if it is ever needed again
+        self.ctx.changed()
 
     def _member_with_room(self) -> Member | None:
         """The next member in turn with room (most often the very next one)."""
@@ -505,36 +543,34 @@ class ConsumerGroup:
 
     # -- delivering ----------------------------------------------------------------
 
-    def _deliver(self, member: Member, p: Pending, now: float) -> None:
+    def _deliver(self, p: Pending, now: float) -> int:
+        """``p`` goes in this pass: 1, or 0 if it expired or is dead-lettered. Its member is
+        chosen with the records picked after it, in one ``_give``: the same members, in
+        turn, with one call for a run."""
         record = p.record
         assert record is not None
         meta = record.meta
         if meta is not None and meta.expires_at and now >= meta.expires_at:
             self._failures.expire(p)
-            return
+            return 0
         if p.attempts and (p.reason == TERMINATED or self._failures.out_of_attempts(p)):
             # Out of attempts already (e.g. it was in flight each time the broker died),
             # or a TERM whose letter a crash kept from being written.
             self._failures.dead_letter(p)
-            return
+            return 0
         p.attempts += 1
         self.delivered += 1
         if self._rate is not None:
             self._rate.take()
-        client = member.client
         if p.attempts > 1:
             self.redelivered += 1
-            client.forgotten.pop(record.id, None)  # it may have been taken from this client
+            self._again[p.offset] = p.attempts
         else:
             self._fresh.append(record.ts)
         p.phase = Phase.IN_FLIGHT  # popped again in this pass: not delivered twice
-        self._sent.append(p)  # its transition and row wait for the pump's end
-        member.holding += 1
-        ps = self._out.get(member)
-        if ps is None:
-            self._out[member] = [p]
-        else:
-            ps.append(p)
+        self._sent.append(p)  # its transition waits for the pass's end
+        self._picked.append(record)  # given to members with the next run (``_give``)
+        return 1
 
     # -- timers ----------------------------------------------------------------------
 

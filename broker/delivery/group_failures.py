@@ -15,7 +15,8 @@ import structlog
 from linemq.broker.delivery.backoff import RetryPolicy
 from linemq.broker.delivery.context import DeliveryContext
 from linemq.broker.delivery.dead_letters import encode_letter
-from linemq.broker.delivery.lifecycle import GroupState, Pending, Phase
+from linemq.broker.delivery.lifecycle import GroupState
+from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.delivery.scheduler import ReadyQueue
 from linemq.broker.protocol.names import dead_letter_topic
 from linemq.broker.storage.records import StorageError

@@ -48,8 +48,9 @@ through ``_REPLAY``, the one table of events. In flight a message is a row of
 its member's ``Holdings`` (arrays, holdings.py); a message with more history
 than a plain first delivery (a key, a priority, a retry) keeps it in
 ``history`` while it is out. During a replay there are no members, so a
-delivery marks the waiting ``Pending`` in flight and ``restart`` makes it
-waiting again.
+delivery marks the waiting ``Pending`` (pending.py) in flight and ``restart``
+makes it waiting again. The lines' bytes are group_events.py's, the snapshot's
+group_snapshot.py's, and the checks of the group's settings group_settings.py's.
 
 Every offset below the cursor (the next offset never delivered) was delivered
 and is either done or still pending, so the cursor and what is pending are the
@@ -76,75 +77,35 @@ written back at once as a fresh snapshot, so the damage is reported once.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import structlog
 
-from linemq.broker.config import POLICY_KEYS, parse_policy_value
+from linemq.broker.delivery.group_events import (
+    ack_line,
+    deliver_line,
+    filtered_line,
+    is_event,
+    offsets_read,
+    runs_read,
+    take_line,
+)
+from linemq.broker.delivery.group_settings import ORDERING_WRITTEN, ordering_read, overrides_read
+from linemq.broker.delivery.group_snapshot import encode_snapshot, read_snapshot
 from linemq.broker.delivery.holdings import Holdings
+from linemq.broker.delivery.pending import Pending, Phase
 from linemq.broker.protocol.filters import HeaderFilter, parse_filter
-from linemq.broker.storage.checksum import seal
 from linemq.broker.storage.records import Record
 from linemq.broker.storage.state_store import EventLog
+
+__all__ = ["GroupState", "Pending", "Phase"]
 
 log = structlog.get_logger(__name__)
 
 COMPACT_MIN_BYTES: Final = 256 * 1024
 COMPACT_RATIO: Final = 8
 SNAPSHOT_BYTES_PER_ENTRY: Final = 48
-
-
-class Phase(enum.Enum):
-    """Live, an in-flight message is a row, and ``IN_FLIGHT`` only marks one picked by the
-    running pump; in a replay (no members, no rows) it marks what was out."""
-
-    IN_FLIGHT = "in_flight"
-    WAITING = "waiting"
-
-
-class Pending:
-    """A message of this group taken from the log and not done yet, with its history.
-
-    ``record`` is there while it waits to be delivered; once out, the message is
-    a row of a member's holdings, and this object stays (in ``history``) only if
-    there is more to remember than a plain first delivery.
-    """
-
-    __slots__ = (
-        "attempts",
-        "error",
-        "first_ts",
-        "last_ts",
-        "meta",
-        "offset",
-        "phase",
-        "reason",
-        "record",
-        "retry_at",
-    )
-
-    def __init__(self, offset: int, record: Record | None = None) -> None:
-        self.offset = offset
-        self.record = record
-        self.meta = record.meta if record is not None else None
-        self.attempts = 0
-        self.first_ts = 0.0
-        self.last_ts = 0.0
-        self.phase = Phase.WAITING
-        self.retry_at = 0.0
-        self.reason = ""
-        self.error = ""  # the consumer's text for the last failure (NACK reason=, TERM)
-
-    def is_plain(self) -> bool:
-        """Nothing to remember while in flight beyond what a row holds."""
-        return (
-            self.meta is None
-            and self.attempts == 1
-            and self.first_ts == self.last_ts
-            and not self.reason
-        )
 
 
 class GroupState:
@@ -179,7 +140,7 @@ class GroupState:
     def take(self, records: list[Record]) -> list[Pending]:
         """Records from the cursor on become waiting (not delivered yet)."""
         first, n = records[0].offset, records[-1].offset - records[0].offset + 1
-        self.journal.append_line(_take_line(first, n))
+        self.journal.append_line(take_line(first, n))
         return self._on_take(first, n, records)
 
     def deliver(self, ps: list[Pending], ts: float) -> None:
@@ -194,18 +155,16 @@ class GroupState:
             if p.offset == first.offset + n and p.attempts == first.attempts:
                 n += 1
                 continue
-            lines.append(_deliver_line(first.offset, n, first.attempts, text))
+            lines.append(deliver_line(first.offset, n, first.attempts, text))
             first, n = p, 1
-        lines.append(_deliver_line(first.offset, n, first.attempts, text))
+        lines.append(deliver_line(first.offset, n, first.attempts, text))
         self.journal.append_line(b"".join(lines))
 
     def take_and_deliver(self, first: int, n: int, ts: float) -> None:
         """Records ``first`` .. ``first + n - 1``, at the cursor, delivered at once for the
         first time, straight to rows (never ``Pending``s): ``take`` and ``deliver`` in one."""
         assert first == self.cursor
-        self.journal.append_line(
-            _take_line(first, n) + _deliver_line(first, n, 1, repr(ts).encode())
-        )
+        self.journal.append_line(take_line(first, n) + deliver_line(first, n, 1, repr(ts).encode()))
         self.cursor = first + n
 
     def hold(self, ps: list[Pending]) -> None:
@@ -222,10 +181,7 @@ class GroupState:
     def ack(self, offsets: list[int]) -> list[Pending]:
         """Acks read together (each a row taken): one journal line. Returns the history of
         those that had one (a key to release)."""
-        if len(offsets) == 1:
-            self.journal.append_line(seal(b'{"e":"a","o":%d}' % offsets[0]))
-        else:  # a list's repr is its JSON
-            self.journal.append_line(seal(b'{"e":"a","o":%b}' % repr(offsets).encode()))
+        self.journal.append_line(ack_line(offsets))
         return self._on_ack(offsets)
 
     def unhold(self, offset: int, id_sent: float) -> Pending:
@@ -278,7 +234,7 @@ class GroupState:
         self._record({"e": "pause", "v": paused})
 
     def set_ordering(self, ordering: str) -> None:
-        self._record({"e": "order", "v": _ORDERING_WRITTEN[ordering]})
+        self._record({"e": "order", "v": ORDERING_WRITTEN[ordering]})
 
     def set_policy(self, overrides: dict[str, str]) -> None:
         """The group's settings over its topic's policy: the whole set each time."""
@@ -303,9 +259,9 @@ class GroupState:
                 runs.append([r.offset, 1])
         first, n = records[0].offset, records[-1].offset - records[0].offset + 1
         if not runs:
-            self.journal.append_line(_take_line(first, n))
+            self.journal.append_line(take_line(first, n))
             return self._on_take(first, n, records)
-        self.journal.append_line(_take_line(first, n) + _filtered_line(runs))
+        self.journal.append_line(take_line(first, n) + filtered_line(runs))
         self._on_take(first, n, [])
         self._on_filtered(runs)
         ps = [Pending(r.offset, r) for r in keep]
@@ -315,7 +271,7 @@ class GroupState:
     def filter_out(self, offset: int) -> None:
         """A message taken and never delivered that does not match (after a restart that
         lost the ``fl`` line written with its ``t``)."""
-        self.journal.append_line(_filtered_line([[offset, 1]]))
+        self.journal.append_line(filtered_line([[offset, 1]]))
         self._on_filtered([[offset, 1]])
 
     # -- the transitions -------------------------------------------------------------
@@ -538,101 +494,17 @@ class GroupState:
         return [{"e": "floor", "o": min(lowest, self.cursor)}, snap]
 
     def snapshot(self) -> dict[str, Any]:
-        rows = []
-        history = self.history
-        for h in self.holdings:
-            for row in h.rows():
-                offset, sent = h.offsets[row], h.sent_at(row)
-                p = history.get(offset)
-                if p is None:
-                    rows.append([offset, 1, sent, sent, 0.0, "", "in_flight"])
-                else:
-                    rows.append(_snapshot_row(p, "in_flight", sent))
-        snap: dict[str, Any] = {
-            "e": "snap",
-            "start": self.start,
-            "cursor": self.cursor,
-            "completed": self.completed,
-            "dead": self.dead,
-            "dropped": self.dropped,
-            "expired": self.expired_count,
-            "acked": self.acked_count,
-            "paused": self.paused,
-            "pending": [_snapshot_row(p, p.phase.value, p.last_ts) for p in self.pending.values()]
-            + rows,
-        }
-        if self.ordering != "key":
-            snap["ordering"] = _ORDERING_WRITTEN[self.ordering]
-        if self.overrides:
-            snap["policy"] = dict(self.overrides)
-        if self.failures:
-            snap["failures"] = dict(self.failures)
-        if self.filter is not None:
-            snap["filter"] = self.filter.texts
-            snap["filtered"] = self.filtered_count
-        return snap
+        return encode_snapshot(self)
 
     def _restore(self, e: dict[str, Any]) -> None:
         """All or nothing: a snapshot that does not make sense raises before changing a thing."""
-        pending: dict[int, Pending] = {}
-        for row in e["pending"]:
-            offset, attempts, first_ts, last_ts, retry_at, reason, phase, *error = row
-            if len(error) > 1:
-                raise ValueError(f"snapshot row of {len(row)} fields")
-            p = pending[int(offset)] = Pending(int(offset))
-            p.attempts, p.first_ts, p.last_ts = int(attempts), float(first_ts), float(last_ts)
-            p.retry_at, p.reason, p.phase = float(retry_at), str(reason), Phase(phase)
-            p.error = str(error[0]) if error else ""
-        counts = e.get("failures", {})  # none before this release: counted from 0
-        if not isinstance(counts, dict):
-            raise TypeError(f"failures {counts!r}")
-        failures = {str(reason): int(n) for reason, n in counts.items()}
-        start, cursor = int(e["start"]), int(e["cursor"])
-        completed, dead = int(e["completed"]), int(e["dead"])
-        self.start, self.cursor, self.completed, self.dead = start, cursor, completed, dead
-        self.dropped = e.get("dropped", 0)
-        self.expired_count = e.get("expired", 0)
-        self.acked_count = e.get("acked", self.completed - self.dead)
-        ordering = _ordering_read(e.get("ordering", "key"))
-        overrides = _overrides_read(e.get("policy", {}))
-        self.failures = failures
-        header_filter = parse_filter(e["filter"]) if "filter" in e else None
-        self.paused = e.get("paused", False)
-        self.ordering = ordering
-        self.overrides = overrides
-        self.filter = header_filter
-        self.filtered_count = int(e.get("filtered", 0))
-        self.pending = pending
-        self.history = {}
-
-
-def _snapshot_row(p: Pending, phase: str, last_ts: float) -> list[object]:
-    row: list[object] = [p.offset, p.attempts, p.first_ts, last_ts, p.retry_at, p.reason, phase]
-    return [*row, p.error] if p.error else row
-
-
-def _take_line(first: int, n: int) -> bytes:
-    return seal(b'{"e":"t","o":%d,"n":%d}' % (first, n))
-
-
-def _deliver_line(offset: int, n: int, attempts: int, ts: bytes) -> bytes:
-    if n == 1:
-        return seal(b'{"e":"d","o":%d,"a":%d,"t":%b}' % (offset, attempts, ts))
-    return seal(b'{"e":"d","o":%d,"n":%d,"a":%d,"t":%b}' % (offset, n, attempts, ts))
-
-
-def _filtered_line(runs: list[list[int]]) -> bytes:
-    """``fl``: runs of consecutive offsets as ``[first, count]`` (a list's repr is its JSON)."""
-    return seal(b'{"e":"fl","r":%b}' % repr(runs).encode())
-
-
-def _offsets(o: object) -> list[int]:
-    """An ``a`` line names one offset, or a list of acks read together."""
-    if type(o) is list:
-        return o
-    if type(o) is int:
-        return [o]
-    raise TypeError(f"ack of {o!r}")
+        snap = read_snapshot(e)
+        self.start, self.cursor = snap.start, snap.cursor
+        self.pending, self.history = snap.pending, {}
+        self.completed, self.dead, self.acked_count = snap.completed, snap.dead, snap.acked
+        self.dropped, self.expired_count, self.failures = snap.dropped, snap.expired, snap.failures
+        self.paused, self.ordering, self.overrides = snap.paused, snap.ordering, snap.overrides
+        self.filter, self.filtered_count = snap.filter, snap.filtered
 
 
 def _floor(s: GroupState, e: dict[str, Any]) -> None:
@@ -648,51 +520,18 @@ def _filter(s: GroupState, e: dict[str, Any]) -> None:
     s.filter = parse_filter(e["v"])
 
 
-def _runs(r: object) -> list[list[int]]:
-    if type(r) is not list or not all(
-        type(x) is list and len(x) == 2 and all(type(i) is int for i in x) for x in r
-    ):
-        raise TypeError(f"filtered runs {r!r}")
-    return r
-
-
-_ORDERING_WRITTEN: Final = {"key": "key", "fifo": "fifo", "none": "unkeyed"}
-"""How an ordering is journaled. Before ``key`` had a name, ``none`` was the name of
-what is now ``key`` (keys held): a journal's ``none`` still means that, so the
-ordering without key holds is written under a name of its own."""
-_ORDERING_READ: Final = {"key": "key", "none": "key", "fifo": "fifo", "unkeyed": "none"}
-
-
-def _ordering_read(value: object) -> str:
-    if not isinstance(value, str) or value not in _ORDERING_READ:
-        raise ValueError(f"ordering {value!r}")
-    return _ORDERING_READ[value]
-
-
-def _overrides_read(value: object) -> dict[str, str]:
-    """A ``pol`` line's or snapshot's settings, each checked as ``POLICY`` checked it."""
-    if not isinstance(value, dict):
-        raise ValueError(f"policy {value!r}")
-    for key, text in value.items():
-        if key not in POLICY_KEYS or key == "ordering" or not isinstance(text, str):
-            raise ValueError(f"policy setting {key!r}")
-        if not (key == "rate" and text == "none"):
-            parse_policy_value(key, text)
-    return dict(value)
-
-
 def _order(s: GroupState, e: dict[str, Any]) -> None:
-    s.ordering = _ordering_read(e["v"])
+    s.ordering = ordering_read(e["v"])
 
 
 def _policy(s: GroupState, e: dict[str, Any]) -> None:
-    s.overrides = _overrides_read(e["v"])
+    s.overrides = overrides_read(e["v"])
 
 
 _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "t": lambda s, e: s._on_take(e["o"], e["n"]),
     "d": GroupState._replay_deliver,
-    "a": lambda s, e: s._on_ack(_offsets(e["o"])),
+    "a": lambda s, e: s._on_ack(offsets_read(e["o"])),
     "r": lambda s, e: s._on_retry(
         e["o"], e["a"], e["at"], e.get("why", ""), e.get("err", ""), e.get("f")
     ),
@@ -704,7 +543,7 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
     "pause": _pause,
     "order": _order,
     "filter": _filter,
-    "fl": lambda s, e: s._on_filtered(_runs(e["r"])),
+    "fl": lambda s, e: s._on_filtered(runs_read(e["r"])),
     "pol": _policy,
     "start": lambda s, e: s._on_start(e["o"]),
     "floor": _floor,
@@ -713,31 +552,3 @@ _REPLAY: Final[dict[str, Callable[[GroupState, dict[str, Any]], object]]] = {
 """Every journal event and the transition it replays (the live methods call the same)."""
 
 _FLOORS: Final = ("start", "floor", "snap", "seek")
-
-
-_EVENT_FIELDS: Final = {
-    "start": ("o",),
-    "d": ("o", "a", "t"),
-    "r": ("o", "a", "at"),
-    "a": ("o",),
-    "x": ("o",),
-    "g": ("o",),
-    "exp": ("o",),
-    "t": ("o", "n"),
-    "skip": ("o",),
-    "seek": ("o",),
-    "pause": ("v",),
-    "order": ("v",),
-    "filter": ("v",),
-    "fl": ("r",),
-    "pol": ("v",),
-    "floor": ("o",),
-    "snap": ("start", "cursor", "pending", "completed", "dead"),
-}
-
-
-def is_event(entry: dict[str, object]) -> bool:
-    """A journal line this module wrote (anything else is damage, cut off like a torn line)."""
-    kind = entry.get("e")
-    fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
-    return fields is not None and all(f in entry for f in fields)

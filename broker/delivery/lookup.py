@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 
 from linemq.broker.delivery.dead_letters import DeadLetters
-from linemq.broker.delivery.lifecycle import Phase
+from linemq.broker.delivery.pending import Phase
 from linemq.broker.delivery.progress import ProgressBoard
 from linemq.broker.delivery.router import Router
 from linemq.broker.protocol.message_options import PRIORITY_NAMES

@@ -19,7 +19,7 @@ import heapq
 from collections import deque
 from typing import Final
 
-from linemq.broker.delivery.lifecycle import Pending
+from linemq.broker.delivery.pending import Pending
 from linemq.broker.storage.records import NORMAL_PRIORITY
 
 

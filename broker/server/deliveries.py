@@ -6,11 +6,10 @@ Delivery sends these bytes but knows no wire format: the server hands it ``ENCOD
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, cast
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 from linemq.broker.delivery.context import Encoder
-from linemq.broker.delivery.lifecycle import Pending
 from linemq.broker.protocol import replies
 from linemq.broker.protocol.v2 import frame
 from linemq.broker.storage.records import Record
@@ -25,12 +24,13 @@ def deliveries(
     return b"".join([_frame(kind, topic, r, attempt) for r in records])
 
 
-def group_deliveries(version: int, topic: str, ps: Sequence[Pending]) -> bytes:
-    """A pump's deliveries to one member; each still holds its record until the pump ends."""
-    records = cast(list[Record], [p.record for p in ps])
+def group_deliveries(
+    version: int, topic: str, records: Sequence[Record], attempts: Mapping[int, int]
+) -> bytes:
+    """A pump's deliveries to one member; ``attempts``: of those delivered before, by offset."""
     if version == 1:
         return replies.message_lines("MSG", topic, records)
-    return b"".join([_frame("MSG", topic, r, p.attempts) for r, p in zip(records, ps, strict=True)])
+    return b"".join([_frame("MSG", topic, r, attempts.get(r.offset, 1)) for r in records])
 
 
 def _frame(kind: str, topic: str, record: Record, attempt: int) -> bytes:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from linemq.broker.delivery.lifecycle import _deliver_line, _take_line
+from linemq.broker.delivery.group_events import deliver_line, take_line
 from tests.conftest import BrokerFactory, BrokerProcess, eventually
 from tests.ops.http import Http
 from tests.server.groupwire import next_msg
@@ -273,7 +273,7 @@ async def test_a_take_whose_filtered_line_was_lost_is_filtered_again_at_restart(
     await brokers.stop(broker)
     (journal,) = (broker.config.data_dir / "groups" / "q").glob("g.journal")
     with journal.open("ab") as f:  # taken 1-4, 4 delivered; the fl line for 1 and 3 lost
-        f.write(_take_line(1, 4) + _deliver_line(4, 1, 1, b"1795450600.5"))
+        f.write(take_line(1, 4) + deliver_line(4, 1, 1, b"1795450600.5"))
     broker = await brokers.start(max_inflight=10)
     m = await Wire.open(broker.port)
     assert await m.cmd("SUB q g") == "OK subscribed q in group g"
