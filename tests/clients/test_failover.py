@@ -78,6 +78,41 @@ async def test_client_moves_to_another_node_and_rejoins_its_subscriptions(
     await client.close()
 
 
+async def test_after_a_loss_the_next_node_in_the_list_is_tried_first(
+    brokers: BrokerFactory, tmp_path: Path
+) -> None:
+    nodes = [await node(brokers, tmp_path, name) for name in ("a", "b", "c")]
+    ports = [n.port for n in nodes]
+    client = Client(servers=servers(*ports), reconnect=FAST_RETRY)
+    await client.connect()
+    for moves in (1, 2):  # each loss moves on to the node after it, wrapping round
+        assert client.server is not None
+        lost = ports.index(client.server.port)
+        await brokers.stop(nodes[lost])
+        nodes[lost] = await node(brokers, tmp_path, "abc"[lost], port=ports[lost])
+        await eventually(lambda m=moves: client.reconnects == m and client.server is not None)
+        assert client.server is not None and client.server.port == ports[(lost + 1) % 3]
+        await client.ping()
+    assert client.reconnects == 2
+    await client.close()
+
+
+async def test_a_down_node_in_the_list_costs_no_backoff(
+    brokers: BrokerFactory, tmp_path: Path
+) -> None:
+    a = await node(brokers, tmp_path, "a")
+    c = await node(brokers, tmp_path, "c")
+    slow = Retry(ExponentialBackoff(base=30, cap=30, jitter=False))  # between rounds only
+    client = Client(servers=servers(a.port, free_port(), c.port), reconnect=slow)
+    await client.connect()
+    assert client.server is not None
+    first, other = (a, c) if client.server.port == a.port else (c, a)
+    await brokers.stop(first)
+    await eventually(lambda: client.reconnects == 1 and client.server is not None, timeout=5)
+    assert client.server is not None and client.server.port == other.port
+    await client.close()
+
+
 async def test_fanout_resumes_after_the_last_offset_seen_on_a_node_with_the_same_data(
     brokers: BrokerFactory, tmp_path: Path
 ) -> None:
@@ -213,8 +248,9 @@ async def test_a_node_that_answers_err_for_a_banner_counts_as_down(
 async def test_the_sync_client_fails_over_too(brokers: BrokerFactory, tmp_path: Path) -> None:
     a = await node(brokers, tmp_path, "a")
     b = await node(brokers, tmp_path, "b")
-    client = SyncClient(servers=[f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"])
-    client.client.reconnect = FAST_RETRY
+    client = SyncClient(
+        servers=[f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], reconnect=FAST_RETRY
+    )
     await asyncio.to_thread(client.connect)
     server = client.client.server
     assert server is not None
