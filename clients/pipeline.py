@@ -317,6 +317,11 @@ class Pipeline:
                 if not again or resends >= MAX_PUBLISH_RESENDS:
                     raise OutcomeUnknown(_unknown(exc, idempotent)) from exc
                 resends += 1
+                if link is self._link and link.task is not None:
+                    # The write failed before the reader saw the loss: end the link, so
+                    # the resend waits for the next one instead of this broken one.
+                    self._abort(link, str(exc))
+                    await asyncio.wait({link.task})
 
     # --- subscriptions -----------------------------------------------------
 

@@ -259,3 +259,27 @@ async def test_the_sync_client_fails_over_too(brokers: BrokerFactory, tmp_path: 
     assert result.offset == 1
     assert client.client.server is not None and client.client.server.port != server.port
     await asyncio.to_thread(client.close)
+
+
+async def test_a_publish_whose_write_fails_is_resent_on_a_new_connection_once_stored(
+    brokers: BrokerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket reports the loss to the writer before the reader sees it."""
+    a = await node(brokers, tmp_path, "a")
+    client = Client(servers=servers(a.port), reconnect=FAST_RETRY)
+    await client.connect()
+    drain = asyncio.StreamWriter.drain
+    failed: list[bool] = []
+
+    async def reset_once(writer: asyncio.StreamWriter) -> None:
+        if not failed:
+            failed.append(True)
+            raise ConnectionResetError("connection reset by peer (injected)")
+        await drain(writer)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "drain", reset_once)
+    result = await asyncio.wait_for(client.put("orders", "pay 42", id="order-42"), 10)
+    assert failed and result.offset == 1  # stored once, whether the first write got there
+    assert client.reconnects == 1
+    assert [m.text for m in await client.history("orders", 10)] == ["pay 42"]
+    await client.close()
