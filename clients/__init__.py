@@ -10,6 +10,7 @@ from linemq.clients.errors import (
     LimitExceeded,
     LinemqError,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     ProtocolError,
     StorageUnavailable,
@@ -17,9 +18,11 @@ from linemq.clients.errors import (
 )
 from linemq.clients.protocol import DeadLetter, PublishResult, Replayed
 from linemq.clients.schedule_lines import ScheduleInfo
+from linemq.clients.servers import Address, parse_servers
 from linemq.clients.worker import RetryLater, Terminate, Worker, WorkerStats
 
 __all__ = [
+    "Address",
     "AuthFailed",
     "BrokerError",
     "Client",
@@ -32,6 +35,7 @@ __all__ = [
     "LinemqError",
     "Message",
     "NotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "ProtocolError",
     "PublishResult",
@@ -45,4 +49,5 @@ __all__ = [
     "Timeout",
     "Worker",
     "WorkerStats",
+    "parse_servers",
 ]

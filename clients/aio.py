@@ -28,6 +28,7 @@ from linemq.clients.errors import (
     BrokerError,
     ConnectionLost,
     InvalidRequest,
+    OutcomeUnknown,
     ProtocolError,
     Timeout,
 )
@@ -94,6 +95,7 @@ from linemq.clients.schedules import (
     parse_scheduled,
     parse_unscheduled,
 )
+from linemq.clients.servers import Address, parse_servers
 from linemq.clients.subscription import Message, Subscribing, Subscription, to_message
 from linemq.clients.worker import Handler, Worker, WorkerOptions
 
@@ -122,19 +124,27 @@ _DEFAULT_RETRY: Final = Retry()
 class Client(Pipeline):
     """``async with Client(host, port) as c:`` - a connection to a broker that rides out restarts.
 
-    If the connection drops, requests in flight fail with ``ConnectionLost`` (a
-    publish among them may or may not have been stored: publish with ``id=`` to
-    retry safely), and the client reconnects in the background with exponential
-    backoff and jitter (``reconnect=Retry(...)``; ``None`` to stay down), joins
-    its groups again and resumes fanout subscriptions after the last offset seen.
+    ``Client(servers="host1:8888,host2:8888")`` (or a list) names several nodes of one
+    cluster: the client connects to one of them, starting at a random one, and when
+    that connection drops it moves on to the next.
+
+    If the connection drops, requests in flight fail with ``ConnectionLost``, and the
+    client reconnects in the background (``reconnect=Retry(...)``; ``None`` to stay
+    down): each node once per round, exponential backoff with jitter between rounds. It
+    joins its groups again (the broker redelivers what the old connection held
+    unacked) and resumes exact-topic fanout subscriptions after the last offset seen.
     New requests made meanwhile wait for the new connection, up to ``request_timeout``.
+    A publish cut off before its ``OK`` is sent again on the new connection if it
+    carries a publisher id (``put(..., id=...)``: the broker stores it once); one
+    without raises ``OutcomeUnknown`` (a ``ConnectionLost``): it may or may not be stored.
     """
 
     def __init__(
         self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
+        host: str | None = None,
+        port: int | None = None,
         *,
+        servers: str | Iterable[str | Address] | None = None,
         heartbeat_interval: Duration | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
         request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
@@ -152,24 +162,43 @@ class Client(Pipeline):
         as ``AUTH`` right after connecting; ``ssl`` turns on TLS. ``protocol`` is the
         highest version to ask for; ``self.protocol`` is the one in use once
         connected (1 if the server does not know ``HELLO``).
+
+        ``servers`` (``"host1:8888,[::1]:8889"`` or a list of such addresses; a missing
+        port is 8888) replaces ``host`` and ``port``: give one or the other.
         """
         encode_hello(protocol)  # 1 or 2
+        if servers is not None and (host is not None or port is not None):
+            raise ValueError("give host and port, or servers, not both")
+        addresses = (
+            (Address(host or DEFAULT_HOST, DEFAULT_PORT if port is None else port),)
+            if servers is None
+            else parse_servers(servers)
+        )
         super().__init__(
+            addresses,
             None if heartbeat_interval is None else to_seconds(heartbeat_interval),
             None if request_timeout is None else to_seconds(request_timeout),
             reconnect,
         )
         self.max_protocol = protocol
-        self.host = host
-        self.port = port
         self.timeout = to_seconds(timeout)
         self.token = token
         self.ssl = ssl
 
+    @property
+    def host(self) -> str:
+        """The host connected to; when not connected, the one tried next."""
+        return (self.server or self.servers[self._next]).host
+
+    @property
+    def port(self) -> int:
+        """The port connected to; when not connected, the one tried next."""
+        return (self.server or self.servers[self._next]).port
+
     # --- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect (one attempt) and read the ``OK connected`` banner.
+        """Connect (one attempt at each server) and read the ``OK connected`` banner.
 
         Harmless when already connected; while the client is reconnecting on its
         own, waits for that instead.
@@ -183,16 +212,16 @@ class Client(Pipeline):
                 raise ConnectionLost(self._lost or "client is not connected")
             return
         self._closing = False
-        await self._open()
+        await self._open_any()
 
-    async def _open(self) -> Link:
+    async def _open(self, address: Address) -> Link:
+        where = str(address)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=READ_LIMIT, ssl=self.ssl),
+                asyncio.open_connection(address.host, address.port, limit=READ_LIMIT, ssl=self.ssl),
                 self.timeout,
             )
         except TimeoutError:
-            where = f"{self.host}:{self.port}"
             raise Timeout(f"no connection to {where} within {self.timeout:g} s") from None
         try:
             banner = parse_server_line(
@@ -200,11 +229,11 @@ class Client(Pipeline):
             )
         except (asyncio.IncompleteReadError, ProtocolError, TimeoutError, OSError) as exc:
             writer.close()
-            raise ConnectionLost(f"no linemq banner from {self.host}:{self.port}: {exc}") from exc
+            raise ConnectionLost(f"no linemq banner from {where}: {exc}") from exc
         if not isinstance(banner, Ok):
             writer.close()
             said = banner.reason if isinstance(banner, Err | Closing) else repr(banner)
-            raise ConnectionLost(f"server refused the connection: {said}")
+            raise ConnectionLost(f"server {where} refused the connection: {said}")
         link = self._start_reader(reader, writer)
         try:
             if self.token is not None:
@@ -288,12 +317,12 @@ class Client(Pipeline):
         Over protocol 2 it is sent as ``PUT`` so the broker says the offset and id;
         over protocol 1 it is a plain ``PUB`` whose ``OK published`` says neither,
         and this returns None. If the connection drops before the ``OK``, this raises
-        ``ConnectionLost`` and the message may or may not be stored: use
-        ``put(..., id=...)`` to make a retry safe.
+        ``OutcomeUnknown`` and the message may or may not be stored: use
+        ``put(..., id=...)`` to have it retried safely.
         """
         line = encode_pub(topic, text)  # checks it is one non-empty line
         if self.protocol != 2:
-            await self._request(line)
+            await self._publish(line, idempotent=False)
             return None
         return await self.put(topic, text)
 
@@ -301,6 +330,8 @@ class Client(Pipeline):
         """Pipeline many PUBs in one write; raise the first error after all replies are in.
 
         Every line is encoded before any is sent, so an invalid message sends nothing.
+        If the connection drops first, ``OutcomeUnknown`` says how many got no reply
+        (those may or may not be stored); they are not sent again.
         """
         lines = [encode_pub(topic, text) for text in texts]
         if not lines:
@@ -311,6 +342,12 @@ class Client(Pipeline):
         results = await asyncio.gather(
             *(self._wait(w, self.request_timeout) for w in waiters), return_exceptions=True
         )
+        lost = [r for r in results if isinstance(r, ConnectionLost)]
+        if lost:
+            raise OutcomeUnknown(
+                f"{len(lost)} of {len(lines)} publishes have an unknown outcome, each may or "
+                f"may not be stored ({lost[0]}); they were not sent again"
+            ) from lost[0]
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -333,7 +370,11 @@ class Client(Pipeline):
         """Publish any bytes with v2 options (see ``encode_put``); durable once this returns.
 
         With ``id``, a repeat within the broker's dedup window is stored once and
-        comes back with ``duplicate=True`` and the first publish's offset and id.
+        comes back with ``duplicate=True`` and the first publish's offset and id; so a
+        publish with ``id`` whose connection drops before the ``OK`` is sent again on the
+        next connection (``OutcomeUnknown`` only if none comes in time, or three in a row
+        are lost under it). Without ``id``
+        that raises ``OutcomeUnknown`` at once: it may or may not be stored.
         """
         data = encode_put(
             topic,
@@ -347,7 +388,7 @@ class Client(Pipeline):
             headers=headers,
             max_retries=max_retries,
         )
-        text, _ = await self._request(data)
+        text, _ = await self._publish(data, idempotent=id is not None)
         return parse_put_reply(text)
 
     async def seek(self, topic: str, group: str, position: Position) -> int:

@@ -41,7 +41,10 @@ class ExponentialBackoff:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Reconnect policy: a backoff and how many attempts in a row (None: forever)."""
+    """Reconnect policy: a backoff and how many attempts in a row (None: forever).
+
+    With several servers an attempt is a round (each node tried once), and the backoff
+    is waited between rounds, never between the nodes of one round."""
 
     backoff: ExponentialBackoff = field(default_factory=ExponentialBackoff)
     max_attempts: int | None = None

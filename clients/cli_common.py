@@ -24,6 +24,7 @@ import click
 from linemq.clients.aio import DEFAULT_HOST, DEFAULT_PORT, BrokerError, Client
 from linemq.clients.options import to_seconds
 from linemq.clients.protocol import ProtocolError
+from linemq.clients.servers import Address, describe, parse_servers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,25 +47,61 @@ class Seconds(click.ParamType[float]):
             self.fail(str(e), param, ctx)
 
 
+class ServerList(click.ParamType[tuple[Address, ...]]):
+    """``host1:8888,host2:8888`` (``[::1]:8888`` for IPv6; a missing port is 8888)."""
+
+    name = "HOST:PORT,..."
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[Address, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_servers(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where and how to connect: collected from the shared connection options."""
 
-    host: str
-    port: int
+    servers: tuple[Address, ...]
     token: str | None = None
     ssl: ssl_.SSLContext | None = None
 
     def client(self, **kwargs: Any) -> Client:
-        return Client(self.host, self.port, token=self.token, ssl=self.ssl, **kwargs)
+        return Client(servers=self.servers, token=self.token, ssl=self.ssl, **kwargs)
+
+    def __str__(self) -> str:
+        return describe(self.servers)
+
+
+def choose_servers(
+    ctx: click.Context, host: str, port: int, servers: tuple[Address, ...] | None
+) -> tuple[Address, ...]:
+    """The command line beats the environment; ``--servers`` and ``--host``/``--port`` on one
+    command line are a usage error; ``LINEMQ_SERVERS`` beats ``LINEMQ_HOST``/``LINEMQ_PORT``."""
+    typed = {
+        name
+        for name in ("host", "port", "servers")
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    if "servers" in typed and typed & {"host", "port"}:
+        raise click.UsageError("give --servers or --host/--port, not both")
+    if servers is not None and (not typed or "servers" in typed):
+        return servers
+    return (Address(host, port),)
 
 
 def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --host/--port/--token/--tls* and hand the command one ``endpoint`` argument."""
+    """Add --servers/--host/--port/--token/--tls* and hand the command one ``endpoint``."""
 
     @functools.wraps(f)
     def wrapper(
         *args: Any,
+        servers: tuple[Address, ...] | None,
         host: str,
         port: int,
         token: str | None,
@@ -79,9 +116,18 @@ def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
             context = ssl_.create_default_context(cafile=tls_ca)
             if tls_cert:
                 context.load_cert_chain(tls_cert, tls_key)
-        return f(*args, endpoint=Endpoint(host, port, token or None, context), **kwargs)
+        chosen = choose_servers(click.get_current_context(), host, port, servers)
+        return f(*args, endpoint=Endpoint(chosen, token or None, context), **kwargs)
 
     options = [
+        click.option(
+            "--servers",
+            envvar="LINEMQ_SERVERS",
+            default=None,
+            type=ServerList(),
+            help="Brokers to use, failing over between them: host1:8888,host2:8888 "
+            "(env LINEMQ_SERVERS; instead of --host/--port).",
+        ),
         click.option(
             "--host",
             envvar="LINEMQ_HOST",
@@ -156,7 +202,7 @@ def run(main: Coroutine[Any, Any, int | None], endpoint: Endpoint) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (OSError, TimeoutError, ProtocolError) as exc:
-        click.echo(f"error: {endpoint.host}:{endpoint.port}: {exc or type(exc).__name__}", err=True)
+        click.echo(f"error: {endpoint}: {exc or type(exc).__name__}", err=True)
         sys.exit(1)
     else:
         if status:

@@ -36,6 +36,7 @@ from linemq.clients.cli_output import (
 from linemq.clients.errors import ConnectionLost, Timeout
 from linemq.clients.options import format_priority
 from linemq.clients.protocol import DeadLetter, check_name, check_topic_or_pattern
+from linemq.clients.servers import Address
 from linemq.clients.stats_view import StatsSnapshot, render, topics_table
 
 COUNT_HELP: Final = "How many (server default 100)."
@@ -71,12 +72,12 @@ def ping(count: int, interval: float, as_json: bool, endpoint: Endpoint) -> None
                 started = time.perf_counter()
                 await c.ping()
                 ms = (time.perf_counter() - started) * 1000
-                where = f"{endpoint.host}:{endpoint.port}"
+                where = Address(c.host, c.port)
                 if as_json:
                     emit_json(
                         {
-                            "host": endpoint.host,
-                            "port": endpoint.port,
+                            "host": c.host,
+                            "port": c.port,
                             "seq": seq,
                             "ms": round(ms, 3),
                         }

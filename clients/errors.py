@@ -33,6 +33,18 @@ class ConnectionLost(LinemqError, ConnectionError):
     code = "connection_lost"
 
 
+class OutcomeUnknown(ConnectionLost):
+    """A publish was sent but its ``OK`` never came: the connection dropped first.
+
+    The broker may or may not have stored it. A publish without a publisher id is not
+    retried by the client (that could store it twice); ``put(..., id=...)`` is, on the
+    next connection, because the broker stores a repeated id once. Still raised for an
+    id'd publish when no new connection came in time: retrying with the same id is safe.
+    """
+
+    code = "outcome_unknown"
+
+
 class Timeout(LinemqError, TimeoutError):
     """No reply within the request timeout; the connection stays usable."""
 

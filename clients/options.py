@@ -3,31 +3,28 @@
 Durations (``250ms``, ``1.5s``), start positions (``earliest``, ``time:…``,
 ``ago:…``), priorities, ``key=``/``id=`` tokens, percent-escaped header values and
 topic patterns. The rules mirror ``broker/protocol/v2.py`` and ``parser.py``;
-durations and names are checked by ``broker/protocol/durations.py`` and
-``names.py`` themselves, pure modules shared with the broker. Anything refused
+durations, names, priorities, header names and tokens are checked by the broker's
+own pure vocabulary modules (``broker/protocol/durations.py``, ``names.py``,
+``message_options.py``). Anything refused
 here would be an ``ERR`` from the broker, so it is caught before a byte is sent.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from linemq.broker.protocol import durations, filters, names
+from linemq.broker.protocol import durations, filters, message_options, names
 
-PRIORITIES: Final = {"low": 0, "normal": 1, "high": 2, "critical": 3}
-PRIORITY_NAMES: Final = {v: k for k, v in PRIORITIES.items()}
+PRIORITIES: Final = message_options.PRIORITIES
+PRIORITY_NAMES: Final = message_options.PRIORITY_NAMES
 MAX_DURATION: Final = durations.MAX_WIRE_DURATION
 MAX_OPTION_VALUE: Final = 1024
 MAX_EPOCH: Final = 1e11
 EDGE_POSITIONS: Final = ("earliest", "latest")
-
-_TOKEN: Final = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
-_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 Duration = durations.Duration
 """Seconds as a number, a ``timedelta``, or text like ``"5m"`` (the broker's own syntax)."""
@@ -134,19 +131,21 @@ def format_priority(value: str | int) -> str:
         return PRIORITY_NAMES[value]
     if isinstance(value, str) and value.lower() in PRIORITIES:
         return value.lower()
+    if isinstance(value, str) and value.isdigit() and int(value) in PRIORITY_NAMES:
+        return PRIORITY_NAMES[int(value)]  # the broker reads "0"-"3" too
     raise ValueError(f"invalid priority {value!r}: use low, normal, high, critical or 0-3")
 
 
 def check_token(value: str, what: str) -> str:
     """``key=`` and ``id=`` values: 1-200 printable ASCII characters, no spaces."""
-    if _TOKEN.fullmatch(value) is None:
+    if not message_options.is_valid_token(value):
         raise ValueError(f"invalid {what} {value!r}: use 1-200 printable ASCII, no spaces")
     return value
 
 
 def format_header(name: str, value: str) -> str:
     """One ``h.<name>=<escaped value>`` option."""
-    if _HEADER_NAME.fullmatch(name) is None:
+    if not message_options.is_valid_header_name(name):
         raise ValueError(f"invalid header name {name!r}: use 1-100 of [A-Za-z0-9_.-]")
     escaped = escape_value(value)
     if len(escaped) > MAX_OPTION_VALUE:

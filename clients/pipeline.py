@@ -9,8 +9,10 @@ waiter and off the FIFO. A ``MSG2`` or ``HISTORY2`` head is followed by its
 counted payload, which the reader takes before the next line.
 
 A link that dies fails its waiters with ``ConnectionLost`` (their outcome is
-unknown) and, with a ``Retry`` policy, a background task opens a new link with
-backoff and re-sends every subscription's ``SUB`` before requests flow again.
+unknown) and, with a ``Retry`` policy, a background task opens a new link and
+re-sends every subscription's ``SUB`` before requests flow again. With several
+servers it tries each once per round, beginning with the node after the one it
+lost (``clients/servers.py``), and backs off only after a whole round failed.
 An ``ERR`` with no request outstanding, and the ``ERR`` texts a broker only sends
 as it hangs up, end a link; they are never taken as a reply. ``CLOSING`` is never
 a reply either, but the link is read on until the broker closes it: in a shutdown
@@ -30,6 +32,7 @@ from linemq.clients.errors import (
     BrokerError,
     ConnectionLost,
     LinemqError,
+    OutcomeUnknown,
     ProtocolError,
     Timeout,
     error_for,
@@ -58,6 +61,7 @@ from linemq.clients.protocol import (
 )
 from linemq.clients.replies import PolicyLine, StatusLine
 from linemq.clients.schedule_lines import ScheduleInfo
+from linemq.clients.servers import Address, first_index, rotation
 from linemq.clients.subscription import Subscription, to_message
 
 # Longest server line we buffer. A MSG line is a PUB line plus ~60 bytes of id,
@@ -67,6 +71,8 @@ from linemq.clients.subscription import Subscription, to_message
 READ_LIMIT: Final = 16 * 1024 * 1024
 DEFAULT_HEARTBEAT_INTERVAL: Final = 10.0
 MIN_HEARTBEAT_INTERVAL: Final = 0.05
+MAX_PUBLISH_RESENDS: Final = 3
+"""How many new connections an id'd publish is sent again on before ``OutcomeUnknown``."""
 
 
 class _Waiter:
@@ -98,6 +104,7 @@ class Pipeline:
 
     def __init__(
         self,
+        servers: tuple[Address, ...],
         heartbeat_interval: float | None,
         request_timeout: float | None,
         reconnect: Retry | None,
@@ -106,6 +113,12 @@ class Pipeline:
             raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         if request_timeout is not None and not request_timeout > 0:
             raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        if not servers:
+            raise ValueError("no server address given")
+        self.servers = servers
+        self.server: Address | None = None
+        """The node of the current connection (None while not connected)."""
+        self._next = first_index(len(servers))  # where the next round of attempts starts
         self.heartbeat_interval = heartbeat_interval
         self.request_timeout = request_timeout
         self.reconnect = reconnect
@@ -164,8 +177,31 @@ class Pipeline:
 
     # --- opening (Client knows how) ----------------------------------------
 
-    async def _open(self) -> Link:
+    async def _open(self, address: Address) -> Link:
         raise NotImplementedError
+
+    async def _open_any(self) -> Link:
+        """One round: an attempt at each node, from ``_next`` on, until one takes us.
+
+        A node that refuses (no banner, ``ERR`` instead of ``OK connected``, a handshake
+        cut off) counts as down. A refused ``AUTH`` is raised at once: the same token
+        would be refused by the next node too. With one server its own error is raised
+        as it was; with several, ``ConnectionLost`` says what each one did.
+        """
+        failures = []
+        for index in rotation(len(self.servers), self._next):
+            address = self.servers[index]
+            try:
+                link = await self._open(address)
+            except (OSError, ConnectionLost, Timeout, ProtocolError) as exc:
+                if len(self.servers) == 1:
+                    raise
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+                continue
+            self.server = address
+            self._next = (index + 1) % len(self.servers)  # if this one is lost: the next first
+            return link
+        raise ConnectionLost("no server took the connection: " + "; ".join(failures))
 
     def _start_reader(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Link:
         link = Link(reader, writer)
@@ -255,6 +291,37 @@ class Pipeline:
         (waiter,) = self._send(link, line, 1)
         await self._drain(link)
         return await self._wait(waiter, timeout or self.request_timeout)
+
+    async def _publish(self, data: bytes, *, idempotent: bool) -> tuple[str, list[BlockLine]]:
+        """A publish: ``OutcomeUnknown`` once it was sent and its link died before the reply.
+
+        ``idempotent`` (it carries a publisher id) is sent again on the next link instead,
+        as the broker stores a repeated id once; anything else is never sent twice.
+        """
+        resends = 0
+        sent = False
+        while True:
+            try:
+                link = await self._ready()
+                (waiter,) = self._send(link, data, 1)
+            except ConnectionLost as exc:
+                if sent:
+                    raise OutcomeUnknown(_unknown(exc, idempotent)) from exc
+                raise  # never sent: nothing was stored
+            sent = True
+            try:
+                await self._drain(link)
+                return await self._wait(waiter, self.request_timeout)
+            except ConnectionLost as exc:
+                again = idempotent and self.reconnect is not None and not self._closing
+                if not again or resends >= MAX_PUBLISH_RESENDS:
+                    raise OutcomeUnknown(_unknown(exc, idempotent)) from exc
+                resends += 1
+                if link is self._link and link.task is not None:
+                    # The write failed before the reader saw the loss: end the link, so
+                    # the resend waits for the next one instead of this broken one.
+                    self._abort(link, str(exc))
+                    await asyncio.wait({link.task})
 
     # --- subscriptions -----------------------------------------------------
 
@@ -419,6 +486,7 @@ class Pipeline:
         if link is not self._link:
             return  # a link being opened, or one we closed ourselves
         self._link = None
+        self.server = None
         self._lost = reason
         self._stop_heartbeat()
         for sub in self._subs.values():
@@ -433,8 +501,9 @@ class Pipeline:
         )
 
     async def _reconnect_loop(self, retry: Retry, reason: str) -> None:
+        """Rounds over the servers; ``retry`` counts rounds (one node: attempts), so the
+        backoff is between rounds and a live node in the list is reached without it."""
         failures = 0
-        last = reason
         while not self._closing:
             delay = retry.delay(failures)
             if delay is None:
@@ -442,11 +511,10 @@ class Pipeline:
                 return
             await asyncio.sleep(delay)
             try:
-                await self._open()
+                await self._open_any()
             except (OSError, ConnectionLost, Timeout, ProtocolError) as exc:
                 failures += 1
-                last = str(exc)
-                self._lost = f"{reason}; reconnecting (last attempt: {last})"
+                self._lost = f"{reason}; reconnecting (last attempt: {exc})"
                 continue
             except BrokerError as exc:  # refused for good (auth): trying again will not help
                 self._give_up(exc)
@@ -460,3 +528,12 @@ class Pipeline:
     def _give_up(self, error: LinemqError) -> None:
         self._lost = str(error)
         self._end_subscriptions(error)
+
+
+def _unknown(cause: ConnectionLost, idempotent: bool) -> str:
+    advice = (
+        "publishing again with the same id is safe"
+        if idempotent
+        else "publish with an id (put(..., id=...)) to have it retried safely"
+    )
+    return f"publish outcome unknown, it may or may not be stored ({cause}); {advice}"

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 from linemq.clients.options import (
     MAX_DURATION,
@@ -30,8 +30,33 @@ RESUME_MARGIN: Final = 1.0
 a round trip, so nothing published while it was away is missed (at worst a message from
 just before it subscribed is delivered)."""
 
-if TYPE_CHECKING:
-    from linemq.clients.pipeline import Pipeline
+
+class Settler(Protocol):
+    """What settles a group delivery: the connection that holds it (``Pipeline``).
+
+    Declared here, below the pipeline, so this module needs nothing from it."""
+
+    async def ack(self, message_id: str) -> None: ...
+
+    async def nack(
+        self, message_id: str, delay: Duration | None = None, reason: str | None = None
+    ) -> None: ...
+
+    async def term(self, message_id: str, reason: str | None = None) -> None: ...
+
+    async def touch(
+        self, message_id: str, progress: float | None = None, note: str | None = None
+    ) -> None: ...
+
+
+class SubscriptionHost(Settler, Protocol):
+    """What a ``Subscription`` asks of its client: send SUB (and wait), send UNSUB, forget it."""
+
+    async def _start_subscription(self, sub: Subscription) -> None: ...
+
+    async def _request(self, line: bytes) -> object: ...
+
+    def _forget(self, sub: Subscription, error: BaseException | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +76,7 @@ class Message:
     text: str
     group: str | None = None
     raw: str = field(default="", repr=False, compare=False)
-    _client: Pipeline | None = field(default=None, repr=False, compare=False)
+    _client: Settler | None = field(default=None, repr=False, compare=False)
     payload: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     key: str | None = None
@@ -82,14 +107,14 @@ class Message:
         how far, for ``Client.status``."""
         await self._settler().touch(self.id, progress, note)
 
-    def _settler(self) -> Pipeline:
+    def _settler(self) -> Settler:
         if self._client is None:
             raise ValueError("only consumer-group deliveries can be acked, nacked or touched")
         return self._client
 
 
 def to_message(
-    line: Msg | HistoryLine | Frame, group: str | None = None, client: Pipeline | None = None
+    line: Msg | HistoryLine | Frame, group: str | None = None, client: Settler | None = None
 ) -> Message:
     """A ``Message`` from a v1 line or a v2 frame; ``client`` set makes it ackable."""
     if isinstance(line, Frame):
@@ -137,7 +162,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: Pipeline,
+        client: SubscriptionHost,
         topic: str,
         group: str | None,
         start: Position | None = None,

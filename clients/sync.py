@@ -21,8 +21,6 @@ from typing import Any, Self, TypeVar, Unpack
 
 from linemq.clients.aio import (
     _DEFAULT_RETRY,
-    DEFAULT_HOST,
-    DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_TIMEOUT,
     Client,
@@ -38,6 +36,7 @@ from linemq.clients.policies import GroupPolicy, SettingValue, TopicPolicy
 from linemq.clients.protocol import DeadLetter, PublishResult, StatLine
 from linemq.clients.schedule_lines import ScheduleInfo
 from linemq.clients.schedules import ScheduleOptions
+from linemq.clients.servers import Address
 from linemq.clients.worker import Worker, WorkerOptions, WorkerStats
 
 _T = TypeVar("_T")
@@ -189,15 +188,16 @@ class SyncWorker:
 class SyncClient:
     """``with SyncClient(host, port) as c: c.publish("chat", "hi")``.
 
-    The same client as ``Client`` (same options, same reconnects, same errors),
-    each method blocking until the broker answered.
+    The same client as ``Client`` (same options, ``servers=`` to fail over between
+    nodes, same reconnects, same errors), each method blocking until the broker answered.
     """
 
     def __init__(
         self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
+        host: str | None = None,
+        port: int | None = None,
         *,
+        servers: str | Iterable[str | Address] | None = None,
         heartbeat_interval: Duration | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
         request_timeout: Duration | None = DEFAULT_REQUEST_TIMEOUT,
@@ -209,6 +209,7 @@ class SyncClient:
         self._client = Client(
             host,
             port,
+            servers=servers,
             heartbeat_interval=heartbeat_interval,
             timeout=timeout,
             request_timeout=request_timeout,

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from linemq.clients import (
+        Address,
         AuthFailed,
         BrokerError,
         Client,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         LinemqError,
         Message,
         NotFound,
+        OutcomeUnknown,
         PermissionDenied,
         ProtocolError,
         PublishResult,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from linemq.clients.sync import SyncClient
 
 __all__ = [
+    "Address",
     "AuthFailed",
     "BrokerError",
     "Client",
@@ -55,6 +58,7 @@ __all__ = [
     "LinemqError",
     "Message",
     "NotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "ProtocolError",
     "PublishResult",

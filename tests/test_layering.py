@@ -84,11 +84,7 @@ ALLOWED: Final[dict[str, set[str]]] = {
 }
 
 # (importer, imported): known violations, each removed by the work named beside it.
-ALLOWED_VIOLATIONS: Final = {
-    # Issue 23, client: subscription types its pipeline under TYPE_CHECKING, a circle
-    # pipeline <-> subscription (not in the files of this change).
-    ("linemq.clients.subscription", "linemq.clients.pipeline"),
-}
+ALLOWED_VIOLATIONS: Final[set[tuple[str, str]]] = set()
 
 
 @cache

@@ -1,7 +1,8 @@
 // A dependency-free linemq client for Node.js 18+, written from protocol.md.
 // One TCP connection, replies matched to requests in order, MSG lines routed to
 // subscriptions, heartbeats while in a group, and reconnection with backoff that
-// re-joins every subscription (fanout resumes after the last offset seen).
+// re-joins every subscription (fanout resumes after the last offset seen). Given several
+// servers, it starts at a random one and after a lost connection tries the next one first.
 
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
@@ -11,10 +12,12 @@ import {
   count, durationSeconds, durationText, filterTests, oneLine, parseGroupLine, parsePolicy, parseScheduleLine,
   parseStatus, progressWords, scheduleWords, settingWord,
 } from './protocol.js';
+import { formatAddress, parseServers, rotation } from './servers.js';
 import { Worker } from './worker.js';
 
 export { BrokerError, ConnectionLost, LinemqError, NotFound } from './errors.js';
 export { RetryLater, Terminate, Worker } from './worker.js';
+export { formatAddress, parseServers, rotation } from './servers.js';
 
 export const MAX_HEARTBEAT_INTERVAL_MS = 10_000;
 // Lines the broker pushes on its own: they are never the reply to a command.
@@ -97,14 +100,23 @@ export class Message {
 
 export class Client extends EventEmitter {
   /**
-   * Options: host, port, token (sent as AUTH), reconnect (default true), backoff (a Backoff),
-   * requestTimeoutMs (10 s; a timed-out connection is dropped and rebuilt), heartbeatIntervalMs
-   * (keep it well under the broker's --heartbeat-timeout, default 10 s).
+   * Options: host, port, or servers ('node1:8888,node2:8888' or a list of such addresses;
+   * not both), token (sent as AUTH), reconnect (default true), backoff (a Backoff, waited
+   * between rounds over the servers), requestTimeoutMs (10 s; a timed-out connection is
+   * dropped and rebuilt), heartbeatIntervalMs (keep it well under the broker's
+   * --heartbeat-timeout, default 10 s).
    */
   constructor(options = {}) {
     super();
-    this.host = options.host ?? '127.0.0.1';
-    this.port = options.port ?? 8888;
+    if (options.servers !== undefined && (options.host !== undefined || options.port !== undefined)) {
+      throw new LinemqError('give host and port, or servers, not both', 'invalid_request');
+    }
+    this.servers = options.servers === undefined
+      ? [{ host: options.host ?? '127.0.0.1', port: options.port ?? 8888 }]
+      : parseServers(options.servers);
+    /** The node of the current connection, or null while not connected. */
+    this.server = null;
+    this._next = Math.floor(Math.random() * this.servers.length); // spread clients over nodes
     this.token = options.token;
     this.reconnect = options.reconnect ?? true;
     this.backoff = options.backoff ?? new Backoff();
@@ -119,11 +131,20 @@ export class Client extends EventEmitter {
     this._heartbeat = null;
   }
 
-  /** Open the connection (and AUTH); rejects if the first attempt fails. */
+  /** The host connected to; when not connected, the one tried next. */
+  get host() {
+    return (this.server ?? this.servers[this._next]).host;
+  }
+
+  get port() {
+    return (this.server ?? this.servers[this._next]).port;
+  }
+
+  /** Open the connection (and AUTH); rejects if no server takes it (one attempt each). */
   async connect() {
     if (this._connected) return this._connected;
     this._closed = false;
-    this._connected = this._open();
+    this._connected = this._openAny();
     try {
       await this._connected;
     } catch (err) {
@@ -381,9 +402,34 @@ export class Client extends EventEmitter {
 
   // -- connection ---------------------------------------------------------------------
 
-  _open() {
+  /**
+   * One round: an attempt at each server from `_next` on, until one takes us. A node that
+   * refuses (no banner, `ERR` for a banner, a handshake cut off) counts as down; a refused
+   * AUTH rejects at once, as every node would refuse the same token.
+   */
+  async _openAny() {
+    const failures = [];
+    for (const index of rotation(this.servers.length, this._next)) {
+      const address = this.servers[index];
+      try {
+        await this._open(address);
+      } catch (err) {
+        const down = err instanceof ConnectionLost || err.code === 'protocol_error'
+          || (err instanceof BrokerError && UNSOLICITED.has(err.reason));
+        if (!down || this.servers.length === 1) throw err;
+        failures.push(`${formatAddress(address)}: ${err.message}`);
+        continue;
+      }
+      this.server = address;
+      this._next = (index + 1) % this.servers.length; // if this one is lost: the next first
+      return;
+    }
+    throw new ConnectionLost(`no server took the connection: ${failures.join('; ')}`);
+  }
+
+  _open(address) {
     return new Promise((resolve, reject) => {
-      const socket = net.createConnection({ host: this.host, port: this.port });
+      const socket = net.createConnection({ host: address.host, port: address.port });
       const generation = ++this._generation;
       let buffered = Buffer.alloc(0);
       let greeted = false;
@@ -402,6 +448,7 @@ export class Client extends EventEmitter {
           } else if (line === 'OK connected') {
             greeted = true;
             this._greeted(generation).then(() => {
+              this.server = address;
               ready = true;
               resolve();
               this.emit('connected');
@@ -419,12 +466,13 @@ export class Client extends EventEmitter {
         buffered = buffered.subarray(start);
       });
       socket.on('error', (err) => {
-        const where = `${this.host}:${this.port}`;
+        const where = formatAddress(address);
         if (!greeted) reject(new ConnectionLost(`cannot connect to ${where}: ${err.message}`));
       });
       socket.on('close', () => {
         if (generation !== this._generation) return;
         this._socket = null;
+        this.server = null;
         const error = new ConnectionLost('connection closed');
         for (const request of this._pending.splice(0)) request.reject(error);
         if (!greeted) reject(new ConnectionLost('connection closed before the banner'));
@@ -467,7 +515,7 @@ export class Client extends EventEmitter {
       await new Promise((r) => setTimeout(r, delayMs));
       if (this._closed) break;
       try {
-        return await this._open();
+        return await this._openAny();
       } catch (err) {
         this.emit('reconnectFailed', err);
       }
