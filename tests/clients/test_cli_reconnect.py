@@ -16,7 +16,7 @@ async def cli(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from broker.cli import main; main()",
+        "from linemq.broker.cli import main; main()",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
