@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -48,7 +49,6 @@ from linemq.broker.storage.log_store import LogStore, Store
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Appended, Ticket
-from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -296,7 +296,7 @@ class Engine:
             self._appended = True
             self.schedule()
 
-    def _logs_written(self, logs: list[TopicLog], ticket: Ticket | None) -> None:
+    def _logs_written(self, logs: Sequence[Syncable], ticket: Ticket | None) -> None:
         """The store's sync policy: its logs are fsynced per --fsync with the journals,
         and a commit's ticket resolves once that is done (see ``_commit``)."""
         if ticket is None:  # written through, outside a commit (never under --fsync always)
