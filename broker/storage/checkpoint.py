@@ -40,6 +40,9 @@ FLUSH_BYTES: Final = 64 * 1024
 DIRECT_BYTES: Final = 16 * 1024
 CHECKPOINT_BYTES: Final = 32 * 1024 * 1024
 CHECKPOINT_SECONDS: Final = 1.0
+CHECKPOINT_FLUSHES: Final = 256
+"""Topics a checkpoint writes after one commit at most: with 10,000 topics it takes a few
+dozen commits, rather than stopping the loop for one long run of writes."""
 REPLAY_GAP: Final = "records missing from the write-ahead log"
 
 
@@ -56,6 +59,9 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._unsynced: list[TopicLog] = []  # a failed checkpoint's logs, for the next one
         self._running: Future[None] | None = None
+        self._draining: list[TopicLog] = []  # a checkpoint's topics still to write
+        self._older: list[pathlib.Path] | None = None  # its files, once they are written
+        self._flush_failed = False
         self._executor: ThreadPoolExecutor | None = None
         self._started = time.monotonic()
         self._logged = 0  # bytes logged since the last checkpoint began
@@ -109,7 +115,10 @@ class Checkpointer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def maybe_checkpoint(self) -> None:
-        """After a commit: start a checkpoint if the log grew or aged enough."""
+        """After a commit: go on with a checkpoint, or start one if the log grew or aged enough."""
+        if self._older is not None:
+            self._drain()
+            return
         if self._running is not None:
             if not self._running.done():
                 return
@@ -118,26 +127,38 @@ class Checkpointer:
             not self._logged or time.monotonic() - self._started < CHECKPOINT_SECONDS
         ):
             return  # (checked after commits only: an idle log waits for the next one, or close)
-        self._running = self._checkpoint()
-
-    def _checkpoint(self) -> Future[None] | None:
-        """Start a new log file, write every logged line to its segment (loop thread), then
-        fsync and drop the older files in the worker."""
         self._logged = 0
         try:
-            older = self.wal.rotate()
+            self._older = self.wal.rotate()
         except OSError as exc:
             log.error("wal_rotate_failed", error=str(exc))
-            return None
-        flushed = all([self.flush(t) for t in list(self._unflushed)])
+            return
+        self._draining = list(self._unflushed)
+        self._flush_failed = False
+        self._drain()
+
+    def _drain(self) -> None:
+        """Write the lines the older files hold to their segments, ``CHECKPOINT_FLUSHES``
+        topics at a time (loop thread); once all are, fsync and drop in the worker."""
+        todo, unflushed = self._draining, self._unflushed
+        n = 0
+        while todo and n < CHECKPOINT_FLUSHES:
+            topic_log = todo.pop()
+            if topic_log in unflushed:  # not written meanwhile (a read, the threshold...)
+                self._flush_failed = not self.flush(topic_log) or self._flush_failed
+                n += 1
+        if todo:
+            return
+        older, self._older = self._older or [], None
         with self._lock:
             logs = [*self._written, *self._unsynced]
             self._unsynced = []
         self._written = {}
-        drop = [p for p in older if p not in self._kept] if flushed and not self._held else []
+        keep = self._flush_failed or self._held
+        drop = [] if keep else [p for p in older if p not in self._kept]
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="linemq-checkpoint")
-        return self._executor.submit(self._finish, logs, drop)
+        self._running = self._executor.submit(self._finish, logs, drop)
 
     def _finish(self, logs: list[TopicLog], drop: list[pathlib.Path]) -> None:
         """fsync the segments, then unlink the log files they cover (a worker thread).
@@ -163,6 +184,8 @@ class Checkpointer:
             self._running = None
         if self._executor is not None:
             self._executor.shutdown()
+        self._draining = []
+        self._older = None
         self._unflushed.clear()
         self._written.clear()
         try:

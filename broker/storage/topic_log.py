@@ -318,6 +318,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         pending = self._pending
         if not pending or self._active is None or self._failing:
             return False  # (a segment that cannot be written fails its publishes at once)
+        if len(pending) == 1:  # nearly always: a commit's records, one batch
+            batch = pending[0]
+            return batch.nbytes < limit and not batch.new_segment
         if sum(b.nbytes for b in pending) >= limit:
             return False
         return not any(b.new_segment for b in pending)

@@ -3,10 +3,13 @@ and what a crash, a torn tail or a damaged line in it costs."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
+from linemq.broker.storage import checkpoint
 from linemq.broker.storage.checkpoint import FLUSH_BYTES
 from linemq.broker.storage.damage import LOST_OFFSETS, RECORD, DamageReport
 from linemq.broker.storage.records import StorageError
@@ -94,6 +97,32 @@ async def test_a_topic_past_the_flush_threshold_writes_its_segment_and_reads_fro
     records = await store.offset_at("quiet", 0.0)
     assert records == 1
     store.close()
+
+
+async def test_a_checkpoint_writes_every_topic_then_drops_the_log_files_it_covers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_SECONDS", 0.0)  # after every commit
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_FLUSHES", 2)  # two topics a commit
+    store = opened(tmp_path)
+    topics = "abcde"
+    await publish(store, {t: ["0"] for t in topics})
+    await publish(store, {t: ["1"] for t in topics})  # logged; a checkpoint begins
+    first = wal_files(tmp_path)[0]
+    assert sum(b'"msg":"1"' in segment_text(tmp_path, t) for t in topics) == 2
+    for n in range(2, 5):
+        await publish(store, {"a": [str(n)]})
+    assert all(b'"msg":"1"' in segment_text(tmp_path, t) for t in topics)
+    deadline = time.monotonic() + 10
+    while first.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not first.exists(), "dropped once the segments were synced"
+    crash(store)
+    again = opened(tmp_path)
+    assert await texts(again, "a") == ["0", "1", "2", "3", "4"]
+    for t in "bcde":
+        assert await texts(again, t) == ["0", "1"]
+    again.close()
 
 
 async def test_a_torn_log_tail_is_cut_and_what_is_whole_before_it_is_kept(
