@@ -603,6 +603,16 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         for ``flush`` (one write per segment however many commits logged them)."""
         batches, self._pending = self._pending, []
         unflushed = self._unflushed
+        if len(batches) == 1 and unflushed:  # nearly always: more lines for the same write
+            batch = batches[0]
+            records = batch.records
+            if records:
+                self._unflushed_bytes += batch.nbytes
+                unflushed[-1].absorb(batch)
+                with self._lock:
+                    self._written_last = records[-1].offset
+                    self._tail.extend(records)
+            return
         shown: list[Record] = []
         for batch in batches:
             if not batch.records:
