@@ -37,7 +37,7 @@ from linemq.broker.storage.wal_replay import read_frames
 log = structlog.get_logger(__name__)
 
 FLUSH_BYTES: Final = 64 * 1024
-DIRECT_BYTES: Final = 16 * 1024
+DIRECT_BYTES: Final = 4 * 1024
 CHECKPOINT_BYTES: Final = 32 * 1024 * 1024
 CHECKPOINT_SECONDS: Final = 1.0
 CHECKPOINT_FLUSHES: Final = 256
