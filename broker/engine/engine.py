@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -52,7 +53,6 @@ from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.state_store import StateStore
 from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.ticket import Appended, Ticket
-from linemq.broker.storage.topic_log import TopicLog
 
 log = structlog.get_logger(__name__)
 
@@ -325,7 +325,7 @@ class Engine:
             self._appended = True
             self.schedule()
 
-    def _logs_written(self, logs: list[TopicLog], ticket: Ticket | None) -> None:
+    def _logs_written(self, logs: Sequence[Syncable], ticket: Ticket | None) -> None:
         """The store's sync policy: its logs are fsynced per --fsync with the journals,
         and a commit's ticket resolves once that is done (see ``_commit``)."""
         if ticket is None:  # written through, outside a commit (never under --fsync always)

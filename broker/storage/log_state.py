@@ -54,6 +54,7 @@ class Batch:
     nbytes: int = 0
     records: list[Record] = field(default_factory=list)
     index: list[tuple[int, int]] = field(default_factory=list)
+    shown: bool = False  # its records are in the write-ahead log, and visible to reads
 
     def add(self, line: bytes, record: Record) -> None:
         """One record's line, with an index entry if ``index_due`` says so."""
@@ -86,3 +87,14 @@ class Batch:
         self.records += records
         self.nbytes = starts[-1] - self.start_size
         self.has_records = self.has_records or bool(records)
+
+    def absorb(self, later: Batch) -> None:
+        """Take ``later``'s lines (the next ones of this segment): one write for both.
+
+        Only the last record is kept: a batch in the write-ahead log already gave its
+        records to reads, and writing it needs only where it ends."""
+        self.chunks += later.chunks
+        self.nbytes += later.nbytes
+        self.index += later.index
+        self.last_index_pos = later.last_index_pos
+        self.records = later.records[-1:]

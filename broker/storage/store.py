@@ -7,10 +7,11 @@ import itertools
 import pathlib
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 
+from linemq.broker.storage.checkpoint import DIRECT_BYTES, Checkpointer, replay
 from linemq.broker.storage.damage import UNOPENABLE, Damage, DamageReport
 from linemq.broker.storage.handles import HandleBudget, budget_for
 from linemq.broker.storage.log_store import READ_BYTES, Commit, Footprint
@@ -18,6 +19,7 @@ from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.ticket import Appended, Ticket, failed_ticket
 from linemq.broker.storage.tombstones import load_floors, remove_directory, write_tombstone
 from linemq.broker.storage.topic_log import DEFAULT_SEGMENT_BYTES, TopicLog, check_topic_name
+from linemq.broker.storage.wal import WAL_DIR
 
 log = structlog.get_logger(__name__)
 
@@ -28,12 +30,19 @@ class TopicUnavailable(StorageError, OSError):
     """A topic whose files could not be opened at start-up: left as they are, not served."""
 
 
-SyncPolicy = Callable[[list[TopicLog], "Ticket | None"], None]
-"""Told which logs a commit wrote (``ticket``: the commit's) or a write-through wrote
-(``ticket`` None); it fsyncs them per --fsync and resolves the ticket once that is done."""
+class Syncable(Protocol):
+    """A file written to the OS that an fsync (in a worker thread) makes durable."""
+
+    def sync(self) -> None: ...
 
 
-def resolve_when_written(logs: list[TopicLog], ticket: Ticket | None) -> None:
+SyncPolicy = Callable[[Sequence[Syncable], "Ticket | None"], None]
+"""Told which files a commit wrote (``ticket``: the commit's: the write-ahead log, and
+segments written directly) or a write-through wrote (``ticket`` None); it fsyncs them
+per --fsync and resolves the ticket once that is done."""
+
+
+def resolve_when_written(logs: Sequence[Syncable], ticket: Ticket | None) -> None:
     """The policy of a store used alone (tests, tools): written to the OS counts as durable."""
     if ticket is not None:
         ticket.resolve()
@@ -44,13 +53,19 @@ def as_storage_error(exc: Exception) -> StorageError:
 
 
 class FileStore:
-    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``log_store.Store``."""
+    """Topic logs under ``<data_dir>/topics/<topic>/``; implements ``log_store.Store``.
+
+    With ``wal`` (the default) a commit's small appends go to the shared write-ahead
+    log in one write and reach the segments later (checkpoint.py); without it each
+    touched segment is written at once. Either way a log left by a crash is replayed.
+    """
 
     def __init__(
         self,
         data_dir: pathlib.Path,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         damage: DamageReport | None = None,
+        wal: bool = True,
     ) -> None:
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
@@ -68,6 +83,8 @@ class FileStore:
         self.sync_policy: SyncPolicy = resolve_when_written
         self._ticket = Ticket()
         self._appended: dict[TopicLog, list[Record]] = {}  # since the last commit
+        self._use_wal = wal
+        self._wal: Checkpointer | None = None  # set by open
 
     def open(self) -> None:
         """Recover every topic; each costs a look at its last segment, not its whole log.
@@ -91,12 +108,45 @@ class FileStore:
             except (OSError, StorageError, ValueError) as exc:
                 self._broken[name] = str(exc)
                 self.damage.report(Damage(UNOPENABLE, str(entry), topic=name, reason=str(exc)))
+        folder = self.data_dir / WAL_DIR
+        kept, seq = replay(folder, self.damage, self._log_for_replay, self._replay_failed)
+        if self._use_wal:
+            self._wal = Checkpointer(folder, kept)
+            self._wal.wal.start(seq)
         log.info(
             "store_opened",
             data_dir=str(self.data_dir),
             topics=len(self._logs),
             unopenable=len(self._broken),
         )
+
+    def _log_for_replay(self, name: str, last: int) -> TopicLog | bool:
+        """The log to put a frame's records back into; False: they must not come back
+        (a deleted topic's, a name no topic has); True: keep them for a later start."""
+        if name in self._broken:
+            return True
+        existing = self._logs.get(name)
+        if existing is not None:
+            return existing
+        try:
+            check_topic_name(name)
+        except ValueError:
+            return False
+        if last < self._floors.get(name, 1):  # a deleted topic's records
+            return False
+        try:
+            return self.topic(name)
+        except (OSError, StorageError) as exc:
+            self._broken[name] = str(exc)
+            return True
+
+    def _replay_failed(self, topic_log: TopicLog, exc: Exception) -> None:
+        """A topic that could not take the log's records is not served: they stay in it."""
+        name = topic_log.name
+        self._logs.pop(name, None)
+        self._broken[name] = f"write-ahead log replay failed: {exc}"
+        where = str(self.topics_dir / name)
+        self.damage.report(Damage(UNOPENABLE, where, topic=name, reason=self._broken[name]))
 
     def _open_log(self, name: str) -> TopicLog:
         return TopicLog.open(self.topics_dir, name, self._segment_bytes, self.damage, self.handles)
@@ -135,7 +185,10 @@ class FileStore:
         ``bury`` has removed its files. Nothing may append to the log returned."""
         with self._lock:
             self._deleting.add(name)
-            return self._logs.pop(name, None)
+            detached = self._logs.pop(name, None)
+        if detached is not None and self._wal is not None:
+            self._wal.forget(detached)
+        return detached
 
     def bury(self, name: str, topic_log: TopicLog | None) -> None:
         """Close a detached log, record its next offset, remove its files (blocking: a worker
@@ -213,8 +266,9 @@ class FileStore:
         return ticket
 
     def commit(self) -> Commit:
-        """Write what was appended since the last commit: one write per touched segment
-        file, however many appends and topics; then the sync policy resolves the ticket.
+        """Write what was appended since the last commit, then the sync policy resolves
+        the ticket: every topic's small appends in one write to the write-ahead log, and
+        a topic with ``DIRECT_BYTES`` or more in one write to its own segment.
 
         A topic whose write fails keeps nothing of it (see ``TopicLog.write``) and has
         its error in the ticket; the other topics are written all the same.
@@ -222,17 +276,45 @@ class FileStore:
         appended, self._appended = self._appended, {}
         done = Commit(self._ticket)
         self._ticket = Ticket()
-        logs: list[TopicLog] = []
-        for log_, records in appended.items():
+        wal = self._wal
+        direct: list[Syncable] = []
+        to_log: list[TopicLog] = []
+        failed: dict[TopicLog, StorageError] = {}
+        for log_ in appended:
+            if wal is not None and log_.loggable(DIRECT_BYTES):
+                to_log.append(log_)
+                continue
             try:
                 log_.write()
             except StorageError as exc:
-                done.ticket.failed(log_.name, exc)
-                done.failed[log_.name] = records
+                failed[log_] = exc
             else:
+                direct.append(log_)
+                if wal is not None:
+                    wal.wrote(log_)
+        if to_log:
+            assert wal is not None
+            try:
+                wal.log(to_log)
+            except StorageError as exc:
+                log.error("wal_write_failed", error=str(exc), topics=len(to_log))
+                for log_ in to_log:
+                    log_.drop_pending()
+                    failed[log_] = exc
+            else:
+                for log_ in to_log:
+                    wal.logged(log_)
+                direct.append(wal.wal)
+        for log_, records in appended.items():
+            error = failed.get(log_)
+            if error is None:
                 done.written[log_.name] = records
-                logs.append(log_)
-        self.sync_policy(logs, done.ticket)
+            else:
+                done.ticket.failed(log_.name, error)
+                done.failed[log_.name] = records
+        self.sync_policy(direct, done.ticket)
+        if wal is not None:
+            wal.maybe_checkpoint()
         return done
 
     def write_through(
@@ -243,13 +325,23 @@ class FileStore:
         log_ = self._logs.get(topic)
         if log_ is None or log_ in self._appended:
             return None
+        wal = self._wal
+        if wal is not None and log_.unflushed_bytes and not wal.flush(log_):
+            return None
         try:
             record = log_.write_one(msg, ts, id, written)
         except (OSError, StorageError, ValueError) as exc:
             raise as_storage_error(exc) from exc
         if record is not None:
+            if wal is not None:
+                wal.wrote(log_)
             self.sync_policy([log_], None)
         return record
+
+    def _on_disk(self, log_: TopicLog) -> None:
+        """Before a read of ``log_``'s segment files: they get what the write-ahead log has."""
+        if self._wal is not None:
+            self._wal.flush_before_read(log_)
 
     def last_offset(self, topic: str) -> int:
         log_ = self._logs.get(topic)
@@ -268,15 +360,22 @@ class FileStore:
         cached = log_.read_cached(start, max_count, max_bytes)
         if cached is not None:
             return cached
+        self._on_disk(log_)
         return await asyncio.to_thread(log_.read, start, max_count, max_bytes)
 
     async def read_last(self, topic: str, n: int) -> list[Record]:
         log_ = self._logs.get(topic)
-        return [] if log_ is None else await asyncio.to_thread(log_.read_last, n)
+        if log_ is None:
+            return []
+        self._on_disk(log_)
+        return await asyncio.to_thread(log_.read_last, n)
 
     async def offset_at(self, topic: str, ts: float) -> int:
         log_ = self._logs.get(topic)
-        return 1 if log_ is None else await asyncio.to_thread(log_.offset_at, ts)
+        if log_ is None:
+            return 1
+        self._on_disk(log_)
+        return await asyncio.to_thread(log_.offset_at, ts)
 
     def footprint(self, topic: str) -> Footprint:
         log_ = self._logs.get(topic)
@@ -290,6 +389,7 @@ class FileStore:
         log_ = self._logs.get(topic)
         if log_ is None:
             return 0
+        self._on_disk(log_)
         result = log_.apply_retention(max_bytes, max_age, now, delete=False)
         if result.paths:
             await asyncio.to_thread(log_.delete_files, list(result.paths))
@@ -301,6 +401,7 @@ class FileStore:
         log_ = self._logs.get(topic)
         if log_ is None:
             return 0
+        self._on_disk(log_)
         by_size = None if max_age else 0  # 0 bytes allowed: every sealed segment is a candidate
         candidates = await asyncio.to_thread(log_.expired_segments, by_size, max_age, now)
         prefix = list(itertools.takewhile(lambda s: s.last_offset < floor, candidates))
@@ -315,6 +416,7 @@ class FileStore:
         log_ = self._logs.get(topic)
         if log_ is None:
             return 0
+        self._on_disk(log_)
         result = log_.purge_segments()
         await asyncio.to_thread(log_.delete_files, list(result.paths))
         return result.records
@@ -334,6 +436,14 @@ class FileStore:
         return log_ is not None and log_.advance_to(next_offset, reason)
 
     def close(self) -> None:
+        """Close every log (each writes and fsyncs what it holds), then drop the
+        write-ahead log: an older broker reads the data dir as it finds it."""
+        if self._wal is None:
+            self._close_logs()
+        else:
+            self._wal.close(self._close_logs)
+
+    def _close_logs(self) -> None:
         """Close every log, reporting the first failure only after trying them all."""
         first: BaseException | None = None
         for t in list(self._logs.values()):

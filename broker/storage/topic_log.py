@@ -47,6 +47,7 @@ from linemq.broker.storage.segment import (
 from linemq.broker.storage.segment_scan import LineScan, Report, read_segment
 from linemq.broker.storage.tail_cache import TailCache
 from linemq.broker.storage.time_index import TimeLookupMixin
+from linemq.broker.storage.wal import frame_header
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,10 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         self._written_last = 0
         self._meta_last = 0  # see meta_last_offset
         self._pending: list[Batch] = []
+        self._unflushed: list[Batch] = []  # in the write-ahead log, not yet in a segment
+        self._unflushed_bytes = 0
+        self._name_bytes = self.name.encode()
+        self._failing = False  # the last write to the segment failed
         self._tail = TailCache(1)
         self._sealed = SealedCache(self._dir, on_header_damage=self._header_damaged)
         self._unsynced_fds: list[int] = []  # sealed segments' fds, owned until fsynced
@@ -298,12 +303,32 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of every segment's .log and .idx, from a running total (no file is touched)."""
-        return self._total
+        """Bytes of every segment's .log and .idx, from a running total (no file is touched),
+        with the lines the write-ahead log holds for them."""
+        return self._total + self._unflushed_bytes
 
     @property
     def segment_count(self) -> int:
         return len(self._bases)
+
+    def loggable(self, limit: int) -> bool:
+        """Whether the pending records go to the write-ahead log: fewer than ``limit`` bytes,
+        only extending the active segment (a new topic's first records and a roll write
+        their files at once, so segment files, their names and count are always current)."""
+        pending = self._pending
+        if not pending or self._active is None or self._failing:
+            return False  # (a segment that cannot be written fails its publishes at once)
+        if len(pending) == 1:  # nearly always: a commit's records, one batch
+            batch = pending[0]
+            return batch.nbytes < limit and not batch.new_segment
+        if sum(b.nbytes for b in pending) >= limit:
+            return False
+        return not any(b.new_segment for b in pending)
+
+    @property
+    def unflushed_bytes(self) -> int:
+        """Bytes in the write-ahead log that are not in a segment file yet (see ``flush``)."""
+        return self._unflushed_bytes
 
     # -- appending ---------------------------------------------------------------------------
 
@@ -353,6 +378,12 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         return batch
 
     def _batch_for_active(self, offset: int) -> Batch:
+        if self._unflushed:  # the segment ends where the logged lines will end
+            last = self._unflushed[-1]
+            end = last.start_size + last.nbytes
+            batch = Batch(last.base, False, end, last.last_index_pos, True)
+            self._pending.append(batch)
+            return batch
         seg = self._active
         if seg is None:
             return self._new_segment_batch(offset)
@@ -381,7 +412,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         does: once the OS has the record, before the bookkeeping.
         """
         seg = self._active
-        if self._pending or seg is None:
+        if self._pending or self._unflushed or seg is None:
             return None
         if seg.log_fd < 0:
             self._reopen(seg)
@@ -401,6 +432,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         except OSError as exc:
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             log.error("topic_write_failed", topic=self.name, error=str(exc), records_dropped=1)
+            self._failing = True  # until a write succeeds: see ``loggable``
             raise StorageError(str(exc)) from exc
         record = Record(offset, id, ts, msg)
         self._last = offset
@@ -413,7 +445,13 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
 
         ``written`` runs once every pending byte is with the OS and before the last
         batch's bookkeeping: a lone publish's reply leaves without waiting for it.
+        What the write-ahead log holds for the segments goes first (``flush``).
         """
+        try:
+            self.flush()
+        except StorageError:
+            self.drop_pending()
+            raise
         batches, self._pending = self._pending, []
         last = batches[-1] if batches else None
         for batch in batches:
@@ -433,6 +471,7 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                     records_dropped=self._last - self._written_last,
                 )
                 self._last = self._written_last
+                self._failing = True  # until a write succeeds: see ``loggable``
                 raise StorageError(str(exc)) from exc
         if written is not None and (last is None or not last.records):
             written()  # the last batch wrote nothing: all there is already went out
@@ -452,7 +491,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         except OSError:
             self._undo(seg.log_fd, seg.size, seg.idx_fd, seg.idx_size)
             raise
-        self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
+        self._commit(
+            seg, batch.records, batch.index, batch.nbytes, len(entries), written, batch.shown
+        )
 
     def _undo(self, log_fd: int, size: int, idx_fd: int, idx_size: int) -> None:
         for fd, keep in ((log_fd, size), (idx_fd, idx_size)):
@@ -498,7 +539,9 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         if self._handles is not None:
             self.handle_recent = True
             self._handles.opened(self)
-        self._commit(seg, batch.records, batch.index, batch.nbytes, len(entries), written)
+        self._commit(
+            seg, batch.records, batch.index, batch.nbytes, len(entries), written, batch.shown
+        )
 
     def _roll_empty(self, base: int) -> None:
         """Start a header-only segment at ``base``: where a purged log's offsets go on."""
@@ -516,9 +559,11 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
         nbytes: int,
         idx_bytes: int,
         written: Callable[[], None] | None = None,
+        shown: bool = False,
     ) -> None:
         """Account for records (and index entries) the OS has; ``written`` first (see
-        ``write``), and the accounting even if it raises."""
+        ``write``), and the accounting even if it raises. ``shown``: reads saw them
+        already, from the write-ahead log (``logged``)."""
         try:
             if written is not None:
                 written()
@@ -531,11 +576,101 @@ class TopicLog(RetentionMixin, TimeLookupMixin):
                 self._sizes[seg.base] += nbytes + idx_bytes
                 self._total += nbytes + idx_bytes
                 self._dirty = True
+                self._failing = False
                 if records:  # a purge's fresh segment is committed with its header only
                     seg.last_offset = records[-1].offset
                     self._active_ts = records[-1].ts
-                    self._written_last = seg.last_offset
+                    if not shown:
+                        self._written_last = seg.last_offset
+                        self._tail.extend(records)
+
+    # -- the write-ahead log (wal.py): lines logged now, written to segments later -----------
+
+    def wal_frame(self) -> list[bytes]:
+        """The pending records as one frame of the write-ahead log: its header, then the
+        lines the segments will get (``logged`` once it is written, ``drop_pending`` if not)."""
+        chunks: list[bytes] = []
+        first = nbytes = 0
+        for batch in self._pending:  # never a new segment's: see ``loggable``
+            if batch.records:
+                first = first or batch.records[0].offset
+                chunks += batch.chunks
+                nbytes += batch.nbytes
+        return [frame_header(self._name_bytes, first, self._last - first + 1, nbytes), *chunks]
+
+    def logged(self) -> None:
+        """The write-ahead log has the pending records: reads see them now, and they wait
+        for ``flush`` (one write per segment however many commits logged them)."""
+        batches, self._pending = self._pending, []
+        unflushed = self._unflushed
+        if len(batches) == 1 and unflushed:  # nearly always: more lines for the same write
+            batch = batches[0]
+            records = batch.records
+            if records:
+                self._unflushed_bytes += batch.nbytes
+                unflushed[-1].absorb(batch)
+                with self._lock:
+                    self._written_last = records[-1].offset
                     self._tail.extend(records)
+            return
+        shown: list[Record] = []
+        for batch in batches:
+            if not batch.records:
+                continue
+            shown += batch.records
+            self._unflushed_bytes += batch.nbytes
+            if unflushed:  # the same segment: see ``loggable``
+                unflushed[-1].absorb(batch)
+            else:
+                batch.shown = True
+                batch.records = batch.records[-1:]
+                unflushed.append(batch)
+        if shown:
+            with self._lock:
+                self._written_last = shown[-1].offset
+                self._tail.extend(shown)
+
+    def drop_pending(self) -> None:
+        """Forget the pending records (their write failed): their offsets are given out again."""
+        first = next((b.records[0].offset for b in self._pending if b.records), 0)
+        self._pending = []
+        if first:
+            self._last = first - 1
+
+    def flush(self) -> bool:
+        """Write what the write-ahead log holds to the segment files (loop thread, like
+        ``write``); True if anything was written. On failure what was not written stays
+        to be written again: the log still has it."""
+        wrote = False
+        while self._unflushed:
+            batch = self._unflushed[0]
+            try:
+                self._write_active(batch)
+            except OSError as exc:
+                log.error("topic_flush_failed", topic=self.name, error=str(exc))
+                self._failing = True  # until a write succeeds: see ``loggable``
+                raise StorageError(str(exc)) from exc
+            del self._unflushed[0]
+            self._unflushed_bytes -= batch.nbytes
+            wrote = True
+        return wrote
+
+    def restore(self, records: Sequence[tuple[bytes, Record]], last: int, reason: str) -> None:
+        """Recovery: records the write-ahead log holds past this log's end, placed as appends
+        place them (``write`` then writes them). Offsets missing before a record, and up to
+        ``last`` (the last the log handed out), are never given out again (``advance_to``)."""
+        batch = self._pending[-1] if self._pending else None
+        for line, record in records:
+            offset = record.offset
+            if offset <= self._last:
+                continue
+            if offset > self._last + 1:
+                self.advance_to(offset, reason)
+                batch = None
+            batch = self._place_one(batch, line, record)
+            self._last = self._meta_last = offset
+        if last > self._last:
+            self.advance_to(last + 1, reason)
 
     def sync(self) -> None:
         """fsync what was written; safe in a worker thread while the loop appends and writes.

@@ -3,7 +3,8 @@
 ``verify_topics`` only reads. ``repair_topics`` opens each topic the way the broker
 does at start-up (the same recovery code, so it does exactly what a start would:
 cut a torn tail, rewrite a torn header, rebuild the index, start a format-2
-segment after a format-1 one) and says what changed on disk.
+segment after a format-1 one), replays the write-ahead log a crash left into the
+segments, and says what changed on disk.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from linemq.broker.storage.segment import (
     read_head,
 )
 from linemq.broker.storage.segment_scan import LineScan, read_segment
+from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.time_index import line_at
 from linemq.broker.storage.topic_log import TopicLog
+from linemq.broker.storage.wal import WAL_DIR, list_wal
+from linemq.broker.storage.wal_replay import read_frames
 
 
 def _topic_dirs(data_dir: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
@@ -53,7 +57,16 @@ def verify_topics(data_dir: pathlib.Path) -> list[Damage]:
         bases = list_segments(topic_dir)
         for i, base in enumerate(bases):
             found += _verify_segment(topic, topic_dir, base, newest=i == len(bases) - 1)
-    return found
+    return found + _verify_wal(data_dir)
+
+
+def _verify_wal(data_dir: pathlib.Path) -> list[Damage]:
+    """Lines of the write-ahead log a crash left that fail their check (see wal_replay)."""
+    report = DamageReport()
+    for _seq, path in list_wal(data_dir / WAL_DIR):
+        for _frame in read_frames(path, report, cut_tail=False):
+            pass
+    return report.recent()
 
 
 def _verify_segment(topic: str, topic_dir: pathlib.Path, base: int, newest: bool) -> list[Damage]:
@@ -119,7 +132,27 @@ def repair_topics(data_dir: pathlib.Path) -> list[str]:
             done.append(f"{topic}: left as it is, it cannot be opened ({exc})")
             continue
         done += _changes(topic_dir, before, _files(topic_dir))
-    return done
+    return done + _replay_wal(data_dir)
+
+
+def _replay_wal(data_dir: pathlib.Path) -> list[str]:
+    """What a start does with the write-ahead log a crash left: its records into the
+    segments, then the log removed."""
+    files = list_wal(data_dir / WAL_DIR)
+    if not files:
+        return []
+    before = {name: _files(topic_dir) for name, topic_dir in _topic_dirs(data_dir)}
+    try:
+        store = FileStore(data_dir, damage=DamageReport(), wal=False)
+        store.open()
+        store.close()
+    except (OSError, StorageError, ValueError) as exc:
+        return [f"{data_dir / WAL_DIR}: left as it is, it cannot be replayed ({exc})"]
+    done = []
+    for name, topic_dir in _topic_dirs(data_dir):
+        done += _changes(topic_dir, before.get(name, {}), _files(topic_dir))
+    gone = [path for _seq, path in files if not path.exists()]
+    return done + [f"{path}: replayed into the segments, removed" for path in gone]
 
 
 def _files(topic_dir: pathlib.Path) -> dict[str, bytes]:

@@ -177,7 +177,7 @@ def test_serve_says_which_sealer_it_runs_and_both_write_the_same_lines(
         f.flush()
         assert f.readline().startswith(b"OK published")
         assert f.readline().startswith(b"OK published")
-    proc.stop()
+    assert proc.terminate() == 0  # a clean stop: the segments have every record
     lines = b"".join(p.read_bytes() for p in sorted((tmp_path / "data").rglob("*.log")))
     records = lines.splitlines(keepends=True)
     assert len(records) == 3  # the header and two records

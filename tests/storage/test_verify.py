@@ -8,8 +8,10 @@ import pathlib
 from storage_helpers import fill, segment_files
 
 from linemq.broker.storage.damage import INDEX, RECORD, SEGMENT
+from linemq.broker.storage.store import FileStore
 from linemq.broker.storage.topic_log import TopicLog
 from linemq.broker.storage.verify import repair_topics, verify_topics
+from linemq.broker.storage.wal import WAL_DIR
 
 
 def _data(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -84,3 +86,25 @@ def test_repair_does_what_a_start_would_and_says_what_it_did(tmp_path: pathlib.P
     assert repair_topics(data) == []
     log = TopicLog.open(data / "topics", "a", 1000)
     assert [r.offset for r in log.read(1, 100)] == list(range(1, 41))
+
+
+async def test_repair_replays_the_write_ahead_log_a_crash_left(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    store = FileStore(data)
+    store.open()
+    for n in range(2):  # the first makes the topics, the second is only in the log
+        batch = {t: [f"{t}{n}"] for t in ("a", "b")}
+        ticket = store.append_batch(batch, 1.0, [f"id{n}a", f"id{n}b"])
+        store.commit()
+        await ticket
+    wal = sorted((data / WAL_DIR).glob("*.wal"))  # the store is left as a kill -9 leaves it
+    wal[-1].write_bytes(wal[-1].read_bytes().replace(b'"msg":"b1"', b'"msg":"b7"'))
+    found = verify_topics(data)
+    assert [(d.kind, d.topic, d.first, d.path) for d in found] == [(RECORD, "b", 2, str(wal[-1]))]
+    done = repair_topics(data)
+    assert done[-1] == f"{wal[-1]}: replayed into the segments, removed"
+    assert any("topics/a/" in line for line in done)
+    assert list((data / WAL_DIR).glob("*.wal")) == []
+    reopened = TopicLog.open(data / "topics", "a")
+    assert [r.msg for r in reopened.read(1, 10)] == ["a0", "a1"]
+    reopened.close()

@@ -7,6 +7,10 @@ journals. Each step reads the original bytes first, so the run knows exactly
 which records it destroyed (by offset and text) and which files it touched,
 and can hold the broker to "damage costs only what it hits, and is reported".
 
+A record cut off the live segment that the broker's write-ahead log (``.wal/``)
+still holds whole is not lost: the next start puts it back, at its offset, so it
+does not count as destroyed.
+
 A cycle damages either the topic's segments or the group's journal, never both:
 a lost segment tail is only safe to renumber past while the group journal still
 holds the cursor (the trace that keeps offsets from being reused), and that is
@@ -93,7 +97,9 @@ def _damage_segments(data_dir: Path, rng: random.Random) -> DiskDamage:
         cut = rng.randint(1, min(room, MAX_CUT))
         keep = len(tail) - cut
         start, _ = _line_around(tail, keep)
-        done.records += _records_in(tail[start:], cut=True)
+        logged = _logged_records(data_dir)
+        cut_off = _records_in(tail[start:], cut=True)
+        done.records += [r for r in cut_off if (r.offset, r.text) not in logged]
         with open(live, "r+b") as f:
             f.truncate(keep)
         done.cut[live] = cut
@@ -125,6 +131,27 @@ def _line_around(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     start = data.rfind(b"\n", 0, pos) + 1
     end = data.find(b"\n", pos + 1 if data[pos : pos + 1] == b"\n" else pos)
     return start, len(data) if end < 0 else end + 1
+
+
+def _logged_records(data_dir: Path) -> set[tuple[int, str]]:
+    """(offset, text) of the topic's records in the write-ahead log: a frame line names
+    the topic of the record lines after it."""
+    held: set[tuple[int, str]] = set()
+    wal = data_dir / ".wal"
+    for path in sorted(wal.glob("*.wal")) if wal.is_dir() else []:
+        topic = None
+        for line in path.read_bytes().split(b"\n"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if "topic" in obj:
+                topic = obj["topic"]
+            elif topic == TOPIC and isinstance(obj.get("offset"), int):
+                held.add((obj["offset"], str(obj.get("msg", ""))))
+    return held
 
 
 def _records_in(chunk: bytes, *, cut: bool) -> list[Destroyed]:
