@@ -45,8 +45,13 @@ log = structlog.get_logger(__name__)
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 Work = Callable[[Conn], object]
+Row = tuple[str, int, bytes]  # (log, seq, data): one write
 
 _INSERT: Final = "INSERT INTO linemq_state_event (log, seq, data) VALUES (%s, %s, %s)"
+_INSERT_ROWS: Final = (
+    "INSERT INTO linemq_state_event (log, seq, data)"
+    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
+)
 _LOGS: Final = (
     "SELECT log, max(seq), coalesce(sum(length(data)), 0) FROM linemq_state_event GROUP BY log"
 )
@@ -62,9 +67,10 @@ class _Kept:
 
 @dataclass(slots=True)
 class _Job:
-    work: Work
+    work: Work | None  # None: ``row`` is the job, inserted with the batch's other rows
     future: concurrent.futures.Future[object]
     owner: PostgresLog | None = None  # told of a failure before the future is
+    row: Row | None = None
 
 
 class PostgresLog:
@@ -140,7 +146,7 @@ class PostgresLog:
         seq, key = kept.next_seq, self._key
         kept.next_seq += 1
         kept.size += len(data)
-        self._last = self._store.submit(lambda c: c.execute(_INSERT, (key, seq, data)), self)
+        self._last = self._store.submit_row((key, seq, data), self)
         return True
 
     def sync(self) -> None:
@@ -253,8 +259,16 @@ class PostgresStateStore:
         self._jobs.put(job)
         return job.future
 
+    def submit_row(self, row: Row, owner: PostgresLog) -> concurrent.futures.Future[object]:
+        """A write: inserted with every other row of its batch in one statement."""
+        job = _Job(None, concurrent.futures.Future(), owner, row)
+        self._jobs.put(job)
+        return job.future
+
     def wait(self, work: Work) -> object:
         """``work``'s result, blocking: for start-up and the synchronous seam methods."""
+        if self._thread is None:
+            raise StorageError("the state store is not open")
         return self.submit(work).result()
 
     async def _barrier(self) -> None:
@@ -278,11 +292,20 @@ class PostgresStateStore:
                 break
 
     def _execute(self, batch: list[_Job]) -> None:
-        results: list[object] = []
+        results: list[object] = [None] * len(batch)
         try:
             conn = self._connect()
-            with conn.transaction():
-                results = [job.work(conn) for job in batch]
+            with conn.pipeline(), conn.transaction():  # one round trip for the batch
+                rows: list[Row] = []
+                for i, job in enumerate(batch):
+                    if job.work is None:
+                        assert job.row is not None
+                        rows.append(job.row)
+                        continue
+                    _insert(conn, rows)  # the writes before it, in order
+                    rows = []
+                    results[i] = job.work(conn)
+                _insert(conn, rows)
         except Exception as exc:
             error = (
                 StorageError(f"storage unavailable: {exc}")
@@ -392,6 +415,13 @@ class PostgresStateStore:
             self._thread.join()
             self._thread = None
         self._disconnect()
+
+
+def _insert(conn: Conn, rows: list[Row]) -> None:
+    if rows:
+        conn.execute(
+            _INSERT_ROWS, ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        )
 
 
 def _group_key(topic: str, group: str) -> str:
