@@ -109,13 +109,15 @@ async def test_group_state_survives_a_new_data_dir_on_the_same_database(
     broker_process: Start, dsn: str, tmp_path: Path
 ) -> None:
     """The node's disk is lost: its successor on the same database knows what was acked,
-    and which publisher ids it stored."""
+    which publisher ids it stored, and its repeatable jobs."""
     proc = broker_process("--store", dsn, *FAST, "--fsync", "always")
     worker = await member(proc.port, "jobs", "w")
     pub = await Wire.open(proc.port)
     await pub.send("PUT orders 3 id=order-42\nabc\n")
     first = (await pub.line()).split()
     assert first[:3] == ["OK", "published", "1"]
+    await pub.send('SCHEDULE reports nightly 12 cron="0 2 * * *"\nbuild report\n')
+    assert (await pub.line()).startswith("OK scheduled reports nightly next=")
     await pub.send("PUB jobs acked\nPUB jobs unacked\n")
     assert await pub.lines(2) == ["OK published"] * 2
     acked, unacked = await next_msg(worker), await next_msg(worker)
@@ -132,6 +134,10 @@ async def test_group_state_survives_a_new_data_dir_on_the_same_database(
     pub = await Wire.open(proc.port)
     await pub.send("PUT orders 3 id=order-42\nabc\n")
     assert (await pub.line()).split() == ["OK", "duplicate", "1", first[3]], "ids are known"
+    await pub.send("SCHEDULES\n")
+    listed = await pub.until("OK schedules end")
+    assert len(listed) == 2
+    assert listed[0].startswith('SCHEDULE reports nightly cron="0 2 * * *" next=')
 
 
 async def test_kill_9_after_ok_published_loses_nothing(broker_process: Start, dsn: str) -> None:
