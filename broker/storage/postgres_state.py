@@ -399,8 +399,10 @@ class PostgresStateStore:
         )
 
     def close(self) -> None:
-        """Write every open log, wait for the database to commit it all, disconnect."""
+        """Write every open log, wait for the database to commit it all, disconnect
+        (``StorageError`` if these last writes failed; earlier failures were logged)."""
         for opened in self._open.values():
+            opened.error = None
             opened.close()
         self.stop()
         errors = [e for e in (opened.error for opened in self._open.values()) if e is not None]
