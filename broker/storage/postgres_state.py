@@ -9,10 +9,10 @@ A rewrite (compaction, repair) is a DELETE of the rows before the snapshot and a
 INSERT of the snapshot, in one transaction. Dedup markers are rows of
 ``linemq_dedup_marker``.
 
-Database work runs on one thread of its own with a plain psycopg connection, in
-the order it was asked for, like ``PostgresStore``'s: the thread takes every job
-queued so far and runs them in one transaction, so a tick's writes to many logs
-cost one commit. ``write`` only queues (no I/O on the event loop); ``sync`` waits
+Database work runs on a thread of its own (``JobThread``, postgres_jobs.py), in
+the order it was asked for: the thread takes every job queued so far and runs them
+in one transaction, the writes as one INSERT, so a tick's writes to many logs cost
+one round trip and one commit. ``write`` only queues (no I/O on the event loop); ``sync`` waits
 for the log's writes to be committed (``--fsync always`` runs it off the loop).
 Which logs exist, their sizes and next ``seq`` are loaded at ``open`` and kept in
 memory, so a new group's log replays without a query. ``replay`` and
@@ -24,34 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import psycopg
-import structlog
 
 from linemq.broker.storage.checksum import seal
 from linemq.broker.storage.damage import JOURNAL_LINE, Damage, DamageReport
 from linemq.broker.storage.journal import HEADER, scan_journal
+from linemq.broker.storage.postgres_jobs import Conn, JobThread
 from linemq.broker.storage.postgres_schema import migrate
 from linemq.broker.storage.records import StorageError
 from linemq.broker.storage.state_store import EventLog, OnPending, Valid, check_name
 
-log = structlog.get_logger(__name__)
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-Work = Callable[[Conn], object]
-Row = tuple[str, int, bytes]  # (log, seq, data): one write
-
 _INSERT: Final = "INSERT INTO linemq_state_event (log, seq, data) VALUES (%s, %s, %s)"
-_INSERT_ROWS: Final = (
-    "INSERT INTO linemq_state_event (log, seq, data)"
-    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
-)
 _LOGS: Final = (
     "SELECT log, max(seq), coalesce(sum(length(data)), 0) FROM linemq_state_event GROUP BY log"
 )
@@ -63,14 +50,6 @@ class _Kept:
 
     next_seq: int = 1
     size: int = 0
-
-
-@dataclass(slots=True)
-class _Job:
-    work: Work | None  # None: ``row`` is the job, inserted with the batch's other rows
-    future: concurrent.futures.Future[object]
-    owner: PostgresLog | None = None  # told of a failure before the future is
-    row: Row | None = None
 
 
 class PostgresLog:
@@ -114,7 +93,7 @@ class PostgresLog:
             self._damaged = 0
             return []
         key = self._key
-        rows = self._store.wait(
+        rows = self._store.db.wait(
             lambda c: c.execute(
                 "SELECT data FROM linemq_state_event WHERE log = %s ORDER BY seq", (key,)
             ).fetchall()
@@ -146,7 +125,7 @@ class PostgresLog:
         seq, key = kept.next_seq, self._key
         kept.next_seq += 1
         kept.size += len(data)
-        self._last = self._store.submit_row((key, seq, data), self)
+        self._last = self._store.db.submit_row((key, seq, data), self)
         return True
 
     def sync(self) -> None:
@@ -173,7 +152,7 @@ class PostgresLog:
             conn.execute("DELETE FROM linemq_state_event WHERE log = %s AND seq < %s", (key, seq))
             conn.execute(_INSERT, (key, seq, data))
 
-        return self._store.submit(work)
+        return self._store.db.submit(work)
 
     def rewrite_now(self, entries: list[dict[str, object]]) -> None:
         """Blocks until committed: for start-up (``StorageError`` if it was not)."""
@@ -211,115 +190,30 @@ class PostgresStateStore:
         self._open: dict[str, PostgresLog] = {}
         self._on_pending: OnPending | None = None
         self._marked: set[str] = set()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: Conn | None = None
+        self.db = JobThread(dsn, "linemq-pg-state")
 
     def connect(self) -> None:
         """Connect, create or migrate the schema, load what the logs hold; idempotent."""
-        if self._thread is not None:
+        if self.db.running:
             return
         try:
-            conn = self._connect()
+            conn = self.db.connect()
             migrate(conn)
             logs = conn.execute(_LOGS).fetchall()
             marked = conn.execute("SELECT topic FROM linemq_dedup_marker").fetchall()
         except psycopg.Error as exc:
-            self._disconnect()
+            self.db.stop()
             raise StorageError(f"storage unavailable: {exc}") from exc
         except StorageError:
-            self._disconnect()
+            self.db.stop()
             raise
         self.kept = {key: _Kept(int(seq) + 1, int(size)) for key, seq, size in logs}
         self._marked = {topic for (topic,) in marked}
-        self._thread = threading.Thread(target=self._run, name="linemq-pg-state", daemon=True)
-        self._thread.start()
+        self.db.start()
 
     def open(self, on_pending: OnPending) -> None:
         self.connect()
         self._on_pending = on_pending
-
-    def _connect(self) -> Conn:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.dsn, autocommit=True)
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    # -- the database thread -----------------------------------------------------------
-
-    def submit(
-        self, work: Work, owner: PostgresLog | None = None
-    ) -> concurrent.futures.Future[object]:
-        """``work`` on the database thread, after (and committed with) what came before."""
-        job = _Job(work, concurrent.futures.Future(), owner)
-        self._jobs.put(job)
-        return job.future
-
-    def submit_row(self, row: Row, owner: PostgresLog) -> concurrent.futures.Future[object]:
-        """A write: inserted with every other row of its batch in one statement."""
-        job = _Job(None, concurrent.futures.Future(), owner, row)
-        self._jobs.put(job)
-        return job.future
-
-    def wait(self, work: Work) -> object:
-        """``work``'s result, blocking: for start-up and the synchronous seam methods."""
-        if self._thread is None:
-            raise StorageError("the state store is not open")
-        return self.submit(work).result()
-
-    async def _barrier(self) -> None:
-        """Every job queued so far is committed (``StorageError`` if one failed)."""
-        await asyncio.wrap_future(self.submit(lambda c: None))
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            batch, stop = [job], False
-            while True:  # everything queued meanwhile goes in the same transaction
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._execute(batch)
-            if stop:
-                break
-
-    def _execute(self, batch: list[_Job]) -> None:
-        results: list[object] = [None] * len(batch)
-        try:
-            conn = self._connect()
-            with conn.pipeline(), conn.transaction():  # one round trip for the batch
-                rows: list[Row] = []
-                for i, job in enumerate(batch):
-                    if job.work is None:
-                        assert job.row is not None
-                        rows.append(job.row)
-                        continue
-                    _insert(conn, rows)  # the writes before it, in order
-                    rows = []
-                    results[i] = job.work(conn)
-                _insert(conn, rows)
-        except Exception as exc:
-            error = (
-                StorageError(f"storage unavailable: {exc}")
-                if isinstance(exc, psycopg.Error)
-                else exc
-            )
-            log.error("state_write_failed", error=str(exc), jobs=len(batch))
-            for job in batch:
-                if job.owner is not None and isinstance(error, StorageError):
-                    job.owner.failed(error)
-                job.future.set_exception(error)
-            return
-        for job, result in zip(batch, results, strict=True):
-            job.future.set_result(result)
 
     # -- the seam --------------------------------------------------------------------
 
@@ -334,7 +228,7 @@ class PostgresStateStore:
     def forget(self, key: str) -> None:
         """The log's rows go (queued, in order with its writes); it is gone from now on."""
         self.kept.pop(key, None)
-        self.submit(lambda c: c.execute("DELETE FROM linemq_state_event WHERE log = %s", (key,)))
+        self.db.submit(lambda c: c.execute("DELETE FROM linemq_state_event WHERE log = %s", (key,)))
 
     def groups(self) -> list[tuple[str, str]]:
         found = []
@@ -352,12 +246,12 @@ class PostgresStateStore:
         self._delete(_group_key(topic, group))
 
     async def sync_deletes(self, topics: list[str]) -> None:
-        await self._barrier()
+        await self.db.barrier()
 
     async def drop_topic(self, topic: str) -> None:
         """The group logs went one by one (``delete_group``): their DELETEs commit here."""
         check_name(topic)
-        await self._barrier()
+        await self.db.barrier()
 
     def patterns_log(self) -> EventLog:
         return self._log("patterns")
@@ -382,7 +276,7 @@ class PostgresStateStore:
         if topic in self._marked:
             return
         self._marked.add(check_name(topic))
-        self.submit(
+        self.db.submit(
             lambda c: c.execute(
                 "INSERT INTO linemq_dedup_marker (topic) VALUES (%s) ON CONFLICT DO NOTHING",
                 (topic,),
@@ -394,7 +288,7 @@ class PostgresStateStore:
 
     def unmark_dedup(self, topic: str) -> None:
         self._marked.discard(check_name(topic))
-        self.submit(
+        self.db.submit(
             lambda c: c.execute("DELETE FROM linemq_dedup_marker WHERE topic = %s", (topic,))
         )
 
@@ -412,18 +306,7 @@ class PostgresStateStore:
     def stop(self) -> None:
         """Finish the jobs queued so far and disconnect; what is still buffered stays
         unwritten (``close`` writes it first)."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
-        self._disconnect()
-
-
-def _insert(conn: Conn, rows: list[Row]) -> None:
-    if rows:
-        conn.execute(
-            _INSERT_ROWS, ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-        )
+        self.db.stop()
 
 
 def _group_key(topic: str, group: str) -> str:
