@@ -26,6 +26,7 @@ from linemq.broker.logsetup import configure_logging
 from linemq.broker.protocol.durations import parse_duration
 from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import StorageError
+from linemq.broker.storage.state_store import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -426,6 +427,16 @@ def _open_store(uri: str) -> Store:
     return store
 
 
+def _open_state(uri: str) -> StateStore:
+    """Group, pattern, replay and schedule logs and dedup markers in the same database
+    (connected and migrated now, so a failure is reported like the log store's)."""
+    from linemq.broker.storage.postgres_state import PostgresStateStore
+
+    state = PostgresStateStore(uri)
+    state.connect()
+    return state
+
+
 def run(config: Config, store_uri: str | None = None) -> None:
     from linemq.broker.auth import AuthError
     from linemq.broker.server.app import Broker
@@ -440,17 +451,23 @@ def run(config: Config, store_uri: str | None = None) -> None:
 
     async def serve_forever() -> None:
         store: Store | None = None
+        state: StateStore | None = None
         if store_uri is not None:
             try:
                 store = _open_store(store_uri)
+                state = _open_state(store_uri)
             except StorageError as e:
+                if store is not None:
+                    store.close()
                 click.echo(f"linemq: cannot use the PostgreSQL store: {e}", err=True)
                 sys.exit(1)
         try:
-            broker = Broker(config, http=http, store=store)
+            broker = Broker(config, http=http, store=store, state=state)
         except (AuthError, TLSConfigError, ssl.SSLError, OSError) as e:
             if store is not None:
                 store.close()
+            if state is not None:
+                state.close()
             click.echo(f"linemq: {e}", err=True)
             sys.exit(1)
         loop = asyncio.get_running_loop()

@@ -69,7 +69,7 @@ class Engine:
         """``encoder``: the server's wire format, for what delivery sends. ``store``: topic
         logs kept elsewhere than the data directory's files (open already); ``state``:
         groups, replays, schedules and dedup markers kept elsewhere than journal files
-        there (each independently: a PostgreSQL store keeps its state in files)."""
+        there (each independently: ``linemq serve --store`` passes PostgreSQL's both)."""
         self.config = config
         self._replies = replies
         self._encoder = encoder

@@ -46,7 +46,7 @@ What is deliberately not:
 - group, pattern, replay and schedule logs and the dedup markers: the broker's
   state besides its logs is the state seam's (state_store.py), with its own file
   and memory stores, so a store of logs and a store of state can be chosen apart
-  (a broker on PostgreSQL keeps its state in files until issue 24).
+  (``linemq serve --store`` keeps both in PostgreSQL: postgres_state.py).
 - when retention runs and how much a topic may keep: policy, decided above.
 
 Not yet: offsets are given at ``append``, and the views are answered from one

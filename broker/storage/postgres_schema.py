@@ -15,7 +15,7 @@ import psycopg
 
 from linemq.broker.storage.records import StorageError
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _LOCK_KEY: Final = 0x6C696E656D71  # "linemq": the advisory lock migrations run under
 
 # MIGRATIONS[n] takes a database from version n to n + 1.
@@ -41,6 +41,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         # A deleted topic keeps its row, so the name goes on above its old offsets.
         "ALTER TABLE linemq_topic ADD COLUMN deleted boolean NOT NULL DEFAULT false",
+    ),
+    (
+        # The broker's state besides topic logs (postgres_state.py): each event log as
+        # rows of sealed journal lines, one row per write, replayed in ``seq`` order.
+        """CREATE TABLE linemq_state_event (
+            log text NOT NULL,
+            seq bigint NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (log, seq)
+        )""",
+        "CREATE TABLE linemq_dedup_marker (topic text PRIMARY KEY)",
     ),
 )
 

@@ -1,6 +1,6 @@
 """``linemq serve --store postgresql://...``: a real broker process on a real PostgreSQL.
 
-Topics live in the database, groups in --data-dir: what survives a restart, a kill -9
+Topics and the state of groups live in the database: what survives a restart, a kill -9
 and the loss of the data directory, and what a second node, a newer schema, a bad URI
 or an unreachable database get.
 """
@@ -103,6 +103,41 @@ async def test_fanout_groups_history_and_restarts_on_postgres(
     assert await pub.cmd("PUB jobs job-7") == "OK published"
     await pub.send("HISTORY jobs 1\n")
     assert history(await pub.until("OK history end")) == [(8, "job-7")], "offsets go on"
+
+
+async def test_group_state_survives_a_new_data_dir_on_the_same_database(
+    broker_process: Start, dsn: str, tmp_path: Path
+) -> None:
+    """The node's disk is lost: its successor on the same database knows what was acked,
+    which publisher ids it stored, and its repeatable jobs."""
+    proc = broker_process("--store", dsn, *FAST, "--fsync", "always")
+    worker = await member(proc.port, "jobs", "w")
+    pub = await Wire.open(proc.port)
+    await pub.send("PUT orders 3 id=order-42\nabc\n")
+    first = (await pub.line()).split()
+    assert first[:3] == ["OK", "published", "1"]
+    await pub.send('SCHEDULE reports nightly 12 cron="0 2 * * *"\nbuild report\n')
+    assert (await pub.line()).startswith("OK scheduled reports nightly next=")
+    await pub.send("PUB jobs acked\nPUB jobs unacked\n")
+    assert await pub.lines(2) == ["OK published"] * 2
+    acked, unacked = await next_msg(worker), await next_msg(worker)
+    assert await worker.cmd(f"ACK {acked.id}") == "OK ack_received"
+    proc.kill9()
+    assert not list(proc.data_dir.glob("groups/**/*.journal")), "no group state in files"
+
+    proc = broker_process("--store", dsn, *FAST, data_dir=tmp_path / "new-disk")
+    again = await member(proc.port, "jobs", "w")
+    got = await next_msg(again)
+    assert (got.offset, got.text) == (unacked.offset, "unacked"), "the unacked comes back"
+    assert await again.cmd(f"ACK {got.id}") == "OK ack_received"
+    assert await again.silent(0.5), "the acked one is not delivered again"
+    pub = await Wire.open(proc.port)
+    await pub.send("PUT orders 3 id=order-42\nabc\n")
+    assert (await pub.line()).split() == ["OK", "duplicate", "1", first[3]], "ids are known"
+    await pub.send("SCHEDULES\n")
+    listed = await pub.until("OK schedules end")
+    assert len(listed) == 2
+    assert listed[0].startswith('SCHEDULE reports nightly cron="0 2 * * *" next=')
 
 
 async def test_kill_9_after_ok_published_loses_nothing(broker_process: Start, dsn: str) -> None:

@@ -74,10 +74,23 @@ def _memory_kit(request: pytest.FixtureRequest, tmp: Path) -> StateKit:
 
 
 def _postgres_kit(request: pytest.FixtureRequest, tmp: Path) -> StateKit:
-    pytest.skip(
-        "no PostgreSQL state store yet (issue 24): a broker on the PostgreSQL log store "
-        "keeps its group, replay and schedule state in files (FileStateStore)"
-    )
+    from linemq.broker.storage.postgres_state import PostgresStateStore
+
+    dsn = request.getfixturevalue("pg_cluster").create_database()
+    damage = DamageReport()
+    opened: list[PostgresStateStore] = []
+
+    def make() -> StateStore:
+        store = PostgresStateStore(dsn, damage)
+        opened.append(store)
+        return store
+
+    def close_all() -> None:  # the stores a test "crashed" (never closed): let go of them
+        for store in opened:
+            store.stop()
+
+    request.addfinalizer(close_all)
+    return StateKit("postgresql", make, damage)
 
 
 STATE_KITS: dict[str, Callable[[pytest.FixtureRequest, Path], StateKit]] = {
