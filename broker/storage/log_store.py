@@ -51,10 +51,10 @@ What is deliberately not:
   (a broker on PostgreSQL keeps its state in files until issue 24).
 - when retention runs and how much a topic may keep: policy, decided above.
 
-Not yet: the views are answered from one node's memory, and ``PostgresStore``
-still gives offsets at ``append`` from counters it loaded at open (postgres.py
-says how it copes). The broker itself takes offsets from resolved appends only
-(tests/later_store.py ``at_commit`` runs it on a store that gives them at commit).
+``PostgresStore`` gives offsets at commit (the database numbers the records);
+tests/later_store.py ``at_commit`` runs a whole broker on a memory store that does.
+Not yet: the views are answered from one node's memory, so a node does not see
+records another node wrote (postgres.py says what that leaves).
 """
 
 from __future__ import annotations
