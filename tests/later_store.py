@@ -28,6 +28,7 @@ class LaterStore(MemoryStore):
     def __init__(self, *, at_commit: bool = False) -> None:
         super().__init__()
         self.at_commit = at_commit
+        self.offsets_at_commit = at_commit  # log_store.offsets_at_commit
         self.sent: list[Commit] = []
         """Commits not settled yet, in the order they were made."""
         self._batches: dict[Commit, dict[str, tuple[_Log, list[Record]]]] = {}

@@ -264,6 +264,12 @@ class LogStore(Protocol):
     def close(self) -> None: ...
 
 
+def offsets_at_commit(store: object) -> bool:
+    """Whether ``store`` gives offsets only when a commit settles (its class says so with
+    ``offsets_at_commit = True``): then ``last_offset`` counts no record still pending."""
+    return bool(getattr(store, "offsets_at_commit", False))
+
+
 @runtime_checkable
 class Store(LogStore, LogUpkeep, Protocol):
     """All the broker asks of the store it runs on: the log seam and its upkeep."""

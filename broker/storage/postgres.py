@@ -168,6 +168,8 @@ class _Log:
 class PostgresStore(AppendBuffer[_Log]):
     """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
 
+    offsets_at_commit = True
+
     def __init__(self, dsn: str, *, exclusive: bool = False) -> None:
         """``exclusive``: hold the node lock (postgres_node.py) for as long as the store is
         open, so that no second node serves the database meanwhile."""

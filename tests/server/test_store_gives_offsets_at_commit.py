@@ -151,3 +151,11 @@ async def test_a_schedule_fires_and_records_each_firing(broker: Broker) -> None:
     assert int(fields(line)["fired"]) >= 2, "a firing is recorded once its offset is known"
     assert broker.schedules.fire_failures == 0
     assert await w.cmd("UNSCHEDULE ticks beat") == "OK unscheduled ticks beat"
+
+
+@pytest.mark.usefixtures("answering")
+async def test_history_after_a_publish_includes_it(broker: Broker) -> None:
+    w = await Wire.open(broker.port)
+    await w.send("PUB t one\nHISTORY t 10\n")
+    assert await w.line() == "OK published"
+    assert [line.split()[-1] for line in (await w.until("OK history end"))[:-1]] == ["one"]
