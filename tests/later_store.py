@@ -3,28 +3,50 @@
 ``commit`` returns the ``Commit`` unsettled; ``settle`` says what it stored, in any
 order the test picks, and can fail topics. Like a real store, each topic's view
 shows a commit's records only once the topic's earlier commits have settled.
+
+``LaterStore(at_commit=True)`` also gives offsets only when a commit settles, as a
+database several nodes share does (``next_offset`` under the topic's row lock):
+records are appended with offset 0, and the broker learns their offsets from the
+resolved ``Appended``. Then each topic's commits settle in the order they were made
+(the order the row lock serialises them in).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from linemq.broker.storage.log_store import Commit
 from linemq.broker.storage.memory_store import MemoryStore, _Log
-from linemq.broker.storage.records import Record, StorageError
+from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.ticket import Ticket
 
 FAILED = "storage unavailable: the test failed it"
 
 
 class LaterStore(MemoryStore):
-    def __init__(self) -> None:
+    def __init__(self, *, at_commit: bool = False) -> None:
         super().__init__()
+        self.at_commit = at_commit
+        self.offsets_at_commit = at_commit  # log_store.offsets_at_commit
         self.sent: list[Commit] = []
         """Commits not settled yet, in the order they were made."""
         self._batches: dict[Commit, dict[str, tuple[_Log, list[Record]]]] = {}
         self._order: dict[str, deque[tuple[Commit, list[Record]]]] = {}  # by topic, in flight
         self._answered: set[Commit] = set()
+
+    def _append(
+        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
+    ) -> list[Record]:
+        if not self.at_commit:
+            return super()._append(topic, msgs, ts, ids, meta)
+        if len(msgs) != len(ids):
+            raise StorageError("one id per message")
+        log = self._log(topic)
+        records = [Record(0, id, ts, msg, meta) for id, msg in zip(ids, msgs, strict=True)]
+        log.pending += records
+        self._touched[topic] = log
+        return records
 
     def commit(self) -> Commit:
         touched, self._touched = self._touched, {}
@@ -50,7 +72,20 @@ class LaterStore(MemoryStore):
         self.sent.remove(done)
         self._answered.add(done)
         for topic, (log, records) in self._batches.pop(done).items():
-            if topic in fail:
+            if self.at_commit:
+                assert self._order[topic][0][0] is done, "a topic's commits settle in order"
+                if topic in fail:
+                    self._order[topic].popleft()
+                    done.ticket.failed(topic, StorageError(FAILED))
+                    done.failed[topic] = records
+                else:
+                    for record in records:  # the store's own records, not seen by anyone yet
+                        log.last += 1
+                        record.offset = log.last
+                        if record.meta is not None:
+                            log.meta_last_offset = log.last
+                    done.written[topic] = records
+            elif topic in fail:
                 assert self._order[topic][-1][0] is done and not log.pending
                 self._order[topic].pop()
                 log.last = records[0].offset - 1

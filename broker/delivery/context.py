@@ -14,6 +14,7 @@ from linemq.broker.observe.histogram import Histogram
 from linemq.broker.storage.damage import DamageReport
 from linemq.broker.storage.records import Meta, Record
 from linemq.broker.storage.state_store import EventLog, StateStore
+from linemq.broker.storage.ticket import Appended
 
 
 class Sender(Protocol):
@@ -48,7 +49,7 @@ class DeliveryContext:
     loop: asyncio.AbstractEventLoop
     config: Config
     policy: RetryPolicy
-    publish: Callable[[str, str, Meta | None], Record]
+    publish: Callable[[str, str, Meta | None], Appended]
     """Append a message to a topic (used for dead letters and replays)."""
     changed: Callable[[], None]
     """Something was journaled or sent: schedule a commit tick."""
@@ -96,7 +97,7 @@ class DeliveryContext:
         cls,
         loop: asyncio.AbstractEventLoop,
         config: Config,
-        publish: Callable[[str, str, Meta | None], Record],
+        publish: Callable[[str, str, Meta | None], Appended],
         changed: Callable[[], None],
         encoder: Encoder,
         state: StateStore,

@@ -35,8 +35,9 @@ from linemq.broker.protocol.message_options import (
     is_valid_token,
 )
 from linemq.broker.storage.log_store import LogStore
-from linemq.broker.storage.records import Meta, Record
+from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.state_store import EventLog, StateStore
+from linemq.broker.storage.ticket import Appended
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,7 @@ class DeadLetters:
         self,
         store: LogStore,
         state: StateStore,
-        publish: Callable[[str, str, Meta | None], Record],
+        publish: Callable[[str, str, Meta | None], Appended],
         max_letters: int = 0,
     ) -> None:
         self.store = store
@@ -224,6 +225,7 @@ class DeadLetters:
         count = skipped = 0
         offset = self.first_kept(topic)
         marked = False
+        sent: Sent = []
         while dlq is not None:
             records = await self.store.read(topic + ".dlq", offset, READ_CHUNK)
             if not records:
@@ -256,15 +258,17 @@ class DeadLetters:
                     continue
                 if not marked:  # written (to the OS) before any record of this run
                     target = self.store.get(topic)
-                    journal.append({"mark": 1 if target is None else target.last_offset + 1})
+                    journal.append({"mark": 1 if target is None else target.written_offset + 1})
                     journal.write()
                     marked = True
                 meta = _with_pid(meta, f"{REPLAY_PID}{record.offset}")
                 new = self.publish(topic, text, meta)
-                entry = {"dlq": record.offset, "offset": new.offset, "id": new.id, "ts": new.ts}
-                journal.append(entry)
-                replayed[record.offset] = entry
+                first = new.records[0]
+                entry = {"dlq": record.offset, "offset": None, "id": first.id, "ts": first.ts}
+                replayed[record.offset] = entry  # no other run replays it meanwhile
+                sent.append((entry, new))
                 count += 1
+            await _journal_replays(journal, replayed, sent)
             offset = records[-1].offset + 1
         if id is not None and count == 0 and skipped == 0:
             raise DeadLetterNotFound(f"dead letter {id} not found in {topic}.dlq")
@@ -391,3 +395,28 @@ def replay_refusal(text: object, meta: Meta | None) -> str | None:
     if meta.priority not in PRIORITY_NAMES:
         return "invalid priority"
     return None
+
+
+Sent = list[tuple[dict[str, Any], Appended]]
+"""A replay run's republished letters not journaled yet: (journal entry, append)."""
+
+
+async def _journal_replays(
+    journal: EventLog, replayed: dict[int, dict[str, Any]], sent: Sent
+) -> None:
+    """Journal each republished letter once its record is stored, with the offset the
+    store gave it (a store may give offsets only at commit). A record the store failed
+    is not a replay: its letter stays to replay again, and the error goes to the caller."""
+    error: StorageError | None = None
+    for entry, appended in sent:
+        try:
+            record = (await appended)[0]
+        except StorageError as exc:
+            del replayed[entry["dlq"]]
+            error = error or exc
+            continue
+        entry["offset"] = record.offset
+        journal.append(entry)
+    sent.clear()
+    if error is not None:
+        raise error

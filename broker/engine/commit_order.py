@@ -16,9 +16,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 
-from linemq.broker.storage.log_store import Commit, LogStore
+from linemq.broker.storage.log_store import Commit
 from linemq.broker.storage.records import Record
-from linemq.broker.storage.ticket import Ticket
 
 Dispatch = Callable[[str, list[Record], float], None]
 
@@ -26,23 +25,21 @@ Dispatch = Callable[[str, list[Record], float], None]
 class CommitOrder:
     """The commits not dispatched yet, by topic, and those not settled yet, by generation."""
 
-    __slots__ = ("_dispatch", "_forget", "_logs", "_settled", "held", "unsettled")
+    __slots__ = ("_dispatch", "_forget", "_settled", "held", "unsettled")
 
     def __init__(
         self,
-        logs: LogStore,
         dispatch: Dispatch,
         forget: Callable[[str, list[Record]], None],
         settled: Callable[[], None],
     ) -> None:
         """``dispatch`` sends a topic's stored records out; ``forget`` is told what failed
         (the dedup index); ``settled`` is called once a held commit has settled."""
-        self._logs = logs
         self._dispatch = dispatch
         self._forget = forget
         self._settled = settled
-        self.held: dict[str, deque[tuple[Commit, int]]] = {}
-        """By topic: commits not dispatched yet, with the topic's last offset given then."""
+        self.held: dict[str, deque[Commit]] = {}
+        """By topic: commits not dispatched yet."""
         self.unsettled: deque[tuple[int, Commit]] = deque()
         """By generation of the tick that made them: commits the store has not settled."""
 
@@ -57,7 +54,7 @@ class CommitOrder:
             held = self.held.get(topic)
             if held is None:
                 held = self.held[topic] = deque()
-            held.append((done, self._logs.last_offset(topic)))
+            held.append(done)
         done.on_settled(self._on_settled)
 
     def _on_settled(self, done: Commit) -> None:
@@ -66,8 +63,8 @@ class CommitOrder:
         now = time.time()
         for topic in done.topics or [*done.written, *done.failed]:
             held = self.held.get(topic)
-            while held and held[0][0].settled:
-                stored = held.popleft()[0].written.get(topic)
+            while held and held[0].settled:
+                stored = held.popleft().written.get(topic)
                 if stored:
                     self._dispatch(topic, stored, now)
             if not held:
@@ -82,13 +79,6 @@ class CommitOrder:
         if self.unsettled:
             return min(durable_gen, self.unsettled[0][0] - 1)
         return durable_gen
-
-    def ticket_of(self, topic: str, offset: int) -> Ticket | None:
-        """The ticket of the held commit that carries ``offset`` of ``topic``, if one does."""
-        for done, last in self.held.get(topic, ()):
-            if offset <= last:
-                return done.ticket
-        return None
 
     def first_unsettled(self) -> Commit | None:
         return self.unsettled[0][1] if self.unsettled else None

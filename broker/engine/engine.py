@@ -37,7 +37,7 @@ from linemq.broker.delivery.dead_letters import DeadLetters
 from linemq.broker.delivery.router import Router
 from linemq.broker.engine import upkeep
 from linemq.broker.engine.commit_order import CommitOrder
-from linemq.broker.engine.dedup import DedupIndex
+from linemq.broker.engine.dedup import DedupIndex, Seen
 from linemq.broker.engine.durability import Durability, Syncable, Writable
 from linemq.broker.engine.ids import IdGenerator
 from linemq.broker.engine.ports import Publisher, Replies, WriteWaiter
@@ -83,7 +83,7 @@ class Engine:
             self.files.sync_policy = self._logs_written
         self.store: Store = store
         self.logs: LogStore = self.store  # publishing goes through the seam alone
-        self._order = CommitOrder(self.logs, self._dispatch, self._forget, self._commits_settled)
+        self._order = CommitOrder(self._dispatch, self._forget, self._commits_settled)
         if state is None:
             state = FileStateStore(
                 Path(config.data_dir), sync_each_write=config.fsync == "always", damage=self.damage
@@ -280,17 +280,11 @@ class Engine:
             and not self.durability.replies_wait
         )
 
-    def duplicate(self, topic: str, pid: str, now: float) -> tuple[Record, Ticket | None] | None:
-        """The record an earlier publish with publisher id ``pid`` stored, within the dedup
-        window, and the ticket its commit still waits for (None: it is written)."""
-        seen = self.dedup.lookup(topic, pid, now)
-        if seen is None:
-            return None
-        topic_log = self.store.get(topic)
-        if topic_log is not None and seen.offset > topic_log.written_offset:
-            held = self._order.ticket_of(topic, seen.offset)  # in a commit not dispatched
-            return seen, held or self.logs.ticket  # answered with the original
-        return seen, None
+    def duplicate(self, topic: str, pid: str, now: float) -> Seen | None:
+        """What an earlier publish with publisher id ``pid`` appended, within the dedup
+        window: its ``Appended`` (a repeat waits for it while its ticket is pending, then
+        is answered with its offset) or, read back at start-up, its record."""
+        return self.dedup.lookup(topic, pid, now)
 
     def append(self, topic: str, text: str, meta: Meta, now: float) -> Appended:
         """One record with metadata (a v2 publish), remembered by its publisher id.
@@ -301,11 +295,12 @@ class Engine:
             return appended
         self._appended_now()
         if meta.pid is not None:
-            self.dedup.remember(topic, appended.records[0])
+            self.dedup.remember(topic, appended)
         return appended
 
-    def publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Record:
-        """Dead letters and replays: appended like any publish, with no one waiting.
+    def publish_internal(self, topic: str, msg: str, meta: Meta | None = None) -> Appended:
+        """Dead letters, replays and schedules: appended like any publish, with no reply
+        waiting; awaiting the result gives the record with its offset once committed.
 
         A dead-letter topic counts against --max-topics like any other (ValueError).
         """
@@ -318,7 +313,7 @@ class Engine:
         if appended.ticket.done():
             raise appended.ticket.errors[topic]
         self._appended_now()
-        return appended.records[0]
+        return appended
 
     def _appended_now(self) -> None:
         if not self._appended:

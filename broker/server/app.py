@@ -18,6 +18,7 @@ import structlog
 
 from linemq.broker.auth import Users, exposed_addresses, load_users
 from linemq.broker.config import Config
+from linemq.broker.engine.dedup import first_record
 from linemq.broker.engine.durability import Writable
 from linemq.broker.engine.engine import Engine
 from linemq.broker.engine.pub_batch import PubBatch
@@ -27,7 +28,7 @@ from linemq.broker.server.connection import Connection
 from linemq.broker.server.deliveries import ENCODER
 from linemq.broker.server.face import BrokerFace, HttpServer, StartHttp
 from linemq.broker.server.handlers import Handlers
-from linemq.broker.server.publishing import wait_for
+from linemq.broker.server.publishing import Repeat, wait_for
 from linemq.broker.server.put_records import record_text, stored_meta
 from linemq.broker.server.schedules import Schedules
 from linemq.broker.server.tls import tls_context
@@ -36,7 +37,7 @@ from linemq.broker.storage import checksum
 from linemq.broker.storage.log_store import Store
 from linemq.broker.storage.records import StorageError
 from linemq.broker.storage.state_store import StateStore
-from linemq.broker.storage.ticket import Ticket
+from linemq.broker.storage.ticket import Appended, Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -281,13 +282,12 @@ class Broker:
         now = time.time()
         if put.pid is not None:
             seen = engine.duplicate(put.topic, put.pid, now)
+            if isinstance(seen, Appended) and not seen.ticket.done():
+                wait_for(conn, seen.ticket, (Repeat(seen), b"", 1))  # with the original
+                return
             if seen is not None:
-                record, ticket = seen
-                reply = put_reply(record.offset, record.id, duplicate=True)
-                if ticket is not None:
-                    wait_for(conn, ticket, (put.topic, reply, 1))  # with the original
-                else:
-                    conn.reply(reply)
+                record = first_record(seen)
+                conn.reply(put_reply(record.offset, record.id, duplicate=True))
                 return
         meta = stored_meta(put, now)
         appended = engine.append(put.topic, record_text(put.payload, meta), meta, now)

@@ -49,7 +49,7 @@ from linemq.broker.server.core import Core
 from linemq.broker.server.deliveries import deliveries
 from linemq.broker.server.schedule_verbs import ScheduleVerbs
 from linemq.broker.server.topic_verbs import TopicVerbs, remove_letter
-from linemq.broker.storage.log_store import TopicView
+from linemq.broker.storage.log_store import TopicView, offsets_at_commit
 from linemq.broker.storage.records import Record, StorageError
 
 if TYPE_CHECKING:
@@ -483,6 +483,7 @@ class Handlers:
         """
         slot = conn.reply_later()
         appended = log_.last_offset  # a PUB sent before it is in it, one sent after is not
+        at_commit = offsets_at_commit(self.broker.store)  # then known once its reply is
         read = self.broker.store.read
 
         async def run() -> None:
@@ -490,7 +491,7 @@ class Handlers:
                 return
             if prepare is not None:  # what ``render`` needs loaded first
                 await prepare()
-            last = min(appended, log_.written_offset)
+            last = log_.written_offset if at_commit else min(appended, log_.written_offset)
             offset = max(last - n + 1, log_.first_offset)
             try:
                 while offset <= last:

@@ -9,10 +9,21 @@ from linemq.broker.server.connection import Connection, Slot
 from linemq.broker.storage.records import StorageError
 from linemq.broker.storage.ticket import Appended, Ticket
 
-Piece = tuple[str | list[str] | Appended, bytes, int]
+
+class Repeat:
+    """A PUT repeating a pending one's publisher id: answered as a duplicate of it."""
+
+    __slots__ = ("original",)
+
+    def __init__(self, original: Appended) -> None:
+        self.original = original
+
+
+Piece = tuple[str | list[str] | Appended | Repeat, bytes, int]
 """What a slot answers, in order: ``(topic, reply, count)``; ``(order, reply, n)`` for
 PUBs to several topics, ``order`` naming each one's topic; ``(appended, b"", 1)`` for a
-PUT, whose reply names the offset it was given."""
+PUT, whose reply names the offset it was given (known once the ticket resolved), and
+``(Repeat(appended), b"", 1)`` for its duplicate."""
 
 
 class PubSlot(Slot):
@@ -49,13 +60,15 @@ def render(pieces: list[Piece], errors: dict[str, StorageError]) -> bytes:
             failed = {t: replies.storage_unavailable(e) for t, e in errors.items()}
             out += [failed.get(t, reply) for t in key]
         else:
-            assert isinstance(key, Appended)
-            error = errors.get(key.topic)
+            repeat = type(key) is Repeat
+            appended = key.original if isinstance(key, Repeat) else key
+            assert isinstance(appended, Appended)
+            error = errors.get(appended.topic)
             if error is not None:
                 out.append(replies.storage_unavailable(error))
             else:
-                record = key.records[0]
-                out.append(put_reply(record.offset, record.id, duplicate=False))
+                record = appended.records[0]
+                out.append(put_reply(record.offset, record.id, duplicate=repeat))
     return out[0] if len(out) == 1 else b"".join(out)
 
 

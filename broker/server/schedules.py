@@ -46,6 +46,7 @@ from linemq.broker.server.schedule_times import (
 from linemq.broker.storage.log_store import LogStore
 from linemq.broker.storage.records import Meta, Record, StorageError
 from linemq.broker.storage.state_store import EventLog
+from linemq.broker.storage.ticket import Appended
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +131,7 @@ class Schedules:
         journal: EventLog,
         logs: LogStore,
         dedup: DedupIndex,
-        publish: Callable[[str, str, Meta | None], Record],
+        publish: Callable[[str, str, Meta | None], Appended],
         committed: Callable[[], asyncio.Future[None]],
         *,
         max_schedules: int,
@@ -340,25 +341,26 @@ class Schedules:
         put = dataclasses.replace(spec.put, pid=pid, headers=headers)
         meta = stored_meta(put, now)
         try:
-            record = self.publish(topic, record_text(put.payload, meta), meta)
+            appended = self.publish(topic, record_text(put.payload, meta), meta)
         except (ValueError, OSError, StorageError) as exc:
             self._failed(job, due, exc)
             return
-        self.dedup.remember(topic, record)
+        self.dedup.remember(topic, appended)
         self.fires += 1
-        task = self.loop.create_task(self._settle(job, due, record))
+        task = self.loop.create_task(self._settle(job, due, appended))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, job: Job, due: float, record: Record) -> None:
+    async def _settle(self, job: Job, due: float, appended: Appended) -> None:
         """Journal the firing once its message is durable; a failed write is not a firing."""
-        await self.committed()
+        try:
+            await appended  # stored and durable, with its offset, or the topic's error
+        except StorageError as exc:
+            self._failed(job, due, exc)
+            return
         topic = job.spec.topic
         if self._closed or self.jobs.get((topic, job.spec.name)) is not job:
             return  # stopping (recorded by the re-fire after the restart), or replaced, removed
-        if self.dedup.lookup(topic, job.pid(due), record.ts) is not record:
-            self._failed(job, due, StorageError("the message could not be written"))
-            return
         self._record(job, due, time.time())
 
     def _failed(self, job: Job, due: float, exc: Exception) -> None:

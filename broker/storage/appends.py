@@ -1,8 +1,10 @@
-"""Offsets given at append, records held until the commit: the half of ``LogStore`` that
-``MemoryStore`` and ``PostgresStore`` share.
+"""Records held until the commit: the half of ``LogStore`` that ``MemoryStore`` and
+``PostgresStore`` share.
 
-Both number a topic's records themselves, from a counter they keep per topic, and
-store what a tick appended at its ``commit``; only how a commit stores differs.
+Both store what a tick appended at its ``commit``. ``MemoryStore`` numbers a
+topic's records at append, from a counter it keeps per topic (``_append``);
+``PostgresStore`` overrides ``_append`` and lets the database number them when it
+stores them.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ next ``commit``; the broker commits once per tick, so a store writes (or sends)
 one batch however many publishes and topics it holds. The ticket resolves once
 the batch is durable per the store's policy; a topic that could not be stored
 has its error in it. Offsets count from 1 in each topic, without gaps, in the
-order of the appends.
+order of the appends. A store may give them at ``append`` (the file and memory
+stores) or only when the commit settles (a database several nodes share): callers
+read them from the resolved ``Appended``, never from a record still pending.
 
 A store says what a commit stored when it knows (``Commit``): the file and memory
 stores at once, a database once it has answered. The broker sends subscribers and
@@ -49,10 +51,10 @@ What is deliberately not:
   (``linemq serve --store`` keeps both in PostgreSQL: postgres_state.py).
 - when retention runs and how much a topic may keep: policy, decided above.
 
-Not yet: offsets are given at ``append``, and the views are answered from one
-node's memory. Right for one node on any store; several nodes on one database
-need the database to give offsets at commit (postgres.py says how it copes
-meanwhile).
+``PostgresStore`` gives offsets at commit (the database numbers the records);
+tests/later_store.py ``at_commit`` runs a whole broker on a memory store that does.
+Not yet: the views are answered from one node's memory, so a node does not see
+records another node wrote (postgres.py says what that leaves).
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ class TopicView(Protocol):
     drops, never lowered), ``last_offset`` the last given out (appended, committed or
     not), ``written_offset`` the last a read can see (what was dispatched), and
     ``meta_last_offset`` the last appended with metadata, or higher: records above it
-    are plain, which lets a group skip its scheduler for them.
+    are plain, which lets a group skip its scheduler for them. A store that gives
+    offsets at commit moves ``last_offset`` and ``meta_last_offset`` then.
     """
 
     @property
@@ -203,7 +206,8 @@ class LogStore(Protocol):
         meta: Meta | None = None,
     ) -> Appended:
         """Records for ``topic``, all with ``ts`` (and ``meta``); awaiting the result gives
-        them with their offsets once committed and durable, or raises ``StorageError``."""
+        them with their offsets once committed and durable, or raises ``StorageError``.
+        Their ids and ts are final now; their offsets may be given only at commit."""
         ...
 
     def append_batch(
@@ -218,7 +222,8 @@ class LogStore(Protocol):
         ...
 
     def last_offset(self, topic: str) -> int:
-        """The last offset given out (appended, committed or not); 0 for a new topic."""
+        """The last offset given out (appended, committed or not; for a store that gives
+        offsets at commit, the last committed); 0 for a new topic."""
         ...
 
     def first_offset(self, topic: str) -> int:
@@ -257,6 +262,12 @@ class LogStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def offsets_at_commit(store: object) -> bool:
+    """Whether ``store`` gives offsets only when a commit settles (its class says so with
+    ``offsets_at_commit = True``): then ``last_offset`` counts no record still pending."""
+    return bool(getattr(store, "offsets_at_commit", False))
 
 
 @runtime_checkable

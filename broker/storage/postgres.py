@@ -16,16 +16,15 @@ Where the seam does not fit a networked store, and what this store does instead:
 
 - ``commit()`` returns its ``Commit`` unsettled, and settles it once PostgreSQL
   has answered: the broker dispatches a record only then, and never one the
-  database did not store. Offsets are still given at append, in memory, from
-  counters loaded at ``open`` (one node owns the database for now), and the
-  statement only stores a topic's records if its row still holds the offset
-  this node expected: a fence, so a second writer can never make gaps or reuse
-  offsets in the database. When a topic's batch fails (database gone, fence
-  lost) its publishers get the error through the ticket, nothing of it is
-  delivered, its counter is reloaded from the database and the appends numbered
-  after the failed ones fail too; their offsets are given again. Each topic's
-  view (``written_offset``, the cached records, reads) moves when a commit
-  settles, so it shows only what the database stored.
+  database did not store. Offsets are given by the database, in that statement:
+  each topic's row is moved under its row lock and the records take the offsets
+  it had (``RETURNING``), so any number of writers share one gap-free sequence.
+  A record has offset 0 until its commit settles; the broker reads offsets from
+  the resolved ``Appended``. When a topic's batch fails (database gone) its
+  publishers get the error through the ticket and nothing of it is delivered;
+  nothing appended after it is affected, as no offset was given. Each topic's
+  view (``written_offset``, ``last_offset``, the cached records, reads) moves
+  when a commit settles, so it shows only what the database stored.
 - ``last_offset``, ``first_offset``, ``topics`` and each topic's view are
   synchronous, answered from that cache; right for one node only. A view's cached
   records are what this node stored lately (a ``TailCache``), so groups and fanout
@@ -35,9 +34,9 @@ Where the seam does not fit a networked store, and what this store does instead:
   Bytes per topic (``footprint``) are summed once at ``open``, then kept.
 - ``close()`` is synchronous: it waits for queued commits on the database thread.
 
-For several nodes the seam must change further: offsets given by the database at
-commit (``written`` carrying them at settle), ``last_offset``/``topics`` async or a
-tailed view of the database, ``open``/``close`` async. Until then ``linemq serve
+For several nodes the seam must change further: ``last_offset``/``topics`` async
+or a tailed view of the database (this node's view does not see another's
+records), ``open``/``close`` async. Until then ``linemq serve
 --store`` opens the store ``exclusive``: one node per database (postgres_node.py).
 """
 
@@ -70,34 +69,35 @@ from linemq.broker.storage.ticket import Ticket
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 Job = Callable[[], None]
-_Sent = tuple[str, "_Log", int, list[Record]]  # a topic's records in a commit, and its epoch
+_Sent = tuple[str, "_Log", list[Record], int]  # a topic's records in a commit, its floor
 
-# Stores a batch for many topics in one statement. A topic's records go in only if its
-# row holds the first offset this node gave them (or, for a topic new to the database,
-# none exists and they start at 1); the topics that made it come back.
+# Stores a batch for many topics in one statement, giving the offsets: each topic's row
+# moves on by its count under the row lock, its records take the offsets it had, and each
+# topic's first offset comes back. ``floor``: no offset below this node's next one (a
+# topic new to the database starts there; a ``skip_to`` whose own write failed holds).
 _STORE = """
-WITH want(topic, first, n) AS (
-    SELECT * FROM unnest(%(topics)s::text[], %(firsts)s::bigint[], %(counts)s::bigint[])
-), ins AS (
-    INSERT INTO linemq_topic (topic, next_offset)
-    SELECT topic, first + n FROM want WHERE first = 1
-    ON CONFLICT (topic) DO NOTHING
-    RETURNING topic
-), upd AS (
-    UPDATE linemq_topic AS t SET next_offset = w.first + w.n, deleted = false
-    FROM want AS w WHERE t.topic = w.topic AND t.next_offset = w.first
-    RETURNING t.topic
-), claimed AS (
-    SELECT topic FROM ins UNION ALL SELECT topic FROM upd
+WITH want(topic, floor, n) AS (
+    SELECT * FROM unnest(%(topics)s::text[], %(floors)s::bigint[], %(counts)s::bigint[])
+), moved AS (
+    INSERT INTO linemq_topic AS t (topic, next_offset)
+    SELECT topic, floor + n FROM want
+    ON CONFLICT (topic) DO UPDATE
+        SET next_offset = greatest(
+                t.next_offset + (SELECT w.n FROM want AS w WHERE w.topic = excluded.topic),
+                excluded.next_offset),
+            deleted = false
+    RETURNING t.topic, t.next_offset
+), firsts AS (
+    SELECT m.topic, m.next_offset - w.n AS first FROM moved AS m JOIN want AS w USING (topic)
 ), stored AS (
     INSERT INTO linemq_record (topic, "offset", id, ts, msg, meta)
-    SELECT r.topic, r.o, r.id, r.ts, r.msg, r.meta::jsonb
-    FROM unnest(%(r_topic)s::text[], %(r_offset)s::bigint[], %(r_id)s::text[],
+    SELECT r.topic, f.first + r.i, r.id, r.ts, r.msg, r.meta::jsonb
+    FROM unnest(%(r_topic)s::text[], %(r_index)s::bigint[], %(r_id)s::text[],
                 %(r_ts)s::float8[], %(r_msg)s::text[], %(r_meta)s::text[])
-         AS r(topic, o, id, ts, msg, meta)
-    WHERE r.topic IN (SELECT topic FROM claimed)
+         AS r(topic, i, id, ts, msg, meta)
+    JOIN firsts AS f USING (topic)
 )
-SELECT topic FROM claimed
+SELECT topic, first FROM firsts
 """
 # Each topic's counter, oldest offset and bytes of text (a scan at open, once), and
 # deleted names, whose offsets go on if the name comes back.
@@ -113,16 +113,15 @@ _BASE_KEYS = {"id": "", "o": 0, "ts": 0, "msg": ""}  # what Meta.decode expects 
 
 
 class _Log:
-    """One topic's counter and what this node sent of it lately; also its ``TopicView``."""
+    """One topic's offsets and what this node sent of it lately; also its ``TopicView``."""
 
     __slots__ = (
-        "bytes", "epoch", "first_offset", "last", "meta_last_offset", "pending", "tail", "written",
+        "bytes", "first_offset", "last", "meta_last_offset", "pending", "tail", "written",
     )  # fmt: skip
 
     def __init__(self, last: int = 0, first: int | None = None, nbytes: int = 0) -> None:
-        self.last = last  # the last offset given, committed or not
+        self.last = last  # the last offset the database gave this node (or skip_to passed)
         self.pending: list[Record] = []
-        self.epoch = 0  # moves when the counter is reloaded: older batches' failures are stale
         self.first_offset = last + 1 if first is None else first
         self.written = last  # the last offset the database stored (and this node dispatched)
         self.meta_last_offset = last  # not known without a scan: assume the worst
@@ -144,18 +143,21 @@ class _Log:
             return []
         return self.tail.get(max(start_offset, self.first_offset), max_count, max_bytes)
 
-    def stored(self, records: list[Record]) -> None:
+    def stored(self, records: list[Record], first: int) -> None:
+        """The database stored ``records`` from offset ``first`` on: they take their
+        offsets (nobody has seen them yet) and become readable."""
+        nbytes = 0
+        for offset, record in enumerate(records, first):
+            record.offset = offset
+            nbytes += len(record.msg)
+            if record.meta is not None:
+                self.meta_last_offset = offset
+        if first != self.tail.next_offset:  # another writer took the offsets between
+            self.tail = TailCache(first)
         self.tail.extend(records)
         self.written = records[-1].offset
-        self.bytes += sum(len(r.msg) for r in records)
-
-    def reload(self, last: int) -> None:
-        """The database says ``last`` is the last offset stored: what this node sent
-        above it never was, and its offsets are given again."""
-        self.last = self.written = last
-        self.first_offset = min(self.first_offset, last + 1)
-        self.tail = TailCache(last + 1)
-        self.epoch += 1
+        self.last = max(self.last, self.written)
+        self.bytes += nbytes
 
     def dropped(self, first: int, nbytes: int) -> None:
         self.first_offset = max(self.first_offset, first)
@@ -166,6 +168,8 @@ class _Log:
 class PostgresStore(AppendBuffer[_Log]):
     """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
 
+    offsets_at_commit = True
+
     def __init__(self, dsn: str, *, exclusive: bool = False) -> None:
         """``exclusive``: hold the node lock (postgres_node.py) for as long as the store is
         open, so that no second node serves the database meanwhile."""
@@ -173,7 +177,6 @@ class PostgresStore(AppendBuffer[_Log]):
         self.exclusive = exclusive
         self.warnings: list[str] = []  # what the server's settings leave an OK unpromised
         super().__init__(_Log)
-        self._failed: dict[str, list[Record]] = {}  # appends voided by a failed batch
         self._in_flight = 0  # commits sent and not settled yet
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -224,6 +227,18 @@ class PostgresStore(AppendBuffer[_Log]):
         while (job := self._jobs.get()) is not None:
             job()
 
+    def _append(
+        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
+    ) -> list[Record]:
+        """Records with offset 0: the database gives their offsets when it stores them."""
+        if len(msgs) != len(ids):
+            raise StorageError("one id per message")
+        log = self._log(topic)
+        records = [Record(0, id, ts, msg, meta) for id, msg in zip(ids, msgs, strict=True)]
+        log.pending += records
+        self._touched[topic] = log
+        return records
+
     def commit(self) -> Commit:
         """Send what was appended since the last commit as one statement. The commit
         settles, and then its ticket resolves, once PostgreSQL has answered: ``written``
@@ -232,19 +247,17 @@ class PostgresStore(AppendBuffer[_Log]):
         batch: list[_Sent] = []
         for topic, log in touched.items():
             if log.pending:
-                batch.append((topic, log, log.epoch, log.pending))
+                batch.append((topic, log, log.pending, log.last + 1))
                 log.pending = []
         done = Commit(self._ticket, [sent[0] for sent in batch] if batch else None)
         self._ticket = Ticket()
-        failed, self._failed = self._failed, {}
-        done.failed.update(failed)
         if not batch and not self._in_flight:
             done.ticket.resolve()
             return done
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         if not batch:  # nothing to store; the ticket still resolves after the earlier ones
-            self._jobs.put(lambda: self._answer(loop, done, [], [], {}, None))
+            self._jobs.put(lambda: self._answer(loop, done, [], {}, None))
         else:
             self._jobs.put(lambda: self._store(loop, done, batch))
         return done
@@ -252,97 +265,71 @@ class PostgresStore(AppendBuffer[_Log]):
     def _store(self, loop: asyncio.AbstractEventLoop, done: Commit, batch: list[_Sent]) -> None:
         """On the database thread: one statement for the batch, then the ticket on the loop."""
         r_topic: list[str] = []
-        r_offset: list[int] = []
+        r_index: list[int] = []
         r_id: list[str] = []
         r_ts: list[float] = []
         r_msg: list[str] = []
         r_meta: list[str | None] = []
-        for topic, _, _, records in batch:
+        for topic, _, records, _ in batch:
             r_topic += [topic] * len(records)
+            r_index += range(len(records))
             for r in records:
-                r_offset.append(r.offset)
                 r_id.append(r.id)
                 r_ts.append(r.ts)
                 r_msg.append(r.msg)
                 r_meta.append(None if r.meta is None else orjson.dumps(r.meta.encode()).decode())
         params = {
             "topics": [sent[0] for sent in batch],
-            "firsts": [sent[3][0].offset for sent in batch],
-            "counts": [len(sent[3]) for sent in batch],
+            "floors": [sent[3] for sent in batch],
+            "counts": [len(sent[2]) for sent in batch],
             "r_topic": r_topic,
-            "r_offset": r_offset,
+            "r_index": r_index,
             "r_id": r_id,
             "r_ts": r_ts,
             "r_msg": r_msg,
             "r_meta": r_meta,
         }
         error: StorageError | None = None
-        claimed: set[str] = set()
+        firsts: dict[str, int] = {}
         try:
-            claimed = {row[0] for row in self._connect().execute(_STORE, params).fetchall()}
+            firsts = dict(self._connect().execute(_STORE, params).fetchall())
         except psycopg.Error as exc:  # the outcome is unknown if the connection went
             error = StorageError(f"storage unavailable: {exc}")
-        lost = [(topic, epoch) for topic, _, epoch, _ in batch if topic not in claimed]
-        counters: dict[str, int] | None = None
-        if lost:
-            try:
-                rows = self._connect().execute(
-                    "SELECT topic, next_offset - 1 FROM linemq_topic WHERE topic = ANY(%s)",
-                    ([topic for topic, _ in lost],),
-                )
-                counters = dict(rows.fetchall())
-            except psycopg.Error:
-                counters = None  # reloaded at the next failure
-        self._answer(loop, done, batch, lost, counters, error)
+        self._answer(loop, done, batch, firsts, error)
 
     def _answer(
         self,
         loop: asyncio.AbstractEventLoop,
         done: Commit,
         batch: list[_Sent],
-        lost: list[tuple[str, int]],
-        counters: dict[str, int] | None,
+        firsts: dict[str, int],
         error: StorageError | None,
     ) -> None:
         """On the database thread: settle the commit on the loop (``_settle``)."""
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(self._settle, done, batch, lost, counters, error)
+            loop.call_soon_threadsafe(self._settle, done, batch, firsts, error)
 
     def _settle(
         self,
         done: Commit,
         batch: list[_Sent],
-        lost: list[tuple[str, int]],
-        counters: dict[str, int] | None,
+        firsts: dict[str, int],
         error: StorageError | None,
     ) -> None:
-        """On the loop: the topics stored become readable and are ``written``; those not
-        stored fail and are numbered again from the database, voiding the appends made
-        since (their offsets were wrong). Then the commit settles, and its ticket."""
+        """On the loop: the topics stored take their offsets, become readable and are
+        ``written``; the others fail. Then the commit settles, and its ticket."""
         self._in_flight -= 1
         ticket = done.ticket
-        gone = {topic for topic, _ in lost}
-        for topic, log, epoch, records in batch:
-            if topic in gone:
+        for topic, log, records, _ in batch:
+            first = firsts.get(topic)
+            if first is None:
                 done.failed[topic] = records
-            elif self._logs.get(topic) is log and log.epoch == epoch:
-                log.stored(records)
+                ticket.failed(topic, error or StorageError("storage unavailable: not stored"))
+                continue
+            log.stored(records, first)
+            if self._logs.get(topic) is log:
                 done.written[topic] = records
             # else deleted meanwhile: stored, and gone with the topic
-        for topic, epoch in lost:
-            exc = error or StorageError(
-                f"storage conflict: {topic}'s offsets moved in the database (another writer?)"
-            )
-            ticket.failed(topic, exc)
-            current = self._logs.get(topic)
-            if current is None or current.epoch != epoch or counters is None:
-                continue
-            if current.pending:
-                self._failed.setdefault(topic, []).extend(current.pending)
-                self._ticket.failed(topic, exc)
-                current.pending = []
-                self._touched.pop(topic, None)
-            current.reload(counters.get(topic, 0))
         done.settle()
         ticket.resolve()
 

@@ -79,8 +79,8 @@ def delete_topics(conn: Conn, names: Sequence[str]) -> None:
 
 
 def skip_to(connect: Callable[[], Conn], topic: str, next_offset: int) -> None:
-    """Move the counter up (a job of its own: a failure is logged; the next commit's fence
-    then fails and the counter is reloaded from the database)."""
+    """Move the counter up (a job of its own: a failure is logged; the next commit to the
+    topic moves it past this node's next offset anyway)."""
     try:
         connect().execute(
             "INSERT INTO linemq_topic (topic, next_offset) VALUES (%s, %s)"

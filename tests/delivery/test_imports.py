@@ -51,11 +51,13 @@ def test_delivery_imports_nothing_above_it() -> None:
     assert {m: ds for m, ds in upward.items() if ds} == {}
 
 
-# What delivery may import of storage: the log seam and records, the state seam (group,
-# pattern and replay logs, their hot lines sealed by ``checksum``) and damage reports.
+# What delivery may import of storage: the log seam, records and what an append returns
+# (``ticket``), the state seam (group, pattern and replay logs, their hot lines sealed by
+# ``checksum``) and damage reports.
 STORAGE_SEAM = {
     "linemq.broker.storage.log_store",
     "linemq.broker.storage.records",
+    "linemq.broker.storage.ticket",
     "linemq.broker.storage.state_store",
     "linemq.broker.storage.checksum",
     "linemq.broker.storage.damage",

@@ -247,3 +247,32 @@ def test_the_file_store_path_does_not_import_psycopg() -> None:
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_offsets_the_database_gives_reach_put_replies_dead_letters_and_seek(
+    broker_process: Start, dsn: str
+) -> None:
+    proc = broker_process("--store", dsn, "--max-retries", "0", *FAST)
+    w = await Wire.open(proc.port)
+    await w.send("PUB t zero\nHISTORY t 10\n")
+    assert await w.line() == "OK published"
+    assert history(await w.until("OK history end")) == [(1, "zero")], "read your own PUB"
+    await w.send(b"PUT t 3 id=k\nabcPUT t 3 id=k\nabc\n".replace(b"abcPUT", b"abc\nPUT"))
+    first, repeat = await w.line(), await w.line()
+    assert first.startswith("OK published 2 ")
+    assert repeat == "OK duplicate 2 " + first.split()[3]
+    await w.send(b"PUT t 3 id=k\nabc\n")
+    assert await w.line() == "OK duplicate 2 " + first.split()[3]
+    m = await member(proc.port, "t", "g")
+    assert await w.cmd("SEEK t g earliest") == "OK seek t g 1"
+    zero, abc = await next_msg(m), await next_msg(m)
+    assert [(x.offset, x.text) for x in (zero, abc)] == [(1, "zero"), (2, "abc")]
+    await m.send(f"TERM {zero.id} broken\nACK {abc.id}\n")
+    assert await m.lines(2) == ["OK terminated", "OK ack_received"]
+    assert await w.cmd("REPLAY t ALL") == "OK replayed 1"
+    again = await next_msg(m)
+    assert (again.offset, again.text) == (3, "zero")
+    await w.send("DLQ t\n")
+    letter = (await w.until("OK dlq end"))[0]
+    assert '"offset":3' in letter.replace(" ", ""), "the replay is journaled with its offset"
+    assert await w.cmd("SEEK t g latest") == "OK seek t g 4"

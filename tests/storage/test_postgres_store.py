@@ -1,4 +1,5 @@
-"""What the PostgreSQL store adds to the conformance suite: its schema, and its fence."""
+"""What the PostgreSQL store adds to the conformance suite: its schema, and offsets the
+database gives at commit."""
 
 from __future__ import annotations
 
@@ -77,31 +78,43 @@ def test_an_unreachable_database_is_a_clear_storage_error() -> None:
         PostgresStore("postgresql://linemq@127.0.0.1:1/nothing?connect_timeout=2").open()
 
 
-async def test_a_second_writer_fails_the_fence_and_the_topic_numbers_again(
+async def test_the_database_gives_offsets_at_commit_so_a_second_writer_shares_them(
     store: PostgresStore, dsn: str
 ) -> None:
-    """Another writer took offset 3: this node's offset 3 is refused, not stored twice;
-    its other topics are stored, and its next append to the topic follows the database."""
+    """Another writer took offset 3: this node's next records go on after it, stored and
+    answered, with no conflict and no gap; records carry no offset until then."""
     store.append("t", ["a", "b"], 1.0, ["i1", "i2"])
     await store.commit().ticket
     sql(dsn, "INSERT INTO linemq_record VALUES ('t', 3, 'other', 1.0, 'theirs', NULL)")
     sql(dsn, "UPDATE linemq_topic SET next_offset = 4 WHERE topic = 't'")
-    ticket = store.append_batch({"t": ["mine"], "u": ["fine"]}, 2.0, ["i3", "i4"])
-    store.commit()
-    await ticket
-    assert set(ticket.errors) == {"t"}
-    assert "storage conflict" in str(ticket.errors["t"])
-    assert store.last_offset("t") == 3, "numbered again from the database"
-    again = store.append("t", ["next"], 3.0, ["i5"])
-    store.commit()
-    assert [r.offset for r in await again] == [4]
+    mine = store.append("t", ["mine", "too"], 2.0, ["i3", "i4"])
+    assert [r.offset for r in mine.records] == [0, 0], "given by the database, at commit"
+    done = store.commit()
+    assert [r.offset for r in await mine] == [4, 5]
+    assert [r.offset for r in done.written["t"]] == [4, 5]
+    assert store.last_offset("t") == 5
+    view = store.get("t")
+    assert view is not None and view.written_offset == 5
     assert [(r.offset, r.msg) for r in await store.read("t", 1, 10)] == [
         (1, "a"),
         (2, "b"),
         (3, "theirs"),
-        (4, "next"),
+        (4, "mine"),
+        (5, "too"),
     ]
-    assert [r.msg for r in await store.read("u", 1, 10)] == ["fine"]
+    assert [r.msg for r in await store.read("t", 4, 10)] == ["mine", "too"]
+
+
+async def test_skip_to_holds_even_if_its_own_write_was_lost(store: PostgresStore, dsn: str) -> None:
+    store.append("t", ["a"], 1.0, ["i1"])
+    await store.commit().ticket
+    assert store.skip_to("t", 10, "test: lost offsets")
+    store.append("other", ["x"], 1.0, ["ix"])
+    await store.commit().ticket  # the skip's job ran before this commit
+    sql(dsn, "UPDATE linemq_topic SET next_offset = 2 WHERE topic = 't'")  # as if it failed
+    after = store.append("t", ["b"], 2.0, ["i2"])
+    store.commit()
+    assert [r.offset for r in await after] == [10], "no offset below the skip is given"
 
 
 async def test_a_lost_connection_fails_the_batch_and_the_store_reconnects(

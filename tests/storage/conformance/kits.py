@@ -23,6 +23,7 @@ class StoreKit:
     name: str
     open: Callable[[], Store]
     reopen_skipped: str = ""  # why a store cannot be reopened over its data ("": it can)
+    offsets_at_append: bool = True  # False: the store gives offsets when a commit settles
 
 
 def _file_kit(request: pytest.FixtureRequest, tmp: Path) -> StoreKit:
@@ -48,7 +49,7 @@ def _postgres_kit(request: pytest.FixtureRequest, tmp: Path) -> StoreKit:
         store.open()
         return store
 
-    return StoreKit("postgresql", open_)
+    return StoreKit("postgresql", open_, offsets_at_append=False)
 
 
 KITS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreKit]] = {
