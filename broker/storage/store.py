@@ -237,7 +237,7 @@ class FileStore:
             return failed_ticket(topic, as_storage_error(exc))
         appended = self._appended.get(log_)
         if appended is None:
-            self._appended[log_] = records
+            self._appended[log_] = records[:]  # the Appended keeps its own list
         else:
             appended += records
         return Appended(topic, records, self._ticket)

@@ -61,6 +61,17 @@ async def test_an_append_resolves_to_its_records_in_order(store: LogStore) -> No
     assert [r.offset for r in first] == [1, 2]
 
 
+async def test_appends_to_one_topic_in_one_tick_resolve_to_their_own_records(
+    store: LogStore,
+) -> None:
+    first = store.append("t", ["a"], 1.0, ["i1"])
+    second = store.append("t", ["b", "c"], 1.0, ["i2", "i3"])
+    store.commit()
+    assert [r.msg for r in await first] == ["a"]
+    assert [r.msg for r in await second] == ["b", "c"]
+    assert [r.offset for r in await second] == [2, 3]
+
+
 async def test_appends_before_a_commit_share_its_ticket(store: LogStore) -> None:
     a = store.append("t", ["a"], 1.0, ["ia"])
     batch_ticket = store.append_batch({"t": ["b"], "u": ["c"]}, 1.0, ["ib", "ic"])
