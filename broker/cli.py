@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from linemq.broker.config import (
     Config,
@@ -116,7 +117,8 @@ def main() -> None:
     "--fsync",
     type=click.Choice(["always", "interval", "never"]),
     default=DEFAULTS.fsync,
-    help="always: fsync before each OK (group commit); interval: every --fsync-interval-ms.",
+    help="always: fsync before each OK (group commit); interval: every --fsync-interval-ms."
+    " With --store the default is always: each OK waits for the database's commit.",
 )
 @_opt(
     "--fsync-interval-ms",
@@ -374,6 +376,10 @@ def serve(**options: Any) -> None:
     store = options.pop("store")
     if store:
         _check_store(store)
+        if click.get_current_context().get_parameter_source("fsync") is ParameterSource.DEFAULT:
+            # A state write is only queued until the database commits it: an OK sent
+            # before that could be lost with the node, so replies wait for the commit.
+            options["fsync"] = "always"
     config = Config(**options)
     configure_logging(config.log_level, config.log_format)
     run(config, store or None)
