@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
-
-from linemq.broker.storage.checksum import seal
-from linemq.broker.storage.damage import JOURNAL_LINE, Damage, DamageReport
-from linemq.broker.storage.journal import HEADER, scan_journal
+from linemq.broker.storage.buffered_log import BufferedLog, sealed
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.journal import HEADER
 from linemq.broker.storage.state_store import EventLog, OnPending, Valid, check_name
 
 Key = tuple[str, ...]
@@ -37,55 +35,20 @@ class _Kept:
         self.size += len(data)
 
 
-class MemoryLog:
+class MemoryLog(BufferedLog[Key]):
     """One ``EventLog`` of a ``MemoryStateStore``."""
 
     def __init__(self, store: MemoryStateStore, key: Key) -> None:
+        super().__init__(store, key)
         self._store = store
-        self._key = key
-        self._pending: list[bytes] = []
-        self._closed = False
-        self._deleted = False
-        self._damaged = 0
 
     @property
     def label(self) -> str:
         return "memory:" + "/".join(self._key)
 
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending)
-
-    @property
-    def size(self) -> int:
-        kept = self._store.kept.get(self._key)
-        return 0 if kept is None else kept.size
-
-    @property
-    def needs_rewrite(self) -> bool:
-        return self._damaged > 0
-
-    def exists(self) -> bool:
-        return self._key in self._store.kept
-
-    def replay(self, valid: Valid | None = None) -> list[dict[str, object]]:
-        return [e for e in self.replay_lines(valid) if e is not None]
-
     def replay_lines(self, valid: Valid | None = None) -> list[dict[str, object] | None]:
         kept = self._store.kept.setdefault(self._key, _Kept())  # as a file is made by opening
-        scan = scan_journal(b"".join(kept.lines), valid)
-        self._damaged = len(scan.damaged)
-        for position, reason in scan.damaged:
-            self._store.damage.report(Damage(JOURNAL_LINE, self.label, position, reason=reason))
-        return scan.entries
-
-    def append(self, entry: dict[str, object]) -> None:
-        self.append_line(seal(orjson.dumps(entry)))
-
-    def append_line(self, line: bytes) -> None:
-        if not self._pending:
-            self._store.pending(self)
-        self._pending.append(line)
+        return self._scan(b"".join(kept.lines), valid)
 
     def write(self) -> bool:
         if self._deleted:
@@ -113,7 +76,7 @@ class MemoryLog:
 
     def _replace(self, entries: list[dict[str, object]]) -> None:
         kept = self._store.kept[self._key] = _Kept()
-        kept.add(b"".join(seal(orjson.dumps(e)) for e in entries))
+        kept.add(sealed(entries))
         self._damaged = 0
 
     def delete(self) -> None:

@@ -27,12 +27,11 @@ import concurrent.futures
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
 import psycopg
 
-from linemq.broker.storage.checksum import seal
-from linemq.broker.storage.damage import JOURNAL_LINE, Damage, DamageReport
-from linemq.broker.storage.journal import HEADER, scan_journal
+from linemq.broker.storage.buffered_log import BufferedLog, sealed
+from linemq.broker.storage.damage import DamageReport
+from linemq.broker.storage.journal import HEADER
 from linemq.broker.storage.postgres_jobs import Conn, JobThread
 from linemq.broker.storage.postgres_schema import migrate
 from linemq.broker.storage.records import StorageError
@@ -52,41 +51,18 @@ class _Kept:
     size: int = 0
 
 
-class PostgresLog:
+class PostgresLog(BufferedLog[str]):
     """One ``EventLog`` of a ``PostgresStateStore``."""
 
     def __init__(self, store: PostgresStateStore, key: str) -> None:
+        super().__init__(store, key)
         self._store = store
-        self._key = key
-        self._pending: list[bytes] = []
         self._last: concurrent.futures.Future[object] | None = None  # the last write queued
         self.error: StorageError | None = None  # a write failed: ``sync`` says so once
-        self._closed = False
-        self._deleted = False
-        self._damaged = 0
 
     @property
     def label(self) -> str:
         return "postgresql:" + self._key
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending)
-
-    @property
-    def size(self) -> int:
-        kept = self._store.kept.get(self._key)
-        return 0 if kept is None else kept.size
-
-    @property
-    def needs_rewrite(self) -> bool:
-        return self._damaged > 0
-
-    def exists(self) -> bool:
-        return self._key in self._store.kept
-
-    def replay(self, valid: Valid | None = None) -> list[dict[str, object]]:
-        return [e for e in self.replay_lines(valid) if e is not None]
 
     def replay_lines(self, valid: Valid | None = None) -> list[dict[str, object] | None]:
         if self._key not in self._store.kept:  # nothing stored: no query
@@ -99,19 +75,7 @@ class PostgresLog:
             ).fetchall()
         )
         assert isinstance(rows, list)
-        scan = scan_journal(HEADER + b"".join(bytes(row[0]) for row in rows), valid)
-        self._damaged = len(scan.damaged)
-        for position, reason in scan.damaged:
-            self._store.damage.report(Damage(JOURNAL_LINE, self.label, position, reason=reason))
-        return scan.entries
-
-    def append(self, entry: dict[str, object]) -> None:
-        self.append_line(seal(orjson.dumps(entry)))
-
-    def append_line(self, line: bytes) -> None:
-        if not self._pending:
-            self._store.pending(self)
-        self._pending.append(line)
+        return self._scan(HEADER + b"".join(bytes(row[0]) for row in rows), valid)
 
     def write(self) -> bool:
         """Queue one INSERT of what is buffered; it commits with the others queued
@@ -141,7 +105,7 @@ class PostgresLog:
         """Queue the snapshot in place of every row before it. What was buffered is
         written first, as the journal does: if the snapshot fails, nothing is lost."""
         self.write()
-        data = b"".join(seal(orjson.dumps(e)) for e in entries)
+        data = sealed(entries)
         kept = self._store.kept.setdefault(self._key, _Kept())
         seq, key = kept.next_seq, self._key
         kept.next_seq += 1
