@@ -14,11 +14,10 @@ resolved ``Appended``. Then each topic's commits settle in the order they were m
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 from linemq.broker.storage.log_store import Commit
 from linemq.broker.storage.memory_store import MemoryStore, _Log
-from linemq.broker.storage.records import Meta, Record, StorageError
+from linemq.broker.storage.records import Record, StorageError
 from linemq.broker.storage.ticket import Ticket
 
 FAILED = "storage unavailable: the test failed it"
@@ -34,19 +33,6 @@ class LaterStore(MemoryStore):
         self._batches: dict[Commit, dict[str, tuple[_Log, list[Record]]]] = {}
         self._order: dict[str, deque[tuple[Commit, list[Record]]]] = {}  # by topic, in flight
         self._answered: set[Commit] = set()
-
-    def _append(
-        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
-    ) -> list[Record]:
-        if not self.at_commit:
-            return super()._append(topic, msgs, ts, ids, meta)
-        if len(msgs) != len(ids):
-            raise StorageError("one id per message")
-        log = self._log(topic)
-        records = [Record(0, id, ts, msg, meta) for id, msg in zip(ids, msgs, strict=True)]
-        log.pending += records
-        self._touched[topic] = log
-        return records
 
     def commit(self) -> Commit:
         touched, self._touched = self._touched, {}

@@ -34,6 +34,10 @@ class AppendBuffer(Generic[L]):
     and the topics: ``topic`` and ``get`` (a log is its topic's view), and deleted names
     going on above the offsets they gave out."""
 
+    offsets_at_commit = False
+    """True for a store whose commit gives the offsets (log_store.offsets_at_commit):
+    appended records carry offset 0 until then."""
+
     def __init__(self, new_log: Callable[[int], L]) -> None:
         self._logs: dict[str, L] = {}
         self._ticket = Ticket()
@@ -92,15 +96,18 @@ class AppendBuffer(Generic[L]):
         if len(msgs) != len(ids):
             raise StorageError("one id per message")
         log = self._log(topic)
-        first = log.last + 1
-        records = [
-            Record(offset, id, ts, msg, meta)
-            for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
-        ]
+        if self.offsets_at_commit:
+            records = [Record(0, id, ts, msg, meta) for id, msg in zip(ids, msgs, strict=True)]
+        else:
+            first = log.last + 1
+            records = [
+                Record(offset, id, ts, msg, meta)
+                for offset, id, msg in zip(range(first, first + len(msgs)), ids, msgs, strict=True)
+            ]
+            log.last += len(records)
+            if meta is not None:
+                log.meta_last_offset = log.last
         log.pending += records
-        log.last += len(records)
-        if meta is not None:
-            log.meta_last_offset = log.last
         self._touched[topic] = log
         return records
 

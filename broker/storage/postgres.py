@@ -168,7 +168,7 @@ class _Log:
 class PostgresStore(AppendBuffer[_Log]):
     """Implements ``LogStore`` on PostgreSQL; ``open()`` before use, from a running loop."""
 
-    offsets_at_commit = True
+    offsets_at_commit = True  # records carry offset 0 until the database stores them
 
     def __init__(self, dsn: str, *, exclusive: bool = False) -> None:
         """``exclusive``: hold the node lock (postgres_node.py) for as long as the store is
@@ -226,18 +226,6 @@ class PostgresStore(AppendBuffer[_Log]):
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
-
-    def _append(
-        self, topic: str, msgs: Sequence[str], ts: float, ids: Sequence[str], meta: Meta | None
-    ) -> list[Record]:
-        """Records with offset 0: the database gives their offsets when it stores them."""
-        if len(msgs) != len(ids):
-            raise StorageError("one id per message")
-        log = self._log(topic)
-        records = [Record(0, id, ts, msg, meta) for id, msg in zip(ids, msgs, strict=True)]
-        log.pending += records
-        self._touched[topic] = log
-        return records
 
     def commit(self) -> Commit:
         """Send what was appended since the last commit as one statement. The commit
